@@ -1,0 +1,356 @@
+// build(): the library entry of `tsbuild build`. Context + Dockerfile → plan → stages → one image in the store.
+//
+// The whole build holds a store write lease (a concurrent `tsbuild prune` spares the blobs it writes before they
+// are named). The image is named only once everything is stored: a failed build leaves no index entry, only
+// layer blobs and cache records that later builds can reuse (and prune can remove).
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { NotFoundError, TsbuildError, wrap } from '../layers/errors.js';
+import { getImage, type Image, loadImage, tagImage, writeImage } from '../layers/image.js';
+import { openLayer } from '../layers/layer-read.js';
+import { fullName, parseReference } from '../layers/names.js';
+import type { Store } from '../layers/store.js';
+import { applyLayer } from '../layers/tar-apply.js';
+import { tarFromChanges } from '../layers/tar-create.js';
+import { commitLayer } from '../layers/commit.js';
+import { type Compression, type Descriptor, type Digest, type ImageConfig, type Platform, type HistoryEntry } from '../layers/types.js';
+import { diffUpperdir } from '../unionfs/diff-upper.js';
+import { ensureSnapshots } from '../unionfs/snapshot.js';
+import { BuildCache, type LayerRef } from './cache.js';
+import { openContext } from './context.js';
+import { epochTime, Executor, type StageResult } from './execute.js';
+import { HistoryLog } from './history.js';
+import { parseDockerfile } from './parse.js';
+import { DEFAULT_PLATFORM, planBuild, type PlanPlatform } from './plan.js';
+import type { BuildEvent } from './progress.js';
+import { openRootfs, type StorageDriver } from './rootfs.js';
+
+export interface BuildOptions {
+  store: Store;
+  /** a directory, a tar archive (plain or compressed), or '-' (the Dockerfile on stdin, no context) */
+  context: string;
+  /** -f: the Dockerfile (default <context>/Dockerfile; '-' reads stdin) */
+  dockerfile?: string;
+  /** where '-' reads from (default process.stdin) */
+  stdin?: Readable;
+  /** names to give the image (NAME[:TAG]) */
+  tags?: string[];
+  /** --build-arg values */
+  buildArgs?: ReadonlyMap<string, string> | Readonly<Record<string, string>>;
+  /** --target */
+  target?: string;
+  /** --no-cache: run every step (results are still recorded) */
+  noCache?: boolean;
+  /** --pull: fetch base images from their registry even when the store has them */
+  pull?: boolean;
+  /** --secret values by id */
+  secrets?: ReadonlyMap<string, Uint8Array> | Readonly<Record<string, Uint8Array>>;
+  /** RUN's network: default (the host's, like docker build), none or host */
+  network?: 'default' | 'none' | 'host';
+  /** --platform (only linux/amd64) */
+  platform?: string;
+  compression?: Compression;
+  /** --squash: the new layers become one */
+  squash?: boolean;
+  /** SOURCE_DATE_EPOCH from the environment (a --build-arg SOURCE_DATE_EPOCH wins) */
+  sourceDateEpoch?: number;
+  /** 'auto' (default): overlay as root, else the userspace fallback */
+  storageDriver?: StorageDriver | 'auto';
+  onEvent?: (e: BuildEvent) => void;
+  signal?: AbortSignal;
+  /** for relative paths (default process.cwd()) */
+  cwd?: string;
+  /** fetches an image the store lacks (default: layers/registry pullImage) */
+  pullImage?: (store: Store, ref: string) => Promise<{ descriptor: Descriptor }>;
+}
+
+export interface BuildResult {
+  /** the manifest's descriptor: its digest is the image's digest */
+  descriptor: Descriptor;
+  digest: Digest;
+  /** the image ID (config digest) */
+  configDigest: Digest;
+  config: ImageConfig;
+  /** the names given, canonical */
+  tags: string[];
+  /** warnings (unused build args, Dockerfile lint) */
+  warnings: string[];
+}
+
+/** BuildError is a failed build that is not about a Dockerfile line (context, store, base image). */
+export class BuildError extends TsbuildError {
+  constructor(message: string, opts: { hint?: string; cause?: unknown } = {}) {
+    super('E_BUILD', message, opts);
+  }
+}
+
+/**
+ * build builds the image and names it. Throws DockerfileError (`Dockerfile:12: …`) for a problem with an
+ * instruction (including a failing RUN: RunFailedError with the exit code and output), NotFoundError for a
+ * missing context, Dockerfile or base image, other TsbuildErrors for the rest. Nothing is named on failure.
+ */
+export async function build(opts: BuildOptions): Promise<BuildResult> {
+  const store = opts.store;
+  const onEvent = opts.onEvent ?? (() => {});
+  const warnings: string[] = [];
+  const warn = (message: string): void => {
+    warnings.push(message);
+    onEvent({ type: 'warning', message });
+  };
+  const platform = parsePlatform(opts.platform);
+  const tags = (opts.tags ?? []).map((t) => {
+    const ref = parseReference(t);
+    if (ref.digest && !ref.tag) throw new BuildError(`cannot tag an image with a digest reference: ${t}`);
+    return t;
+  });
+  const abort = new AbortController();
+  const onOuterAbort = (): void => abort.abort(opts.signal?.reason);
+  opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
+
+  const lease = await store.beginWrite();
+  const tmpDir = join(store.root, 'tmp', `build-${process.pid}-${randomBytes(6).toString('hex')}`);
+  await mkdir(tmpDir, { recursive: true, mode: 0o700 });
+  let ids = 0;
+  const step = (name: string): number => {
+    const id = ++ids;
+    onEvent({ type: 'step', id, name });
+    return id;
+  };
+  let opened: Awaited<ReturnType<typeof openContext>> | undefined;
+  let rootfs: Awaited<ReturnType<typeof openRootfs>> | undefined;
+  try {
+    // The Dockerfile and the context.
+    const dfName = opts.dockerfile === '-' || opts.context === '-' ? 'Dockerfile' : (opts.dockerfile ?? 'Dockerfile');
+    const loadId = step(`[internal] load build definition from ${dfName.split('/').pop()}`);
+    opened = await openContext({
+      context: opts.context,
+      ...(opts.dockerfile === undefined ? {} : { dockerfile: opts.dockerfile }),
+      ...(opts.stdin ? { stdin: opts.stdin } : {}),
+      tmpDir,
+      ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    });
+    onEvent({ type: 'status', id: loadId, message: `transferring dockerfile: ${Buffer.byteLength(opened.dockerfileText)}B done` });
+    onEvent({ type: 'done', id: loadId });
+    if (opened.context) {
+      const ignId = step('[internal] load .dockerignore');
+      onEvent({ type: 'status', id: ignId, message: opened.context.ignoreFile ? `${opened.context.patterns.length} patterns from ${opened.context.ignoreFile.split('/').pop()}` : 'no ignore file' });
+      onEvent({ type: 'done', id: ignId });
+    }
+    const parsed = parseDockerfile(opened.dockerfileText, { file: opened.dockerfileName });
+    for (const w of parsed.warnings) warn(`${w.file}:${w.line}: ${w.message} (${w.code})`);
+
+    const buildArgs = new Map<string, string>(
+      opts.buildArgs instanceof Map ? opts.buildArgs : Object.entries((opts.buildArgs ?? {}) as Record<string, string>),
+    );
+    if (opts.sourceDateEpoch !== undefined && !buildArgs.has('SOURCE_DATE_EPOCH')) buildArgs.set('SOURCE_DATE_EPOCH', String(opts.sourceDateEpoch));
+    const plan = planBuild({
+      instructions: parsed.instructions,
+      buildArgs,
+      ...(opts.target ? { target: opts.target } : {}),
+      targetPlatform: platform,
+      buildPlatform: DEFAULT_PLATFORM,
+      escape: parsed.directives.escape,
+      file: opened.dockerfileName,
+    });
+    if (plan.unusedBuildArgs.length) warn(`one or more build-args [${plan.unusedBuildArgs.join(' ')}] were not consumed`);
+
+    rootfs = await openRootfs(store, opts.storageDriver ?? 'auto');
+    const history = new HistoryLog();
+    const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const secrets = new Map<string, Uint8Array>(opts.secrets instanceof Map ? opts.secrets : Object.entries((opts.secrets ?? {}) as Record<string, Uint8Array>));
+    const resolveImage = imageResolver(store, {
+      pull: opts.pull ?? false,
+      pullImage: opts.pullImage ?? defaultPull,
+      onStatus: (message) => warn(message),
+    });
+    const executor = new Executor({
+      store,
+      plan,
+      context: opened.context,
+      file: opened.dockerfileName,
+      escape: parsed.directives.escape,
+      rootfs,
+      cache: new BuildCache(store),
+      useCache: !opts.noCache,
+      secrets,
+      network: opts.network ?? 'default',
+      compression: opts.compression ?? 'gzip',
+      tmpDir,
+      history,
+      onEvent,
+      signal: abort.signal,
+      resolveImage,
+      now,
+    });
+    executor.reserveIds(ids);
+    let result: StageResult;
+    try {
+      result = await executor.run();
+    } catch (err) {
+      abort.abort(err);
+      throw err;
+    }
+
+    // The image.
+    const exportId = executor.nextId();
+    onEvent({ type: 'step', id: exportId, name: 'exporting to image' });
+    const epoch = plan.epoch === undefined ? undefined : epochTime(plan.epoch);
+    let layers = result.layers;
+    let hist = history.finalize(result.image.history, now, epoch);
+    if (opts.squash) {
+      const sq = await squash(store, rootfs.driver, result, result.baseLayers, hist, {
+        compression: opts.compression ?? 'gzip',
+        ...(plan.epoch === undefined ? {} : { sourceDateEpoch: plan.epoch }),
+        tmpDir,
+      });
+      layers = sq.layers;
+      hist = sq.history;
+    }
+    const config = result.image.config;
+    if (!config.OnBuild || config.OnBuild.length === 0) config.OnBuild = null;
+    const imageConfig: Omit<ImageConfig, 'rootfs'> = {
+      created: epoch ?? now,
+      ...(result.image.author ? { author: result.image.author } : {}),
+      architecture: result.image.architecture,
+      os: result.image.os,
+      ...(result.image.variant ? { variant: result.image.variant } : {}),
+      ...(result.image['os.version'] ? { 'os.version': result.image['os.version'] } : {}),
+      config,
+      history: hist,
+    };
+    const descriptor = await writeImage(store, { config: imageConfig, layers });
+    const manifest = await store.readJson<{ config: Descriptor }>(descriptor.digest);
+    const named: string[] = [];
+    for (const t of tags) {
+      await tagImage(store, descriptor, t);
+      named.push(fullName(parseReference(t)));
+    }
+    if (tags.length === 0) await keepUntagged(store, descriptor);
+    onEvent({ type: 'status', id: exportId, message: `writing image ${descriptor.digest} done` });
+    for (const n of named) onEvent({ type: 'status', id: exportId, message: `naming to ${n} done` });
+    onEvent({ type: 'done', id: exportId });
+    const written = await store.readJson<ImageConfig>(manifest.config.digest);
+    return { descriptor, digest: descriptor.digest, configDigest: manifest.config.digest, config: written, tags: named, warnings };
+  } finally {
+    opts.signal?.removeEventListener('abort', onOuterAbort);
+    await rootfs?.close().catch(() => {});
+    await opened?.cleanup().catch(() => {});
+    await rm(tmpDir, { recursive: true, force: true }).catch(() => {});
+    await lease.end();
+  }
+}
+
+function parsePlatform(p: string | undefined): PlanPlatform {
+  if (p === undefined || p === '') return DEFAULT_PLATFORM;
+  const [os, architecture, variant] = p.split('/');
+  if (os !== 'linux' || architecture !== 'amd64' || (variant !== undefined && variant !== '')) {
+    throw new BuildError(`--platform ${p}: only linux/amd64 can be built on this machine`);
+  }
+  return DEFAULT_PLATFORM;
+}
+
+async function defaultPull(store: Store, ref: string): Promise<{ descriptor: Descriptor }> {
+  const { pullImage } = await import('../layers/registry/pull.js');
+  return pullImage(store, ref, {});
+}
+
+/**
+ * imageResolver resolves FROM / --from image names: the local store first (unless --pull), else a pull. Each name
+ * is resolved once per build.
+ */
+function imageResolver(
+  store: Store,
+  o: { pull: boolean; pullImage: (store: Store, ref: string) => Promise<{ descriptor: Descriptor }>; onStatus: (m: string) => void },
+): (ref: string) => Promise<Image> {
+  const memo = new Map<string, Promise<Image>>();
+  const platform: Platform = { os: 'linux', architecture: 'amd64' };
+  const resolve = async (ref: string): Promise<Image> => {
+    if (o.pull) {
+      try {
+        const r = await o.pullImage(store, ref);
+        return await loadImage(store, r.descriptor, platform);
+      } catch (err) {
+        const local = await getImage(store, ref, platform).catch(() => undefined);
+        if (!local) throw pullError(ref, err);
+        o.onStatus(`--pull: pulling ${ref} failed (${(err as Error).message}); using the local image`);
+        return local;
+      }
+    }
+    try {
+      return await getImage(store, ref, platform);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+    try {
+      const r = await o.pullImage(store, ref);
+      return await loadImage(store, r.descriptor, platform);
+    } catch (err) {
+      throw pullError(ref, err);
+    }
+  };
+  return (ref) => {
+    let p = memo.get(ref);
+    if (!p) {
+      p = resolve(ref);
+      memo.set(ref, p);
+    }
+    return p;
+  };
+}
+
+function pullError(ref: string, err: unknown): Error {
+  return new NotFoundError(`image ${ref} not found in the store (and pulling it failed: ${(err as Error)?.message ?? String(err)})`, `pull it (tsbuild pull ${ref}) or bootstrap it (tsbuild bootstrap)`);
+}
+
+/** keepUntagged records an untagged image in the index (like docker's <none>), so that prune keeps it. */
+async function keepUntagged(store: Store, desc: Descriptor): Promise<void> {
+  await store.updateIndex((index) => {
+    if (index.manifests.some((d) => d.digest === desc.digest)) return;
+    index.manifests.push({ mediaType: desc.mediaType, digest: desc.digest, size: desc.size });
+  });
+}
+
+/**
+ * squash merges the layers added on top of the base image into one: each is applied (overlay whiteouts) into one
+ * directory, which is then diffed against the base. New history entries keep their text; only the first one that
+ * had a layer keeps it.
+ */
+async function squash(
+  store: Store,
+  driver: StorageDriver,
+  result: StageResult,
+  baseCount: number,
+  history: HistoryEntry[],
+  o: { compression: Compression; sourceDateEpoch?: number; tmpDir: string },
+): Promise<{ layers: LayerRef[]; history: HistoryEntry[] }> {
+  const base = result.layers.slice(0, baseCount);
+  const added = result.layers.slice(baseCount);
+  if (added.length <= 1) return { layers: result.layers, history };
+  const dir = join(o.tmpDir, 'squash');
+  await mkdir(dir, { recursive: true });
+  try {
+    for (const l of added) await applyLayer(openLayer(store, l.descriptor), { root: dir, whiteouts: driver === 'overlay' ? 'overlay' : 'delete' });
+    const lowers = driver === 'overlay' ? (await ensureSnapshots({ storeRoot: store.root, layers: base.map((l) => ({ diffId: l.diffId, open: async () => openLayer(store, l.descriptor) })), apply: async (tar, d) => void (await applyLayer(tar, { root: d, whiteouts: 'overlay' })) })).reverse() : [];
+    const changes = await diffUpperdir({ upperdir: dir, lowerdirs: lowers });
+    const c = await commitLayer(store, tarFromChanges(dir, changes, o.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: o.sourceDateEpoch }), { compression: o.compression });
+    let nonEmpty = 0;
+    let kept = false;
+    const hist = history.map((h) => {
+      if (h.empty_layer) return h;
+      nonEmpty++;
+      if (nonEmpty <= baseCount) return h;
+      if (!kept) {
+        kept = true;
+        return h;
+      }
+      return { ...h, empty_layer: true };
+    });
+    return { layers: [...base, { descriptor: c.descriptor, diffId: c.diffId }], history: hist };
+  } catch (err) {
+    throw wrap('squashing the new layers', err);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,258 @@
+// The build context: a directory, a tarball (extracted to a temp directory), or none (`-`: the Dockerfile comes on
+// stdin). Reading the Dockerfile and the ignore file, and the .dockerignore filter every use of the context goes
+// through (COPY/ADD sources, RUN --mount=type=bind from the context, cache keys).
+//
+// Ignore files: `<Dockerfile>.dockerignore` next to the Dockerfile wins over `<context>/.dockerignore` (BuildKit).
+// Patterns are matched with @balena/dockerignore (case-sensitive, as on Linux). The Dockerfile and the ignore file
+// are read even when the patterns exclude them; excluded paths never reach a COPY or a cache key.
+import { createReadStream, readdirSync } from 'node:fs';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import ignore, { type Ignore } from '@balena/dockerignore';
+import { autoDecompress } from '../layers/compress.js';
+import { InvalidInputError, NotFoundError, wrap } from '../layers/errors.js';
+import { applyLayer } from '../layers/tar-apply.js';
+
+/** ContextFilter tells which context paths exist for the build ('/'-separated, relative to the context root). */
+export interface ContextFilter {
+  /** true when the path was excluded by the ignore file and none of its descendants is re-included */
+  excluded(rel: string, isDir: boolean): boolean;
+}
+
+/** BuildContext is the context directory on this machine and its ignore filter. */
+export interface BuildContext {
+  /** absolute path of the context directory */
+  root: string;
+  filter: ContextFilter;
+  /** the ignore patterns in effect (for messages and tests) */
+  patterns: string[];
+  /** which ignore file they came from ('' when none) */
+  ignoreFile: string;
+}
+
+export interface OpenContextOptions {
+  /** a directory, a tar file (plain or compressed), or '-' for none */
+  context: string;
+  /** -f: a path (relative to the working directory), '-' for stdin; default `<context>/Dockerfile`. For a tarball
+   *  context, a path inside it. */
+  dockerfile?: string;
+  /** where `-` reads from (default process.stdin) */
+  stdin?: Readable;
+  /** a directory for the extracted tarball (the caller removes it with cleanup()) */
+  tmpDir: string;
+  cwd?: string;
+}
+
+export interface OpenedContext {
+  dockerfileText: string;
+  /** the Dockerfile's name for messages (`Dockerfile`, `app.Dockerfile`) */
+  dockerfileName: string;
+  /** null when the build has no context (`-`) */
+  context: BuildContext | null;
+  cleanup(): Promise<void>;
+}
+
+/** MAX_DOCKERFILE is the largest Dockerfile read (BuildKit refuses lines over 64 KiB; files are small). */
+const MAX_DOCKERFILE = 16 << 20;
+
+/**
+ * openContext resolves the context and reads the Dockerfile and ignore file. Throws NotFoundError for a missing
+ * context or Dockerfile, InvalidInputError for a context that is neither a directory nor a tar archive.
+ */
+export async function openContext(opts: OpenContextOptions): Promise<OpenedContext> {
+  const cwd = opts.cwd ?? process.cwd();
+  const stdin = opts.stdin ?? process.stdin;
+  const cleanups: Array<() => Promise<void>> = [];
+  const cleanup = async (): Promise<void> => {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+  };
+  try {
+    if (opts.context === '-') {
+      if (opts.dockerfile !== undefined && opts.dockerfile !== '-') {
+        throw new InvalidInputError('with a context of -, the Dockerfile is read from standard input', 'drop -f, or give a context directory');
+      }
+      const text = await readStream(stdin, 'the Dockerfile from standard input');
+      return { dockerfileText: text, dockerfileName: 'Dockerfile', context: null, cleanup };
+    }
+    const ctxPath = resolve(cwd, opts.context);
+    const st = await stat(ctxPath).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') throw new NotFoundError(`build context ${opts.context}`, 'give a directory, a tar archive or - (Dockerfile on stdin, no context)');
+      throw wrap(`reading build context ${opts.context}`, err);
+    });
+    let root: string;
+    let tarball = false;
+    if (st.isDirectory()) root = ctxPath;
+    else if (st.isFile()) {
+      tarball = true;
+      await mkdir(opts.tmpDir, { recursive: true });
+      root = await mkdtemp(join(opts.tmpDir, 'context-'));
+      cleanups.push(() => rm(root, { recursive: true, force: true }));
+      await extractTarball(ctxPath, root);
+    } else throw new InvalidInputError(`build context ${opts.context} is neither a directory nor a tar archive`);
+
+    // The Dockerfile: -f relative to the working directory (inside the archive for a tarball context).
+    let dfPath: string;
+    let dockerfileText: string;
+    if (opts.dockerfile === '-') {
+      dfPath = join(root, 'Dockerfile');
+      dockerfileText = await readStream(stdin, 'the Dockerfile from standard input');
+    } else {
+      const given = opts.dockerfile;
+      if (given === undefined || given === '') dfPath = join(root, 'Dockerfile');
+      else if (tarball) dfPath = join(root, safeRelative(given));
+      else dfPath = isAbsolute(given) ? given : resolve(cwd, given);
+      dockerfileText = await readDockerfile(dfPath, given ?? 'Dockerfile');
+    }
+    const dockerfileName = opts.dockerfile === '-' ? 'Dockerfile' : basename(dfPath);
+
+    // The ignore file: <Dockerfile>.dockerignore next to the Dockerfile, else <context>/.dockerignore.
+    let ignoreFile = '';
+    let ignoreText: string | undefined;
+    if (opts.dockerfile !== '-') {
+      const specific = join(dirname(dfPath), `${basename(dfPath)}.dockerignore`);
+      ignoreText = await readOptional(specific);
+      if (ignoreText !== undefined) ignoreFile = specific;
+    }
+    if (ignoreText === undefined) {
+      const general = join(root, '.dockerignore');
+      ignoreText = await readOptional(general);
+      if (ignoreText !== undefined) ignoreFile = general;
+    }
+    const patterns = ignoreText === undefined ? [] : readIgnorePatterns(ignoreText);
+    return {
+      dockerfileText,
+      dockerfileName,
+      context: { root, filter: makeFilter(root, patterns), patterns, ignoreFile },
+      cleanup,
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
+
+/**
+ * readIgnorePatterns reads a .dockerignore (moby ignorefile rules): a UTF-8 BOM is dropped, lines starting with `#`
+ * are comments, blank lines are skipped. A lone `!` is an error.
+ */
+export function readIgnorePatterns(text: string): string[] {
+  const out: string[] = [];
+  const body = text.startsWith('\ufeff') ? text.slice(1) : text;
+  for (const [i, rawLine] of body.split(/\r?\n/).entries()) {
+    if (rawLine.startsWith('#')) continue;
+    const line = rawLine.trim();
+    if (line === '') continue;
+    if (line === '!') throw new InvalidInputError(`.dockerignore line ${i + 1}: illegal exclusion pattern: "!"`);
+    out.push(line);
+  }
+  return out;
+}
+
+/**
+ * makeFilter builds the context filter for `patterns`. A path is excluded when the patterns ignore it; an ignored
+ * directory is kept (as a parent) when an exception pattern re-includes something below it.
+ */
+export function makeFilter(root: string, patterns: string[]): ContextFilter {
+  if (patterns.length === 0) return { excluded: () => false };
+  const ig: Ignore = ignore.default({ ignorecase: false }).add(patterns);
+  const hasExceptions = patterns.some((p) => p.startsWith('!'));
+  const dirMemo = new Map<string, boolean>();
+  const ignored = (rel: string): boolean => rel !== '' && ig.ignores(rel);
+  /** keepsSomething: does the ignored directory hold a path the patterns re-include? (memoized walk) */
+  const keepsSomething = (rel: string): boolean => {
+    const hit = dirMemo.get(rel);
+    if (hit !== undefined) return hit;
+    let keep = false;
+    try {
+      for (const d of readdirSyncSafe(join(root, rel))) {
+        const child = `${rel}/${d.name}`;
+        if (!ignored(child) || (d.isDirectory && keepsSomething(child))) {
+          keep = true;
+          break;
+        }
+      }
+    } catch {
+      keep = false;
+    }
+    dirMemo.set(rel, keep);
+    return keep;
+  };
+  return {
+    excluded(rel: string, isDir: boolean): boolean {
+      if (!ignored(rel)) return false;
+      return !(isDir && hasExceptions && keepsSomething(rel));
+    },
+  };
+}
+
+function readdirSyncSafe(dir: string): Array<{ name: string; isDirectory: boolean }> {
+  return readdirSync(dir, { withFileTypes: true }).map((d) => ({ name: d.name, isDirectory: d.isDirectory() }));
+}
+
+/** safeRelative cleans a path given inside a tarball context: no leading '/', no climbing out. */
+function safeRelative(p: string): string {
+  const parts: string[] = [];
+  for (const part of p.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') parts.pop();
+    else parts.push(part);
+  }
+  return parts.join('/');
+}
+
+async function readDockerfile(path: string, given: string): Promise<string> {
+  let st;
+  try {
+    st = await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new NotFoundError(`Dockerfile ${given}`, 'give its path with -f, or - to read it from standard input');
+    }
+    throw wrap(`reading ${given}`, err);
+  }
+  if (st.size > MAX_DOCKERFILE) throw new InvalidInputError(`${given} is ${st.size} bytes: too large for a Dockerfile`);
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw wrap(`reading ${given}`, err);
+  }
+}
+
+async function readOptional(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw wrap(`reading ${path}`, err);
+  }
+}
+
+async function readStream(input: Readable, what: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of input) {
+      const b = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+      size += b.length;
+      if (size > MAX_DOCKERFILE) throw new InvalidInputError(`${what} is too large for a Dockerfile`);
+      chunks.push(b);
+    }
+  } catch (err) {
+    throw wrap(`reading ${what}`, err);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** extractTarball unpacks a context archive (plain or compressed tar) with the layer applier's safety rules. */
+async function extractTarball(file: string, dir: string): Promise<void> {
+  const input = createReadStream(file, { highWaterMark: 1 << 20 });
+  const plain = autoDecompress();
+  input.on('error', (err) => plain.destroy(err));
+  try {
+    await applyLayer(input.pipe(plain), { root: dir, whiteouts: 'delete' });
+  } catch (err) {
+    throw wrap(`extracting build context ${file}`, err);
+  }
+}

@@ -1,0 +1,58 @@
+import { bootDisk } from '../../convert/boot.js';
+import { InvalidInputError, TsbuildError } from '../../layers/errors.js';
+import type { GlobalFlags } from '../common.js';
+import { stderrProgress } from '../progress.js';
+
+interface BootFlags extends GlobalFlags {
+  timeout?: number | string;
+  expect?: string;
+  memory?: string;
+  kvm?: string;
+  uefi?: boolean;
+}
+
+export default async function boot(file: string, flags: BootFlags): Promise<void> {
+  const timeout = Number(flags.timeout ?? 300);
+  if (!Number.isFinite(timeout) || timeout <= 0) throw new InvalidInputError(`--timeout must be a positive number of seconds (got ${JSON.stringify(flags.timeout)})`);
+  let expect: RegExp | undefined;
+  if (flags.expect !== undefined) {
+    try {
+      expect = new RegExp(String(flags.expect), 'm');
+    } catch (err) {
+      throw new InvalidInputError(`--expect is not a regular expression: ${(err as Error).message}`);
+    }
+  }
+  const p = stderrProgress();
+  const abort = new AbortController();
+  const onSignal = (): void => abort.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const r = await bootDisk({
+      disk: file,
+      ...(expect ? { expect } : {}),
+      timeoutMs: timeout * 1000,
+      memory: String(flags.memory ?? '1G'),
+      kvm: (flags.kvm ?? 'auto') as 'auto' | 'on' | 'off',
+      uefi: flags.uefi === true,
+      onOutput: (text) => process.stdout.write(text),
+      signal: abort.signal,
+    });
+    process.stdout.write('\n');
+    const what = expect ? `/${expect.source}/` : 'a login prompt';
+    switch (r.outcome) {
+      case 'matched':
+        p.step(`matched ${what} after ${r.seconds.toFixed(1)}s (${r.accel}); the VM is stopped`);
+        return;
+      case 'panic':
+        throw new TsbuildError('E_KERNEL_PANIC', `the kernel panicked after ${r.seconds.toFixed(1)}s (${r.accel})`);
+      case 'exited':
+        throw new TsbuildError('E_BOOT_FAILED', `the VM stopped after ${r.seconds.toFixed(1)}s without printing ${what}`);
+      case 'timeout':
+        throw new TsbuildError('E_BOOT_TIMEOUT', `no ${what} within ${timeout}s (${r.accel})`, { hint: r.accel === 'tcg' ? 'TCG is slow: raise --timeout' : undefined });
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

@@ -1,0 +1,144 @@
+// `tsbuild [build] [flags] CONTEXT|-`: flags → build() → the image digest on stdout, progress on stderr.
+import { readFile, writeFile } from 'node:fs/promises';
+import { build } from '../../builder/build.js';
+import { splitCsv } from '../../builder/plan.js';
+import { plainRenderer, type ProgressMode, type Renderer, ttyRenderer } from '../../builder/progress.js';
+import type { StorageDriver } from '../../builder/rootfs.js';
+import { InvalidInputError, wrap } from '../../layers/errors.js';
+import { type GlobalFlags, compressionFlag, list, openStore, out, sourceDateEpoch } from '../common.js';
+
+export interface BuildFlags extends GlobalFlags {
+  file?: string;
+  tag?: unknown;
+  'build-arg'?: unknown;
+  target?: string;
+  cache?: boolean;
+  pull?: boolean;
+  secret?: unknown;
+  network?: string;
+  platform?: string;
+  compression?: string;
+  progress?: string;
+  iidfile?: string;
+  'metadata-file'?: string;
+  squash?: boolean;
+}
+
+export default async function buildCmd(context: string | undefined, flags: BuildFlags): Promise<void> {
+  if (context === undefined || context === '') {
+    throw new InvalidInputError('build needs a context: a directory, a tar archive, or - (Dockerfile on stdin)', 'tsbuild -f Dockerfile -t app:0.1 .');
+  }
+  const store = await openStore(flags);
+  const buildArgs = parseBuildArgs(list(flags['build-arg']), process.env);
+  const secrets = await parseSecrets(list(flags.secret), process.env);
+  const network = String(flags.network ?? 'default');
+  if (network !== 'default' && network !== 'none' && network !== 'host') {
+    throw new InvalidInputError(`--network must be default, none or host (got ${JSON.stringify(network)})`);
+  }
+  const renderer = pickRenderer(String(flags.progress ?? 'auto') as ProgressMode);
+  const sde = sourceDateEpoch();
+  const driver = process.env.TSBUILD_STORAGE_DRIVER as StorageDriver | undefined;
+  const file = flags.file === undefined ? undefined : String(flags.file);
+  try {
+    const r = await build({
+      store,
+      context,
+      ...(file === undefined ? {} : { dockerfile: file }),
+      tags: list(flags.tag),
+      buildArgs,
+      ...(flags.target ? { target: String(flags.target) } : {}),
+      noCache: flags.cache === false,
+      pull: flags.pull === true,
+      secrets,
+      network,
+      platform: String(flags.platform ?? 'linux/amd64'),
+      compression: compressionFlag(flags.compression),
+      squash: flags.squash === true,
+      ...(sde === undefined ? {} : { sourceDateEpoch: sde }),
+      ...(driver === 'vfs' || driver === 'overlay' ? { storageDriver: driver } : {}),
+      onEvent: (e) => renderer?.onEvent(e),
+    });
+    renderer?.finish();
+    if (flags.iidfile) await writeFile(String(flags.iidfile), r.digest);
+    if (flags['metadata-file']) {
+      const meta = {
+        'containerimage.digest': r.digest,
+        'containerimage.config.digest': r.configDigest,
+        'containerimage.descriptor': r.descriptor,
+        ...(r.tags.length ? { 'image.name': r.tags.join(',') } : {}),
+      };
+      await writeFile(String(flags['metadata-file']), `${JSON.stringify(meta, null, 2)}\n`);
+    }
+    out(r.digest);
+  } catch (err) {
+    renderer?.finish();
+    throw err;
+  }
+}
+
+function pickRenderer(mode: ProgressMode): Renderer | undefined {
+  const write = (s: string): void => void process.stderr.write(s);
+  switch (mode) {
+    case 'quiet':
+      return undefined;
+    case 'plain':
+      return plainRenderer(write);
+    case 'tty':
+      return ttyRenderer(process.stderr);
+    case 'auto':
+      return process.stderr.isTTY ? ttyRenderer(process.stderr) : plainRenderer(write);
+    default:
+      throw new InvalidInputError(`--progress must be auto, plain, tty or quiet (got ${JSON.stringify(mode)})`);
+  }
+}
+
+/** parseBuildArgs reads `K=V` (or `K`, taken from the environment and dropped when unset there). */
+export function parseBuildArgs(values: string[], env: NodeJS.ProcessEnv): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const v of values) {
+    const eq = v.indexOf('=');
+    const key = eq < 0 ? v : v.slice(0, eq);
+    if (key === '') throw new InvalidInputError(`invalid --build-arg ${JSON.stringify(v)}: the name is empty`);
+    if (eq < 0) {
+      const fromEnv = env[key];
+      if (fromEnv !== undefined) out.set(key, fromEnv);
+    } else out.set(key, v.slice(eq + 1));
+  }
+  return out;
+}
+
+/** parseSecrets reads `id=ID,src=PATH` / `id=ID,env=VAR` (`type=file|env`, `source=` also accepted). */
+export async function parseSecrets(values: string[], env: NodeJS.ProcessEnv): Promise<Map<string, Uint8Array>> {
+  const out = new Map<string, Uint8Array>();
+  for (const v of values) {
+    const f: Record<string, string> = {};
+    for (const field of splitCsv(v)) {
+      const eq = field.indexOf('=');
+      if (eq < 0) throw new InvalidInputError(`invalid --secret ${JSON.stringify(v)}: ${JSON.stringify(field)} is not key=value`);
+      f[field.slice(0, eq).trim().toLowerCase()] = field.slice(eq + 1);
+    }
+    const id = f.id;
+    if (!id) throw new InvalidInputError(`invalid --secret ${JSON.stringify(v)}: id= is required`);
+    const src = f.src ?? f.source;
+    const type = f.type ?? (f.env !== undefined ? 'env' : 'file');
+    if (type === 'env' || (src === undefined && f.env !== undefined)) {
+      const name = f.env ?? src ?? id;
+      const value = env[name];
+      if (value === undefined) throw new InvalidInputError(`--secret ${id}: environment variable ${name} is not set`);
+      out.set(id, Buffer.from(value));
+    } else if (type === 'file') {
+      if (src === undefined) {
+        const value = env[id];
+        if (value === undefined) throw new InvalidInputError(`--secret ${id}: give src=FILE or env=VAR`);
+        out.set(id, Buffer.from(value));
+        continue;
+      }
+      try {
+        out.set(id, await readFile(src));
+      } catch (err) {
+        throw wrap(`--secret ${id}: reading ${src}`, err);
+      }
+    } else throw new InvalidInputError(`--secret ${id}: type must be file or env`);
+  }
+  return out;
+}

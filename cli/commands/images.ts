@@ -1,0 +1,58 @@
+import { listImages, loadImage } from '../../layers/image.js';
+import { parseReference, repositoryName } from '../../layers/names.js';
+import { InvalidInputError } from '../../layers/errors.js';
+import { type GlobalFlags, openStore, out } from '../common.js';
+import { humanSize, sinceText } from '../progress.js';
+
+interface Row {
+  name: string;
+  repository: string;
+  tag: string;
+  digest: string;
+  imageId: string;
+  created: string | null;
+  size: number;
+}
+
+export default async function images(flags: GlobalFlags & { format?: string; quiet?: boolean }): Promise<void> {
+  const format = flags.format ?? 'table';
+  if (format !== 'table' && format !== 'json') throw new InvalidInputError(`--format must be table or json (got ${JSON.stringify(format)})`);
+  const store = await openStore(flags);
+  const rows: Row[] = [];
+  for (const e of await listImages(store)) {
+    const img = await loadImage(store, e.descriptor).catch(() => undefined);
+    let repository = '<none>';
+    let tag = '<none>';
+    if (e.name) {
+      try {
+        const ref = parseReference(e.name);
+        repository = repositoryName(ref);
+        tag = ref.tag ?? '<none>';
+      } catch {
+        repository = e.name;
+      }
+    }
+    const size = img ? img.manifest.config.size + img.manifest.layers.reduce((n, l) => n + l.size, 0) : e.descriptor.size;
+    rows.push({
+      name: e.name,
+      repository,
+      tag,
+      digest: e.descriptor.digest,
+      imageId: img?.manifest.config.digest ?? '',
+      created: img?.config.created ?? null,
+      size,
+    });
+  }
+  if (format === 'json') {
+    out(JSON.stringify(rows, null, 2));
+    return;
+  }
+  if (flags.quiet) {
+    for (const r of rows) out(r.digest);
+    return;
+  }
+  const table = [['NAME', 'TAG', 'DIGEST', 'CREATED', 'SIZE']];
+  for (const r of rows) table.push([r.repository, r.tag, r.digest.slice(7, 19), sinceText(r.created ?? undefined), humanSize(r.size)]);
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => (row[i] ?? '').length)));
+  for (const row of table) out(row.map((c, i) => (i === row.length - 1 ? c : c.padEnd((widths[i] ?? 0) + 3))).join('').trimEnd());
+}

@@ -1,0 +1,14 @@
+import { getImage } from '../../layers/image.js';
+import { unpackImage } from '../../layers/unpack.js';
+import { type GlobalFlags, openStore } from '../common.js';
+import { stderrProgress } from '../progress.js';
+
+export default async function unpack(name: string, dir: string, flags: GlobalFlags): Promise<void> {
+  const store = await openStore(flags);
+  const img = await getImage(store, name);
+  const p = stderrProgress();
+  await unpackImage(store, img, dir, {
+    onEvent: (e) => p.step(`layer ${e.index + 1}/${e.count} ${e.digest.slice(0, 19)}`),
+    onWarn: p.warn,
+  });
+}

@@ -1,0 +1,41 @@
+// Helpers shared by command modules: opening the store, reading global flags.
+import { InvalidInputError } from '../layers/errors.js';
+import { defaultStoreRoot, Store } from '../layers/store.js';
+import type { Compression } from '../layers/types.js';
+
+export interface GlobalFlags {
+  root?: string;
+  debug?: boolean;
+  _?: string[];
+}
+
+/** openStore opens the store named by --root, $TSBUILD_ROOT or the default location. */
+export function openStore(flags: GlobalFlags): Promise<Store> {
+  return Store.open(flags.root ?? defaultStoreRoot());
+}
+
+/** list turns a flag given zero, one or many times into an array of strings. */
+export function list(v: unknown): string[] {
+  if (v === undefined || v === null || v === false) return [];
+  return (Array.isArray(v) ? v : [v]).map(String);
+}
+
+/** compressionFlag checks --compression. */
+export function compressionFlag(v: unknown): Compression {
+  const s = String(v ?? 'gzip');
+  if (s === 'gzip' || s === 'zstd' || s === 'none') return s;
+  throw new InvalidInputError(`--compression must be gzip, zstd or none (got ${JSON.stringify(s)})`);
+}
+
+/** sourceDateEpoch reads SOURCE_DATE_EPOCH (seconds), or undefined. */
+export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const v = env.SOURCE_DATE_EPOCH;
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d+$/.test(v)) throw new InvalidInputError(`SOURCE_DATE_EPOCH must be a number of seconds (got ${JSON.stringify(v)})`);
+  return Number(v);
+}
+
+/** write prints a result line to stdout. */
+export function out(line: string): void {
+  process.stdout.write(`${line}\n`);
+}

@@ -1,0 +1,163 @@
+// The tsbuild command table. Each action lazily imports its command module, so `tsbuild --version` stays fast.
+import { readFileSync } from 'node:fs';
+import sade from 'sade';
+import { report } from './report.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+type Action = (...args: unknown[]) => Promise<void>;
+/** lazy wires a command to `./commands/<name>.js`, loaded only when that command runs. */
+const lazy =
+  (name: string): Action =>
+  async (...args: unknown[]) => {
+    const mod = (await import(`./commands/${name}.js`)) as { default: Action };
+    await mod.default(...args);
+  };
+
+const prog = sade('tsbuild')
+  .version(pkg.version)
+  .option('--root', 'Store directory (default: $TSBUILD_ROOT, else $XDG_DATA_HOME/tsbuild)')
+  .option('--debug', 'Print stack traces with errors', false);
+
+prog
+  .command('build [context]', 'Build an image from a Dockerfile (the default command)', { default: true })
+  .option('-f, --file', 'Dockerfile path (default: CONTEXT/Dockerfile; - reads it from stdin)')
+  .option('-t, --tag', 'Name the image NAME:TAG; repeatable')
+  .option('--build-arg', 'Set a build argument K=V (or K to take it from the environment); repeatable')
+  .option('--target', 'Build up to this stage')
+  .option('--no-cache', 'Do not use the build cache')
+  .option('--pull', 'Pull base images even when the store has them', false)
+  .option('--secret', 'Expose a secret to RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR; repeatable')
+  .option('--network', 'Network for RUN steps: default, none or host', 'default')
+  .option('--platform', 'Target platform (only linux/amd64 is built here)', 'linux/amd64')
+  .option('--compression', 'Layer compression: gzip, zstd or none', 'gzip')
+  .option('--progress', 'auto, plain, tty or quiet', 'auto')
+  .option('--iidfile', 'Write the image digest to this file')
+  .option('--metadata-file', 'Write build metadata (JSON) to this file')
+  .option('--squash', 'Squash the new layers into one', false)
+  .action(lazy('build'));
+
+prog
+  .command('images')
+  .describe('List images in the store')
+  .option('--format', 'table or json', 'table')
+  .option('-q, --quiet', 'Print only image digests', false)
+  .action(lazy('images'));
+
+prog.command('inspect <name>').describe('Show an image as JSON: digest, manifest, config').action(lazy('inspect'));
+
+prog.command('history <name>').describe("Show an image's history").option('--no-trunc', 'Do not truncate output').action(lazy('history'));
+
+prog.command('tag <source> <target>').describe('Give an image another name').action(lazy('tag'));
+
+prog.command('rm <name>').alias('rmi').describe('Remove image names (blobs go with `tsbuild prune`)').action(lazy('rm'));
+
+prog.command('prune').describe('Remove unreferenced blobs and snapshots; print the bytes freed').action(lazy('prune'));
+
+prog.command('unpack <name> <dir>').describe("Write the image's flattened rootfs to DIR").action(lazy('unpack'));
+
+prog
+  .command('import <source> [name]')
+  .describe('Create an image from a rootfs tarball (plain, gzip, zstd, bzip2, xz), a directory, or - for stdin')
+  .option('-c, --change', 'Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, …); repeatable')
+  .option('-m, --message', 'Set the history comment')
+  .option('--compression', 'Layer compression: gzip, zstd or none', 'gzip')
+  .action(lazy('import'));
+
+prog
+  .command('save <name>')
+  .describe('Write images to a tar archive (an OCI layout that `docker load` also reads)')
+  .option('-o, --output', 'Archive file (default: stdout when it is not a terminal)')
+  .action(lazy('save'));
+
+prog
+  .command('load')
+  .describe('Load images from an OCI archive or a `docker save` archive')
+  .option('-i, --input', 'Archive file (default: stdin)')
+  .option('--compression', 'Compression for uncompressed layers: gzip, zstd or none', 'gzip')
+  .action(lazy('load'));
+
+prog
+  .command('bootstrap <distro>')
+  .describe('Create a base image from the distribution archive: debian:bookworm, alpine:3.20, …')
+  .option('--variant', 'mmdebstrap variant for Debian', 'minbase')
+  .option('--include', 'Extra packages, comma separated')
+  .option('--mirror', 'Mirror URL')
+  .option('-t, --tag', 'Name for the image (default: the distro name)')
+  .option('--compression', 'Layer compression: gzip, zstd or none', 'gzip')
+  .action(lazy('bootstrap'));
+
+prog
+  .command('push <name> [dest]')
+  .describe('Push an image to a registry (dest defaults to the name)')
+  .option('--insecure', 'Allow plain HTTP and unverified TLS to this registry', false)
+  .option('--ca-cert', 'Extra CA certificate (PEM) to trust')
+  .option('--jobs', 'Blobs uploaded in parallel', 3)
+  .option('--chunk-size', 'Upload in PATCH chunks of this many bytes (default: one streamed PATCH)')
+  .action(lazy('push'));
+
+prog
+  .command('pull <ref>')
+  .describe('Pull an image from a registry into the store')
+  .option('--platform', 'os/arch[/variant] to pick from an index', 'linux/amd64')
+  .option('--insecure', 'Allow plain HTTP and unverified TLS to this registry', false)
+  .option('--ca-cert', 'Extra CA certificate (PEM) to trust')
+  .option('--jobs', 'Blobs downloaded in parallel', 3)
+  .action(lazy('pull'));
+
+prog
+  .command('login <registry>')
+  .describe('Save credentials for a registry (docker-compatible config.json)')
+  .option('-u, --username', 'User name')
+  .option('-p, --password', 'Password (prefer --password-stdin)')
+  .option('--password-stdin', 'Read the password from stdin', false)
+  .option('--insecure', 'Allow plain HTTP and unverified TLS to this registry', false)
+  .option('--ca-cert', 'Extra CA certificate (PEM) to trust')
+  .action(lazy('login'));
+
+prog.command('logout <registry>').describe('Remove saved credentials for a registry').action(lazy('logout'));
+
+prog
+  .command('export <name>')
+  .describe('Turn an image into a bootable disk: qcow2, raw, vmdk, vhdx (or its rootfs as tar)')
+  .option('-o, --output', 'Output file; the format comes from its extension unless --format is given')
+  .option('--format', 'qcow2, raw, vmdk, vhdx or tar')
+  .option('--size', 'Disk size: auto, 10G, or +1G (auto plus headroom)', 'auto')
+  .option('--partition', 'Partition table: mbr or gpt')
+  .option('--boot', 'Firmware: bios, uefi or hybrid', 'bios')
+  .option('--bootloader', 'grub or extlinux (extlinux needs root)', 'grub')
+  .option('--kernel', 'auto, image (must be in the image), install, or a path to a kernel file', 'auto')
+  .option('--initrd', 'Path to an initrd (with --kernel PATH)')
+  .option('--cmdline', 'Extra kernel command line')
+  .option('--hostname', 'Hostname of the VM')
+  .option('--root-password-file', 'File holding the root password')
+  .option('--ssh-key', 'Public key file for root; repeatable')
+  .option('--network', 'dhcp or none', 'dhcp')
+  .option('--service', 'auto (run the image ENTRYPOINT/CMD at boot) or none', 'auto')
+  .option('--compress', 'Compress qcow2 clusters', false)
+  .action(lazy('export'));
+
+prog
+  .command('boot <file>')
+  .describe('Boot a disk image in QEMU with the serial console on stdout; exit 0 when --expect matches')
+  .option('--timeout', 'Seconds to wait', 300)
+  .option('--expect', 'Regular expression to wait for (default: a login prompt)')
+  .option('--memory', 'VM memory', '1G')
+  .option('--kvm', 'auto, on or off', 'auto')
+  .option('--uefi', 'Boot with OVMF (UEFI)', false)
+  .action(lazy('boot'));
+
+// mri (sade's parser) reads a lone `-` as an empty flag; carry it through as a token and give it back.
+const STDIN_TOKEN = '\u0000stdin';
+const argv = process.argv.map((a, i) => (i > 1 && a === '-' ? STDIN_TOKEN : a));
+const restore = (v: unknown): unknown =>
+  v === STDIN_TOKEN ? '-' : Array.isArray(v) ? v.map(restore) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, restore(x)])) : v;
+const debug = argv.includes('--debug');
+const cmd = prog.parse(argv, { lazy: true });
+if (cmd) {
+  try {
+    await cmd.handler(...cmd.args.map(restore));
+  } catch (err) {
+    process.exitCode = report(err, { debug });
+  }
+}

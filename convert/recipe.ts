@@ -1,0 +1,518 @@
+// `tsbuild export`: an image becomes a bootable disk. The recipe is the list of named steps below, run in order over
+// one context; whatever a step leaves behind is cleaned up in one place (the work directory in the store's tmp,
+// removed at the end whether the export succeeded, failed or was interrupted). The output file appears only when
+// everything worked: it is made in the work directory and moved over the destination at the end.
+//
+//   flatten → distro → kernel → system files → service → bootloader config → layout → filesystem → owners
+//     → bootloader → partition table → output
+import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, open, readdir, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { MissingToolsError, TsbuildError } from '../layers/errors.js';
+import { getImage, type Image } from '../layers/image.js';
+import type { Store } from '../layers/store.js';
+import { which } from '../sys/exec.js';
+import { cleanStaleContainers, type RootfsLayer } from '../unionfs/image-rootfs.js';
+import { bootloadersFor, type Bootloader, type BootloaderChoice, type BootloaderContext } from './bootloader/index.js';
+import { defaultTable, parseSize, planDisk, type BootMode, type DiskPlan, type TableType } from './disk-layout.js';
+import { detectDistro, UnsupportedDistroError, type Distro } from './distro.js';
+import { autoFsBytes, EXT4_TOOLS, FilesystemFullError, makeExt4, measureTree, minFsBytes, type TreeUsage } from './ext4.js';
+import { convertDisk, formatTools, outputFormat, placeOutput, writeRootfsTar, type OutputFormat } from './formats.js';
+import { provideKernel, type KernelMode, type KernelResult } from './kernel.js';
+import { fixOwnership, makeTreeReadable, ownersFromLayers, ownershipCommands, OWNERS_TOOLS, type OwnerMap } from './owners.js';
+import { writePartitionTable } from './partition.js';
+import { detectInit, installService, serviceSpec, type InitSystem, type ServiceSpec } from './service.js';
+import { stageLayers } from './staging.js';
+import { hashPassword, writeSystemFiles } from './system-files.js';
+
+export interface ExportOptions {
+  store: Store;
+  /** an image name, digest or ID prefix in the store */
+  image: string;
+  output: string;
+  /** default: from the output's extension */
+  format?: OutputFormat;
+  /** auto (default), 10G, +1G */
+  size?: string;
+  /** default: mbr for bios, gpt for uefi and hybrid */
+  partition?: TableType;
+  boot?: BootMode;
+  bootloader?: BootloaderChoice;
+  kernel?: KernelMode;
+  /** appended to the kernel command line */
+  cmdline?: string;
+  /** default: the image's repository name */
+  hostname?: string;
+  /** plain text; stored hashed (SHA-512 crypt) */
+  rootPassword?: string;
+  /** OpenSSH public key lines for root */
+  sshKeys?: string[];
+  network?: 'dhcp' | 'none';
+  service?: 'auto' | 'none';
+  /** compressed QCOW2 clusters (streamOptimized VMDK) */
+  compress?: boolean;
+  /** plan only: flatten, detect the distribution and the kernel, report the commands, write nothing */
+  dryRun?: boolean;
+  onEvent?: (e: ExportEvent) => void;
+  signal?: AbortSignal;
+}
+
+export type StepName =
+  | 'check'
+  | 'flatten'
+  | 'distro'
+  | 'kernel'
+  | 'system-files'
+  | 'service'
+  | 'bootloader-config'
+  | 'layout'
+  | 'filesystem'
+  | 'owners'
+  | 'bootloader'
+  | 'partition-table'
+  | 'output';
+
+export type ExportEvent =
+  | { type: 'step'; step: StepName; message: string }
+  | { type: 'log'; step: StepName; line: string }
+  | { type: 'warn'; code: string; message: string };
+
+export interface ExportResult {
+  output: string;
+  format: OutputFormat;
+  /** bytes of the output file */
+  bytes: number;
+  /** the disk's size as the VM sees it (0 for tar) */
+  diskSize: number;
+  rootUuid: string;
+  distro?: Distro;
+  init?: InitSystem;
+  kernel: KernelResult;
+  cmdline: string;
+  layout?: DiskPlan;
+  service?: ServiceSpec;
+  /** why no service was made (--service none, or nothing to run) */
+  serviceSkipped?: string;
+  /** seconds per step */
+  timings: Partial<Record<StepName, number>>;
+  dryRun?: { steps: StepName[]; commands: string[][] };
+}
+
+/** Ctx is what the steps share. Fields are filled in as the steps run. */
+interface Ctx {
+  opts: Required<Pick<ExportOptions, 'boot' | 'bootloader' | 'network' | 'service' | 'kernel'>> & ExportOptions;
+  store: Store;
+  format: OutputFormat;
+  table: TableType;
+  loaders: Bootloader[];
+  root: boolean;
+  work: string;
+  rootfs: string;
+  rootUuid: string;
+  hostname: string;
+  image?: Image;
+  distro?: Distro;
+  init?: InitSystem;
+  kernel?: KernelResult;
+  cmdline: string;
+  usage?: TreeUsage;
+  plan?: DiskPlan;
+  raw: string;
+  owners?: OwnerMap;
+  service?: ServiceSpec;
+  serviceSkipped?: string;
+  bootCode?: Buffer;
+  bytes: number;
+  step: StepName;
+  emit(message: string): void;
+  log(line: string): void;
+  warn(code: string, message: string): void;
+}
+
+interface Step {
+  name: StepName;
+  /** skipped when this says false */
+  when?: (c: Ctx) => boolean;
+  run: (c: Ctx) => Promise<void>;
+}
+
+const disk = (c: Ctx): boolean => c.format !== 'tar';
+
+/** STEPS is the recipe, in order. */
+export const STEPS: readonly Step[] = [
+  { name: 'check', run: checkHost },
+  { name: 'flatten', run: flatten },
+  { name: 'distro', run: distro },
+  { name: 'kernel', run: kernel },
+  { name: 'system-files', run: systemFiles },
+  { name: 'service', run: service },
+  { name: 'bootloader-config', when: disk, run: bootloaderConfig },
+  { name: 'layout', when: disk, run: layout },
+  { name: 'filesystem', when: disk, run: filesystem },
+  { name: 'owners', when: (c) => disk(c) && !c.root, run: owners },
+  { name: 'bootloader', when: disk, run: bootloader },
+  { name: 'partition-table', when: disk, run: partitionTable },
+  { name: 'output', run: output },
+];
+
+/** DRY_RUN_STEPS run in a dry run; the others are listed as what would follow. */
+const DRY_RUN_STEPS: readonly StepName[] = ['check', 'flatten', 'distro', 'kernel'];
+
+/**
+ * exportImage runs the recipe and returns what it made. On any failure (or when `signal` aborts) the work
+ * directory is removed and nothing is written at `output`; an interrupted export throws ExportInterruptedError.
+ */
+export async function exportImage(options: ExportOptions): Promise<ExportResult> {
+  const ctx = await newContext(options);
+  const timings: ExportResult['timings'] = {};
+  const skippedInDryRun: StepName[] = [];
+  try {
+    for (const step of STEPS) {
+      if (step.when && !step.when(ctx)) continue;
+      if (options.dryRun && !DRY_RUN_STEPS.includes(step.name)) {
+        skippedInDryRun.push(step.name);
+        continue;
+      }
+      options.signal?.throwIfAborted();
+      ctx.step = step.name;
+      const t0 = Date.now();
+      await step.run(ctx);
+      timings[step.name] = (Date.now() - t0) / 1000;
+    }
+    options.signal?.throwIfAborted();
+  } catch (err) {
+    if (options.signal?.aborted || (err as Error).name === 'AbortError') throw new ExportInterruptedError(options.output, err);
+    throw err;
+  } finally {
+    await rm(ctx.work, { recursive: true, force: true, maxRetries: 3 });
+  }
+  const result: ExportResult = {
+    output: ctx.opts.output,
+    format: ctx.format,
+    bytes: ctx.bytes,
+    diskSize: ctx.plan?.layout.diskSize ?? 0,
+    rootUuid: ctx.rootUuid,
+    kernel: ctx.kernel ?? { source: 'planned' },
+    cmdline: ctx.cmdline,
+    timings,
+  };
+  if (ctx.distro) result.distro = ctx.distro;
+  if (ctx.init) result.init = ctx.init;
+  if (ctx.plan) result.layout = ctx.plan;
+  if (ctx.service) result.service = ctx.service;
+  if (ctx.serviceSkipped) result.serviceSkipped = ctx.serviceSkipped;
+  if (options.dryRun) result.dryRun = { steps: [...DRY_RUN_STEPS, ...skippedInDryRun], commands: ctx.kernel?.plan?.commands ?? [] };
+  return result;
+}
+
+/** ExportInterruptedError: SIGINT/SIGTERM (or an abort) stopped the export; nothing was written at the output. */
+export class ExportInterruptedError extends TsbuildError {
+  constructor(output: string, cause: unknown) {
+    super('E_INTERRUPTED', `export interrupted; ${output} was not written`, { cause });
+  }
+}
+
+/** EXPORT_TMP is the prefix of work directories in `<store>/tmp`: `export-<pid>-<random>`. */
+const EXPORT_TMP = 'export-';
+
+/**
+ * cleanStaleExports removes the work directories that killed exports left in `<store>/tmp` (their pid is gone)
+ * and returns their names. exportImage calls it first, so a later export cleans up after a `kill -9`.
+ */
+export async function cleanStaleExports(storeRoot: string): Promise<string[]> {
+  const tmp = join(storeRoot, 'tmp');
+  const removed: string[] = [];
+  for (const name of await readdir(tmp).catch(() => [] as string[])) {
+    const m = /^export-(\d+)-[a-f0-9]+$/.exec(name);
+    if (!m || alive(Number(m[1]))) continue;
+    await rm(join(tmp, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function newContext(o: ExportOptions): Promise<Ctx> {
+  const opts = {
+    ...o,
+    output: resolve(o.output),
+    boot: o.boot ?? 'bios',
+    bootloader: o.bootloader ?? 'grub',
+    network: o.network ?? 'dhcp',
+    service: o.service ?? 'auto',
+    kernel: o.kernel ?? 'auto',
+  } satisfies Ctx['opts'];
+  if (opts.network !== 'dhcp' && opts.network !== 'none') throw new TsbuildError('E_INVALID', `--network must be dhcp or none (got ${JSON.stringify(opts.network)})`);
+  if (opts.service !== 'auto' && opts.service !== 'none') throw new TsbuildError('E_INVALID', `--service must be auto or none (got ${JSON.stringify(opts.service)})`);
+  if (opts.partition !== undefined && opts.partition !== 'mbr' && opts.partition !== 'gpt') {
+    throw new TsbuildError('E_INVALID', `--partition must be mbr or gpt (got ${JSON.stringify(opts.partition)})`);
+  }
+  const format = outputFormat(opts.output, opts.format);
+  const loaders = format === 'tar' ? [] : bootloadersFor(opts.boot, opts.bootloader);
+  parseSize(opts.size ?? 'auto'); // fail early on a bad --size
+  await cleanStaleExports(o.store.root);
+  await cleanStaleContainers(o.store.root).catch(() => []);
+  const work = join(o.store.root, 'tmp', `${EXPORT_TMP}${process.pid}-${randomBytes(6).toString('hex')}`);
+  await mkdir(work, { recursive: true, mode: 0o700 });
+  const ctx: Ctx = {
+    opts,
+    store: o.store,
+    format,
+    table: opts.partition ?? defaultTable(opts.boot),
+    loaders,
+    root: process.getuid?.() === 0,
+    work,
+    rootfs: join(work, 'rootfs'),
+    raw: join(work, 'disk.raw'),
+    rootUuid: randomUUID(),
+    hostname: opts.hostname ?? '',
+    cmdline: '',
+    bytes: 0,
+    step: 'check',
+    emit: (message) => o.onEvent?.({ type: 'step', step: ctx.step, message }),
+    log: (line) => o.onEvent?.({ type: 'log', step: ctx.step, line }),
+    warn: (code, message) => o.onEvent?.({ type: 'warn', code, message }),
+  };
+  return ctx;
+}
+
+// ─── the steps ──────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** checkHost reports every missing host tool (and bootloader file) at once, before any work. */
+async function checkHost(c: Ctx): Promise<void> {
+  const tools: Record<string, string> = {};
+  const files: Record<string, string> = {};
+  if (disk(c)) Object.assign(tools, EXT4_TOOLS);
+  if (disk(c) && !c.root) Object.assign(tools, OWNERS_TOOLS);
+  if (c.opts.rootPassword !== undefined) tools.openssl = 'openssl';
+  Object.assign(tools, formatTools(c.format));
+  for (const l of c.loaders) {
+    Object.assign(tools, l.tools);
+    Object.assign(files, l.files);
+    if (l.needsRoot && !c.root && !c.opts.dryRun) {
+      throw new TsbuildError('E_NEEDS_ROOT', `--bootloader ${l.id} needs root (it mounts the filesystem to install)`, { hint: 'use --bootloader grub, which installs without root' });
+    }
+  }
+  const missing = Object.keys(tools).filter((t) => which(t) === undefined);
+  const missingFiles = Object.keys(files).filter((f) => !existsSync(f));
+  if (missing.length || missingFiles.length) {
+    const pkgs = [...new Set([...missing.map((t) => tools[t] as string), ...missingFiles.map((f) => files[f] as string)])];
+    throw new MissingToolsError([...missing, ...missingFiles], pkgs);
+  }
+  c.emit(`${c.opts.image} → ${c.opts.output} (${c.format}${disk(c) ? `, ${c.opts.boot}, ${c.table}, ${c.loaders.map((l) => l.id).join('+')}` : ''})`);
+}
+
+/** flatten writes the image's rootfs (all layers, whiteouts resolved) into the staging tree. */
+async function flatten(c: Ctx): Promise<void> {
+  const img = await getImage(c.store, c.opts.image);
+  c.image = img;
+  const how = await stageLayers({
+    store: c.store,
+    layers: imageLayers(img),
+    dir: c.rootfs,
+    onWarn: (code, message) => (code === 'device-skipped' ? undefined : c.warn(code, message)),
+  });
+  if (!c.hostname) c.hostname = hostnameFor(img.name ?? c.opts.image);
+  c.emit(`flattened ${img.manifest.layers.length} layer(s) of ${img.name ?? img.descriptor.digest} (${how === 'snapshots' ? 'from the layer snapshots' : 'extracted'})`);
+}
+
+function imageLayers(img: Image): RootfsLayer[] {
+  return img.manifest.layers.map((descriptor, i) => ({ descriptor, diffId: img.config.rootfs.diff_ids[i] as RootfsLayer['diffId'] }));
+}
+
+/** hostnameFor makes a hostname from an image name: `registry/team/my_app:1.0` → `my-app`. */
+export function hostnameFor(name: string): string {
+  const repo = name.split('@')[0]?.split('/').pop()?.split(':')[0] ?? '';
+  const h = repo.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  return h || 'tsbuild';
+}
+
+/** distro reads /etc/os-release; an unsupported one is an error unless the kernel comes from --kernel PATH or the image. */
+async function distro(c: Ctx): Promise<void> {
+  try {
+    c.distro = detectDistro(c.rootfs);
+    c.emit(`${c.distro.prettyName} (${c.distro.id})`);
+  } catch (err) {
+    if (!(err instanceof UnsupportedDistroError) || c.opts.kernel === 'auto' || c.opts.kernel === 'install') throw err;
+    c.warn('W_UNSUPPORTED_DISTRO', `${err.message}; using ${typeof c.opts.kernel === 'object' ? c.opts.kernel.path : "the image's kernel"} with generic settings`);
+  }
+}
+
+async function kernel(c: Ctx): Promise<void> {
+  c.kernel = await provideKernel({
+    store: c.store,
+    rootfs: c.rootfs,
+    layers: imageLayers(c.image as Image),
+    ...(c.distro ? { distro: c.distro } : {}),
+    mode: c.opts.kernel,
+    network: c.opts.network,
+    onEvent: (e) => (e.type === 'log' ? c.log(e.line) : c.emit(e.message)),
+    ...(c.opts.signal ? { signal: c.opts.signal } : {}),
+    dryRun: c.opts.dryRun === true,
+  });
+  const k = c.kernel;
+  if (k.files) c.emit(`${k.files.kernel}${k.files.initrd ? ` + ${k.files.initrd}` : ''} (${k.source === 'cache' ? 'cached install' : k.source})`);
+  else if (k.plan) c.emit(`would install: ${k.plan.packages.join(' ')}`);
+  c.init = detectInit(c.rootfs) ?? (c.distro?.family === 'alpine' ? 'openrc' : c.distro ? 'systemd' : undefined);
+  c.cmdline = kernelCmdline(c.rootUuid, c.distro, c.opts.cmdline);
+}
+
+/** kernelCmdline: root by UUID, eth0 naming, the serial console last (so /dev/console is ttyS0), then the user's extras. */
+export function kernelCmdline(rootUuid: string, distro: Distro | undefined, extra?: string): string {
+  const words = [`root=UUID=${rootUuid}`];
+  if (distro?.family === 'alpine') words.push('rootfstype=ext4', 'modules=ext4,virtio_blk,virtio_pci,sd-mod');
+  else words.push('ro', 'rootfstype=ext4');
+  words.push('net.ifnames=0', 'console=tty0', 'console=ttyS0,115200n8');
+  if (extra?.trim()) words.push(extra.trim());
+  return words.join(' ');
+}
+
+async function systemFiles(c: Ctx): Promise<void> {
+  const hash = c.opts.rootPassword === undefined ? undefined : await hashPassword(c.opts.rootPassword);
+  const touched = await writeSystemFiles({
+    rootfs: c.rootfs,
+    ...(c.distro ? { distro: c.distro } : {}),
+    ...(c.init ? { init: c.init } : {}),
+    rootUuid: c.rootUuid,
+    hostname: c.hostname,
+    network: c.opts.network,
+    ...(hash ? { rootPasswordHash: hash } : {}),
+    ...(c.opts.sshKeys?.length ? { sshKeys: c.opts.sshKeys } : {}),
+    onWarn: c.warn,
+  });
+  c.emit(`wrote ${touched.length} system files (hostname ${c.hostname}, root UUID ${c.rootUuid})`);
+}
+
+async function service(c: Ctx): Promise<void> {
+  if (c.opts.service === 'none') {
+    c.serviceSkipped = '--service none';
+    return;
+  }
+  const spec = serviceSpec(c.image?.config.config ?? {}, c.rootfs);
+  if ('skip' in spec) {
+    c.serviceSkipped = spec.skip;
+    c.emit(`no service: ${spec.skip}`);
+    return;
+  }
+  if (!c.init) {
+    c.serviceSkipped = 'the image has neither systemd nor OpenRC';
+    c.warn('W_NO_INIT', `the app is not started at boot: ${c.serviceSkipped}`);
+    return;
+  }
+  await installService(c.rootfs, spec, c.init);
+  c.service = spec;
+  c.emit(`${c.init} service ${spec.name}: ${spec.argv.join(' ')}`);
+}
+
+function bootContext(c: Ctx): BootloaderContext {
+  if (!c.kernel?.files) throw new TsbuildError('E_INTERNAL', 'no kernel');
+  return {
+    rootfs: c.rootfs,
+    image: c.raw,
+    plan: c.plan as DiskPlan,
+    rootUuid: c.rootUuid,
+    kernel: c.kernel.files,
+    cmdline: c.cmdline,
+    workDir: c.work,
+    title: c.image?.name ?? c.opts.image,
+    ...(c.opts.signal ? { signal: c.opts.signal } : {}),
+  };
+}
+
+async function bootloaderConfig(c: Ctx): Promise<void> {
+  for (const l of c.loaders) await l.prepare(bootContext(c));
+  c.emit(`configured ${c.loaders.map((l) => l.id).join(' + ')}`);
+}
+
+/** layout measures the tree and plans the disk: partitions, sizes; then makes the sparse raw file. */
+async function layout(c: Ctx): Promise<void> {
+  c.usage = await measureTree(c.rootfs);
+  c.plan = planDisk({
+    boot: c.opts.boot,
+    table: c.table,
+    grubBios: c.loaders.some((l) => l.id === 'grub-bios'),
+    size: parseSize(c.opts.size ?? 'auto'),
+    minRootBytes: minFsBytes(c.usage),
+    autoRootBytes: autoFsBytes(c.usage),
+  });
+  const fh = await open(c.raw, 'wx');
+  try {
+    await fh.truncate(c.plan.layout.diskSize);
+  } finally {
+    await fh.close();
+  }
+  const mib = (n: number): string => `${Math.round(n / (1 << 20))} MiB`;
+  c.emit(`${mib(c.usage.bytes)} in ${c.usage.inodes} files → ${mib(c.plan.layout.diskSize)} disk: ${c.plan.layout.partitions.map((p) => `${p.name ?? p.type} ${mib(p.size)}`).join(', ')}`);
+}
+
+async function filesystem(c: Ctx): Promise<void> {
+  const plan = c.plan as DiskPlan;
+  if (!c.root) {
+    const n = await makeTreeReadable(c.rootfs);
+    if (n) c.emit(`made ${n} unreadable paths readable for mkfs (their modes are restored in the filesystem)`);
+  }
+  try {
+    await makeExt4({ image: c.raw, offset: plan.root.start, bytes: plan.root.size, dir: c.rootfs, uuid: c.rootUuid, label: 'root', usage: c.usage as TreeUsage, ...(c.opts.signal ? { signal: c.opts.signal } : {}) });
+  } catch (err) {
+    if (err instanceof FilesystemFullError) {
+      throw new TsbuildError('E_SIZE_TOO_SMALL', `the files do not fit in the ${Math.round(plan.root.size / (1 << 20))} MiB root partition`, {
+        cause: err,
+        hint: `use a bigger --size (the estimate was ${Math.round(minFsBytes(c.usage as TreeUsage) / (1 << 20))} MiB of filesystem), or --size auto`,
+      });
+    }
+    throw err;
+  }
+  c.emit(`ext4 ${c.rootUuid} at byte ${plan.root.start} (${Math.round(plan.root.size / (1 << 20))} MiB)`);
+}
+
+/** owners (unprivileged only): give files the owners and modes the image says, and make the device nodes. */
+async function owners(c: Ctx): Promise<void> {
+  const img = c.image as Image;
+  const layers = [...img.manifest.layers, ...(c.kernel?.layer ? [c.kernel.layer.descriptor] : [])];
+  c.owners = await ownersFromLayers(c.store, layers);
+  const { commands, skipped } = await ownershipCommands(c.rootfs, c.owners);
+  for (const p of skipped) c.warn('W_OWNER_SKIPPED', `/${p}: its name cannot be passed to debugfs; it keeps the exporting user's owner`);
+  const plan = c.plan as DiskPlan;
+  await fixOwnership({ image: c.raw, offset: plan.root.start, commands, workDir: c.work, ...(c.opts.signal ? { signal: c.opts.signal } : {}) });
+  c.emit(`set owners from the image layers (${commands.length} debugfs commands)`);
+}
+
+async function bootloader(c: Ctx): Promise<void> {
+  for (const l of c.loaders) {
+    const r = await l.install(bootContext(c));
+    if (r.bootCode) c.bootCode = r.bootCode;
+  }
+  c.emit(`installed ${c.loaders.map((l) => l.id).join(' + ')}`);
+}
+
+async function partitionTable(c: Ctx): Promise<void> {
+  const plan = c.plan as DiskPlan;
+  await writePartitionTable(c.raw, plan.layout, c.bootCode ? { bootCode: c.bootCode } : {});
+  c.emit(`${plan.layout.table.toUpperCase()} with ${plan.layout.partitions.length} partition(s)`);
+}
+
+async function output(c: Ctx): Promise<void> {
+  let file: string;
+  if (c.format === 'tar') {
+    if (!c.root && !c.owners) {
+      const img = c.image as Image;
+      c.owners = await ownersFromLayers(c.store, [...img.manifest.layers, ...(c.kernel?.layer ? [c.kernel.layer.descriptor] : [])]);
+    }
+    file = join(c.work, 'rootfs.tar');
+    await writeRootfsTar({ rootfs: c.rootfs, file, ...(c.root ? {} : { owners: c.owners as OwnerMap }), ...(c.opts.signal ? { signal: c.opts.signal } : {}) });
+  } else {
+    file = await convertDisk({ raw: c.raw, format: c.format, workDir: c.work, compress: c.opts.compress === true, ...(c.opts.signal ? { signal: c.opts.signal } : {}) });
+  }
+  c.opts.signal?.throwIfAborted();
+  c.bytes = await placeOutput(file, c.opts.output);
+  c.emit(`${c.opts.output}: ${c.bytes} bytes`);
+}

@@ -1,0 +1,227 @@
+// The one place that turns a layer entry's name into a path on disk without ever leaving the root.
+//
+// Every path an applied layer touches (entries, whiteouts, hardlink targets) goes through PathResolver. It walks
+// the parent components one by one with lstat, like a kernel path walk confined to the root:
+// - a name is cleaned lexically first: absolute names and `..` that climbs above the root are refused;
+// - a parent component that is a symlink from a lower layer is followed *inside* the root: an absolute target
+//   starts again at the root and `..` at the root stays there (chroot semantics); a relative target whose `..`
+//   climbs above the root is refused;
+// - a parent component that is a symlink this layer created is refused (a layer must never write through its
+//   own links: the classic planted-symlink escape);
+// - the final component is never followed: callers lstat/unlink/create it with no-follow calls.
+// Resolved parents are cached by their name in the tar so that a layer of many files costs one Map lookup per
+// entry; callers call forget() whenever they remove or replace a directory or a symlink.
+import { lstatSync, mkdirSync, readlinkSync, type Stats } from 'node:fs';
+import { InvalidInputError, UnsafeEntryError } from './errors.js';
+
+/** NEEDS_CLEANING matches a name with an empty, '.' or '..' component. */
+const NEEDS_CLEANING = /(?:^|\/)\.{0,2}(?:\/|$)/;
+
+/** MAX_LINKS bounds symlink expansion in one resolution, as the kernel's ELOOP does (40). */
+const MAX_LINKS = 40;
+
+/**
+ * cleanEntryPath turns a tar entry name into a relative path: components joined by '/', no '.', '' for the root.
+ * It refuses (UnsafeEntryError naming `entry`) absolute names and `..` that climbs above the root.
+ */
+export function cleanEntryPath(name: string, entry = name): string {
+  if (name.startsWith('/')) throw new UnsafeEntryError(entry, name === entry ? 'absolute path' : `absolute path ${JSON.stringify(name)}`);
+  if (name.includes('\0')) throw new UnsafeEntryError(entry, 'path contains a NUL byte');
+  // Fast path, most names: no empty, '.' or '..' component once a leading './' and a trailing '/' are gone.
+  let s = name.startsWith('./') ? name.slice(2) : name;
+  if (s.endsWith('/')) s = s.slice(0, -1);
+  if (s !== '' && !NEEDS_CLEANING.test(s)) return s;
+  const out: string[] = [];
+  for (const part of name.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (out.length === 0) throw new UnsafeEntryError(entry, name === entry ? 'it climbs out of the root' : `${JSON.stringify(name)} climbs out of the root`);
+      out.pop();
+    } else {
+      out.push(part);
+    }
+  }
+  return out.join('/');
+}
+
+/** dirnameOf returns the parent of a cleaned relative path ('' for a top-level name or the root). */
+export function dirnameOf(rel: string): string {
+  const i = rel.lastIndexOf('/');
+  return i < 0 ? '' : rel.slice(0, i);
+}
+
+/** basenameOf returns the last component of a cleaned relative path. */
+export function basenameOf(rel: string): string {
+  return rel.slice(rel.lastIndexOf('/') + 1);
+}
+
+export interface ResolveOptions {
+  /** create missing parent directories (mode 0755) instead of reporting the path missing */
+  create?: boolean;
+  /** refuse any symlink on the way, lower layer or not (hardlink targets) */
+  noSymlinks?: boolean;
+}
+
+/** ResolvedPath is where an entry lives on disk; `rel` is relative to the root ('' is the root itself). */
+export interface ResolvedPath {
+  rel: string;
+  abs: string;
+  /** whether a lower-layer symlink was followed to get here */
+  viaLink: boolean;
+}
+
+export interface PathResolverOptions {
+  /** the absolute root directory */
+  root: string;
+  /** tells whether the symlink at this real relative path was created by the layer being applied */
+  isLayerSymlink?: (rel: string) => boolean;
+  /** called for each parent directory that `create` made (real relative path) */
+  onCreateDir?: (rel: string) => void;
+  /** called before `create` makes a missing parent directory; may throw to stop the resolution */
+  beforeCreateDir?: (rel: string) => void;
+}
+
+interface Cached {
+  real: string;
+  viaLink: boolean;
+}
+
+/** PathResolver resolves cleaned entry paths inside one root; see the top of this file for the rules. */
+export class PathResolver {
+  readonly root: string;
+  private readonly isLayerSymlink: (rel: string) => boolean;
+  private readonly onCreateDir: (rel: string) => void;
+  private readonly beforeCreateDir: (rel: string) => void;
+  private cache = new Map<string, Cached>();
+
+  constructor(opts: PathResolverOptions) {
+    this.root = opts.root.length > 1 && opts.root.endsWith('/') ? opts.root.slice(0, -1) : opts.root;
+    this.isLayerSymlink = opts.isLayerSymlink ?? (() => false);
+    this.onCreateDir = opts.onCreateDir ?? (() => {});
+    this.beforeCreateDir = opts.beforeCreateDir ?? (() => {});
+  }
+
+  /** abs turns a real relative path into an absolute one. */
+  abs(rel: string): string {
+    return rel === '' ? this.root : this.root === '/' ? `/${rel}` : `${this.root}/${rel}`;
+  }
+
+  /**
+   * resolve finds where the cleaned path `rel` lives: its parent directories are resolved (and created with
+   * `create`), its last component is not followed. Returns undefined when a parent is missing and `create` is
+   * off. Throws UnsafeEntryError (naming `entry`) for an escape, InvalidInputError when a parent is not a directory.
+   */
+  resolve(entry: string, rel: string, opts: ResolveOptions = {}): ResolvedPath | undefined {
+    if (rel === '') return { rel: '', abs: this.root, viaLink: false };
+    const slash = rel.lastIndexOf('/');
+    const parent = slash < 0 ? undefined : this.resolveDir(entry, rel.slice(0, slash), opts);
+    if (parent === null) return undefined;
+    const base = slash < 0 ? rel : rel.slice(slash + 1);
+    const real = parent === undefined || parent.real === '' ? base : `${parent.real}/${base}`;
+    return { rel: real, abs: this.abs(real), viaLink: parent?.viaLink ?? false };
+  }
+
+  /**
+   * resolveFile resolves a hardlink target: every component must be a plain directory (no symlink of any
+   * layer) and the last one an existing regular file. Throws UnsafeEntryError naming `entry` otherwise.
+   */
+  resolveFile(entry: string, rel: string): ResolvedPath {
+    const p = this.resolve(entry, rel, { noSymlinks: true });
+    const st = p === undefined || p.rel === '' ? undefined : lstatOrUndefined(p.abs);
+    if (p === undefined || st === undefined || !st.isFile()) {
+      const what = st?.isSymbolicLink() ? 'is a symlink' : st ? 'is not a regular file' : 'does not exist';
+      throw new UnsafeEntryError(entry, `hardlink target ${JSON.stringify(rel)} ${what} inside the root`);
+    }
+    return p;
+  }
+
+  /** remember records that the cleaned name `rel` is now a real directory at `real` (a directory entry). */
+  remember(rel: string, real: string, viaLink: boolean): void {
+    if (rel !== '') this.cache.set(rel, { real, viaLink });
+  }
+
+  /** forget drops every cached resolution: call it after removing or replacing a directory or a symlink. */
+  forget(): void {
+    if (this.cache.size) this.cache = new Map();
+  }
+
+  /** resolveDir resolves a cleaned directory name to its real path; null when missing (no `create`). */
+  private resolveDir(entry: string, dir: string, opts: ResolveOptions): Cached | null {
+    const hit = this.cache.get(dir);
+    if (hit) {
+      if (opts.noSymlinks && hit.viaLink) throw new UnsafeEntryError(entry, `path ${JSON.stringify(dir)} passes through a symlink`);
+      return hit;
+    }
+    const parts = dir.split('/');
+    // Start from the longest cached prefix.
+    let k = parts.length - 1;
+    let start: Cached = { real: '', viaLink: false };
+    let prefix = '';
+    for (; k > 0; k--) {
+      prefix = parts.slice(0, k).join('/');
+      const c = this.cache.get(prefix);
+      if (c) {
+        start = c;
+        break;
+      }
+    }
+    if (k === 0) prefix = '';
+    if (opts.noSymlinks && start.viaLink) throw new UnsafeEntryError(entry, `path ${JSON.stringify(dir)} passes through a symlink`);
+    const walk: Walk = { real: start.real === '' ? [] : start.real.split('/'), links: 0, followed: false };
+    let viaLink = start.viaLink;
+    for (let i = k; i < parts.length; i++) {
+      const part = parts[i] as string;
+      if (!this.step(entry, walk, part, false, opts)) return null;
+      viaLink ||= walk.followed;
+      prefix = prefix === '' ? part : `${prefix}/${part}`;
+      this.cache.set(prefix, { real: walk.real.join('/'), viaLink });
+    }
+    return { real: walk.real.join('/'), viaLink };
+  }
+
+  /** step moves the walk into `name`, following a lower-layer symlink; false when missing (no `create`). */
+  private step(entry: string, walk: Walk, name: string, fromAbsolute: boolean, opts: ResolveOptions): boolean {
+    if (name === '' || name === '.') return true;
+    if (name === '..') {
+      if (walk.real.length > 0) walk.real.pop();
+      else if (!fromAbsolute) throw new UnsafeEntryError(entry, 'a symlink on its path leads out of the root');
+      return true;
+    }
+    walk.real.push(name);
+    const rel = walk.real.join('/');
+    const abs = this.abs(rel);
+    const st = lstatOrUndefined(abs);
+    if (st === undefined) {
+      if (!opts.create) return false;
+      this.beforeCreateDir(rel);
+      mkdirSync(abs, 0o755);
+      this.onCreateDir(rel);
+      return true;
+    }
+    if (st.isDirectory()) return true;
+    if (!st.isSymbolicLink()) throw new InvalidInputError(`layer entry ${JSON.stringify(entry)}: ${rel} is not a directory`);
+    if (opts.noSymlinks) throw new UnsafeEntryError(entry, `path passes through the symlink ${rel}`);
+    if (this.isLayerSymlink(rel)) throw new UnsafeEntryError(entry, `path passes through the symlink ${rel} created by this layer`);
+    if (++walk.links > MAX_LINKS) throw new UnsafeEntryError(entry, 'too many levels of symbolic links');
+    const target = readlinkSync(abs);
+    walk.followed = true;
+    walk.real.pop();
+    const absolute = target.startsWith('/');
+    if (absolute) walk.real.length = 0;
+    for (const part of target.split('/')) {
+      if (!this.step(entry, walk, part, absolute, opts)) return false;
+    }
+    return true;
+  }
+}
+
+interface Walk {
+  /** real components walked so far, relative to the root */
+  real: string[];
+  links: number;
+  followed: boolean;
+}
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  return lstatSync(path, { throwIfNoEntry: false });
+}

@@ -1,0 +1,77 @@
+// RunSpec → OCI runtime-spec config.json, so the same container can run under runc or crun.
+import { DEVICES, MASKED_PATHS, READONLY_PATHS } from './mounts.js';
+import type { RunSpec } from './spec.js';
+
+export const OCI_RUNTIME_VERSION = '1.0.2';
+
+interface OciMount {
+  destination: string;
+  type?: string;
+  source?: string;
+  options?: string[];
+}
+
+/**
+ * runtimeConfig describes `spec` as an OCI runtime config (valid against the runtime-spec schema), with the mounts,
+ * namespaces, devices, masked and read-only paths that runContainer sets up itself. `root.path` is the absolute
+ * rootfs; the cgroup path is left to the runtime.
+ */
+export function runtimeConfig(spec: RunSpec): object {
+  const mounts: OciMount[] = [
+    { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    {
+      destination: '/dev/pts',
+      type: 'devpts',
+      source: 'devpts',
+      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+    },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+  ];
+  for (const m of spec.mounts) {
+    mounts.push({ destination: m.destination, type: 'bind', source: m.source, options: ['rbind', 'rprivate', m.readonly ? 'ro' : 'rw'] });
+  }
+  for (const [destination, source] of Object.entries(spec.extraFiles ?? {})) {
+    mounts.push({ destination, type: 'bind', source, options: ['bind', 'rprivate', 'rw'] });
+  }
+
+  const namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
+  if (spec.network === 'none') namespaces.push({ type: 'network' });
+
+  const resources: Record<string, unknown> = {
+    devices: [{ allow: false, access: 'rwm' }, ...DEVICES.map(([, major, minor]) => ({ allow: true, type: 'c', major, minor, access: 'rwm' }))],
+  };
+  const { memory, pids, cpus } = spec.limits;
+  if (memory !== undefined) resources.memory = { limit: memory, swap: memory };
+  if (pids !== undefined) resources.pids = { limit: pids };
+  if (cpus !== undefined) resources.cpu = { quota: Math.max(1000, Math.round(cpus * 100_000)), period: 100_000 };
+
+  const user: Record<string, unknown> = { uid: spec.user.uid, gid: spec.user.gid, umask: 0o022 };
+  if (spec.user.additionalGids.length > 0) user.additionalGids = spec.user.additionalGids;
+  const caps = [...spec.capabilities];
+  return {
+    ociVersion: OCI_RUNTIME_VERSION,
+    process: {
+      terminal: spec.tty,
+      user,
+      args: spec.args,
+      env: spec.env,
+      cwd: spec.cwd,
+      capabilities: { bounding: caps, effective: spec.user.uid === 0 ? caps : [], permitted: spec.user.uid === 0 ? caps : [] },
+      noNewPrivileges: spec.noNewPrivileges,
+    },
+    root: { path: spec.rootfs, readonly: spec.readonlyRootfs ?? false },
+    hostname: spec.hostname,
+    mounts,
+    linux: {
+      namespaces,
+      resources,
+      devices: DEVICES.map(([name, major, minor]) => ({ path: `/dev/${name}`, type: 'c', major, minor, fileMode: 0o666, uid: 0, gid: 0 })),
+      maskedPaths: [...MASKED_PATHS],
+      readonlyPaths: [...READONLY_PATHS],
+      rootfsPropagation: 'private',
+    },
+  };
+}

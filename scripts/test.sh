@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the whole test suite (unit, privileged and end-to-end tests; run as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+npm test

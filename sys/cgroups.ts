@@ -1,0 +1,260 @@
+// Per-run cgroups for memory, pids and cpu limits, on cgroup v1 (one hierarchy per controller) or v2 (unified).
+// Each run gets `<hierarchy>/tsbuild/<owner pid>-<random>`; the runtime's PID 1 joins it by writing "0" to its
+// cgroup.procs before exec; remove() deletes it (and `tsbuild/` when no other run uses it) when the run ends, and
+// createCgroup() first sweeps away the empty cgroups of runs whose owner died.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { TsbuildError } from '../layers/errors.js';
+
+export interface CgroupLimits {
+  /** bytes */
+  memory?: number;
+  pids?: number;
+  /** CPUs worth of time, e.g. 0.5 */
+  cpus?: number;
+}
+
+export type Controller = 'memory' | 'pids' | 'cpu';
+
+/** Hierarchy is a mounted cgroup hierarchy: v1 with its controllers, or the v2 unified one. */
+export interface Hierarchy {
+  version: 1 | 2;
+  mountPoint: string;
+  /** v1: the controllers bound to this mount; v2: the controllers the root makes available */
+  controllers: string[];
+}
+
+/** parseCgroupMounts lists the cgroup hierarchies in a /proc/self/mountinfo text (v2 controllers left empty). */
+export function parseCgroupMounts(mountinfo: string): Hierarchy[] {
+  const out: Hierarchy[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const pre = line.slice(0, sep).split(' ');
+    const [fstype, , superOpts = ''] = line.slice(sep + 3).split(' ');
+    const mountPoint = unescapeMount(pre[4] ?? '');
+    if (fstype === 'cgroup2') out.push({ version: 2, mountPoint, controllers: [] });
+    else if (fstype === 'cgroup') {
+      const known = ['memory', 'pids', 'cpu', 'cpuacct', 'cpuset', 'blkio', 'devices', 'freezer', 'hugetlb', 'net_cls', 'net_prio', 'perf_event', 'rdma', 'misc'];
+      out.push({ version: 1, mountPoint, controllers: superOpts.split(',').filter((o) => known.includes(o)) });
+    }
+  }
+  return out;
+}
+
+function unescapeMount(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** LimitWrite is one file to write in a run's cgroup directory. */
+export interface LimitWrite {
+  controller: Controller;
+  file: string;
+  value: string;
+  /** written only when the file exists (swap accounting may be off) */
+  optional?: true;
+}
+
+const CPU_PERIOD = 100_000;
+
+/** limitWrites lists the files that express `limits` on a cgroup of the given version, in the order to write them. */
+export function limitWrites(version: 1 | 2, limits: CgroupLimits): LimitWrite[] {
+  const w: LimitWrite[] = [];
+  if (limits.memory !== undefined) {
+    const m = String(Math.floor(limits.memory));
+    if (version === 1) {
+      w.push({ controller: 'memory', file: 'memory.limit_in_bytes', value: m });
+      w.push({ controller: 'memory', file: 'memory.memsw.limit_in_bytes', value: m, optional: true }); // no swap beyond the limit
+    } else {
+      w.push({ controller: 'memory', file: 'memory.max', value: m });
+      w.push({ controller: 'memory', file: 'memory.swap.max', value: '0', optional: true });
+    }
+  }
+  if (limits.pids !== undefined) w.push({ controller: 'pids', file: 'pids.max', value: String(Math.floor(limits.pids)) });
+  if (limits.cpus !== undefined) {
+    const quota = String(Math.max(1000, Math.round(limits.cpus * CPU_PERIOD)));
+    if (version === 1) {
+      w.push({ controller: 'cpu', file: 'cpu.cfs_period_us', value: String(CPU_PERIOD) });
+      w.push({ controller: 'cpu', file: 'cpu.cfs_quota_us', value: quota });
+    } else {
+      w.push({ controller: 'cpu', file: 'cpu.max', value: `${quota} ${CPU_PERIOD}` });
+    }
+  }
+  return w;
+}
+
+/** oomKillsOf reads the OOM-kill counter from memory.oom_control (v1) or memory.events (v2) text. */
+export function oomKillsOf(text: string): number {
+  const m = /^oom_kill (\d+)$/m.exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+/** Cgroup is one run's cgroup, possibly spread over several v1 hierarchies. */
+export interface Cgroup {
+  /** cgroup.procs files the container's PID 1 writes "0" to */
+  procsFiles: string[];
+  /** the directories made for this run */
+  dirs: string[];
+  /** whether the kernel's OOM killer killed a process of this cgroup */
+  oomKilled(): boolean;
+  /** remove the directories (retrying while the last processes finish exiting) */
+  remove(): Promise<void>;
+}
+
+export class CgroupError extends TsbuildError {
+  constructor(message: string, cause?: unknown) {
+    super('E_CGROUP', message, { hint: 'resource limits need root and a mounted cgroup hierarchy (mount | grep cgroup)', cause });
+  }
+}
+
+export interface CreateCgroupOptions {
+  limits: CgroupLimits;
+  /** mountinfo text to read hierarchies from (tests); default /proc/self/mountinfo */
+  mountinfo?: string;
+  /** directory name under `tsbuild/`; default `<pid>-<random>` */
+  name?: string;
+}
+
+const PARENT = 'tsbuild';
+
+function controllersNeeded(limits: CgroupLimits): Controller[] {
+  const c: Controller[] = [];
+  if (limits.memory !== undefined) c.push('memory');
+  if (limits.pids !== undefined) c.push('pids');
+  if (limits.cpus !== undefined) c.push('cpu');
+  return c;
+}
+
+function v2Controllers(mountPoint: string): string[] {
+  try {
+    return readFileSync(join(mountPoint, 'cgroup.controllers'), 'utf8').trim().split(/\s+/).filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+/** createCgroup makes the run's cgroup in every hierarchy that carries a controller the limits need. */
+export function createCgroup(opts: CreateCgroupOptions): Cgroup {
+  const needed = controllersNeeded(opts.limits);
+  const hierarchies = parseCgroupMounts(opts.mountinfo ?? readFileSync('/proc/self/mountinfo', 'utf8'));
+  const unified = hierarchies.find((h) => h.version === 2);
+  if (unified) unified.controllers = v2Controllers(unified.mountPoint);
+  // Per controller: its v1 hierarchy if it has one, else the unified hierarchy if that offers it.
+  const plan = new Map<Hierarchy, Controller[]>();
+  for (const c of needed) {
+    const h = hierarchies.find((x) => x.version === 1 && x.controllers.includes(c)) ?? (unified?.controllers.includes(c) ? unified : undefined);
+    if (!h) throw new CgroupError(`no cgroup hierarchy offers the ${c} controller`);
+    plan.set(h, [...(plan.get(h) ?? []), c]);
+  }
+  const name = opts.name ?? `${process.pid}-${randomBytes(4).toString('hex')}`;
+  const dirs: string[] = [];
+  const procsFiles: string[] = [];
+  const oomFiles: string[] = [];
+  const cg: Cgroup = {
+    procsFiles,
+    dirs,
+    oomKilled: () =>
+      oomFiles.some((f) => {
+        try {
+          return oomKillsOf(readFileSync(f, 'utf8')) > 0;
+        } catch {
+          return false;
+        }
+      }),
+    remove: () => removeDirs([...dirs].reverse()),
+  };
+  try {
+    for (const [h, controllers] of plan) {
+      const parent = join(h.mountPoint, PARENT);
+      sweepStale(parent);
+      const dir = join(parent, name);
+      // Another run may remove the shared parent between our two mkdirs: make both again.
+      for (let attempt = 0; ; attempt++) {
+        if (h.version === 2) enableV2(h.mountPoint, parent, controllers);
+        else mkdirSync(parent, { recursive: true });
+        try {
+          mkdirSync(dir);
+          break;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw e;
+        }
+      }
+      dirs.push(dir);
+      procsFiles.push(join(dir, 'cgroup.procs'));
+      if (controllers.includes('memory')) oomFiles.push(join(dir, h.version === 1 ? 'memory.oom_control' : 'memory.events'));
+      for (const w of limitWrites(h.version, opts.limits)) {
+        if (!controllers.includes(w.controller)) continue;
+        const file = join(dir, w.file);
+        if (w.optional && !existsSync(file)) continue;
+        try {
+          writeFileSync(file, w.value);
+        } catch (e) {
+          throw new CgroupError(`setting ${w.file} to ${w.value}: ${(e as Error).message}`, e);
+        }
+      }
+    }
+  } catch (e) {
+    for (const d of [...dirs].reverse()) rmdirQuiet(d);
+    if (e instanceof CgroupError) throw e;
+    throw new CgroupError(`creating the run's cgroup: ${(e as Error).message}`, e);
+  }
+  return cg;
+}
+
+function enableV2(root: string, parent: string, controllers: Controller[]): void {
+  const want = controllers.map((c) => `+${c}`).join(' ');
+  writeFileSync(join(root, 'cgroup.subtree_control'), want);
+  mkdirSync(parent, { recursive: true });
+  writeFileSync(join(parent, 'cgroup.subtree_control'), want);
+}
+
+function rmdirQuiet(dir: string): boolean {
+  try {
+    rmdirSync(dir);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT';
+  }
+}
+
+async function removeDirs(dirs: string[]): Promise<void> {
+  for (const d of dirs) {
+    // The last processes of the run may still be leaving the cgroup: retry for up to a second.
+    for (let i = 0; !rmdirQuiet(d); i++) {
+      if (i >= 100) throw new CgroupError(`removing cgroup ${d}: still busy`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // The shared parent goes too once no run uses it (fails harmlessly while another run does).
+    rmdirQuiet(dirname(d));
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** sweepStale removes the empty run cgroups under `parent` whose owner process no longer exists. */
+export function sweepStale(parent: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const m = /^(\d+)-[0-9a-f]+$/.exec(n);
+    if (!m || pidAlive(Number(m[1]))) continue;
+    const dir = join(parent, n);
+    try {
+      if (readFileSync(join(dir, 'cgroup.procs'), 'utf8').trim() === '') rmdirSync(dir);
+    } catch {
+      // raced with another sweeper, or not a cgroup directory
+    }
+  }
+}

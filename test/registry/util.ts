@@ -1,0 +1,77 @@
+// Shared pieces of the registry tests: images made with `tsbuild import`, a private DOCKER_CONFIG, CLI wrappers.
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { getImage } from '../../layers/image.js';
+import { Store } from '../../layers/store.js';
+import type { Manifest } from '../../layers/types.js';
+import { type CliResult, makeTempDir, removeDir, tsbuild } from '../helpers/index.js';
+import { busyboxTree, newStoreRoot } from '../helpers/images.js';
+
+type Teardown = { teardown(fn: () => unknown): void };
+
+/** Ctx is a store root plus a DOCKER_CONFIG of its own (never the real ~/.docker). */
+export interface Ctx {
+  root: string;
+  dockerConfig: string;
+  env: NodeJS.ProcessEnv;
+  run(args: string[], input?: string): Promise<CliResult>;
+  ok(args: string[], input?: string): Promise<string>;
+}
+
+export async function newCtx(t: Teardown): Promise<Ctx> {
+  const root = await newStoreRoot(t);
+  const dockerConfig = await makeTempDir('tsbuild-dockercfg-');
+  t.teardown(() => removeDir(dockerConfig));
+  const env = { DOCKER_CONFIG: dockerConfig };
+  const run = (args: string[], input?: string): Promise<CliResult> => tsbuild(['--root', root, ...args], { env, ...(input === undefined ? {} : { input }) });
+  return {
+    root,
+    dockerConfig,
+    env,
+    run,
+    ok: async (args, input) => {
+      const r = await run(args, input);
+      if (r.code !== 0) throw new Error(`tsbuild ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+      return r.stdout;
+    },
+  };
+}
+
+/** anotherStore makes a second store root sharing the context's DOCKER_CONFIG. */
+export async function anotherStore(t: Teardown, ctx: Ctx): Promise<Ctx> {
+  const root = await newStoreRoot(t);
+  const run = (args: string[], input?: string): Promise<CliResult> => tsbuild(['--root', root, ...args], { env: ctx.env, ...(input === undefined ? {} : { input }) });
+  return {
+    ...ctx,
+    root,
+    run,
+    ok: async (args, input) => {
+      const r = await run(args, input);
+      if (r.code !== 0) throw new Error(`tsbuild ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+      return r.stdout;
+    },
+  };
+}
+
+/**
+ * busyboxImage imports a busybox tree as `name` (with `randomMiB` MiB of incompressible data added, to get a
+ * layer big enough for streamed and chunked uploads) and returns the image digest.
+ */
+export async function busyboxImage(t: Teardown, ctx: Ctx, name: string, opts: { randomMiB?: number } = {}): Promise<string> {
+  const tree = await busyboxTree(t);
+  if (opts.randomMiB) await writeFile(join(tree, 'random.bin'), randomBytes(opts.randomMiB << 20));
+  return (await ctx.ok(['import', tree, name])).trim();
+}
+
+/** manifestOf reads the manifest of a stored image. */
+export async function manifestOf(root: string, name: string): Promise<Manifest> {
+  const store = await Store.open(root);
+  return (await getImage(store, name)).manifest;
+}
+
+/** indexEntries counts the names in a store's index.json. */
+export async function indexEntries(root: string): Promise<number> {
+  const store = await Store.open(root);
+  return (await store.readIndex()).manifests.length;
+}

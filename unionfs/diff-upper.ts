@@ -1,0 +1,92 @@
+// The native diff: the change set of a step, read from an overlay upperdir (cost grows with what changed).
+import { lstatSync, type BigIntStats } from 'node:fs';
+import { join } from 'node:path';
+import type { Change } from '../layers/changeset.js';
+import { sortChanges } from '../layers/changeset.js';
+import { TsbuildError, wrap } from '../layers/errors.js';
+import { getXattr, getXattrs, listXattrs } from '../sys/libc.js';
+import { LowerView, type LowerEntry } from './lower-view.js';
+import { childPath, listNames, yieldToLoop } from './tree-walk.js';
+import { isComparedXattr, isOpaqueValue, isOverlayWhiteout, METACOPY_XATTR, OPAQUE_XATTR, REDIRECT_XATTR } from './whiteout.js';
+
+/** UpperdirNotDiffError: the upperdir uses redirects or metacopy, so it is not a diff of the lowers on its own. */
+export class UpperdirNotDiffError extends TsbuildError {
+  constructor(readonly path: string, xattr: string) {
+    super('E_UPPER_NOT_DIFF', `${path} carries ${xattr}: this upperdir is not a plain diff`, {
+      hint: 'mount with redirect_dir=off,metacopy=off (mountOverlay does), or use the manifest diff',
+    });
+  }
+}
+
+/**
+ * diffUpperdir returns the change set an overlay upperdir holds, sorted with sortChanges. It reads only the
+ * upperdir, plus the lowerdirs (top first) at the changed paths to tell 'add' from 'modify':
+ * - a char 0/0 whiteout → delete (left out when the lowers have nothing there: it hides nothing);
+ * - a directory with trusted.overlay.opaque=y → modify with opaque: true when the lowers have a directory there,
+ *   and every entry below it is listed;
+ * - a directory the lowers also have as a directory, with the same mode, owner, mtime and xattrs, is a parent
+ *   copied up for a change below it and is not listed itself;
+ * - anything else is listed: 'modify' if the lowers have the path, 'add' if not. The root itself never is.
+ * overlayfs xattrs (trusted.overlay.*) are never compared nor reported. Throws UpperdirNotDiffError when it meets a
+ * redirect or metacopy xattr. The upperdir should not change meanwhile (unmount, or no process writing).
+ */
+export async function diffUpperdir(opts: { upperdir: string; lowerdirs: string[] }): Promise<Change[]> {
+  const view = new LowerView(opts.lowerdirs);
+  const changes: Change[] = [];
+  let seen = 0;
+
+  const walk = async (dir: string, listAll: boolean): Promise<void> => {
+    for (const name of listNames(join(opts.upperdir, dir))) {
+      if (++seen % 4096 === 0) await yieldToLoop();
+      const path = childPath(dir, name);
+      const abs = join(opts.upperdir, path);
+      const st = lstatSync(abs, { bigint: true });
+      for (const x of listXattrs(abs)) {
+        if (x === REDIRECT_XATTR || x === METACOPY_XATTR) throw new UpperdirNotDiffError(abs, x);
+      }
+      const lower = view.lookup(path);
+      if (isOverlayWhiteout(st)) {
+        // Below an opaque or new directory nothing of the lowers shows, so there is nothing to delete.
+        if (!listAll && lower !== undefined) changes.push({ path, kind: 'delete' });
+        continue;
+      }
+      const kind = lower === undefined ? 'add' : 'modify';
+      if (!st.isDirectory()) {
+        changes.push({ path, kind });
+        continue;
+      }
+      if (listAll || lower === undefined || !lower.st.isDirectory()) {
+        changes.push({ path, kind });
+        await walk(path, true);
+      } else if (isOpaqueValue(getXattr(abs, OPAQUE_XATTR))) {
+        changes.push({ path, kind: 'modify', opaque: true });
+        await walk(path, true);
+      } else {
+        if (dirChanged(abs, st, lower)) changes.push({ path, kind: 'modify' });
+        await walk(path, false);
+      }
+    }
+  };
+
+  try {
+    await walk('', false);
+  } catch (e) {
+    throw wrap(`diffing upperdir ${opts.upperdir}`, e);
+  }
+  return sortChanges(changes);
+}
+
+/** dirChanged compares an upper directory with the lower one it was copied up from. */
+function dirChanged(abs: string, st: BigIntStats, lower: LowerEntry): boolean {
+  const l = lower.st;
+  if (st.mode !== l.mode || st.uid !== l.uid || st.gid !== l.gid || st.mtimeNs !== l.mtimeNs) return true;
+  return !sameXattrs(getXattrs(abs), getXattrs(lower.path));
+}
+
+/** sameXattrs compares two xattr sets, ignoring overlay bookkeeping and SELinux labels. */
+export function sameXattrs(a: Record<string, Buffer>, b: Record<string, Buffer>): boolean {
+  const ka = Object.keys(a).filter(isComparedXattr);
+  const kb = Object.keys(b).filter(isComparedXattr);
+  if (ka.length !== kb.length) return false;
+  return ka.every((k) => b[k] !== undefined && (a[k] as Buffer).equals(b[k] as Buffer));
+}

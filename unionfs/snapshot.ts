@@ -1,0 +1,158 @@
+// Per-layer snapshots: each layer extracted once (overlay whiteouts) into `<store>/snapshots/<hex of ChainID>`,
+// ready to be an overlay lowerdir. Keyed by ChainID, not DiffID, because a layer's whiteouts only mean something
+// on top of the layers below it.
+//
+// Writes follow the store's rule: extract into a temp directory next to the final one, then rename. A snapshot
+// directory therefore exists only complete. Temp names carry the writer's pid, so cleanStaleSnapshots removes only
+// those of dead processes (a caveat: processes in other pid namespaces sharing a store look dead). Content is not
+// fsynced: after a power cut a snapshot may need removing (removeSnapshot) and extracting again.
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { chainId, hexOf, isDigest } from '../layers/digest.js';
+import { wrap } from '../layers/errors.js';
+import type { Digest } from '../layers/types.js';
+import type { ApplyLayer } from './merge.js';
+
+/** SnapshotLayer is a layer to extract: its DiffID and an opener for its uncompressed tar (fresh stream per call). */
+export interface SnapshotLayer {
+  diffId: Digest;
+  open(): Promise<Readable>;
+}
+
+const TMP_PREFIX = '.tmp-';
+
+/** snapshotsRoot is the directory that holds every snapshot of a store. */
+export function snapshotsRoot(storeRoot: string): string {
+  return join(storeRoot, 'snapshots');
+}
+
+/** snapshotDir is where the snapshot of a ChainID lives: `<storeRoot>/snapshots/<hex>`. */
+export function snapshotDir(storeRoot: string, chain: Digest): string {
+  return join(snapshotsRoot(storeRoot), hexOf(chain));
+}
+
+/**
+ * ensureSnapshots makes sure every prefix of `layers` (bottom first) has its snapshot and returns their
+ * directories, bottom first (reverse it for lowerdirs). A layer whose snapshot exists is not opened. Otherwise its
+ * tar is applied into a temp directory beside the snapshots and renamed into place; when another caller renamed
+ * first, this copy is discarded. On failure the temp directory is removed and the error names the layer; snapshots
+ * finished before stay. A killed process leaves only a temp directory (see cleanStaleSnapshots).
+ */
+export async function ensureSnapshots(opts: { storeRoot: string; layers: SnapshotLayer[]; apply: ApplyLayer }): Promise<string[]> {
+  const root = snapshotsRoot(opts.storeRoot);
+  await mkdir(root, { recursive: true });
+  const dirs: string[] = [];
+  const diffIds: Digest[] = [];
+  for (const layer of opts.layers) {
+    diffIds.push(layer.diffId);
+    const chain = chainId(diffIds);
+    const dir = snapshotDir(opts.storeRoot, chain);
+    dirs.push(dir);
+    if (await exists(dir)) continue;
+    try {
+      await extractOnce(root, dir, chain, layer, opts.apply);
+    } catch (e) {
+      throw wrap(`extracting layer ${layer.diffId} (snapshot ${hexOf(chain).slice(0, 12)})`, e);
+    }
+  }
+  return dirs;
+}
+
+async function extractOnce(root: string, dir: string, chain: Digest, layer: SnapshotLayer, apply: ApplyLayer): Promise<void> {
+  const tmp = join(root, tempName(hexOf(chain).slice(0, 16)));
+  await mkdir(tmp, { mode: 0o755 });
+  let tar: Readable | undefined;
+  try {
+    tar = await layer.open();
+    await apply(tar, tmp);
+    try {
+      await rename(tmp, dir);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // Another caller finished first (rename over a non-empty directory fails): theirs is as good as ours.
+      if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || !(await exists(dir))) throw e;
+      await rm(tmp, { recursive: true, force: true });
+    }
+  } catch (e) {
+    tar?.destroy();
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** listSnapshots returns the ChainIDs of the store's complete snapshots, sorted. */
+export async function listSnapshots(storeRoot: string): Promise<Digest[]> {
+  const names = await readdir(snapshotsRoot(storeRoot)).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return [] as string[];
+    throw e;
+  });
+  return names
+    .map((n) => `sha256:${n}`)
+    .filter(isDigest)
+    .sort();
+}
+
+/**
+ * removeSnapshot deletes a snapshot (idempotent; returns whether it existed). It is renamed to a temp name first,
+ * so an interrupted removal never leaves a partial snapshot under the real name. The caller makes sure no mount
+ * uses it.
+ */
+export async function removeSnapshot(storeRoot: string, chain: Digest): Promise<boolean> {
+  const dir = snapshotDir(storeRoot, chain);
+  const tmp = join(snapshotsRoot(storeRoot), tempName(`rm-${hexOf(chain).slice(0, 16)}`));
+  try {
+    await rename(dir, tmp);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw wrap(`removing snapshot ${chain}`, e);
+  }
+  await rm(tmp, { recursive: true, force: true });
+  return true;
+}
+
+/**
+ * cleanStaleSnapshots removes the temp directories that killed extractions and removals left behind: those whose
+ * writer process is gone. It returns their names. Temp directories of live processes are kept.
+ */
+export async function cleanStaleSnapshots(storeRoot: string): Promise<string[]> {
+  const root = snapshotsRoot(storeRoot);
+  const names = await readdir(root).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return [] as string[];
+    throw e;
+  });
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(TMP_PREFIX)) continue;
+    const pid = Number(/-(\d+)-[0-9a-f]+$/.exec(name)?.[1]);
+    if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) continue;
+    await rm(join(root, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed.sort();
+}
+
+/** tempName is `.tmp-<what>-<pid>-<random>`: cleanStaleSnapshots reads the pid back. */
+function tempName(what: string): string {
+  return `${TMP_PREFIX}${what}-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
+  }
+}
