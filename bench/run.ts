@@ -27,17 +27,24 @@ function median(xs: number[]): number {
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
-async function time(name: string, fn: () => unknown): Promise<number> {
-  for (let i = 0; i < 3; i++) await fn();
-  const xs: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await fn();
-    xs.push(performance.now() - t0);
+interface Case {
+  name: string;
+  fn: () => unknown;
+  times: number[];
+}
+
+/** measure runs the cases round-robin (so that a busy machine slows them all alike) after 3 warm-up rounds. */
+async function measure(cases: Case[]): Promise<void> {
+  for (let round = -3; round < runs; round++) {
+    for (const c of cases) {
+      const t0 = performance.now();
+      await c.fn();
+      if (round >= 0) c.times.push(performance.now() - t0);
+    }
   }
-  const m = median(xs);
-  console.log(`${name.padEnd(46)} median ${m.toFixed(1).padStart(7)} ms   min ${Math.min(...xs).toFixed(1).padStart(7)} ms`);
-  return m;
+  for (const c of cases) {
+    console.log(`${c.name.padEnd(46)} median ${median(c.times).toFixed(1).padStart(7)} ms   min ${Math.min(...c.times).toFixed(1).padStart(7)} ms`);
+  }
 }
 
 function sh(argv: string[]): void {
@@ -61,14 +68,18 @@ try {
     ? `import(${JSON.stringify(pathToFileURL(join(dist, 'runtime/run.js')).href)}).then(async (m) => { const r = await m.runContainer(${JSON.stringify(spec)}, { stdout: 'ignore' }, { executor: 'native' }); process.exitCode = r.exitCode; })`
     : undefined;
 
-  console.log(`runtime code from ${fromDist ? 'dist/ (compiled)' : 'sources through tsx (run `npm run build` first for the real numbers)'}; ${runs} runs each\n`);
-  const node = await time('node -e 0', () => sh([process.execPath, '-e', '0']));
-  const native = await time('runContainer(true), C helper (in-process)', () => check('native'));
-  const nodeEx = await time('runContainer(true), Node executor (in-process)', () => check('node'));
-  const runc = await time('runc run (same rootfs, same config)', () => sh(['runc', 'run', '--bundle', bundle, `tsbuild-bench-${process.pid}`]));
-  const cli = fresh ? await time('fresh node: import runtime + run true', () => sh([process.execPath, '-e', fresh])) : undefined;
+  console.log(`runtime code from ${fromDist ? 'dist/ (compiled)' : 'sources through tsx (run `npm run build` first for the real numbers)'}; ${runs} rounds\n`);
+  const cases: Case[] = [
+    { name: 'node -e 0', fn: () => sh([process.execPath, '-e', '0']), times: [] },
+    { name: 'runContainer(true), C helper (in-process)', fn: () => check('native'), times: [] },
+    { name: 'runContainer(true), Node executor (in-process)', fn: () => check('node'), times: [] },
+    { name: 'runc run (same rootfs, same config)', fn: () => sh(['runc', 'run', '--bundle', bundle, `tsbuild-bench-${process.pid}`]), times: [] },
+  ];
+  if (fresh) cases.push({ name: 'fresh node: import runtime + run true', fn: () => sh([process.execPath, '-e', fresh]), times: [] });
+  await measure(cases);
+  const [node, native, nodeEx, runc, cli] = cases.map((c) => median(c.times)) as [number, number, number, number, number | undefined];
 
-  console.log('\nratios');
+  console.log('\nratios of medians');
   console.log(`  C helper / runc          ${(native / runc).toFixed(2)}`);
   console.log(`  Node executor / runc     ${(nodeEx / runc).toFixed(2)}`);
   console.log(`  Node executor / C helper ${(nodeEx / native).toFixed(2)}`);

@@ -7,18 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { NotFoundError, TsbuildError, wrap } from '../layers/errors.js';
+import { NotFoundError, TsbuildError } from '../layers/errors.js';
 import { getImage, type Image, loadImage, tagImage, writeImage } from '../layers/image.js';
-import { openLayer } from '../layers/layer-read.js';
 import { fullName, parseReference } from '../layers/names.js';
 import type { Store } from '../layers/store.js';
-import { applyLayer } from '../layers/tar-apply.js';
-import { tarFromChanges } from '../layers/tar-create.js';
-import { commitLayer } from '../layers/commit.js';
-import { type Compression, type Descriptor, type Digest, type ImageConfig, type Platform, type HistoryEntry } from '../layers/types.js';
-import { diffUpperdir } from '../unionfs/diff-upper.js';
-import { ensureSnapshots } from '../unionfs/snapshot.js';
-import { BuildCache, type LayerRef } from './cache.js';
+import type { Compression, Descriptor, Digest, ImageConfig, Platform } from '../layers/types.js';
+import { BuildCache } from './cache.js';
 import { openContext } from './context.js';
 import { epochTime, Executor, type StageResult } from './execute.js';
 import { HistoryLog } from './history.js';
@@ -200,7 +194,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     let layers = result.layers;
     let hist = history.finalize(result.image.history, now, epoch);
     if (opts.squash) {
-      const sq = await squash(store, rootfs.driver, result, result.baseLayers, hist, {
+      const { squash } = await import('./squash.js');
+      const sq = await squash(store, await rootfs.driver(), result, result.baseLayers, hist, {
         compression: opts.compression ?? 'gzip',
         ...(plan.epoch === undefined ? {} : { sourceDateEpoch: plan.epoch }),
         tmpDir,
@@ -310,47 +305,4 @@ async function keepUntagged(store: Store, desc: Descriptor): Promise<void> {
     if (index.manifests.some((d) => d.digest === desc.digest)) return;
     index.manifests.push({ mediaType: desc.mediaType, digest: desc.digest, size: desc.size });
   });
-}
-
-/**
- * squash merges the layers added on top of the base image into one: each is applied (overlay whiteouts) into one
- * directory, which is then diffed against the base. New history entries keep their text; only the first one that
- * had a layer keeps it.
- */
-async function squash(
-  store: Store,
-  driver: StorageDriver,
-  result: StageResult,
-  baseCount: number,
-  history: HistoryEntry[],
-  o: { compression: Compression; sourceDateEpoch?: number; tmpDir: string },
-): Promise<{ layers: LayerRef[]; history: HistoryEntry[] }> {
-  const base = result.layers.slice(0, baseCount);
-  const added = result.layers.slice(baseCount);
-  if (added.length <= 1) return { layers: result.layers, history };
-  const dir = join(o.tmpDir, 'squash');
-  await mkdir(dir, { recursive: true });
-  try {
-    for (const l of added) await applyLayer(openLayer(store, l.descriptor), { root: dir, whiteouts: driver === 'overlay' ? 'overlay' : 'delete' });
-    const lowers = driver === 'overlay' ? (await ensureSnapshots({ storeRoot: store.root, layers: base.map((l) => ({ diffId: l.diffId, open: async () => openLayer(store, l.descriptor) })), apply: async (tar, d) => void (await applyLayer(tar, { root: d, whiteouts: 'overlay' })) })).reverse() : [];
-    const changes = await diffUpperdir({ upperdir: dir, lowerdirs: lowers });
-    const c = await commitLayer(store, tarFromChanges(dir, changes, o.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: o.sourceDateEpoch }), { compression: o.compression });
-    let nonEmpty = 0;
-    let kept = false;
-    const hist = history.map((h) => {
-      if (h.empty_layer) return h;
-      nonEmpty++;
-      if (nonEmpty <= baseCount) return h;
-      if (!kept) {
-        kept = true;
-        return h;
-      }
-      return { ...h, empty_layer: true };
-    });
-    return { layers: [...base, { descriptor: c.descriptor, diffId: c.diffId }], history: hist };
-  } catch (err) {
-    throw wrap('squashing the new layers', err);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
 }

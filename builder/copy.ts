@@ -33,9 +33,7 @@ import { copyFile, mkdtemp, open, rm } from 'node:fs/promises';
 import { basename, join, posix, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import ignore from '@balena/dockerignore';
-import { autoDecompress } from '../layers/compress.js';
 import { InvalidInputError, NotFoundError, TsbuildError, wrap } from '../layers/errors.js';
-import { applyLayer } from '../layers/tar-apply.js';
 import { secureJoin } from '../runtime/secure-join.js';
 import { getXattrs, majorMinor, mknod, setXattr } from '../sys/libc.js';
 import type { ContextFilter } from './context.js';
@@ -413,7 +411,7 @@ export function parseChmod(spec: string): ChmodSpec {
     const m = /^([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)$/.exec(clause);
     if (!m) throw new InvalidInputError(`invalid chmod parameter: ${JSON.stringify(spec)}: bad clause ${JSON.stringify(clause)}`);
     const who = m[1] || 'a';
-    const ops = [...m[2]!.matchAll(/([-+=])([rwxXst]*|[ugo])/g)].map((o) => ({ op: o[1]!, perms: o[2]! }));
+    const ops = [...m[2]!.matchAll(/([-+=])([ugo]|[rwxXst]*)/g)].map((o) => ({ op: o[1]!, perms: o[2]! }));
     return { who, ops };
   });
   return {
@@ -655,13 +653,13 @@ function lchownSafe(path: string, uid: number, gid: number): void {
 
 /** isArchive tells whether a file is a tar archive (plain or gzip/bzip2/xz/zstd), by content. */
 export async function isArchive(path: string): Promise<boolean> {
-  const st = lstatSync(path);
-  if (st.size < 512) return false;
+  if (lstatSync(path).size === 0) return false;
   const head = await readDecompressedHead(path, 512);
   return head !== undefined && isTarHeader(head);
 }
 
 async function readDecompressedHead(path: string, n: number): Promise<Buffer | undefined> {
+  const { autoDecompress } = await import('../layers/compress.js');
   const input = createReadStream(path, { highWaterMark: 64 << 10 });
   const plain = autoDecompress();
   input.on('error', (err) => plain.destroy(err));
@@ -697,6 +695,7 @@ export function isTarHeader(b: Buffer): boolean {
 
 async function extractArchive(ctx: Ctx, node: SelNode, dest: string, perm: number, tmpDir: string): Promise<void> {
   const staging = await mkdtemp(join(tmpDir, 'add-'));
+  const [{ autoDecompress }, { applyLayer }] = await Promise.all([import('../layers/compress.js'), import('../layers/tar-apply.js')]);
   try {
     const input = createReadStream(node.abs, { highWaterMark: 1 << 20 });
     const plain = autoDecompress();

@@ -11,9 +11,7 @@ import { createWriteStream, lstatSync, mkdirSync, lutimesSync, lchownSync } from
 import { chainId } from '../layers/digest.js';
 import { InvalidInputError, TsbuildError } from '../layers/errors.js';
 import type { Image } from '../layers/image.js';
-import { commitLayer } from '../layers/commit.js';
 import type { Store } from '../layers/store.js';
-import { tarFromDirectory } from '../layers/tar-create.js';
 import { type Compression, type ContainerConfig, type Descriptor, type HistoryEntry, MediaType } from '../layers/types.js';
 import { secureJoin } from '../runtime/secure-join.js';
 import { type BuildCache, cacheKey, type LayerRef } from './cache.js';
@@ -190,6 +188,8 @@ class StageRun {
   private cmdSet = false;
   private baseLayers = 0;
   private stepIndex = 0;
+  /** progress steps of the stage: the plan's count plus the base image's ONBUILD triggers */
+  private total: number;
   private readonly file: string;
 
   constructor(
@@ -198,11 +198,12 @@ class StageRun {
     private readonly sp: StagePlan,
   ) {
     this.file = o.file;
+    this.total = sp.total;
   }
 
   private prefix(onbuild: boolean): string {
     this.stepIndex++;
-    const total = this.sp.total;
+    const total = this.total;
     const width = Math.floor(Math.log10(Math.max(total, 1))) + 1;
     const num = `${String(this.stepIndex).padStart(width)}/${total}`;
     return `[${this.sp.displayName ? `${this.sp.displayName} ` : ''}${num}] ${onbuild ? 'ONBUILD ' : ''}`;
@@ -304,28 +305,31 @@ class StageRun {
         break;
       }
       case 'image': {
-        const step = this.begin(`${this.prefix(false)}FROM ${sp.base.ref}`);
+        let img: Image;
         try {
-          const img = await this.o.resolveImage(sp.base.ref);
-          const c = img.config;
-          this.image = {
-            architecture: c.architecture,
-            os: c.os,
-            ...(c.variant ? { variant: c.variant } : {}),
-            ...(c['os.version'] ? { 'os.version': c['os.version'] } : {}),
-            ...(c.author ? { author: c.author } : {}),
-            config: structuredClone(c.config ?? {}),
-            history: structuredClone(c.history ?? []),
-          };
-          this.layers = baseLayers(img);
-          this.baseLayers = this.layers.length;
-          this.fsKey = this.layers.length ? cacheKey('', { op: 'layers', chain: chainId(this.layers.map((l) => l.diffId)) }) : SCRATCH_KEY;
-          this.o.onEvent({ type: 'status', id: step.id, message: `resolve ${sp.base.ref} ${img.descriptor.digest}` });
-          this.o.onEvent({ type: 'done', id: step.id });
+          img = await this.o.resolveImage(sp.base.ref);
         } catch (err) {
+          const step = this.begin(`${this.prefix(false)}FROM ${sp.base.ref}`);
           this.o.onEvent({ type: 'error', id: step.id, message: (err as Error).message });
           throw err;
         }
+        this.total += triggerSteps(img.config.config?.OnBuild ?? [], this.file);
+        const step = this.begin(`${this.prefix(false)}FROM ${sp.base.ref}`);
+        const c = img.config;
+        this.image = {
+          architecture: c.architecture,
+          os: c.os,
+          ...(c.variant ? { variant: c.variant } : {}),
+          ...(c['os.version'] ? { 'os.version': c['os.version'] } : {}),
+          ...(c.author ? { author: c.author } : {}),
+          config: structuredClone(c.config ?? {}),
+          history: structuredClone(c.history ?? []),
+        };
+        this.layers = baseLayers(img);
+        this.baseLayers = this.layers.length;
+        this.fsKey = this.layers.length ? cacheKey('', { op: 'layers', chain: chainId(this.layers.map((l) => l.diffId)) }) : SCRATCH_KEY;
+        this.o.onEvent({ type: 'status', id: step.id, message: `resolve ${sp.base.ref} ${img.descriptor.digest}` });
+        this.o.onEvent({ type: 'done', id: step.id });
         break;
       }
     }
@@ -869,6 +873,7 @@ class StageRun {
       });
     }
     if ((await readdir(scratch)).length === 0) return null;
+    const [{ tarFromDirectory }, { commitLayer }] = await Promise.all([import('../layers/tar-create.js'), import('../layers/commit.js')]);
     const tar = tarFromDirectory(scratch, o.plan.epoch === undefined ? {} : { sourceDateEpoch: o.plan.epoch });
     const c = await commitLayer(o.store, tar, { compression: o.compression });
     return { descriptor: c.descriptor, diffId: c.diffId };
@@ -902,6 +907,19 @@ class StageRun {
     lutimesSync(file, mtime, mtime);
     return `${posix.basename(sub)}/${name}`;
   }
+}
+
+/** triggerSteps counts the progress steps (RUN, COPY, ADD, WORKDIR) among ONBUILD triggers (0 for unreadable ones). */
+function triggerSteps(triggers: string[], file: string): number {
+  let n = 0;
+  for (const t of triggers) {
+    try {
+      n += parseDockerfile(t, { file, fragment: true }).instructions.filter((i) => ['run', 'copy', 'add', 'workdir'].includes(i.kind)).length;
+    } catch {
+      // reported when the trigger runs
+    }
+  }
+  return n;
 }
 
 /** epochTime formats SOURCE_DATE_EPOCH as RFC 3339. */

@@ -10,7 +10,6 @@ import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { runContainer } from '../runtime/run.js';
 import { capabilitySet, DEFAULT_PATH, resolveUser, type Mount, type RunSpec } from '../runtime/spec.js';
 import type { InlineFile } from './heredoc.js';
 
@@ -111,6 +110,7 @@ export async function runStep(opts: RunStepOptions): Promise<RunStepResult> {
         cb();
       },
     });
+  const { runContainer } = await import('../runtime/run.js');
   const r = await runContainer(
     spec,
     { stdin: 'ignore', stdout: sink('stdout'), stderr: sink('stderr'), ...(opts.signal ? { signal: opts.signal } : {}) },

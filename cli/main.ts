@@ -88,6 +88,42 @@ prog
   .action(lazy('bootstrap'));
 
 prog
+  .command('run <image>')
+  .describe('Run a command in a new container of the image: tsbuild run [OPTIONS] IMAGE [COMMAND] [ARG…]')
+  .option('--rm', 'Discard the writable layer when the command exits', false)
+  .option('-i, --interactive', 'Keep stdin open', false)
+  .option('-t, --tty', 'Allocate a terminal', false)
+  .option('-e, --env', 'Set K=V (or pass K from this environment); repeatable')
+  .option('-w, --workdir', 'Working directory in the container')
+  .option('-u, --user', 'name|uid[:group|gid]')
+  .option('-v, --volume', 'Bind mount HOST:CONTAINER[:ro]; repeatable')
+  .option('--network', 'none (only loopback) or host', 'none')
+  .option('--hostname', 'Container hostname')
+  .option('--memory', 'Memory limit, e.g. 64m')
+  .option('--pids-limit', 'Maximum number of processes')
+  .option('--cpus', 'CPUs worth of time, e.g. 1.5')
+  .option('--entrypoint', 'Replace the image ENTRYPOINT')
+  .option('--init', 'Run an init as PID 1 that reaps zombies and forwards signals', false)
+  .option('--read-only', 'Mount the rootfs read-only', false)
+  .option('--cap-add', 'Add a capability; repeatable')
+  .option('--cap-drop', 'Drop a capability; repeatable')
+  .option('--storage-driver', 'overlay or vfs (userspace fallback); default: overlay as root')
+  .action(lazy('run'));
+
+prog.command('mount <image>').describe('Make a writable merged view of the image and print its path').option('--storage-driver', 'overlay or vfs').action(lazy('mount'));
+
+prog.command('umount <path>').describe('Remove a view made by `tsbuild mount`').action(lazy('umount'));
+
+prog
+  .command('bundle <image> <dir>')
+  .describe('Write an OCI runtime bundle (config.json + rootfs/) that runc runs')
+  .option('-u, --user', 'name|uid[:group|gid]')
+  .option('-e, --env', 'Set K=V; repeatable')
+  .option('-w, --workdir', 'Working directory')
+  .option('--network', 'none or host', 'none')
+  .action(lazy('bundle'));
+
+prog
   .command('push <name> [dest]')
   .describe('Push an image to a registry (dest defaults to the name)')
   .option('--insecure', 'Allow plain HTTP and unverified TLS to this registry', false)
@@ -149,15 +185,34 @@ prog
 
 // mri (sade's parser) reads a lone `-` as an empty flag; carry it through as a token and give it back.
 const STDIN_TOKEN = '\u0000stdin';
-const argv = process.argv.map((a, i) => (i > 1 && a === '-' ? STDIN_TOKEN : a));
+const argv = separateRunCommand(process.argv.map((a, i) => (i > 1 && a === '-' ? STDIN_TOKEN : a)));
 const restore = (v: unknown): unknown =>
   v === STDIN_TOKEN ? '-' : Array.isArray(v) ? v.map(restore) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, restore(x)])) : v;
+/**
+ * separateRunCommand puts `--` after the image of `tsbuild run`, so that the container's command and its own
+ * flags (`tsbuild run img ls -la`) are not read as tsbuild's.
+ */
+function separateRunCommand(args: string[]): string[] {
+  const takesValue = new Set(['-e', '--env', '-w', '--workdir', '-u', '--user', '-v', '--volume', '--network', '--hostname', '--memory', '--pids-limit', '--cpus', '--entrypoint', '--cap-add', '--cap-drop', '--storage-driver', '--root']);
+  let i = 2;
+  while (i < args.length && args[i]?.startsWith('-')) i += takesValue.has(args[i] as string) ? 2 : 1;
+  if (args[i] !== 'run') return args;
+  for (i++; i < args.length; i++) {
+    const a = args[i] as string;
+    if (a === '--') return args;
+    if (!a.startsWith('-') || a === STDIN_TOKEN) return [...args.slice(0, i + 1), '--', ...args.slice(i + 1)];
+    if (takesValue.has(a)) i++;
+  }
+  return args;
+}
 const debug = argv.includes('--debug');
 const cmd = prog.parse(argv, { lazy: true });
 if (cmd) {
   try {
     await cmd.handler(...cmd.args.map(restore));
   } catch (err) {
-    process.exitCode = report(err, { debug });
+    const code = report(err, { debug });
+    // `tsbuild run` reports its own failures with docker's 125
+    process.exitCode = (err as { exitCode?: number }).exitCode ?? code;
   }
 }

@@ -146,7 +146,11 @@ export async function bootDisk(opts: BootOptions): Promise<BootResult> {
         if (!stop.signal.aborted) qemuError = err;
       },
     );
-    const timer = setTimeout(() => stop.abort(), timeoutMs);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop.abort();
+    }, timeoutMs);
     let output = '';
     let outcome: BootResult['outcome'] | undefined;
     let match: string | undefined;
@@ -154,6 +158,7 @@ export async function bootDisk(opts: BootOptions): Promise<BootResult> {
     try {
       const buf = Buffer.alloc(1 << 16);
       let pos = 0;
+      let drained = false;
       for (;;) {
         const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
         if (bytesRead > 0) {
@@ -173,13 +178,17 @@ export async function bootDisk(opts: BootOptions): Promise<BootResult> {
           }
           continue;
         }
-        if (exited) {
-          outcome = 'exited';
+        if (timedOut || stop.signal.aborted) {
+          outcome = 'timeout'; // or the caller aborted: throwIfAborted below says so
           break;
         }
-        if (stop.signal.aborted) {
-          outcome = 'timeout';
-          break;
+        if (exited) {
+          if (drained) {
+            outcome = 'exited';
+            break;
+          }
+          drained = true; // read once more: QEMU may have written its last bytes just before exiting
+          continue;
         }
         await new Promise((r) => setTimeout(r, 100));
       }

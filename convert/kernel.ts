@@ -364,7 +364,8 @@ export async function provideKernel(opts: ProvideKernelOptions): Promise<KernelR
   // one install per key at a time: a concurrent export of the same base waits and then reuses it
   const dir = kernelCacheDir(opts.store);
   await mkdir(dir, { recursive: true });
-  const release = await lockfile.lock(dir, {
+  // proper-lockfile keys its locks by this first argument: one per cache key
+  const release = await lockfile.lock(join(dir, key.slice(7)), {
     lockfilePath: join(dir, `${key.slice(7)}.lock`),
     realpath: false,
     stale: 60_000,

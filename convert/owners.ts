@@ -62,9 +62,8 @@ export function applyHeaders(map: OwnerMap, headers: Array<Pick<Header, 'name' |
     if (base === OPAQUE) removeBelow(dir);
     else if (base.startsWith(WH)) {
       const target = dir === '' ? base.slice(WH.length) : `${dir}/${base.slice(WH.length)}`;
-      const was = map.get(target);
       map.delete(target);
-      if (was?.type === 'directory') removeBelow(target);
+      removeBelow(target);
     } else adds.push({ ...h, name: path });
   }
   for (const h of adds) {
@@ -173,8 +172,11 @@ export async function ownershipCommands(root: string, owners: OwnerMap): Promise
       skipped.push(p);
       continue;
     }
-    if (e.type === 'fifo') commands.push(`mknod ${quoted} p`);
-    else commands.push(`mknod ${quoted} ${e.type === 'character-device' ? 'c' : 'b'} ${e.devmajor ?? 0} ${e.devminor ?? 0}`);
+    // debugfs's mknod links the bare name into its current directory: cd there first
+    const base = p.slice(p.lastIndexOf('/') + 1);
+    commands.push(`cd "/${parent}"`);
+    if (e.type === 'fifo') commands.push(`mknod "${base}" p`);
+    else commands.push(`mknod "${base}" ${e.type === 'character-device' ? 'c' : 'b'} ${e.devmajor ?? 0} ${e.devminor ?? 0}`);
     const typeBits = e.type === 'fifo' ? 0o010000 : e.type === 'character-device' ? 0o020000 : 0o060000;
     commands.push(`sif ${quoted} mode 0${(typeBits | e.mode).toString(8)}`, `sif ${quoted} uid ${e.uid}`, `sif ${quoted} gid ${e.gid}`);
   }

@@ -1,11 +1,12 @@
 // Layer compression: deterministic parallel gzip, multithreaded zstd, and the decompressors (plus bzip2/xz to read).
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Duplex, PassThrough } from 'node:stream';
+import { Worker } from 'node:worker_threads';
 import zlib from 'node:zlib';
-import { CompressStream } from 'zstd-napi';
 import zstd from 'zstd-napi/binding.js';
 import { spawnFilter } from '../sys/filter.js';
-import { InvalidInputError, ToolError } from './errors.js';
+import { InvalidInputError, ToolError, wrap } from './errors.js';
 import { createParallelGzip } from './gzip-parallel.js';
 import type { Compression } from './types.js';
 
@@ -37,9 +38,10 @@ export class CorruptDataError extends InvalidInputError {
  * Both compressors are deterministic: the same input and level give the same blob whatever `threads` is.
  * - gzip: one gzip member with MTIME 0 and OS 3, deflated in 128 KiB blocks on a pool of worker threads
  *   (layers/gzip-parallel.ts); every gzip reader accepts it.
- * - zstd: one frame with a content checksum, from zstd's own worker threads (nbWorkers = threads). zstd's
- *   multithreaded output depends on the level, not on the worker count (nbWorkers >= 1 always, never the
- *   single-threaded mode, whose output differs).
+ * - zstd: one frame with a content checksum, made by zstd-napi's zstd in a worker thread of its own with
+ *   nbWorkers = threads (the bytes are those of zstd-napi's CompressStream). zstd's multithreaded output depends on
+ *   the level, not on the worker count (nbWorkers >= 1 always, never the single-threaded mode, whose output
+ *   differs).
  * - none: the bytes pass through.
  * "Same blob" holds for one build of tsbuild: the deflate of Node's bundled zlib and zstd-napi's zstd (1.5.7) can
  * change their output in a new release, so a blob cache must not assume digests survive an upgrade of either.
@@ -58,13 +60,9 @@ export function compressStream(c: Compression, opts: CompressOptions = {}): Dupl
     case 'zstd': {
       const level = opts.level ?? 3;
       checkLevel('zstd', level, zstd.minCLevel(), zstd.maxCLevel());
+      // A build without ZSTD_MULTITHREAD only allows 0 (and writes different, still valid, frames).
       const maxWorkers = zstd.cParamGetBounds(zstd.CParameter.nbWorkers).upperBound;
-      return new CompressStream({
-        compressionLevel: level,
-        // A build without ZSTD_MULTITHREAD only allows 0 (and writes different, still valid, frames).
-        nbWorkers: Math.min(threads, maxWorkers),
-        checksumFlag: true,
-      });
+      return new ZstdCompressStream({ level, nbWorkers: Math.min(threads, maxWorkers) });
     }
     case 'none':
       return new PassThrough();
@@ -135,6 +133,159 @@ class GunzipStream extends zlib.Gunzip {
     const code = (error as NodeJS.ErrnoException | undefined)?.code;
     const fromZlib = typeof code === 'string' && code.startsWith('Z_');
     return super.destroy(fromZlib ? new CorruptDataError('gzip', error) : error);
+  }
+}
+
+/** The zstd thread's program (CommonJS, evaluated; see layers/gzip-worker.ts for why a string). */
+const ZSTD_WORKER_SOURCE = String.raw`'use strict';
+const { parentPort, workerData } = require('node:worker_threads');
+const zstd = require(workerData.binding);
+const cctx = new zstd.CCtx();
+cctx.setParameter(zstd.CParameter.compressionLevel, workerData.level);
+cctx.setParameter(zstd.CParameter.checksumFlag, 1);
+cctx.setParameter(zstd.CParameter.nbWorkers, workerData.nbWorkers);
+const dst = Buffer.allocUnsafe(zstd.cStreamOutSize());
+const EMPTY = Buffer.alloc(0);
+function run(src, op, outs) {
+  for (;;) {
+    const [ret, produced, consumed] = cctx.compressStream2(dst, src, op);
+    if (produced > 0) outs.push(Buffer.from(dst.subarray(0, produced)));
+    src = src.subarray(consumed);
+    if (src.length === 0 && (op === zstd.EndDirective.continue || ret === 0)) return;
+  }
+}
+parentPort.on('message', (m) => {
+  try {
+    const outs = [];
+    if (m.data) run(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), zstd.EndDirective.continue, outs);
+    if (m.end) run(EMPTY, zstd.EndDirective.end, outs);
+    const joined = Buffer.concat(outs);
+    const out = new Uint8Array(joined.length);
+    out.set(joined);
+    parentPort.postMessage({ id: m.id, out, end: m.end }, [out.buffer]);
+    if (m.end) parentPort.close();
+  } catch (e) {
+    parentPort.postMessage({ id: m.id, error: String((e && e.message) || e) });
+  }
+});
+`;
+
+const ZSTD_BINDING = createRequire(import.meta.url).resolve('zstd-napi/binding.js');
+/** Input bytes per message to the zstd thread, and how many messages may be in flight. */
+const ZSTD_MESSAGE = 256 * 1024;
+const ZSTD_IN_FLIGHT = 8;
+
+type ZstdReply = { id: number; out: Uint8Array; end: boolean } | { id: number; error: string };
+
+/**
+ * ZstdCompressStream runs a zstd CCtx in a worker thread of its own (which runs zstd's own threads). Calling the
+ * multithreaded CCtx on the main thread, as zstd-napi's CompressStream does, blocks the event loop whenever zstd's
+ * job queue is full: 0.5 s stalls were measured on 2 CPUs. Input goes over in 256 KiB messages, at most 8 in
+ * flight, and none while the reader is full. The worker is ref'd only while it has work.
+ */
+class ZstdCompressStream extends Duplex {
+  private readonly worker: Worker;
+  private staging: Buffer | undefined;
+  private fill = 0;
+  private inFlight = 0;
+  private nextId = 0;
+  private input: { chunk: Buffer; off: number; cb: (err?: Error | null) => void } | undefined;
+  private finalCb: ((err?: Error | null) => void) | undefined;
+  private endSent = false;
+  private done = false;
+  private blocked = false;
+
+  constructor(params: { level: number; nbWorkers: number }) {
+    super();
+    this.worker = new Worker(ZSTD_WORKER_SOURCE, {
+      eval: true,
+      execArgv: [],
+      stdout: false,
+      stderr: false,
+      workerData: { binding: ZSTD_BINDING, ...params },
+    });
+    this.worker.unref();
+    this.worker.on('message', (m: ZstdReply) => this.onReply(m));
+    this.worker.on('error', (err) => this.destroy(wrap('zstd compression failed', err)));
+    this.worker.on('exit', (code) => {
+      if (!this.done && !this.destroyed) this.destroy(new Error(`zstd compression failed: worker thread exited with code ${code}`));
+    });
+  }
+
+  private canSend(): boolean {
+    return this.inFlight < ZSTD_IN_FLIGHT && !this.blocked;
+  }
+
+  private send(end: boolean): void {
+    const data = this.staging ? new Uint8Array(this.staging.buffer, 0, this.fill) : null;
+    this.staging = undefined;
+    this.fill = 0;
+    if (this.inFlight++ === 0) this.worker.ref();
+    this.worker.postMessage({ id: this.nextId++, data, end }, data ? [data.buffer as ArrayBuffer] : []);
+  }
+
+  private pump(): void {
+    const input = this.input;
+    if (input) {
+      for (;;) {
+        if (this.staging && this.fill === ZSTD_MESSAGE) {
+          if (!this.canSend()) return; // resumed by onReply or _read
+          this.send(false);
+        }
+        if (input.off === input.chunk.length) break;
+        this.staging ??= Buffer.allocUnsafeSlow(ZSTD_MESSAGE);
+        const n = input.chunk.copy(this.staging, this.fill, input.off, Math.min(input.chunk.length, input.off + ZSTD_MESSAGE - this.fill));
+        this.fill += n;
+        input.off += n;
+      }
+      this.input = undefined;
+      input.cb();
+    }
+    if (this.finalCb && !this.endSent && this.canSend()) {
+      this.endSent = true;
+      this.send(true);
+    }
+  }
+
+  private onReply(m: ZstdReply): void {
+    if (this.destroyed) return;
+    if ('error' in m) {
+      this.destroy(new Error(`zstd compression failed: ${m.error}`));
+      return;
+    }
+    if (--this.inFlight === 0) this.worker.unref();
+    if (m.out.length > 0 && !this.push(Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength))) this.blocked = true;
+    if (m.end) {
+      this.done = true;
+      this.push(null);
+      const cb = this.finalCb;
+      this.finalCb = undefined;
+      cb?.();
+      return;
+    }
+    this.pump();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.input = { chunk, off: 0, cb };
+    this.pump();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.finalCb = cb;
+    this.pump();
+  }
+
+  override _read(): void {
+    this.blocked = false;
+    this.pump();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.input = undefined;
+    this.finalCb = undefined;
+    if (!this.done) void this.worker.terminate();
+    cb(err);
   }
 }
 

@@ -24,12 +24,19 @@ const MAX_IN_FLIGHT = 4;
 interface Batch {
   id: number;
   paths: string[];
-  entries: string[];
+  /** NUMS numbers per file; a view of a pooled ArrayBuffer that goes to the worker and comes back */
   nums: Float64Array;
+  /** the files' contents back to back; a view of a pooled ArrayBuffer, as nums */
   data: Uint8Array;
 }
 
-type Reply = { id: number } | { id: number; error: { message: string; code?: string; entry: string } };
+/** Reply gives a batch's buffers back (transferred) and, for a failed file, its index and the error. */
+interface Reply {
+  id: number;
+  nums: ArrayBuffer;
+  data: ArrayBuffer;
+  failed?: { index: number; message: string; code?: string };
+}
 
 const WORKER_SOURCE = String.raw`'use strict';
 const { parentPort } = require('node:worker_threads');
@@ -37,8 +44,8 @@ const fs = require('node:fs');
 const FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 let failed = false;
 parentPort.on('message', (b) => {
-  if (failed) return parentPort.postMessage({ id: b.id });
-  const n = b.paths.length;
+  const reply = { id: b.id, nums: b.nums.buffer, data: b.data.buffer };
+  const n = failed ? 0 : b.paths.length;
   const nums = b.nums;
   const data = Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength);
   for (let i = 0; i < n; i++) {
@@ -58,10 +65,11 @@ parentPort.on('message', (b) => {
       }
     } catch (e) {
       failed = true;
-      return parentPort.postMessage({ id: b.id, error: { message: String((e && e.message) || e), code: e && e.code, entry: b.entries[i] } });
+      reply.failed = { index: i, message: String((e && e.message) || e), code: e && e.code };
+      break;
     }
   }
-  parentPort.postMessage({ id: b.id });
+  parentPort.postMessage(reply, [reply.nums, reply.data]);
 });
 `;
 
@@ -97,6 +105,11 @@ export class FileBatcher {
   private cur: Batch | undefined;
   private count = 0;
   private used = 0;
+  /** the entry names of the batches in flight, for the error message of a failed file */
+  private readonly entries = new Map<number, string[]>();
+  private curEntries: string[] = [];
+  /** buffers the worker gave back, reused so that a big layer allocates a handful, not one per batch */
+  private readonly pool: Array<{ nums: ArrayBuffer; data: ArrayBuffer }> = [];
 
   /** busy tells whether some queued file may not exist yet. */
   get busy(): boolean {
@@ -107,18 +120,14 @@ export class FileBatcher {
   add(f: QueuedFile): void {
     if (this.cur === undefined || this.count === BATCH_FILES || this.used + f.size > BATCH_BYTES) {
       this.send();
-      this.cur = {
-        id: this.nextId++,
-        paths: [],
-        entries: [],
-        nums: new Float64Array(BATCH_FILES * NUMS),
-        data: Buffer.allocUnsafeSlow(BATCH_BYTES), // its own ArrayBuffer (transferable), not zeroed
-      };
+      const buffers = this.pool.pop() ?? { nums: new ArrayBuffer(BATCH_FILES * NUMS * 8), data: new ArrayBuffer(BATCH_BYTES) };
+      this.cur = { id: this.nextId++, paths: [], nums: new Float64Array(buffers.nums), data: new Uint8Array(buffers.data) };
+      this.curEntries = [];
     }
     const b = this.cur;
     const k = this.count * NUMS;
     b.paths.push(f.abs);
-    b.entries.push(f.entry);
+    this.curEntries.push(f.entry);
     b.nums[k] = f.mode;
     b.nums[k + 1] = f.uid;
     b.nums[k + 2] = f.gid;
@@ -166,23 +175,26 @@ export class FileBatcher {
   private send(): void {
     const b = this.cur;
     if (b === undefined || this.count === 0) return;
-    b.nums = b.nums.subarray(0, this.count * NUMS);
-    b.data = b.data.subarray(0, this.used);
+    const batch: Batch = { id: b.id, paths: b.paths, nums: b.nums.subarray(0, this.count * NUMS), data: b.data.subarray(0, this.used) };
+    this.entries.set(b.id, this.curEntries);
     this.cur = undefined;
     this.count = 0;
     this.used = 0;
     this.inFlight++;
-    this.start().postMessage(b, [b.data.buffer as ArrayBuffer, b.nums.buffer as ArrayBuffer]);
+    this.start().postMessage(batch, [b.nums.buffer as ArrayBuffer, b.data.buffer as ArrayBuffer]);
   }
 
   private start(): Worker {
     if (this.worker) return this.worker;
     const w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], stdout: false, stderr: false });
     w.on('message', (r: Reply) => {
-      if ('error' in r && !this.failure) {
-        const cause = Object.assign(new Error(r.error.message), r.error.code ? { code: r.error.code } : {});
-        this.failure = wrap(`applying layer entry ${JSON.stringify(r.error.entry)}`, cause);
+      const names = this.entries.get(r.id);
+      this.entries.delete(r.id);
+      if (r.failed && !this.failure) {
+        const cause = Object.assign(new Error(r.failed.message), r.failed.code ? { code: r.failed.code } : {});
+        this.failure = wrap(`applying layer entry ${JSON.stringify(names?.[r.failed.index] ?? '?')}`, cause);
       }
+      if (this.pool.length < MAX_IN_FLIGHT + 1) this.pool.push({ nums: r.nums, data: r.data });
       this.inFlight--;
       if (this.inFlight === 0 && this.count === 0) this.pending.clear();
       this.wake();

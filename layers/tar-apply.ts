@@ -366,14 +366,13 @@ function metaOf(header: EntryHeader): Meta {
   const mtime = header.mtime ? header.mtime.getTime() / 1000 : 0;
   const pax = (header.pax ?? undefined) as Record<string, string> | undefined;
   if (pax === undefined) return { mode, uid: header.uid ?? 0, gid: header.gid ?? 0, atime: mtime, mtime, xattrs: NO_XATTRS };
-  // PAX records carry sub-second times and ids too large for the ustar fields. The times are kept to about a
-  // microsecond: Node's utimes calls take seconds as a double.
-  const paxMtime = paxNumber(pax.mtime, mtime);
+  // PAX records carry sub-second times and ids too large for the ustar fields.
+  const paxMtime = paxTime(pax.mtime, mtime);
   return {
     mode,
     uid: paxNumber(pax.uid, header.uid ?? 0),
     gid: paxNumber(pax.gid, header.gid ?? 0),
-    atime: paxNumber(pax.atime, paxMtime),
+    atime: paxTime(pax.atime, paxMtime),
     mtime: paxMtime,
     xattrs: xattrsOrNone(xattrsFromPax(pax)),
   };
@@ -384,6 +383,21 @@ const NO_XATTRS: Record<string, Buffer> = Object.freeze({}) as Record<string, Bu
 function xattrsOrNone(x: Record<string, Buffer>): Record<string, Buffer> {
   for (const _ in x) return x;
   return NO_XATTRS;
+}
+
+/**
+ * paxTime reads a PAX time ("1700000000.123456789") for Node's utimes calls, which take seconds as a double and
+ * (through libuv) keep whole microseconds: it returns the middle of the time's microsecond, so that the time set
+ * is the PAX time truncated to the microsecond, exactly, whatever the double rounding.
+ */
+function paxTime(v: string | undefined, fallback: number): number {
+  if (v === undefined) return fallback;
+  const m = /^(\d+)(?:\.(\d*))?$/.exec(v);
+  if (!m) return paxNumber(v, fallback);
+  const sec = Number(m[1]);
+  const frac = m[2] ?? '';
+  if (/^0*$/.test(frac)) return sec;
+  return sec + (Number(frac.slice(0, 6).padEnd(6, '0')) + 0.5) / 1e6;
 }
 
 function paxNumber(v: string | undefined, fallback: number): number {
@@ -459,7 +473,7 @@ function beginRegular(state: ApplyState, entry: string, rel: string, header: Ent
   return new DirectWriter(state, entry, p, meta, fd);
 }
 
-/** needsChown tells whether a file this process creates must be chowned to end up owned by meta's ids. */
+/** needsChown tells whether a file or symlink this process creates must be chowned to end up owned by meta's ids. */
 function needsChown(state: ApplyState, meta: Meta): boolean {
   return state.sameOwner && (meta.uid !== state.uid || meta.gid !== state.gid || state.setgidDirs);
 }
@@ -584,7 +598,7 @@ function makeSymlink(state: ApplyState, entry: string, rel: string, header: Entr
   if (linkname === '') throw new InvalidInputError(`layer entry ${JSON.stringify(entry)} is a symlink with an empty target`);
   createFresh(state, entry, p, () => symlinkSync(linkname, p.abs));
   state.layerSymlinks.add(p.rel);
-  if (state.sameOwner) lchownSync(p.abs, meta.uid, meta.gid);
+  if (needsChown(state, meta)) lchownSync(p.abs, meta.uid, meta.gid);
   setXattrs(state, entry, p.abs, meta.xattrs);
   lutimesSync(p.abs, meta.atime, meta.mtime);
   markWritten(state, p.rel);

@@ -29,6 +29,8 @@ export interface RunOptions {
   executor?: Executor;
   /** forward SIGTERM, SIGINT, SIGHUP and SIGQUIT received by this process to the container's PID 1; default true */
   forwardSignals?: boolean;
+  /** called once the executor process exists (its host pid), before waiting for it; errors kill the container */
+  onStarted?: (pid: number) => void | Promise<void>;
 }
 
 export interface RunResult {
@@ -76,6 +78,15 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
     }
     const ops = executorOps(spec, { ...(cgroup ? { cgroupProcs: cgroup.procsFiles } : {}), ...(pty ? { console: pty.slavePath } : {}) });
     const ns = await startInNamespaces({ ops, newNetwork: spec.network === 'none', stdio, ...(opts.executor ? { executor: opts.executor } : {}) });
+    if (opts.onStarted && ns.child.pid !== undefined) {
+      try {
+        await opts.onStarted(ns.child.pid);
+      } catch (err) {
+        ns.kill('SIGKILL');
+        await ns.exited;
+        throw err;
+      }
+    }
     const done: Array<Promise<unknown>> = [];
     if (pty) {
       closeSync(pty.slave);

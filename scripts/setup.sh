@@ -16,8 +16,8 @@ PACKAGES=(
   # disk images and booting
   qemu-system-x86 qemu-utils ovmf grub-pc-bin grub-efi-amd64-bin grub-common extlinux syslinux-common
   mtools dosfstools fdisk gdisk e2fsprogs
-  # benchmarks
-  hyperfine
+  # registry tests (htpasswd -B) and benchmarks
+  apache2-utils hyperfine
 )
 
 if [ "$(id -u)" -ne 0 ]; then

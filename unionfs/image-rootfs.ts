@@ -3,14 +3,15 @@
 // Used by RUN steps, `tsbuild run` and `tsbuild mount`; each gets its own directory under <store>/containers/.
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Change } from '../layers/changeset.js';
-import { TsbuildError } from '../layers/errors.js';
+import { NotFoundError, TsbuildError } from '../layers/errors.js';
 import { openLayer } from '../layers/layer-read.js';
 import type { Store } from '../layers/store.js';
 import { applyLayer } from '../layers/tar-apply.js';
 import type { Descriptor, Digest } from '../layers/types.js';
+import { MNT_DETACH, umount } from '../sys/libc.js';
 import { diffManifest } from './diff-manifest.js';
 import { diffUpperdir } from './diff-upper.js';
 import { recordManifest, type TreeManifest } from './manifest.js';
@@ -180,4 +181,34 @@ function isAlive(pid: number): boolean {
 /** markContainer writes a small note into a container directory (what it is for), for `tsbuild mount` listings. */
 export async function markContainer(dir: string, note: Record<string, unknown>): Promise<void> {
   await writeFile(join(dir, 'container.json'), `${JSON.stringify(note)}\n`);
+}
+
+/**
+ * unmountView removes a view made by prepareRootfs({ persistent: true }) (`tsbuild mount`), given the path it
+ * printed: unmounts it (overlay) and deletes its container directory. Throws NotFoundError for other paths.
+ */
+export async function unmountView(storeRoot: string, path: string): Promise<void> {
+  const target = resolve(path);
+  const base = containersRoot(storeRoot);
+  for (const name of await readdir(base).catch(() => [] as string[])) {
+    if (!name.startsWith('mount-')) continue;
+    const dir = join(base, name);
+    const merged = join(dir, 'merged');
+    const plain = join(dir, 'rootfs');
+    if (target !== merged && target !== plain) continue;
+    if (target === merged) {
+      try {
+        umount(merged);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code === 'EBUSY') umount(merged, MNT_DETACH);
+        else if (code !== 'EINVAL' && code !== 'ENOENT') throw err;
+      }
+      const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+      if (mounts.includes(` ${dir}/`)) throw new TsbuildError('E_BUSY', `${merged} is still mounted`);
+    }
+    await rm(dir, { recursive: true, force: true });
+    return;
+  }
+  throw new NotFoundError(`a tsbuild mount at ${path}`, 'list the views with: ls <store>/containers/mount-*/');
 }

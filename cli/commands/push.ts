@@ -19,6 +19,8 @@ export default async function push(
   const display = transferDisplay('push');
   try {
     const chunk = flags['chunk-size'] === undefined ? undefined : byteCount(flags['chunk-size'], '--chunk-size');
+    // a chunk is held in memory (it must be re-sendable)
+    if (chunk && chunk > 1 << 30) throw new InvalidInputError('--chunk-size must be at most 1 GiB');
     const r = await pushImage(store, name, dest, {
       ...remoteOptions(flags),
       ...(chunk ? { chunkSize: chunk } : {}),

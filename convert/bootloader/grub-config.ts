@@ -18,7 +18,8 @@ export function grubConfig(ctx: Pick<BootloaderContext, 'rootUuid' | 'kernel' | 
     '# Written by tsbuild export',
     'set timeout=0',
     'set default=0',
-    'if serial --unit=0 --speed=115200; then',
+    // UEFI firmware already mirrors its console to the serial port; on BIOS GRUB talks to it itself
+    'if [ "$grub_platform" = pc ] && serial --unit=0 --speed=115200; then',
     '  terminal_input --append serial',
     '  terminal_output --append serial',
     'fi',

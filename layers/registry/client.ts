@@ -4,14 +4,13 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
-import { createSecureContext, type SecureContext } from 'node:tls';
 import { TsbuildError } from '../errors.js';
 import { Authenticator, type Credentials } from './auth.js';
 import { isLoopback, wireHost } from './endpoint.js';
 import { drain, exchange, ExchangeError, header, readBody } from './http-exchange.js';
 import { AuthError, describeErrors, parseErrorBody, RegistryError } from './registry-error.js';
 import { backoffMs, DEFAULT_RETRY, isRetryableStatus, isTransientError, retryAfterMs, type RetryPolicy, sleep } from './retry.js';
-import { trustedCAs } from './tls-trust.js';
+import { readCaCert, secureContextFor } from './tls-trust.js';
 
 export interface ClientOptions {
   /** the registry as references name it: `docker.io`, `127.0.0.1:5000`, `registry.example.com` */
@@ -81,10 +80,11 @@ export class RegistryClient {
   private readonly insecure: boolean;
   private readonly policy: RetryPolicy;
   private readonly timeoutMs: number;
-  private readonly httpAgent: http.Agent;
-  private readonly httpsAgent: https.Agent;
-  /** for other hosts (redirect targets, token realms): never skips verification */
-  private readonly strictAgent: https.Agent;
+  private readonly maxSockets: number;
+  private readonly caPem: string | undefined;
+  private readonly env: NodeJS.ProcessEnv | undefined;
+  /** connection pools, made when first needed (a verified TLS context is costly to build) */
+  private readonly agents: { http?: http.Agent; https?: https.Agent; strict?: https.Agent; probe?: https.Agent } = {};
   private origin: string | undefined;
   private ready: Promise<void> | undefined;
   private readonly onRetry: ClientOptions['onRetry'];
@@ -98,12 +98,9 @@ export class RegistryClient {
     this.timeoutMs = opts.timeoutMs ?? 60_000;
     this.onRetry = opts.onRetry;
     this.onWarning = opts.onWarning;
-    const maxSockets = opts.maxSockets ?? 8;
-    this.httpAgent = new http.Agent({ keepAlive: true, maxSockets });
-    // one secure context for all connections (a `ca` option would also go into every connection-pool key)
-    const secureContext = secureContextFor(opts.caCert, opts.env);
-    this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets, secureContext, rejectUnauthorized: !this.insecure });
-    this.strictAgent = new https.Agent({ keepAlive: true, maxSockets, secureContext });
+    this.maxSockets = opts.maxSockets ?? 8;
+    this.caPem = opts.caCert ? readCaCert(opts.caCert) : undefined;
+    this.env = opts.env;
     this.auth = new Authenticator({
       registry: opts.registry,
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
@@ -114,9 +111,39 @@ export class RegistryClient {
 
   /** close frees the sockets kept alive. */
   close(): void {
-    this.httpAgent.destroy();
-    this.httpsAgent.destroy();
-    this.strictAgent.destroy();
+    for (const a of Object.values(this.agents)) a.destroy();
+  }
+
+  /**
+   * agent picks the connection pool: plain HTTP; TLS to the registry (unverified with insecure); TLS to other hosts
+   * (redirect targets, token realms: always verified); or the probe that only asks "does it speak TLS at all".
+   * One secure context serves all verified pools (a `ca` option would also go into every pool key).
+   */
+  private agent(kind: 'http' | 'https' | 'strict' | 'probe'): http.Agent {
+    const existing = this.agents[kind];
+    if (existing) return existing;
+    const base = { keepAlive: kind !== 'probe', maxSockets: this.maxSockets };
+    let a: http.Agent;
+    if (kind === 'http') a = new http.Agent(base);
+    else if (kind === 'probe' || (kind === 'https' && this.insecure)) a = new https.Agent({ ...base, rejectUnauthorized: false });
+    else a = new https.Agent({ ...base, secureContext: secureContextFor(this.caPem, this.env) });
+    this.agents[kind] = a as https.Agent;
+    return a;
+  }
+
+  /**
+   * speaksTls tells whether a host that may also be reached over plain HTTP answers TLS at all, without building
+   * the verified context: a plain-HTTP server fails the handshake. No credentials are sent; other failures
+   * answer true so that the real attempt reports them.
+   */
+  private async speaksTls(origin: string, signal?: AbortSignal): Promise<boolean> {
+    try {
+      const res = await exchange({ method: 'GET', url: new URL(`${origin}/v2/`), headers: { 'User-Agent': 'tsbuild' }, agent: this.agent('probe'), timeoutMs: this.timeoutMs, ...(signal ? { signal } : {}) });
+      res.destroy();
+      return true;
+    } catch (err) {
+      return !TLS_MISMATCH.has((err as { code?: string }).code ?? '');
+    }
   }
 
   /** plainHttpAllowed tells whether http:// may be used for a host. */
@@ -142,6 +169,7 @@ export class RegistryClient {
     let res: RegistryResponse | undefined;
     schemes: for (const [i, scheme] of schemes.entries()) {
       const origin = `${scheme}://${this.host}`;
+      if (i < schemes.length - 1 && !this.insecure && !(await this.speaksTls(origin, opts.signal))) continue;
       for (let attempt = 1; ; attempt++) {
         try {
           res = await this.send({ method: 'GET', url: `${origin}/v2/`, expect: [], what, ...(opts.signal ? { signal: opts.signal } : {}) }, origin, undefined);
@@ -286,7 +314,7 @@ export class RegistryClient {
       let body: Buffer | Readable | undefined;
       if (req.body !== undefined) body = Buffer.isBuffer(req.body) ? req.body : req.body();
       else if (req.method === 'POST' || req.method === 'PUT' || req.method === 'PATCH') headers['Content-Length'] ??= '0';
-      const agent = url.protocol === 'http:' ? this.httpAgent : sameHost ? this.httpsAgent : this.strictAgent;
+      const agent = this.agent(url.protocol === 'http:' ? 'http' : sameHost ? 'https' : 'strict');
       const res = await exchange({
         method: req.method,
         url,
@@ -353,7 +381,7 @@ export class RegistryClient {
   private async tokenRequest(req: { method: 'GET' | 'POST'; url: URL; headers: Record<string, string>; body?: Buffer }): Promise<{ status: number; body: Buffer }> {
     this.checkScheme(req.url);
     const sameHostname = req.url.hostname === new URL(`https://${this.host}/`).hostname;
-    const agent = req.url.protocol === 'http:' ? this.httpAgent : sameHostname ? this.httpsAgent : this.strictAgent;
+    const agent = this.agent(req.url.protocol === 'http:' ? 'http' : sameHostname ? 'https' : 'strict');
     for (let attempt = 1; ; attempt++) {
       try {
         const res = await exchange({
@@ -383,19 +411,6 @@ export class RegistryClient {
       }
     }
   }
-}
-
-const contexts = new Map<string, SecureContext>();
-
-/** secureContextFor builds (once per CA file) the TLS context trusting Node's roots, the system's and --ca-cert. */
-function secureContextFor(caCert: string | undefined, env: NodeJS.ProcessEnv | undefined): SecureContext {
-  const key = caCert ?? '';
-  let ctx = contexts.get(key);
-  if (!ctx) {
-    ctx = createSecureContext({ ca: trustedCAs(caCert, env) });
-    contexts.set(key, ctx);
-  }
-  return ctx;
 }
 
 /** safeUrl prints a URL without its query (which may carry signed credentials). */

@@ -29,7 +29,7 @@ export async function downloadBlob(opts: DownloadOptions): Promise<BlobOutcome> 
   if (await store.hasBlob(desc.digest, desc.size)) return 'cached';
   opts.onEvent?.({ type: 'blob-start', digest: desc.digest, size: desc.size, direction: 'down' });
   try {
-    await store.putBlob(Readable.from(blobBytes(opts), { objectMode: false }), { digest: desc.digest, size: desc.size });
+    await store.putBlob(Readable.from(blobBytes(opts), { objectMode: false, highWaterMark: 1 << 20 }), { digest: desc.digest, size: desc.size });
   } catch (err) {
     if (err instanceof DigestMismatchError || err instanceof SizeMismatchError) {
       const actual = err instanceof DigestMismatchError ? `its content hashes to ${err.actual}` : `it has ${err.actual} bytes, not ${err.expected}`;

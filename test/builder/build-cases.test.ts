@@ -103,7 +103,7 @@ const caseMacro = test.macro({
         t.falsy(theirs.error, `buildah failed: ${theirs.error}`);
         const drop = new Set(spec.ignore?.paths ?? []);
         const strip = (tree: Record<string, string>): Record<string, string> => Object.fromEntries(Object.entries(tree).filter(([p]) => !drop.has(p)));
-        t.deepEqual(strip(ours.tree), strip(dropBuildahStubs(theirs.tree, ours.tree)), 'rootfs differs from buildah');
+        t.deepEqual(treeDiff(strip(ours.tree), strip(dropBuildahStubs(theirs.tree, ours.tree))), {}, 'rootfs differs from buildah (path: [tsbuild, buildah])');
         const ignored = new Set(spec.ignore?.config ?? []);
         const cfg = (c: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(c).filter(([k]) => !ignored.has(k)));
         t.deepEqual(cfg(ours.config), cfg(theirs.config), 'config differs from buildah');
@@ -115,6 +115,15 @@ const caseMacro = test.macro({
   },
   title: (_title, name: string) => `${specs.get(name)?.title ?? name} [${name}]`,
 });
+
+/** treeDiff lists the paths whose lines differ: path → [tsbuild, buildah] ('-' when missing). */
+function treeDiff(ours: Record<string, string>, theirs: Record<string, string>): Record<string, [string, string]> {
+  const out: Record<string, [string, string]> = {};
+  for (const p of new Set([...Object.keys(ours), ...Object.keys(theirs)])) {
+    if (ours[p] !== theirs[p]) out[p] = [ours[p] ?? '-', theirs[p] ?? '-'];
+  }
+  return out;
+}
 
 function checkExpect(t: ExecutionContext, spec: CaseSpec, image: Image, base: Image, root: string): void {
   const e = spec.expect ?? {};

@@ -157,7 +157,8 @@ export interface Bases {
   storeRoot: string;
   /** `tsbuild save` archives of the bases, for buildah */
   archives: Partial<Record<'busybox' | 'debian', string>>;
-  /** manifest digests of the bases (part of the oracle key) */
+  /** what identifies a base's content: its diffIDs and run config (part of the oracle key; the history names a
+   *  temp directory, so the manifest digest changes from run to run) */
   digests: Partial<Record<'busybox' | 'debian', string>>;
   dir: string;
 }
@@ -178,7 +179,7 @@ export async function makeBases(opts: { debianStoreRoot?: string } = {}): Promis
     const file = join(dir, `${kind}.tar`);
     await saveImages(s, { images: [{ image, names: [name] }], output: file });
     bases.archives[kind] = file;
-    bases.digests[kind] = image.descriptor.digest;
+    bases.digests[kind] = createHash('sha256').update(JSON.stringify([image.config.rootfs.diff_ids, image.config.config ?? {}])).digest('hex');
   };
   await save('busybox', store, 'busybox:test');
   if (opts.debianStoreRoot) {
@@ -188,6 +189,18 @@ export async function makeBases(opts: { debianStoreRoot?: string } = {}): Promis
     await loadArchive(store, { input: bases.archives.debian! });
   }
   return bases;
+}
+
+/** busyboxStore makes a fresh store holding busybox:test (fixed times), removed after the test. */
+export async function busyboxStore(t: { teardown(fn: () => unknown): void }): Promise<Store> {
+  const dir = await makeTempDir('tsbuild-store-');
+  t.teardown(() => removeDir(dir));
+  const tree = join(dir, 'bb');
+  await makeBusyboxRootfs(tree);
+  const store = await Store.open(join(dir, 'store'));
+  await importImage(store, { source: tree, name: 'busybox:test', sourceDateEpoch: BASE_EPOCH, config: { Cmd: ['/bin/sh'] } });
+  await removeDir(tree);
+  return store;
 }
 
 // ─── tsbuild side ───────────────────────────────────────────────────────────────────────────────────────────────

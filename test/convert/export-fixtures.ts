@@ -1,7 +1,7 @@
 // Images for the export tests: an app on top of the bootstrapped Debian base (made with library calls until the
 // Dockerfile builder lands), the Alpine-shaped fixture as an image, and a store shared by the export tests so that
 // the kernel layer is installed once per machine (it is cached in that store).
-import { mkdir, writeFile, chmod } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { commitLayer } from '../../layers/commit.js';
@@ -9,6 +9,7 @@ import { getImage, tagImage, writeImage } from '../../layers/image.js';
 import { Store } from '../../layers/store.js';
 import { tarFromDirectory } from '../../layers/tar-create.js';
 import type { ContainerConfig, Digest } from '../../layers/types.js';
+import { exportImage } from '../../convert/recipe.js';
 import { CACHE, copyImage, debianStore } from '../helpers/images.js';
 import { makeTempDir, removeDir, tsbuild } from '../helpers/index.js';
 
@@ -59,18 +60,37 @@ export async function addAppLayer(storeRoot: string, opts: { base: string; name:
   }
 }
 
-/** passwdWithAppUser returns /etc/passwd and /etc/group of the base with `appuser` (uid 1000) added. */
+/** appUserFiles returns /etc/passwd and /etc/group of the base with `appuser` (uid 1000) added. */
 export async function appUserFiles(storeRoot: string, base: string): Promise<Record<string, string>> {
   const dir = await makeTempDir('tsbuild-base-');
   try {
     const r = await tsbuild(['--root', storeRoot, 'unpack', base, join(dir, 'rootfs')]);
     if (r.code !== 0) throw new Error(`unpack failed: ${r.stderr}`);
-    const { readFile } = await import('node:fs/promises');
     const passwd = await readFile(join(dir, 'rootfs/etc/passwd'), 'utf8');
     const group = await readFile(join(dir, 'rootfs/etc/group'), 'utf8');
     return { 'etc/passwd': `${passwd}appuser:x:1000:1000::/srv/app:/bin/sh\n`, 'etc/group': `${group}appuser:x:1000:\n` };
   } finally {
     await removeDir(dir);
+  }
+}
+
+/**
+ * withKernelLayer tags `name` = `image` + the kernel layer a root export of `image` installed (or found in the
+ * store's cache): an image that already holds its kernel, for unprivileged exports.
+ */
+export async function withKernelLayer(storeRoot: string, image: string, name: string): Promise<void> {
+  const store = await Store.open(storeRoot);
+  const out = await makeTempDir('tsbuild-kernel-');
+  try {
+    const r = await exportImage({ store, image, output: join(out, 'rootfs.tar') });
+    if (!r.kernel.layer) throw new Error(`the export of ${image} used no kernel layer (kernel from ${r.kernel.source})`);
+    const img = await getImage(store, image);
+    const layers = img.manifest.layers.map((descriptor, i) => ({ descriptor, diffId: img.config.rootfs.diff_ids[i] as Digest }));
+    const { rootfs: _unused, ...config } = img.config;
+    const desc = await writeImage(store, { config, layers: [...layers, r.kernel.layer] });
+    await tagImage(store, desc, name);
+  } finally {
+    await removeDir(out);
   }
 }
 
@@ -82,7 +102,8 @@ export async function appUserFiles(storeRoot: string, base: string): Promise<Rec
 export async function exportStore(): Promise<string> {
   const root = join(CACHE, 'export-store');
   await mkdir(root, { recursive: true });
-  const release = await lockfile.lock(root, { lockfilePath: join(CACHE, 'export-store.lock'), realpath: false, stale: 600_000, update: 10_000, retries: { retries: 2000, minTimeout: 200, maxTimeout: 500 } });
+  // proper-lockfile keys its locks by the first argument: not `root`, which the Store locks itself in this process
+  const release = await lockfile.lock(`${root}.setup`, { lockfilePath: join(CACHE, 'export-store.lock'), realpath: false, stale: 600_000, update: 10_000, retries: { retries: 2000, minTimeout: 200, maxTimeout: 500 } });
   try {
     if ((await tsbuild(['--root', root, 'inspect', 'debian:bookworm'])).code !== 0) await copyImage(await debianStore(), root, 'debian:bookworm');
     if ((await tsbuild(['--root', root, 'inspect', 'app:0.1'])).code !== 0) {

@@ -74,7 +74,7 @@ test('bootstrap alpine fails naming the file when the checksum does not match, a
   const root = await newStoreRoot(t);
   const r = await tsbuild(['--root', root, 'bootstrap', 'alpine:3.20', '--mirror', url]);
   t.is(r.code, 1);
-  t.regex(r.stderr, /^error: .*alpine-minirootfs-3\.20\.3-x86_64\.tar\.gz: sha256 [a-f0-9]{64} does not match/);
+  t.regex(r.stderr, /^error: .*alpine-minirootfs-3\.20\.3-x86_64\.tar\.gz: sha256 [a-f0-9]{64} does not match/m);
   t.is((await tsbuild(['--root', root, 'images', '-q'])).stdout, '');
 });
 
@@ -84,5 +84,5 @@ test('bootstrap alpine with an unreachable mirror fails with one line naming the
   const root = await newStoreRoot(t);
   const r = await tsbuild(['--root', root, 'bootstrap', 'alpine:3.20', '--mirror', url]);
   t.is(r.code, 1);
-  t.regex(r.stderr, /^error: cannot reach http:\/\/127\.0\.0\.1:\d+\/alpine\/v3\.20\/releases\/x86_64\/latest-releases\.yaml: ECONNREFUSED\nhint: .*--mirror/);
+  t.regex(r.stderr, /^error: cannot reach http:\/\/127\.0\.0\.1:\d+\/alpine\/v3\.20\/releases\/x86_64\/latest-releases\.yaml: ECONNREFUSED\nhint: .*--mirror/m);
 });

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Readable, Writable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
+import { CompressStream } from 'zstd-napi';
 import {
   autoDecompress,
   compressStream,
@@ -169,6 +170,13 @@ test('zstd output is byte-identical for 1, 2 and 4 worker threads and across run
   for (const threads of [1, 2, 4]) digests.add(digest(await compress('zstd', data, { threads })));
   digests.add(digest(await compress('zstd', data, { threads: 2 }, 5555)));
   t.is(digests.size, 1);
+});
+
+test('zstd output is exactly what zstd-napi CompressStream writes with the same parameters', async (t) => {
+  for (const data of [Buffer.alloc(0), Buffer.from('x'), mixed(20 * MiB + 3)]) {
+    const reference = await run(new CompressStream({ compressionLevel: 3, nbWorkers: 2, checksumFlag: true }), data);
+    t.true((await compress('zstd', data, { threads: 2 })).equals(reference), `${data.length} bytes`);
+  }
 });
 
 test('zstd output is a frame the zstd CLI checks and decompresses', async (t) => {

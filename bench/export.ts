@@ -1,0 +1,178 @@
+// bench/export.ts: `tsbuild export IMG -o disk.qcow2` against the classic shell pipeline that docker-to-linux and d2vm
+// use (export the rootfs → truncate → sfdisk → mkfs.ext4 → loop mount → copy → extlinux → qemu-img convert), on the
+// same Debian app image with its kernel. The shell pipeline's rootfs export is `tsbuild export --format tar` (the
+// prepared rootfs: the same files, fstab and service as ours), so both disks hold the same tree and boot the same.
+// Prints wall time, output size and the time from QEMU start to the app's marker (TCG) as ratios (tsbuild / shell);
+// asserts nothing. Targets: time ≤ 0.8×, size ≤ 0.8×, boot ≤ 1.0×.
+//
+// Run as root (the shell pipeline mounts): npx tsx bench/export.ts
+//   BENCH_ROOT   store to use (default /var/tmp/tsbuild-bench-export; debian:bookworm is bootstrapped when missing)
+//   BENCH_REPS   export runs per pipeline, median printed (default 2)
+//   BENCH_BOOT=0 skip the boots
+import { execFileSync } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { bootDisk } from '../convert/boot.js';
+import { exportImage } from '../convert/recipe.js';
+import { commitLayer } from '../layers/commit.js';
+import { chainId } from '../layers/digest.js';
+import { getImage, tagImage, writeImage } from '../layers/image.js';
+import { Store } from '../layers/store.js';
+import { tarFromDirectory } from '../layers/tar-create.js';
+import type { Digest } from '../layers/types.js';
+import { removeSnapshot } from '../unionfs/snapshot.js';
+
+const ROOT = process.env.BENCH_ROOT ?? '/var/tmp/tsbuild-bench-export';
+const REPS = Number(process.env.BENCH_REPS ?? 2);
+const BOOT = process.env.BENCH_BOOT !== '0';
+const IMAGE = 'bench-app-kernel:1';
+const MARKER = 'BENCH-APP-MARKER';
+const CLI = join(import.meta.dirname, '..', 'bin', 'tsbuild.js');
+
+const sh = (cmd: string, args: string[], input?: string): string =>
+  execFileSync(cmd, args, { input, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], maxBuffer: 1 << 26 }).toString();
+const tsb = (...args: string[]): string => sh(process.execPath, [CLI, '--root', ROOT, ...args]);
+
+async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t0 = process.hrtime.bigint();
+  const v = await fn();
+  return [v, Number(process.hrtime.bigint() - t0) / 1e9];
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+
+/** prepare makes IMAGE: debian:bookworm + an app printing MARKER + the kernel layer (installed once, cached). */
+async function prepare(): Promise<void> {
+  await mkdir(ROOT, { recursive: true });
+  try {
+    tsb('inspect', IMAGE);
+    return;
+  } catch {
+    // make it
+  }
+  try {
+    tsb('inspect', 'debian:bookworm');
+  } catch {
+    console.error('bootstrapping debian:bookworm…');
+    tsb('bootstrap', 'debian:bookworm');
+  }
+  const store = await Store.open(ROOT);
+  const base = await getImage(store, 'debian:bookworm');
+  const dir = await mkdtemp(join(tmpdir(), 'bench-app-'));
+  try {
+    await mkdir(join(dir, 'usr/local/bin'), { recursive: true });
+    await writeFile(join(dir, 'usr/local/bin/app'), `#!/bin/sh\necho "${MARKER} $(uname -r)"\n`);
+    await chmod(join(dir, 'usr/local/bin/app'), 0o755);
+    const layer = await commitLayer(store, tarFromDirectory(dir));
+    const layers = base.manifest.layers.map((descriptor, i) => ({ descriptor, diffId: base.config.rootfs.diff_ids[i] as Digest }));
+    const { rootfs: _r, ...config } = base.config;
+    const app = await writeImage(store, { config: { ...config, config: { ...config.config, Cmd: ['/usr/local/bin/app'] } }, layers: [...layers, layer] });
+    await tagImage(store, app, 'bench-app:1');
+    console.error('installing the kernel into bench-app:1 (once)…');
+    const out = await mkdtemp(join(tmpdir(), 'bench-k-'));
+    const r = await exportImage({ store, image: 'bench-app:1', output: join(out, 'rootfs.tar') });
+    await rm(out, { recursive: true, force: true });
+    if (!r.kernel.layer) throw new Error('no kernel layer');
+    const withKernel = await writeImage(store, { config: { ...config, config: { ...config.config, Cmd: ['/usr/local/bin/app'] } }, layers: [...layers, layer, r.kernel.layer] });
+    await tagImage(store, withKernel, IMAGE);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** dropSnapshots removes the image's layer snapshots, so that the next export extracts every layer (a cold store). */
+async function dropSnapshots(): Promise<void> {
+  const store = await Store.open(ROOT);
+  const img = await getImage(store, IMAGE);
+  const ids = img.config.rootfs.diff_ids;
+  for (let i = 1; i <= ids.length; i++) await removeSnapshot(ROOT, chainId(ids.slice(0, i)));
+}
+
+async function tsbuildPipeline(work: string): Promise<string> {
+  const out = join(work, 'tsbuild.qcow2');
+  await rm(out, { force: true });
+  tsb('export', IMAGE, '-o', out);
+  return out;
+}
+
+/** shellPipeline: the classic root + loop + mount recipe, with extlinux, as docker-to-linux and d2vm do it. */
+async function shellPipeline(work: string, diskSize: number): Promise<string> {
+  const tar = join(work, 'rootfs.tar');
+  const raw = join(work, 'shell.raw');
+  const mnt = join(work, 'mnt');
+  const out = join(work, 'shell.qcow2');
+  for (const f of [tar, raw, out]) await rm(f, { force: true });
+  await mkdir(mnt, { recursive: true });
+  tsb('export', IMAGE, '--format', 'tar', '-o', tar);
+  const fstab = sh('tar', ['-xOf', tar, 'etc/fstab']);
+  const uuid = /^UUID=(\S+)/m.exec(fstab)?.[1] as string;
+  const kernel = sh('tar', ['-tf', tar]).split('\n').filter((l) => /^boot\/vmlinuz-/.test(l)).sort().pop() as string;
+  const version = kernel.slice('boot/vmlinuz-'.length);
+  sh('truncate', ['-s', String(diskSize), raw]);
+  sh('sfdisk', ['-q', raw], 'label: dos\nstart=2048, type=83, bootable\n');
+  const loop = sh('losetup', ['--find', '--show', '--offset', String(1 << 20), '--sizelimit', String(diskSize - (1 << 20)), raw]).trim();
+  try {
+    sh('mkfs.ext4', ['-q', '-U', uuid, '-O', '^64bit,^metadata_csum_seed,^orphan_file', loop]);
+    sh('mount', [loop, mnt]);
+    try {
+      sh('tar', ['-xpf', tar, '--numeric-owner', '--xattrs', '-C', mnt]);
+      await mkdir(join(mnt, 'boot/syslinux'), { recursive: true });
+      await writeFile(
+        join(mnt, 'boot/syslinux/extlinux.conf'),
+        `DEFAULT linux\nPROMPT 0\nTIMEOUT 0\nLABEL linux\n  LINUX /boot/vmlinuz-${version}\n  INITRD /boot/initrd.img-${version}\n  APPEND root=UUID=${uuid} ro rootfstype=ext4 net.ifnames=0 console=tty0 console=ttyS0,115200n8\n`,
+      );
+      sh('extlinux', ['--install', join(mnt, 'boot/syslinux')]);
+    } finally {
+      sh('umount', [mnt]);
+    }
+  } finally {
+    sh('losetup', ['-d', loop]);
+  }
+  sh('dd', ['if=/usr/lib/syslinux/mbr/mbr.bin', `of=${raw}`, 'bs=440', 'count=1', 'conv=notrunc', 'status=none']);
+  sh('qemu-img', ['convert', '-O', 'qcow2', raw, out]);
+  await rm(raw, { force: true });
+  await rm(tar, { force: true });
+  return out;
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('run as root: the shell pipeline mounts a loop device');
+  await prepare();
+  const work = await mkdtemp(join(tmpdir(), 'bench-export-'));
+  try {
+    // cold: the image's layer snapshots are gone (first export of an image on this store)
+    await dropSnapshots();
+    const [, cold] = await timed(() => tsbuildPipeline(work));
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    let oursFile = '';
+    let theirsFile = '';
+    const diskSize = Number(JSON.parse(sh('qemu-img', ['info', '--output', 'json', join(work, 'tsbuild.qcow2')]))['virtual-size']);
+    for (let i = 0; i < REPS; i++) {
+      const [a, ta] = await timed(() => tsbuildPipeline(work));
+      const [b, tb] = await timed(() => shellPipeline(work, diskSize));
+      ours.push(ta);
+      theirs.push(tb);
+      oursFile = a;
+      theirsFile = b;
+    }
+    const sizeOurs = (await stat(oursFile)).size;
+    const sizeTheirs = (await stat(theirsFile)).size;
+    const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
+    console.log(`image ${IMAGE}: disk ${mb(diskSize)} virtual, ${REPS} run(s) per pipeline (median)`);
+    console.log(`export time   tsbuild ${median(ours).toFixed(1)} s (cold store ${cold.toFixed(1)} s)   shell ${median(theirs).toFixed(1)} s   ratio ${(median(ours) / median(theirs)).toFixed(2)}× (cold ${(cold / median(theirs)).toFixed(2)}×)`);
+    console.log(`output size   tsbuild ${mb(sizeOurs)}   shell ${mb(sizeTheirs)}   ratio ${(sizeOurs / sizeTheirs).toFixed(2)}×`);
+    if (BOOT) {
+      const expect = new RegExp(MARKER);
+      const a = await bootDisk({ disk: oursFile, expect, kvm: 'off', timeoutMs: 600_000 });
+      const b = await bootDisk({ disk: theirsFile, expect, kvm: 'off', timeoutMs: 600_000 });
+      if (a.outcome !== 'matched' || b.outcome !== 'matched') console.log(`boot: tsbuild ${a.outcome}, shell ${b.outcome}`);
+      console.log(`boot to marker (TCG)   tsbuild ${a.seconds.toFixed(1)} s   shell ${b.seconds.toFixed(1)} s   ratio ${(a.seconds / b.seconds).toFixed(2)}×`);
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+await main();

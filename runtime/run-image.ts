@@ -1,0 +1,73 @@
+// runImage: `tsbuild run` as a library call. A writable layer over the image (unionfs/), then runContainer.
+//
+// No mount outlives the run: the overlay is mounted (private) on the host only until the container's mount
+// namespace exists, then detached from the host; the container keeps its own copy, which the kernel drops when
+// the container's last process exits. So even a `kill -9` of tsbuild leaves nothing in the host's mount table.
+import { readlink } from 'node:fs/promises';
+import type { Image } from '../layers/image.js';
+import type { Store } from '../layers/store.js';
+import { MNT_DETACH, MS, mount, umount } from '../sys/libc.js';
+import { prepareRootfs, type StorageDriver } from '../unionfs/image-rootfs.js';
+import { type RunIO, type RunResult, runContainer } from './run.js';
+import { type ProcessSpecOptions, processSpec } from './spec.js';
+
+/** RunImageOptions are processSpec's `docker run` options (minus config and rootfs, which come from the image). */
+export interface RunImageOptions extends Omit<ProcessSpecOptions, 'config' | 'rootfs' | 'mounts' | 'extraFiles'> {
+  store: Store;
+  image: Image;
+  /** discard the writable layer when the run ends (`--rm`); otherwise it stays under <store>/containers */
+  remove?: boolean;
+  driver?: StorageDriver | 'auto';
+  io?: RunIO;
+  onWarn?: (code: string, message: string) => void;
+}
+
+export interface RunImageResult extends RunResult {
+  /** where the writable layer was kept (without `remove`) */
+  containerDir?: string;
+}
+
+/** runImage runs the image's command (or `cmd`) in a fresh container and returns its exit status. */
+export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
+  const { image } = opts;
+  const rootfs = await prepareRootfs({
+    store: opts.store,
+    layers: image.manifest.layers.map((descriptor, i) => ({ descriptor, diffId: image.config.rootfs.diff_ids[i] as `sha256:${string}` })),
+    driver: opts.driver ?? 'auto',
+    ...(opts.onWarn ? { onWarn: opts.onWarn } : {}),
+  });
+  let keep = false;
+  try {
+    const { store: _s, image: _i, remove: _r, driver: _d, io: _io, onWarn: _w, ...runOpts } = opts;
+    const spec = processSpec({ ...runOpts, config: image.config.config ?? {}, rootfs: rootfs.path });
+    const onStarted = rootfs.driver === 'overlay' ? (pid: number) => detachOnceEntered(rootfs.path, pid) : undefined;
+    const result: RunImageResult = await runContainer(spec, opts.io ?? {}, onStarted ? { onStarted } : {});
+    if (!opts.remove) {
+      keep = true;
+      result.containerDir = rootfs.dir;
+    }
+    return result;
+  } finally {
+    if (!keep) await rootfs.release();
+  }
+}
+
+
+/**
+ * detachOnceEntered waits until the executor has its own mount namespace (it then holds a copy of the overlay
+ * mount, private so that nothing propagates), then lazily unmounts the overlay from the host's namespace.
+ */
+async function detachOnceEntered(target: string, pid: number): Promise<void> {
+  mount(null, target, null, MS.PRIVATE, null);
+  const ours = await readlink('/proc/self/ns/mnt');
+  for (let i = 0; i < 2000; i++) {
+    const theirs = await readlink(`/proc/${pid}/ns/mnt`).catch(() => undefined);
+    if (theirs === undefined) return; // the executor is already gone: its result will tell
+    if (theirs !== ours) {
+      umount(target, MNT_DETACH);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  throw new Error(`container executor ${pid} did not enter its mount namespace`);
+}

@@ -1,0 +1,136 @@
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, readlink, symlink, writeFile, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Distro } from '../../convert/distro.js';
+import { checkHostname, hashPassword, readSshKeys, withSerialGetty, writeSystemFiles, SERIAL_GETTY_ALPINE } from '../../convert/system-files.js';
+import { ALPINE_INITTAB, makeAlpineShapedRootfs } from '../../fixtures/alpine-shaped.js';
+import { busyboxAvailable } from '../../fixtures/busybox.js';
+import { makeTempDir, removeDir } from '../helpers/index.js';
+
+const debian: Distro = { id: 'debian', family: 'debian', versionId: '12', prettyName: 'Debian GNU/Linux 12' };
+const alpine: Distro = { id: 'alpine', family: 'alpine', versionId: '3.20.3', prettyName: 'Alpine Linux v3.20' };
+const UUID = '0b0e8a43-6a59-4cbb-9d0b-3b1b8c1d2f10';
+
+/** A Debian-shaped tree: systemd's serial-getty template, ifupdown, a shadow file, container leftovers. */
+async function debianTree(t: { teardown(f: () => unknown): void }): Promise<string> {
+  const root = await makeTempDir();
+  t.teardown(() => removeDir(root));
+  const file = async (p: string, content = '', mode = 0o644): Promise<void> => {
+    await mkdir(join(root, p, '..'), { recursive: true });
+    await writeFile(join(root, p), content);
+    await chmod(join(root, p), mode);
+  };
+  await file('lib/systemd/systemd', '', 0o755);
+  await file('lib/systemd/system/serial-getty@.service', '[Unit]\n');
+  await file('sbin/ifup', '', 0o755);
+  await file('etc/shadow', 'root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n', 0o640);
+  await file('etc/passwd', 'root:x:0:0:root:/root:/bin/bash\n');
+  await file('etc/resolv.conf', 'nameserver 192.168.1.1\n'); // the build host's, copied by a bootstrap
+  await file('.dockerenv');
+  await file('usr/sbin/policy-rc.d', '#!/bin/sh\nexit 101\n', 0o755);
+  return root;
+}
+
+test('a Debian tree gets fstab by UUID, hostname, hosts, DHCP on eth0 and a serial getty', async (t) => {
+  const root = await debianTree(t);
+  await writeSystemFiles({ rootfs: root, distro: debian, init: 'systemd', rootUuid: UUID, hostname: 'web-1', network: 'dhcp' });
+  const read = (p: string): Promise<string> => readFile(join(root, p), 'utf8');
+  t.regex(await read('etc/fstab'), new RegExp(`^UUID=${UUID}\\t/\\text4\\terrors=remount-ro\\t0\\t1$`, 'm'));
+  t.is(await read('etc/hostname'), 'web-1\n');
+  t.regex(await read('etc/hosts'), /^127\.0\.1\.1\tweb-1$/m);
+  t.notRegex(await read('etc/resolv.conf'), /192\.168\.1\.1/);
+  t.regex(await read('etc/network/interfaces'), /^iface eth0 inet dhcp$/m);
+  t.is(await readlink(join(root, 'etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service')), '/lib/systemd/system/serial-getty@.service');
+  t.is(await read('etc/machine-id'), '');
+  t.false(existsSync(join(root, '.dockerenv')));
+  t.false(existsSync(join(root, 'usr/sbin/policy-rc.d')));
+});
+
+test('without ifupdown, eth0 is configured for systemd-networkd and the daemon is enabled', async (t) => {
+  const root = await debianTree(t);
+  await removeDir(join(root, 'sbin/ifup'));
+  await mkdir(join(root, 'lib/systemd/system'), { recursive: true });
+  await writeFile(join(root, 'lib/systemd/systemd-networkd'), '');
+  await writeFile(join(root, 'lib/systemd/system/systemd-networkd.service'), '');
+  await writeSystemFiles({ rootfs: root, distro: debian, init: 'systemd', rootUuid: UUID, hostname: 'h', network: 'dhcp' });
+  t.regex(await readFile(join(root, 'etc/systemd/network/20-tsbuild-eth0.network'), 'utf8'), /Name=eth0[\s\S]*DHCP=yes/);
+  t.is(await readlink(join(root, 'etc/systemd/system/multi-user.target.wants/systemd-networkd.service')), '/lib/systemd/system/systemd-networkd.service');
+});
+
+test('--network none leaves eth0 unconfigured', async (t) => {
+  const root = await debianTree(t);
+  await writeSystemFiles({ rootfs: root, distro: debian, init: 'systemd', rootUuid: UUID, hostname: 'h', network: 'none' });
+  t.notRegex(await readFile(join(root, 'etc/network/interfaces'), 'utf8'), /eth0/);
+});
+
+test('the root password is stored hashed in /etc/shadow and verifies with openssl', async (t) => {
+  const root = await debianTree(t);
+  const hash = await hashPassword('s3cret pass\n');
+  t.regex(hash, /^\$6\$/);
+  await writeSystemFiles({ rootfs: root, distro: debian, init: 'systemd', rootUuid: UUID, hostname: 'h', network: 'dhcp', rootPasswordHash: hash });
+  const shadow = await readFile(join(root, 'etc/shadow'), 'utf8');
+  const field = shadow.split('\n')[0]?.split(':')[1] ?? '';
+  t.is(field, hash);
+  t.notRegex(shadow, /s3cret/);
+  const salt = field.split('$')[2] ?? '';
+  t.is(execFileSync('openssl', ['passwd', '-6', '-salt', salt, 's3cret pass']).toString().trim(), field);
+  t.regex(shadow, /^daemon:\*:/m);
+});
+
+test('SSH keys go to /root/.ssh/authorized_keys with private modes', async (t) => {
+  const root = await debianTree(t);
+  await writeSystemFiles({ rootfs: root, distro: debian, init: 'systemd', rootUuid: UUID, hostname: 'h', network: 'dhcp', sshKeys: ['ssh-ed25519 AAAAC3Nza test@host'] });
+  t.is(await readFile(join(root, 'root/.ssh/authorized_keys'), 'utf8'), 'ssh-ed25519 AAAAC3Nza test@host\n');
+  const { statSync } = await import('node:fs');
+  t.is(statSync(join(root, 'root/.ssh')).mode & 0o777, 0o700);
+  t.is(statSync(join(root, 'root/.ssh/authorized_keys')).mode & 0o777, 0o600);
+});
+
+test('readSshKeys refuses a private key', async (t) => {
+  const dir = await makeTempDir();
+  t.teardown(() => removeDir(dir));
+  await writeFile(join(dir, 'id'), '-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n');
+  t.throws(() => readSshKeys([join(dir, 'id')]), { message: /not an OpenSSH public key/ });
+});
+
+test('a symlinked resolv.conf (systemd-resolved) is left alone', async (t) => {
+  const root = await debianTree(t);
+  await removeDir(join(root, 'etc/resolv.conf'));
+  await symlink('../run/systemd/resolve/stub-resolv.conf', join(root, 'etc/resolv.conf'));
+  await writeSystemFiles({ rootfs: root, distro: debian, init: 'systemd', rootUuid: UUID, hostname: 'h', network: 'dhcp' });
+  t.is(await readlink(join(root, 'etc/resolv.conf')), '../run/systemd/resolve/stub-resolv.conf');
+});
+
+test('the serial getty replaces Alpine\'s commented ttyS0 line, once', (t) => {
+  const once = withSerialGetty(ALPINE_INITTAB);
+  t.true(once.split('\n').includes(SERIAL_GETTY_ALPINE));
+  t.false(once.includes('#ttyS0'));
+  t.is(withSerialGetty(once), once);
+  t.is(withSerialGetty('::sysinit:/sbin/openrc sysinit\n'), `::sysinit:/sbin/openrc sysinit\n${SERIAL_GETTY_ALPINE}\n`);
+});
+
+const alpineTest = busyboxAvailable() ? test : test.skip;
+
+alpineTest('an Alpine tree gets inittab on ttyS0, securetty, /etc/network/interfaces and OpenRC runlevels', async (t) => {
+  const root = await makeTempDir();
+  t.teardown(() => removeDir(root));
+  await makeAlpineShapedRootfs(root);
+  await writeSystemFiles({ rootfs: root, distro: alpine, init: 'openrc', rootUuid: UUID, hostname: 'alp', network: 'dhcp' });
+  const read = (p: string): Promise<string> => readFile(join(root, p), 'utf8');
+  t.true((await read('etc/inittab')).split('\n').includes(SERIAL_GETTY_ALPINE));
+  t.true((await read('etc/securetty')).split('\n').includes('ttyS0'));
+  t.regex(await read('etc/network/interfaces'), /auto eth0\n.*\niface eth0 inet dhcp/);
+  t.regex(await read('etc/fstab'), new RegExp(`^UUID=${UUID}\\t/\\text4\\trw,relatime`, 'm'));
+  for (const [level, svc] of [['sysinit', 'devfs'], ['sysinit', 'mdev'], ['boot', 'hostname'], ['boot', 'networking'], ['shutdown', 'mount-ro']]) {
+    t.is(await readlink(join(root, `etc/runlevels/${level}/${svc}`)), `/etc/init.d/${svc}`, `${level}/${svc}`);
+  }
+  t.false(existsSync(join(root, 'etc/runlevels/boot/seedrng')), 'services the image lacks are not linked');
+});
+
+test('a hostname must be one', (t) => {
+  t.notThrows(() => checkHostname('web-1.example.com'));
+  t.throws(() => checkHostname('bad_name'), { message: /not a valid hostname/ });
+  t.throws(() => checkHostname('-x'));
+});
