@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets everything up and runs the main job on the bundled example in fixtures/example:
-# bootstrap a Debian base image, then show what the store holds and read it back.
+# Sets everything up and runs the main job: bootstrap a Debian base image, add a one-file app image, then show
+# what the store holds and read it back. (The Dockerfile build of fixtures/example and the disk export join this
+# script when `tsbuild build` and `tsbuild export` land.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,7 +13,10 @@ echo "== store: $TSBUILD_ROOT" >&2
 if ! tsb inspect debian:bookworm >/dev/null 2>&1; then
   tsb bootstrap debian:bookworm --variant minbase
 fi
-tsb import fixtures/example/rootfs example:0.1 --change 'CMD ["/hello.sh"]' >/dev/null
+app="$TSBUILD_ROOT/example-rootfs"
+rm -rf "$app" && mkdir -p "$app"
+printf '#!/bin/sh\necho "hello from the tsbuild example"\n' > "$app/hello.sh" && chmod +x "$app/hello.sh"
+tsb import "$app" example:0.1 --change 'CMD ["/hello.sh"]' >/dev/null
 tsb images
 tsb history debian:bookworm
 tsb inspect example:0.1 | head -n 30
