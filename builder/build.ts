@@ -177,13 +177,14 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       signal: abort.signal,
       resolveImage,
       now,
+      abort: (reason) => abort.abort(reason),
     });
     executor.reserveIds(ids);
     let result: StageResult;
     try {
       result = await executor.run();
     } catch (err) {
-      abort.abort(err);
+      if (!abort.signal.aborted) abort.abort(err);
       throw err;
     }
 

@@ -6,7 +6,7 @@
 // Patterns are matched with @balena/dockerignore (case-sensitive, as on Linux). The Dockerfile and the ignore file
 // are read even when the patterns exclude them; excluded paths never reach a COPY or a cache key.
 import { createReadStream, readdirSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import ignore, { type Ignore } from '@balena/dockerignore';

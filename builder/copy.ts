@@ -24,7 +24,6 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
-  rmSync,
   symlinkSync,
   unlinkSync,
   type Stats,
@@ -33,7 +32,7 @@ import { copyFile, mkdtemp, open, rm } from 'node:fs/promises';
 import { basename, join, posix, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import ignore from '@balena/dockerignore';
-import { InvalidInputError, NotFoundError, TsbuildError, wrap } from '../layers/errors.js';
+import { InvalidInputError, TsbuildError, wrap } from '../layers/errors.js';
 import { secureJoin } from '../runtime/secure-join.js';
 import { getXattrs, majorMinor, mknod, setXattr } from '../sys/libc.js';
 import type { ContextFilter } from './context.js';

@@ -38,7 +38,6 @@ import {
   mountStub,
   parseMount,
   type RunMount,
-  sourceIn,
   writeSecretFile,
 } from './mounts.js';
 import { parseDockerfile } from './parse.js';
@@ -98,6 +97,8 @@ export interface ExecuteOptions {
   resolveImage: (ref: string) => Promise<Image>;
   /** now, as RFC 3339 (fixed for the whole build) */
   now: string;
+  /** called with the first failure of a stage, so that the others stop (aborting `signal`) */
+  abort?: (reason: unknown) => void;
 }
 
 /** RunFailedError is a RUN whose process exited non-zero. */
@@ -154,10 +155,19 @@ export class Executor {
 
   /** run builds every needed stage (in parallel where independent) and returns the target's result. */
   async run(): Promise<StageResult> {
-    const all = this.o.plan.needed.map((i) => this.stage(i));
-    const settled = await Promise.allSettled(all);
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) throw failed.reason;
+    let first: { error: unknown } | undefined;
+    const all = this.o.plan.needed.map((i) =>
+      this.stage(i).catch((error: unknown) => {
+        if (!first) {
+          first = { error };
+          this.o.abort?.(error);
+        }
+        throw error;
+      }),
+    );
+    await Promise.allSettled(all);
+    // the first failure is the cause; the others were stopped because of it
+    if (first) throw first.error;
     return this.stage(this.o.plan.target);
   }
 
@@ -188,6 +198,8 @@ class StageRun {
   private cmdSet = false;
   private baseLayers = 0;
   private stepIndex = 0;
+  /** a step of this stage failed (a later abort carrying its error is not a cancellation here) */
+  private failedHere = false;
   /** progress steps of the stage: the plan's count plus the base image's ONBUILD triggers */
   private total: number;
   private readonly file: string;
@@ -516,7 +528,9 @@ class StageRun {
     try {
       await fn();
     } catch (err) {
-      this.o.onEvent({ type: 'error', id: step.id, message: err instanceof Error ? err.message : String(err) });
+      const canceled = this.o.signal.aborted && err === this.o.signal.reason && !this.failedHere;
+      this.failedHere = true;
+      this.o.onEvent({ type: 'error', id: step.id, message: canceled ? 'CANCELED' : err instanceof Error ? err.message : String(err) });
       throw err;
     }
   }

@@ -12,9 +12,8 @@ import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, lstatSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { InvalidInputError, TsbuildError } from '../layers/errors.js';
+import { TsbuildError } from '../layers/errors.js';
 import type { Mount } from '../runtime/spec.js';
-import { secureJoin } from '../runtime/secure-join.js';
 import { splitCsv } from './plan.js';
 
 export type RunMount =
@@ -84,6 +83,7 @@ export function parseMount(spec: string, expand: (s: string) => string, workdir:
     return posix.normalize(posix.isAbsolute(t) ? t : posix.join('/', workdir, t));
   };
   let target = absTarget(fields.target);
+  if (target === '/') throw new MountError('a RUN mount cannot target /');
   const readonly = fields.rw !== undefined ? !parseBool('rw', fields.rw) : fields.readonly !== undefined ? parseBool('readonly', fields.readonly) : undefined;
   switch (type) {
     case 'bind': {
@@ -205,16 +205,4 @@ export async function writeSecretFile(dir: string, m: Extract<RunMount, { type: 
   chownSync(file, m.uid, m.gid);
   chmodSync(file, m.mode);
   return { source: file, destination: m.target, readonly: true };
-}
-
-/** sourceIn resolves a bind/cache `source` inside a root directory (symlinks followed inside it). */
-export function sourceIn(root: string, source: string): string {
-  const clean = posix.normalize(`/${source}`);
-  return clean === '/' ? root : secureJoin(root, clean);
-}
-
-/** checkedTarget refuses a mount target of `/`. */
-export function checkTarget(m: RunMount): void {
-  const t = 'target' in m ? m.target : undefined;
-  if (t === '/') throw new InvalidInputError('a RUN mount cannot target /');
 }

@@ -1,7 +1,7 @@
 // The build cache and reproducibility: a second build hits the cache for every step, changing one context file
 // re-runs only from the first step that reads it, mtimes never count, --no-cache runs everything, a pruned blob is
 // a miss, and SOURCE_DATE_EPOCH makes two builds give the same image digest.
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { build, type BuildOptions } from '../../builder/build.js';

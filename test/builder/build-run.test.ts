@@ -245,3 +245,25 @@ rootTest('ONBUILD triggers of a base image run right after FROM and are not pass
   t.is(readFileSync(join(root, 'r', 'payload.txt'), 'utf8'), 'p\n');
   t.true((c.config.history ?? []).some((h) => h.created_by === 'COPY payload.txt /payload.txt # buildkit'));
 });
+
+rootTest('a failing stage stops the stages running beside it, and its own error is the one reported', async (t) => {
+  const store = await busyboxStore(t);
+  const ctx = await context(t, {
+    Dockerfile: 'FROM busybox:test AS slow\nRUN sleep 60\n\nFROM busybox:test AS bad\nRUN sleep 1 && exit 5\n\nFROM busybox:test\nCOPY --from=slow /etc/hostname /a\nCOPY --from=bad /etc/hostname /b\n',
+  });
+  const errors: string[] = [];
+  const started = Date.now();
+  const err = await t.throwsAsync(build({ store, context: ctx, onEvent: (e) => e.type === 'error' && errors.push(e.message) }), { instanceOf: RunFailedError });
+  t.true(Date.now() - started < 30_000, 'the sleeping stage was stopped');
+  t.is((err as RunFailedError).exitCode, 5);
+  t.true(errors.includes('CANCELED'));
+  t.deepEqual(mountsUnder(store.root), []);
+});
+
+rootTest('FROM takes a name pinned by digest, found in the store', async (t) => {
+  const store = await busyboxStore(t);
+  const base = await getImage(store, 'busybox:test');
+  const ctx = await context(t, { Dockerfile: 'ARG BASE\nFROM $BASE\nRUN echo pinned > /p\n' });
+  const r = await build({ store, context: ctx, buildArgs: { BASE: `busybox@${base.descriptor.digest}` }, pullImage: async () => { throw new Error('no pulling in this test'); } });
+  t.is(r.config.rootfs.diff_ids[0], base.config.rootfs.diff_ids[0]);
+});
