@@ -154,10 +154,23 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const history = new HistoryLog();
     const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
     const secrets = new Map<string, Uint8Array>(opts.secrets instanceof Map ? opts.secrets : Object.entries((opts.secrets ?? {}) as Record<string, Uint8Array>));
+    // A pull shows as a step of its own (`#N [internal] pull REF`); its id is taken from the executor's sequence.
+    let pullStep = (name: string): number => step(name);
     const resolveImage = imageResolver(store, {
       pull: opts.pull ?? false,
       pullImage: opts.pullImage ?? defaultPull,
       onStatus: (message) => warn(message),
+      onPull: (ref) => {
+        const id = pullStep(`[internal] pull ${ref}`);
+        const started = Date.now();
+        return {
+          done: (digest) => {
+            onEvent({ type: 'status', id, message: `pulled ${ref} ${digest} in ${((Date.now() - started) / 1000).toFixed(1)}s` });
+            onEvent({ type: 'done', id });
+          },
+          failed: (message) => onEvent({ type: 'error', id, message }),
+        };
+      },
     });
     const executor = new Executor({
       store,
@@ -180,6 +193,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       abort: (reason) => abort.abort(reason),
     });
     executor.reserveIds(ids);
+    pullStep = (name) => {
+      const id = executor.nextId();
+      onEvent({ type: 'step', id, name });
+      return id;
+    };
     let result: StageResult;
     try {
       result = await executor.run();
@@ -258,15 +276,31 @@ async function defaultPull(store: Store, ref: string): Promise<{ descriptor: Des
  */
 function imageResolver(
   store: Store,
-  o: { pull: boolean; pullImage: (store: Store, ref: string) => Promise<{ descriptor: Descriptor }>; onStatus: (m: string) => void },
+  o: {
+    pull: boolean;
+    pullImage: (store: Store, ref: string) => Promise<{ descriptor: Descriptor }>;
+    onStatus: (m: string) => void;
+    onPull: (ref: string) => { done(digest: string): void; failed(message: string): void };
+  },
 ): (ref: string) => Promise<Image> {
   const memo = new Map<string, Promise<Image>>();
   const platform: Platform = { os: 'linux', architecture: 'amd64' };
+  const pull = async (ref: string): Promise<Image> => {
+    const shown = o.onPull(ref);
+    try {
+      const r = await o.pullImage(store, ref);
+      const img = await loadImage(store, r.descriptor, platform);
+      shown.done(r.descriptor.digest);
+      return img;
+    } catch (err) {
+      shown.failed((err as Error)?.message ?? String(err));
+      throw err;
+    }
+  };
   const resolve = async (ref: string): Promise<Image> => {
     if (o.pull) {
       try {
-        const r = await o.pullImage(store, ref);
-        return await loadImage(store, r.descriptor, platform);
+        return await pull(ref);
       } catch (err) {
         const local = await getImage(store, ref, platform).catch(() => undefined);
         if (!local) throw pullError(ref, err);
@@ -280,8 +314,7 @@ function imageResolver(
       if (!(err instanceof NotFoundError)) throw err;
     }
     try {
-      const r = await o.pullImage(store, ref);
-      return await loadImage(store, r.descriptor, platform);
+      return await pull(ref);
     } catch (err) {
       throw pullError(ref, err);
     }

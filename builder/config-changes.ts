@@ -30,10 +30,12 @@ export function envMap(config: ContainerConfig, extra?: ReadonlyMap<string, stri
   return m;
 }
 
-/** setEnv replaces or appends KEY=value in an Env list. */
+/** setEnv replaces KEY=value where KEY already is (keeping the list's order, as BuildKit does), or appends it. */
 export function setEnv(env: string[] | undefined, key: string, value: string): string[] {
-  const out = (env ?? []).filter((kv) => kv.slice(0, kv.indexOf('=')) !== key);
-  out.push(`${key}=${value}`);
+  const out = [...(env ?? [])];
+  const i = out.findIndex((kv) => (kv.includes('=') ? kv.slice(0, kv.indexOf('=')) : kv) === key);
+  if (i >= 0) out[i] = `${key}=${value}`;
+  else out.push(`${key}=${value}`);
   return out;
 }
 
@@ -42,9 +44,14 @@ export function commandArgs(cmd: CommandLine, shell: string[] | undefined): stri
   return cmd.form === 'exec' ? [...cmd.args] : [...(shell ?? DEFAULT_SHELL), cmd.script];
 }
 
-/** exposedPorts expands `80`, `80/udp`, `8000-8002/tcp` into config keys (`80/tcp`, …). */
+/**
+ * exposedPorts expands `80`, `80/udp`, `8000-8002/tcp` into config keys (`80/tcp`, …). A published form
+ * (`8080:80`, `127.0.0.1:8080:80/udp`, `[::1]:8080:80`) exposes its container part, as docker's port parser does.
+ */
 export function exposedPorts(spec: string): string[] {
-  const m = /^(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/i.exec(spec);
+  const published = /^(?:(?:\[[0-9a-fA-F:.]+\]|[0-9.]*):)?[0-9-]*:([0-9-]+(?:\/[a-zA-Z]+)?)$/.exec(spec);
+  const container = published ? (published[1] as string) : spec;
+  const m = /^(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/i.exec(container);
   if (!m) throw new InvalidInputError(`invalid port ${JSON.stringify(spec)}`);
   const lo = Number(m[1]);
   const hi = m[2] === undefined ? lo : Number(m[2]);

@@ -18,6 +18,7 @@ import type { Compression } from '../layers/types.js';
 import { wrap } from '../layers/errors.js';
 import type { Store } from '../layers/store.js';
 import type { LayerRef } from './cache.js';
+import { isAlive } from '../sys/pid.js';
 
 export type StorageDriver = 'overlay' | 'vfs';
 
@@ -123,11 +124,3 @@ export async function cleanStaleBuilds(storeRoot: string): Promise<void> {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

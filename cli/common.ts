@@ -4,14 +4,15 @@ import { defaultStoreRoot, Store } from '../layers/store.js';
 import type { Compression } from '../layers/types.js';
 
 export interface GlobalFlags {
-  root?: string;
+  root?: string | string[];
   debug?: boolean;
   _?: string[];
 }
 
-/** openStore opens the store named by --root, $TSBUILD_ROOT or the default location. */
+/** openStore opens the store named by --root (the last one given wins), $TSBUILD_ROOT or the default location. */
 export function openStore(flags: GlobalFlags): Promise<Store> {
-  return Store.open(flags.root ?? defaultStoreRoot());
+  const root = Array.isArray(flags.root) ? flags.root.at(-1) : flags.root;
+  return Store.open(root ?? defaultStoreRoot());
 }
 
 /** list turns a flag given zero, one or many times into an array of strings. */

@@ -189,23 +189,37 @@ const argv = separateRunCommand(process.argv.map((a, i) => (i > 1 && a === '-' ?
 const restore = (v: unknown): unknown =>
   v === STDIN_TOKEN ? '-' : Array.isArray(v) ? v.map(restore) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, restore(x)])) : v;
 /**
- * separateRunCommand puts `--` after the image of `tsbuild run`, so that the container's command and its own
- * flags (`tsbuild run img ls -la`) are not read as tsbuild's.
+ * separateRunCommand puts `--` after the image of `tsbuild run` (after IMAGE DIR of `tsbuild bundle`), so that the
+ * container's command and its own flags (`tsbuild run img ls -la`) are not read as tsbuild's. Before that, `-v`
+ * of these commands is spelled `--volume` (sade would read it as --version), and a leading `--debug` is moved after
+ * the command word (sade finds the command before it knows that --debug takes no value).
  */
 function separateRunCommand(args: string[]): string[] {
   const takesValue = new Set(['-e', '--env', '-w', '--workdir', '-u', '--user', '-v', '--volume', '--network', '--hostname', '--memory', '--pids-limit', '--cpus', '--entrypoint', '--cap-add', '--cap-drop', '--storage-driver', '--root']);
+  args = [...args];
   let i = 2;
-  while (i < args.length && args[i]?.startsWith('-')) i += takesValue.has(args[i] as string) ? 2 : 1;
-  if (args[i] !== 'run') return args;
+  while (i < args.length && args[i]?.startsWith('-') && args[i] !== STDIN_TOKEN) {
+    if (args[i] === '--debug' && i + 1 < args.length && !args[i + 1]?.startsWith('-')) {
+      args.splice(i, 2, args[i + 1] as string, '--debug');
+      break;
+    }
+    i += takesValue.has(args[i] as string) ? 2 : 1;
+  }
+  if (args[i] !== 'run' && args[i] !== 'bundle') return args;
+  let positionals = args[i] === 'run' ? 1 : 2;
   for (i++; i < args.length; i++) {
     const a = args[i] as string;
     if (a === '--') return args;
-    if (!a.startsWith('-') || a === STDIN_TOKEN) return [...args.slice(0, i + 1), '--', ...args.slice(i + 1)];
+    if (a === '-v') args[i] = '--volume';
+    if (!a.startsWith('-') || a === STDIN_TOKEN) {
+      if (--positionals === 0) return args[i + 1] === '--' ? args : [...args.slice(0, i + 1), '--', ...args.slice(i + 1)];
+      continue;
+    }
     if (takesValue.has(a)) i++;
   }
   return args;
 }
-const debug = argv.includes('--debug');
+const debug = (argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv).includes('--debug');
 const cmd = prog.parse(argv, { lazy: true });
 if (cmd) {
   try {

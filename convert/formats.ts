@@ -13,6 +13,7 @@ import { run } from '../sys/exec.js';
 import type { OwnerMap } from './owners.js';
 import { writeQcow2 } from './qcow2.js';
 import { dataRanges } from './sparse-file.js';
+import { isAlive as alive } from '../sys/pid.js';
 
 export type OutputFormat = 'qcow2' | 'raw' | 'vmdk' | 'vhdx' | 'tar';
 export const OUTPUT_FORMATS: readonly OutputFormat[] = ['qcow2', 'raw', 'vmdk', 'vhdx', 'tar'];
@@ -136,15 +137,6 @@ async function removeStaleTemps(output: string): Promise<void> {
     if (!name.startsWith(prefix)) continue;
     const pid = Number(name.slice(prefix.length).split('-')[0]);
     if (Number.isSafeInteger(pid) && !alive(pid)) await rm(join(dir, name), { force: true });
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

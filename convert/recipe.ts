@@ -25,6 +25,7 @@ import { writePartitionTable } from './partition.js';
 import { detectInit, installService, serviceSpec, type InitSystem, type ServiceSpec } from './service.js';
 import { stageLayers } from './staging.js';
 import { hashPassword, writeSystemFiles } from './system-files.js';
+import { isAlive as alive } from '../sys/pid.js';
 
 export interface ExportOptions {
   store: Store;
@@ -230,15 +231,6 @@ export async function cleanStaleExports(storeRoot: string): Promise<string[]> {
     removed.push(name);
   }
   return removed;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function newContext(o: ExportOptions): Promise<Ctx> {

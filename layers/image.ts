@@ -239,23 +239,42 @@ export async function writeImage(store: Store, img: NewImage): Promise<Descripto
   return store.putJson(manifest, MediaType.OciManifest);
 }
 
-/** reachableBlobs walks every index entry and returns the set of blobs they reference (manifests, configs, layers). */
-export async function reachableBlobs(store: Store, roots?: Descriptor[]): Promise<Set<Digest>> {
+/**
+ * walkManifests visits every index, and calls `onManifest` once for every image manifest, reached from `roots`
+ * (default: the store's index), depth-first, each blob once; `onBlob` sees every index and manifest digest.
+ */
+export async function walkManifests(
+  store: Store,
+  onManifest: (m: Manifest) => Promise<void> | void,
+  opts: { roots?: Descriptor[]; onBlob?: (d: Digest) => void } = {},
+): Promise<void> {
   const seen = new Set<Digest>();
   const visit = async (d: Descriptor, depth: number): Promise<void> => {
     if (seen.has(d.digest) || depth > 8) return;
     seen.add(d.digest);
+    opts.onBlob?.(d.digest);
     if (!(await store.hasBlob(d.digest))) return;
     if (isIndexMediaType(d.mediaType)) {
       const idx = await store.readJson<Index>(d.digest);
       for (const m of idx.manifests ?? []) await visit(m, depth + 1);
     } else if (isManifestMediaType(d.mediaType)) {
-      const m = await store.readJson<Manifest>(d.digest);
+      await onManifest(await store.readJson<Manifest>(d.digest));
+    }
+  };
+  for (const d of opts.roots ?? (await store.readIndex()).manifests) await visit(d, 0);
+}
+
+/** reachableBlobs walks every index entry and returns the set of blobs they reference (manifests, configs, layers). */
+export async function reachableBlobs(store: Store, roots?: Descriptor[]): Promise<Set<Digest>> {
+  const seen = new Set<Digest>();
+  await walkManifests(
+    store,
+    (m) => {
       seen.add(m.config.digest);
       for (const l of m.layers ?? []) seen.add(l.digest);
       if (m.subject) seen.add(m.subject.digest);
-    }
-  };
-  for (const d of roots ?? (await store.readIndex()).manifests) await visit(d, 0);
+    },
+    { ...(roots ? { roots } : {}), onBlob: (d) => seen.add(d) },
+  );
   return seen;
 }

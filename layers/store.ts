@@ -18,6 +18,7 @@ import lockfile from 'proper-lockfile';
 import { hexOf, parseDigest } from './digest.js';
 import { DigestMismatchError, InvalidInputError, NotFoundError, SizeMismatchError, TsbuildError, wrap } from './errors.js';
 import { type Descriptor, type Digest, type Index, MediaType } from './types.js';
+import { isAlive } from '../sys/pid.js';
 
 const LAYOUT = { imageLayoutVersion: '1.0.0' };
 const TMP_PREFIX = '.tmp-';
@@ -310,15 +311,6 @@ export class Store {
       freed += st.size;
     }
     return freed;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

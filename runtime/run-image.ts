@@ -3,7 +3,7 @@
 // No mount outlives the run: the overlay is mounted (private) on the host only until the container's mount
 // namespace exists, then detached from the host; the container keeps its own copy, which the kernel drops when
 // the container's last process exits. So even a `kill -9` of tsbuild leaves nothing in the host's mount table.
-import { readlink } from 'node:fs/promises';
+import { readFile, readlink } from 'node:fs/promises';
 import type { Image } from '../layers/image.js';
 import type { Store } from '../layers/store.js';
 import { MNT_DETACH, MS, mount, umount } from '../sys/libc.js';
@@ -56,6 +56,8 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
 /**
  * detachOnceEntered waits until the executor has its own mount namespace (it then holds a copy of the overlay
  * mount, private so that nothing propagates), then lazily unmounts the overlay from the host's namespace.
+ * The Node executor's `unshare` enters the namespaces itself; the native helper stays in ours and forks PID 1 into
+ * them, so a child of `pid` in another mount namespace counts too.
  */
 async function detachOnceEntered(target: string, pid: number): Promise<void> {
   mount(null, target, null, MS.PRIVATE, null);
@@ -63,11 +65,22 @@ async function detachOnceEntered(target: string, pid: number): Promise<void> {
   for (let i = 0; i < 2000; i++) {
     const theirs = await readlink(`/proc/${pid}/ns/mnt`).catch(() => undefined);
     if (theirs === undefined) return; // the executor is already gone: its result will tell
-    if (theirs !== ours) {
+    if (theirs !== ours || (await childMountNamespaces(pid)).some((ns) => ns !== ours)) {
       umount(target, MNT_DETACH);
       return;
     }
     await new Promise((r) => setTimeout(r, 1));
   }
   throw new Error(`container executor ${pid} did not enter its mount namespace`);
+}
+
+/** childMountNamespaces returns the mount namespaces of the direct children of `pid` (those still there). */
+async function childMountNamespaces(pid: number): Promise<string[]> {
+  const text = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
+  const out: string[] = [];
+  for (const child of text.split(/\s+/).filter(Boolean)) {
+    const ns = await readlink(`/proc/${child}/ns/mnt`).catch(() => undefined);
+    if (ns !== undefined) out.push(ns);
+  }
+  return out;
 }

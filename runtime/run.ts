@@ -78,6 +78,14 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
     }
     const ops = executorOps(spec, { ...(cgroup ? { cgroupProcs: cgroup.procsFiles } : {}), ...(pty ? { console: pty.slavePath } : {}) });
     const ns = await startInNamespaces({ ops, newNetwork: spec.network === 'none', stdio, ...(opts.executor ? { executor: opts.executor } : {}) });
+    // Forward from the start (before onStarted): a SIGTERM that arrives early must not kill us and orphan the container.
+    if (opts.forwardSignals ?? true) {
+      for (const sig of FORWARDED) {
+        const forward = (): void => ns.kill(sig);
+        process.on(sig, forward);
+        cleanups.push(() => process.off(sig, forward));
+      }
+    }
     if (opts.onStarted && ns.child.pid !== undefined) {
       try {
         await opts.onStarted(ns.child.pid);
@@ -95,13 +103,6 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
       masterOpen = false; // the terminal's socket owns it now
     } else {
       done.push(...wireStdio(ns, io));
-    }
-    if (opts.forwardSignals ?? true) {
-      for (const sig of FORWARDED) {
-        const forward = (): void => ns.kill(sig);
-        process.on(sig, forward);
-        cleanups.push(() => process.off(sig, forward));
-      }
     }
     if (io.signal) {
       const abort = (): void => ns.kill('SIGKILL');

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { TsbuildError } from '../layers/errors.js';
+import { isAlive as pidAlive } from './pid.js';
 
 export interface CgroupLimits {
   /** bytes */
@@ -227,15 +228,6 @@ async function removeDirs(dirs: string[]): Promise<void> {
     }
     // The shared parent goes too once no run uses it (fails harmlessly while another run does).
     rmdirQuiet(dirname(d));
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

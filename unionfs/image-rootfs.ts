@@ -6,9 +6,11 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Change } from '../layers/changeset.js';
+import { chainId } from '../layers/digest.js';
 import { NotFoundError, TsbuildError } from '../layers/errors.js';
 import { openLayer } from '../layers/layer-read.js';
 import type { Store } from '../layers/store.js';
+import { isAlive } from '../sys/pid.js';
 import { applyLayer } from '../layers/tar-apply.js';
 import type { Descriptor, Digest } from '../layers/types.js';
 import { MNT_DETACH, umount } from '../sys/libc.js';
@@ -67,6 +69,7 @@ export async function prepareRootfs(opts: PrepareOptions): Promise<PreparedRootf
   const dir = join(containersRoot(opts.store.root), opts.persistent ? `mount-${id}` : `${process.pid}-${id}`);
   await mkdir(dir, { recursive: true });
   try {
+    await noteSnapshots(dir, opts.layers);
     if (driver === 'vfs' || (driver === 'auto' && process.getuid?.() !== 0)) return await prepareVfs(opts, dir);
     try {
       return await prepareOverlay(opts, dir);
@@ -76,6 +79,7 @@ export async function prepareRootfs(opts: PrepareOptions): Promise<PreparedRootf
         opts.onWarn?.('W_NO_OVERLAY', `overlay mount failed (${code}); using the userspace fallback`);
         await rm(dir, { recursive: true, force: true });
         await mkdir(dir, { recursive: true });
+        await noteSnapshots(dir, opts.layers);
         return await prepareVfs(opts, dir);
       }
       throw err;
@@ -169,13 +173,16 @@ export async function cleanStaleContainers(storeRoot: string): Promise<string[]>
   return removed;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+/**
+ * SNAPSHOTS_NOTE names the file in a container directory that lists the ChainIDs of the snapshots the container
+ * may use (every prefix of its layers; vfs uses none but lists them too), so that prune spares them while it lives.
+ * It is written before any snapshot is made; a live container directory without it counts as using any snapshot.
+ */
+export const SNAPSHOTS_NOTE = 'snapshots.json';
+
+async function noteSnapshots(dir: string, layers: RootfsLayer[]): Promise<void> {
+  const chains = layers.map((_, i) => chainId(layers.slice(0, i + 1).map((l) => l.diffId)));
+  await writeFile(join(dir, SNAPSHOTS_NOTE), `${JSON.stringify({ chainIds: chains })}\n`);
 }
 
 /** markContainer writes a small note into a container directory (what it is for), for `tsbuild mount` listings. */

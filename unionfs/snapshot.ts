@@ -14,6 +14,7 @@ import { chainId, hexOf, isDigest } from '../layers/digest.js';
 import { wrap } from '../layers/errors.js';
 import type { Digest } from '../layers/types.js';
 import type { ApplyLayer } from './merge.js';
+import { isAlive } from '../sys/pid.js';
 
 /** SnapshotLayer is a layer to extract: its DiffID and an opener for its uncompressed tar (fresh stream per call). */
 export interface SnapshotLayer {
@@ -136,15 +137,6 @@ export async function cleanStaleSnapshots(storeRoot: string): Promise<string[]> 
 /** tempName is `.tmp-<what>-<pid>-<random>`: cleanStaleSnapshots reads the pid back. */
 function tempName(what: string): string {
   return `${TMP_PREFIX}${what}-${process.pid}-${randomBytes(4).toString('hex')}`;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function exists(p: string): Promise<boolean> {

@@ -1,102 +1,91 @@
-// Images for the export tests: an app on top of the bootstrapped Debian base (made with library calls until the
-// Dockerfile builder lands), the Alpine-shaped fixture as an image, and a store shared by the export tests so that
-// the kernel layer is installed once per machine (it is cached in that store).
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+// Images for the export tests, made with real Dockerfile builds through the CLI (`tsbuild build`) from
+// fixtures/export/: the app on the bootstrapped Debian base (debian.Dockerfile), the same app on Alpine
+// (alpine.Dockerfile), and an app image that already holds its kernel (kernel.Dockerfile). A store shared by the
+// export tests keeps the kernel layer an export installs in its cache, so the kernel is installed once per machine.
+import { copyFile, cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
-import { commitLayer } from '../../layers/commit.js';
-import { getImage, tagImage, writeImage } from '../../layers/image.js';
 import { Store } from '../../layers/store.js';
-import { tarFromDirectory } from '../../layers/tar-create.js';
-import type { ContainerConfig, Digest } from '../../layers/types.js';
 import { exportImage } from '../../convert/recipe.js';
 import { CACHE, copyImage, debianStore } from '../helpers/images.js';
-import { makeTempDir, removeDir, tsbuild } from '../helpers/index.js';
+import { type CliResult, makeTempDir, removeDir, repoRoot, tsbuild } from '../helpers/index.js';
 
 /** APP_MARKER is printed by the app at boot, with its environment, working directory and user. */
 export const APP_MARKER = 'TSBUILD-APP-MARKER';
 /** APP_EXPECT matches the app's line on the serial console: marker, Env, WorkingDir and User all applied. */
 export const APP_EXPECT = `${APP_MARKER} greeting=hello-from-env cwd=/srv/app user=appuser`;
 
-/** appScript is the app: one line on stdout, then it exits. */
-export function appScript(marker = APP_MARKER): string {
-  return `#!/bin/sh\necho "${marker} greeting=$GREETING cwd=$(pwd) user=$(id -un)"\n`;
+/** The Dockerfiles and the build context (the app script) of the export tests. */
+export const EXPORT_FIXTURES = join(repoRoot, 'fixtures', 'export');
+export const APP_CONTEXT = join(EXPORT_FIXTURES, 'app');
+export const DEBIAN_APP = join(EXPORT_FIXTURES, 'debian.Dockerfile');
+export const ALPINE_APP = join(EXPORT_FIXTURES, 'alpine.Dockerfile');
+export const KERNEL_APP = join(EXPORT_FIXTURES, 'kernel.Dockerfile');
+
+/** The fixed build time: the same Dockerfile and context give the same image digest on every run. */
+const SOURCE_DATE_EPOCH = '1700000000';
+
+/**
+ * buildImage runs `tsbuild --root STORE build -t TAG --progress plain -f DOCKERFILE CONTEXT` and returns its result
+ * (the digest on stdout, the plain progress on stderr: see buildOutput for failure messages).
+ */
+export function buildImage(storeRoot: string, opts: { dockerfile: string; context: string; tag: string; buildArgs?: Record<string, string> }): Promise<CliResult> {
+  const args = ['--root', storeRoot, 'build', '-t', opts.tag, '--progress', 'plain', '-f', opts.dockerfile];
+  for (const [k, v] of Object.entries(opts.buildArgs ?? {})) args.push('--build-arg', `${k}=${v}`);
+  return tsbuild([...args, opts.context], { env: { SOURCE_DATE_EPOCH } });
+}
+
+/** buildOutput is what a failed build said, for assertion and error messages: its progress and errors. */
+export function buildOutput(r: CliResult, max = 6000): string {
+  const text = `${r.stderr}${r.stdout}`.trim();
+  return `build exited ${r.code}:\n${text.length > max ? `…${text.slice(-max)}` : text}`;
+}
+
+/** mustBuild is buildImage that throws (with the build's output) when the build fails. */
+export async function mustBuild(storeRoot: string, opts: Parameters<typeof buildImage>[1]): Promise<CliResult> {
+  const r = await buildImage(storeRoot, opts);
+  if (r.code !== 0) throw new Error(`tsbuild build -t ${opts.tag} -f ${opts.dockerfile} failed: ${buildOutput(r)}`);
+  return r;
 }
 
 /**
- * addAppLayer makes `name` = `base` + one layer with /usr/local/bin/app, a user `appuser` and /srv/app, with CMD,
- * ENV, WORKDIR and USER set as a Dockerfile would. `extra` files go into the layer too (path → content).
+ * appContext copies the app's build context (fixtures/export/app) into a temp dir with the app's marker replaced
+ * by `marker`: a second version of the app, as a developer edits it and builds again. The caller removes the dir.
  */
-export async function addAppLayer(storeRoot: string, opts: { base: string; name: string; marker?: string; extra?: Record<string, string>; config?: ContainerConfig }): Promise<void> {
-  const store = await Store.open(storeRoot);
-  const base = await getImage(store, opts.base);
-  const dir = await makeTempDir('tsbuild-app-');
-  try {
-    await mkdir(join(dir, 'usr/local/bin'), { recursive: true });
-    await writeFile(join(dir, 'usr/local/bin/app'), appScript(opts.marker));
-    await chmod(join(dir, 'usr/local/bin/app'), 0o755);
-    await mkdir(join(dir, 'srv/app'), { recursive: true });
-    for (const [p, content] of Object.entries(opts.extra ?? {})) {
-      await mkdir(join(dir, p, '..'), { recursive: true });
-      await writeFile(join(dir, p), content);
-    }
-    const layer = await commitLayer(store, tarFromDirectory(dir, { sourceDateEpoch: 1700000000 }));
-    const baseLayers = base.manifest.layers.map((descriptor, i) => ({ descriptor, diffId: base.config.rootfs.diff_ids[i] as Digest }));
-    const config: ContainerConfig = {
-      ...(base.config.config ?? {}),
-      Cmd: ['app'],
-      Env: [...(base.config.config?.Env ?? []), 'GREETING=hello-from-env'],
-      WorkingDir: '/srv/app',
-      User: 'appuser',
-      ...opts.config,
-    };
-    const desc = await writeImage(store, {
-      config: { created: '2023-11-14T22:13:20Z', architecture: 'amd64', os: 'linux', config, history: [...(base.config.history ?? []), { created: '2023-11-14T22:13:20Z', created_by: 'test: add app' }] },
-      layers: [...baseLayers, layer],
-    });
-    await tagImage(store, desc, opts.name);
-  } finally {
-    await removeDir(dir);
-  }
-}
-
-/** appUserFiles returns /etc/passwd and /etc/group of the base with `appuser` (uid 1000) added. */
-export async function appUserFiles(storeRoot: string, base: string): Promise<Record<string, string>> {
-  const dir = await makeTempDir('tsbuild-base-');
-  try {
-    const r = await tsbuild(['--root', storeRoot, 'unpack', base, join(dir, 'rootfs')]);
-    if (r.code !== 0) throw new Error(`unpack failed: ${r.stderr}`);
-    const passwd = await readFile(join(dir, 'rootfs/etc/passwd'), 'utf8');
-    const group = await readFile(join(dir, 'rootfs/etc/group'), 'utf8');
-    return { 'etc/passwd': `${passwd}appuser:x:1000:1000::/srv/app:/bin/sh\n`, 'etc/group': `${group}appuser:x:1000:\n` };
-  } finally {
-    await removeDir(dir);
-  }
+export async function appContext(marker: string): Promise<string> {
+  const dir = await makeTempDir('tsbuild-app-ctx-');
+  await cp(APP_CONTEXT, dir, { recursive: true });
+  const script = join(dir, 'app');
+  const text = await readFile(script, 'utf8');
+  if (!text.includes(APP_MARKER)) throw new Error(`${join(APP_CONTEXT, 'app')} does not print ${APP_MARKER}`);
+  await writeFile(script, text.replaceAll(APP_MARKER, marker));
+  return dir;
 }
 
 /**
- * withKernelLayer tags `name` = `image` + the kernel layer a root export of `image` installed (or found in the
- * store's cache): an image that already holds its kernel, for unprivileged exports.
+ * withKernelLayer builds `name` from kernel.Dockerfile: `image` + ADD of the kernel layer that a root export of
+ * `image` installed (or found in the store's cache), an image that already holds its kernel for unprivileged
+ * exports. Returns the build's result.
  */
-export async function withKernelLayer(storeRoot: string, image: string, name: string): Promise<void> {
+export async function withKernelLayer(storeRoot: string, image: string, name: string): Promise<CliResult> {
   const store = await Store.open(storeRoot);
-  const out = await makeTempDir('tsbuild-kernel-');
+  const ctx = await makeTempDir('tsbuild-kernel-');
   try {
-    const r = await exportImage({ store, image, output: join(out, 'rootfs.tar') });
+    // the export finds (or installs and caches) the kernel layer of `image`; its rootfs tar is not needed
+    const r = await exportImage({ store, image, output: join(ctx, 'rootfs.tar') });
     if (!r.kernel.layer) throw new Error(`the export of ${image} used no kernel layer (kernel from ${r.kernel.source})`);
-    const img = await getImage(store, image);
-    const layers = img.manifest.layers.map((descriptor, i) => ({ descriptor, diffId: img.config.rootfs.diff_ids[i] as Digest }));
-    const { rootfs: _unused, ...config } = img.config;
-    const desc = await writeImage(store, { config, layers: [...layers, r.kernel.layer] });
-    await tagImage(store, desc, name);
+    await removeDir(join(ctx, 'rootfs.tar'));
+    await copyFile(store.blobPath(r.kernel.layer.descriptor.digest), join(ctx, 'kernel-layer.tar.gz'));
+    return await buildImage(storeRoot, { dockerfile: KERNEL_APP, context: ctx, tag: name, buildArgs: { APP: image } });
   } finally {
-    await removeDir(out);
+    await removeDir(ctx);
   }
 }
 
 /**
  * exportStore returns a store shared by the export tests on this machine, holding `debian:bookworm` and
- * `app:0.1` (the app above). Exports from it cache the kernel layer there, so only the first one installs it.
+ * `app:0.1` (built from debian.Dockerfile; the build runs every time, from its cache once made, so the image always
+ * follows the fixture). Exports from it cache the kernel layer there, so only the first one installs it.
  * Tests must not remove images from it.
  */
 export async function exportStore(): Promise<string> {
@@ -106,9 +95,7 @@ export async function exportStore(): Promise<string> {
   const release = await lockfile.lock(`${root}.setup`, { lockfilePath: join(CACHE, 'export-store.lock'), realpath: false, stale: 600_000, update: 10_000, retries: { retries: 2000, minTimeout: 200, maxTimeout: 500 } });
   try {
     if ((await tsbuild(['--root', root, 'inspect', 'debian:bookworm'])).code !== 0) await copyImage(await debianStore(), root, 'debian:bookworm');
-    if ((await tsbuild(['--root', root, 'inspect', 'app:0.1'])).code !== 0) {
-      await addAppLayer(root, { base: 'debian:bookworm', name: 'app:0.1', extra: await appUserFiles(root, 'debian:bookworm') });
-    }
+    await mustBuild(root, { dockerfile: DEBIAN_APP, context: APP_CONTEXT, tag: 'app:0.1' });
   } finally {
     await release();
   }

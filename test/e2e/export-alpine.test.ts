@@ -1,12 +1,13 @@
-// A real Alpine VM: bootstrap alpine:3.20, add the app, export, boot. Needs Alpine's mirror (dl-cdn.alpinelinux.org)
-// for the minirootfs and for `apk add linux-virt`; when a 3-second HEAD request cannot reach it, the test is
-// skipped (the Alpine configuration itself is covered offline by test/convert/recipe.test.ts and system-files).
+// A real Alpine VM: bootstrap alpine:3.20, build the app on it (fixtures/export/alpine.Dockerfile), export, boot.
+// Needs Alpine's mirror (dl-cdn.alpinelinux.org) for the minirootfs and for `apk add linux-virt`; when a 3-second
+// HEAD request cannot reach it, the test is skipped (the Alpine configuration itself is covered offline by
+// test/convert/recipe.test.ts and system-files).
 import test from 'ava';
 import { join } from 'node:path';
 import { bootDisk } from '../../convert/boot.js';
 import { newStoreRoot } from '../helpers/images.js';
 import { isRoot, makeTempDir, removeDir, tsbuild } from '../helpers/index.js';
-import { addAppLayer, APP_EXPECT, appUserFiles } from '../convert/export-fixtures.js';
+import { ALPINE_APP, APP_CONTEXT, APP_EXPECT, buildImage, buildOutput } from '../convert/export-fixtures.js';
 
 const MIRROR = 'https://dl-cdn.alpinelinux.org/alpine/';
 
@@ -27,7 +28,8 @@ alpineTest(reachable ? title : `${title} (skipped: ${isRoot ? `${MIRROR} is unre
   const store = await newStoreRoot(t);
   const b = await tsbuild(['--root', store, 'bootstrap', 'alpine:3.20']);
   t.is(b.code, 0, b.stderr);
-  await addAppLayer(store, { base: 'alpine:3.20', name: 'app:alpine', extra: await appUserFiles(store, 'alpine:3.20') });
+  const app = await buildImage(store, { dockerfile: ALPINE_APP, context: APP_CONTEXT, tag: 'app:alpine' });
+  t.is(app.code, 0, buildOutput(app));
   const out = await makeTempDir();
   t.teardown(() => removeDir(out));
   const disk = join(out, 'alpine.qcow2');

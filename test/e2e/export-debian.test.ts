@@ -1,16 +1,16 @@
-// `tsbuild export` + `tsbuild boot` on an app image FROM debian:bookworm, in the three boot setups: BIOS + MBR +
-// GRUB, BIOS + MBR + extlinux, UEFI + GPT (OVMF). Each disk is checked (partition table, filesystem, fstab UUID)
-// and booted under QEMU until the app's line (its marker, Env, WorkingDir and User) shows on the serial console.
+// `tsbuild export` + `tsbuild boot` on an app image built from a Dockerfile FROM debian:bookworm
+// (fixtures/export/debian.Dockerfile), in the three boot setups: BIOS + MBR + GRUB, BIOS + MBR + extlinux, UEFI +
+// GPT (OVMF). Each disk is checked (partition table, filesystem, fstab UUID) and booted under QEMU until the app's
+// line (its marker, Env, WorkingDir and User) shows on the serial console.
 //
-// The app image is made with library calls on top of the bootstrapped base until the Dockerfile builder lands
-// (test/convert/export-fixtures.ts); the store is shared by the export tests, so that the kernel is installed
-// (from the Debian archive) once per machine and then comes from the store's kernel-layer cache.
+// The store is shared by the export tests (test/convert/export-fixtures.ts), so that the kernel is installed (from
+// the Debian archive) once per machine and then comes from the store's kernel-layer cache.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot, makeTempDir, removeDir, rootTest, tsbuild } from '../helpers/index.js';
-import { addAppLayer, APP_EXPECT, appUserFiles, exportStore } from '../convert/export-fixtures.js';
+import { APP_EXPECT, appContext, buildImage, buildOutput, DEBIAN_APP, exportStore } from '../convert/export-fixtures.js';
 
 const BOOT_TIMEOUT = '420';
 let store: string;
@@ -59,13 +59,18 @@ rootTest('BIOS + MBR + extlinux: the exported raw disk boots', variant, 'app.raw
 rootTest('UEFI + GPT: the exported qcow2 boots with OVMF', variant, 'app-efi.qcow2', ['--boot', 'uefi'], 'gpt', ['--uefi']);
 
 rootTest('a new app layer on the same base reuses the cached kernel layer', async (t) => {
+  // the second version of the app: the same Dockerfile on an edited context (the app prints another marker)
   const name = `app:reuse-${process.pid}`;
-  await addAppLayer(store, { base: 'debian:bookworm', name, marker: 'SECOND-VERSION', extra: await appUserFiles(store, 'debian:bookworm') });
+  const ctx = await appContext('SECOND-VERSION');
   const work = await makeTempDir('tsbuild-export-e2e-');
   t.teardown(async () => {
     await tsbuild(['--root', store, 'rm', name]);
+    await removeDir(ctx);
     await removeDir(work);
   });
+  const b = await buildImage(store, { dockerfile: DEBIAN_APP, context: ctx, tag: name });
+  t.is(b.code, 0, buildOutput(b));
+  t.regex(b.stderr, /^#(\d+) \[\d+\/\d+\] RUN useradd [^\n]*\n#\1 CACHED$/m, 'the user layer is the one app:0.1 has');
   const out = join(work, 'rootfs.tar');
   const r = await tsbuild(['--root', store, 'export', name, '-o', out]);
   t.is(r.code, 0, r.stderr);

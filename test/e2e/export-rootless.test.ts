@@ -1,13 +1,16 @@
 // The unprivileged export: a user who is not root (made here with useradd, no sudo) exports an image that already
 // holds its kernel, from a store it owns. No namespaces, loop devices or mounts: mkfs.ext4 -d at an offset, owners
 // patched with debugfs from the layer headers, GRUB written with plain file writes. The disk must boot.
+//
+// The image is built from fixtures/export/kernel.Dockerfile: app:0.1 (debian.Dockerfile) + ADD of the kernel layer
+// that a root export of app:0.1 installed and cached in the shared export store (so no extra download).
 import { execFileSync, spawn } from 'node:child_process';
 import { chmod, chown, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bootDisk } from '../../convert/boot.js';
 import { copyImage } from '../helpers/images.js';
 import { makeTempDir, removeDir, repoRoot, rootTest, tsbuild } from '../helpers/index.js';
-import { APP_EXPECT, exportStore, withKernelLayer } from '../convert/export-fixtures.js';
+import { APP_EXPECT, buildOutput, exportStore, withKernelLayer } from '../convert/export-fixtures.js';
 
 const USER = 'tsbuild-export-u';
 
@@ -26,8 +29,10 @@ function runAs(user: string, argv: string[]): Promise<{ code: number | null; std
 rootTest('an unprivileged user exports an image that has its kernel, and the disk boots with the right owners', async (t) => {
   const shared = await exportStore();
   const image = `app-kernel:${process.pid}`;
-  await withKernelLayer(shared, 'app:0.1', image);
   t.teardown(() => tsbuild(['--root', shared, 'rm', image]).then(() => undefined));
+  const k = await withKernelLayer(shared, 'app:0.1', image);
+  t.is(k.code, 0, buildOutput(k));
+  if (k.code !== 0) return;
 
   execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', USER], { stdio: 'ignore' });
   t.teardown(() => void execFileSync('userdel', [USER], { stdio: 'ignore' }));

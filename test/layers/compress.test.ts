@@ -454,7 +454,7 @@ test.serial('shutting the gzip pool down mid-stream fails that stream, and the n
   t.true(zlib.gunzipSync(await compress('gzip', data, { threads: 2 })).equals(data));
 });
 
-/** SCRIPT compresses 3 MiB of zeros-and-counter data and prints the gzip digest; it never shuts the pool down. */
+/** childScript compresses 3 MiB of counter data with gzip and zstd and prints the digests; it never shuts the pool down. */
 const childScript = (modulePath: string): string => `
 import { createHash } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
@@ -462,15 +462,17 @@ import { pipeline } from 'node:stream/promises';
 import { compressStream } from ${JSON.stringify(modulePath)};
 const data = Buffer.alloc(3 * 1024 * 1024);
 for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i, i);
-const hash = createHash('sha256');
-await pipeline(Readable.from([data]), compressStream('gzip', { threads: 2 }), new Writable({ write(b, _e, cb) { hash.update(b); cb(); } }));
-console.log(hash.digest('hex'));
+for (const c of ['gzip', 'zstd']) {
+  const hash = createHash('sha256');
+  await pipeline(Readable.from([data]), compressStream(c, { threads: 2 }), new Writable({ write(b, _e, cb) { hash.update(b); cb(); } }));
+  console.log(c, hash.digest('hex'));
+}
 `;
 
-function expectedChildDigest(): Promise<string> {
+async function expectedChildDigest(): Promise<string> {
   const data = Buffer.alloc(3 * MiB);
   for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i, i);
-  return compress('gzip', data, { threads: 1 }).then(digest);
+  return `gzip ${digest(await compress('gzip', data, { threads: 1 }))}\nzstd ${digest(await compress('zstd', data, { threads: 1 }))}`;
 }
 
 /** runChild runs node with args and fails if it does not exit on its own within the time limit. */
@@ -488,14 +490,14 @@ async function runChild(t: ExecutionContext, args: string[], cwd: string): Promi
   return Buffer.concat(out).toString().trim();
 }
 
-test('from source under tsx, the gzip workers load and an idle pool lets the process exit', async (t) => {
+test('from source under tsx, the gzip and zstd workers load and idle workers let the process exit', async (t) => {
   const dir = await tempDir(t);
   const script = join(dir, 'child.mts');
   await writeFile(script, childScript(join(repoRoot, 'layers', 'compress.ts')));
   t.is(await runChild(t, ['--import', 'tsx', script], repoRoot), await expectedChildDigest());
 });
 
-test('compiled by tsc, the gzip workers load from plain node and an idle pool lets the process exit', async (t) => {
+test('compiled by tsc, the gzip and zstd workers load from plain node and idle workers let the process exit', async (t) => {
   const dir = await tempDir(t);
   const out = join(dir, 'out');
   // The project's compiler options, but only this module and what it imports (other files may be mid-edit).

@@ -10,6 +10,7 @@ import { runContainer, type RunResult } from '../../runtime/run.js';
 import { processSpec, type ProcessSpecOptions, type RunSpec } from '../../runtime/spec.js';
 import type { Executor } from '../../sys/namespaces.js';
 import { isRoot, makeTempDir, removeDir, repoRoot, rootTest } from '../helpers/index.js';
+import { processesWith } from '../helpers/procs.js';
 
 const EXECUTORS: Executor[] = ['native', 'node'];
 const enabled = isRoot && busyboxAvailable();
@@ -283,19 +284,6 @@ both('SIGTERM to the parent reaches the container process', async (t, ex) => {
   t.is(await exited, 3);
   t.true(output().includes('got-term'));
 });
-
-function processesWith(marker: string): number[] {
-  const pids: number[] = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker)) pids.push(Number(p));
-    } catch {
-      // gone
-    }
-  }
-  return pids;
-}
 
 both('kill -9 of the parent leaves no process, no mount and, after the next run, no cgroup', async (t, ex) => {
   const marker = `tsbuild-marker-${process.pid}-${Date.now()}`;

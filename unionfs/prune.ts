@@ -1,0 +1,244 @@
+// `tsbuild prune` as a library call: everything the store holds that no image needs any more.
+//
+// In order: container directories of dead processes (cleanStaleContainers; `tsbuild mount` views stay until
+// umount), blobs no image reaches (layers/gc.ts), snapshots whose ChainID is no prefix of any image's layers,
+// temp directories of killed extractions, and cache records (build cache, export-kernel cache) whose layer blob is
+// gone. Returns what it removed; never prints.
+//
+// A snapshot in use is never removed. Users say what they use: prepareRootfs writes the ChainIDs of a container's
+// layers into the container directory (SNAPSHOTS_NOTE) before it makes any snapshot, and a live container's
+// (its process is alive, or a `tsbuild mount` view) are spared, as is every snapshot named in a lowerdir of a
+// mount we can see. A live container directory without the note (a build step's work directory) may use any
+// snapshot, so then no snapshot is removed. With a live writer (an import, pull or build naming its image), snapshots
+// changed since it began are spared, as pruneBlobs spares blobs.
+import type { Dirent } from 'node:fs';
+import { lstat, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BuildCache } from '../builder/cache.js';
+import { kernelCacheDir } from '../convert/kernel.js';
+import { chainId } from '../layers/digest.js';
+import { pruneBlobs } from '../layers/gc.js';
+import { walkManifests } from '../layers/image.js';
+import type { Store } from '../layers/store.js';
+import { isAlive } from '../sys/pid.js';
+import type { Digest, ImageConfig } from '../layers/types.js';
+import { cleanStaleContainers, containersRoot, SNAPSHOTS_NOTE } from './image-rootfs.js';
+import { cleanStaleSnapshots, listSnapshots, removeSnapshot, snapshotDir, snapshotsRoot } from './snapshot.js';
+
+export interface PruneStoreResult {
+  /** blobs removed (what pruneBlobs removed) */
+  blobs: Digest[];
+  /** snapshots removed, by ChainID */
+  snapshots: Digest[];
+  /** container directories of dead processes removed (names under <store>/containers) */
+  containers: string[];
+  /** build-cache records removed, by key */
+  cacheRecords: string[];
+  /** export-kernel cache records removed, by key */
+  kernelRecords: string[];
+  /** bytes freed, by kind (directories counted like du: allocated blocks, each hard-linked inode once) */
+  bytes: { blobs: number; snapshots: number; containers: number; cacheRecords: number };
+  /** all of `bytes` */
+  bytesFreed: number;
+  /** why something that looked removable was kept, or could not be removed (one line each) */
+  notes: string[];
+}
+
+/** pruneStore removes what no image needs: see the top of this file. */
+export async function pruneStore(store: Store): Promise<PruneStoreResult> {
+  const notes: string[] = [];
+  const containerBytes = await staleContainerSizes(store.root);
+  let containers: string[] = [];
+  try {
+    containers = await cleanStaleContainers(store.root);
+  } catch (err) {
+    // a dead run's overlay still mounted: leave it (and what it uses) for the user to unmount
+    notes.push((err as Error).message);
+    containers = [];
+  }
+  const blobs = await pruneBlobs(store);
+  const snaps = await store.withLock(() => pruneSnapshots(store, notes));
+  const cache = await new BuildCache(store).prune();
+  const kernel = await pruneKernelRecords(store);
+  const bytes = {
+    blobs: blobs.bytesFreed,
+    snapshots: snaps.bytes,
+    containers: containers.reduce((n, name) => n + (containerBytes.get(name) ?? 0), 0),
+    cacheRecords: cache.bytes + kernel.bytes,
+  };
+  return {
+    blobs: blobs.removed,
+    snapshots: snaps.removed,
+    containers,
+    cacheRecords: cache.removed,
+    kernelRecords: kernel.removed,
+    bytes,
+    bytesFreed: bytes.blobs + bytes.snapshots + bytes.containers + bytes.cacheRecords,
+    notes,
+  };
+}
+
+/** imageChainIds returns the ChainID of every layer prefix of every image the index reaches (all platforms). */
+export async function imageChainIds(store: Store): Promise<Set<Digest>> {
+  const chains = new Set<Digest>();
+  await walkManifests(store, async (m) => {
+    if (!m?.config?.digest || !(await store.hasBlob(m.config.digest))) return;
+    const config = await store.readJson<ImageConfig>(m.config.digest);
+    const diffIds = config?.rootfs?.diff_ids ?? [];
+    for (let i = 1; i <= diffIds.length; i++) chains.add(chainId(diffIds.slice(0, i)));
+  });
+  return chains;
+}
+
+interface SnapshotUse {
+  /** ChainIDs that live containers and visible mounts use */
+  chains: Set<Digest>;
+  /** why every snapshot must stay, when a live user does not say what it uses */
+  all?: string;
+}
+
+/** snapshotsInUse collects what live containers note and what the mount table shows as lowerdirs. */
+async function snapshotsInUse(storeRoot: string): Promise<SnapshotUse> {
+  const use: SnapshotUse = { chains: new Set() };
+  const base = containersRoot(storeRoot);
+  for (const name of await readdir(base).catch(() => [] as string[])) {
+    const pid = /^(\d+)-[a-f0-9]+$/.exec(name)?.[1];
+    const live = name.startsWith('mount-') || (pid !== undefined && isAlive(Number(pid)));
+    if (!live) continue;
+    let chains: unknown;
+    try {
+      chains = (JSON.parse(await readFile(join(base, name, SNAPSHOTS_NOTE), 'utf8')) as { chainIds?: unknown }).chainIds;
+    } catch {
+      chains = undefined;
+    }
+    if (!Array.isArray(chains)) {
+      use.all ??= `snapshots kept: ${join(base, name)} is in use and does not say which snapshots it uses (a build?)`;
+      continue;
+    }
+    for (const c of chains) if (typeof c === 'string') use.chains.add(c as Digest);
+  }
+  // lowerdirs of mounts in our namespace (a dead run's overlay left mounted, a build step's root, a view)
+  const root = snapshotsRoot(storeRoot);
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  for (const m of mountinfo.matchAll(/lowerdir=([^,\s]+)/g)) {
+    for (const dir of (m[1] as string).split(':')) {
+      const hex = dir.startsWith(`${root}/`) ? dir.slice(root.length + 1) : undefined;
+      if (hex && /^[a-f0-9]{64}$/.test(hex)) use.chains.add(`sha256:${hex}`);
+    }
+  }
+  return use;
+}
+
+async function pruneSnapshots(store: Store, notes: string[]): Promise<{ removed: Digest[]; bytes: number }> {
+  const removed: Digest[] = [];
+  let bytes = 0;
+  for (const name of await staleTempSnapshots(store.root)) bytes += await diskUsage(join(snapshotsRoot(store.root), name));
+  await cleanStaleSnapshots(store.root);
+  const all = await listSnapshots(store.root);
+  if (all.length === 0) return { removed, bytes };
+  const keep = await imageChainIds(store);
+  const use = await snapshotsInUse(store.root);
+  if (use.all !== undefined) {
+    if (all.some((c) => !keep.has(c))) notes.push(use.all);
+    return { removed, bytes };
+  }
+  const since = await store.oldestLiveWriter();
+  for (const chain of all) {
+    if (keep.has(chain) || use.chains.has(chain)) continue;
+    const dir = snapshotDir(store.root, chain);
+    if (since !== undefined) {
+      const st = await stat(dir).catch(() => undefined);
+      if (!st || Math.max(st.mtimeMs, st.ctimeMs) >= since) continue;
+    }
+    const size = await diskUsage(dir);
+    if (await removeSnapshot(store.root, chain)) {
+      removed.push(chain);
+      bytes += size;
+    }
+  }
+  return { removed, bytes };
+}
+
+/** staleTempSnapshots names the temp directories cleanStaleSnapshots is about to remove (to count their bytes). */
+async function staleTempSnapshots(storeRoot: string): Promise<string[]> {
+  const names = await readdir(snapshotsRoot(storeRoot)).catch(() => [] as string[]);
+  return names.filter((n) => {
+    if (!n.startsWith('.tmp-')) return false;
+    const pid = Number(/-(\d+)-[0-9a-f]+$/.exec(n)?.[1]);
+    return !(Number.isInteger(pid) && pid > 0 && isAlive(pid));
+  });
+}
+
+/** staleContainerSizes measures the container directories cleanStaleContainers may remove (dead `<pid>-…`). */
+async function staleContainerSizes(storeRoot: string): Promise<Map<string, number>> {
+  const sizes = new Map<string, number>();
+  const base = containersRoot(storeRoot);
+  for (const name of await readdir(base).catch(() => [] as string[])) {
+    const pid = /^(\d+)-[a-f0-9]+$/.exec(name)?.[1];
+    if (pid === undefined || isAlive(Number(pid))) continue;
+    sizes.set(name, await diskUsage(join(base, name)));
+  }
+  return sizes;
+}
+
+async function pruneKernelRecords(store: Store): Promise<{ removed: string[]; bytes: number }> {
+  const dir = kernelCacheDir(store);
+  const removed: string[] = [];
+  let bytes = 0;
+  for (const name of (await readdir(dir).catch(() => [] as string[])).sort()) {
+    const hex = /^([a-f0-9]{64})\.json$/.exec(name)?.[1];
+    if (!hex) continue;
+    let text: string;
+    let digest: unknown;
+    try {
+      text = await readFile(join(dir, name), 'utf8');
+      digest = (JSON.parse(text) as { layer?: { descriptor?: { digest?: unknown } } }).layer?.descriptor?.digest;
+    } catch {
+      continue; // unreadable: not ours to judge
+    }
+    if (typeof digest !== 'string' || (await store.hasBlob(digest as Digest))) continue;
+    await rm(join(dir, name), { force: true });
+    removed.push(`sha256:${hex}`);
+    bytes += Buffer.byteLength(text);
+  }
+  return { removed, bytes };
+}
+
+/**
+ * diskUsage sums the allocated blocks (st_blocks × 512) under `path`, as du does: each inode once however many
+ * hard links it has, and without crossing into other file systems (a mount below it).
+ */
+export async function diskUsage(path: string): Promise<number> {
+  const top = await lstat(path).catch(() => undefined);
+  if (!top) return 0;
+  const seen = new Set<string>();
+  let total = 0;
+  const count = (st: { dev: number; ino: number; nlink: number; blocks: number }): void => {
+    if (st.nlink > 1) {
+      const key = `${st.dev}:${st.ino}`;
+      if (seen.has(key)) return;
+      seen.add(key);
+    }
+    total += st.blocks * 512;
+  };
+  count(top);
+  if (!top.isDirectory()) return total;
+  const stack = [path];
+  while (stack.length) {
+    const dir = stack.pop() as string;
+    let entries: Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      const p = join(dir, e.name);
+      const st = await lstat(p).catch(() => undefined);
+      if (!st || st.dev !== top.dev) continue;
+      count(st);
+      if (st.isDirectory()) stack.push(p);
+    }
+  }
+  return total;
+}
