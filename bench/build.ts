@@ -31,6 +31,7 @@ const STEPS = Number(opt('--steps', '10'));
 const BUILDAH_DRIVER = opt('--buildah-driver', 'overlay');
 const WITH_DOCKER = !args.includes('--no-docker');
 
+const loadStart = loadavg().map((x) => x.toFixed(2)).join(' ');
 const work = mkdtempSync(join(tmpdir(), 'tsbuild-bench-build-'));
 const sh = (cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}): void => {
   const r = spawnSync(cmd, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 64 << 20 });
@@ -116,31 +117,38 @@ const buildah: Tool = {
   },
 };
 
-let dockerd: { host: string; stop(): void } | undefined;
+/** the docker CLI that matches Debian's dockerd (/usr/local/bin/docker may be a newer client) */
+const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
+let dockerd: { host: string; stop(): Promise<void> } | undefined;
 const docker = (): Tool => ({
   name: 'docker build (legacy)',
   reset() {
-    spawnSync('docker', ['-H', dockerd!.host, 'image', 'prune', '-af'], { stdio: 'ignore' });
-    sh('docker', ['-H', dockerd!.host, 'load', '-q', '-i', archive]);
+    spawnSync(DOCKER, ['-H', dockerd!.host, 'image', 'prune', '-af'], { stdio: 'ignore' });
+    sh(DOCKER, ['-H', dockerd!.host, 'load', '-q', '-i', archive]);
   },
   build(df, noCache) {
-    sh('docker', ['-H', dockerd!.host, 'build', '-q', '--network', 'none', ...(noCache ? ['--no-cache'] : []), '-f', join(ctx, df), '-t', 'bench:1', ctx], { DOCKER_BUILDKIT: '0' });
+    sh(DOCKER, ['-H', dockerd!.host, 'build', '-q', '--network', 'none', ...(noCache ? ['--no-cache'] : []), '-f', join(ctx, df), '-t', 'bench:1', ctx], { DOCKER_BUILDKIT: '0' });
   },
 });
 
-async function startDockerd(): Promise<{ host: string; stop(): void }> {
+async function startDockerd(): Promise<{ host: string; stop(): Promise<void> }> {
   const dir = join(work, 'dockerd');
   mkdirSync(dir);
   const host = `unix://${join(dir, 'docker.sock')}`;
   const child = spawn('dockerd', ['--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', join(dir, 'pid'), '-H', host, '--iptables=false', '--ip-masq=false', '--bridge=none'], { stdio: 'ignore' });
   for (let i = 0; i < 150; i++) {
-    if (spawnSync('docker', ['-H', host, 'version'], { stdio: 'ignore' }).status === 0) {
+    if (spawnSync(DOCKER, ['-H', host, 'version'], { stdio: 'ignore' }).status === 0) {
       return {
         host,
-        stop() {
-          child.kill('SIGTERM');
-          spawnSync('sleep', ['3']);
-          if (child.exitCode === null) child.kill('SIGKILL');
+        // wait for dockerd to exit (a blocking sleep would keep its exit from being seen, and it was always SIGKILLed)
+        async stop() {
+          if (child.exitCode === null && child.signalCode === null) {
+            const closed = new Promise((r) => child.once('close', r));
+            child.kill('SIGTERM');
+            const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+            await closed;
+            clearTimeout(timer);
+          }
           spawnSync('umount', ['-R', '-l', dir], { stdio: 'ignore' });
         },
       };
@@ -191,13 +199,13 @@ try {
     results.set(t.name, measure(t));
   }
 } finally {
-  dockerd?.stop();
+  await dockerd?.stop();
   if (bhRoot) spawnSync('umount', ['-R', '-l', bhRoot], { stdio: 'ignore' });
   rmSync(work, { recursive: true, force: true });
 }
 
 const fmt = (s: number): string => `${s.toFixed(2)} s`;
-console.log(`build benchmark: ${RUNS} run(s) each (median), per-RUN over ${STEPS} extra steps; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+console.log(`build benchmark: ${RUNS} run(s) each (median), per-RUN over ${STEPS} extra steps; node ${process.version}; load average at the start ${loadStart}, at the end ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 console.log(`${'tool'.padEnd(26)}${'cold'.padStart(10)}${'no-op'.padStart(10)}${'one-file'.padStart(10)}${'per-RUN'.padStart(10)}`);
 for (const [name, r] of results) console.log(`${name.padEnd(26)}${fmt(r.cold).padStart(10)}${fmt(r.noop).padStart(10)}${fmt(r.oneFile).padStart(10)}${fmt(r.perRun).padStart(10)}`);
 const ts = results.get('tsbuild')!;

@@ -220,6 +220,11 @@ function separateRunCommand(args: string[]): string[] {
   return args;
 }
 const debug = (argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv).includes('--debug');
+// A reader that closes the pipe early (`tsbuild history x | head`) ends us quietly, as SIGPIPE ends a C tool (141).
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(128 + 13);
+});
 const cmd = prog.parse(argv, { lazy: true });
 if (cmd) {
   try {

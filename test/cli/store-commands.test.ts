@@ -276,3 +276,15 @@ test('--version answers without loading any command', async (t) => {
   t.is(r.code, 0);
   t.regex(r.stdout, /^tsbuild, \d+\.\d+\.\d+/);
 });
+
+test('a reader that closes the pipe early ends the command quietly with 141, as SIGPIPE would', async (t) => {
+  const root = await newStoreRoot(t);
+  await ok(['--root', root, 'import', await busyboxTree(t), 'bb:1']);
+  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'tsbuild.js'), '--root', root, 'history', 'bb:1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.destroy(); // the pipe's reader is gone before anything is written
+  let stderr = '';
+  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  t.is(code, 141);
+  t.notRegex(stderr, /EPIPE|Unhandled/);
+});
