@@ -5,8 +5,8 @@
 // Run by hand as root: npx tsx bench/run.ts [runs=30] [--no-docker]
 //   (uses dist/ when `npm run build` has made it, else the sources; the CLI case needs dist/)
 // Prints medians and ratios; asserts nothing.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -15,6 +15,7 @@ import { saveImages } from '../layers/archive-save.js';
 import { getImage } from '../layers/image.js';
 import { importImage } from '../layers/import.js';
 import { Store } from '../layers/store.js';
+import { type Dockerd, DOCKER_CLI, startDockerd } from '../test/helpers/dockerd.js';
 
 type RunModule = typeof import('../runtime/run.js');
 type SpecModule = typeof import('../runtime/spec.js');
@@ -32,8 +33,7 @@ const { runtimeConfig } = await load<BundleModule>('runtime/bundle');
 const args = process.argv.slice(2);
 const WITH_DOCKER = !args.includes('--no-docker');
 const runs = Number(args.find((a) => !a.startsWith('--')) ?? 30);
-/** the docker CLI that matches Debian's dockerd (as test/helpers/dockerd.ts picks it) */
-const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
+const DOCKER = DOCKER_CLI;
 const IMAGE = 'busybox:bench';
 
 function median(xs: number[]): number {
@@ -65,47 +65,6 @@ async function measure(cases: Case[]): Promise<void> {
 function sh(argv: string[]): void {
   const r = spawnSync(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   if (r.status !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr?.toString() ?? r.error?.message}`);
-}
-
-interface Dockerd {
-  host: string;
-  stop(): Promise<void>;
-}
-
-/** startDockerd starts a private dockerd like test/helpers/dockerd.ts does (own data root and socket, no iptables, no bridge). */
-async function startDockerd(dir: string): Promise<Dockerd> {
-  mkdirSync(dir, { recursive: true });
-  const host = `unix://${join(dir, 'docker.sock')}`;
-  const child: ChildProcess = spawn(
-    'dockerd',
-    ['--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', join(dir, 'docker.pid'), '-H', host, '--iptables=false', '--ip-masq=false', '--bridge=none'],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  const logs: Buffer[] = [];
-  child.stderr?.on('data', (b: Buffer) => logs.push(b));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      await new Promise((r) => {
-        const timer = setTimeout(() => {
-          child.kill('SIGKILL');
-          r(undefined);
-        }, 15_000);
-        child.on('close', () => {
-          clearTimeout(timer);
-          r(undefined);
-        });
-      });
-    }
-    spawnSync('umount', ['-R', '-l', dir], { stdio: 'ignore' });
-  };
-  for (let i = 0; i < 150; i++) {
-    if (child.exitCode !== null) break;
-    if (spawnSync(DOCKER, ['-H', host, 'version'], { stdio: 'ignore' }).status === 0) return { host, stop };
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  await stop();
-  throw new Error(`dockerd did not start: ${Buffer.concat(logs).toString().slice(-2000)}`);
 }
 
 const bundle = mkdtempSync(join(tmpdir(), 'tsbuild-bench-'));
@@ -144,7 +103,7 @@ try {
   ];
   if (fresh) cases.push({ name: 'fresh node: import runtime + run true', fn: () => sh([process.execPath, '-e', fresh]), times: [] });
   if (WITH_DOCKER) {
-    dockerd = await startDockerd(join(work, 'dockerd'));
+    dockerd = await startDockerd();
     const host = dockerd.host;
     sh([DOCKER, '-H', host, 'load', '-q', '-i', archive]);
     console.log(`dockerd: ${spawnSync(DOCKER, ['-H', host, 'version', '--format', '{{.Server.Version}}'], { encoding: 'utf8' }).stdout.trim()} (private, started by the bench)`);

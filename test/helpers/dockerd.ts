@@ -1,9 +1,11 @@
-// A private dockerd for interop tests: its own data root and socket, no iptables, no bridge. Root only.
+// A private dockerd for interop tests and benchmarks: its own data root and socket, no iptables, no bridge. Root
+// only. It imports nothing from ava, so bench/ uses it too.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { makeTempDir, removeDir } from './index.js';
 
 const exec = promisify(execFile);
 export const DOCKER_CLI = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
@@ -16,7 +18,7 @@ export interface Dockerd {
 
 /** startDockerd starts dockerd (Debian's docker.io) and waits until it answers. */
 export async function startDockerd(): Promise<Dockerd> {
-  const dir = await makeTempDir('tsbuild-dockerd-');
+  const dir = await mkdtemp(join(tmpdir(), 'tsbuild-dockerd-'));
   const sock = join(dir, 'docker.sock');
   const host = `unix://${sock}`;
   const args = [
@@ -63,7 +65,7 @@ export async function startDockerd(): Promise<Dockerd> {
       });
     }
     await exec('umount', ['-R', '-l', dir]).catch(() => {});
-    await removeDir(dir);
+    await rm(dir, { recursive: true, force: true });
   };
   for (let i = 0; i < 150; i++) {
     if (child.exitCode !== null) break;
