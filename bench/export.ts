@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { bootDisk } from '../convert/boot.js';
 import { exportImage } from '../convert/recipe.js';
 import { commitLayer } from '../layers/commit.js';
-import { chainId } from '../layers/digest.js';
+import { chainIds } from '../layers/digest.js';
 import { getImage, tagImage, writeImage } from '../layers/image.js';
 import { Store } from '../layers/store.js';
 import { tarFromDirectory } from '../layers/tar-create.js';
@@ -86,7 +86,7 @@ async function dropSnapshots(): Promise<void> {
   const store = await Store.open(ROOT);
   const img = await getImage(store, IMAGE);
   const ids = img.config.rootfs.diff_ids;
-  for (let i = 1; i <= ids.length; i++) await removeSnapshot(ROOT, chainId(ids.slice(0, i)));
+  for (const chain of chainIds(ids)) await removeSnapshot(ROOT, chain);
 }
 
 async function tsbuildPipeline(work: string): Promise<string> {

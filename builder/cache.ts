@@ -14,10 +14,11 @@
 // lookup checks that the blob is still in the store: `tsbuild prune` removes blobs that no image references, and
 // a record whose blob is gone is a miss.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Store } from '../layers/store.js';
 import type { Descriptor, Digest } from '../layers/types.js';
+import { pruneLayerRecords } from '../layers/gc.js';
 
 export interface LayerRef {
   descriptor: Descriptor;
@@ -89,33 +90,9 @@ export class BuildCache {
    * and the bytes their files took.
    */
   async prune(): Promise<{ removed: string[]; bytes: number }> {
-    const removed: string[] = [];
-    let bytes = 0;
-    const names = await readdir(this.dir).catch(() => [] as string[]);
-    for (const name of names.sort()) {
-      const m = /^([a-f0-9]{64})\.json$/.exec(name);
-      if (!m) continue;
-      const path = join(this.dir, name);
-      let text: string;
-      try {
-        text = await readFile(path, 'utf8');
-      } catch {
-        continue;
-      }
-      let rec: CacheRecord;
-      try {
-        rec = JSON.parse(text) as CacheRecord;
-      } catch {
-        continue;
-      }
-      const d = rec?.layer?.descriptor;
-      if (!d || typeof d.digest !== 'string' || (await this.store.hasBlob(d.digest))) continue;
-      await rm(path, { force: true });
-      removed.push(`sha256:${m[1]}`);
-      bytes += Buffer.byteLength(text);
-    }
-    return { removed, bytes };
+    return pruneLayerRecords(this.store, this.dir);
   }
+
 
   /** put writes a record atomically (a crash leaves the old record or none). */
   async put(key: string, rec: CacheRecord): Promise<void> {

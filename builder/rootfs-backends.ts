@@ -103,20 +103,12 @@ class OverlayRootfs implements Backend {
   async openStep(layers: readonly LayerRef[], stubs: readonly Stub[] = []): Promise<StepRoot> {
     const m = await this.mount(layers, stubs);
     const target = join(m.dir, 'root');
-    let ended = false;
-    const discard = async (): Promise<void> => {
-      if (ended) return;
-      ended = true;
-      this.live.delete(discard);
-      await m.mounted.unmount();
-      await rm(m.dir, { recursive: true, force: true });
-    };
-    this.live.add(discard);
+    const { end: discard, ended } = this.track(m);
     return {
       dir: target,
       discard,
       commit: async (opts) => {
-        if (ended) throw new TsbuildError('E_INTERNAL_STEP', 'step root already ended');
+        if (ended()) throw new TsbuildError('E_INTERNAL_STEP', 'step root already ended');
         try {
           await m.mounted.unmount();
           const changes = await diffUpperdir({ upperdir: m.upper, lowerdirs: m.lowers });
@@ -141,16 +133,21 @@ class OverlayRootfs implements Backend {
 
   async view(layers: readonly LayerRef[]): Promise<View> {
     const m = await this.mount(layers, []);
+    return { dir: join(m.dir, 'root'), release: this.track(m).end };
+  }
+
+  /** track makes the one-shot teardown of a mount (unmount, remove its directory) and keeps it until it runs. */
+  private track(m: { dir: string; mounted: MountedOverlay }): { end(): Promise<void>; ended(): boolean } {
     let done = false;
-    const release = async (): Promise<void> => {
+    const end = async (): Promise<void> => {
       if (done) return;
       done = true;
-      this.live.delete(release);
+      this.live.delete(end);
       await m.mounted.unmount();
       await rm(m.dir, { recursive: true, force: true });
     };
-    this.live.add(release);
-    return { dir: join(m.dir, 'root'), release };
+    this.live.add(end);
+    return { end, ended: () => done };
   }
 
   async close(): Promise<void> {

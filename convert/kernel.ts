@@ -19,6 +19,7 @@ import lockfile from 'proper-lockfile';
 import type { Change } from '../layers/changeset.js';
 import { commitLayer } from '../layers/commit.js';
 import { InvalidInputError, TsbuildError, wrap } from '../layers/errors.js';
+import { pruneLayerRecords } from '../layers/gc.js';
 import type { Store } from '../layers/store.js';
 import { tarFromChanges } from '../layers/tar-create.js';
 import type { Descriptor, Digest } from '../layers/types.js';
@@ -254,6 +255,11 @@ export interface KernelRecord {
 /** kernelCacheDir is where records live: `<store>/cache/export-kernel/<hex>.json`. */
 export function kernelCacheDir(store: Store): string {
   return join(store.root, 'cache', 'export-kernel');
+}
+
+/** pruneKernelCache removes the kernel records whose layer blob `tsbuild prune` removed. */
+export function pruneKernelCache(store: Store): Promise<{ removed: string[]; bytes: number }> {
+  return pruneLayerRecords(store, kernelCacheDir(store));
 }
 
 async function readRecord(store: Store, key: Digest): Promise<KernelRecord | undefined> {

@@ -35,6 +35,13 @@ export function chainId(diffIds: readonly Digest[]): Digest {
   return id;
 }
 
+/** chainIds returns the ChainID of every prefix of `diffIds` (layer 1, layers 1–2, …), in one pass. */
+export function chainIds(diffIds: readonly Digest[]): Digest[] {
+  const out: Digest[] = [];
+  for (const d of diffIds) out.push(out.length === 0 ? d : sha256(`${out[out.length - 1]} ${d}`));
+  return out;
+}
+
 /** HashingStream passes bytes through unchanged while counting and hashing them; read `digest` after 'end'. */
 export class HashingStream extends Transform {
   private readonly hash: Hash = createHash('sha256');

@@ -6,7 +6,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Change } from '../layers/changeset.js';
-import { chainId } from '../layers/digest.js';
+import { chainIds } from '../layers/digest.js';
 import { NotFoundError, TsbuildError } from '../layers/errors.js';
 import { openLayer } from '../layers/layer-read.js';
 import type { Store } from '../layers/store.js';
@@ -181,7 +181,7 @@ export async function cleanStaleContainers(storeRoot: string): Promise<string[]>
 export const SNAPSHOTS_NOTE = 'snapshots.json';
 
 async function noteSnapshots(dir: string, layers: RootfsLayer[]): Promise<void> {
-  const chains = layers.map((_, i) => chainId(layers.slice(0, i + 1).map((l) => l.diffId)));
+  const chains = chainIds(layers.map((l) => l.diffId));
   await writeFile(join(dir, SNAPSHOTS_NOTE), `${JSON.stringify({ chainIds: chains })}\n`);
 }
 

@@ -12,11 +12,11 @@
 // snapshot, so then no snapshot is removed. With a live writer (an import, pull or build naming its image), snapshots
 // changed since it began are spared, as pruneBlobs spares blobs.
 import type { Dirent } from 'node:fs';
-import { lstat, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BuildCache } from '../builder/cache.js';
-import { kernelCacheDir } from '../convert/kernel.js';
-import { chainId } from '../layers/digest.js';
+import { pruneKernelCache } from '../convert/kernel.js';
+import { chainIds } from '../layers/digest.js';
 import { pruneBlobs } from '../layers/gc.js';
 import { walkManifests } from '../layers/image.js';
 import type { Store } from '../layers/store.js';
@@ -59,7 +59,7 @@ export async function pruneStore(store: Store): Promise<PruneStoreResult> {
   const blobs = await pruneBlobs(store);
   const snaps = await store.withLock(() => pruneSnapshots(store, notes));
   const cache = await new BuildCache(store).prune();
-  const kernel = await pruneKernelRecords(store);
+  const kernel = await pruneKernelCache(store);
   const bytes = {
     blobs: blobs.bytesFreed,
     snapshots: snaps.bytes,
@@ -85,7 +85,7 @@ export async function imageChainIds(store: Store): Promise<Set<Digest>> {
     if (!m?.config?.digest || !(await store.hasBlob(m.config.digest))) return;
     const config = await store.readJson<ImageConfig>(m.config.digest);
     const diffIds = config?.rootfs?.diff_ids ?? [];
-    for (let i = 1; i <= diffIds.length; i++) chains.add(chainId(diffIds.slice(0, i)));
+    for (const c of chainIds(diffIds)) chains.add(c);
   });
   return chains;
 }
@@ -179,29 +179,6 @@ async function staleContainerSizes(storeRoot: string): Promise<Map<string, numbe
     sizes.set(name, await diskUsage(join(base, name)));
   }
   return sizes;
-}
-
-async function pruneKernelRecords(store: Store): Promise<{ removed: string[]; bytes: number }> {
-  const dir = kernelCacheDir(store);
-  const removed: string[] = [];
-  let bytes = 0;
-  for (const name of (await readdir(dir).catch(() => [] as string[])).sort()) {
-    const hex = /^([a-f0-9]{64})\.json$/.exec(name)?.[1];
-    if (!hex) continue;
-    let text: string;
-    let digest: unknown;
-    try {
-      text = await readFile(join(dir, name), 'utf8');
-      digest = (JSON.parse(text) as { layer?: { descriptor?: { digest?: unknown } } }).layer?.descriptor?.digest;
-    } catch {
-      continue; // unreadable: not ours to judge
-    }
-    if (typeof digest !== 'string' || (await store.hasBlob(digest as Digest))) continue;
-    await rm(join(dir, name), { force: true });
-    removed.push(`sha256:${hex}`);
-    bytes += Buffer.byteLength(text);
-  }
-  return { removed, bytes };
 }
 
 /**

@@ -4,26 +4,19 @@
 //
 // The image is built from fixtures/export/kernel.Dockerfile: app:0.1 (debian.Dockerfile) + ADD of the kernel layer
 // that a root export of app:0.1 installed and cached in the shared export store (so no extra download).
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmod, chown, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bootDisk } from '../../convert/boot.js';
 import { copyImage } from '../helpers/images.js';
-import { makeTempDir, removeDir, repoRoot, rootTest, tsbuild } from '../helpers/index.js';
+import { type CliResult, makeTempDir, removeDir, repoRoot, rootTest, runCommand, tsbuild } from '../helpers/index.js';
 import { APP_EXPECT, buildOutput, exportStore, withKernelLayer } from '../convert/export-fixtures.js';
 
 const USER = 'tsbuild-export-u';
 
-function runAs(user: string, argv: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('runuser', ['-u', user, '--', ...argv], { cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: `/tmp` }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
-  });
+/** runAs runs argv as `user` (runuser, no sudo), with a minimal environment. */
+function runAs(user: string, argv: string[]): Promise<CliResult> {
+  return runCommand('runuser', ['-u', user, '--', ...argv], { cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp' } });
 }
 
 rootTest('an unprivileged user exports an image that has its kernel, and the disk boots with the right owners', async (t) => {
