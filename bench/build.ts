@@ -15,10 +15,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { makeBusyboxRootfs } from '../fixtures/busybox.js';
-import { saveImages } from '../layers/archive-save.js';
-import { getImage } from '../layers/image.js';
-import { importImage } from '../layers/import.js';
-import { Store } from '../layers/store.js';
+import { saveImages } from '../layers/sources/archive-save.js';
+import { getImage } from '../layers/store/image.js';
+import { importImage } from '../layers/sources/import.js';
+import { Store } from '../layers/store/store.js';
 
 const repo = join(fileURLToPath(import.meta.url), '..', '..');
 const args = process.argv.slice(2);

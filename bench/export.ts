@@ -15,12 +15,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bootDisk } from '../convert/boot.js';
 import { exportImage } from '../convert/recipe.js';
-import { commitLayer } from '../layers/commit.js';
-import { chainIds } from '../layers/digest.js';
-import { getImage, tagImage, writeImage } from '../layers/image.js';
-import { Store } from '../layers/store.js';
-import { tarFromDirectory } from '../layers/tar-create.js';
-import type { Digest } from '../layers/types.js';
+import { commitLayer } from '../layers/store/commit.js';
+import { chainIds } from '../layers/model/digest.js';
+import { getImage, tagImage, writeImage } from '../layers/store/image.js';
+import { Store } from '../layers/store/store.js';
+import { tarFromDirectory } from '../layers/tar/create.js';
+import type { Digest } from '../layers/model/types.js';
 import { removeSnapshot } from '../unionfs/snapshot.js';
 
 const ROOT = process.env.BENCH_ROOT ?? '/var/tmp/tsbuild-bench-export';

@@ -1,7 +1,7 @@
 // Layer commit cost: tar a directory and compress it, tsbuild against pigz and the zstd CLI, in the same run.
 // Run by hand: npx tsx bench/layer-commit.ts [DIR=/usr] [--runs N]   (DIR must hold at least 500 MB)
 //
-// tsbuild side: tarFromDirectory (layers/tar-create.ts) when that module is there, else `tar -cf - -C DIR .`, piped
+// tsbuild side: tarFromDirectory (layers/tar/create.ts) when that module is there, else `tar -cf - -C DIR .`, piped
 // into compressStream. Peer side: `tar -cf - -C DIR . | pigz -6 | wc -c` and `… | zstd -3 -T0 | wc -c`. A tar-only
 // pass of each source runs first (it warms the page cache and shows what the tar side costs). Prints a table and
 // the tsbuild/peer ratios; never asserts timings.
@@ -10,8 +10,8 @@ import { availableParallelism, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { compressStream, shutdownGzipPool } from '../layers/compress.js';
-import type { Compression } from '../layers/types.js';
+import { compressStream, shutdownGzipPool } from '../layers/compress/compress.js';
+import type { Compression } from '../layers/model/types.js';
 
 const MIN_BYTES = 500 * 1000 * 1000;
 const MiB = 1024 * 1024;
@@ -49,7 +49,7 @@ const cliTar: TarSource = {
   },
 };
 
-/** findTarSource uses layers/tar-create.ts when it exists (another module, maybe not written yet). */
+/** findTarSource uses layers/tar/create.ts when it exists (another module, maybe not written yet). */
 async function findTarSource(warnings: Map<string, number>): Promise<TarSource> {
   const spec = '../layers/tar-create.js'; // a variable, so that type-checking does not require the module
   try {
@@ -59,7 +59,7 @@ async function findTarSource(warnings: Map<string, number>): Promise<TarSource> 
     const tarFromDirectory = mod.tarFromDirectory;
     if (typeof tarFromDirectory === 'function') {
       return {
-        name: 'tarFromDirectory (layers/tar-create.ts)',
+        name: 'tarFromDirectory (layers/tar/create.ts)',
         open: (dir) => tarFromDirectory(dir, { onWarn: (code) => warnings.set(code, (warnings.get(code) ?? 0) + 1) }),
       };
     }

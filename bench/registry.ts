@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { randomFillSync } from 'node:crypto';
 import { promisify } from 'node:util';
-import { tagImage, writeImage } from '../layers/image.js';
-import { importImage } from '../layers/import.js';
-import { Store } from '../layers/store.js';
-import type { Descriptor, Manifest } from '../layers/types.js';
+import { tagImage, writeImage } from '../layers/store/image.js';
+import { importImage } from '../layers/sources/import.js';
+import { Store } from '../layers/store/store.js';
+import type { Descriptor, Manifest } from '../layers/model/types.js';
 import { startRegistry } from '../test/helpers/registry.js';
 
 const exec = promisify(execFile);

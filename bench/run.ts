@@ -11,10 +11,10 @@ import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { makeBusyboxRootfs } from '../fixtures/busybox.js';
-import { saveImages } from '../layers/archive-save.js';
-import { getImage } from '../layers/image.js';
-import { importImage } from '../layers/import.js';
-import { Store } from '../layers/store.js';
+import { saveImages } from '../layers/sources/archive-save.js';
+import { getImage } from '../layers/store/image.js';
+import { importImage } from '../layers/sources/import.js';
+import { Store } from '../layers/store/store.js';
 import { type Dockerd, DOCKER_CLI, startDockerd } from '../test/helpers/dockerd.js';
 
 type RunModule = typeof import('../runtime/run.js');

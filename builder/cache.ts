@@ -5,7 +5,7 @@
 // - RUN: argv, env (declared ARGs included, undeclared proxy args left out), user, cwd, network, security, mounts
 //   (bind sources by content or by the source stage's key, cache ids, secret ids, never secret values);
 // - COPY/ADD: destination, --chown/--chmod/--link/--parents/--exclude, and the content checksum of the selected
-//   files (builder/copy.ts hashSelection: path, mode, owner, size, type, link target, xattrs, data; not mtime);
+//   files (builder/steps/copy.ts hashSelection: path, mode, owner, size, type, link target, xattrs, data; not mtime);
 // - WORKDIR: path and user.
 // Metadata instructions (ENV, LABEL, CMD…) change the image config only; they have no key, as in BuildKit.
 //
@@ -16,9 +16,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Store } from '../layers/store.js';
-import type { Descriptor, Digest } from '../layers/types.js';
-import { pruneLayerRecords } from '../layers/gc.js';
+import type { Store } from '../layers/store/store.js';
+import type { Descriptor, Digest } from '../layers/model/types.js';
+import { pruneLayerRecords } from '../layers/store/gc.js';
 
 export interface LayerRef {
   descriptor: Descriptor;

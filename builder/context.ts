@@ -10,7 +10,7 @@ import { lstat, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import ignore, { type Ignore } from '@balena/dockerignore';
-import { InvalidInputError, NotFoundError, wrap } from '../layers/errors.js';
+import { InvalidInputError, NotFoundError, wrap } from '../sys/errors.js';
 
 /** ContextFilter tells which context paths exist for the build ('/'-separated, relative to the context root). */
 export interface ContextFilter {
@@ -245,7 +245,7 @@ async function readStream(input: Readable, what: string): Promise<string> {
 
 /** extractTarball unpacks a context archive (plain or compressed tar) with the layer applier's safety rules. */
 async function extractTarball(file: string, dir: string): Promise<void> {
-  const [{ autoDecompress }, { applyLayer }] = await Promise.all([import('../layers/compress.js'), import('../layers/tar-apply.js')]);
+  const [{ autoDecompress }, { applyLayer }] = await Promise.all([import('../layers/compress/compress.js'), import('../layers/tar/apply.js')]);
   const input = createReadStream(file, { highWaterMark: 1 << 20 });
   const plain = autoDecompress();
   input.on('error', (err) => plain.destroy(err));

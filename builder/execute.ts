@@ -8,14 +8,14 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import { createWriteStream, lstatSync, mkdirSync, lutimesSync, lchownSync } from 'node:fs';
-import { chainId } from '../layers/digest.js';
-import { InvalidInputError, TsbuildError } from '../layers/errors.js';
-import type { Image } from '../layers/image.js';
-import type { Store } from '../layers/store.js';
-import { type Compression, type ContainerConfig, type Descriptor, type HistoryEntry, MediaType } from '../layers/types.js';
-import { secureJoin } from '../runtime/secure-join.js';
+import { chainId } from '../layers/model/digest.js';
+import { InvalidInputError, TsbuildError } from '../sys/errors.js';
+import type { Image } from '../layers/store/image.js';
+import type { Store } from '../layers/store/store.js';
+import { type Compression, type ContainerConfig, type Descriptor, type HistoryEntry, MediaType } from '../layers/model/types.js';
+import { secureJoin } from '../sys/secure-join.js';
 import { type BuildCache, cacheKey, type LayerRef } from './cache.js';
-import { applyConfigInstruction, type ConfigState, DEFAULT_SHELL, exposedPorts } from './config-changes.js';
+import { applyConfigInstruction, type ConfigState, DEFAULT_SHELL, exposedPorts } from './steps/metadata.js';
 import type { BuildContext } from './context.js';
 import {
   copyInto,
@@ -26,11 +26,11 @@ import {
   type Selected,
   selectSources,
   writeStagedFile,
-} from './copy.js';
-import { DockerfileError } from './dockerfile-error.js';
-import { expandWord, expandWords, lexWord } from './expand.js';
+} from './steps/copy.js';
+import { DockerfileError } from './dockerfile/errors.js';
+import { expandWord, expandWords, lexWord } from './dockerfile/expand.js';
 import { goQuoteList, goList, healthString, HistoryLog } from './history.js';
-import type { Instruction, RunInstruction, CopyInstruction, AddInstruction } from './instructions.js';
+import type { Instruction, RunInstruction, CopyInstruction, AddInstruction } from './dockerfile/instructions.js';
 import {
   cacheMountDir,
   ensureCacheDir,
@@ -39,12 +39,12 @@ import {
   parseMount,
   type RunMount,
   writeSecretFile,
-} from './mounts.js';
-import { parseDockerfile } from './parse.js';
+} from './steps/run-mounts.js';
+import { parseDockerfile } from './dockerfile/parse.js';
 import { type BuildPlan, PROXY_ARGS, type StagePlan, type StageStep } from './plan.js';
 import type { BuildEvent } from './progress.js';
 import type { Rootfs, Stub, View } from './rootfs.js';
-import { runStep } from './run-step.js';
+import { runStep } from './steps/run.js';
 import type { Mount } from '../runtime/spec.js';
 
 /** StageImage is the image being built by a stage, without rootfs (layers are kept beside it). */
@@ -887,7 +887,7 @@ class StageRun {
       });
     }
     if ((await readdir(scratch)).length === 0) return null;
-    const [{ tarFromDirectory }, { commitLayer }] = await Promise.all([import('../layers/tar-create.js'), import('../layers/commit.js')]);
+    const [{ tarFromDirectory }, { commitLayer }] = await Promise.all([import('../layers/tar/create.js'), import('../layers/store/commit.js')]);
     const tar = tarFromDirectory(scratch, o.plan.epoch === undefined ? {} : { sourceDateEpoch: o.plan.epoch });
     const c = await commitLayer(o.store, tar, { compression: o.compression });
     return { descriptor: c.descriptor, diffId: c.diffId };

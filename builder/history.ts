@@ -1,8 +1,8 @@
 // Image history as BuildKit writes it: the created_by strings of each instruction (Go fmt verbs reproduced), the
 // `buildkit.dockerfile.v0` comment, and the created times (a layer's time for its entry; an empty-layer entry
 // takes the time of the latest layer before it, or of the first new layer; SOURCE_DATE_EPOCH overrides all).
-import type { HealthConfig, HistoryEntry } from '../layers/types.js';
-import { goQuote } from './go-strings.js';
+import type { HealthConfig, HistoryEntry } from '../layers/model/types.js';
+import { goQuote } from './dockerfile/go-strings.js';
 
 export const HISTORY_COMMENT = 'buildkit.dockerfile.v0';
 

@@ -2,9 +2,9 @@
 // Pure: no I/O. BuildKit's dockerfile2llb is the reference for every rule here (global ARG evaluation, FROM
 // expansion, stage lookup, `--from` rules, ONBUILD triggers of a parent stage, the reachable set of --target).
 
-import { DockerfileError } from './dockerfile-error.js';
-import { expandWord, ExpansionError } from './expand.js';
-import type { FromInstruction, Instruction } from './instructions.js';
+import { DockerfileError } from './dockerfile/errors.js';
+import { expandWord, ExpansionError } from './dockerfile/expand.js';
+import type { FromInstruction, Instruction } from './dockerfile/instructions.js';
 
 /** Platform is os/architecture[/variant], as --platform and FROM --platform name it. */
 export interface PlanPlatform {

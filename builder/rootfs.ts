@@ -14,9 +14,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Compression } from '../layers/types.js';
-import { wrap } from '../layers/errors.js';
-import type { Store } from '../layers/store.js';
+import type { Compression } from '../layers/model/types.js';
+import { wrap } from '../sys/errors.js';
+import type { Store } from '../layers/store/store.js';
 import type { LayerRef } from './cache.js';
 import { isAlive } from '../sys/pid.js';
 

@@ -1,13 +1,13 @@
 // --squash: the layers a build added on top of its base image, folded into one.
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { commitLayer } from '../layers/commit.js';
-import { wrap } from '../layers/errors.js';
-import { openLayer } from '../layers/layer-read.js';
-import type { Store } from '../layers/store.js';
-import { applyLayer } from '../layers/tar-apply.js';
-import { tarFromChanges } from '../layers/tar-create.js';
-import type { Compression, HistoryEntry } from '../layers/types.js';
+import { commitLayer } from '../layers/store/commit.js';
+import { wrap } from '../sys/errors.js';
+import { openLayer } from '../layers/store/layer-read.js';
+import type { Store } from '../layers/store/store.js';
+import { applyLayer } from '../layers/tar/apply.js';
+import { tarFromChanges } from '../layers/tar/create.js';
+import type { Compression, HistoryEntry } from '../layers/model/types.js';
 import { diffUpperdir } from '../unionfs/diff-upper.js';
 import { ensureSnapshots } from '../unionfs/snapshot.js';
 import type { LayerRef } from './cache.js';

@@ -1,7 +1,7 @@
 // Helpers shared by command modules: opening the store, reading global flags.
-import { InvalidInputError } from '../layers/errors.js';
-import { defaultStoreRoot, Store } from '../layers/store.js';
-import type { Compression } from '../layers/types.js';
+import { InvalidInputError } from '../sys/errors.js';
+import { defaultStoreRoot, Store } from '../layers/store/store.js';
+import type { Compression } from '../layers/model/types.js';
 
 export interface GlobalFlags {
   root?: string | string[];

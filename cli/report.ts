@@ -1,5 +1,5 @@
 // The one place that turns an error into what the user sees and an exit code.
-import { InternalError, TsbuildError } from '../layers/errors.js';
+import { InternalError, TsbuildError } from '../sys/errors.js';
 
 /** Exit codes: 0 ok, 1 a failure the user can fix, 70 a bug in tsbuild. */
 export const EXIT_USER = 1;

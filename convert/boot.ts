@@ -6,7 +6,7 @@ import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { InvalidInputError, NotFoundError, TsbuildError } from '../layers/errors.js';
+import { InvalidInputError, NotFoundError, TsbuildError } from '../sys/errors.js';
 import { requireTools, run } from '../sys/exec.js';
 
 /** DEFAULT_EXPECT: a getty's login prompt (`debian login:`, `localhost login:`). */

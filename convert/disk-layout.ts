@@ -1,6 +1,6 @@
 // How big the disk is and which partitions it has, from --size, --partition and --boot. Pure arithmetic over
 // convert/partition.ts: no files are touched here.
-import { InvalidInputError, TsbuildError } from '../layers/errors.js';
+import { InvalidInputError, TsbuildError } from '../sys/errors.js';
 import { ALIGNMENT, planPartitions, type PartitionLayout, type PartitionSpec, type PlannedPartition } from './partition.js';
 
 export type BootMode = 'bios' | 'uefi' | 'hybrid';

@@ -1,8 +1,8 @@
 // Which distribution a rootfs is: /etc/os-release (or /usr/lib/os-release) read into the few facts the converter
 // needs. Debian, Ubuntu and Alpine are supported; anything else gets an error that says how to bring a kernel.
 import { readFileSync } from 'node:fs';
-import { TsbuildError } from '../layers/errors.js';
-import { secureJoin } from '../runtime/secure-join.js';
+import { TsbuildError } from '../sys/errors.js';
+import { secureJoin } from '../sys/secure-join.js';
 
 export type DistroId = 'debian' | 'ubuntu' | 'alpine';
 export type DistroFamily = 'debian' | 'alpine';

@@ -2,7 +2,7 @@
 // (`-E offset=`), with no loop device and no mount. Also: how big a filesystem a tree needs.
 import { lstatSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { TsbuildError } from '../layers/errors.js';
+import { TsbuildError } from '../sys/errors.js';
 import { run } from '../sys/exec.js';
 
 /** BLOCK is the ext4 block size used (4 KiB: what GRUB, extlinux and the kernel all read). */

@@ -6,11 +6,11 @@ import { chmod, lstat, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { extract, type Header } from 'tar-stream';
-import { wrap } from '../layers/errors.js';
-import { openLayer } from '../layers/layer-read.js';
-import type { Store } from '../layers/store.js';
-import { installPaxCodec } from '../layers/tar-pax.js';
-import type { Descriptor } from '../layers/types.js';
+import { wrap } from '../sys/errors.js';
+import { openLayer } from '../layers/store/layer-read.js';
+import type { Store } from '../layers/store/store.js';
+import { installPaxCodec } from '../layers/tar/pax.js';
+import type { Descriptor } from '../layers/model/types.js';
 import { run } from '../sys/exec.js';
 
 /** OwnerEntry is what a layer says about one path. `mode` is the permission bits (0o7777). */

@@ -5,7 +5,7 @@ import { fstat, write } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
-import { InvalidInputError, wrap } from '../layers/errors.js';
+import { InvalidInputError, wrap } from '../sys/errors.js';
 
 export type PartitionType = 'linux' | 'esp' | 'bios-boot';
 

@@ -9,7 +9,7 @@ import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { deflateRaw } from 'node:zlib';
-import { InvalidInputError, NotFoundError, TsbuildError, wrap } from '../layers/errors.js';
+import { InvalidInputError, NotFoundError, TsbuildError, wrap } from '../sys/errors.js';
 import { dataRanges } from './sparse-file.js';
 
 export interface Qcow2Options {

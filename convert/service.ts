@@ -3,9 +3,9 @@
 import { existsSync, lstatSync } from 'node:fs';
 import { chmod, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, posix } from 'node:path';
-import { InvalidInputError } from '../layers/errors.js';
-import type { ContainerConfig } from '../layers/types.js';
-import { secureJoin } from '../runtime/secure-join.js';
+import { InvalidInputError } from '../sys/errors.js';
+import type { ContainerConfig } from '../layers/model/types.js';
+import { secureJoin } from '../sys/secure-join.js';
 import { DEFAULT_PATH } from '../runtime/spec.js';
 
 export type InitSystem = 'systemd' | 'openrc';

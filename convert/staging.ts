@@ -9,13 +9,13 @@
 // filesystem), the layers are applied into the directory one after the other, as `tsbuild unpack` does.
 import { chmodSync, chownSync, linkSync, lstatSync, mkdirSync, readdirSync, rmSync, utimesSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { openLayer } from '../layers/layer-read.js';
-import type { Store } from '../layers/store.js';
-import { applyLayer } from '../layers/tar-apply.js';
-import type { Descriptor, Digest } from '../layers/types.js';
+import { openLayer } from '../layers/store/layer-read.js';
+import type { Store } from '../layers/store/store.js';
+import { applyLayer } from '../layers/tar/apply.js';
+import type { Descriptor, Digest } from '../layers/model/types.js';
 import { getXattr } from '../sys/libc.js';
 import { ensureSnapshots } from '../unionfs/snapshot.js';
-import { isOpaqueValue, isOverlayWhiteout, OPAQUE_XATTR } from '../unionfs/whiteout.js';
+import { isOpaqueValue, isOverlayWhiteout, OPAQUE_XATTR } from '../layers/tar/whiteout.js';
 
 export interface StageLayer {
   descriptor: Descriptor;

@@ -5,8 +5,8 @@
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { InvalidInputError } from '../layers/errors.js';
-import { secureJoin } from '../runtime/secure-join.js';
+import { InvalidInputError } from '../sys/errors.js';
+import { secureJoin } from '../sys/secure-join.js';
 import { run } from '../sys/exec.js';
 import type { Distro } from './distro.js';
 import { linkIn, writeIn, type InitSystem } from './service.js';

@@ -1,10 +1,10 @@
 // Flattening an image into a directory: every layer applied in order, whiteouts resolved.
 import { mkdir, readdir } from 'node:fs/promises';
-import { InvalidInputError } from './errors.js';
-import type { Image } from './image.js';
-import { openLayer } from './layer-read.js';
-import type { Store } from './store.js';
-import { applyLayer } from './tar-apply.js';
+import { InvalidInputError } from '../sys/errors.js';
+import type { Image } from './store/image.js';
+import { openLayer } from './store/layer-read.js';
+import type { Store } from './store/store.js';
+import { applyLayer } from './tar/apply.js';
 
 export type UnpackEvent = { type: 'layer'; index: number; count: number; digest: string };
 

@@ -1,5 +1,5 @@
 // RunSpec → OCI runtime-spec config.json, so the same container can run under runc or crun.
-import { DEVICES, MASKED_PATHS, READONLY_PATHS } from './mounts.js';
+import { DEVICES, MASKED_PATHS, READONLY_PATHS } from './exec/mounts.js';
 import type { RunSpec } from './spec.js';
 
 export const OCI_RUNTIME_VERSION = '1.0.2';

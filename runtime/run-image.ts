@@ -4,8 +4,8 @@
 // namespace exists, then detached from the host; the container keeps its own copy, which the kernel drops when
 // the container's last process exits. So even a `kill -9` of tsbuild leaves nothing in the host's mount table.
 import { readFile, readlink } from 'node:fs/promises';
-import type { Image } from '../layers/image.js';
-import type { Store } from '../layers/store.js';
+import type { Image } from '../layers/store/image.js';
+import type { Store } from '../layers/store/store.js';
 import { MNT_DETACH, MS, mount, umount } from '../sys/libc.js';
 import { prepareRootfs, type StorageDriver } from '../unionfs/image-rootfs.js';
 import { type RunIO, type RunResult, runContainer } from './run.js';

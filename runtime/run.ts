@@ -6,7 +6,7 @@ import { ReadStream as TtyStream } from 'node:tty';
 import { createCgroup, type Cgroup } from '../sys/cgroups.js';
 import { startInNamespaces, type Executor, type NsProcess, type StdioValue } from '../sys/namespaces.js';
 import { openPty, setWindowSize, type Pty } from '../sys/process.js';
-import { executorOps } from './plan.js';
+import { executorOps } from './exec/program.js';
 import type { RunSpec } from './spec.js';
 
 /** A stdio end: the parent's own fd ('inherit'), nothing ('ignore'), a host fd, or a stream to copy through. */

@@ -3,8 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join, posix } from 'node:path';
-import { InvalidInputError } from '../layers/errors.js';
-import type { ContainerConfig } from '../layers/types.js';
+import { InvalidInputError } from '../sys/errors.js';
+import type { ContainerConfig } from '../layers/model/types.js';
 
 /** Mount is a bind mount of a host path into the container (`-v src:dst[:ro]`). */
 export interface Mount {

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { TsbuildError } from '../layers/errors.js';
+import { TsbuildError } from './errors.js';
 import { isAlive as pidAlive } from './pid.js';
 
 export interface CgroupLimits {

@@ -2,7 +2,7 @@
 import { spawn, type SpawnOptions } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { MissingToolsError, ToolError } from '../layers/errors.js';
+import { MissingToolsError, ToolError } from './errors.js';
 
 export interface ExecOptions {
   cwd?: string;

@@ -2,7 +2,7 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { Duplex } from 'node:stream';
 import type { Readable, Writable } from 'node:stream';
-import { MissingToolsError, ToolError } from '../layers/errors.js';
+import { MissingToolsError, ToolError } from './errors.js';
 
 export interface FilterOptions {
   /** mapError rewrites the failure (a ToolError, or a spawn error) before the Duplex is destroyed with it. */

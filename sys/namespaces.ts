@@ -1,5 +1,5 @@
 // Start a process in new mount, PID, UTS, IPC (and network) namespaces, through one of two executors that read the
-// same list of operations: a tiny C helper (runtime/nsexec.c, compiled on first use with the host's cc) or a Node
+// same list of operations: a tiny C helper (sys/nsexec.c, compiled on first use with the host's cc) or a Node
 // child (sys/nsexec.ts) behind util-linux unshare(1). Node itself never enters a namespace: it is multi-threaded.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -7,11 +7,11 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TsbuildError } from '../layers/errors.js';
+import { TsbuildError } from './errors.js';
 import { run, which } from './exec.js';
 
 /**
- * Op is one step of the executor's program, run in order inside the new namespaces (see runtime/nsexec.c).
+ * Op is one step of the executor's program, run in order inside the new namespaces (see sys/nsexec.c).
  * Paths before `pivot` are host paths; after it, container paths.
  */
 export type Op =
@@ -134,7 +134,7 @@ export class RuntimeError extends TsbuildError {
 const HELPER_CFLAGS = ['-O2', '-Wall'];
 
 function helperSource(): string | undefined {
-  for (const rel of ['../runtime/nsexec.c', '../../runtime/nsexec.c']) {
+  for (const rel of ['./nsexec.c', '../../sys/nsexec.c']) {
     const p = fileURLToPath(new URL(rel, import.meta.url));
     if (existsSync(p)) return p;
   }

@@ -1,6 +1,6 @@
 // The Node executor: PID 1 of the namespaces that unshare(1) made (see sys/namespaces.ts). It reads the operations
 // from argv (the words encodeOps wrote), runs them in order, and execve()s the command, which replaces this whole
-// multi-threaded process so the command is PID 1. Same operations and exit codes as runtime/nsexec.c:
+// multi-threaded process so the command is PID 1. Same operations and exit codes as sys/nsexec.c:
 // 125 setup failed, 126 command not executable, 127 command not found.
 import { accessSync, chmodSync, closeSync, constants, mkdirSync, openSync, readlinkSync, realpathSync, statSync, symlinkSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

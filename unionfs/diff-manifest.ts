@@ -2,12 +2,12 @@
 // gives for the same changes made on an overlay mount; cost grows with the size of the tree.
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Change } from '../layers/changeset.js';
-import { sortChanges } from '../layers/changeset.js';
-import { wrap } from '../layers/errors.js';
+import type { Change } from '../layers/model/changeset.js';
+import { sortChanges } from '../layers/model/changeset.js';
+import { wrap } from '../sys/errors.js';
 import { entryOf, hashFile, type ManifestEntry, type TreeManifest } from './manifest.js';
 import { childPath, listNames, parentPath, yieldToLoop } from './tree-walk.js';
-import { isComparedXattr } from './whiteout.js';
+import { isComparedXattr } from '../layers/tar/whiteout.js';
 
 /**
  * diffManifest walks `root` and compares it with `before` (recordManifest of the same root before the step). The

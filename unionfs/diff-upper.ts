@@ -1,13 +1,13 @@
 // The native diff: the change set of a step, read from an overlay upperdir (cost grows with what changed).
 import { lstatSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
-import type { Change } from '../layers/changeset.js';
-import { sortChanges } from '../layers/changeset.js';
-import { TsbuildError, wrap } from '../layers/errors.js';
+import type { Change } from '../layers/model/changeset.js';
+import { sortChanges } from '../layers/model/changeset.js';
+import { TsbuildError, wrap } from '../sys/errors.js';
 import { getXattr, getXattrs, listXattrs } from '../sys/libc.js';
 import { LowerView, type LowerEntry } from './lower-view.js';
 import { childPath, listNames, yieldToLoop } from './tree-walk.js';
-import { isComparedXattr, isOpaqueValue, isOverlayWhiteout, METACOPY_XATTR, OPAQUE_XATTR, REDIRECT_XATTR } from './whiteout.js';
+import { isComparedXattr, isOpaqueValue, isOverlayWhiteout, METACOPY_XATTR, OPAQUE_XATTR, REDIRECT_XATTR } from '../layers/tar/whiteout.js';
 
 /** UpperdirNotDiffError: the upperdir uses redirects or metacopy, so it is not a diff of the lowers on its own. */
 export class UpperdirNotDiffError extends TsbuildError {

@@ -4,7 +4,7 @@ import { lstatSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { getXattr } from '../sys/libc.js';
 import { parentPath } from './tree-walk.js';
-import { isOpaqueValue, isOverlayWhiteout, OPAQUE_XATTR } from './whiteout.js';
+import { isOpaqueValue, isOverlayWhiteout, OPAQUE_XATTR } from '../layers/tar/whiteout.js';
 
 /** LowerEntry is a path found in the union: the layer directory it comes from and its lstat there. */
 export interface LowerEntry {

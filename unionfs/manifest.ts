@@ -5,10 +5,10 @@ import { createReadStream, lstatSync, readlinkSync, type BigIntStats } from 'nod
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { InvalidInputError, wrap } from '../layers/errors.js';
+import { InvalidInputError, wrap } from '../sys/errors.js';
 import { getXattrs } from '../sys/libc.js';
 import { childPath, listNames, yieldToLoop } from './tree-walk.js';
-import { isOverlayXattr } from './whiteout.js';
+import { isOverlayXattr } from '../layers/tar/whiteout.js';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
 

@@ -2,7 +2,7 @@
 // other into one plain directory; a step then runs in it, and diffManifest finds what the step changed.
 import { mkdir, readdir } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { InvalidInputError, wrap } from '../layers/errors.js';
+import { InvalidInputError, wrap } from '../sys/errors.js';
 
 /** MergeLayer opens a layer's uncompressed tar; each call returns a fresh stream. */
 export interface MergeLayer {

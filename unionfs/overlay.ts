@@ -15,7 +15,7 @@
 // in worker threads: mount from the main thread.
 import { lstat, mkdir, readdir, rmdir, symlink, unlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { InvalidInputError, TsbuildError } from '../layers/errors.js';
+import { InvalidInputError, TsbuildError } from '../sys/errors.js';
 import { MNT_DETACH, MS, mount, SysError, umount } from '../sys/libc.js';
 
 /** OverlayPlan names the layers of one overlay mount. All paths absolute. */

@@ -1,7 +1,7 @@
 // `tsbuild prune` as a library call: everything the store holds that no image needs any more.
 //
 // In order: container directories of dead processes (cleanStaleContainers; `tsbuild mount` views stay until
-// umount), blobs no image reaches (layers/gc.ts), snapshots whose ChainID is no prefix of any image's layers,
+// umount), blobs no image reaches (layers/store/gc.ts), snapshots whose ChainID is no prefix of any image's layers,
 // temp directories of killed extractions, and cache records (build cache, export-kernel cache) whose layer blob is
 // gone. Returns what it removed; never prints.
 //
@@ -15,13 +15,13 @@ import type { Dirent } from 'node:fs';
 import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BuildCache } from '../builder/cache.js';
-import { pruneKernelCache } from '../convert/kernel.js';
-import { chainIds } from '../layers/digest.js';
-import { pruneBlobs } from '../layers/gc.js';
-import { walkManifests } from '../layers/image.js';
-import type { Store } from '../layers/store.js';
+import { pruneKernelCache } from '../convert/kernel/kernel.js';
+import { chainIds } from '../layers/model/digest.js';
+import { pruneBlobs } from '../layers/store/gc.js';
+import { walkManifests } from '../layers/store/image.js';
+import type { Store } from '../layers/store/store.js';
 import { isAlive } from '../sys/pid.js';
-import type { Digest, ImageConfig } from '../layers/types.js';
+import type { Digest, ImageConfig } from '../layers/model/types.js';
 import { cleanStaleContainers, containersRoot, SNAPSHOTS_NOTE } from './image-rootfs.js';
 import { cleanStaleSnapshots, listSnapshots, removeSnapshot, snapshotDir, snapshotsRoot } from './snapshot.js';
 

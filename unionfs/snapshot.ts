@@ -10,9 +10,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { chainId, hexOf, isDigest } from '../layers/digest.js';
-import { wrap } from '../layers/errors.js';
-import type { Digest } from '../layers/types.js';
+import { chainId, hexOf, isDigest } from '../layers/model/digest.js';
+import { wrap } from '../sys/errors.js';
+import type { Digest } from '../layers/model/types.js';
 import type { ApplyLayer } from './merge.js';
 import { isAlive } from '../sys/pid.js';
 

@@ -1,6 +1,6 @@
 // Small helpers shared by the tree walkers: directory listings with checked names, relative path joins.
 import { readdirSync } from 'node:fs';
-import { InvalidInputError } from '../layers/errors.js';
+import { InvalidInputError } from '../sys/errors.js';
 
 /**
  * listNames returns the entry names of a directory, sorted bytewise. Throws InvalidInputError for a name that is

@@ -1,5 +1,5 @@
 import { bootDisk } from '../../convert/boot.js';
-import { InvalidInputError, TsbuildError } from '../../layers/errors.js';
+import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
 import type { GlobalFlags } from '../common.js';
 import { stderrProgress } from '../progress.js';
 

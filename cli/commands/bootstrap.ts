@@ -1,4 +1,4 @@
-import { bootstrapImage, parseDistro } from '../../layers/bootstrap.js';
+import { bootstrapImage, parseDistro } from '../../layers/sources/bootstrap.js';
 import { type GlobalFlags, compressionFlag, openStore, out, sourceDateEpoch } from '../common.js';
 import { stderrProgress } from '../progress.js';
 

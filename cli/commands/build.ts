@@ -4,7 +4,7 @@ import { build } from '../../builder/build.js';
 import { splitCsv } from '../../builder/plan.js';
 import { plainRenderer, type ProgressMode, type Renderer, ttyRenderer } from '../../builder/progress.js';
 import type { StorageDriver } from '../../builder/rootfs.js';
-import { InvalidInputError, wrap } from '../../layers/errors.js';
+import { InvalidInputError, wrap } from '../../sys/errors.js';
 import { type GlobalFlags, compressionFlag, list, openStore, out, sourceDateEpoch } from '../common.js';
 
 export interface BuildFlags extends GlobalFlags {

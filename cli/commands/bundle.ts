@@ -1,7 +1,7 @@
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InvalidInputError } from '../../layers/errors.js';
-import { getImage } from '../../layers/image.js';
+import { InvalidInputError } from '../../sys/errors.js';
+import { getImage } from '../../layers/store/image.js';
 import { unpackImage } from '../../layers/unpack.js';
 import { runtimeConfig } from '../../runtime/bundle.js';
 import { processSpec } from '../../runtime/spec.js';

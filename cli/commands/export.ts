@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { InvalidInputError } from '../../layers/errors.js';
-import { parseKernelFlag } from '../../convert/kernel.js';
+import { InvalidInputError } from '../../sys/errors.js';
+import { parseKernelFlag } from '../../convert/kernel/kernel.js';
 import { exportImage, type ExportOptions } from '../../convert/recipe.js';
 import { readSshKeys } from '../../convert/system-files.js';
 import { type GlobalFlags, list, openStore, out } from '../common.js';

@@ -1,4 +1,4 @@
-import { getImage } from '../../layers/image.js';
+import { getImage } from '../../layers/store/image.js';
 import { type GlobalFlags, openStore, out } from '../common.js';
 import { humanSize, sinceText } from '../progress.js';
 

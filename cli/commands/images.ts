@@ -1,6 +1,6 @@
-import { listImages, loadImage } from '../../layers/image.js';
-import { parseReference, repositoryName } from '../../layers/names.js';
-import { InvalidInputError } from '../../layers/errors.js';
+import { listImages, loadImage } from '../../layers/store/image.js';
+import { parseReference, repositoryName } from '../../layers/model/names.js';
+import { InvalidInputError } from '../../sys/errors.js';
 import { type GlobalFlags, openStore, out } from '../common.js';
 import { humanSize, sinceText } from '../progress.js';
 

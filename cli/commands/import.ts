@@ -1,6 +1,6 @@
-import { importImage } from '../../layers/import.js';
+import { importImage } from '../../layers/sources/import.js';
 import { type GlobalFlags, compressionFlag, list, openStore, out, sourceDateEpoch } from '../common.js';
-import { applyConfigChanges } from '../../builder/config-changes.js';
+import { applyConfigChanges } from '../../builder/steps/metadata.js';
 
 export default async function importCmd(
   source: string,

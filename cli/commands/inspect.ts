@@ -1,4 +1,4 @@
-import { getImage } from '../../layers/image.js';
+import { getImage } from '../../layers/store/image.js';
 import { type GlobalFlags, openStore, out } from '../common.js';
 
 export default async function inspect(name: string, flags: GlobalFlags): Promise<void> {

@@ -1,5 +1,5 @@
-import { loadArchive } from '../../layers/archive-load.js';
-import { InvalidInputError } from '../../layers/errors.js';
+import { loadArchive } from '../../layers/sources/archive-load.js';
+import { InvalidInputError } from '../../sys/errors.js';
 import { type GlobalFlags, compressionFlag, openStore, out } from '../common.js';
 
 export default async function load(flags: GlobalFlags & { input?: string; compression?: string }): Promise<void> {

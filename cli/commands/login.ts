@@ -1,4 +1,4 @@
-import { InvalidInputError } from '../../layers/errors.js';
+import { InvalidInputError } from '../../sys/errors.js';
 import { loginRegistry } from '../../layers/registry/login.js';
 import { type GlobalFlags, out } from '../common.js';
 import { type RemoteFlags, remoteOptions } from './push.js';

@@ -1,5 +1,5 @@
-import { getImage } from '../../layers/image.js';
-import { InvalidInputError } from '../../layers/errors.js';
+import { getImage } from '../../layers/store/image.js';
+import { InvalidInputError } from '../../sys/errors.js';
 import { markContainer, prepareRootfs } from '../../unionfs/image-rootfs.js';
 import { type GlobalFlags, openStore, out } from '../common.js';
 

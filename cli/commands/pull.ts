@@ -1,6 +1,6 @@
-import { InvalidInputError } from '../../layers/errors.js';
+import { InvalidInputError } from '../../sys/errors.js';
 import { pullImage } from '../../layers/registry/pull.js';
-import type { Platform } from '../../layers/types.js';
+import type { Platform } from '../../layers/model/types.js';
 import { type GlobalFlags, openStore, out } from '../common.js';
 import { type RemoteFlags, remoteOptions, transferDisplay } from './push.js';
 

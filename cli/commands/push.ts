@@ -1,4 +1,4 @@
-import { InvalidInputError } from '../../layers/errors.js';
+import { InvalidInputError } from '../../sys/errors.js';
 import type { TransferEvent } from '../../layers/registry/events.js';
 import { pushImage } from '../../layers/registry/push.js';
 import { type GlobalFlags, openStore, out } from '../common.js';

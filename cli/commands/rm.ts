@@ -1,4 +1,4 @@
-import { untagImage } from '../../layers/image.js';
+import { untagImage } from '../../layers/store/image.js';
 import { type GlobalFlags, openStore, out } from '../common.js';
 
 export default async function rm(first: string, flags: GlobalFlags): Promise<void> {

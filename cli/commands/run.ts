@@ -1,5 +1,5 @@
-import { getImage } from '../../layers/image.js';
-import { InvalidInputError } from '../../layers/errors.js';
+import { getImage } from '../../layers/store/image.js';
+import { InvalidInputError } from '../../sys/errors.js';
 import { runImage } from '../../runtime/run-image.js';
 import { parseBytes } from '../../runtime/spec.js';
 import { type GlobalFlags, list, openStore } from '../common.js';

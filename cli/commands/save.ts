@@ -1,6 +1,6 @@
-import { saveImages } from '../../layers/archive-save.js';
-import { InvalidInputError } from '../../layers/errors.js';
-import { findImage, loadImage } from '../../layers/image.js';
+import { saveImages } from '../../layers/sources/archive-save.js';
+import { InvalidInputError } from '../../sys/errors.js';
+import { findImage, loadImage } from '../../layers/store/image.js';
 import { type GlobalFlags, openStore, sourceDateEpoch } from '../common.js';
 
 export default async function save(first: string, flags: GlobalFlags & { output?: string }): Promise<void> {

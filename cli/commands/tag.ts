@@ -1,4 +1,4 @@
-import { findImage, tagImage } from '../../layers/image.js';
+import { findImage, tagImage } from '../../layers/store/image.js';
 import { type GlobalFlags, openStore } from '../common.js';
 
 export default async function tag(source: string, target: string, flags: GlobalFlags): Promise<void> {

@@ -1,4 +1,4 @@
-import { getImage } from '../../layers/image.js';
+import { getImage } from '../../layers/store/image.js';
 import { unpackImage } from '../../layers/unpack.js';
 import { type GlobalFlags, openStore } from '../common.js';
 import { stderrProgress } from '../progress.js';

@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TsbuildError } from '../../layers/errors.js';
+import { TsbuildError } from '../../sys/errors.js';
 import { run } from '../../sys/exec.js';
 import { writeIn } from '../service.js';
 import type { Bootloader, BootloaderContext } from './types.js';

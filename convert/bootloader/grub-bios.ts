@@ -4,8 +4,8 @@
 // (GRUB's include/grub/i386/pc/boot.h and util/setup.c).
 import { copyFile, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InvalidInputError, TsbuildError } from '../../layers/errors.js';
-import { secureJoin } from '../../runtime/secure-join.js';
+import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
+import { secureJoin } from '../../sys/secure-join.js';
 import { run } from '../../sys/exec.js';
 import { SECTOR } from '../partition.js';
 import { earlyConfig, GRUB_COMMON_MODULES, writeGrubConfig } from './grub-config.js';

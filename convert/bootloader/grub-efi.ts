@@ -3,7 +3,7 @@
 // file@@offset`). No mount, no root, no NVRAM entry: firmware boots the removable path of any disk.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InvalidInputError } from '../../layers/errors.js';
+import { InvalidInputError } from '../../sys/errors.js';
 import { run } from '../../sys/exec.js';
 import { SECTOR } from '../partition.js';
 import { earlyConfig, GRUB_COMMON_MODULES, writeGrubConfig } from './grub-config.js';

@@ -1,5 +1,5 @@
 // The bootloaders by name, and which ones a --boot/--bootloader pair installs.
-import { InvalidInputError } from '../../layers/errors.js';
+import { InvalidInputError } from '../../sys/errors.js';
 import type { BootMode } from '../disk-layout.js';
 import { extlinux } from './extlinux.js';
 import { grubBios } from './grub-bios.js';

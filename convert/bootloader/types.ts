@@ -1,7 +1,7 @@
 // What every bootloader gets and does: files into the rootfs before mkfs (prepare), then bytes into the disk
 // image after it (install), returning the MBR boot code for BIOS loaders.
 import type { DiskPlan } from '../disk-layout.js';
-import type { KernelFiles } from '../kernel.js';
+import type { KernelFiles } from '../kernel/kernel.js';
 
 export type BootloaderId = 'grub-bios' | 'grub-efi' | 'extlinux';
 

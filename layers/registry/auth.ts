@@ -1,6 +1,6 @@
 // Registry authentication: WWW-Authenticate challenges, Basic, and Bearer tokens from the realm (GET with
 // service+scope, or the OAuth2 POST refresh when an identity/refresh token is held), cached per scope set.
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../../sys/errors.js';
 import { AuthError } from './registry-error.js';
 
 /** Credentials for one registry. An identity token (a refresh token) replaces the password for Bearer realms. */

@@ -3,8 +3,8 @@
 // The record is a hint: a stale entry only costs a refused mount.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { atomicWrite, type Store } from '../store.js';
-import type { Digest } from '../types.js';
+import { atomicWrite, type Store } from '../store/store.js';
+import type { Digest } from '../model/types.js';
 
 const FILE = 'registry-blobs.json';
 const MAX_REPOS_PER_BLOB = 4;

@@ -4,7 +4,7 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
-import { TsbuildError } from '../errors.js';
+import { TsbuildError } from '../../sys/errors.js';
 import { Authenticator, type Credentials } from './auth.js';
 import { isLoopback, wireHost } from './endpoint.js';
 import { drain, exchange, ExchangeError, header, readBody } from './http-exchange.js';

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { InvalidInputError, TsbuildError } from '../errors.js';
+import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
 import { run } from '../../sys/exec.js';
 import { decodeAuthField, type Credentials } from './auth.js';
 import { credentialKey, credentialKeyMatches } from './endpoint.js';

@@ -2,9 +2,9 @@
 // a Range request after a dropped connection (206 continues; a 200 is read again from the start, the bytes already
 // stored being skipped), never recompressed. A wrong blob fails and leaves nothing in the store.
 import { Readable } from 'node:stream';
-import { DigestMismatchError, SizeMismatchError, TsbuildError } from '../errors.js';
-import type { Store } from '../store.js';
-import type { Descriptor } from '../types.js';
+import { DigestMismatchError, SizeMismatchError, TsbuildError } from '../../sys/errors.js';
+import type { Store } from '../store/store.js';
+import type { Descriptor } from '../model/types.js';
 import type { RegistryClient, RegistryResponse } from './client.js';
 import { type BlobOutcome, type OnTransferEvent, progressReporter } from './events.js';
 import { ExchangeError, header } from './http-exchange.js';

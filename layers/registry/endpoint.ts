@@ -1,8 +1,8 @@
 // Registry endpoints: what a user types (`docker.io`, `localhost:5000`, `https://r.example/`) → the host we talk to,
 // the key credentials are saved under, and whether plain HTTP is allowed.
 import { isIP } from 'node:net';
-import { InvalidInputError } from '../errors.js';
-import { DEFAULT_REGISTRY } from '../names.js';
+import { InvalidInputError } from '../../sys/errors.js';
+import { DEFAULT_REGISTRY } from '../model/names.js';
 
 /** DOCKER_HUB_HOST is where `docker.io` lives on the wire. */
 export const DOCKER_HUB_HOST = 'registry-1.docker.io';

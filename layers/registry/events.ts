@@ -1,5 +1,5 @@
 // Progress events of a push or pull. The library only emits them; the CLI draws them on stderr.
-import type { Digest } from '../types.js';
+import type { Digest } from '../model/types.js';
 
 /** BlobOutcome says how a blob got where it is. */
 export type BlobOutcome = 'exists' | 'mounted' | 'uploaded' | 'cached' | 'downloaded';

@@ -1,5 +1,5 @@
 // login/logout: check credentials against a registry, then save them docker-style; or remove them.
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../../sys/errors.js';
 import { connect, type RemoteOptions } from './connect.js';
 import { eraseCredentials, saveCredentials } from './credentials.js';
 import { normalizeRegistry } from './endpoint.js';

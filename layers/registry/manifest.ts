@@ -1,8 +1,8 @@
 // Manifests over the wire: GET with an Accept listing the four manifest/index types, verified against the digest
 // asked for (or the Docker-Content-Digest of a tag), bounded in size; PUT with the document's own media type.
-import { sha256 } from '../digest.js';
-import { InvalidInputError, TsbuildError } from '../errors.js';
-import { type Digest, type Index, type Manifest, MediaType } from '../types.js';
+import { sha256 } from '../model/digest.js';
+import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
+import { type Digest, type Index, type Manifest, MediaType } from '../model/types.js';
 import type { RegistryClient } from './client.js';
 import { header, readBody } from './http-exchange.js';
 

@@ -1,11 +1,11 @@
 // pullImage: an image from a registry into the store. The manifest (or index → the platform's manifest) is
 // fetched and verified, config and layers are downloaded in parallel and verified, manifests and configs are
 // stored byte-exact, and only when everything is in the store is the image named in index.json.
-import { InvalidInputError, NotFoundError } from '../errors.js';
-import { DEFAULT_PLATFORM, loadImage, pickPlatform, tagImage } from '../image.js';
-import { fullName, parseReference } from '../names.js';
-import type { Store } from '../store.js';
-import { type Descriptor, type Digest, type Index, type Manifest, type Platform, isIndexMediaType } from '../types.js';
+import { InvalidInputError, NotFoundError } from '../../sys/errors.js';
+import { DEFAULT_PLATFORM, loadImage, pickPlatform, tagImage } from '../store/image.js';
+import { fullName, parseReference } from '../model/names.js';
+import type { Store } from '../store/store.js';
+import { type Descriptor, type Digest, type Index, type Manifest, type Platform, isIndexMediaType } from '../model/types.js';
 import { repositoryScope } from './auth.js';
 import { BlobSources } from './blob-sources.js';
 import { connect, type RemoteOptions } from './connect.js';

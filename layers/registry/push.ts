@@ -1,11 +1,11 @@
 // pushImage: an image from the store to a registry. Blobs first (config and layers, in parallel, each skipped
 // when present, mounted when another repository of the registry is known to hold it, else uploaded as stored),
 // then manifests: the children of an index before the index. Nothing is recompressed or re-serialized.
-import { InvalidInputError, NotFoundError } from '../errors.js';
-import { findImage } from '../image.js';
-import { fullName, parseReference, type Reference } from '../names.js';
-import type { Store } from '../store.js';
-import { type Descriptor, type Digest, type Index, type Manifest, isIndexMediaType, isManifestMediaType } from '../types.js';
+import { InvalidInputError, NotFoundError } from '../../sys/errors.js';
+import { findImage } from '../store/image.js';
+import { fullName, parseReference, type Reference } from '../model/names.js';
+import type { Store } from '../store/store.js';
+import { type Descriptor, type Digest, type Index, type Manifest, isIndexMediaType, isManifestMediaType } from '../model/types.js';
 import { repositoryScope } from './auth.js';
 import { BlobSources } from './blob-sources.js';
 import { connect, type RemoteOptions } from './connect.js';

@@ -1,5 +1,5 @@
 // Errors a registry answers with: the distribution-spec `{"errors":[{code,message,detail}]}` body, made into one line.
-import { TsbuildError } from '../errors.js';
+import { TsbuildError } from '../../sys/errors.js';
 
 /** RegistryErrorEntry is one element of a distribution-spec error body. */
 export interface RegistryErrorEntry {

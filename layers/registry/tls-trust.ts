@@ -1,7 +1,7 @@
 // Which certificate authorities a registry connection trusts: Node's bundled roots, the system bundle, and --ca-cert.
 import { readFileSync } from 'node:fs';
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../../sys/errors.js';
 
 const SYSTEM_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt', '/etc/ssl/cert.pem'];
 const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;

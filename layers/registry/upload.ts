@@ -3,8 +3,8 @@
 // status (GET <location> → Range) says where to continue; a session the registry dropped is started anew.
 // Bytes go out as stored, read through store.openBlob (which verifies them), always to the newest Location.
 import { Readable, Transform, type TransformCallback } from 'node:stream';
-import type { Store } from '../store.js';
-import type { Descriptor } from '../types.js';
+import type { Store } from '../store/store.js';
+import type { Descriptor } from '../model/types.js';
 import type { RegistryClient, RegistryResponse } from './client.js';
 import type { BlobOutcome, OnTransferEvent } from './events.js';
 import { progressReporter } from './events.js';

@@ -6,8 +6,8 @@ import { readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { build, type BuildOptions } from '../../builder/build.js';
 import type { BuildEvent } from '../../builder/progress.js';
-import { untagImage } from '../../layers/image.js';
-import { pruneBlobs } from '../../layers/gc.js';
+import { untagImage } from '../../layers/store/image.js';
+import { pruneBlobs } from '../../layers/store/gc.js';
 import { makeTempDir, removeDir, rootTest } from '../helpers/index.js';
 import { busyboxStore } from './build-harness.js';
 

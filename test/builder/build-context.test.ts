@@ -1,12 +1,12 @@
 // The build context (a directory, a tarball, or none), the Dockerfile and ignore file it yields, the .dockerignore
-// filter, and COPY source selection against it (pure parts of builder/copy.ts included).
+// filter, and COPY source selection against it (pure parts of builder/steps/copy.ts included).
 import test from 'ava';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { execFileSync } from 'node:child_process';
 import { makeFilter, openContext, readIgnorePatterns } from '../../builder/context.js';
-import { containsWildcards, goMatch, hashSelection, isTarHeader, parseChmod, prefixMatch, resolveChown, selectSources, splitWildcards } from '../../builder/copy.js';
+import { containsWildcards, goMatch, hashSelection, isTarHeader, parseChmod, prefixMatch, resolveChown, selectSources, splitWildcards } from '../../builder/steps/copy.js';
 import { destPath, runCommandString } from '../../builder/execute.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 

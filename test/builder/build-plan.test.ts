@@ -1,7 +1,7 @@
 // planBuild (pure): global ARGs and --build-arg, FROM expansion, stage references, --target and the stages it
 // needs, ONBUILD triggers of a parent stage, and the errors BuildKit gives.
 import test from 'ava';
-import { parseDockerfile } from '../../builder/parse.js';
+import { parseDockerfile } from '../../builder/dockerfile/parse.js';
 import { planBuild, type PlanOptions } from '../../builder/plan.js';
 
 function plan(text: string, opts: Partial<PlanOptions> = {}) {

@@ -1,7 +1,7 @@
 // Progress rendering (plain and tty), RUN --mount parsing, and the history strings of metadata instructions.
 import test from 'ava';
 import { plainRenderer, ttyRenderer } from '../../builder/progress.js';
-import { parseMount } from '../../builder/mounts.js';
+import { parseMount } from '../../builder/steps/run-mounts.js';
 import { goDuration, goQuoteList, healthString } from '../../builder/history.js';
 
 function clock(): { now: () => number; tick: (ms: number) => void } {

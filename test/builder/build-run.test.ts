@@ -12,7 +12,7 @@ import { gunzipSync } from 'node:zlib';
 import { build } from '../../builder/build.js';
 import { RunFailedError } from '../../builder/execute.js';
 import type { BuildEvent } from '../../builder/progress.js';
-import { getImage } from '../../layers/image.js';
+import { getImage } from '../../layers/store/image.js';
 import { unpackImage } from '../../layers/unpack.js';
 import { makeTempDir, removeDir, rootTest } from '../helpers/index.js';
 import { busyboxStore, treeOf } from './build-harness.js';
@@ -157,7 +157,7 @@ rootTest('ADD of a URL downloads with mode 0600, checks --checksum, and is not e
 test('FROM an image that the store lacks (and cannot pull) fails with a clear message', async (t) => {
   const dir = await makeTempDir('tsbuild-nofrom-');
   t.teardown(() => removeDir(dir));
-  const { Store } = await import('../../layers/store.js');
+  const { Store } = await import('../../layers/store/store.js');
   const store = await Store.open(join(dir, 'store'));
   await writeFile(join(dir, 'Dockerfile'), 'FROM no-such-image:1\nRUN true\n');
   const err = await t.throwsAsync(

@@ -5,7 +5,7 @@
 import { copyFile, cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
-import { Store } from '../../layers/store.js';
+import { Store } from '../../layers/store/store.js';
 import { exportImage } from '../../convert/recipe.js';
 import { CACHE, copyImage, debianStore } from '../helpers/images.js';
 import { type CliResult, makeTempDir, removeDir, repoRoot, tsbuild } from '../helpers/index.js';

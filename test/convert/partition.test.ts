@@ -11,7 +11,7 @@ import {
   writePartitionTable,
   type PartitionSpec,
 } from '../../convert/partition.js';
-import { InvalidInputError } from '../../layers/errors.js';
+import { InvalidInputError } from '../../sys/errors.js';
 import { run } from '../../sys/exec.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 

@@ -4,7 +4,7 @@ import { mkdir, open, readdir, readFile, stat, truncate, writeFile } from 'node:
 import { join } from 'node:path';
 import { writeQcow2, type Qcow2Options, type Qcow2Result } from '../../convert/qcow2.js';
 import { dataRanges } from '../../convert/sparse-file.js';
-import { InvalidInputError, NotFoundError } from '../../layers/errors.js';
+import { InvalidInputError, NotFoundError } from '../../sys/errors.js';
 import { run } from '../../sys/exec.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 

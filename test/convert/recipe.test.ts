@@ -10,11 +10,11 @@ import { extract } from 'tar-stream';
 import { DiskSizeError } from '../../convert/disk-layout.js';
 import { UnsupportedDistroError } from '../../convert/distro.js';
 import { cleanStaleExports, ExportInterruptedError, exportImage, hostnameFor, kernelCmdline, type ExportOptions } from '../../convert/recipe.js';
-import { ALPINE_INITFS_FEATURES } from '../../convert/kernel.js';
+import { ALPINE_INITFS_FEATURES } from '../../convert/kernel/kernel.js';
 import { makeAlpineShapedRootfs } from '../../fixtures/alpine-shaped.js';
 import { busyboxAvailable, makeBusyboxRootfs } from '../../fixtures/busybox.js';
-import { importImage } from '../../layers/import.js';
-import { Store } from '../../layers/store.js';
+import { importImage } from '../../layers/sources/import.js';
+import { Store } from '../../layers/store/store.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 
 // the exports share one store and run one at a time: each checks that the store's tmp is empty afterwards

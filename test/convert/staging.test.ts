@@ -4,9 +4,9 @@ import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mergeSnapshot, stageLayers } from '../../convert/staging.js';
-import { commitLayer } from '../../layers/commit.js';
-import { Store } from '../../layers/store.js';
-import { tarFromDirectory } from '../../layers/tar-create.js';
+import { commitLayer } from '../../layers/store/commit.js';
+import { Store } from '../../layers/store/store.js';
+import { tarFromDirectory } from '../../layers/tar/create.js';
 import { mknod, setXattr } from '../../sys/libc.js';
 import { makeTempDir, removeDir, rootTest } from '../helpers/index.js';
 

@@ -10,14 +10,15 @@ import test, { type ExecutionContext } from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Store } from '../../layers/store.js';
-import { getImage } from '../../layers/image.js';
-import { verifyImage } from '../../layers/verify.js';
+import { Store } from '../../layers/store/store.js';
+import type { Digest } from '../../layers/model/types.js';
+import { getImage } from '../../layers/store/image.js';
+import { verifyImage } from '../../layers/store/verify.js';
 import { isRoot, makeTempDir, removeDir, repoRoot, tsbuild } from '../helpers/index.js';
 import { copyImage, debianStore, newStoreRoot } from '../helpers/images.js';
 import { prepareContext } from '../builder/build-harness.js';
 import { makeBusyboxRootfs } from '../../fixtures/busybox.js';
-import { importImage } from '../../layers/import.js';
+import { importImage } from '../../layers/sources/import.js';
 
 interface Golden {
   base: string;
@@ -34,7 +35,7 @@ const slow = isRoot && process.env.TSBUILD_TEST_SLOW !== '0';
 const CASES = ['run-deletes-from-base', 'copy-chown-names', 'run-mount-cache-tmpfs', 'heredoc-run', 'copy-link', 'copy-from-stage'];
 
 /** baseDigest is the manifest digest of `name` in the store at `root`. */
-async function baseDigest(root: string, name: string): Promise<string> {
+async function baseDigest(root: string, name: string): Promise<Digest> {
   return (await getImage(await Store.open(root), name)).descriptor.digest;
 }
 
@@ -72,7 +73,7 @@ async function checkImage(t: ExecutionContext, root: string, name: string, base:
     t.log(`recorded ${name}: ${image.descriptor.digest}`);
     return;
   }
-  t.is(image.descriptor.digest, goldens[name]!.digest, `${name} gives the image digest recorded before the redesign`);
+  t.is<string, string>(image.descriptor.digest, goldens[name]!.digest, `${name} gives the image digest recorded before the redesign`);
 }
 
 // The bases are made (or found) first, so that each case knows before it is declared whether it can be compared;

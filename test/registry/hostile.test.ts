@@ -9,8 +9,8 @@ import type net from 'node:net';
 import { pullImage } from '../../layers/registry/pull.js';
 import { backoffMs, DEFAULT_RETRY, retryAfterMs } from '../../layers/registry/retry.js';
 import type { TransferEvent } from '../../layers/registry/events.js';
-import { Store } from '../../layers/store.js';
-import { MediaType } from '../../layers/types.js';
+import { Store } from '../../layers/store/store.js';
+import { MediaType } from '../../layers/model/types.js';
 import { newStoreRoot } from '../helpers/images.js';
 
 type Teardown = { teardown(fn: () => unknown): void };

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { Index, Manifest } from '../../layers/types.js';
+import type { Index, Manifest } from '../../layers/model/types.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 import { haveRegistry, haveSkopeo, startRegistry } from '../helpers/registry.js';
 import { anotherStore, busyboxImage, manifestOf, newCtx } from './util.js';

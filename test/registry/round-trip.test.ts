@@ -3,10 +3,10 @@
 import test, { type ExecutionContext } from 'ava';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { getImage, tagImage } from '../../layers/image.js';
-import { Store } from '../../layers/store.js';
-import { MediaType } from '../../layers/types.js';
-import { verifyImage } from '../../layers/verify.js';
+import { getImage, tagImage } from '../../layers/store/image.js';
+import { Store } from '../../layers/store/store.js';
+import { MediaType } from '../../layers/model/types.js';
+import { verifyImage } from '../../layers/store/verify.js';
 import { haveRegistry, type RegistryOptions, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startFaultProxy } from './fault-proxy.js';
 import { anotherStore, busyboxImage, type Ctx, manifestOf, newCtx } from './util.js';

@@ -2,9 +2,9 @@
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { getImage } from '../../layers/image.js';
-import { Store } from '../../layers/store.js';
-import type { Manifest } from '../../layers/types.js';
+import { getImage } from '../../layers/store/image.js';
+import { Store } from '../../layers/store/store.js';
+import type { Manifest } from '../../layers/model/types.js';
 import { type CliResult, makeTempDir, removeDir, tsbuild } from '../helpers/index.js';
 import { busyboxTree, newStoreRoot } from '../helpers/images.js';
 

@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ContainerConfig } from '../../layers/types.js';
+import type { ContainerConfig } from '../../layers/model/types.js';
 import { capabilitySet, DEFAULT_CAPABILITIES, DEFAULT_PATH, parseBytes, parseVolume, processSpec, resolveUser, type ProcessSpecOptions } from '../../runtime/spec.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 

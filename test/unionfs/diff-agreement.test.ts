@@ -3,7 +3,7 @@
 // diffUpperdir(a) with diffManifest(b) and both with the change set the script should produce.
 import test from 'ava';
 import { join } from 'node:path';
-import type { Change } from '../../layers/changeset.js';
+import type { Change } from '../../layers/model/changeset.js';
 import { which } from '../../sys/exec.js';
 import { diffManifest } from '../../unionfs/diff-manifest.js';
 import { diffUpperdir } from '../../unionfs/diff-upper.js';

@@ -1,7 +1,7 @@
 // diffUpperdir on upperdirs made by hand (mknod and trusted.* xattrs need root) and on a real overlay mount.
 import test from 'ava';
 import { join } from 'node:path';
-import type { Change } from '../../layers/changeset.js';
+import type { Change } from '../../layers/model/changeset.js';
 import { getXattrs } from '../../sys/libc.js';
 import { diffUpperdir } from '../../unionfs/diff-upper.js';
 import { LowerView } from '../../unionfs/lower-view.js';

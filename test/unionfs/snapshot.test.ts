@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { chainId, hexOf } from '../../layers/digest.js';
+import { chainId, hexOf } from '../../layers/model/digest.js';
 import {
   cleanStaleSnapshots,
   ensureSnapshots,

@@ -4,8 +4,8 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { sha256 } from '../../layers/digest.js';
-import type { Digest } from '../../layers/types.js';
+import { sha256 } from '../../layers/model/digest.js';
+import type { Digest } from '../../layers/model/types.js';
 
 export interface TarLayer {
   diffId: Digest;

@@ -1,0 +1,154 @@
+// Applying a metadata instruction (CMD, ENV, EXPOSE, …) to an image config, as BuildKit's dispatchers do.
+// Used by the builder for Dockerfile steps and by `tsbuild import --change`.
+import { posix } from 'node:path';
+import { InvalidInputError } from '../../sys/errors.js';
+import type { ContainerConfig } from '../../layers/model/types.js';
+import { type Env, expandWord } from '../dockerfile/expand.js';
+import type { CommandLine, Instruction } from '../dockerfile/instructions.js';
+import { parseDockerfile } from '../dockerfile/parse.js';
+import { parseSignal } from '../dockerfile/signal.js';
+
+export const DEFAULT_SHELL = ['/bin/sh', '-c'];
+
+/** ConfigState is the config being built plus what the dispatchers must remember between instructions. */
+export interface ConfigState {
+  config: ContainerConfig;
+  /** image-config `author` (MAINTAINER) */
+  author?: string;
+  /** a CMD was set in this stage: ENTRYPOINT then keeps it instead of clearing an inherited one */
+  cmdSet: boolean;
+}
+
+/** envMap turns a config's Env list into the map expansion reads (later entries win). */
+export function envMap(config: ContainerConfig, extra?: ReadonlyMap<string, string>): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const kv of config.Env ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq > 0) m.set(kv.slice(0, eq), kv.slice(eq + 1));
+  }
+  for (const [k, v] of extra ?? []) if (!m.has(k)) m.set(k, v);
+  return m;
+}
+
+/** setEnv replaces KEY=value where KEY already is (keeping the list's order, as BuildKit does), or appends it. */
+export function setEnv(env: string[] | undefined, key: string, value: string): string[] {
+  const out = [...(env ?? [])];
+  const i = out.findIndex((kv) => (kv.includes('=') ? kv.slice(0, kv.indexOf('=')) : kv) === key);
+  if (i >= 0) out[i] = `${key}=${value}`;
+  else out.push(`${key}=${value}`);
+  return out;
+}
+
+/** commandArgs turns exec or shell form into argv: shell form runs through the SHELL (default /bin/sh -c). */
+export function commandArgs(cmd: CommandLine, shell: string[] | undefined): string[] {
+  return cmd.form === 'exec' ? [...cmd.args] : [...(shell ?? DEFAULT_SHELL), cmd.script];
+}
+
+/**
+ * exposedPorts expands `80`, `80/udp`, `8000-8002/tcp` into config keys (`80/tcp`, …). A published form
+ * (`8080:80`, `127.0.0.1:8080:80/udp`, `[::1]:8080:80`) exposes its container part, as docker's port parser does.
+ */
+export function exposedPorts(spec: string): string[] {
+  const published = /^(?:(?:\[[0-9a-fA-F:.]+\]|[0-9.]*):)?[0-9-]*:([0-9-]+(?:\/[a-zA-Z]+)?)$/.exec(spec);
+  const container = published ? (published[1] as string) : spec;
+  const m = /^(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/i.exec(container);
+  if (!m) throw new InvalidInputError(`invalid port ${JSON.stringify(spec)}`);
+  const lo = Number(m[1]);
+  const hi = m[2] === undefined ? lo : Number(m[2]);
+  const proto = (m[3] ?? 'tcp').toLowerCase();
+  if (lo < 0 || hi > 65535 || hi < lo) throw new InvalidInputError(`invalid port range ${JSON.stringify(spec)}`);
+  if (hi - lo > 65535) throw new InvalidInputError(`port range ${spec} is too large`);
+  const out: string[] = [];
+  for (let p = lo; p <= hi; p++) out.push(`${p}/${proto}`);
+  return out;
+}
+
+/**
+ * applyConfigInstruction applies one metadata instruction to `state`, expanding values with `env` where
+ * BuildKit does. Returns false for instructions that are not metadata (FROM, RUN, COPY, ADD, ARG).
+ */
+export function applyConfigInstruction(state: ConfigState, ins: Instruction, env: Env, opts: { escape?: string } = {}): boolean {
+  const c = state.config;
+  const x = (w: string): string => expandWord(w, env, opts);
+  switch (ins.kind) {
+    case 'cmd':
+      c.Cmd = commandArgs(ins.command, c.Shell);
+      state.cmdSet = true;
+      return true;
+    case 'entrypoint':
+      c.Entrypoint = commandArgs(ins.command, c.Shell);
+      if (!state.cmdSet) c.Cmd = null;
+      return true;
+    case 'shell':
+      c.Shell = [...ins.shell];
+      return true;
+    case 'env': {
+      // every pair of one ENV sees the environment as it was before the instruction (BuildKit)
+      let list = c.Env;
+      for (const p of ins.pairs) list = setEnv(list, x(p.key), x(p.value));
+      c.Env = list ?? [];
+      return true;
+    }
+    case 'label':
+      c.Labels = { ...(c.Labels ?? {}) };
+      for (const p of ins.pairs) c.Labels[x(p.key)] = x(p.value);
+      return true;
+    case 'expose':
+      c.ExposedPorts = { ...(c.ExposedPorts ?? {}) };
+      for (const raw of ins.ports) {
+        for (const word of x(raw).split(/\s+/).filter(Boolean)) for (const p of exposedPorts(word)) c.ExposedPorts[p] = {};
+      }
+      return true;
+    case 'user':
+      c.User = x(ins.user);
+      return true;
+    case 'workdir': {
+      const dir = x(ins.path);
+      c.WorkingDir = posix.normalize(posix.isAbsolute(dir) ? dir : posix.join(c.WorkingDir || '/', dir));
+      if (c.WorkingDir.length > 1 && c.WorkingDir.endsWith('/')) c.WorkingDir = c.WorkingDir.slice(0, -1);
+      return true;
+    }
+    case 'volume':
+      c.Volumes = { ...(c.Volumes ?? {}) };
+      for (const p of ins.paths) {
+        const v = x(p);
+        if (!v) throw new InvalidInputError('VOLUME specified can not be an empty string');
+        c.Volumes[v] = {};
+      }
+      return true;
+    case 'stopsignal': {
+      const sig = x(ins.signal);
+      if (parseSignal(sig) === null) throw new InvalidInputError(`invalid STOPSIGNAL ${JSON.stringify(sig)}`);
+      c.StopSignal = sig;
+      return true;
+    }
+    case 'healthcheck':
+      c.Healthcheck = { ...ins.health };
+      return true;
+    case 'onbuild':
+      c.OnBuild = [...(c.OnBuild ?? []), ins.expression];
+      return true;
+    case 'maintainer':
+      state.author = ins.maintainer;
+      return true;
+    default:
+      return false;
+  }
+}
+
+const CHANGEABLE = new Set(['cmd', 'entrypoint', 'env', 'expose', 'label', 'onbuild', 'user', 'volume', 'workdir', 'stopsignal', 'healthcheck', 'shell']);
+
+/** applyConfigChanges applies `--change` instructions (docker import/commit style) to a copy of `config`. */
+export function applyConfigChanges(config: ContainerConfig, changes: string[]): ContainerConfig {
+  const state: ConfigState = { config: structuredClone(config), cmdSet: false };
+  for (const [i, change] of changes.entries()) {
+    const { instructions } = parseDockerfile(change, { file: `--change ${i + 1}`, fragment: true });
+    for (const ins of instructions) {
+      if (!CHANGEABLE.has(ins.kind)) {
+        throw new InvalidInputError(`--change ${JSON.stringify(change)}: ${ins.kind.toUpperCase()} is not a config change`, `allowed: ${[...CHANGEABLE].map((k) => k.toUpperCase()).join(', ')}`);
+      }
+      applyConfigInstruction(state, ins, envMap(state.config));
+    }
+  }
+  return state.config;
+}

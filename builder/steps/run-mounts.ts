@@ -1,0 +1,208 @@
+// RUN --mount: reading the specs (BuildKit's instructions/commands_runmount.go rules) and making what each mount
+// needs on this machine for one RUN (host directories and files that the runtime bind-mounts).
+//
+// type=bind   read-only by default; `rw` makes writes possible and discards them. From the context (the
+//             .dockerignore applies, files are owned by 0:0) or from a stage/image (`from=`).
+// type=cache  a directory that persists between builds in <store>/cache-mounts/, keyed by `id` (default: the
+//             target); created with mode/uid/gid (0755, 0, 0); `from=`+`source=` seed it once. Never in a layer.
+// type=tmpfs  an empty directory that is thrown away after the step (a host directory, not a tmpfs).
+// type=secret a --secret value as a read-only file (default /run/secrets/<id>, mode 0400) and/or an env var;
+//             `required` fails the step when the secret was not given. Never in a layer, a history entry or a key.
+import { createHash } from 'node:crypto';
+import { chmodSync, chownSync, lstatSync } from 'node:fs';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { TsbuildError } from '../../sys/errors.js';
+import type { Mount } from '../../runtime/spec.js';
+import { splitCsv } from '../plan.js';
+
+export type RunMount =
+  | { type: 'bind'; target: string; source: string; from?: string; readonly: boolean }
+  | {
+      type: 'cache';
+      target: string;
+      id: string;
+      sharing: 'shared' | 'private' | 'locked';
+      from?: string;
+      source: string;
+      readonly: boolean;
+      mode: number;
+      uid: number;
+      gid: number;
+    }
+  | { type: 'tmpfs'; target: string; size?: number }
+  | { type: 'secret'; id: string; target?: string; env?: string; required: boolean; mode: number; uid: number; gid: number };
+
+/** MountError is a --mount value BuildKit would refuse. */
+export class MountError extends TsbuildError {
+  constructor(message: string) {
+    super('E_MOUNT', message);
+  }
+}
+
+const BOOL_KEYS = new Set(['readonly', 'ro', 'rw', 'readwrite', 'required']);
+
+function parseBool(key: string, v: string | undefined): boolean {
+  if (v === undefined) return true;
+  const s = v.toLowerCase();
+  if (s === 'true' || s === '1') return true;
+  if (s === 'false' || s === '0') return false;
+  throw new MountError(`invalid value for ${key}: ${v}`);
+}
+
+function parseId(key: string, v: string): number {
+  if (!/^[0-9]+$/.test(v) || Number(v) > 0xffffffff) throw new MountError(`invalid value for ${key}: ${v}`);
+  return Number(v);
+}
+
+/**
+ * parseMount reads one `--mount` value. `expand` expands variables in values; `workdir` makes a relative target
+ * absolute. Throws MountError.
+ */
+export function parseMount(spec: string, expand: (s: string) => string, workdir: string): RunMount {
+  const fields: Record<string, string | undefined> = {};
+  let type = 'bind';
+  for (const raw of splitCsv(spec)) {
+    const field = raw.trim();
+    if (field === '') continue;
+    const eq = field.indexOf('=');
+    const key = (eq < 0 ? field : field.slice(0, eq)).toLowerCase();
+    const value = eq < 0 ? undefined : expand(field.slice(eq + 1));
+    if (value === undefined && !BOOL_KEYS.has(key)) throw new MountError(`invalid field '${field}' must be a key=value pair`);
+    if (key === 'type') {
+      type = (value ?? '').toLowerCase();
+      continue;
+    }
+    const canonicalKey = key === 'dst' || key === 'destination' ? 'target' : key === 'src' ? 'source' : key === 'ro' ? 'readonly' : key === 'readwrite' ? 'rw' : key;
+    const known = ['target', 'source', 'from', 'readonly', 'rw', 'id', 'sharing', 'mode', 'uid', 'gid', 'required', 'size', 'env'];
+    if (!known.includes(canonicalKey)) throw new MountError(`unexpected key '${key}' in '${field}'`);
+    fields[canonicalKey] = value ?? 'true';
+  }
+  const absTarget = (t: string | undefined): string | undefined => {
+    if (t === undefined || t === '') return undefined;
+    return posix.normalize(posix.isAbsolute(t) ? t : posix.join('/', workdir, t));
+  };
+  let target = absTarget(fields.target);
+  if (target === '/') throw new MountError('a RUN mount cannot target /');
+  const readonly = fields.rw !== undefined ? !parseBool('rw', fields.rw) : fields.readonly !== undefined ? parseBool('readonly', fields.readonly) : undefined;
+  switch (type) {
+    case 'bind': {
+      if (!target) throw new MountError('mount type bind requires a target');
+      return { type: 'bind', target, source: fields.source ?? '/', ...(fields.from ? { from: fields.from } : {}), readonly: readonly ?? true };
+    }
+    case 'cache': {
+      if (!target) throw new MountError('mount type cache requires a target');
+      const sharing = (fields.sharing ?? 'shared').toLowerCase();
+      if (sharing !== 'shared' && sharing !== 'private' && sharing !== 'locked') throw new MountError(`unsupported sharing value "${sharing}"`);
+      const mode = fields.mode === undefined ? 0o755 : Number.parseInt(fields.mode, 8);
+      if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw new MountError(`invalid value for mode: ${fields.mode}`);
+      return {
+        type: 'cache',
+        target,
+        id: fields.id || target,
+        sharing,
+        ...(fields.from ? { from: fields.from } : {}),
+        source: fields.source ?? '/',
+        readonly: readonly ?? false,
+        mode,
+        uid: fields.uid === undefined ? 0 : parseId('uid', fields.uid),
+        gid: fields.gid === undefined ? 0 : parseId('gid', fields.gid),
+      };
+    }
+    case 'tmpfs': {
+      if (!target) throw new MountError('mount type tmpfs requires a target');
+      let size: number | undefined;
+      if (fields.size !== undefined) {
+        const m = /^([0-9]+)([kmg]?)b?$/i.exec(fields.size);
+        if (!m) throw new MountError(`invalid value for size: ${fields.size}`);
+        size = Number(m[1]) * ({ '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 } as Record<string, number>)[m[2]!.toLowerCase()]!;
+      }
+      return { type: 'tmpfs', target, ...(size === undefined ? {} : { size }) };
+    }
+    case 'secret': {
+      let id = fields.id ?? '';
+      if (id === '' && target) id = posix.basename(target);
+      if (id === '') throw new MountError('secret mount requires an id or a target');
+      if (!target && fields.env === undefined) target = `/run/secrets/${id}`;
+      const mode = fields.mode === undefined ? 0o400 : Number.parseInt(fields.mode, 8);
+      if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw new MountError(`invalid value for mode: ${fields.mode}`);
+      return {
+        type: 'secret',
+        id,
+        ...(target ? { target } : {}),
+        ...(fields.env ? { env: fields.env } : {}),
+        required: fields.required === undefined ? false : parseBool('required', fields.required),
+        mode,
+        uid: fields.uid === undefined ? 0 : parseId('uid', fields.uid),
+        gid: fields.gid === undefined ? 0 : parseId('gid', fields.gid),
+      };
+    }
+    case 'ssh':
+      throw new MountError('mount type ssh is not supported by tsbuild');
+    default:
+      throw new MountError(`unsupported mount type "${type}"`);
+  }
+}
+
+/** mountTarget is where a mount appears in the container, and whether it is a directory (for mount points). */
+export function mountStub(m: RunMount, sourceIsDir: boolean): { path: string; dir: boolean } | undefined {
+  switch (m.type) {
+    case 'secret':
+      return m.target ? { path: m.target, dir: false } : undefined;
+    case 'bind':
+      return { path: m.target, dir: sourceIsDir };
+    default:
+      return { path: m.target, dir: true };
+  }
+}
+
+/** cacheMountDir is the host directory of a cache mount id in a store. */
+export function cacheMountDir(storeRoot: string, id: string): string {
+  return join(storeRoot, 'cache-mounts', createHash('sha256').update(id).digest('hex').slice(0, 32));
+}
+
+/** locks serializes `sharing=locked` cache mounts of one id within this process. */
+const locks = new Map<string, Promise<void>>();
+
+/** lockCacheMount waits for other holders of a locked cache id; returns the release function. */
+export async function lockCacheMount(id: string): Promise<() => void> {
+  const prev = locks.get(id) ?? Promise.resolve();
+  let release!: () => void;
+  const mine = new Promise<void>((r) => (release = r));
+  const chained = prev.then(() => mine);
+  locks.set(id, chained);
+  await prev;
+  return () => {
+    release();
+    if (locks.get(id) === chained) locks.delete(id);
+  };
+}
+
+/** ensureCacheDir creates a cache mount directory on first use (mode, uid, gid), seeded by `seed` when given. */
+export async function ensureCacheDir(dir: string, m: Extract<RunMount, { type: 'cache' }>, seed?: (dir: string) => Promise<void>): Promise<void> {
+  if (lstatSync(dir, { throwIfNoEntry: false })?.isDirectory()) return;
+  await mkdir(join(dir, '..'), { recursive: true });
+  const tmp = await mkdtemp(`${dir}.tmp-`);
+  try {
+    if (seed) await seed(tmp);
+    chmodSync(tmp, m.mode);
+    chownSync(tmp, m.uid, m.gid);
+    await rename(tmp, dir).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err;
+      await rm(tmp, { recursive: true, force: true });
+    });
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** writeSecretFile writes a secret for one RUN into a private directory (mode, owner as the mount asks). */
+export async function writeSecretFile(dir: string, m: Extract<RunMount, { type: 'secret' }>, value: Uint8Array): Promise<Mount | undefined> {
+  if (!m.target) return undefined;
+  const file = join(dir, `secret-${createHash('sha256').update(m.id).update(String(Math.random())).digest('hex').slice(0, 16)}`);
+  await writeFile(file, value, { mode: 0o600, flag: 'wx' });
+  chownSync(file, m.uid, m.gid);
+  chmodSync(file, m.mode);
+  return { source: file, destination: m.target, readonly: true };
+}

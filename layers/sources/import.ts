@@ -1,0 +1,98 @@
+// `tsbuild import`: a rootfs tarball (or a directory) becomes a one-layer image, like `docker import`.
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { autoDecompress } from '../compress/compress.js';
+import { commitLayer } from '../store/commit.js';
+import { InvalidInputError, wrap } from '../../sys/errors.js';
+import { tagImage, writeImage } from '../store/image.js';
+import type { Store } from '../store/store.js';
+import { tarFromDirectory } from '../tar/create.js';
+import { TarCheck } from '../tar/check.js';
+import type { Compression, ContainerConfig, Descriptor, Digest } from '../model/types.js';
+
+export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export interface ImportOptions {
+  /** a tar file (plain, gzip, zstd, bzip2 or xz), '-' for `stdin`, or a directory */
+  source: string;
+  stdin?: Readable;
+  /** name to tag the image with (optional, as with docker import) */
+  name?: string;
+  /** the container config to start from (e.g. after --change instructions) */
+  config?: ContainerConfig;
+  /** the history comment */
+  message?: string;
+  compression?: Compression;
+  /** SOURCE_DATE_EPOCH: the created time, and the clamp for mtimes of a directory source */
+  sourceDateEpoch?: number;
+  onEvent?: (e: { type: 'layer'; digest: Digest; size: number }) => void;
+}
+
+export interface ImportResult {
+  descriptor: Descriptor;
+  configDigest: Digest;
+  diffId: Digest;
+}
+
+/** createdTime is SOURCE_DATE_EPOCH when given, else now, as RFC 3339. */
+export function createdTime(sourceDateEpoch?: number): string {
+  return new Date(sourceDateEpoch === undefined ? Date.now() : sourceDateEpoch * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** importImage stores the source as a single layer and writes (and, with a name, tags) an image. */
+export async function importImage(store: Store, opts: ImportOptions): Promise<ImportResult> {
+  const lease = await store.beginWrite();
+  try {
+    const tar = await openSource(opts);
+    const layer = await commitLayer(store, tar, { compression: opts.compression ?? 'gzip' }).catch((err) => {
+      throw wrap(`importing ${opts.source === '-' ? 'standard input' : opts.source}`, err);
+    });
+    opts.onEvent?.({ type: 'layer', digest: layer.descriptor.digest, size: layer.descriptor.size });
+    const created = createdTime(opts.sourceDateEpoch);
+    const config: ContainerConfig = { ...(opts.config ?? {}) };
+    if (!config.Env?.some((e) => e.startsWith('PATH='))) config.Env = [DEFAULT_PATH, ...(config.Env ?? [])];
+    const descriptor = await writeImage(store, {
+      config: {
+        created,
+        architecture: 'amd64',
+        os: 'linux',
+        config,
+        history: [{ created, created_by: `tsbuild import ${opts.source === '-' ? '-' : opts.source}`, ...(opts.message ? { comment: opts.message } : {}) }],
+      },
+      layers: [layer],
+    });
+    if (opts.name) await tagImage(store, descriptor, opts.name);
+    const manifest = await store.readJson<{ config: Descriptor }>(descriptor.digest);
+    return { descriptor, configDigest: manifest.config.digest, diffId: layer.diffId };
+  } finally {
+    await lease.end();
+  }
+}
+
+async function openSource(opts: ImportOptions): Promise<Readable> {
+  if (opts.source === '-') {
+    const input = opts.stdin ?? process.stdin;
+    return checked(input, 'standard input');
+  }
+  let st;
+  try {
+    st = await stat(opts.source);
+  } catch (err) {
+    throw wrap(`reading ${opts.source}`, err);
+  }
+  if (st.isDirectory()) {
+    return tarFromDirectory(opts.source, opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch });
+  }
+  if (!st.isFile()) throw new InvalidInputError(`${opts.source} is neither a tar file nor a directory`);
+  return checked(createReadStream(opts.source, { highWaterMark: 1 << 20 }), opts.source);
+}
+
+/** checked decompresses whatever the input is and checks every tar entry as it streams by. */
+function checked(input: Readable, label: string): Readable {
+  const plain = autoDecompress();
+  const check = new TarCheck(label);
+  input.on('error', (err: Error) => plain.destroy(err));
+  plain.on('error', (err: Error) => check.destroy(err));
+  return input.pipe(plain).pipe(check);
+}

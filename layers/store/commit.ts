@@ -1,0 +1,38 @@
+// Committing a layer: one pass over an uncompressed tar gives the diffID, the compressed blob, its digest and size.
+import type { Readable } from 'node:stream';
+import { HashingStream } from '../model/digest.js';
+import { compressStream } from '../compress/compress.js';
+import type { Store } from './store.js';
+import { type Compression, type Descriptor, type Digest, layerMediaType } from '../model/types.js';
+
+export interface CommittedLayer {
+  /** the stored blob (compressed), as a manifest lists it */
+  descriptor: Descriptor;
+  /** sha256 of the uncompressed tar, as config.rootfs.diff_ids lists it */
+  diffId: Digest;
+  /** bytes of the uncompressed tar */
+  uncompressedSize: number;
+}
+
+export interface CommitOptions {
+  compression?: Compression;
+  level?: number;
+}
+
+/**
+ * commitLayer stores an uncompressed layer tar (which it consumes) as a blob with the chosen compression
+ * (gzip by default). The blob write is atomic: on any error nothing is left in the store.
+ */
+export async function commitLayer(store: Store, tar: Readable, opts: CommitOptions = {}): Promise<CommittedLayer> {
+  const compression = opts.compression ?? 'gzip';
+  const diff = new HashingStream();
+  tar.on('error', (err) => diff.destroy(err));
+  const compressed = tar.pipe(diff).pipe(compressStream(compression, opts.level === undefined ? {} : { level: opts.level }));
+  diff.on('error', (err) => compressed.destroy(err));
+  const put = await store.putBlob(compressed);
+  return {
+    descriptor: { mediaType: layerMediaType(compression), digest: put.digest, size: put.size },
+    diffId: diff.digest,
+    uncompressedSize: diff.size,
+  };
+}

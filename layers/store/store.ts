@@ -1,0 +1,343 @@
+// The store: an OCI image layout on disk (oci-layout, index.json, blobs/sha256/<hex>), no daemon, no database.
+//
+// Contract:
+// - Blob writes are idempotent and atomic: bytes go to blobs/sha256/.tmp-* , are hashed and counted while
+//   streaming, fsynced, and renamed to their digest. Any read error, or a digest/size that differs from the
+//   expected one, fails the write and deletes the temp file. A nil error means "the content is stored at
+//   DIGEST", not necessarily because of this call.
+// - Blob reads verify the digest at EOF and fail with DigestMismatchError naming the blob.
+// - index.json is only replaced whole (temp + fsync + rename) while holding an inter-process lock, so two
+//   processes updating it lose nothing, and a crash at any point leaves the previous index readable.
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import lockfile from 'proper-lockfile';
+import { hexOf, parseDigest } from '../model/digest.js';
+import { DigestMismatchError, InvalidInputError, NotFoundError, SizeMismatchError, TsbuildError, wrap } from '../../sys/errors.js';
+import { type Descriptor, type Digest, type Index, MediaType } from '../model/types.js';
+import { isAlive } from '../../sys/pid.js';
+
+const LAYOUT = { imageLayoutVersion: '1.0.0' };
+const TMP_PREFIX = '.tmp-';
+
+/** defaultStoreRoot: --root, else $TSBUILD_ROOT, else $XDG_DATA_HOME/tsbuild, else ~/.local/share/tsbuild. */
+export function defaultStoreRoot(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.TSBUILD_ROOT) return env.TSBUILD_ROOT;
+  const data = env.XDG_DATA_HOME || join(env.HOME || '/root', '.local', 'share');
+  return join(data, 'tsbuild');
+}
+
+export interface PutResult {
+  digest: Digest;
+  size: number;
+  /** false when the blob was already stored */
+  written: boolean;
+}
+
+export class Store {
+  readonly root: string;
+  readonly blobDir: string;
+  private constructor(root: string) {
+    this.root = root;
+    this.blobDir = join(root, 'blobs', 'sha256');
+  }
+
+  /** open makes sure the layout exists (creating an empty one) and returns a handle. */
+  static async open(root: string): Promise<Store> {
+    const s = new Store(root);
+    try {
+      await mkdir(s.blobDir, { recursive: true });
+      await s.ensureFile('oci-layout', `${JSON.stringify(LAYOUT)}\n`);
+      await s.ensureFile('index.json', `${JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] })}\n`);
+    } catch (err) {
+      throw wrap(`opening store ${root}`, err);
+    }
+    const layout = JSON.parse(await readFile(join(root, 'oci-layout'), 'utf8')) as { imageLayoutVersion?: string };
+    if (layout.imageLayoutVersion !== '1.0.0') {
+      throw new InvalidInputError(`${root}/oci-layout: unsupported imageLayoutVersion ${JSON.stringify(layout.imageLayoutVersion)}`);
+    }
+    return s;
+  }
+
+  private async ensureFile(name: string, content: string): Promise<void> {
+    const p = join(this.root, name);
+    try {
+      await stat(p);
+    } catch {
+      await atomicWrite(p, content);
+    }
+  }
+
+  blobPath(d: Digest): string {
+    return join(this.blobDir, hexOf(parseDigest(d)));
+  }
+
+  /** hasBlob tells whether a blob is stored (by name and, when given, size). */
+  async hasBlob(d: Digest, size?: number): Promise<boolean> {
+    try {
+      const st = await stat(this.blobPath(d));
+      return size === undefined || st.size === size;
+    } catch {
+      return false;
+    }
+  }
+
+  async blobSize(d: Digest): Promise<number> {
+    try {
+      return (await stat(this.blobPath(d))).size;
+    } catch {
+      throw new NotFoundError(`blob ${d}`);
+    }
+  }
+
+  /**
+   * putBlob stores a stream. With `expected`, the digest and size are verified while streaming and an
+   * existing blob short-circuits (the stream is then destroyed unread). The caller gives up the stream.
+   */
+  async putBlob(source: Readable, expected?: { digest: Digest; size?: number }): Promise<PutResult> {
+    if (expected && (await this.hasBlob(expected.digest, expected.size))) {
+      source.destroy();
+      await this.touch(expected.digest);
+      return { digest: expected.digest, size: await this.blobSize(expected.digest), written: false };
+    }
+    const tmp = join(this.blobDir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    const hash = createHash('sha256');
+    let size = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, cb: TransformCallback) {
+        hash.update(chunk);
+        size += chunk.length;
+        if (expected?.size !== undefined && size > expected.size) {
+          cb(new SizeMismatchError(expected.digest, expected.size, size));
+          return;
+        }
+        cb(null, chunk);
+      },
+    });
+    try {
+      await pipeline(source, counter, createWriteStream(tmp, { flags: 'wx', mode: 0o644, highWaterMark: 1 << 20 }));
+      await fsyncFile(tmp);
+      const digest: Digest = `sha256:${hash.digest('hex')}`;
+      if (expected) {
+        if (expected.size !== undefined && size !== expected.size) throw new SizeMismatchError(expected.digest, expected.size, size);
+        if (digest !== expected.digest) throw new DigestMismatchError(expected.digest, digest);
+      }
+      const written = !(await this.hasBlob(digest, size));
+      if (written) await rename(tmp, this.blobPath(digest));
+      else {
+        await rm(tmp, { force: true });
+        await this.touch(digest);
+      }
+      return { digest, size, written };
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  /** touch marks a reused blob as fresh, so that a concurrent prune (which spares blobs newer than a live writer) keeps it. */
+  private async touch(d: Digest): Promise<void> {
+    const now = new Date();
+    await utimes(this.blobPath(d), now, now).catch(() => {});
+  }
+
+  /**
+   * beginWrite registers a writer (import, build, load, pull) until end() is called. While it is live, prune
+   * keeps every blob written or reused since it began, even before an image references them.
+   * A writer killed with -9 leaves a lease that prune recognizes as dead by its pid.
+   */
+  async beginWrite(): Promise<{ end(): Promise<void> }> {
+    const dir = join(this.root, 'ingest');
+    await mkdir(dir, { recursive: true });
+    const path = join(dir, `${process.pid}-${Date.now()}-${randomBytes(4).toString('hex')}`);
+    await writeFile(path, '');
+    return { end: () => rm(path, { force: true }) };
+  }
+
+  /** oldestLiveWriter returns the start time (ms) of the oldest writer still running, removing dead leases. */
+  async oldestLiveWriter(): Promise<number | undefined> {
+    const dir = join(this.root, 'ingest');
+    let oldest: number | undefined;
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const [pidText, startText] = name.split('-');
+      const pid = Number(pidText);
+      const start = Number(startText);
+      if (!Number.isSafeInteger(pid) || !Number.isFinite(start) || !isAlive(pid)) {
+        await rm(join(dir, name), { force: true });
+        continue;
+      }
+      // a little slack for coarse file-system timestamps
+      oldest = Math.min(oldest ?? Infinity, start - 2_000);
+    }
+    return oldest;
+  }
+
+  /** putBlobBytes stores a small blob (a manifest, a config) held in memory. */
+  async putBlobBytes(data: Uint8Array | string, mediaType: string): Promise<Descriptor> {
+    const buf = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data);
+    const digest: Digest = `sha256:${createHash('sha256').update(buf).digest('hex')}`;
+    await this.putBlob(Readable.from([buf]), { digest, size: buf.length });
+    return { mediaType, digest, size: buf.length };
+  }
+
+  /** putJson serializes a document once (the stored bytes are what the digest covers) and stores it. */
+  async putJson(doc: unknown, mediaType: string): Promise<Descriptor> {
+    return this.putBlobBytes(JSON.stringify(doc), mediaType);
+  }
+
+  /**
+   * openBlob returns a stream of a blob that fails with DigestMismatchError (or SizeMismatchError) at EOF
+   * when the stored bytes do not hash to their name. The caller must consume or destroy it.
+   */
+  openBlob(d: Digest, opts: { expectedSize?: number } = {}): Readable {
+    const path = this.blobPath(d);
+    const hash = createHash('sha256');
+    let size = 0;
+    const verify = new Transform({
+      highWaterMark: 1 << 20,
+      transform(chunk: Buffer, _enc, cb) {
+        hash.update(chunk);
+        size += chunk.length;
+        cb(null, chunk);
+      },
+      flush(cb) {
+        const actual = `sha256:${hash.digest('hex')}`;
+        if (opts.expectedSize !== undefined && size !== opts.expectedSize) cb(new SizeMismatchError(d, opts.expectedSize, size));
+        else if (actual !== d) cb(new DigestMismatchError(d, actual));
+        else cb();
+      },
+    });
+    const file = createReadStream(path, { highWaterMark: 1 << 20 });
+    file.on('error', (err: NodeJS.ErrnoException) => {
+      verify.destroy(err.code === 'ENOENT' ? new NotFoundError(`blob ${d}`, 'the store is missing a blob; pull or build the image again') : wrap(`reading blob ${d}`, err));
+    });
+    file.pipe(verify);
+    verify.on('close', () => file.destroy());
+    return verify;
+  }
+
+  /** readBlob reads a whole (small) blob and verifies it. */
+  async readBlob(d: Digest, maxSize = 64 << 20): Promise<Buffer> {
+    let buf: Buffer;
+    try {
+      buf = await readFile(this.blobPath(d));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`blob ${d}`);
+      throw wrap(`reading blob ${d}`, err);
+    }
+    if (buf.length > maxSize) throw new InvalidInputError(`blob ${d} is ${buf.length} bytes, too large for a JSON document`);
+    const actual = `sha256:${createHash('sha256').update(buf).digest('hex')}`;
+    if (actual !== d) throw new DigestMismatchError(d, actual);
+    return buf;
+  }
+
+  /** readJson reads, verifies and parses a JSON blob. */
+  async readJson<T>(d: Digest): Promise<T> {
+    const buf = await this.readBlob(d);
+    try {
+      return JSON.parse(buf.toString('utf8')) as T;
+    } catch (err) {
+      throw new InvalidInputError(`blob ${d} is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+
+  /** listBlobs returns every stored blob digest (temp files excluded). */
+  async listBlobs(): Promise<Digest[]> {
+    const names = await readdir(this.blobDir);
+    return names.filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}` as Digest);
+  }
+
+  /** readIndex reads index.json; tolerates `manifests: null` (docker save writes it). */
+  async readIndex(): Promise<Index> {
+    const path = join(this.root, 'index.json');
+    let doc: Index;
+    try {
+      doc = JSON.parse(await readFile(path, 'utf8')) as Index;
+    } catch (err) {
+      throw wrap(`reading ${path}`, err);
+    }
+    if (!doc || typeof doc !== 'object' || doc.schemaVersion !== 2) throw new InvalidInputError(`${path}: not an OCI image index`);
+    if (!Array.isArray(doc.manifests)) doc.manifests = [];
+    return doc;
+  }
+
+  /**
+   * updateIndex runs `mutate` on the current index under the store lock and writes the result atomically.
+   * `mutate` may be async; its return value is passed through.
+   */
+  async updateIndex<T>(mutate: (index: Index) => T | Promise<T>): Promise<T> {
+    return this.withLock(async () => {
+      const index = await this.readIndex();
+      const result = await mutate(index);
+      index.mediaType = MediaType.OciIndex;
+      await atomicWrite(join(this.root, 'index.json'), `${JSON.stringify(index, null, 2)}\n`);
+      return result;
+    });
+  }
+
+  /** withLock runs fn while holding the store's inter-process lock (stale locks of killed processes are broken). */
+  async withLock<T>(fn: () => Promise<T>): Promise<T> {
+    let release: () => Promise<void>;
+    try {
+      release = await lockfile.lock(this.root, {
+        lockfilePath: join(this.root, '.tsbuild.lock'),
+        realpath: false,
+        stale: 10_000,
+        update: 2_000,
+        retries: { retries: 600, factor: 1, minTimeout: 50, maxTimeout: 100 },
+      });
+    } catch (err) {
+      throw new TsbuildError('E_LOCKED', `store ${this.root} is locked by another tsbuild process`, { cause: err, hint: 'wait for it to finish' });
+    }
+    try {
+      return await fn();
+    } finally {
+      await release().catch(() => {});
+    }
+  }
+
+  /** removeTempFiles deletes temp blobs left by killed writers (older than `olderThanMs`); returns bytes freed. */
+  async removeTempFiles(olderThanMs = 60_000): Promise<number> {
+    let freed = 0;
+    for (const name of await readdir(this.blobDir)) {
+      if (!name.startsWith(TMP_PREFIX)) continue;
+      const p = join(this.blobDir, name);
+      const st = await stat(p).catch(() => undefined);
+      if (!st || Date.now() - st.mtimeMs < olderThanMs) continue;
+      await rm(p, { force: true });
+      freed += st.size;
+    }
+    return freed;
+  }
+}
+
+async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** atomicWrite replaces a file: temp in the same directory, fsync, rename, fsync of the directory. */
+export async function atomicWrite(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${path}${TMP_PREFIX}${randomBytes(6).toString('hex')}`;
+  try {
+    await writeFile(tmp, data, { flag: 'wx', mode: 0o644 });
+    await fsyncFile(tmp);
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  const dir = await open(join(path, '..'), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}

@@ -1,0 +1,120 @@
+// What the container sees as its filesystem, as executor operations, in runc's order: the rootfs bound onto
+// itself, /proc, a tmpfs /dev with device nodes, devpts, shm and mqueue, a read-only /sys, the bind mounts, then
+// pivot_root, masked paths, read-only paths and the read-only root.
+import { statSync } from 'node:fs';
+import { posix } from 'node:path';
+import { InvalidInputError } from '../../sys/errors.js';
+import type { Op } from '../../sys/namespaces.js';
+import { MS } from '../../sys/libc.js';
+import { secureJoin } from '../../sys/secure-join.js';
+import type { RunSpec } from '../spec.js';
+
+/** MASKED_PATHS are hidden from the container (runc's defaults). */
+export const MASKED_PATHS: readonly string[] = [
+  '/proc/acpi',
+  '/proc/asound',
+  '/proc/interrupts',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/sys/devices/virtual/powercap',
+  '/sys/firmware',
+];
+
+/** READONLY_PATHS are visible but read-only (runc's defaults). */
+export const READONLY_PATHS: readonly string[] = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
+const S_IFCHR = 0o020000;
+
+/** DEVICES are the character devices made in the container's /dev: name, major, minor (all mode 0666). */
+export const DEVICES: ReadonlyArray<readonly [string, number, number]> = [
+  ['null', 1, 3],
+  ['zero', 1, 5],
+  ['full', 1, 7],
+  ['random', 1, 8],
+  ['urandom', 1, 9],
+  ['tty', 5, 0],
+];
+
+function mountOp(source: string, target: string, fstype: string, flags: number, data = ''): Op {
+  return { op: 'mount', source, target, fstype, flags, data };
+}
+
+function depth(p: string): number {
+  return posix.normalize(p).split('/').filter(Boolean).length;
+}
+
+interface BindMount {
+  source: string;
+  destination: string;
+  readonly: boolean;
+}
+
+/**
+ * rootfsOps returns the operations that build the container's mount tree and pivot into it. Destinations are
+ * resolved inside the rootfs (symlinks cannot point a mount outside it); missing mount points are created.
+ * `console` is the host path of a terminal to bind onto /dev/console.
+ */
+export function rootfsOps(spec: RunSpec, opts: { console?: string } = {}): Op[] {
+  const root = spec.rootfs;
+  const ops: Op[] = [
+    mountOp('', '/', '', MS.REC | MS.PRIVATE),
+    mountOp(root, root, '', MS.BIND | MS.REC),
+  ];
+
+  const proc = secureJoin(root, '/proc');
+  ops.push({ op: 'mkdir', path: proc, mode: 0o555 }, mountOp('proc', proc, 'proc', MS.NOSUID | MS.NOEXEC | MS.NODEV));
+
+  const dev = secureJoin(root, '/dev');
+  ops.push({ op: 'mkdir', path: dev, mode: 0o755 }, mountOp('tmpfs', dev, 'tmpfs', MS.NOSUID | MS.STRICTATIME, 'mode=755,size=65536k'));
+  for (const [name, major, minor] of DEVICES) ops.push({ op: 'mknod', path: `${dev}/${name}`, mode: S_IFCHR | 0o666, major, minor });
+  ops.push(
+    { op: 'mkdir', path: `${dev}/pts`, mode: 0o755 },
+    mountOp('devpts', `${dev}/pts`, 'devpts', MS.NOSUID | MS.NOEXEC, 'newinstance,ptmxmode=0666,mode=0620,gid=5'),
+    { op: 'symlink', target: 'pts/ptmx', path: `${dev}/ptmx` },
+    { op: 'mkdir', path: `${dev}/shm`, mode: 0o1777 },
+    mountOp('shm', `${dev}/shm`, 'tmpfs', MS.NOSUID | MS.NOEXEC | MS.NODEV, 'mode=1777,size=65536k'),
+    { op: 'mkdir', path: `${dev}/mqueue`, mode: 0o755 },
+    mountOp('mqueue', `${dev}/mqueue`, 'mqueue', MS.NOSUID | MS.NOEXEC | MS.NODEV),
+    { op: 'symlink', target: '/proc/self/fd', path: `${dev}/fd` },
+    { op: 'symlink', target: '/proc/self/fd/0', path: `${dev}/stdin` },
+    { op: 'symlink', target: '/proc/self/fd/1', path: `${dev}/stdout` },
+    { op: 'symlink', target: '/proc/self/fd/2', path: `${dev}/stderr` },
+  );
+  if (opts.console) {
+    ops.push({ op: 'touch', path: `${dev}/console` }, mountOp(opts.console, `${dev}/console`, '', MS.BIND));
+  }
+
+  // A fresh sysfs shows the network devices of the mounting process's network namespace.
+  const sys = secureJoin(root, '/sys');
+  ops.push({ op: 'mkdir', path: sys, mode: 0o555 }, mountOp('sysfs', sys, 'sysfs', MS.NOSUID | MS.NOEXEC | MS.NODEV | MS.RDONLY));
+
+  const binds: BindMount[] = [
+    ...spec.mounts,
+    ...Object.entries(spec.extraFiles ?? {}).map(([destination, source]) => ({ source, destination, readonly: false })),
+  ];
+  // Parents before children, so that a mount on /a/b is not hidden by a later mount on /a.
+  binds.sort((a, b) => depth(a.destination) - depth(b.destination));
+  for (const m of binds) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(m.source).isDirectory();
+    } catch (e) {
+      throw new InvalidInputError(`bind mount source ${m.source}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    const dest = secureJoin(root, m.destination);
+    ops.push(isDir ? { op: 'mkdir', path: dest, mode: 0o755 } : { op: 'touch', path: dest });
+    ops.push(mountOp(m.source, dest, '', MS.BIND | MS.REC));
+    if (m.readonly) ops.push(mountOp('', dest, '', MS.BIND | MS.REMOUNT | MS.RDONLY));
+  }
+
+  ops.push({ op: 'pivot', root });
+  for (const p of MASKED_PATHS) ops.push({ op: 'mask', path: p });
+  for (const p of READONLY_PATHS) ops.push({ op: 'ro', path: p });
+  if (spec.readonlyRootfs) ops.push(mountOp('', '/', '', MS.BIND | MS.REMOUNT | MS.RDONLY));
+  return ops;
+}

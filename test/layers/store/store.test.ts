@@ -1,0 +1,109 @@
+import test from 'ava';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { sha256 } from '../../../layers/model/digest.js';
+import { Store } from '../../../layers/store/store.js';
+import { makeTempDir, removeDir } from '../../helpers/index.js';
+
+async function newStore(t: { teardown(fn: () => Promise<void>): void }): Promise<Store> {
+  const dir = await makeTempDir();
+  t.teardown(() => removeDir(dir));
+  return Store.open(dir);
+}
+
+async function readAll(r: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of r) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+test('open() creates an empty OCI image layout', async (t) => {
+  const store = await newStore(t);
+  t.deepEqual(JSON.parse(await readFile(join(store.root, 'oci-layout'), 'utf8')), { imageLayoutVersion: '1.0.0' });
+  const index = await store.readIndex();
+  t.deepEqual(index.manifests, []);
+  t.deepEqual(await readdir(store.blobDir), []);
+});
+
+test('putBlob() of identical bytes twice returns the same digest and writes once', async (t) => {
+  const store = await newStore(t);
+  const a = await store.putBlob(Readable.from([Buffer.from('hello '), Buffer.from('world')]));
+  const b = await store.putBlob(Readable.from([Buffer.from('hello world')]));
+  t.is(a.digest, sha256('hello world'));
+  t.is(b.digest, a.digest);
+  t.true(a.written);
+  t.false(b.written);
+  t.deepEqual(await store.listBlobs(), [a.digest]);
+});
+
+test('putBlob() with a wrong expected digest fails and leaves nothing behind', async (t) => {
+  const store = await newStore(t);
+  const err = await t.throwsAsync(store.putBlob(Readable.from([Buffer.from('abc')]), { digest: sha256('xyz'), size: 3 }));
+  t.is((err as { code?: string }).code, 'E_DIGEST_MISMATCH');
+  t.deepEqual(await readdir(store.blobDir), []);
+});
+
+test('putBlob() with a wrong expected size fails and leaves nothing behind', async (t) => {
+  const store = await newStore(t);
+  const err = await t.throwsAsync(store.putBlob(Readable.from([Buffer.from('abcd')]), { digest: sha256('abcd'), size: 3 }));
+  t.is((err as { code?: string }).code, 'E_SIZE_MISMATCH');
+  t.deepEqual(await readdir(store.blobDir), []);
+});
+
+test('putBlob() that sees a read error deletes what it stored', async (t) => {
+  const store = await newStore(t);
+  const failing = new Readable({
+    read() {
+      this.push(Buffer.alloc(1 << 16, 1));
+      this.destroy(new Error('network went away'));
+    },
+  });
+  await t.throwsAsync(store.putBlob(failing), { message: /network went away/ });
+  t.deepEqual(await readdir(store.blobDir), []);
+});
+
+test('openBlob() fails at EOF naming a blob whose bytes were corrupted on disk', async (t) => {
+  const store = await newStore(t);
+  const { digest } = await store.putBlob(Readable.from([Buffer.from('precious data')]));
+  await writeFile(store.blobPath(digest), 'precious dat4');
+  const err = await t.throwsAsync(readAll(store.openBlob(digest)));
+  t.is((err as { code?: string }).code, 'E_DIGEST_MISMATCH');
+  t.true(err?.message.includes(digest));
+  await t.throwsAsync(store.readJson(digest), { message: new RegExp(digest) });
+});
+
+test('openBlob() of a missing blob names it', async (t) => {
+  const store = await newStore(t);
+  const d = sha256('nothing');
+  const err = await t.throwsAsync(readAll(store.openBlob(d)));
+  t.true(err?.message.includes(d));
+  t.is((err as { code?: string }).code, 'E_NOT_FOUND');
+});
+
+test('concurrent updateIndex() calls from one process lose nothing', async (t) => {
+  const store = await newStore(t);
+  await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      store.updateIndex(async (index) => {
+        await new Promise((r) => setTimeout(r, Math.random() * 5));
+        index.manifests.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(String(i)), size: i });
+      }),
+    ),
+  );
+  const index = await store.readIndex();
+  t.is(index.manifests.length, 20);
+});
+
+test('readIndex() tolerates `manifests: null` as docker save writes it', async (t) => {
+  const store = await newStore(t);
+  await writeFile(join(store.root, 'index.json'), '{"schemaVersion":2,"manifests":null}');
+  t.deepEqual((await store.readIndex()).manifests, []);
+});
+
+test('open() refuses a layout of an unknown version', async (t) => {
+  const dir = await makeTempDir();
+  t.teardown(() => removeDir(dir));
+  await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"9.9.9"}');
+  await t.throwsAsync(Store.open(dir), { message: /unsupported imageLayoutVersion/ });
+});
