@@ -67,14 +67,14 @@ async function prepare(): Promise<void> {
     const layer = await commitLayer(store, tarFromDirectory(dir));
     const layers = base.manifest.layers.map((descriptor, i) => ({ descriptor, diffId: base.config.rootfs.diff_ids[i] as Digest }));
     const { rootfs: _r, ...config } = base.config;
-    const app = await writeImage(store, { config: { ...config, config: { ...config.config, Cmd: ['/usr/local/bin/app'] } }, layers: [...layers, layer] });
+    const { descriptor: app } = await writeImage(store, { config: { ...config, config: { ...config.config, Cmd: ['/usr/local/bin/app'] } }, layers: [...layers, layer] });
     await tagImage(store, app, 'bench-app:1');
     console.error('installing the kernel into bench-app:1 (once)…');
     const out = await mkdtemp(join(tmpdir(), 'bench-k-'));
     const r = await exportImage({ store, image: 'bench-app:1', output: join(out, 'rootfs.tar') });
     await rm(out, { recursive: true, force: true });
     if (!r.kernel.layer) throw new Error('no kernel layer');
-    const withKernel = await writeImage(store, { config: { ...config, config: { ...config.config, Cmd: ['/usr/local/bin/app'] } }, layers: [...layers, layer, r.kernel.layer] });
+    const { descriptor: withKernel } = await writeImage(store, { config: { ...config, config: { ...config.config, Cmd: ['/usr/local/bin/app'] } }, layers: [...layers, layer, r.kernel.layer] });
     await tagImage(store, withKernel, IMAGE);
   } finally {
     await rm(dir, { recursive: true, force: true });

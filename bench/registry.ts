@@ -57,7 +57,7 @@ async function makeImage(root: string, work: string): Promise<number> {
     layers.push({ descriptor: manifest.layers[0] as Descriptor, diffId: r.diffId });
     await rm(dir, { recursive: true, force: true });
   }
-  const desc = await writeImage(store, { config: { architecture: 'amd64', os: 'linux', config: {} }, layers });
+  const { descriptor: desc } = await writeImage(store, { config: { architecture: 'amd64', os: 'linux', config: {} }, layers });
   await tagImage(store, desc, 'bench:1');
   return layers.reduce((n, l) => n + l.descriptor.size, 0);
 }

@@ -234,7 +234,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       config,
       history: hist,
     };
-    const descriptor = await writeImage(store, { config: imageConfig, layers });
+    const { descriptor } = await writeImage(store, { config: imageConfig, layers });
     const manifest = await store.readJson<{ config: Descriptor }>(descriptor.digest);
     const named: string[] = [];
     for (const t of tags) {

@@ -13,7 +13,7 @@ import { InvalidInputError, TsbuildError } from '../sys/errors.js';
 import type { Image } from '../layers/store/image.js';
 import type { Store } from '../layers/store/store.js';
 import { type Compression, type ContainerConfig, type Descriptor, type HistoryEntry, MediaType } from '../layers/model/types.js';
-import { secureJoin } from '../sys/secure-join.js';
+import { secureJoin } from '../sys/secure-path.js';
 import { type BuildCache, cacheKey, type LayerRef } from './cache.js';
 import { applyConfigInstruction, type ConfigState, DEFAULT_SHELL, exposedPorts } from './steps/metadata.js';
 import type { BuildContext } from './context.js';

@@ -2,7 +2,7 @@
 // needs. Debian, Ubuntu and Alpine are supported; anything else gets an error that says how to bring a kernel.
 import { readFileSync } from 'node:fs';
 import { TsbuildError } from '../sys/errors.js';
-import { secureJoin } from '../sys/secure-join.js';
+import { secureJoin } from '../sys/secure-path.js';
 
 export type DistroId = 'debian' | 'ubuntu' | 'alpine';
 export type DistroFamily = 'debian' | 'alpine';

@@ -5,7 +5,7 @@ import { chmod, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, posix } from 'node:path';
 import { InvalidInputError } from '../sys/errors.js';
 import type { ContainerConfig } from '../layers/model/types.js';
-import { secureJoin } from '../sys/secure-join.js';
+import { secureJoin } from '../sys/secure-path.js';
 import { DEFAULT_PATH } from '../runtime/spec.js';
 
 export type InitSystem = 'systemd' | 'openrc';

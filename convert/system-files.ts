@@ -6,7 +6,7 @@ import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { InvalidInputError } from '../sys/errors.js';
-import { secureJoin } from '../sys/secure-join.js';
+import { secureJoin } from '../sys/secure-path.js';
 import { run } from '../sys/exec.js';
 import type { Distro } from './distro.js';
 import { linkIn, writeIn, type InitSystem } from './service.js';

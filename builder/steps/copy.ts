@@ -33,7 +33,7 @@ import { basename, join, posix, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import ignore from '@balena/dockerignore';
 import { InvalidInputError, TsbuildError, wrap } from '../../sys/errors.js';
-import { secureJoin } from '../../sys/secure-join.js';
+import { secureJoin } from '../../sys/secure-path.js';
 import { getXattrs, majorMinor, mknod, setXattr } from '../../sys/libc.js';
 import type { ContextFilter } from '../context.js';
 

@@ -5,7 +5,7 @@
 import { copyFile, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
-import { secureJoin } from '../../sys/secure-join.js';
+import { secureJoin } from '../../sys/secure-path.js';
 import { run } from '../../sys/exec.js';
 import { SECTOR } from '../partition.js';
 import { earlyConfig, GRUB_COMMON_MODULES, writeGrubConfig } from './grub-config.js';

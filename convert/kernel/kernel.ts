@@ -24,7 +24,7 @@ import type { Store } from '../../layers/store/store.js';
 import { tarFromChanges } from '../../layers/tar/create.js';
 import type { Descriptor, Digest } from '../../layers/model/types.js';
 import { runContainer } from '../../runtime/run.js';
-import { secureJoin } from '../../sys/secure-join.js';
+import { secureJoin } from '../../sys/secure-path.js';
 import { capabilitySet, DEFAULT_PATH, type RunSpec } from '../../runtime/spec.js';
 import { prepareRootfs, type RootfsLayer } from '../../unionfs/image-rootfs.js';
 import type { Distro } from '../distro.js';

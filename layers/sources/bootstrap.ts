@@ -61,7 +61,7 @@ export async function bootstrapImage(store: Store, opts: BootstrapOptions): Prom
     const { layer, config, createdBy } =
       distro.family === 'debian' ? await debianLayer(store, distro.release, opts) : await alpineLayer(store, distro.release, opts);
     const created = createdTime(opts.sourceDateEpoch);
-    const descriptor = await writeImage(store, {
+    const { descriptor } = await writeImage(store, {
       config: { created, architecture: 'amd64', os: 'linux', config, history: [{ created, created_by: createdBy }] },
       layers: [layer],
     });

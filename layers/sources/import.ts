@@ -52,7 +52,7 @@ export async function importImage(store: Store, opts: ImportOptions): Promise<Im
     const created = createdTime(opts.sourceDateEpoch);
     const config: ContainerConfig = { ...(opts.config ?? {}) };
     if (!config.Env?.some((e) => e.startsWith('PATH='))) config.Env = [DEFAULT_PATH, ...(config.Env ?? [])];
-    const descriptor = await writeImage(store, {
+    const { descriptor } = await writeImage(store, {
       config: {
         created,
         architecture: 'amd64',

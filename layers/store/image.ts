@@ -2,6 +2,7 @@
 import { InvalidInputError, NotFoundError, TsbuildError } from '../../sys/errors.js';
 import { familiarName, fullName, parseReference, type Reference } from '../model/names.js';
 import type { Store } from './store.js';
+import type { Layer } from '../model/layer.js';
 import {
   ContainerdNameAnnotation,
   type Descriptor,
@@ -215,12 +216,15 @@ export async function untagImage(store: Store, input: string): Promise<ImageEntr
 /** NewImage is what writeImage needs: layers base first (blob descriptors + diffIDs), config without rootfs. */
 export interface NewImage {
   config: Omit<ImageConfig, 'rootfs'>;
-  layers: Array<{ descriptor: Descriptor; diffId: Digest }>;
+  layers: Layer[];
   annotations?: Record<string, string>;
 }
 
-/** writeImage stores a config and an OCI manifest for the layers (which must already be stored) and returns the manifest descriptor. */
-export async function writeImage(store: Store, img: NewImage): Promise<Descriptor> {
+/**
+ * writeImage stores a config and an OCI manifest for the layers (which must already be stored) and returns the image
+ * it made (manifest descriptor, manifest, config), so callers need not read it back.
+ */
+export async function writeImage(store: Store, img: NewImage): Promise<Image> {
   for (const l of img.layers) {
     if (!(await store.hasBlob(l.descriptor.digest, l.descriptor.size))) throw new NotFoundError(`layer blob ${l.descriptor.digest}`);
     if (l.descriptor.mediaType.startsWith('application/vnd.docker.')) {
@@ -236,7 +240,8 @@ export async function writeImage(store: Store, img: NewImage): Promise<Descripto
     layers: img.layers.map((l) => ({ mediaType: l.descriptor.mediaType, digest: l.descriptor.digest, size: l.descriptor.size })),
   };
   if (img.annotations && Object.keys(img.annotations).length) manifest.annotations = img.annotations;
-  return store.putJson(manifest, MediaType.OciManifest);
+  const descriptor = await store.putJson(manifest, MediaType.OciManifest);
+  return { descriptor, manifest, config };
 }
 
 /**

@@ -6,7 +6,7 @@ import { posix } from 'node:path';
 import { InvalidInputError } from '../../sys/errors.js';
 import type { Op } from '../../sys/namespaces.js';
 import { MS } from '../../sys/libc.js';
-import { secureJoin } from '../../sys/secure-join.js';
+import { secureJoin } from '../../sys/secure-path.js';
 import type { RunSpec } from '../spec.js';
 
 /** MASKED_PATHS are hidden from the container (runc's defaults). */

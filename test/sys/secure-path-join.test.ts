@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { mkdir, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { secureJoin } from '../../sys/secure-join.js';
+import { secureJoin } from '../../sys/secure-path.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 
 async function root(t: ExecutionContext): Promise<string> {
