@@ -9,6 +9,7 @@
 //   BENCH_ROOT   store to use (default /var/tmp/tsbuild-bench-export; debian:bookworm is bootstrapped when missing)
 //   BENCH_REPS   export runs per pipeline, median printed (default 2)
 //   BENCH_BOOT=0 skip the boots
+import { imageLayers } from '../layers/model/layer.js';
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,7 +21,6 @@ import { chainIds } from '../layers/model/digest.js';
 import { getImage, tagImage, writeImage } from '../layers/store/image.js';
 import { Store } from '../layers/store/store.js';
 import { tarFromDirectory } from '../layers/tar/create.js';
-import type { Digest } from '../layers/model/types.js';
 import { removeSnapshot } from '../unionfs/snapshot.js';
 
 const ROOT = process.env.BENCH_ROOT ?? '/var/tmp/tsbuild-bench-export';
@@ -65,7 +65,7 @@ async function prepare(): Promise<void> {
     await writeFile(join(dir, 'usr/local/bin/app'), `#!/bin/sh\necho "${MARKER} $(uname -r)"\n`);
     await chmod(join(dir, 'usr/local/bin/app'), 0o755);
     const layer = await commitLayer(store, tarFromDirectory(dir));
-    const layers = base.manifest.layers.map((descriptor, i) => ({ descriptor, diffId: base.config.rootfs.diff_ids[i] as Digest }));
+    const layers = imageLayers(base);
     const { rootfs: _r, ...config } = base.config;
     const { descriptor: app } = await writeImage(store, { config: { ...config, config: { ...config.config, Cmd: ['/usr/local/bin/app'] } }, layers: [...layers, layer] });
     await tagImage(store, app, 'bench-app:1');

@@ -83,7 +83,7 @@ async function main(): Promise<void> {
   const td = new Teardowns();
   try {
     const root = join(work, 'store');
-    let t0 = performance.now();
+    const t0 = performance.now();
     const bytes = await makeImage(root, work);
     console.log(`image: ${LAYERS} gzip layers, ${(bytes / 1e6).toFixed(0)} MB, made in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 

@@ -12,14 +12,16 @@ import { getImage, type Image, loadImage, tagImage, writeImage } from '../layers
 import { fullName, parseReference } from '../layers/model/names.js';
 import type { Store } from '../layers/store/store.js';
 import type { Compression, Descriptor, Digest, ImageConfig, Platform } from '../layers/model/types.js';
-import { BuildCache } from './cache.js';
+import { Records } from '../layers/store/records.js';
+import { defaultHost, type Host } from '../sys/host.js';
+import { RootfsSession, type StorageDriver } from '../unionfs/rootfs.js';
+import type { CacheRecord } from './cache.js';
 import { openContext } from './context.js';
-import { epochTime, Executor, type StageResult } from './execute.js';
-import { HistoryLog } from './history.js';
+import { Executor, type StageResult } from './execute.js';
+import type { BuildEvent } from './events.js';
+import { epochTime, HistoryLog } from './history.js';
 import { parseDockerfile } from './dockerfile/parse.js';
 import { DEFAULT_PLATFORM, planBuild, type PlanPlatform } from './plan.js';
-import type { BuildEvent } from './progress.js';
-import { openRootfs, type StorageDriver } from './rootfs.js';
 
 export interface BuildOptions {
   store: Store;
@@ -50,8 +52,10 @@ export interface BuildOptions {
   squash?: boolean;
   /** SOURCE_DATE_EPOCH from the environment (a --build-arg SOURCE_DATE_EPOCH wins) */
   sourceDateEpoch?: number;
-  /** 'auto' (default): overlay as root, else the userspace fallback */
+  /** 'auto' (default): overlay when the host may mount, else the userspace fallback */
   storageDriver?: StorageDriver | 'auto';
+  /** the host privileged work goes through (default: this process's, defaultHost()) */
+  host?: Host;
   onEvent?: (e: BuildEvent) => void;
   signal?: AbortSignal;
   /** for relative paths (default process.cwd()) */
@@ -61,6 +65,8 @@ export interface BuildOptions {
 }
 
 export interface BuildResult {
+  /** the image written (manifest descriptor, manifest, config) */
+  image: Image;
   /** the manifest's descriptor: its digest is the image's digest */
   descriptor: Descriptor;
   digest: Digest;
@@ -87,6 +93,7 @@ export class BuildError extends TsbuildError {
  */
 export async function build(opts: BuildOptions): Promise<BuildResult> {
   const store = opts.store;
+  const host = opts.host ?? defaultHost();
   const onEvent = opts.onEvent ?? (() => {});
   const warnings: string[] = [];
   const warn = (message: string): void => {
@@ -113,7 +120,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     return id;
   };
   let opened: Awaited<ReturnType<typeof openContext>> | undefined;
-  let rootfs: Awaited<ReturnType<typeof openRootfs>> | undefined;
+  let rootfs: RootfsSession | undefined;
   try {
     // The Dockerfile and the context.
     const dfName = opts.dockerfile === '-' || opts.context === '-' ? 'Dockerfile' : (opts.dockerfile ?? 'Dockerfile');
@@ -150,7 +157,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     });
     if (plan.unusedBuildArgs.length) warn(`one or more build-args [${plan.unusedBuildArgs.join(' ')}] were not consumed`);
 
-    rootfs = await openRootfs(store, opts.storageDriver ?? 'auto');
+    rootfs = new RootfsSession({ store, host, driver: opts.storageDriver ?? 'auto' });
     const history = new HistoryLog();
     const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
     const secrets = new Map<string, Uint8Array>(opts.secrets instanceof Map ? opts.secrets : Object.entries((opts.secrets ?? {}) as Record<string, Uint8Array>));
@@ -174,12 +181,13 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     });
     const executor = new Executor({
       store,
+      host,
       plan,
       context: opened.context,
       file: opened.dockerfileName,
       escape: parsed.directives.escape,
       rootfs,
-      cache: new BuildCache(store),
+      cache: new Records<CacheRecord>(store, 'build'),
       useCache: !opts.noCache,
       secrets,
       network: opts.network ?? 'default',
@@ -189,7 +197,6 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       onEvent,
       signal: abort.signal,
       resolveImage,
-      now,
       abort: (reason) => abort.abort(reason),
     });
     executor.reserveIds(ids);
@@ -218,6 +225,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         compression: opts.compression ?? 'gzip',
         ...(plan.epoch === undefined ? {} : { sourceDateEpoch: plan.epoch }),
         tmpDir,
+        host,
       });
       layers = sq.layers;
       hist = sq.history;
@@ -234,8 +242,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       config,
       history: hist,
     };
-    const { descriptor } = await writeImage(store, { config: imageConfig, layers });
-    const manifest = await store.readJson<{ config: Descriptor }>(descriptor.digest);
+    const image = await writeImage(store, { config: imageConfig, layers });
+    const descriptor = image.descriptor;
     const named: string[] = [];
     for (const t of tags) {
       await tagImage(store, descriptor, t);
@@ -245,8 +253,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     onEvent({ type: 'status', id: exportId, message: `writing image ${descriptor.digest} done` });
     for (const n of named) onEvent({ type: 'status', id: exportId, message: `naming to ${n} done` });
     onEvent({ type: 'done', id: exportId });
-    const written = await store.readJson<ImageConfig>(manifest.config.digest);
-    return { descriptor, digest: descriptor.digest, configDigest: manifest.config.digest, config: written, tags: named, warnings };
+    return { descriptor, digest: descriptor.digest, configDigest: image.manifest.config.digest, config: image.config, tags: named, warnings, image };
   } finally {
     opts.signal?.removeEventListener('abort', onOuterAbort);
     await rootfs?.close().catch(() => {});

@@ -96,3 +96,8 @@ export class HistoryLog {
     return out;
   }
 }
+
+/** epochTime formats SOURCE_DATE_EPOCH as RFC 3339. */
+export function epochTime(epoch: number): string {
+  return new Date(epoch * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}

@@ -1,42 +1,41 @@
 // --squash: the layers a build added on top of its base image, folded into one.
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { commitLayer } from '../layers/store/commit.js';
-import { wrap } from '../sys/errors.js';
-import { openLayer } from '../layers/store/layer-read.js';
-import type { Store } from '../layers/store/store.js';
-import { applyLayer } from '../layers/tar/apply.js';
-import { tarFromChanges } from '../layers/tar/create.js';
+import type { Layer } from '../layers/model/layer.js';
 import type { Compression, HistoryEntry } from '../layers/model/types.js';
+import type { Store } from '../layers/store/store.js';
+import { wrap } from '../sys/errors.js';
+import type { Host } from '../sys/host.js';
 import { diffUpperdir } from '../unionfs/diff-upper.js';
-import { ensureSnapshots } from '../unionfs/snapshot.js';
-import type { LayerRef } from './cache.js';
-import type { StageResult } from './execute.js';
-import type { StorageDriver } from './rootfs.js';
+import { flatten } from '../unionfs/flatten.js';
+import { commitChanges } from '../unionfs/rootfs-drivers.js';
+import type { StorageDriver } from '../unionfs/rootfs.js';
+import { snapshotLayers } from '../unionfs/snapshot.js';
 
 /**
- * squash merges the layers added on top of the base image into one: each is applied (overlay whiteouts) into one
- * directory, which is then diffed against the base. New history entries keep their text; only the first one that
- * had a layer keeps it.
+ * squash merges the layers added on top of the base image into one: they are flattened (overlay whiteouts with the
+ * overlay driver, so the directory is an upperdir over the base's snapshots) into one directory, which is then
+ * diffed against the base. New history entries keep their text; only the first one that had a layer keeps it.
  */
 export async function squash(
   store: Store,
   driver: StorageDriver,
-  result: StageResult,
+  result: { layers: readonly Layer[] },
   baseCount: number,
   history: HistoryEntry[],
-  o: { compression: Compression; sourceDateEpoch?: number; tmpDir: string },
-): Promise<{ layers: LayerRef[]; history: HistoryEntry[] }> {
+  o: { compression: Compression; sourceDateEpoch?: number; tmpDir: string; host?: Host },
+): Promise<{ layers: Layer[]; history: HistoryEntry[] }> {
   const base = result.layers.slice(0, baseCount);
   const added = result.layers.slice(baseCount);
-  if (added.length <= 1) return { layers: result.layers, history };
+  if (added.length <= 1) return { layers: [...result.layers], history };
   const dir = join(o.tmpDir, 'squash');
   await mkdir(dir, { recursive: true });
   try {
-    for (const l of added) await applyLayer(openLayer(store, l.descriptor), { root: dir, whiteouts: driver === 'overlay' ? 'overlay' : 'delete' });
-    const lowers = driver === 'overlay' ? (await ensureSnapshots({ storeRoot: store.root, layers: base.map((l) => ({ diffId: l.diffId, open: async () => openLayer(store, l.descriptor) })), apply: async (tar, d) => void (await applyLayer(tar, { root: d, whiteouts: 'overlay' })) })).reverse() : [];
+    const overlay = driver === 'overlay';
+    await flatten({ store, ...(o.host ? { host: o.host } : {}), layers: added, dir, method: 'apply', whiteouts: overlay ? 'overlay' : 'delete' });
+    const lowers = overlay ? (await snapshotLayers(store, base, o.host)).reverse() : [];
     const changes = await diffUpperdir({ upperdir: dir, lowerdirs: lowers });
-    const c = await commitLayer(store, tarFromChanges(dir, changes, o.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: o.sourceDateEpoch }), { compression: o.compression });
+    const layer = await commitChanges(store, dir, changes, { compression: o.compression, ...(o.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: o.sourceDateEpoch }) });
     let nonEmpty = 0;
     let kept = false;
     const hist = history.map((h) => {
@@ -49,7 +48,7 @@ export async function squash(
       }
       return { ...h, empty_layer: true };
     });
-    return { layers: [...base, { descriptor: c.descriptor, diffId: c.diffId }], history: hist };
+    return { layers: [...base, layer], history: hist };
   } catch (err) {
     throw wrap('squashing the new layers', err);
   } finally {

@@ -2,6 +2,7 @@
 // cannot make device nodes, so `mkfs.ext4 -d` would record that user's uid everywhere. The layer tars still say
 // who owns what: ownersFromLayers reads their headers (whiteouts applied) and fixOwnership patches the finished
 // filesystem with `debugfs -w` (set_inode_field uid/gid/mode, mknod), still without root, loop devices or mounts.
+import { OCI_OPAQUE_NAME, OCI_WHITEOUT_PREFIX } from '../layers/tar/whiteout.js';
 import { chmod, lstat, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -26,8 +27,8 @@ export interface OwnerEntry {
 /** OwnerMap: rootfs-relative path (no leading '/') → entry, for the flattened image. */
 export type OwnerMap = Map<string, OwnerEntry>;
 
-const WH = '.wh.';
-const OPAQUE = '.wh..wh..opq';
+const WH = OCI_WHITEOUT_PREFIX;
+const OPAQUE = OCI_OPAQUE_NAME;
 
 /**
  * ownersFromLayers reads the headers of each layer (base first) and returns the owner, mode and type of every path

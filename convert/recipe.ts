@@ -5,30 +5,37 @@
 //
 //   flatten → distro → kernel → system files → service → bootloader config → layout → filesystem → owners
 //     → bootloader → partition table → output
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readdir, rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { MissingToolsError, TsbuildError } from '../sys/errors.js';
+import { imageLayers } from '../layers/model/layer.js';
 import { getImage, type Image } from '../layers/store/image.js';
 import type { Store } from '../layers/store/store.js';
 import { which } from '../sys/exec.js';
-import { cleanStaleContainers, type RootfsLayer } from '../unionfs/image-rootfs.js';
+import { defaultHost, type Host } from '../sys/host.js';
+import { flatten as flattenLayers } from '../unionfs/flatten.js';
+import { cleanStaleContainers } from '../unionfs/rootfs.js';
 import { bootloadersFor, type Bootloader, type BootloaderChoice, type BootloaderContext } from './bootloader/index.js';
 import { defaultTable, parseSize, planDisk, type BootMode, type DiskPlan, type TableType } from './disk-layout.js';
 import { detectDistro, UnsupportedDistroError, type Distro } from './distro.js';
 import { autoFsBytes, EXT4_TOOLS, FilesystemFullError, makeExt4, measureTree, minFsBytes, type TreeUsage } from './ext4.js';
 import { convertDisk, formatTools, outputFormat, placeOutput, writeRootfsTar, type OutputFormat } from './formats.js';
-import { provideKernel, type KernelMode, type KernelResult } from './kernel/kernel.js';
+import { provideKernel, type KernelMode, type KernelResult } from './kernel/index.js';
 import { fixOwnership, makeTreeReadable, ownersFromLayers, ownershipCommands, OWNERS_TOOLS, type OwnerMap } from './owners.js';
 import { writePartitionTable } from './partition.js';
 import { detectInit, installService, serviceSpec, type InitSystem, type ServiceSpec } from './service.js';
-import { stageLayers } from './staging.js';
-import { hashPassword, writeSystemFiles } from './system-files.js';
-import { isAlive as alive } from '../sys/pid.js';
+import { hashPassword, hostnameFor, writeSystemFiles } from './system-files.js';
+import { cleanStaleExports, makeWorkDir } from './work-dir.js';
+
+export { hostnameFor } from './system-files.js';
+export { cleanStaleExports } from './work-dir.js';
 
 export interface ExportOptions {
   store: Store;
+  /** default: defaultHost(); what it may do (caps) decides the strategies: snapshots, owners, extlinux, installs */
+  host?: Host;
   /** an image name, digest or ID prefix in the store */
   image: string;
   output: string;
@@ -104,6 +111,7 @@ export interface ExportResult {
 interface Ctx {
   opts: Required<Pick<ExportOptions, 'boot' | 'bootloader' | 'network' | 'service' | 'kernel'>> & ExportOptions;
   store: Store;
+  host: Host;
   format: OutputFormat;
   table: TableType;
   loaders: Bootloader[];
@@ -114,7 +122,7 @@ interface Ctx {
   hostname: string;
   image?: Image;
   distro?: Distro;
-  init?: InitSystem;
+  init?: InitSystem | undefined;
   kernel?: KernelResult;
   cmdline: string;
   usage?: TreeUsage;
@@ -214,25 +222,6 @@ export class ExportInterruptedError extends TsbuildError {
   }
 }
 
-/** EXPORT_TMP is the prefix of work directories in `<store>/tmp`: `export-<pid>-<random>`. */
-const EXPORT_TMP = 'export-';
-
-/**
- * cleanStaleExports removes the work directories that killed exports left in `<store>/tmp` (their pid is gone)
- * and returns their names. exportImage calls it first, so a later export cleans up after a `kill -9`.
- */
-export async function cleanStaleExports(storeRoot: string): Promise<string[]> {
-  const tmp = join(storeRoot, 'tmp');
-  const removed: string[] = [];
-  for (const name of await readdir(tmp).catch(() => [] as string[])) {
-    const m = /^export-(\d+)-[a-f0-9]+$/.exec(name);
-    if (!m || alive(Number(m[1]))) continue;
-    await rm(join(tmp, name), { recursive: true, force: true });
-    removed.push(name);
-  }
-  return removed;
-}
-
 async function newContext(o: ExportOptions): Promise<Ctx> {
   const opts = {
     ...o,
@@ -253,15 +242,16 @@ async function newContext(o: ExportOptions): Promise<Ctx> {
   parseSize(opts.size ?? 'auto'); // fail early on a bad --size
   await cleanStaleExports(o.store.root);
   await cleanStaleContainers(o.store.root).catch(() => []);
-  const work = join(o.store.root, 'tmp', `${EXPORT_TMP}${process.pid}-${randomBytes(6).toString('hex')}`);
-  await mkdir(work, { recursive: true, mode: 0o700 });
+  const work = await makeWorkDir(o.store.root);
+  const host = o.host ?? defaultHost();
   const ctx: Ctx = {
     opts,
     store: o.store,
+    host,
     format,
     table: opts.partition ?? defaultTable(opts.boot),
     loaders,
-    root: process.getuid?.() === 0,
+    root: host.caps().root,
     work,
     rootfs: join(work, 'rootfs'),
     raw: join(work, 'disk.raw'),
@@ -307,25 +297,15 @@ async function checkHost(c: Ctx): Promise<void> {
 async function flatten(c: Ctx): Promise<void> {
   const img = await getImage(c.store, c.opts.image);
   c.image = img;
-  const how = await stageLayers({
+  const how = await flattenLayers({
     store: c.store,
+    host: c.host,
     layers: imageLayers(img),
     dir: c.rootfs,
     onWarn: (code, message) => (code === 'device-skipped' ? undefined : c.warn(code, message)),
   });
   if (!c.hostname) c.hostname = hostnameFor(img.name ?? c.opts.image);
   c.emit(`flattened ${img.manifest.layers.length} layer(s) of ${img.name ?? img.descriptor.digest} (${how === 'snapshots' ? 'from the layer snapshots' : 'extracted'})`);
-}
-
-function imageLayers(img: Image): RootfsLayer[] {
-  return img.manifest.layers.map((descriptor, i) => ({ descriptor, diffId: img.config.rootfs.diff_ids[i] as RootfsLayer['diffId'] }));
-}
-
-/** hostnameFor makes a hostname from an image name: `registry/team/my_app:1.0` → `my-app`. */
-export function hostnameFor(name: string): string {
-  const repo = name.split('@')[0]?.split('/').pop()?.split(':')[0] ?? '';
-  const h = repo.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
-  return h || 'tsbuild';
 }
 
 /** distro reads /etc/os-release; an unsupported one is an error unless the kernel comes from --kernel PATH or the image. */
@@ -342,6 +322,7 @@ async function distro(c: Ctx): Promise<void> {
 async function kernel(c: Ctx): Promise<void> {
   c.kernel = await provideKernel({
     store: c.store,
+    host: c.host,
     rootfs: c.rootfs,
     layers: imageLayers(c.image as Image),
     ...(c.distro ? { distro: c.distro } : {}),
@@ -372,6 +353,7 @@ async function systemFiles(c: Ctx): Promise<void> {
   const hash = c.opts.rootPassword === undefined ? undefined : await hashPassword(c.opts.rootPassword);
   const touched = await writeSystemFiles({
     rootfs: c.rootfs,
+    host: c.host,
     ...(c.distro ? { distro: c.distro } : {}),
     ...(c.init ? { init: c.init } : {}),
     rootUuid: c.rootUuid,
@@ -409,6 +391,7 @@ function bootContext(c: Ctx): BootloaderContext {
   if (!c.kernel?.files) throw new TsbuildError('E_INTERNAL', 'no kernel');
   return {
     rootfs: c.rootfs,
+    host: c.host,
     image: c.raw,
     plan: c.plan as DiskPlan,
     rootUuid: c.rootUuid,

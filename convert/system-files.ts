@@ -1,11 +1,13 @@
 // The files that make a container rootfs a machine: fstab (root by UUID), hostname, hosts, resolv.conf, DHCP on
 // eth0, a serial getty on ttyS0, the root password and SSH keys; and what containers leave behind is removed
 // (/.dockerenv, policy-rc.d). Debian/Ubuntu get ifupdown (or systemd-networkd) and systemd units, Alpine gets
-// /etc/network/interfaces, inittab and OpenRC runlevels.
+// /etc/network/interfaces, inittab and OpenRC runlevels. Owners (root's SSH files, the rewritten password file) are
+// given through the Host (host.lchown) when its caps() say it may chown; otherwise the owners step sets them later.
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { InvalidInputError } from '../sys/errors.js';
+import { defaultHost, type Host } from '../sys/host.js';
 import { secureJoin } from '../sys/secure-path.js';
 import { run } from '../sys/exec.js';
 import type { Distro } from './distro.js';
@@ -13,6 +15,8 @@ import { linkIn, writeIn, type InitSystem } from './service.js';
 
 export interface SystemFilesOptions {
   rootfs: string;
+  /** default: defaultHost(); when it may chown (`caps().chown`), root's SSH files and the rewritten password file get their owners */
+  host?: Host;
   /** undefined for an unsupported distribution booted with --kernel PATH: only the generic files are written */
   distro?: Distro;
   init?: InitSystem;
@@ -41,6 +45,8 @@ export const SERIAL_GETTY_ALPINE = 'ttyS0::respawn:/sbin/getty -L 115200 ttyS0 v
  */
 export async function writeSystemFiles(opts: SystemFilesOptions): Promise<string[]> {
   const { rootfs } = opts;
+  const host = opts.host ?? defaultHost();
+  const chown = host.caps().chown;
   const touched: string[] = [];
   const write = async (path: string, content: string, mode = 0o644): Promise<void> => {
     await writeIn(rootfs, path, content, mode);
@@ -97,15 +103,15 @@ export async function writeSystemFiles(opts: SystemFilesOptions): Promise<string
     if (opts.network === 'dhcp' && has('/etc/init.d/networking')) await addRunlevel(rootfs, 'networking', 'boot', touched);
   }
 
-  if (opts.rootPasswordHash !== undefined) touched.push(...(await setRootPassword(rootfs, opts.rootPasswordHash)));
+  if (opts.rootPasswordHash !== undefined) touched.push(...(await setRootPassword(rootfs, opts.rootPasswordHash, chown ? host : undefined)));
   if (opts.sshKeys?.length) {
     const dir = secureJoin(rootfs, '/root/.ssh');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await chmod(dir, 0o700);
     await write('/root/.ssh/authorized_keys', `${opts.sshKeys.map((k) => k.trim()).join('\n')}\n`, 0o600);
-    if (process.getuid?.() === 0) {
-      await chown(dir, 0, 0);
-      await chown(secureJoin(rootfs, '/root/.ssh/authorized_keys'), 0, 0);
+    if (chown) {
+      host.lchown(dir, 0, 0);
+      host.lchown(secureJoin(rootfs, '/root/.ssh/authorized_keys'), 0, 0);
     }
   }
   return touched;
@@ -132,6 +138,13 @@ export function hosts(hostname: string): string {
   return `127.0.0.1\tlocalhost\n127.0.1.1\t${hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n`;
 }
 
+/** hostnameFor makes a hostname from an image name: `registry/team/my_app:1.0` → `my-app`. */
+export function hostnameFor(name: string): string {
+  const repo = name.split('@')[0]?.split('/').pop()?.split(':')[0] ?? '';
+  const h = repo.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  return h || 'tsbuild';
+}
+
 /** checkHostname refuses what cannot be a hostname (RFC 1123 labels, at most 253 characters). */
 export function checkHostname(name: string): void {
   const ok = name.length <= 253 && name.split('.').every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l));
@@ -152,9 +165,9 @@ export function withSerialGetty(inittab: string): string {
 
 /**
  * setRootPassword puts a crypt hash into root's /etc/shadow entry (or /etc/passwd when there is no shadow file)
- * and returns the paths changed.
+ * and returns the paths changed. With `owner`, the rewritten file gets its old owner back.
  */
-async function setRootPassword(rootfs: string, hash: string): Promise<string[]> {
+async function setRootPassword(rootfs: string, hash: string, owner: Host | undefined): Promise<string[]> {
   if (/[:\n]/.test(hash)) throw new InvalidInputError('the root password hash contains ":" or a newline');
   for (const path of ['/etc/shadow', '/etc/passwd']) {
     const text = await readText(rootfs, path);
@@ -170,7 +183,7 @@ async function setRootPassword(rootfs: string, hash: string): Promise<string[]> 
     const host = secureJoin(rootfs, path);
     const st = lstatSync(host);
     await writeIn(rootfs, path, lines.join('\n'), st.mode & 0o7777);
-    if (process.getuid?.() === 0) await chown(host, st.uid, st.gid);
+    owner?.lchown(host, st.uid, st.gid);
     return [path];
   }
   throw new InvalidInputError('cannot set the root password: the image has no root entry in /etc/shadow or /etc/passwd');

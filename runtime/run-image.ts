@@ -1,13 +1,16 @@
-// runImage: `tsbuild run` as a library call. A writable layer over the image (unionfs/), then runContainer.
+// runImage: `tsbuild run` as a library call. A writable layer over the image (unionfs/rootfs.ts), then runContainer;
+// mounts go through the Host.
 //
 // No mount outlives the run: the overlay is mounted (private) on the host only until the container's mount
 // namespace exists, then detached from the host; the container keeps its own copy, which the kernel drops when
 // the container's last process exits. So even a `kill -9` of tsbuild leaves nothing in the host's mount table.
 import { readFile, readlink } from 'node:fs/promises';
+import { imageLayers } from '../layers/model/layer.js';
 import type { Image } from '../layers/store/image.js';
 import type { Store } from '../layers/store/store.js';
-import { MNT_DETACH, MS, mount, umount } from '../sys/libc.js';
-import { prepareRootfs, type StorageDriver } from '../unionfs/image-rootfs.js';
+import { defaultHost, type Host } from '../sys/host.js';
+import { MNT_DETACH, MS } from '../sys/libc.js';
+import { openRootfs, type StorageDriver } from '../unionfs/rootfs.js';
 import { type RunIO, type RunResult, runContainer } from './run.js';
 import { type ProcessSpecOptions, processSpec } from './spec.js';
 
@@ -15,6 +18,7 @@ import { type ProcessSpecOptions, processSpec } from './spec.js';
 export interface RunImageOptions extends Omit<ProcessSpecOptions, 'config' | 'rootfs' | 'mounts' | 'extraFiles'> {
   store: Store;
   image: Image;
+  host?: Host;
   /** discard the writable layer when the run ends (`--rm`); otherwise it stays under <store>/containers */
   remove?: boolean;
   driver?: StorageDriver | 'auto';
@@ -30,18 +34,20 @@ export interface RunImageResult extends RunResult {
 /** runImage runs the image's command (or `cmd`) in a fresh container and returns its exit status. */
 export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
   const { image } = opts;
-  const rootfs = await prepareRootfs({
+  const host = opts.host ?? defaultHost();
+  const rootfs = await openRootfs({
     store: opts.store,
-    layers: image.manifest.layers.map((descriptor, i) => ({ descriptor, diffId: image.config.rootfs.diff_ids[i] as `sha256:${string}` })),
+    host,
+    layers: imageLayers(image),
     driver: opts.driver ?? 'auto',
     ...(opts.onWarn ? { onWarn: opts.onWarn } : {}),
   });
   let keep = false;
   try {
-    const { store: _s, image: _i, remove: _r, driver: _d, io: _io, onWarn: _w, ...runOpts } = opts;
+    const { store: _s, image: _i, host: _h, remove: _r, driver: _d, io: _io, onWarn: _w, ...runOpts } = opts;
     const spec = processSpec({ ...runOpts, config: image.config.config ?? {}, rootfs: rootfs.path });
-    const onStarted = rootfs.driver === 'overlay' ? (pid: number) => detachOnceEntered(rootfs.path, pid) : undefined;
-    const result: RunImageResult = await runContainer(spec, opts.io ?? {}, onStarted ? { onStarted } : {});
+    const onStarted = rootfs.driver === 'overlay' ? (pid: number) => detachOnceEntered(host, rootfs.path, pid) : undefined;
+    const result: RunImageResult = await runContainer(spec, opts.io ?? {}, { host, ...(onStarted ? { onStarted } : {}) });
     if (!opts.remove) {
       keep = true;
       result.containerDir = rootfs.dir;
@@ -59,14 +65,14 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
  * The Node executor's `unshare` enters the namespaces itself; the native helper stays in ours and forks PID 1 into
  * them, so a child of `pid` in another mount namespace counts too.
  */
-async function detachOnceEntered(target: string, pid: number): Promise<void> {
-  mount(null, target, null, MS.PRIVATE, null);
+async function detachOnceEntered(host: Host, target: string, pid: number): Promise<void> {
+  host.mount(null, target, null, MS.PRIVATE, null);
   const ours = await readlink('/proc/self/ns/mnt');
   for (let i = 0; i < 2000; i++) {
     const theirs = await readlink(`/proc/${pid}/ns/mnt`).catch(() => undefined);
     if (theirs === undefined) return; // the executor is already gone: its result will tell
     if (theirs !== ours || (await childMountNamespaces(pid)).some((ns) => ns !== ours)) {
-      umount(target, MNT_DETACH);
+      host.umount(target, MNT_DETACH);
       return;
     }
     await new Promise((r) => setTimeout(r, 1));

@@ -1,10 +1,12 @@
-// Run one container process: cgroup, namespaces, stdio or terminal, signal forwarding, exit status, cleanup.
+// Run one container process: cgroup, namespaces, stdio or terminal, signal forwarding, exit status, cleanup. The
+// cgroup and the namespaced start go through the Host (sys/host.ts), so the logic here runs on a fake in tests.
 import { closeSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { ReadStream as TtyStream } from 'node:tty';
-import { createCgroup, type Cgroup } from '../sys/cgroups.js';
-import { startInNamespaces, type Executor, type NsProcess, type StdioValue } from '../sys/namespaces.js';
+import type { Cgroup } from '../sys/cgroups.js';
+import { defaultHost, type Host } from '../sys/host.js';
+import type { Executor, NsProcess, StdioValue } from '../sys/namespaces.js';
 import { openPty, setWindowSize, type Pty } from '../sys/process.js';
 import { executorOps } from './exec/program.js';
 import type { RunSpec } from './spec.js';
@@ -25,6 +27,8 @@ export interface RunIO {
 }
 
 export interface RunOptions {
+  /** who starts the container and makes its cgroup; default defaultHost() */
+  host?: Host;
   /** default: $TSBUILD_NSEXEC or 'auto' (the C helper when it can be compiled, else the Node executor) */
   executor?: Executor;
   /** forward SIGTERM, SIGINT, SIGHUP and SIGQUIT received by this process to the container's PID 1; default true */
@@ -59,6 +63,7 @@ function stdioValue(io: InputIO | OutputIO | undefined, dflt: StdioValue): Stdio
  */
 export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptions = {}): Promise<RunResult> {
   io.signal?.throwIfAborted();
+  const host = opts.host ?? defaultHost();
   let cgroup: Cgroup | undefined;
   let pty: Pty | undefined;
   let slaveOpen = false;
@@ -66,7 +71,7 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
   const cleanups: Array<() => void> = [];
   try {
     const { memory, pids, cpus } = spec.limits;
-    if (memory !== undefined || pids !== undefined || cpus !== undefined) cgroup = createCgroup({ limits: spec.limits });
+    if (memory !== undefined || pids !== undefined || cpus !== undefined) cgroup = host.createCgroup({ limits: spec.limits });
     let stdio: [StdioValue, StdioValue, StdioValue];
     if (spec.tty) {
       pty = openPty();
@@ -77,7 +82,7 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
       stdio = [stdioValue(io.stdin, 'ignore'), stdioValue(io.stdout, 'inherit'), stdioValue(io.stderr, 'inherit')];
     }
     const ops = executorOps(spec, { ...(cgroup ? { cgroupProcs: cgroup.procsFiles } : {}), ...(pty ? { console: pty.slavePath } : {}) });
-    const ns = await startInNamespaces({ ops, newNetwork: spec.network === 'none', stdio, ...(opts.executor ? { executor: opts.executor } : {}) });
+    const ns = await host.startInNamespaces({ ops, newNetwork: spec.network === 'none', stdio, ...(opts.executor ? { executor: opts.executor } : {}) });
     // Forward from the start (before onStarted): a SIGTERM that arrives early must not kill us and orphan the container.
     if (opts.forwardSignals ?? true) {
       for (const sig of FORWARDED) {

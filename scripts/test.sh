@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Sets everything up and runs the whole test suite (unit, privileged and end-to-end tests; run as root).
+# Sets everything up, lints (eslint + prettier --check), then runs the whole test suite (unit, privileged and
+# end-to-end tests; run as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+npm run lint
 npm test

@@ -97,7 +97,7 @@ export class InternalError extends Error {
 export function wrap(context: string, err: unknown): Error {
   if (err instanceof TsbuildError) {
     const e = new TsbuildError(err.code, `${context}: ${err.message}`, { cause: err });
-    (e as { hint?: string }).hint = err.hint;
+    (e as { hint: string | undefined }).hint = err.hint;
     return e;
   }
   const e = err as NodeJS.ErrnoException;

@@ -4,6 +4,7 @@
 // recording fake (sys/fake-host.ts) that lets the logic above it be unit-tested without root. Rootless mode
 // (issue 11) is a third Host, not a change to its callers.
 import type { Cgroup, CreateCgroupOptions } from './cgroups.js';
+import type { FileBatcher } from './file-writer.js';
 import { linuxHost } from './linux.js';
 import type { NsProcess, StartOptions } from './namespaces.js';
 
@@ -39,6 +40,11 @@ export interface Host {
   mountinfo(): string;
   /** start a process in new namespaces running the executor program `opts.ops` (sys/namespaces.ts) */
   startInNamespaces(opts: StartOptions): Promise<NsProcess>;
+  /**
+   * a batched writer of new small files (a worker thread that also sets their owners), for applying layers fast;
+   * absent on hosts that must see every ownership change (the fake), which then get lchown calls instead
+   */
+  fileWriter?(): FileBatcher;
   /** make a cgroup for one run with the given limits (sys/cgroups.ts) */
   createCgroup(opts: CreateCgroupOptions): Cgroup;
 }

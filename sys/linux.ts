@@ -2,6 +2,7 @@
 // executors of sys/namespaces.ts, cgroups through sys/cgroups.ts. What the process may do is probed once.
 import { lchownSync, readFileSync } from 'node:fs';
 import { createCgroup } from './cgroups.js';
+import { FileBatcher } from './file-writer.js';
 import type { Host, HostCaps } from './host.js';
 import { mknod, mount, umount } from './libc.js';
 import { startInNamespaces } from './namespaces.js';
@@ -48,6 +49,7 @@ export function linuxHost(): Host {
       }
     },
     startInNamespaces,
+    fileWriter: () => new FileBatcher(),
     createCgroup,
   };
 }

@@ -81,7 +81,7 @@ function resolve(arg0: string, env: string[]): string {
   let denied = false;
   for (const dir of pathVar.split(':')) {
     const p = dir ? `${dir}/${arg0}` : arg0;
-    let regular = false;
+    let regular: boolean;
     try {
       regular = statSync(p).isFile();
     } catch {
@@ -289,6 +289,7 @@ function main(words: string[]): void {
         } catch (e) {
           throw execFailure(args[0] as string, e);
         }
+        break; // not reached: execve replaced the process or threw
       }
       default:
         throw new ExitError(125, `unknown operation ${op}`);

@@ -1,16 +1,24 @@
-// The one place that turns a layer entry's name into a path on disk without ever leaving the root.
+// The one place that turns a name into a path on disk without ever leaving a root: layer tar entries (PathResolver)
+// and container paths (secureJoin) are resolved by the same walk (stepInto), under a policy (ConfinePolicy) that
+// says where the two differ.
 //
-// Every path an applied layer touches (entries, whiteouts, hardlink targets) goes through PathResolver. It walks
-// the parent components one by one with lstat, like a kernel path walk confined to the root:
-// - a name is cleaned lexically first: absolute names and `..` that climbs above the root are refused;
-// - a parent component that is a symlink from a lower layer is followed *inside* the root: an absolute target
-//   starts again at the root and `..` at the root stays there (chroot semantics); a relative target whose `..`
-//   climbs above the root is refused;
-// - a parent component that is a symlink this layer created is refused (a layer must never write through its
-//   own links: the classic planted-symlink escape);
-// - the final component is never followed: callers lstat/unlink/create it with no-follow calls.
-// Resolved parents are cached by their name in the tar so that a layer of many files costs one Map lookup per
-// entry; callers call forget() whenever they remove or replace a directory or a symlink.
+// The walk goes through the components one by one with lstat, like a kernel path walk confined to the root:
+// - a symlink is followed *inside* the root: an absolute target starts again at the root and `..` at the root
+//   stays there when it comes from an absolute target (chroot semantics);
+// - `..` that climbs above the root otherwise (a relative target): policy `escape: 'refuse'` refuses it (tar
+//   entries, UnsafeEntryError), `escape: 'clamp'` stays at the root (container paths, as the kernel does in a chroot);
+// - symlinks followed in one resolution are bounded (ELOOP), 40 for entries, 255 for container paths.
+//
+// PathResolver (tar entries, layers/tar/apply*.ts): a name is cleaned lexically first (cleanEntryPath: absolute
+// names and `..` that climbs above the root are refused); a parent component that is a symlink this layer created
+// is refused (a layer must never write through its own links: the classic planted-symlink escape); a parent that is
+// neither a directory nor a symlink is an error; missing parents are created on request; the final component is
+// never followed: callers lstat/unlink/create it with no-follow calls. Resolved parents are cached by their name in
+// the tar so that a layer of many files costs one Map lookup per entry; callers call forget() whenever they remove
+// or replace a directory or a symlink.
+//
+// secureJoin (container paths: COPY in builder/, mounts in runtime/, convert/): `..` is clamped lexically too, every
+// component (the last one included) is followed, and missing or non-directory components are kept as plain names.
 import { lstatSync, mkdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join, posix } from 'node:path';
 import { InvalidInputError, UnsafeEntryError } from './errors.js';
@@ -18,8 +26,18 @@ import { InvalidInputError, UnsafeEntryError } from './errors.js';
 /** NEEDS_CLEANING matches a name with an empty, '.' or '..' component. */
 const NEEDS_CLEANING = /(?:^|\/)\.{0,2}(?:\/|$)/;
 
-/** MAX_LINKS bounds symlink expansion in one resolution, as the kernel's ELOOP does (40). */
-const MAX_LINKS = 40;
+/** ConfinePolicy is what differs between the two ways of resolving a path inside a root (see the top of this file). */
+export interface ConfinePolicy {
+  /** `..` above the root through a relative symlink target: refuse it, or stay at the root */
+  readonly escape: 'refuse' | 'clamp';
+  /** symlinks followed in one resolution before giving up, as the kernel's ELOOP */
+  readonly maxLinks: number;
+}
+
+/** Layer tar entries: an escape is a hostile layer; 40 links as the kernel. */
+export const ENTRY_POLICY: ConfinePolicy = Object.freeze({ escape: 'refuse', maxLinks: 40 });
+/** Container paths: resolved as the container will see them (chroot semantics). */
+export const CONTAINER_POLICY: ConfinePolicy = Object.freeze({ escape: 'clamp', maxLinks: 255 });
 
 /**
  * cleanEntryPath turns a tar entry name into a relative path: components joined by '/', no '.', '' for the root.
@@ -169,10 +187,12 @@ export class PathResolver {
     if (k === 0) prefix = '';
     if (opts.noSymlinks && start.viaLink) throw new UnsafeEntryError(entry, `path ${JSON.stringify(dir)} passes through a symlink`);
     const walk: Walk = { real: start.real === '' ? [] : start.real.split('/'), links: 0, followed: false };
+    const hooks = this.hooks(entry, opts);
+    const abs = (rel: string): string => this.abs(rel);
     let viaLink = start.viaLink;
     for (let i = k; i < parts.length; i++) {
       const part = parts[i] as string;
-      if (!this.step(entry, walk, part, false, opts)) return null;
+      if (!stepInto(ENTRY_POLICY, hooks, abs, walk, part, false)) return null;
       viaLink ||= walk.followed;
       prefix = prefix === '' ? part : `${prefix}/${part}`;
       this.cache.set(prefix, { real: walk.real.join('/'), viaLink });
@@ -180,39 +200,26 @@ export class PathResolver {
     return { real: walk.real.join('/'), viaLink };
   }
 
-  /** step moves the walk into `name`, following a lower-layer symlink; false when missing (no `create`). */
-  private step(entry: string, walk: Walk, name: string, fromAbsolute: boolean, opts: ResolveOptions): boolean {
-    if (name === '' || name === '.') return true;
-    if (name === '..') {
-      if (walk.real.length > 0) walk.real.pop();
-      else if (!fromAbsolute) throw new UnsafeEntryError(entry, 'a symlink on its path leads out of the root');
-      return true;
-    }
-    walk.real.push(name);
-    const rel = walk.real.join('/');
-    const abs = this.abs(rel);
-    const st = lstatOrUndefined(abs);
-    if (st === undefined) {
-      if (!opts.create) return false;
-      this.beforeCreateDir(rel);
-      mkdirSync(abs, 0o755);
-      this.onCreateDir(rel);
-      return true;
-    }
-    if (st.isDirectory()) return true;
-    if (!st.isSymbolicLink()) throw new InvalidInputError(`layer entry ${JSON.stringify(entry)}: ${rel} is not a directory`);
-    if (opts.noSymlinks) throw new UnsafeEntryError(entry, `path passes through the symlink ${rel}`);
-    if (this.isLayerSymlink(rel)) throw new UnsafeEntryError(entry, `path passes through the symlink ${rel} created by this layer`);
-    if (++walk.links > MAX_LINKS) throw new UnsafeEntryError(entry, 'too many levels of symbolic links');
-    const target = readlinkSync(abs);
-    walk.followed = true;
-    walk.real.pop();
-    const absolute = target.startsWith('/');
-    if (absolute) walk.real.length = 0;
-    for (const part of target.split('/')) {
-      if (!this.step(entry, walk, part, absolute, opts)) return false;
-    }
-    return true;
+  /** hooks are the entry rules of the walk for one resolution of `entry`. */
+  private hooks(entry: string, opts: ResolveOptions): WalkHooks {
+    return {
+      missing: (rel, abs) => {
+        if (!opts.create) return false;
+        this.beforeCreateDir(rel);
+        mkdirSync(abs, 0o755);
+        this.onCreateDir(rel);
+        return true;
+      },
+      notDirectory: (rel) => {
+        throw new InvalidInputError(`layer entry ${JSON.stringify(entry)}: ${rel} is not a directory`);
+      },
+      follow: (rel) => {
+        if (opts.noSymlinks) throw new UnsafeEntryError(entry, `path passes through the symlink ${rel}`);
+        if (this.isLayerSymlink(rel)) throw new UnsafeEntryError(entry, `path passes through the symlink ${rel} created by this layer`);
+      },
+      escaped: () => new UnsafeEntryError(entry, 'a symlink on its path leads out of the root'),
+      tooManyLinks: () => new UnsafeEntryError(entry, 'too many levels of symbolic links'),
+    };
   }
 }
 
@@ -223,48 +230,83 @@ interface Walk {
   followed: boolean;
 }
 
+/** WalkHooks are the rules of one kind of resolution where the policy's two values are not enough. */
+interface WalkHooks {
+  /** a missing component (real relative path, absolute path): true to go on with it as a plain name, false to stop */
+  missing(rel: string, abs: string): boolean;
+  /** a component that is neither a directory nor a symlink: throw to refuse, return to keep it as a plain name */
+  notDirectory(rel: string): void;
+  /** a symlink about to be followed: throw to refuse */
+  follow(rel: string): void;
+  /** the error for a `..` that leaves the root (policy 'refuse') */
+  escaped(): Error;
+  /** the error for more than policy.maxLinks symlinks */
+  tooManyLinks(): Error;
+}
+
+/**
+ * stepInto moves the walk into `name` (one component), following a symlink inside the root; false when the
+ * component is missing and hooks.missing says stop. `fromAbsolute`: the name comes from an absolute symlink target.
+ */
+function stepInto(policy: ConfinePolicy, hooks: WalkHooks, absOf: (rel: string) => string, walk: Walk, name: string, fromAbsolute: boolean): boolean {
+  if (name === '' || name === '.') return true;
+  if (name === '..') {
+    if (walk.real.length > 0) walk.real.pop();
+    else if (!fromAbsolute && policy.escape === 'refuse') throw hooks.escaped();
+    return true;
+  }
+  walk.real.push(name);
+  const rel = walk.real.join('/');
+  const abs = absOf(rel);
+  const st = lstatOrUndefined(abs);
+  if (st === undefined) return hooks.missing(rel, abs);
+  if (st.isDirectory()) return true;
+  if (!st.isSymbolicLink()) {
+    hooks.notDirectory(rel);
+    return true;
+  }
+  hooks.follow(rel);
+  if (++walk.links > policy.maxLinks) throw hooks.tooManyLinks();
+  const target = readlinkSync(abs);
+  walk.followed = true;
+  walk.real.pop();
+  const absolute = target.startsWith('/');
+  if (absolute) walk.real.length = 0;
+  for (const part of target.split('/')) {
+    if (!stepInto(policy, hooks, absOf, walk, part, absolute)) return false;
+  }
+  return true;
+}
+
+/** lstatOrUndefined: undefined when the path is missing (ENOENT) or a component of it is not a directory (ENOTDIR). */
 function lstatOrUndefined(path: string): Stats | undefined {
-  return lstatSync(path, { throwIfNoEntry: false });
+  try {
+    return lstatSync(path, { throwIfNoEntry: false });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw e;
+  }
 }
 
 // ─── container paths ─────────────────────────────────────────────────────────────────────────────────────────────
 // Resolve a path inside a rootfs the way the container will see it, so that a symlink in the image can never make
 // the runtime mount or create something outside the rootfs.
 
-/** MAX_CONTAINER_LINKS bounds symlink expansion when resolving a container path (secureJoin). */
-const MAX_CONTAINER_LINKS = 255;
-
 /**
  * secureJoin returns the host path of `path` inside `root`, resolving every symlink as if `root` were `/`: absolute
- * targets restart at `root`, `..` stops at `root`. Missing components are kept as plain names (the caller may create
- * them). The result always lies under `root`.
+ * targets restart at `root`, `..` stops at `root` (CONTAINER_POLICY). Missing components are kept as plain names
+ * (the caller may create them). The result always lies under `root`.
  */
 export function secureJoin(root: string, path: string): string {
-  const pending = posix.normalize(`/${path}`).split('/').filter(Boolean);
-  const resolved: string[] = [];
-  let links = 0;
-  while (pending.length > 0) {
-    const part = pending.shift() as string;
-    if (part === '.') continue;
-    if (part === '..') {
-      resolved.pop();
-      continue;
-    }
-    const host = join(root, ...resolved, part);
-    let target: string | undefined;
-    try {
-      if (lstatSync(host).isSymbolicLink()) target = readlinkSync(host);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw e;
-    }
-    if (target === undefined) {
-      resolved.push(part);
-      continue;
-    }
-    if (++links > MAX_CONTAINER_LINKS) throw new InvalidInputError(`too many levels of symbolic links resolving ${path} in ${root}`);
-    if (target.startsWith('/')) resolved.length = 0;
-    pending.unshift(...target.split('/').filter(Boolean));
-  }
-  return join(root, ...resolved);
+  const walk: Walk = { real: [], links: 0, followed: false };
+  const hooks: WalkHooks = {
+    missing: () => true,
+    notDirectory: () => {},
+    follow: () => {},
+    escaped: () => new InvalidInputError(`${path} leads out of ${root}`), // never: the policy clamps
+    tooManyLinks: () => new InvalidInputError(`too many levels of symbolic links resolving ${path} in ${root}`),
+  };
+  const absOf = (rel: string): string => join(root, rel);
+  for (const part of posix.normalize(`/${path}`).split('/')) stepInto(CONTAINER_POLICY, hooks, absOf, walk, part, false);
+  return join(root, ...walk.real);
 }

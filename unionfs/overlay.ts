@@ -1,4 +1,4 @@
-// Kernel overlayfs mounts: the option string (planned, pure) and performing the plan (root).
+// Kernel overlayfs mounts: the option string (planned, pure) and performing the plan through a Host (root).
 //
 // The legacy mount(2) data string is copied into one page by the kernel, so a long lowerdir list does not fit.
 // planOverlayMount tries, in order: absolute paths; paths relative to the deepest directory all layers share
@@ -16,7 +16,8 @@
 import { lstat, mkdir, readdir, rmdir, symlink, unlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { InvalidInputError, TsbuildError } from '../sys/errors.js';
-import { MNT_DETACH, MS, mount, SysError, umount } from '../sys/libc.js';
+import { defaultHost, type Host } from '../sys/host.js';
+import { MNT_DETACH, MS, SysError } from '../sys/libc.js';
 
 /** OverlayPlan names the layers of one overlay mount. All paths absolute. */
 export interface OverlayPlan {
@@ -179,12 +180,12 @@ export interface MountedOverlay {
 }
 
 /**
- * mountOverlay performs planOverlayMount(plan) (root, or CAP_SYS_ADMIN). It creates upperdir, workdir and target
+ * mountOverlay performs planOverlayMount(plan) with `host` (root, or CAP_SYS_ADMIN). It creates upperdir, workdir and target
  * when missing (and leaves them: they hold the result). On failure every step already done is undone and a
  * TsbuildError (code E_OVERLAY_MOUNT, with a hint) is thrown. unmount() unmounts and removes what the steps made;
  * a busy mount is detached lazily (MNT_DETACH) rather than left behind.
  */
-export async function mountOverlay(plan: OverlayPlan): Promise<MountedOverlay> {
+export async function mountOverlay(plan: OverlayPlan, host: Host = defaultHost()): Promise<MountedOverlay> {
   const steps = planOverlayMount(plan);
   for (const d of [plan.upperdir, plan.workdir, plan.target]) await mkdir(d, { recursive: true });
   const undo: Array<() => Promise<void>> = [];
@@ -200,7 +201,7 @@ export async function mountOverlay(plan: OverlayPlan): Promise<MountedOverlay> {
     if (first !== undefined) throw first;
   };
   try {
-    for (const step of steps) await perform(step, undo);
+    for (const step of steps) await perform(host, step, undo);
   } catch (e) {
     await undoAll().catch(() => {});
     throw e;
@@ -216,7 +217,7 @@ export async function mountOverlay(plan: OverlayPlan): Promise<MountedOverlay> {
   };
 }
 
-async function perform(step: MountStep, undo: Array<() => Promise<void>>): Promise<void> {
+async function perform(host: Host, step: MountStep, undo: Array<() => Promise<void>>): Promise<void> {
   switch (step.op) {
     case 'mkdir':
       try {
@@ -237,19 +238,19 @@ async function perform(step: MountStep, undo: Array<() => Promise<void>>): Promi
       await removeLinks(step.path);
       return;
     case 'mount':
-      mountSync(step);
-      undo.push(() => unmountPath(step.target));
+      mountSync(host, step);
+      undo.push(() => unmountPath(host, step.target));
       return;
   }
 }
 
-function mountSync(step: Extract<MountStep, { op: 'mount' }>): void {
+function mountSync(host: Host, step: Extract<MountStep, { op: 'mount' }>): void {
   const flags = step.readonly ? MS.RDONLY : 0;
   const before = step.cwd === undefined ? undefined : process.cwd();
   try {
     if (step.cwd !== undefined) process.chdir(step.cwd);
     try {
-      mount('overlay', step.target, 'overlay', flags, step.data);
+      host.mount('overlay', step.target, 'overlay', flags, step.data);
     } finally {
       if (before !== undefined) process.chdir(before);
     }
@@ -272,14 +273,14 @@ function mountError(target: string, e: unknown): TsbuildError {
   return new TsbuildError('E_OVERLAY_MOUNT', `mounting overlay at ${target}: ${code}`, { cause: e, ...(hint ? { hint } : {}) });
 }
 
-async function unmountPath(target: string): Promise<void> {
+async function unmountPath(host: Host, target: string): Promise<void> {
   try {
-    umount(target);
+    host.umount(target);
   } catch (e) {
     const code = (e as SysError).code;
     if (code === 'EINVAL' || code === 'ENOENT') return; // not mounted any more
     if (code !== 'EBUSY') throw e;
-    umount(target, MNT_DETACH);
+    host.umount(target, MNT_DETACH);
   }
 }
 

@@ -5,7 +5,7 @@
 // temp directories of killed extractions, and cache records (build cache, export-kernel cache) whose layer blob is
 // gone. Returns what it removed; never prints.
 //
-// A snapshot in use is never removed. Users say what they use: prepareRootfs writes the ChainIDs of a container's
+// A snapshot in use is never removed. Users say what they use: openRootfs writes the ChainIDs of a container's
 // layers into the container directory (SNAPSHOTS_NOTE) before it makes any snapshot, and a live container's
 // (its process is alive, or a `tsbuild mount` view) are spared, as is every snapshot named in a lowerdir of a
 // mount we can see. A live container directory without the note (a build step's work directory) may use any
@@ -14,15 +14,15 @@
 import type { Dirent } from 'node:fs';
 import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BuildCache } from '../builder/cache.js';
-import { pruneKernelCache } from '../convert/kernel/kernel.js';
 import { chainIds } from '../layers/model/digest.js';
 import { pruneBlobs } from '../layers/store/gc.js';
 import { walkManifests } from '../layers/store/image.js';
+import { pruneRecords } from '../layers/store/records.js';
 import type { Store } from '../layers/store/store.js';
+import { defaultHost, type Host } from '../sys/host.js';
 import { isAlive } from '../sys/pid.js';
 import type { Digest, ImageConfig } from '../layers/model/types.js';
-import { cleanStaleContainers, containersRoot, SNAPSHOTS_NOTE } from './image-rootfs.js';
+import { cleanStaleContainers, containersRoot, SNAPSHOTS_NOTE } from './rootfs.js';
 import { cleanStaleSnapshots, listSnapshots, removeSnapshot, snapshotDir, snapshotsRoot } from './snapshot.js';
 
 export interface PruneStoreResult {
@@ -45,21 +45,21 @@ export interface PruneStoreResult {
 }
 
 /** pruneStore removes what no image needs: see the top of this file. */
-export async function pruneStore(store: Store): Promise<PruneStoreResult> {
+export async function pruneStore(store: Store, opts: { host?: Host } = {}): Promise<PruneStoreResult> {
+  const host = opts.host ?? defaultHost();
   const notes: string[] = [];
   const containerBytes = await staleContainerSizes(store.root);
-  let containers: string[] = [];
+  let containers: string[];
   try {
-    containers = await cleanStaleContainers(store.root);
+    containers = await cleanStaleContainers(store.root, { host });
   } catch (err) {
     // a dead run's overlay still mounted: leave it (and what it uses) for the user to unmount
     notes.push((err as Error).message);
     containers = [];
   }
   const blobs = await pruneBlobs(store);
-  const snaps = await store.withLock(() => pruneSnapshots(store, notes));
-  const cache = await new BuildCache(store).prune();
-  const kernel = await pruneKernelCache(store);
+  const snaps = await store.withLock(() => pruneSnapshots(store, host, notes));
+  const { build: cache, 'export-kernel': kernel } = await pruneRecords(store);
   const bytes = {
     blobs: blobs.bytesFreed,
     snapshots: snaps.bytes,
@@ -98,7 +98,7 @@ interface SnapshotUse {
 }
 
 /** snapshotsInUse collects what live containers note and what the mount table shows as lowerdirs. */
-async function snapshotsInUse(storeRoot: string): Promise<SnapshotUse> {
+async function snapshotsInUse(storeRoot: string, host: Host): Promise<SnapshotUse> {
   const use: SnapshotUse = { chains: new Set() };
   const base = containersRoot(storeRoot);
   for (const name of await readdir(base).catch(() => [] as string[])) {
@@ -119,7 +119,7 @@ async function snapshotsInUse(storeRoot: string): Promise<SnapshotUse> {
   }
   // lowerdirs of mounts in our namespace (a dead run's overlay left mounted, a build step's root, a view)
   const root = snapshotsRoot(storeRoot);
-  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  const mountinfo = host.mountinfo();
   for (const m of mountinfo.matchAll(/lowerdir=([^,\s]+)/g)) {
     for (const dir of (m[1] as string).split(':')) {
       const hex = dir.startsWith(`${root}/`) ? dir.slice(root.length + 1) : undefined;
@@ -129,7 +129,7 @@ async function snapshotsInUse(storeRoot: string): Promise<SnapshotUse> {
   return use;
 }
 
-async function pruneSnapshots(store: Store, notes: string[]): Promise<{ removed: Digest[]; bytes: number }> {
+async function pruneSnapshots(store: Store, host: Host, notes: string[]): Promise<{ removed: Digest[]; bytes: number }> {
   const removed: Digest[] = [];
   let bytes = 0;
   for (const name of await staleTempSnapshots(store.root)) bytes += await diskUsage(join(snapshotsRoot(store.root), name));
@@ -137,7 +137,7 @@ async function pruneSnapshots(store: Store, notes: string[]): Promise<{ removed:
   const all = await listSnapshots(store.root);
   if (all.length === 0) return { removed, bytes };
   const keep = await imageChainIds(store);
-  const use = await snapshotsInUse(store.root);
+  const use = await snapshotsInUse(store.root, host);
   if (use.all !== undefined) {
     if (all.some((c) => !keep.has(c))) notes.push(use.all);
     return { removed, bytes };

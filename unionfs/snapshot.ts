@@ -6,15 +6,36 @@
 // directory therefore exists only complete. Temp names carry the writer's pid, so cleanStaleSnapshots removes only
 // those of dead processes (a caveat: processes in other pid namespaces sharing a store look dead). Content is not
 // fsynced: after a power cut a snapshot may need removing (removeSnapshot) and extracting again.
+//
+// snapshotLayers is the one way the rest of tsbuild asks for snapshots of image layers: it opens each layer from the
+// store and applies it with overlay whiteouts through the Host (snapshotApply). ensureSnapshots takes any opener and
+// apply (tests pass GNU tar).
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { chainId, hexOf, isDigest } from '../layers/model/digest.js';
 import { wrap } from '../sys/errors.js';
+import type { Layer } from '../layers/model/layer.js';
 import type { Digest } from '../layers/model/types.js';
-import type { ApplyLayer } from './merge.js';
+import { layerSource } from '../layers/store/layer-read.js';
+import type { Store } from '../layers/store/store.js';
+import { applyLayer } from '../layers/tar/apply.js';
+import { defaultHost, type Host } from '../sys/host.js';
 import { isAlive } from '../sys/pid.js';
+
+/**
+ * ApplyLayer extracts one layer tar into a directory; it consumes the stream. The real one is applySnapshotLayer;
+ * tests pass GNU tar.
+ */
+export type ApplyLayer = (tar: Readable, dir: string) => Promise<void>;
+
+/** snapshotApply applies a layer as a snapshot: OCI whiteouts become overlay whiteouts (char 0/0, opaque xattr). */
+export function snapshotApply(host: Host = defaultHost()): ApplyLayer {
+  return async (tar, dir) => {
+    await applyLayer(tar, { root: dir, whiteouts: 'overlay', host });
+  };
+}
 
 /** SnapshotLayer is a layer to extract: its DiffID and an opener for its uncompressed tar (fresh stream per call). */
 export interface SnapshotLayer {
@@ -41,7 +62,8 @@ export function snapshotDir(storeRoot: string, chain: Digest): string {
  * first, this copy is discarded. On failure the temp directory is removed and the error names the layer; snapshots
  * finished before stay. A killed process leaves only a temp directory (see cleanStaleSnapshots).
  */
-export async function ensureSnapshots(opts: { storeRoot: string; layers: SnapshotLayer[]; apply: ApplyLayer }): Promise<string[]> {
+export async function ensureSnapshots(opts: { storeRoot: string; layers: readonly SnapshotLayer[]; apply?: ApplyLayer }): Promise<string[]> {
+  const apply = opts.apply ?? snapshotApply();
   const root = snapshotsRoot(opts.storeRoot);
   await mkdir(root, { recursive: true });
   const dirs: string[] = [];
@@ -53,12 +75,17 @@ export async function ensureSnapshots(opts: { storeRoot: string; layers: Snapsho
     dirs.push(dir);
     if (await exists(dir)) continue;
     try {
-      await extractOnce(root, dir, chain, layer, opts.apply);
+      await extractOnce(root, dir, chain, layer, apply);
     } catch (e) {
       throw wrap(`extracting layer ${layer.diffId} (snapshot ${hexOf(chain).slice(0, 12)})`, e);
     }
   }
   return dirs;
+}
+
+/** snapshotLayers is ensureSnapshots for image layers of `store` (base first): their snapshot directories, bottom first. */
+export function snapshotLayers(store: Store, layers: readonly Layer[], host: Host = defaultHost()): Promise<string[]> {
+  return ensureSnapshots({ storeRoot: store.root, layers: layers.map((l) => layerSource(store, l)), apply: snapshotApply(host) });
 }
 
 async function extractOnce(root: string, dir: string, chain: Digest, layer: SnapshotLayer, apply: ApplyLayer): Promise<void> {

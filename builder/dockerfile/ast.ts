@@ -10,7 +10,7 @@
 // read flags on CMD (flags), and takes `<<-` from any heredoc on a line to apply to all of them. Working around
 // each of these means re-deriving every logical line from the raw text anyway, so the line model (continuations,
 // comments inside them, directives, flags, heredoc bodies) is ours, written from BuildKit's documented behaviour
-// and checked against its corpora. dockerfile-ast stays available for editor-style features.
+// and checked against its corpora. It was removed from the dependencies.
 
 import { DockerfileError } from './errors.js';
 import { DirectiveError, DirectiveScanner, trimContinuation, type Directive } from './directives.js';

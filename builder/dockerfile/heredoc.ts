@@ -114,7 +114,7 @@ export interface InlineFile {
  */
 export function runHeredocScript(command: string, heredocs: Heredoc[]): { script: string; file?: InlineFile } {
   const first = heredocs[0];
-  let single: HeredocSpec | null = null;
+  let single: HeredocSpec | null;
   try {
     single = parseHeredocWord(command);
   } catch {

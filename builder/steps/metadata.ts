@@ -1,9 +1,12 @@
 // Applying a metadata instruction (CMD, ENV, EXPOSE, …) to an image config, as BuildKit's dispatchers do.
-// Used by the builder for Dockerfile steps and by `tsbuild import --change`.
+// Used by the builder for Dockerfile steps and by `tsbuild import --change`. metadataStep is the builder's
+// dispatcher of the instructions that only change the config and the stage's env (ARG, ENV, LABEL, CMD, …): it
+// returns the history entry's created_by (BuildKit's exact strings), or null when there is none (ONBUILD).
 import { posix } from 'node:path';
 import { InvalidInputError } from '../../sys/errors.js';
 import type { ContainerConfig } from '../../layers/model/types.js';
-import { type Env, expandWord } from '../dockerfile/expand.js';
+import { type Env, expandWord, expandWords } from '../dockerfile/expand.js';
+import { goList, goQuoteList, healthString } from '../history.js';
 import type { CommandLine, Instruction } from '../dockerfile/instructions.js';
 import { parseDockerfile } from '../dockerfile/parse.js';
 import { parseSignal } from '../dockerfile/signal.js';
@@ -151,4 +154,125 @@ export function applyConfigChanges(config: ContainerConfig, changes: string[]): 
     }
   }
   return state.config;
+}
+
+/** StageMeta is the part of a stage the metadata instructions change. */
+export interface StageMeta {
+  config: ContainerConfig;
+  author?: string;
+  cmdSet: boolean;
+  /** image Env plus ARG values: what expansion and RUN see */
+  env: Map<string, string>;
+  /** ARGs declared in the stage, with their values */
+  buildArgs: Array<{ key: string; value?: string }>;
+}
+
+export interface MetadataOptions {
+  escape: string;
+  /** --build-arg values */
+  buildArgs: ReadonlyMap<string, string>;
+  /** the values of ARGs before the first FROM */
+  globalArgs: ReadonlyMap<string, string>;
+}
+
+/**
+ * metadataStep applies a metadata instruction (anything but FROM, RUN, COPY, ADD; WORKDIR only changes the config
+ * here) to the stage and returns its created_by, or null for no history entry.
+ */
+export function metadataStep(st: StageMeta, ins: Instruction, o: MetadataOptions): string | null {
+  const x = (w: string): string => expandWord(w, st.env, { escape: o.escape });
+  const apply = (): void => {
+    const state: ConfigState = { config: st.config, cmdSet: st.cmdSet };
+    applyConfigInstruction(state, ins, st.env, { escape: o.escape });
+    st.config = state.config;
+    st.cmdSet = state.cmdSet;
+  };
+  switch (ins.kind) {
+    case 'arg': {
+      // BuildKit's dispatchArg: --build-arg, else the default (expanded), else the global value.
+      const parts: string[] = [];
+      for (const a of ins.args) {
+        const given = o.buildArgs.get(a.key);
+        let value: string | undefined;
+        if (given !== undefined) value = given;
+        else if (a.value !== undefined) value = x(a.value);
+        else if (o.globalArgs.has(a.key)) value = o.globalArgs.get(a.key);
+        if (value !== undefined) st.env.set(a.key, value);
+        st.buildArgs.push(value === undefined ? { key: a.key } : { key: a.key, value });
+        parts.push(value === undefined ? a.key : `${a.key}=${value}`);
+      }
+      return `ARG ${parts.join(' ')}`;
+    }
+    case 'env': {
+      // BuildKit's dispatchEnv: values see the env before the instruction; a key keeps its place.
+      const snapshot = new Map(st.env);
+      const parts: string[] = [];
+      const list = [...(st.config.Env ?? [])];
+      for (const p of ins.pairs) {
+        const k = expandWord(p.key, snapshot, { escape: o.escape });
+        const v = expandWord(p.value, snapshot, { escape: o.escape });
+        st.env.set(k, v);
+        const i = list.findIndex((e) => (e.indexOf('=') < 0 ? e : e.slice(0, e.indexOf('='))) === k);
+        if (i >= 0) list[i] = `${k}=${v}`;
+        else list.push(`${k}=${v}`);
+        parts.push(`${k}=${v}`);
+      }
+      st.config.Env = list;
+      return `ENV ${parts.join(' ')}`;
+    }
+    case 'label': {
+      const labels = { ...(st.config.Labels ?? {}) };
+      const parts: string[] = [];
+      for (const p of ins.pairs) {
+        const k = x(p.key);
+        const v = x(p.value);
+        labels[k] = v;
+        parts.push(`${k}=${v}`);
+      }
+      st.config.Labels = labels;
+      return `LABEL ${parts.join(' ')}`;
+    }
+    case 'workdir':
+      apply();
+      return `WORKDIR ${st.config.WorkingDir || '/'}`;
+    case 'onbuild':
+      apply();
+      return null; // BuildKit writes no history entry for ONBUILD
+    case 'cmd':
+      apply();
+      st.config.ArgsEscaped = true;
+      return `CMD ${goQuoteList(st.config.Cmd ?? [])}`;
+    case 'entrypoint':
+      apply();
+      return `ENTRYPOINT ${goQuoteList(st.config.Entrypoint ?? [])}`;
+    case 'shell':
+      apply();
+      return `SHELL ${goList(ins.shell)}`;
+    case 'expose': {
+      const ports: string[] = [];
+      for (const raw of ins.ports) for (const w of expandWords(raw, st.env, { escape: o.escape })) ports.push(...exposedPorts(w));
+      st.config.ExposedPorts = { ...(st.config.ExposedPorts ?? {}) };
+      for (const p of ports) st.config.ExposedPorts[p] = {};
+      return `EXPOSE ${goList(ports)}`;
+    }
+    case 'user':
+      apply();
+      return `USER ${st.config.User ?? ''}`;
+    case 'volume': {
+      const vols = ins.paths.map(x);
+      apply();
+      return `VOLUME ${goList(vols)}`;
+    }
+    case 'stopsignal':
+      apply();
+      return `STOPSIGNAL ${st.config.StopSignal ?? ''}`;
+    case 'healthcheck':
+      apply();
+      return `HEALTHCHECK ${healthString(st.config.Healthcheck ?? {})}`;
+    case 'maintainer':
+      st.author = ins.maintainer;
+      return `MAINTAINER ${ins.maintainer}`;
+    default:
+      throw new InvalidInputError(`${ins.keyword.toUpperCase()} is not a metadata instruction`);
+  }
 }

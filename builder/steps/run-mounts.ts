@@ -8,13 +8,20 @@
 // type=tmpfs  an empty directory that is thrown away after the step (a host directory, not a tmpfs).
 // type=secret a --secret value as a read-only file (default /run/secrets/<id>, mode 0400) and/or an env var;
 //             `required` fails the step when the secret was not given. Never in a layer, a history entry or a key.
+// prepareMounts turns a RUN's mounts into cache-key parts, mount points (stubs), env and, on a cache miss, the
+// host directories and files to bind. Owners of cache directories and secret files are set through the Host.
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, lstatSync } from 'node:fs';
+import { chmodSync, lstatSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { TsbuildError } from '../../sys/errors.js';
+import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
+import type { Host } from '../../sys/host.js';
 import type { Mount } from '../../runtime/spec.js';
+import type { Stub, View } from '../../unionfs/rootfs.js';
 import { splitCsv } from '../plan.js';
+import { hashSelection, selectSources } from './copy-select.js';
+import { copyInto } from './copy-write.js';
+import type { StepEnv } from './step.js';
 
 export type RunMount =
   | { type: 'bind'; target: string; source: string; from?: string; readonly: boolean }
@@ -179,14 +186,14 @@ export async function lockCacheMount(id: string): Promise<() => void> {
 }
 
 /** ensureCacheDir creates a cache mount directory on first use (mode, uid, gid), seeded by `seed` when given. */
-export async function ensureCacheDir(dir: string, m: Extract<RunMount, { type: 'cache' }>, seed?: (dir: string) => Promise<void>): Promise<void> {
+export async function ensureCacheDir(host: Host, dir: string, m: Extract<RunMount, { type: 'cache' }>, seed?: (dir: string) => Promise<void>): Promise<void> {
   if (lstatSync(dir, { throwIfNoEntry: false })?.isDirectory()) return;
   await mkdir(join(dir, '..'), { recursive: true });
   const tmp = await mkdtemp(`${dir}.tmp-`);
   try {
     if (seed) await seed(tmp);
     chmodSync(tmp, m.mode);
-    chownSync(tmp, m.uid, m.gid);
+    host.lchown(tmp, m.uid, m.gid);
     await rename(tmp, dir).catch(async (err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err;
       await rm(tmp, { recursive: true, force: true });
@@ -198,11 +205,123 @@ export async function ensureCacheDir(dir: string, m: Extract<RunMount, { type: '
 }
 
 /** writeSecretFile writes a secret for one RUN into a private directory (mode, owner as the mount asks). */
-export async function writeSecretFile(dir: string, m: Extract<RunMount, { type: 'secret' }>, value: Uint8Array): Promise<Mount | undefined> {
+export async function writeSecretFile(host: Host, dir: string, m: Extract<RunMount, { type: 'secret' }>, value: Uint8Array): Promise<Mount | undefined> {
   if (!m.target) return undefined;
   const file = join(dir, `secret-${createHash('sha256').update(m.id).update(String(Math.random())).digest('hex').slice(0, 16)}`);
   await writeFile(file, value, { mode: 0o600, flag: 'wx' });
-  chownSync(file, m.uid, m.gid);
+  host.lchown(file, m.uid, m.gid);
   chmodSync(file, m.mode);
   return { source: file, destination: m.target, readonly: true };
+}
+
+/** PreparedMounts is what a RUN's mounts need: key parts, mount points, env, and the mounts themselves on demand. */
+export interface PreparedMounts {
+  keys: unknown[];
+  stubs: Stub[];
+  env: string[];
+  /** a private directory for this RUN (copies, secrets, the runtime's files) */
+  dir: string;
+  /** makes the host side of each mount (on a cache miss only) */
+  materialize: () => Promise<Mount[]>;
+  release: () => Promise<void>;
+}
+
+/** prepareMounts resolves RUN --mount sources, their cache-key parts, stubs and env (secrets). */
+export async function prepareMounts(o: StepEnv, mounts: RunMount[], secrets: ReadonlyMap<string, Uint8Array>): Promise<PreparedMounts> {
+  const dir = await mkdtemp(join(o.tmpDir, 'run-'));
+  const views: View[] = [];
+  const releases: Array<() => void | Promise<void>> = [];
+  const keys: unknown[] = [];
+  const stubs: Stub[] = [];
+  const env: string[] = [];
+  const makers: Array<() => Promise<Mount | undefined>> = [];
+  const release = async (): Promise<void> => {
+    for (const r of releases.reverse()) await r();
+    for (const v of views) await v.release();
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    for (const m of mounts) {
+      switch (m.type) {
+        case 'bind': {
+          const src = await o.source(m.from, 'RUN --mount');
+          if (src.view) views.push(src.view);
+          const from = src.from;
+          const sel = selectSources(from, [m.source]);
+          const s = sel[0]!;
+          const isDir = s.node.st.isDirectory();
+          keys.push({ type: 'bind', target: m.target, readonly: m.readonly, source: m.source, from: m.from ?? null, content: await hashSelection(sel, from.resetOwner) });
+          const st = mountStub(m, isDir);
+          if (st) stubs.push(st);
+          makers.push(async () => {
+            // A copy: .dockerignore and ownership apply, and writes (rw) are thrown away.
+            const copy = await mkdtemp(join(dir, 'bind-'));
+            const target = isDir ? '/' : `/${s.node.name}`;
+            await copyInto(copy, from, sel, { dest: isDir ? '/' : target, tmpDir: dir, host: o.host });
+            return { source: isDir ? copy : join(copy, s.node.name), destination: m.target, readonly: m.readonly };
+          });
+          break;
+        }
+        case 'cache': {
+          keys.push({ type: 'cache', target: m.target, readonly: m.readonly, mode: m.mode, uid: m.uid, gid: m.gid });
+          stubs.push({ path: m.target, dir: true });
+          const at = cacheMountDir(o.store.root, m.id);
+          makers.push(async () => {
+            if (m.sharing === 'locked') releases.push(await lockCacheMount(m.id));
+            let seed: ((d: string) => Promise<void>) | undefined;
+            if (m.from !== undefined) {
+              const src = await o.source(m.from, 'RUN --mount');
+              if (src.view) views.push(src.view);
+              const sel = selectSources(src.from, [m.source]);
+              seed = async (d) => copyInto(d, src.from, sel, { dest: '/', tmpDir: dir, host: o.host });
+            }
+            await ensureCacheDir(o.host, at, m, seed);
+            return { source: at, destination: m.target, readonly: m.readonly };
+          });
+          break;
+        }
+        case 'tmpfs': {
+          keys.push({ type: 'tmpfs', target: m.target, size: m.size ?? null });
+          stubs.push({ path: m.target, dir: true });
+          makers.push(async () => {
+            const d = await mkdtemp(join(dir, 'tmpfs-'));
+            return { source: d, destination: m.target, readonly: false };
+          });
+          break;
+        }
+        case 'secret': {
+          keys.push({ type: 'secret', id: m.id, target: m.target ?? null, env: m.env ?? null, mode: m.mode, uid: m.uid, gid: m.gid, required: m.required });
+          const value = secrets.get(m.id);
+          if (value === undefined) {
+            if (m.required) throw new InvalidInputError(`secret ${m.id}: not provided`, `pass it with --secret id=${m.id},src=FILE or --secret id=${m.id},env=VAR`);
+            break;
+          }
+          if (m.env) env.push(`${m.env}=${Buffer.from(value).toString()}`);
+          if (m.target) {
+            stubs.push({ path: m.target, dir: false });
+            makers.push(() => writeSecretFile(o.host, dir, m, value));
+          }
+          break;
+        }
+      }
+    }
+  } catch (err) {
+    await release();
+    throw err;
+  }
+  return {
+    keys,
+    stubs,
+    env,
+    dir,
+    release,
+    materialize: async () => {
+      const out: Mount[] = [];
+      for (const make of makers) {
+        const m = await make();
+        if (m) out.push(m);
+      }
+      return out;
+    },
+  };
 }

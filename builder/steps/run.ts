@@ -5,17 +5,33 @@
 // /etc/passwd and /etc/group, hostname `buildkitsandbox`, Docker's default capabilities, no_new_privs. /etc/hosts
 // and /etc/resolv.conf are bind-mounted from files made for the build (the host's resolv.conf, a hosts file
 // naming the sandbox), so they never reach a layer. Network `host` shares the host's network (what `docker build`
-// calls default); `none` is a new network namespace with only lo.
+// calls default); `none` is a new network namespace with only lo. The process runs through the build's Host.
+//
+// runStep is the RUN step as execute.ts schedules it: the cache key (argv, env, cwd, user, network, mounts,
+// heredoc files), BuildKit's created_by, and the work: a step root with the mount points the runtime needs, the
+// RUN mounts (builder/steps/run-mounts.ts), the process, and the layer; a non-zero exit is a RunFailedError.
+import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import type { Host } from '../../sys/host.js';
+import { InvalidInputError } from '../../sys/errors.js';
 import { capabilitySet, DEFAULT_PATH, resolveUser, type Mount, type RunSpec } from '../../runtime/spec.js';
+import type { Stub } from '../../unionfs/rootfs.js';
+import { cacheKey } from '../cache.js';
+import { DockerfileError } from '../dockerfile/errors.js';
+import { expandWord } from '../dockerfile/expand.js';
 import type { InlineFile } from '../dockerfile/heredoc.js';
+import type { Instruction, RunInstruction } from '../dockerfile/instructions.js';
+import { PROXY_ARGS } from '../plan.js';
+import { DEFAULT_SHELL } from './metadata.js';
+import { parseMount, prepareMounts } from './run-mounts.js';
+import { commitOptions, type FsStep, type StageState, type StepEnv } from './step.js';
 
 export const SANDBOX_HOSTNAME = 'buildkitsandbox';
 
-export interface RunStepOptions {
+export interface RunProcessOptions {
   /** the step's root (merged tree) */
   rootfs: string;
   args: string[];
@@ -32,9 +48,11 @@ export interface RunStepOptions {
   tmpDir: string;
   onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
   signal?: AbortSignal;
+  /** the host the process runs through (namespaces, mounts) */
+  host?: Host;
 }
 
-export interface RunStepResult {
+export interface RunProcessResult {
   exitCode: number;
   signal?: string;
 }
@@ -57,7 +75,7 @@ export async function hostFiles(dir: string): Promise<Record<string, string>> {
 }
 
 /** runSpecFor builds the process spec of a RUN (pure apart from reading /etc/passwd and /etc/group in the root). */
-export function runSpecFor(opts: Omit<RunStepOptions, 'onOutput' | 'signal' | 'tmpDir' | 'files'> & { extraFiles: Record<string, string> }): RunSpec {
+export function runSpecFor(opts: Omit<RunProcessOptions, 'onOutput' | 'signal' | 'tmpDir' | 'files' | 'host'> & { extraFiles: Record<string, string> }): RunSpec {
   const user = resolveUser(opts.rootfs, opts.user);
   const env = [...opts.env];
   const has = (k: string): boolean => env.some((e) => e.slice(0, e.indexOf('=') < 0 ? e.length : e.indexOf('=')) === k);
@@ -93,8 +111,8 @@ function homeOf(rootfs: string, uid: number): string {
   return '/';
 }
 
-/** runStep runs one RUN to completion and returns how it exited (it never throws for a non-zero exit). */
-export async function runStep(opts: RunStepOptions): Promise<RunStepResult> {
+/** runProcess runs one RUN's process to completion and returns how it exited (it never throws for a non-zero exit). */
+export async function runProcess(opts: RunProcessOptions): Promise<RunProcessResult> {
   const extraFiles = await hostFiles(opts.tmpDir);
   const mounts = [...opts.mounts];
   for (const [i, f] of opts.files.entries()) {
@@ -114,7 +132,151 @@ export async function runStep(opts: RunStepOptions): Promise<RunStepResult> {
   const r = await runContainer(
     spec,
     { stdin: 'ignore', stdout: sink('stdout'), stderr: sink('stderr'), ...(opts.signal ? { signal: opts.signal } : {}) },
-    { forwardSignals: false },
+    { forwardSignals: false, ...(opts.host ? { host: opts.host } : {}) },
   );
   return { exitCode: r.exitCode, ...(r.signal ? { signal: r.signal } : {}) };
+}
+
+/** RunFailedError is a RUN whose process exited non-zero. */
+export class RunFailedError extends DockerfileError {
+  constructor(
+    file: string,
+    ins: Instruction,
+    readonly exitCode: number,
+    readonly command: string[],
+    readonly output: string,
+  ) {
+    super({
+      file,
+      line: ins.line,
+      endLine: ins.endLine,
+      reason: `RUN failed: process ${JSON.stringify(command.join(' '))} did not complete successfully: exit code: ${exitCode}`,
+    });
+  }
+}
+
+export interface RunOptions {
+  /** --network: RUN's default */
+  network: 'default' | 'none' | 'host';
+  secrets: ReadonlyMap<string, Uint8Array>;
+  /** the --build-arg values (proxy args that no ARG declared reach the process, not the key) */
+  buildArgs: ReadonlyMap<string, string>;
+  escape: string;
+}
+
+/** STUBS are the mount points every RUN needs, whether the image has them or not. */
+const STUBS: readonly Stub[] = [
+  { path: '/proc', dir: true },
+  { path: '/dev', dir: true },
+  { path: '/sys', dir: true },
+  { path: '/etc/hosts', dir: false },
+  { path: '/etc/resolv.conf', dir: false },
+];
+
+/** runStep makes the RUN step; the instruction is checked here (before the step is shown). */
+export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o: RunOptions): FsStep {
+  if (ins.security !== undefined && ins.security !== 'sandbox') {
+    throw new InvalidInputError(`--security=${ins.security} is not allowed: tsbuild runs every step sandboxed`);
+  }
+  const config = stage.config;
+  const args = ins.exec.form === 'exec' ? [...ins.exec.args] : [...(config.Shell?.length ? config.Shell : DEFAULT_SHELL), ins.exec.script];
+  if (args.length === 0) throw new InvalidInputError('RUN needs a command');
+  const cwd = config.WorkingDir || '/';
+  const user = config.User ?? '';
+  let network: 'host' | 'none';
+  const net = ins.network ?? o.network;
+  if (net === 'none') network = 'none';
+  else if (net === 'host' || net === 'default') network = 'host';
+  else throw new InvalidInputError(`unsupported network mode ${JSON.stringify(net)} (default, none or host)`);
+
+  // Environment: the stage env, plus proxy build args that no ARG declared (kept out of history and keys).
+  const envList = [...stage.env].map(([k, v]) => `${k}=${v}`);
+  const proxies: string[] = [];
+  for (const k of PROXY_ARGS) {
+    const v = o.buildArgs.get(k);
+    if (v !== undefined && !stage.env.has(k)) proxies.push(`${k}=${v}`);
+  }
+  const mounts = ins.mounts.map((m) => parseMount(m, (s) => expandWord(s, stage.env, { escape: o.escape }), cwd));
+  let prepared: Awaited<ReturnType<typeof prepareMounts>> | undefined;
+  return {
+    display: `RUN ${displayRun(ins)}`,
+    createdBy: `RUN ${runCommandString(args, stage.buildArgs, stage.env)} # buildkit`,
+    cacheKey: async () => {
+      prepared = await prepareMounts(env, mounts, o.secrets);
+      return cacheKey(stage.fsKey, {
+        op: 'run',
+        args,
+        env: envList,
+        cwd,
+        user,
+        network,
+        mounts: prepared.keys,
+        files: ins.files.map((f) => ({ path: f.path, mode: f.mode, sha: sha(f.content) })),
+      });
+    },
+    apply: async (out) => {
+      const p = prepared!;
+      const output: Buffer[] = [];
+      let outputSize = 0;
+      const root = await env.rootfs.openStep(stage.layers, [...STUBS, ...p.stubs]);
+      try {
+        const runMounts = await p.materialize();
+        const r = await runProcess({
+          rootfs: root.dir,
+          args,
+          env: [...envList, ...proxies, ...p.env],
+          cwd,
+          user,
+          network,
+          mounts: runMounts,
+          files: ins.files,
+          tmpDir: p.dir,
+          signal: env.signal,
+          host: env.host,
+          onOutput: (stream, chunk) => {
+            if (outputSize < 4 << 20) {
+              output.push(chunk);
+              outputSize += chunk.length;
+            }
+            out(stream, chunk);
+          },
+        });
+        env.signal.throwIfAborted();
+        if (r.exitCode !== 0) throw new RunFailedError(env.file, ins, r.exitCode, args, Buffer.concat(output).toString());
+        return await root.commit(commitOptions(env));
+      } finally {
+        await root.discard();
+      }
+    },
+    release: async () => {
+      await prepared?.release();
+    },
+  };
+}
+
+/** runCommandString is BuildKit's: `|N K=V … argv` when the stage declares ARGs (ENV values win). */
+export function runCommandString(args: string[], buildArgs: ReadonlyArray<{ key: string; value?: string }>, env: ReadonlyMap<string, string>): string {
+  const pairs: string[] = [];
+  const index = new Map<string, number>();
+  for (const a of buildArgs) {
+    const v = env.get(a.key) ?? a.value ?? '';
+    const at = index.get(a.key);
+    if (at !== undefined) pairs[at] = `${a.key}=${v}`;
+    else {
+      index.set(a.key, pairs.length);
+      pairs.push(`${a.key}=${v}`);
+    }
+  }
+  const head = pairs.length ? [`|${pairs.length}`, ...pairs] : [];
+  return [...head, ...args].join(' ');
+}
+
+function displayRun(ins: RunInstruction): string {
+  const text = ins.raw.replace(/^\s*\S+\s*/, '');
+  const oneLine = text.replace(/\s*\n\s*/g, ' ');
+  return oneLine.length > 200 ? `${oneLine.slice(0, 200)}…` : oneLine;
+}
+
+function sha(s: string | Uint8Array): string {
+  return createHash('sha256').update(s).digest('hex');
 }

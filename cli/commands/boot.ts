@@ -49,7 +49,7 @@ export default async function boot(file: string, flags: BootFlags): Promise<void
       case 'exited':
         throw new TsbuildError('E_BOOT_FAILED', `the VM stopped after ${r.seconds.toFixed(1)}s without printing ${what}`);
       case 'timeout':
-        throw new TsbuildError('E_BOOT_TIMEOUT', `no ${what} within ${timeout}s (${r.accel})`, { hint: r.accel === 'tcg' ? 'TCG is slow: raise --timeout' : undefined });
+        throw new TsbuildError('E_BOOT_TIMEOUT', `no ${what} within ${timeout}s (${r.accel})`, r.accel === 'tcg' ? { hint: 'TCG is slow: raise --timeout' } : {});
     }
   } finally {
     process.off('SIGINT', onSignal);

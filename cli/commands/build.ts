@@ -2,10 +2,12 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { build } from '../../builder/build.js';
 import { splitCsv } from '../../builder/plan.js';
-import { plainRenderer, type ProgressMode, type Renderer, ttyRenderer } from '../../builder/progress.js';
-import type { StorageDriver } from '../../builder/rootfs.js';
+import type { StorageDriver } from '../../unionfs/rootfs.js';
 import { InvalidInputError, wrap } from '../../sys/errors.js';
 import { type GlobalFlags, compressionFlag, list, openStore, out, sourceDateEpoch } from '../common.js';
+import { plainRenderer } from '../progress/build-plain.js';
+import type { ProgressMode, Renderer } from '../progress/build-render.js';
+import { ttyRenderer } from '../progress/build-tty.js';
 
 export interface BuildFlags extends GlobalFlags {
   file?: string;

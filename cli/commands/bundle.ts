@@ -2,7 +2,8 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidInputError } from '../../sys/errors.js';
 import { getImage } from '../../layers/store/image.js';
-import { unpackImage } from '../../layers/unpack.js';
+import { imageLayers } from '../../layers/model/layer.js';
+import { flatten } from '../../unionfs/flatten.js';
 import { runtimeConfig } from '../../runtime/bundle.js';
 import { processSpec } from '../../runtime/spec.js';
 import { type GlobalFlags, list, openStore } from '../common.js';
@@ -21,7 +22,7 @@ export default async function bundle(
   const image = await getImage(store, name);
   const p = stderrProgress();
   const rootfs = join(dir, 'rootfs');
-  await unpackImage(store, image, rootfs, { onEvent: (e) => p.step(`layer ${e.index + 1}/${e.count}`), onWarn: p.warn });
+  await flatten({ store, layers: imageLayers(image), dir: rootfs, method: 'apply', onEvent: (e) => p.step(`layer ${e.index + 1}/${e.count}`), onWarn: p.warn });
   const spec = processSpec({
     config: image.config.config ?? {},
     rootfs,

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { InvalidInputError } from '../../sys/errors.js';
-import { parseKernelFlag } from '../../convert/kernel/kernel.js';
+import { parseKernelFlag } from '../../convert/kernel/index.js';
 import { exportImage, type ExportOptions } from '../../convert/recipe.js';
 import { readSshKeys } from '../../convert/system-files.js';
 import { type GlobalFlags, list, openStore, out } from '../common.js';
@@ -57,9 +57,9 @@ export default async function exportCmd(name: string, flags: ExportFlags): Promi
     store,
     image: name,
     output,
-    ...(flags.format ? { format: flags.format as ExportOptions['format'] } : {}),
+    ...(flags.format ? { format: flags.format as NonNullable<ExportOptions['format']> } : {}),
     size: String(flags.size ?? 'auto'),
-    ...(flags.partition ? { partition: flags.partition as ExportOptions['partition'] } : {}),
+    ...(flags.partition ? { partition: flags.partition as NonNullable<ExportOptions['partition']> } : {}),
     boot: (flags.boot ?? 'bios') as ExportOptions['boot'] & string,
     bootloader: (flags.bootloader ?? 'grub') as ExportOptions['bootloader'] & string,
     kernel: parseKernelFlag(flags.kernel === undefined ? undefined : String(flags.kernel), flags.initrd === undefined ? undefined : String(flags.initrd)),

@@ -1,6 +1,7 @@
 import { getImage } from '../../layers/store/image.js';
 import { InvalidInputError } from '../../sys/errors.js';
-import { markContainer, prepareRootfs } from '../../unionfs/image-rootfs.js';
+import { imageLayers } from '../../layers/model/layer.js';
+import { markContainer, openRootfs } from '../../unionfs/rootfs.js';
 import { type GlobalFlags, openStore, out } from '../common.js';
 
 export default async function mountCmd(name: string, flags: GlobalFlags & { 'storage-driver'?: string }): Promise<void> {
@@ -8,9 +9,9 @@ export default async function mountCmd(name: string, flags: GlobalFlags & { 'sto
   if (driver !== undefined && driver !== 'overlay' && driver !== 'vfs') throw new InvalidInputError('--storage-driver must be overlay or vfs');
   const store = await openStore(flags);
   const image = await getImage(store, name);
-  const rootfs = await prepareRootfs({
+  const rootfs = await openRootfs({
     store,
-    layers: image.manifest.layers.map((descriptor, i) => ({ descriptor, diffId: image.config.rootfs.diff_ids[i] as `sha256:${string}` })),
+    layers: imageLayers(image),
     driver: driver ?? 'auto',
     persistent: true,
   });

@@ -1,4 +1,4 @@
-import { unmountView } from '../../unionfs/image-rootfs.js';
+import { unmountView } from '../../unionfs/rootfs.js';
 import { type GlobalFlags, openStore } from '../common.js';
 
 export default async function umountCmd(path: string, flags: GlobalFlags): Promise<void> {

@@ -6,6 +6,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TsbuildError } from '../../sys/errors.js';
 import { run } from '../../sys/exec.js';
+import { defaultHost } from '../../sys/host.js';
 import { writeIn } from '../service.js';
 import type { Bootloader, BootloaderContext } from './types.js';
 
@@ -49,7 +50,7 @@ export const extlinux: Bootloader = {
   },
 
   async install(ctx) {
-    if (process.getuid?.() !== 0) {
+    if (!(ctx.host ?? defaultHost()).caps().root) {
       throw new TsbuildError('E_NEEDS_ROOT', 'extlinux needs root: it installs through a mounted filesystem (loop device)', { hint: 'use --bootloader grub, which needs no root' });
     }
     const mbr = mbrCodePath(ctx.plan.layout.table);

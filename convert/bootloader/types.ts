@@ -1,13 +1,16 @@
 // What every bootloader gets and does: files into the rootfs before mkfs (prepare), then bytes into the disk
 // image after it (install), returning the MBR boot code for BIOS loaders.
 import type { DiskPlan } from '../disk-layout.js';
-import type { KernelFiles } from '../kernel/kernel.js';
+import type { Host } from '../../sys/host.js';
+import type { KernelFiles } from '../kernel/find.js';
 
 export type BootloaderId = 'grub-bios' | 'grub-efi' | 'extlinux';
 
 export interface BootloaderContext {
   /** the staging tree that becomes the root filesystem */
   rootfs: string;
+  /** default: defaultHost(); a loader that mounts (extlinux) refuses unless `caps().root` */
+  host?: Host;
   /** the raw disk image file, at its final size */
   image: string;
   plan: DiskPlan;

@@ -9,6 +9,7 @@ import { requireTools, run } from '../../sys/exec.js';
 import { autoDecompress } from '../compress/compress.js';
 import { commitLayer, type CommittedLayer } from '../store/commit.js';
 import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
+import { defaultHost, type Host } from '../../sys/host.js';
 import { tagImage, writeImage } from '../store/image.js';
 import { createdTime, DEFAULT_PATH } from './import.js';
 import type { Store } from '../store/store.js';
@@ -34,6 +35,8 @@ export interface BootstrapOptions {
   sourceDateEpoch?: number;
   /** progress lines from the underlying tool */
   onLog?: (line: string) => void;
+  /** the host whose privilege picks mmdebstrap's mode: root, or unshare (default: defaultHost()) */
+  host?: Host;
 }
 
 export interface BootstrapResult {
@@ -86,7 +89,7 @@ async function debianLayer(store: Store, suite: string, opts: BootstrapOptions) 
     const argv = [
       'mmdebstrap',
       `--variant=${variant}`,
-      `--mode=${process.getuid?.() === 0 ? 'root' : 'unshare'}`,
+      `--mode=${(opts.host ?? defaultHost()).caps().root ? 'root' : 'unshare'}`,
       '--format=directory',
       '--skip=output/dev',
       ...(include.length ? [`--include=${include.join(',')}`] : []),

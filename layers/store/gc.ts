@@ -1,6 +1,6 @@
-// Garbage collection: delete blobs that no image references (and temp files of dead writers).
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+// Garbage collection: delete blobs that no image references (and temp files of dead writers). The records that
+// name layers (build cache, kernel cache) are pruned by layers/store/records.ts (pruneRecords).
+import { rm, stat } from 'node:fs/promises';
 import { reachableBlobs } from './image.js';
 import type { Store } from './store.js';
 import type { Digest } from '../model/types.js';
@@ -33,31 +33,4 @@ export async function pruneBlobs(store: Store): Promise<PruneResult> {
     }
     return { removed, bytesFreed };
   });
-}
-
-/**
- * pruneLayerRecords removes the cache records in `dir` (`<sha256 hex>.json`, each naming a layer as
- * `layer.descriptor`) whose layer blob the store no longer has. Unreadable records are left alone. Returns the
- * removed keys (`sha256:<hex>`) and their bytes.
- */
-export async function pruneLayerRecords(store: Store, dir: string): Promise<{ removed: string[]; bytes: number }> {
-  const removed: string[] = [];
-  let bytes = 0;
-  for (const name of (await readdir(dir).catch(() => [] as string[])).sort()) {
-    const hex = /^([a-f0-9]{64})\.json$/.exec(name)?.[1];
-    if (!hex) continue;
-    let text: string;
-    let digest: unknown;
-    try {
-      text = await readFile(join(dir, name), 'utf8');
-      digest = (JSON.parse(text) as { layer?: { descriptor?: { digest?: unknown } } } | null)?.layer?.descriptor?.digest;
-    } catch {
-      continue; // unreadable: not ours to judge
-    }
-    if (typeof digest !== 'string' || (await store.hasBlob(digest as Digest))) continue;
-    await rm(join(dir, name), { force: true });
-    removed.push(`sha256:${hex}`);
-    bytes += Buffer.byteLength(text);
-  }
-  return { removed, bytes };
 }

@@ -1,9 +1,11 @@
-// Reading a stored layer back as an uncompressed tar stream.
+// Reading a stored layer back as an uncompressed tar stream: openLayer for one blob, layerSource for the
+// `{diffId, open}` shape that snapshotting and merging take, imageLayerSources for a whole image.
 import type { Readable } from 'node:stream';
 import { decompressStream } from '../compress/compress.js';
 import { InvalidInputError } from '../../sys/errors.js';
 import type { Store } from './store.js';
-import { compressionOfMediaType, type Descriptor } from '../model/types.js';
+import { imageLayers, type Layer } from '../model/layer.js';
+import { compressionOfMediaType, type Descriptor, type Digest, type ImageConfig, type Manifest } from '../model/types.js';
 
 /**
  * openLayer streams a layer blob uncompressed. The blob's digest and size are verified at EOF: a corrupt
@@ -18,4 +20,20 @@ export function openLayer(store: Store, desc: Descriptor): Readable {
   blob.on('error', (err) => out.destroy(err));
   out.on('close', () => blob.destroy());
   return blob.pipe(out);
+}
+
+/** LayerSource is a layer as the readers of uncompressed tars take it: its DiffID and an opener (a fresh stream per call). */
+export interface LayerSource {
+  diffId: Digest;
+  open(): Promise<Readable>;
+}
+
+/** layerSource is the LayerSource of a stored layer: open() is openLayer of its blob. */
+export function layerSource(store: Store, layer: Layer): LayerSource {
+  return { diffId: layer.diffId, open: async () => openLayer(store, layer.descriptor) };
+}
+
+/** imageLayerSources are the LayerSources of an image's layers, base first (imageLayers pairs blobs and DiffIDs). */
+export function imageLayerSources(store: Store, img: { manifest: Manifest; config: ImageConfig; descriptor?: Descriptor }): LayerSource[] {
+  return imageLayers(img).map((l) => layerSource(store, l));
 }

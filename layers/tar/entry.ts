@@ -1,15 +1,12 @@
 // Pure helpers for layer tar headers: file status → tar-stream header, whiteout markers, xattr filtering, and the
-// entry order of a layer. No I/O here: layers/tar/create.ts does the reading.
+// entry order of a layer. No I/O here: layers/tar/create.ts does the reading. Whiteout names come from
+// layers/tar/whiteout.ts.
 import type { Header } from 'tar-stream';
 import { xattrRecords, type PaxValue } from './pax.js';
+import { OCI_OPAQUE_NAME, OCI_WHITEOUT_PREFIX } from './whiteout.js';
 
 /** EntryHeader is what tar-stream's pack().entry() takes, with the PAX records it writes (after installPaxCodec). */
 export type EntryHeader = Partial<Omit<Header, 'pax'>> & { name: string; pax?: Record<string, PaxValue> };
-
-/** The whiteout prefix of OCI layers: `<dir>/.wh.<name>` deletes `<dir>/<name>` from the lower layers. */
-export const WHITEOUT_PREFIX = '.wh.';
-/** The opaque-directory marker: `<dir>/.wh..wh..opq` hides everything the lower layers had below `<dir>`. */
-export const OPAQUE_MARKER = '.wh..wh..opq';
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
@@ -126,25 +123,6 @@ export function markerHeader(name: string): EntryHeader {
   return { name, mode: S_IFREG, uid: 0, gid: 0, size: 0, mtime: new Date(0), type: 'file' };
 }
 
-/** whiteoutName is the marker that deletes `path` (relative, '/'-separated): `<dir>/.wh.<base>`. */
-export function whiteoutName(path: string): string {
-  const i = path.lastIndexOf('/');
-  return i < 0 ? WHITEOUT_PREFIX + path : `${path.slice(0, i + 1)}${WHITEOUT_PREFIX}${path.slice(i + 1)}`;
-}
-
-/** opaqueName is the marker that makes directory `path` opaque: `<path>/.wh..wh..opq`. */
-export function opaqueName(path: string): string {
-  return `${path}/${OPAQUE_MARKER}`;
-}
-
-/**
- * keepXattr tells whether an xattr belongs in a layer: overlayfs bookkeeping (`trusted.overlay.*`, and
- * `user.overlay.*` of rootless `userxattr` mounts) and the host's SELinux label (`security.selinux`) do not.
- */
-export function keepXattr(name: string): boolean {
-  return !(name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.') || name === 'security.selinux');
-}
-
 /**
  * Entry order. Entries are sorted bytewise by name (UTF-8, directories ending in '/'), which lists a directory
  * right before its subtree, with one exception that the OCI layer spec asks for: inside a directory the opaque
@@ -157,7 +135,7 @@ export function sortKey(name: string): Buffer {
   const bufs: Buffer[] = [];
   parts.forEach((p, i) => {
     if (i > 0) bufs.push(SLASH);
-    bufs.push(p === OPAQUE_MARKER ? RANK_OPAQUE : p.startsWith(WHITEOUT_PREFIX) ? RANK_WHITEOUT : RANK_OTHER, Buffer.from(p));
+    bufs.push(p === OCI_OPAQUE_NAME ? RANK_OPAQUE : p.startsWith(OCI_WHITEOUT_PREFIX) ? RANK_WHITEOUT : RANK_OTHER, Buffer.from(p));
   });
   if (isDir) bufs.push(SLASH);
   return Buffer.concat(bufs);
@@ -171,6 +149,6 @@ const RANK_OTHER = Buffer.from([2]);
 /** childKey is sortKey's last component for a directory listing: rank byte, name bytes, '/' for a directory. */
 export function childKey(name: Buffer, isDir: boolean): Buffer {
   const s = name.toString('latin1');
-  const rank = s === OPAQUE_MARKER ? RANK_OPAQUE : s.startsWith(WHITEOUT_PREFIX) ? RANK_WHITEOUT : RANK_OTHER;
+  const rank = s === OCI_OPAQUE_NAME ? RANK_OPAQUE : s.startsWith(OCI_WHITEOUT_PREFIX) ? RANK_WHITEOUT : RANK_OTHER;
   return Buffer.concat(isDir ? [rank, name, SLASH] : [rank, name]);
 }

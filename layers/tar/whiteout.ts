@@ -1,11 +1,19 @@
 // The two ways of saying "deleted" and "opaque": OCI layer tars (`.wh.` names) and kernel overlayfs directories
 // (char device 0/0, `trusted.overlay.opaque=y`). Pure: no I/O; callers pass what lstat and getxattr returned.
+// This is the one definition of both forms: layers/tar (create, apply), unionfs and convert import it from here.
 
 const S_IFMT = 0o170000;
 const S_IFCHR = 0o020000;
 
+/** An overlay whiteout is a character device (this file type, no permission bits) numbered 0/0. */
+export const OVERLAY_WHITEOUT_MODE = S_IFCHR;
+export const OVERLAY_WHITEOUT_MAJOR = 0;
+export const OVERLAY_WHITEOUT_MINOR = 0;
+
 /** OPAQUE_XATTR marks an overlay directory whose lower layers are hidden (value `y`). */
 export const OPAQUE_XATTR = 'trusted.overlay.opaque';
+/** The value OPAQUE_XATTR takes on an opaque directory. */
+export const OPAQUE_XATTR_VALUE = 'y';
 /** The same mark on `userxattr` (rootless) mounts. */
 export const USER_OPAQUE_XATTR = 'user.overlay.opaque';
 /** Present on an upper directory renamed with redirect_dir=on: the upperdir then no longer equals the diff. */
@@ -46,6 +54,13 @@ export function isOverlayXattr(name: string): boolean {
 export function isComparedXattr(name: string): boolean {
   return !isOverlayXattr(name) && name !== 'security.selinux';
 }
+
+/**
+ * keepXattr tells whether an xattr belongs in a layer tar: overlayfs bookkeeping (`trusted.overlay.*`, and
+ * `user.overlay.*` of rootless `userxattr` mounts) and the host's SELinux label (`security.selinux`) do not. The
+ * same xattrs as isComparedXattr: what does not reach a layer does not make a path changed.
+ */
+export const keepXattr: (name: string) => boolean = isComparedXattr;
 
 /** isOciWhiteoutName tells whether a base name is an OCI whiteout or opaque marker (anything starting `.wh.`). */
 export function isOciWhiteoutName(base: string): boolean {

@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { build } from '../../builder/build.js';
 import { getImage, type Image } from '../../layers/store/image.js';
 import { Store } from '../../layers/store/store.js';
-import { unpackImage } from '../../layers/unpack.js';
+import { verifyImage } from '../../layers/store/verify.js';
+import { imageLayers } from '../../layers/model/layer.js';
+import { flatten } from '../../unionfs/flatten.js';
 import { isRoot, makeTempDir, removeDir } from '../helpers/index.js';
 import { debianStore } from '../helpers/images.js';
 import {
@@ -86,11 +88,12 @@ const caseMacro = test.macro({
     const result = await run.catch((err: Error) => {
       throw new Error(`${err.message}\n${log.join('').slice(-3000)}`);
     });
+    t.deepEqual(await verifyImage(store, result.image), [], 'the image verifies');
     const image = await getImage(store, `case-${name}:latest`);
     t.is(image.descriptor.digest, result.digest);
     const rootfs = await makeTempDir('tsbuild-case-rootfs-');
     t.teardown(() => removeDir(rootfs));
-    await unpackImage(store, image, join(rootfs, 'r'));
+    await flatten({ store, layers: imageLayers(image), dir: join(rootfs, 'r'), method: 'apply' });
     const root = join(rootfs, 'r');
     const ours = { config: pickConfig(image.config.config), tree: treeOf(root) };
 

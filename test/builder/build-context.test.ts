@@ -6,8 +6,10 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { execFileSync } from 'node:child_process';
 import { makeFilter, openContext, readIgnorePatterns } from '../../builder/context.js';
-import { containsWildcards, goMatch, hashSelection, isTarHeader, parseChmod, prefixMatch, resolveChown, selectSources, splitWildcards } from '../../builder/steps/copy.js';
-import { destPath, runCommandString } from '../../builder/execute.js';
+import { containsWildcards, goMatch, hashSelection, prefixMatch, selectSources, splitWildcards } from '../../builder/steps/copy-select.js';
+import { isTarHeader, parseChmod, resolveChown } from '../../builder/steps/copy-write.js';
+import { destPath } from '../../builder/steps/copy.js';
+import { runCommandString } from '../../builder/steps/run.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 
 async function tree(t: { teardown(fn: () => unknown): void }, files: Record<string, string>): Promise<string> {

@@ -6,12 +6,14 @@
 // buildah's result for a case depends only on its inputs (the context tree, the Dockerfile, build args, the base
 // image digest, buildah's version), so it is kept in CACHE/buildah-oracle/<key>.json and buildah runs again only
 // when a case changes (TSBUILD_ORACLE_CACHE=0 always runs it).
+import type { ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { chmod, cp, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { build, type BuildOptions, type BuildResult } from '../../builder/build.js';
 import { makeBusyboxRootfs } from '../../fixtures/busybox.js';
 import { prepareBuildContext } from '../../fixtures/build/contexts.js';
 import { autoDecompress } from '../../layers/compress/compress.js';
@@ -22,11 +24,26 @@ import { saveImages } from '../../layers/sources/archive-save.js';
 import { Store } from '../../layers/store/store.js';
 import { applyLayer } from '../../layers/tar/apply.js';
 import type { ContainerConfig, ImageConfig, Manifest, Index } from '../../layers/model/types.js';
-import { unpackImage } from '../../layers/unpack.js';
+import { imageLayers } from '../../layers/model/layer.js';
+import { flatten } from '../../unionfs/flatten.js';
+import { verifyImage } from '../../layers/store/verify.js';
 import { makeTempDir, removeDir, repoRoot } from '../helpers/index.js';
 import { CACHE } from '../helpers/images.js';
 
 const execFileP = promisify(execFile);
+
+/** verifiedBuild builds, then checks the image it wrote (layers/store/verify.ts) and asserts it is sound. */
+export async function verifiedBuild(t: ExecutionContext, opts: BuildOptions): Promise<BuildResult> {
+  const r = await build(opts);
+  t.deepEqual(await verifyImage(opts.store, r.image), [], `image ${r.digest} verifies`);
+  return r;
+}
+
+/** verifyStored checks an image in the store by name (images built through the CLI) and asserts it is sound. */
+export async function verifyStored(t: ExecutionContext, store: Store, name: string): Promise<void> {
+  const image = await getImage(store, name);
+  t.deepEqual(await verifyImage(store, image), [], `image ${name} verifies`);
+}
 
 export const CASES_DIR = join(repoRoot, 'fixtures', 'build');
 export const BUILDAH = existsSync('/usr/bin/buildah') ? '/usr/bin/buildah' : 'buildah';
@@ -209,7 +226,7 @@ export async function busyboxStore(t: { teardown(fn: () => unknown): void }): Pr
 export async function reduceImage(store: Store, image: Image): Promise<Result> {
   const dir = await makeTempDir('tsbuild-unpack-');
   try {
-    await unpackImage(store, image, join(dir, 'rootfs'));
+    await flatten({ store, layers: imageLayers(image), dir: join(dir, 'rootfs'), method: 'apply' });
     return { config: pickConfig(image.config.config), tree: treeOf(join(dir, 'rootfs')) };
   } finally {
     await removeDir(dir);

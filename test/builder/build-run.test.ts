@@ -10,12 +10,13 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { build } from '../../builder/build.js';
-import { RunFailedError } from '../../builder/execute.js';
-import type { BuildEvent } from '../../builder/progress.js';
+import { RunFailedError } from '../../builder/steps/run.js';
+import type { BuildEvent } from '../../builder/events.js';
 import { getImage } from '../../layers/store/image.js';
-import { unpackImage } from '../../layers/unpack.js';
+import { imageLayers } from '../../layers/model/layer.js';
+import { flatten } from '../../unionfs/flatten.js';
 import { makeTempDir, removeDir, rootTest } from '../helpers/index.js';
-import { busyboxStore, treeOf } from './build-harness.js';
+import { busyboxStore, treeOf, verifiedBuild } from './build-harness.js';
 
 async function context(t: { teardown(fn: () => unknown): void }, files: Record<string, string>): Promise<string> {
   const dir = await makeTempDir('tsbuild-run-ctx-');
@@ -78,11 +79,11 @@ rootTest('a secret is at /run/secrets/ID during RUN and in no layer, history ent
       '',
     ].join('\n'),
   });
-  const r = await build({ store, context: ctx, tags: ['sec:1'], secrets: { tok: Buffer.from(value) } });
+  const r = await verifiedBuild(t, { store, context: ctx, tags: ['sec:1'], secrets: { tok: Buffer.from(value) } });
   const image = await getImage(store, 'sec:1');
   const root = await makeTempDir('tsbuild-secret-rootfs-');
   t.teardown(() => removeDir(root));
-  await unpackImage(store, image, join(root, 'r'));
+  await flatten({ store, layers: imageLayers(image), dir: join(root, 'r'), method: 'apply' });
   t.is(readFileSync(join(root, 'r', 'file-sum'), 'utf8'), `${sum}\n`);
   t.is(readFileSync(join(root, 'r', 'env-sum'), 'utf8'), `${sum}\n`);
   t.regex(readFileSync(join(root, 'r', 'perm'), 'utf8'), /^-r-------- /);
@@ -111,7 +112,7 @@ rootTest('independent stages run at the same time', async (t) => {
   });
   const order: string[] = [];
   const names = new Map<number, string>();
-  await build({
+  await verifiedBuild(t, {
     store,
     context: ctx,
     onEvent: (e) => {
@@ -140,10 +141,10 @@ rootTest('ADD of a URL downloads with mode 0600, checks --checksum, and is not e
   const sum = `sha256:${createHash('sha256').update(body).digest('hex')}`;
   const store = await busyboxStore(t);
   const ctx = await context(t, { Dockerfile: `FROM busybox:test\nARG URL\nADD --checksum=${sum} $URL /dl/\nADD $URL /renamed.txt\n` });
-  await build({ store, context: ctx, tags: ['url:1'], buildArgs: { URL: url } });
+  await verifiedBuild(t, { store, context: ctx, tags: ['url:1'], buildArgs: { URL: url } });
   const root = await makeTempDir('tsbuild-url-rootfs-');
   t.teardown(() => removeDir(root));
-  await unpackImage(store, await getImage(store, 'url:1'), join(root, 'r'));
+  await flatten({ store, layers: imageLayers(await getImage(store, 'url:1')), dir: join(root, 'r'), method: 'apply' });
   const st = lstatSync(join(root, 'r', 'dl', 'data.txt'));
   t.is(st.mode & 0o7777, 0o600);
   t.is(st.mtimeMs, Date.parse('Wed, 21 Oct 2015 07:28:00 GMT'));
@@ -183,12 +184,12 @@ rootTest('the userspace fallback (vfs, no mounts) builds the same rootfs as the 
   for (const driver of ['overlay', 'vfs'] as const) {
     const store = await busyboxStore(t);
     const ctx = await context(t, files);
-    await build({ store, context: ctx, tags: ['d:1'], storageDriver: driver });
+    await verifiedBuild(t, { store, context: ctx, tags: ['d:1'], storageDriver: driver });
     const image = await getImage(store, 'd:1');
     layers.push(image.manifest.layers.length);
     const root = await makeTempDir('tsbuild-driver-');
     t.teardown(() => removeDir(root));
-    await unpackImage(store, image, join(root, 'r'));
+    await flatten({ store, layers: imageLayers(image), dir: join(root, 'r'), method: 'apply' });
     trees.push(treeOf(join(root, 'r')));
   }
   t.deepEqual(trees[1], trees[0]);
@@ -199,13 +200,13 @@ rootTest('the userspace fallback (vfs, no mounts) builds the same rootfs as the 
 rootTest('--squash folds the new layers into one on top of the base', async (t) => {
   const store = await busyboxStore(t);
   const ctx = await context(t, { Dockerfile: 'FROM busybox:test\nRUN echo 1 > /one\nRUN echo 2 > /two && rm /etc/hostname\nCOPY a.txt /a.txt\n', 'a.txt': 'a\n' });
-  const r = await build({ store, context: ctx, tags: ['sq:1'], squash: true });
+  const r = await verifiedBuild(t, { store, context: ctx, tags: ['sq:1'], squash: true });
   const image = await getImage(store, 'sq:1');
   t.is(image.manifest.layers.length, 2);
   t.is((r.config.history ?? []).filter((h) => !h.empty_layer).length, 2);
   const root = await makeTempDir('tsbuild-squash-');
   t.teardown(() => removeDir(root));
-  await unpackImage(store, image, join(root, 'r'));
+  await flatten({ store, layers: imageLayers(image), dir: join(root, 'r'), method: 'apply' });
   const tree = treeOf(join(root, 'r'));
   t.truthy(tree.one);
   t.truthy(tree.two);
@@ -216,10 +217,10 @@ rootTest('--squash folds the new layers into one on top of the base', async (t) 
 rootTest('proxy build args reach RUN without an ARG and stay out of history unless declared', async (t) => {
   const store = await busyboxStore(t);
   const ctx = await context(t, { Dockerfile: 'FROM busybox:test\nRUN echo "$HTTP_PROXY|$no_proxy" > /undeclared\nARG HTTP_PROXY\nRUN echo "$HTTP_PROXY" > /declared\n' });
-  const r = await build({ store, context: ctx, tags: ['px:1'], buildArgs: { HTTP_PROXY: 'http://proxy.example:3128', no_proxy: 'localhost' } });
+  const r = await verifiedBuild(t, { store, context: ctx, tags: ['px:1'], buildArgs: { HTTP_PROXY: 'http://proxy.example:3128', no_proxy: 'localhost' } });
   const root = await makeTempDir('tsbuild-proxy-');
   t.teardown(() => removeDir(root));
-  await unpackImage(store, await getImage(store, 'px:1'), join(root, 'r'));
+  await flatten({ store, layers: imageLayers(await getImage(store, 'px:1')), dir: join(root, 'r'), method: 'apply' });
   t.is(readFileSync(join(root, 'r', 'undeclared'), 'utf8'), 'http://proxy.example:3128|localhost\n');
   t.is(readFileSync(join(root, 'r', 'declared'), 'utf8'), 'http://proxy.example:3128\n');
   const runs = (r.config.history ?? []).map((h) => h.created_by ?? '').filter((c) => c.startsWith('RUN'));
@@ -231,16 +232,16 @@ rootTest('proxy build args reach RUN without an ARG and stay out of history unle
 rootTest('ONBUILD triggers of a base image run right after FROM and are not passed on to the next image', async (t) => {
   const store = await busyboxStore(t);
   const parent = await context(t, { Dockerfile: 'FROM busybox:test\nONBUILD COPY payload.txt /payload.txt\nONBUILD RUN echo triggered >> /log\n' });
-  const p = await build({ store, context: parent, tags: ['onb:1'] });
+  const p = await verifiedBuild(t, { store, context: parent, tags: ['onb:1'] });
   t.deepEqual(p.config.config?.OnBuild, ['COPY payload.txt /payload.txt', 'RUN echo triggered >> /log']);
   const child = await context(t, { Dockerfile: 'FROM onb:1\nRUN echo child >> /log\n', 'payload.txt': 'p\n' });
-  const c = await build({ store, context: child, tags: ['onb:2'] });
+  const c = await verifiedBuild(t, { store, context: child, tags: ['onb:2'] });
   t.is(c.config.config?.OnBuild, null);
   const grandchild = await context(t, { Dockerfile: 'FROM onb:2\nRUN echo grandchild >> /log\n' });
-  await build({ store, context: grandchild, tags: ['onb:3'] });
+  await verifiedBuild(t, { store, context: grandchild, tags: ['onb:3'] });
   const root = await makeTempDir('tsbuild-onbuild-');
   t.teardown(() => removeDir(root));
-  await unpackImage(store, await getImage(store, 'onb:3'), join(root, 'r'));
+  await flatten({ store, layers: imageLayers(await getImage(store, 'onb:3')), dir: join(root, 'r'), method: 'apply' });
   t.is(readFileSync(join(root, 'r', 'log'), 'utf8'), 'triggered\nchild\ngrandchild\n');
   t.is(readFileSync(join(root, 'r', 'payload.txt'), 'utf8'), 'p\n');
   t.true((c.config.history ?? []).some((h) => h.created_by === 'COPY payload.txt /payload.txt # buildkit'));
@@ -264,6 +265,6 @@ rootTest('FROM takes a name pinned by digest, found in the store', async (t) => 
   const store = await busyboxStore(t);
   const base = await getImage(store, 'busybox:test');
   const ctx = await context(t, { Dockerfile: 'ARG BASE\nFROM $BASE\nRUN echo pinned > /p\n' });
-  const r = await build({ store, context: ctx, buildArgs: { BASE: `busybox@${base.descriptor.digest}` }, pullImage: async () => { throw new Error('no pulling in this test'); } });
+  const r = await verifiedBuild(t, { store, context: ctx, buildArgs: { BASE: `busybox@${base.descriptor.digest}` }, pullImage: async () => { throw new Error('no pulling in this test'); } });
   t.is(r.config.rootfs.diff_ids[0], base.config.rootfs.diff_ids[0]);
 });

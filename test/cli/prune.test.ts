@@ -1,21 +1,21 @@
 // `tsbuild prune` reclaims everything unreferenced: blobs, snapshots, stale container directories, cache records.
-// The library function (pruneStore) is tested without root over snapshots made by ensureSnapshots; the CLI with
+// The library function (pruneStore) is tested without root over snapshots made by snapshotLayers; the CLI with
 // snapshots made by `tsbuild run` and `tsbuild mount` (overlay: root).
 import test, { type ExecutionContext } from 'ava';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { link, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { busyboxAvailable } from '../../fixtures/busybox.js';
-import { BuildCache } from '../../builder/cache.js';
+import type { CacheRecord } from '../../builder/cache.js';
 import { hexOf } from '../../layers/model/digest.js';
+import { imageLayers } from '../../layers/model/layer.js';
 import { getImage } from '../../layers/store/image.js';
-import { openLayer } from '../../layers/store/layer-read.js';
+import { Records } from '../../layers/store/records.js';
 import { Store } from '../../layers/store/store.js';
-import { applyLayer } from '../../layers/tar/apply.js';
 import type { Digest } from '../../layers/model/types.js';
-import { containersRoot, SNAPSHOTS_NOTE } from '../../unionfs/image-rootfs.js';
+import { containersRoot, SNAPSHOTS_NOTE } from '../../unionfs/rootfs.js';
 import { diskUsage, imageChainIds, pruneStore } from '../../unionfs/prune.js';
-import { ensureSnapshots, listSnapshots, snapshotDir } from '../../unionfs/snapshot.js';
+import { listSnapshots, snapshotLayers } from '../../unionfs/snapshot.js';
 import { busyboxTree, newStoreRoot } from '../helpers/images.js';
 import { makeTempDir, removeDir, rootTest, tsbuild } from '../helpers/index.js';
 
@@ -43,11 +43,7 @@ async function twoImages(t: ExecutionContext): Promise<{ root: string; store: St
 /** snapshot extracts an image's layers into the store's snapshots, as a build or run would (no root needed). */
 async function snapshot(store: Store, name: string): Promise<void> {
   const image = await getImage(store, name);
-  await ensureSnapshots({
-    storeRoot: store.root,
-    layers: image.manifest.layers.map((d, i) => ({ diffId: image.config.rootfs.diff_ids[i] as Digest, open: async () => openLayer(store, d) })),
-    apply: async (tar, dir) => void (await applyLayer(tar, { root: dir, whiteouts: 'overlay' })),
-  });
+  await snapshotLayers(store, imageLayers(image));
 }
 
 // Library: pruneStore, without root
@@ -145,11 +141,11 @@ withBusybox('build-cache and export-kernel records whose layer blob is gone are 
   const { root, store } = await twoImages(t);
   const layerOf = async (name: string) => {
     const image = await getImage(store, name);
-    return { descriptor: image.manifest.layers[0]!, diffId: image.config.rootfs.diff_ids[0] as Digest };
+    return imageLayers(image)[0]!;
   };
   const a = await layerOf('a:1');
   const b = await layerOf('b:1');
-  const cache = new BuildCache(store);
+  const cache = new Records<CacheRecord>(store, 'build');
   const key = (c: string) => `sha256:${c.repeat(64)}`;
   await cache.put(key('a'), { version: 1, layer: a, created: '2024-01-01T00:00:00Z' });
   await cache.put(key('b'), { version: 1, layer: b, created: '2024-01-01T00:00:00Z' });
@@ -266,9 +262,9 @@ rootWithBusybox('prune removes the container directory a killed `tsbuild run` le
 rootWithBusybox('prune through the CLI removes the cache records of the blobs it removed', async (t) => {
   const { root, store } = await twoImages(t);
   const image = await getImage(store, 'a:1');
-  const cache = new BuildCache(store);
+  const cache = new Records<CacheRecord>(store, 'build');
   const k = `sha256:${'1'.repeat(64)}`;
-  await cache.put(k, { version: 1, layer: { descriptor: image.manifest.layers[0]!, diffId: image.config.rootfs.diff_ids[0] as Digest }, created: '2024-01-01T00:00:00Z' });
+  await cache.put(k, { version: 1, layer: imageLayers(image)[0]!, created: '2024-01-01T00:00:00Z' });
   await ok(['--root', root, 'rm', 'a:1']);
   const out = await ok(['--root', root, 'prune']);
   t.true(out.includes(`deleted cache record: ${k}`), out);

@@ -20,6 +20,14 @@ async function ok(args: string[], opts: Parameters<typeof tsbuild>[1] = {}): Pro
   return r.stdout;
 }
 
+/** problems is what verifyImage finds wrong with the stored images (every test that writes an image asserts []). */
+async function problems(root: string, ...names: string[]): Promise<string[]> {
+  const store = await Store.open(root);
+  const out: string[] = [];
+  for (const n of names) out.push(...(await verifyImage(store, await getImage(store, n))).map((p) => `${n}: ${p}`));
+  return out;
+}
+
 test('import of a directory makes an image that images, inspect and history show', async (t) => {
   const root = await newStoreRoot(t);
   const tree = await busyboxTree(t);
@@ -40,8 +48,7 @@ test('import of a directory makes an image that images, inspect and history show
   const hist = await ok(['--root', root, 'history', 'bb:1']);
   t.regex(hist, /tsbuild import/);
 
-  const store = await Store.open(root);
-  t.deepEqual(await verifyImage(store, await getImage(store, 'bb:1')), []);
+  t.deepEqual(await problems(root, 'bb:1'), []);
 });
 
 if (haveImageSchemas) {
@@ -57,6 +64,7 @@ if (haveImageSchemas) {
     t.deepEqual(validateOci('manifest', manifest), []);
     t.deepEqual(validateOci('config', await store.readJson(manifest.config.digest)), []);
     t.is(manifest.layers[0]?.mediaType, 'application/vnd.oci.image.layer.v1.tar+zstd');
+    t.deepEqual(await problems(root, 'bb:schema'), []);
   });
 } else {
   test.skip('OCI schema validation: corpus ../shared/corpora not found', () => {});
@@ -78,12 +86,15 @@ test('the same directory committed twice gives the same layer digest, and with S
   t.is(await layerOf('x:2'), await layerOf('x:3'), 'the layer does not depend on the time of the commit');
   t.not(d3, d4, 'without SOURCE_DATE_EPOCH the created time differs');
   t.not(await layerOf('x:1'), await layerOf('x:2'), 'SOURCE_DATE_EPOCH clamps the mtimes of files newer than it');
+  t.deepEqual(await problems(a, 'x:1', 'x:2', 'x:3'), []);
+  t.deepEqual(await problems(b, 'x:1'), []);
 });
 
 test('tag, rm and prune: a removed image frees its blobs and prune reports the bytes', async (t) => {
   const root = await newStoreRoot(t);
   const tree = await busyboxTree(t);
   await ok(['--root', root, 'import', tree, 'one:1']);
+  t.deepEqual(await problems(root, 'one:1'), []);
   await ok(['--root', root, 'tag', 'one:1', 'localhost:5000/two:2']);
   const names = JSON.parse(await ok(['--root', root, 'images', '--format', 'json'])).map((r: { name: string }) => r.name);
   t.deepEqual(names.sort(), ['localhost:5000/two:2', 'one:1']);
@@ -105,6 +116,7 @@ test('unpack writes the flattened rootfs and refuses a non-empty directory', asy
   const root = await newStoreRoot(t);
   const tree = await busyboxTree(t);
   await ok(['--root', root, 'import', tree, 'bb:1']);
+  t.deepEqual(await problems(root, 'bb:1'), []);
   const out = await makeTempDir();
   t.teardown(() => removeDir(out));
   await ok(['--root', root, 'unpack', 'bb:1', join(out, 'rootfs')]);
@@ -134,6 +146,7 @@ test('import reads gzip, zstd, xz and bzip2 tarballs and stdin', async (t) => {
   await ok(['--root', root, 'import', '-', 't:stdin'], { input: await readFile(join(dir, 'r.tar.gz')) });
   diffIds.add(JSON.parse(await ok(['--root', root, 'inspect', 't:stdin'])).config.rootfs.diff_ids[0]);
   t.is(diffIds.size, 1, 'every encoding of the same tar gives the same diffID');
+  t.deepEqual(await problems(root, ...['r.tar', 'r.tar.gz', 'r.tar.zst', 'r.tar.xz', 'r.tar.bz2'].map((f) => `t:${f.replace(/\./g, '-')}`), 't:stdin'), []);
 });
 
 test('import of a file that is not a tar fails with one clear line and leaves the store as it was', async (t) => {
@@ -158,6 +171,7 @@ for (const [name, make] of Object.entries(hostileLayers)) {
     if (r.code === 0) {
       // A tarball that is only hostile when applied over something (a planted symlink) may be stored,
       // but unpacking it must then fail and leave the host alone.
+      t.deepEqual(await problems(root, 'evil:1'), []);
       const out = join(dir, 'out');
       const u = await tsbuild(['--root', root, 'unpack', 'evil:1', out]);
       t.is(u.code, 1, u.stderr);
@@ -174,6 +188,7 @@ test('a hand-corrupted blob makes inspect and unpack fail naming the blob', asyn
   const root = await newStoreRoot(t);
   const tree = await busyboxTree(t);
   await ok(['--root', root, 'import', tree, 'bb:1']);
+  t.deepEqual(await problems(root, 'bb:1'), []);
   const info = JSON.parse(await ok(['--root', root, 'inspect', 'bb:1']));
   const layer: string = info.manifest.layers[0].digest;
   const config: string = info.manifest.config.digest;
@@ -217,8 +232,7 @@ test('kill -9 during an import leaves a store that images and prune handle', asy
   // the dead writer's lease and temp file do not block prune, and prune removes them
   await ok(['--root', root, 'prune']);
   t.deepEqual((await readdir(join(root, 'blobs/sha256'))).filter((n) => n.startsWith('.tmp-')), []);
-  const store = await Store.open(root);
-  t.deepEqual(await verifyImage(store, await getImage(store, 'kept:1')), []);
+  t.deepEqual(await problems(root, 'kept:1'), []);
 });
 
 test('two imports at the same time both land', async (t) => {
@@ -230,6 +244,7 @@ test('two imports at the same time both land', async (t) => {
   t.not(a.trim(), b.trim());
   const names = JSON.parse(await ok(['--root', root, 'images', '--format', 'json'])).map((r: { name: string }) => r.name);
   t.deepEqual(names.sort(), ['a:1', 'b:1']);
+  t.deepEqual(await problems(root, 'a:1', 'b:1'), []);
 });
 
 test('save writes an archive that load reads back into another store with the same digests', async (t) => {
@@ -248,6 +263,8 @@ test('save writes an archive that load reads back into another store with the sa
   t.regex(loaded, /Loaded image: docker.io\/library\/bb:1|Loaded image: bb:1/);
   const info = JSON.parse(await ok(['--root', dst, 'inspect', 'bb:alias']));
   t.is(info.digest, digest);
+  t.deepEqual(await problems(src, 'bb:1'), []);
+  t.deepEqual(await problems(dst, 'bb:1', 'bb:alias'), []);
   const hash = createHash('sha256').update(await readFile(archive)).digest('hex');
   await ok(['--root', src, 'save', 'bb:1', 'bb:alias', '-o', archive]);
   t.is(createHash('sha256').update(await readFile(archive)).digest('hex'), hash, 'saving twice gives the same bytes');
@@ -280,6 +297,7 @@ test('--version answers without loading any command', async (t) => {
 test('a reader that closes the pipe early ends the command quietly with 141, as SIGPIPE would', async (t) => {
   const root = await newStoreRoot(t);
   await ok(['--root', root, 'import', await busyboxTree(t), 'bb:1']);
+  t.deepEqual(await problems(root, 'bb:1'), []);
   const child = spawn(process.execPath, [join(repoRoot, 'bin', 'tsbuild.js'), '--root', root, 'history', 'bb:1'], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.destroy(); // the pipe's reader is gone before anything is written
   let stderr = '';

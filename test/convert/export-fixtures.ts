@@ -5,7 +5,9 @@
 import { copyFile, cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
+import { getImage } from '../../layers/store/image.js';
 import { Store } from '../../layers/store/store.js';
+import { verifyImage } from '../../layers/store/verify.js';
 import { exportImage } from '../../convert/recipe.js';
 import { CACHE, copyImage, debianStore } from '../helpers/images.js';
 import { type CliResult, makeTempDir, removeDir, repoRoot, tsbuild } from '../helpers/index.js';
@@ -41,10 +43,18 @@ export function buildOutput(r: CliResult, max = 6000): string {
   return `build exited ${r.code}:\n${text.length > max ? `…${text.slice(-max)}` : text}`;
 }
 
-/** mustBuild is buildImage that throws (with the build's output) when the build fails. */
+/** imageProblems is verifyImage (layers/store/verify.ts) on `ref` in the store: [] for a sound image. */
+export async function imageProblems(storeRoot: string, ref: string): Promise<string[]> {
+  const store = await Store.open(storeRoot);
+  return verifyImage(store, await getImage(store, ref));
+}
+
+/** mustBuild is buildImage that throws (with the build's output) when the build fails or the image does not verify. */
 export async function mustBuild(storeRoot: string, opts: Parameters<typeof buildImage>[1]): Promise<CliResult> {
   const r = await buildImage(storeRoot, opts);
   if (r.code !== 0) throw new Error(`tsbuild build -t ${opts.tag} -f ${opts.dockerfile} failed: ${buildOutput(r)}`);
+  const problems = await imageProblems(storeRoot, opts.tag);
+  if (problems.length) throw new Error(`${opts.tag} built from ${opts.dockerfile} does not verify: ${problems.join('; ')}`);
   return r;
 }
 
@@ -65,7 +75,7 @@ export async function appContext(marker: string): Promise<string> {
 /**
  * withKernelLayer builds `name` from kernel.Dockerfile: `image` + ADD of the kernel layer that a root export of
  * `image` installed (or found in the store's cache), an image that already holds its kernel for unprivileged
- * exports. Returns the build's result.
+ * exports. Returns the build's result; a build that succeeded but made an image that does not verify throws.
  */
 export async function withKernelLayer(storeRoot: string, image: string, name: string): Promise<CliResult> {
   const store = await Store.open(storeRoot);
@@ -76,7 +86,10 @@ export async function withKernelLayer(storeRoot: string, image: string, name: st
     if (!r.kernel.layer) throw new Error(`the export of ${image} used no kernel layer (kernel from ${r.kernel.source})`);
     await removeDir(join(ctx, 'rootfs.tar'));
     await copyFile(store.blobPath(r.kernel.layer.descriptor.digest), join(ctx, 'kernel-layer.tar.gz'));
-    return await buildImage(storeRoot, { dockerfile: KERNEL_APP, context: ctx, tag: name, buildArgs: { APP: image } });
+    const b = await buildImage(storeRoot, { dockerfile: KERNEL_APP, context: ctx, tag: name, buildArgs: { APP: image } });
+    const problems = b.code === 0 ? await imageProblems(storeRoot, name) : [];
+    if (problems.length) throw new Error(`${name} (${image} + its kernel layer) does not verify: ${problems.join('; ')}`);
+    return b;
   } finally {
     await removeDir(ctx);
   }

@@ -10,7 +10,7 @@ import { extract } from 'tar-stream';
 import { DiskSizeError } from '../../convert/disk-layout.js';
 import { UnsupportedDistroError } from '../../convert/distro.js';
 import { cleanStaleExports, ExportInterruptedError, exportImage, hostnameFor, kernelCmdline, type ExportOptions } from '../../convert/recipe.js';
-import { ALPINE_INITFS_FEATURES } from '../../convert/kernel/kernel.js';
+import { ALPINE_INITFS_FEATURES } from '../../convert/kernel/index.js';
 import { makeAlpineShapedRootfs } from '../../fixtures/alpine-shaped.js';
 import { busyboxAvailable, makeBusyboxRootfs } from '../../fixtures/busybox.js';
 import { importImage } from '../../layers/sources/import.js';

@@ -6,6 +6,9 @@ import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { getImage } from '../../layers/store/image.js';
+import { Store } from '../../layers/store/store.js';
+import { verifyImage } from '../../layers/store/verify.js';
 import { makeTempDir, removeDir, rootTest, tsbuild } from '../helpers/index.js';
 import { debianStore } from '../helpers/images.js';
 
@@ -91,6 +94,8 @@ rootTest('bootstrap records a reproducible image: created from SOURCE_DATE_EPOCH
   t.is(info.config.created, '2023-11-14T22:13:20Z');
   t.deepEqual(info.config.config.Cmd, ['bash']);
   t.regex(info.config.history[0].created_by, /^tsbuild bootstrap debian:bookworm --variant minbase/);
+  const store = await Store.open(root);
+  t.deepEqual(await verifyImage(store, await getImage(store, 'debian:bookworm')), []);
 });
 
 test('bootstrap of an unknown distribution fails with the list of supported ones', async (t) => {

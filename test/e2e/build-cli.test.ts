@@ -4,7 +4,8 @@ import test from 'ava';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTempDir, removeDir, rootTest, tsbuild } from '../helpers/index.js';
-import { busyboxStore } from '../builder/build-harness.js';
+import { busyboxStore, verifyStored } from '../builder/build-harness.js';
+import { Store } from '../../layers/store/store.js';
 
 async function ctxDir(t: { teardown(fn: () => unknown): void }, files: Record<string, string>): Promise<string> {
   const dir = await makeTempDir('tsbuild-cli-ctx-');
@@ -29,6 +30,7 @@ rootTest('tsbuild -f Dockerfile -t app:0.1 . prints the digest on stdout and pro
   const again = await tsbuild(['build', '--progress', 'plain', '-t', 'app:0.1', ctx], { env });
   t.is(again.code, 0, again.stderr);
   t.is((again.stderr.match(/CACHED/g) ?? []).length, 2);
+  await verifyStored(t, store, 'app:0.1');
   const inspect = JSON.parse((await tsbuild(['inspect', 'app:0.1'], { env })).stdout) as { config: { config: { Cmd: string[] } } };
   t.deepEqual(inspect.config.config.Cmd, ['cat', '/out.txt']);
 });
@@ -47,6 +49,7 @@ rootTest('--iidfile and --metadata-file record the digests; --progress quiet pri
   t.is(meta['containerimage.digest'], digest);
   t.regex(String(meta['containerimage.config.digest']), /^sha256:/);
   t.is(meta['image.name'], 'docker.io/library/m:1,docker.io/library/m:2');
+  await verifyStored(t, store, 'm:1');
 });
 
 rootTest('a failing RUN exits with its exit status and the Dockerfile line, prints the output, and tags nothing', async (t) => {
@@ -68,6 +71,7 @@ rootTest('- reads the Dockerfile from stdin with no context; --build-arg K takes
     env: { GREETING: 'from-env' },
   });
   t.is(r.code, 0, r.stderr);
+  await verifyStored(t, store, 'stdin:1');
   const dir = await makeTempDir('tsbuild-cli-unpack-');
   t.teardown(() => removeDir(dir));
   t.is((await tsbuild(['--root', store.root, 'unpack', 'stdin:1', join(dir, 'r')])).code, 0);
@@ -83,6 +87,7 @@ rootTest('--secret id=ID,src=FILE reaches RUN --mount=type=secret', async (t) =>
   const ctx = await ctxDir(t, { Dockerfile: 'FROM busybox:test\nRUN --mount=type=secret,id=api,required wc -c < /run/secrets/api > /len\n', 'api.txt': '12345' });
   const r = await tsbuild(['--root', store.root, '--secret', `id=api,src=${join(ctx, 'api.txt')}`, '-t', 'sec:1', ctx]);
   t.is(r.code, 0, r.stderr);
+  await verifyStored(t, store, 'sec:1');
   const dir = await makeTempDir('tsbuild-cli-unpack-');
   t.teardown(() => removeDir(dir));
   await tsbuild(['--root', store.root, 'unpack', 'sec:1', join(dir, 'r')]);
@@ -110,6 +115,7 @@ test('FROM scratch with metadata only builds without root', async (t) => {
   await writeFile(join(dir, 'Dockerfile'), 'FROM scratch\nENV A=1\nCMD ["/app"]\n');
   const r = await tsbuild(['--root', join(dir, 's'), '--progress', 'quiet', '-t', 'meta:1', dir]);
   t.is(r.code, 0, r.stderr);
+  await verifyStored(t, await Store.open(join(dir, 's')), 'meta:1');
   const inspect = JSON.parse((await tsbuild(['--root', join(dir, 's'), 'inspect', 'meta:1'])).stdout) as { config: { config: { Env: string[]; WorkingDir: string } } };
   t.deepEqual(inspect.config.config.Env, ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'A=1']);
   t.is(inspect.config.config.WorkingDir, '/');

@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { getImage } from '../../layers/store/image.js';
 import { Store } from '../../layers/store/store.js';
-import { unpackImage } from '../../layers/unpack.js';
+import { verifyImage } from '../../layers/store/verify.js';
+import { imageLayers } from '../../layers/model/layer.js';
+import { flatten } from '../../unionfs/flatten.js';
 import { runContainer } from '../../runtime/run.js';
 import { processSpec } from '../../runtime/spec.js';
 import { isRoot, makeTempDir, removeDir, repoRoot, tsbuild } from '../helpers/index.js';
@@ -27,6 +29,7 @@ run('the multi-stage example builds on Debian and its image prints the marker li
 
   const store = await Store.open(root);
   const image = await getImage(store, 'app:0.1');
+  t.deepEqual(await verifyImage(store, image), [], 'the image verifies');
   const base = await getImage(store, 'debian:bookworm');
   t.is(image.manifest.layers.length, base.manifest.layers.length + 1, 'the slim stage adds one layer: the program');
   t.deepEqual(image.config.config?.Cmd, ['/usr/local/bin/hello']);
@@ -34,7 +37,7 @@ run('the multi-stage example builds on Debian and its image prints the marker li
   const dir = await makeTempDir('tsbuild-example-');
   t.teardown(() => removeDir(dir));
   const rootfs = join(dir, 'rootfs');
-  await unpackImage(store, image, rootfs);
+  await flatten({ store, layers: imageLayers(image), dir: rootfs, method: 'apply' });
   t.true(existsSync(join(rootfs, 'usr/local/bin/hello')));
   t.false(existsSync(join(rootfs, 'usr/bin/gcc')), 'the compiler stays in the builder stage');
   const out = new PassThrough();

@@ -4,6 +4,9 @@ import test from 'ava';
 import { execFile } from 'node:child_process';
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { getImage } from '../../layers/store/image.js';
+import { Store } from '../../layers/store/store.js';
+import { verifyImage } from '../../layers/store/verify.js';
 import { makeTempDir, removeDir, rootTest, tsbuild } from '../helpers/index.js';
 import { busyboxTree, newStoreRoot } from '../helpers/images.js';
 import { type Dockerd, startDockerd } from '../helpers/dockerd.js';
@@ -12,6 +15,12 @@ async function ok(args: string[]): Promise<string> {
   const r = await tsbuild(args);
   if (r.code !== 0) throw new Error(`tsbuild ${args.join(' ')}: ${r.stderr}`);
   return r.stdout;
+}
+
+/** problems is what verifyImage finds wrong with a stored image ([] for a sound one). */
+async function problems(root: string, name: string): Promise<string[]> {
+  const store = await Store.open(root);
+  return verifyImage(store, await getImage(store, name));
 }
 
 let dockerd: Dockerd | undefined;
@@ -29,6 +38,7 @@ rootTest('an archive from tsbuild save loads with docker load and docker run run
   const tree = await busyboxTree(t);
   for (const compression of ['gzip', 'none']) {
     await ok(['--root', root, 'import', tree, `tsb-bb:${compression}`, '--compression', compression, '-c', 'CMD ["/bin/echo", "hello from tsbuild"]']);
+    t.deepEqual(await problems(root, `tsb-bb:${compression}`), []);
     const dir = await makeTempDir();
     t.teardown(() => removeDir(dir));
     const archive = join(dir, 'img.tar');
@@ -59,6 +69,7 @@ rootTest('an archive from docker save loads into tsbuild with the same layer dif
   t.is(want.length, 2);
   const out = await ok(['--root', root, 'load', '-i', archive]);
   t.regex(out, /Loaded image: dkr-bb:2/);
+  t.deepEqual(await problems(root, 'dkr-bb:2'), []);
   const info = JSON.parse(await ok(['--root', root, 'inspect', 'dkr-bb:2']));
   t.deepEqual(info.config.rootfs.diff_ids, want);
   const dockerId = (await d.docker(['inspect', '--format', '{{.Id}}', 'dkr-bb:2'])).stdout.trim();

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { bootDisk } from '../../convert/boot.js';
 import { newStoreRoot } from '../helpers/images.js';
 import { isRoot, makeTempDir, removeDir, tsbuild } from '../helpers/index.js';
-import { ALPINE_APP, APP_CONTEXT, APP_EXPECT, buildImage, buildOutput } from '../convert/export-fixtures.js';
+import { ALPINE_APP, APP_CONTEXT, APP_EXPECT, buildImage, buildOutput, imageProblems } from '../convert/export-fixtures.js';
 
 const MIRROR = 'https://dl-cdn.alpinelinux.org/alpine/';
 
@@ -30,6 +30,7 @@ alpineTest(reachable ? title : `${title} (skipped: ${isRoot ? `${MIRROR} is unre
   t.is(b.code, 0, b.stderr);
   const app = await buildImage(store, { dockerfile: ALPINE_APP, context: APP_CONTEXT, tag: 'app:alpine' });
   t.is(app.code, 0, buildOutput(app));
+  t.deepEqual(await imageProblems(store, 'app:alpine'), []);
   const out = await makeTempDir();
   t.teardown(() => removeDir(out));
   const disk = join(out, 'alpine.qcow2');

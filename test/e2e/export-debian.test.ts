@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot, makeTempDir, removeDir, rootTest, tsbuild } from '../helpers/index.js';
-import { APP_EXPECT, appContext, buildImage, buildOutput, DEBIAN_APP, exportStore } from '../convert/export-fixtures.js';
+import { APP_EXPECT, appContext, buildImage, buildOutput, DEBIAN_APP, exportStore, imageProblems } from '../convert/export-fixtures.js';
 
 const BOOT_TIMEOUT = '420';
 let store: string;
@@ -70,6 +70,7 @@ rootTest('a new app layer on the same base reuses the cached kernel layer', asyn
   });
   const b = await buildImage(store, { dockerfile: DEBIAN_APP, context: ctx, tag: name });
   t.is(b.code, 0, buildOutput(b));
+  t.deepEqual(await imageProblems(store, name), []);
   t.regex(b.stderr, /^#(\d+) \[\d+\/\d+\] RUN useradd [^\n]*\n#\1 CACHED$/m, 'the user layer is the one app:0.1 has');
   const out = join(work, 'rootfs.tar');
   const r = await tsbuild(['--root', store, 'export', name, '-o', out]);

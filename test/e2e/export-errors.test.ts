@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { cleanStaleExports } from '../../convert/recipe.js';
 import { busyboxTree, newStoreRoot } from '../helpers/images.js';
 import { isRoot, makeTempDir, removeDir, repoRoot, rootTest, tsbuild } from '../helpers/index.js';
-import { exportStore } from '../convert/export-fixtures.js';
+import { exportStore, imageProblems } from '../convert/export-fixtures.js';
 
 let store: string;
 test.before(async () => {
@@ -19,6 +19,7 @@ test('exporting an image of no supported distribution fails with one clear line 
   const root = await newStoreRoot(t);
   const tree = await busyboxTree(t);
   t.is((await tsbuild(['--root', root, 'import', tree, 'bb:1', '-c', 'CMD ["/bin/sh"]'])).code, 0);
+  t.deepEqual(await imageProblems(root, 'bb:1'), []);
   const out = await makeTempDir();
   t.teardown(() => removeDir(out));
   const r = await tsbuild(['--root', root, 'export', 'bb:1', '-o', join(out, 'bb.qcow2')]);

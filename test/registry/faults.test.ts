@@ -6,7 +6,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { haveRegistry, startRegistry } from '../helpers/registry.js';
 import { isBlobData, type SeenRequest, startFaultProxy } from './fault-proxy.js';
-import { anotherStore, busyboxImage, indexEntries, manifestOf, newCtx } from './util.js';
+import { anotherStore, busyboxImage, imageProblems, indexEntries, manifestOf, newCtx } from './util.js';
 
 const rtest = haveRegistry ? test : test.skip;
 
@@ -21,6 +21,7 @@ rtest('push and pull complete when every third request answers 500', async (t) =
   t.is((await a.ok(['push', name])).trim(), digest);
   const b = await anotherStore(t, a);
   t.is((await b.ok(['pull', name])).trim(), digest);
+  t.deepEqual(await imageProblems(b.root, name), []);
   t.deepEqual((await manifestOf(b.root, name)).layers, (await manifestOf(a.root, name)).layers);
   t.true(proxy.log.filter((r) => r.status === 500).length >= 4, 'faults were injected');
 });
@@ -43,6 +44,7 @@ rtest('a 429 with Retry-After is retried after the time the registry asked for',
   t.is((await a.ok(['push', name])).trim(), digest);
   const b = await anotherStore(t, a);
   t.is((await b.ok(['pull', name])).trim(), digest);
+  t.deepEqual(await imageProblems(b.root, name), []);
   const puts = proxy.log.filter(isManifestPut);
   t.is(puts[0]?.status, 429);
   t.is(puts[1]?.status, 201);
@@ -77,6 +79,7 @@ rtest('a connection cut in the middle of a blob upload is survived (PUT and stre
   const b = await anotherStore(t, a);
   const direct = `${reg.host}/faults/cut-up:1`;
   t.is((await b.ok(['pull', direct])).trim(), digest);
+  t.deepEqual(await imageProblems(b.root, direct), []);
   t.deepEqual((await manifestOf(b.root, direct)).layers, (await manifestOf(a.root, name)).layers);
 });
 
@@ -106,6 +109,7 @@ rtest('a lost chunk is resumed in the same upload session after asking the regis
   t.is(layerChunks.filter((c) => c.startsWith('0-')).length, 2, 'no chunk before it was sent twice (one first chunk per blob)');
   const b = await anotherStore(t, a);
   t.is((await b.ok(['pull', `${reg.host}/faults/chunks:1`])).trim(), digest);
+  t.deepEqual(await imageProblems(b.root, `${reg.host}/faults/chunks:1`), []);
 });
 
 rtest('a connection cut in the middle of a blob download is resumed with a Range request', async (t) => {
@@ -126,6 +130,7 @@ rtest('a connection cut in the middle of a blob download is resumed with a Range
   const b = await anotherStore(t, a);
   const via = `${proxy.host}/faults/cut-down:1`;
   t.is((await b.ok(['pull', via])).trim(), digest);
+  t.deepEqual(await imageProblems(b.root, via), []);
   const gets = proxy.log.filter((r) => r.method === 'GET' && r.path.endsWith(layer));
   t.is(gets.length, 2);
   t.regex(String(gets[1]?.headers.range), /^bytes=[1-9]\d*-$/, 'the second GET continues where the first stopped');

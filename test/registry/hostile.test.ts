@@ -6,10 +6,14 @@ import test from 'ava';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type net from 'node:net';
+import { gzipSync } from 'node:zlib';
+import { tarSync } from '../../fixtures/hostile-layers.js';
 import { pullImage } from '../../layers/registry/pull.js';
 import { backoffMs, DEFAULT_RETRY, retryAfterMs } from '../../layers/registry/retry.js';
 import type { TransferEvent } from '../../layers/registry/events.js';
+import { getImage } from '../../layers/store/image.js';
 import { Store } from '../../layers/store/store.js';
+import { verifyImage } from '../../layers/store/verify.js';
 import { MediaType } from '../../layers/model/types.js';
 import { newStoreRoot } from '../helpers/images.js';
 
@@ -43,8 +47,10 @@ async function serve(t: Teardown, handler: Handler): Promise<{ host: string; por
 
 /** a tiny valid image: config + one (fake) layer + manifest */
 function image(arch = 'amd64') {
-  const layer = Buffer.from(`layer bytes for ${arch}`);
-  const config = Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', rootfs: { type: 'layers', diff_ids: [sha('tar')] } }));
+  // A real gzipped layer tar with its DiffID, so that a pulled image passes verifyImage.
+  const tar = tarSync([{ name: 'arch', data: `${arch}\n` }]);
+  const layer = gzipSync(tar);
+  const config = Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(tar)] } }));
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
@@ -112,6 +118,7 @@ test('a blob redirected to another host is fetched there without the Authorizati
   const store = await freshStore(t);
   const r = await pullImage(store, `${reg.host}/repo:1`, { credentials: { username: 'u', password: 'p' }, ...fast });
   t.is(r.descriptor.digest, sha(img.manifest));
+  t.deepEqual(await verifyImage(store, await getImage(store, r.name)), []);
   t.is(cdn.seen.length, 2);
   t.true(cdn.seen.every((q) => q.headers.authorization === undefined), 'no credentials went to the other host');
   t.true(reg.seen.some((q) => q.headers.authorization?.startsWith('Basic ')));
@@ -203,6 +210,7 @@ test('an index gives the manifest of the asked platform, and the stored descript
   const store = await freshStore(t);
   const r = await pullImage(store, `${reg.host}/repo:multi`, { platform: { os: 'linux', architecture: 'arm64' }, ...fast });
   t.is(r.descriptor.digest, sha(arm.manifest));
+  t.deepEqual(await verifyImage(store, await getImage(store, r.name)), []);
   t.deepEqual(r.descriptor.platform, { os: 'linux', architecture: 'arm64', variant: 'v8' });
   t.false(await store.hasBlob(sha(amd.layer)), 'the other platform is not downloaded');
   await t.throwsAsync(pullImage(store, `${reg.host}/repo:multi`, { platform: { os: 'linux', architecture: 's390x' }, ...fast }), {
@@ -221,7 +229,9 @@ test('Warning headers of a registry are reported, never acted upon', async (t) =
     }),
   );
   const events: TransferEvent[] = [];
-  await pullImage(await freshStore(t), `${reg.host}/repo:1`, { onEvent: (e) => events.push(e), ...fast });
+  const store = await freshStore(t);
+  const r = await pullImage(store, `${reg.host}/repo:1`, { onEvent: (e) => events.push(e), ...fast });
+  t.deepEqual(await verifyImage(store, await getImage(store, r.name)), []);
   t.true(events.some((e) => e.type === 'warning' && e.message.endsWith('this repository is deprecated')));
 });
 

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import type { Index, Manifest } from '../../layers/model/types.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 import { haveRegistry, haveSkopeo, startRegistry } from '../helpers/registry.js';
-import { anotherStore, busyboxImage, manifestOf, newCtx } from './util.js';
+import { anotherStore, busyboxImage, imageProblems, manifestOf, newCtx } from './util.js';
 
 const exec = promisify(execFile);
 const itest = haveRegistry && haveSkopeo ? test : test.skip;
@@ -42,6 +42,7 @@ const fromSkopeo = test.macro({
     await skopeo(['copy', '--dest-tls-verify=false', '--format', format, `oci:${a.root}:skopeo-src:${format}`, `docker://${dest}`]);
     const b = await anotherStore(t, a);
     const digest = (await b.ok(['pull', dest])).trim();
+    t.deepEqual(await imageProblems(b.root, dest), []);
     const m = await manifestOf(b.root, dest);
     t.is(m.mediaType, format === 'oci' ? 'application/vnd.oci.image.manifest.v1+json' : 'application/vnd.docker.distribution.manifest.v2+json');
     const inspected = JSON.parse(await b.ok(['inspect', dest])) as { digest: string };

@@ -3,7 +3,7 @@
 import test from 'ava';
 import { haveRegistry, startRegistry } from '../helpers/registry.js';
 import { isBlobData, startFaultProxy } from './fault-proxy.js';
-import { anotherStore, busyboxImage, manifestOf, newCtx } from './util.js';
+import { anotherStore, busyboxImage, imageProblems, manifestOf, newCtx } from './util.js';
 
 const rtest = haveRegistry ? test : test.skip;
 
@@ -44,6 +44,7 @@ rtest('a push to another repository of the same registry mounts the blobs instea
   // and the mounted image is whole
   const b = await anotherStore(t, a);
   t.is((await b.ok(['pull', dest])).trim(), digest);
+  t.deepEqual(await imageProblems(b.root, dest), []);
 });
 
 rtest('an image pulled from one repository is mounted from it when pushed to another', async (t) => {
@@ -55,6 +56,7 @@ rtest('an image pulled from one repository is mounted from it when pushed to ano
   const proxy = await startFaultProxy(t, reg.port);
   const b = await anotherStore(t, a);
   await b.ok(['pull', `${proxy.host}/lib/base:1`]);
+  t.deepEqual(await imageProblems(b.root, `${proxy.host}/lib/base:1`), []);
   proxy.log.length = 0;
   const r = await b.run(['push', `${proxy.host}/lib/base:1`, `${proxy.host}/app/copy:1`]);
   t.is(r.code, 0, r.stderr);

@@ -9,7 +9,7 @@ import { MediaType } from '../../layers/model/types.js';
 import { verifyImage } from '../../layers/store/verify.js';
 import { haveRegistry, type RegistryOptions, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startFaultProxy } from './fault-proxy.js';
-import { anotherStore, busyboxImage, type Ctx, manifestOf, newCtx } from './util.js';
+import { anotherStore, busyboxImage, type Ctx, imageProblems, manifestOf, newCtx } from './util.js';
 
 const rtest = haveRegistry ? test : test.skip;
 
@@ -116,6 +116,7 @@ rtest('an image pushed with credentials can be pulled anonymously with an anonym
   await a.ok(['push', name]);
   const b = await newCtx(t); // a DOCKER_CONFIG without credentials
   t.is((await b.ok(['pull', name])).trim(), digest);
+  t.deepEqual(await imageProblems(b.root, name), []);
   const anon = (reg.tokenServer?.requests ?? []).filter((r) => r.grant === 'anonymous');
   t.true(anon.some((r) => r.scopes.includes('repository:public/img:pull')));
   const push = await b.run(['push', name, `${reg.host}/public/other:1`]);
@@ -179,8 +180,10 @@ rtest('an index is pushed children first, and pull picks the manifest of --platf
 
   const b = await anotherStore(t, a);
   t.is((await b.ok(['pull', name, '--platform', 'linux/arm64/v8'])).trim(), arm.digest);
+  t.deepEqual(await imageProblems(b.root, name), []);
   const c = await anotherStore(t, a);
   t.is((await c.ok(['pull', name])).trim(), amdDigest, 'linux/amd64 by default');
+  t.deepEqual(await imageProblems(c.root, name), []);
   const bad = await c.run(['pull', name, '--platform', 'linux/riscv64']);
   t.is(bad.code, 1);
   t.regex(bad.stderr, /linux\/riscv64 manifest .* not found/);

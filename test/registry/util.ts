@@ -4,6 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { getImage } from '../../layers/store/image.js';
 import { Store } from '../../layers/store/store.js';
+import { verifyImage } from '../../layers/store/verify.js';
 import type { Manifest } from '../../layers/model/types.js';
 import { type CliResult, makeTempDir, removeDir, tsbuild } from '../helpers/index.js';
 import { busyboxTree, newStoreRoot } from '../helpers/images.js';
@@ -61,7 +62,16 @@ export async function anotherStore(t: Teardown, ctx: Ctx): Promise<Ctx> {
 export async function busyboxImage(t: Teardown, ctx: Ctx, name: string, opts: { randomMiB?: number } = {}): Promise<string> {
   const tree = await busyboxTree(t);
   if (opts.randomMiB) await writeFile(join(tree, 'random.bin'), randomBytes(opts.randomMiB << 20));
-  return (await ctx.ok(['import', tree, name])).trim();
+  const digest = (await ctx.ok(['import', tree, name])).trim();
+  const problems = await imageProblems(ctx.root, name);
+  if (problems.length) throw new Error(`imported ${name} is not sound: ${problems.join('; ')}`);
+  return digest;
+}
+
+/** imageProblems is what verifyImage finds wrong with a stored image ([] for a sound one). */
+export async function imageProblems(root: string, name: string): Promise<string[]> {
+  const store = await Store.open(root);
+  return verifyImage(store, await getImage(store, name));
 }
 
 /** manifestOf reads the manifest of a stored image. */

@@ -15,7 +15,7 @@ export async function sh(script: string, cwd: string): Promise<string> {
     return stdout;
   } catch (e) {
     const err = e as { stderr?: string; message: string };
-    throw new Error(`script failed in ${cwd}: ${script}\n${err.stderr ?? err.message}`);
+    throw new Error(`script failed in ${cwd}: ${script}\n${err.stderr ?? err.message}`, { cause: e });
   }
 }
 

@@ -1,8 +1,13 @@
 import test from 'ava';
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Distro } from '../../../convert/distro.js';
-import { compareVersions, findKernel, installPlan, kernelCacheKey, layerChanges, parseKernelFlag, recordMismatch, ALPINE_INITFS_FEATURES, type KernelRecord } from '../../../convert/kernel/kernel.js';
+import { lookupKernel } from '../../../convert/kernel/cache.js';
+import { compareVersions, findKernel, installPlan, kernelCacheKey, kernelRecords, layerChanges, parseKernelFlag, recordMismatch, ALPINE_INITFS_FEATURES, type KernelRecord } from '../../../convert/kernel/index.js';
+import { commitLayer } from '../../../layers/store/commit.js';
+import { Store } from '../../../layers/store/store.js';
+import { tarFromDirectory } from '../../../layers/tar/create.js';
 import { makeTempDir, removeDir } from '../../helpers/index.js';
 
 const debian: Distro = { id: 'debian', family: 'debian', versionId: '12', prettyName: 'Debian 12' };
@@ -116,4 +121,38 @@ test('--kernel takes auto, image, install or a path, and --initrd only with a pa
   t.is(parseKernelFlag('install', undefined), 'install');
   t.deepEqual(parseKernelFlag('/tmp/vmlinuz', '/tmp/initrd'), { path: '/tmp/vmlinuz', initrd: '/tmp/initrd' });
   t.throws(() => parseKernelFlag('auto', '/tmp/initrd'), { message: /--initrd goes with --kernel PATH/ });
+});
+
+test('kernel records live in <store>/cache/export-kernel/<hex>.json and are used only for their key, blob and files', async (t) => {
+  const dir = await tree(t, { 'layer/boot/vmlinuz-6.1': 'k', 'rootfs/etc/os-release': 'ID=debian\n' });
+  const store = await Store.open(join(dir, 'store'));
+  const l = await commitLayer(store, tarFromDirectory(join(dir, 'layer')));
+  const rootfs = join(dir, 'rootfs');
+  const key = kernelCacheKey(rootfs, debian, installPlan(debian, rootfs, { network: 'dhcp' }));
+  const rec: KernelRecord = {
+    version: 1,
+    key,
+    layer: { descriptor: l.descriptor, diffId: l.diffId },
+    kernel: { kernel: '/boot/vmlinuz-6.1', version: '6.1' },
+    depends: { 'boot/vmlinuz-6.1': '' },
+    created: new Date(0).toISOString(),
+    packages: ['linux-image-cloud-amd64'],
+  };
+  await kernelRecords(store).put(key, rec);
+  const file = join(store.root, 'cache', 'export-kernel', `${key.slice(7)}.json`);
+  t.deepEqual(JSON.parse(await readFile(file, 'utf8')), rec);
+  t.deepEqual(await lookupKernel(store, rootfs, key), rec);
+  const other = `sha256:${'0'.repeat(64)}` as const;
+  await kernelRecords(store).put(other, rec);
+  t.is(await lookupKernel(store, rootfs, other), undefined, 'a record filed under another key is refused');
+  await mkdir(join(rootfs, 'boot'));
+  await writeFile(join(rootfs, 'boot/vmlinuz-6.1'), 'the app\'s own');
+  const said: string[] = [];
+  t.is(await lookupKernel(store, rootfs, key, (m) => said.push(m)), undefined);
+  t.deepEqual(said, ['cached kernel layer not reused: the image has its own /boot/vmlinuz-6.1']);
+  await rm(join(rootfs, 'boot'), { recursive: true });
+  t.truthy(await lookupKernel(store, rootfs, key));
+  await rm(store.blobPath(l.descriptor.digest));
+  t.is(await lookupKernel(store, rootfs, key), undefined, 'a record whose layer blob is gone is not used');
+  t.true(existsSync(file));
 });

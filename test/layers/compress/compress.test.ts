@@ -493,7 +493,7 @@ async function runChild(t: ExecutionContext, args: string[], cwd: string): Promi
 test('from source under tsx, the gzip and zstd workers load and idle workers let the process exit', async (t) => {
   const dir = await tempDir(t);
   const script = join(dir, 'child.mts');
-  await writeFile(script, childScript(join(repoRoot, 'layers', 'compress.ts')));
+  await writeFile(script, childScript(join(repoRoot, 'layers', 'compress', 'compress.ts')));
   t.is(await runChild(t, ['--import', 'tsx', script], repoRoot), await expectedChildDigest());
 });
 
@@ -506,7 +506,7 @@ test('compiled by tsc, the gzip and zstd workers load from plain node and idle w
     JSON.stringify({
       extends: join(repoRoot, 'tsconfig.json'),
       compilerOptions: { outDir: out, rootDir: repoRoot, noEmitOnError: true },
-      files: [join(repoRoot, 'layers', 'compress.ts')],
+      files: [join(repoRoot, 'layers', 'compress', 'compress.ts')],
       include: [],
     }),
   );
@@ -515,6 +515,6 @@ test('compiled by tsc, the gzip and zstd workers load from plain node and idle w
   const tsc = await tool([process.execPath, join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', join(dir, 'tsconfig.json')], undefined, { cwd: repoRoot });
   t.is(tsc.code, 0, tsc.stdout.toString() + tsc.stderr);
   const script = join(dir, 'child.mjs');
-  await writeFile(script, childScript(join(out, 'layers', 'compress.js')));
+  await writeFile(script, childScript(join(out, 'layers', 'compress', 'compress.js')));
   t.is(await runChild(t, [script], dir), await expectedChildDigest());
 });

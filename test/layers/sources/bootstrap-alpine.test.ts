@@ -6,6 +6,9 @@ import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseLatestReleases } from '../../../layers/sources/bootstrap.js';
+import { getImage } from '../../../layers/store/image.js';
+import { Store } from '../../../layers/store/store.js';
+import { verifyImage } from '../../../layers/store/verify.js';
 import { tsbuild } from '../../helpers/index.js';
 import { busyboxTree, newStoreRoot } from '../../helpers/images.js';
 
@@ -62,6 +65,8 @@ test('bootstrap alpine:3.20 imports the minirootfs from a mirror after checking 
   const info = JSON.parse((await tsbuild(['--root', root, 'inspect', 'alpine:3.20'])).stdout);
   t.deepEqual(info.config.config.Cmd, ['/bin/sh']);
   t.regex(info.config.history[0].created_by, /alpine-minirootfs-3\.20\.3/);
+  const store = await Store.open(root);
+  t.deepEqual(await verifyImage(store, await getImage(store, 'alpine:3.20')), []);
 });
 
 test('bootstrap alpine fails naming the file when the checksum does not match, and stores no image', async (t) => {

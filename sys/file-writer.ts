@@ -1,4 +1,7 @@
-// The file-writing worker thread of layers/tar/apply.ts: small regular files are created off the main thread.
+// The real host's batched file writer (Host.fileWriter): small regular files of an applied layer (layers/tar/apply.ts)
+// are created off the main thread, with their owner set here (fchown) when the applier says so: it lives in sys/
+// because it performs privileged work (chown) that a FakeHost must never do; a FakeHost has no file writer, so
+// every file goes through host.lchown on the main thread and is recorded.
 //
 // Applying a layer of many small files costs about as much in syscalls (open, write, fchown, futimes, close per
 // file) as in reading the tar. FileBatcher lets the main thread keep parsing while a worker thread makes the
@@ -6,12 +9,12 @@
 // itself, and queues only new regular files, whose parents it has made and which it knows do not exist. The worker
 // creates each one with O_CREAT|O_EXCL|O_NOFOLLOW, so a queued job can never write through anything: at worst it
 // fails with EEXIST and the layer fails. The main thread must flush() before it removes a path that holds or
-// contains a queued file (see tar-apply.ts: NEED_FLUSH), and before setting directory times at the end.
+// contains a queued file (see layers/tar/apply-state.ts: NEED_FLUSH), and before setting directory times at the end.
 //
 // The worker's code is a plain-JavaScript string run with `eval: true` (as in layers/compress/gzip-worker.ts): it works the
 // same from source under tsx, from dist/ and from a bundle.
 import { Worker } from 'node:worker_threads';
-import { wrap } from '../../sys/errors.js';
+import { wrap } from './errors.js';
 
 /** Numbers per job in a batch's `nums`: mode, uid, gid, flags (1 chown, 2 chmod), atime, mtime, offset, length. */
 const NUMS = 8;

@@ -1,0 +1,284 @@
+// The two drivers behind unionfs/rootfs.ts (the contract is there), loaded when a root is first needed, so a fully
+// cached build never loads them.
+//
+// overlay: the layers' snapshots (snapshot.ts) are the lowerdirs, top first, of an overlay mount with a fresh
+// upperdir; stubs are one more read-only lowerdir on top; the upperdir diff (diffUpperdir) is what changed, and on
+// commit the upperdir becomes the new layer's snapshot. vfs: the layers are flattened (flatten.ts, 'apply') into a
+// plain directory, a manifest is recorded, diffManifest is what changed; stubs are made in place and removed.
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Change } from '../layers/model/changeset.js';
+import { chainId } from '../layers/model/digest.js';
+import type { Layer } from '../layers/model/layer.js';
+import { commitLayer } from '../layers/store/commit.js';
+import type { Store } from '../layers/store/store.js';
+import { tarFromChanges } from '../layers/tar/create.js';
+import { InternalError, TsbuildError } from '../sys/errors.js';
+import type { Host } from '../sys/host.js';
+import { diffManifest } from './diff-manifest.js';
+import { diffUpperdir } from './diff-upper.js';
+import { flatten } from './flatten.js';
+import { LowerView } from './lower-view.js';
+import { recordManifest } from './manifest.js';
+import { mountOverlay, type MountedOverlay } from './overlay.js';
+import type { CommitOptions, Rootfs, StepRoot, View } from './rootfs.js';
+import { snapshotDir, snapshotLayers } from './snapshot.js';
+import { makeStubs, makeStubsIn, planStubs, removeStubs, type Stub } from './stubs.js';
+
+/** Union is a mounted overlay of layers: `lowers` are the lowerdirs the diff sees (top first, stubs left out). */
+interface Union {
+  target: string;
+  upper: string;
+  lowers: string[];
+  mounted: MountedOverlay;
+}
+
+/**
+ * mountUnion mounts the overlay of `layers` at `<dir>/<target>` with `<dir>/upper` and `<dir>/work` (and
+ * `<dir>/empty` for no layers, `<dir>/stubs` for the mount points the layers lack). It removes nothing on failure.
+ */
+async function mountUnion(o: { store: Store; host: Host; layers: readonly Layer[]; stubs: readonly Stub[]; dir: string; target: string }): Promise<Union> {
+  const lowers = (await snapshotLayers(o.store, o.layers, o.host)).reverse();
+  const upper = join(o.dir, 'upper');
+  const wd = join(o.dir, 'work');
+  const target = join(o.dir, o.target);
+  for (const d of [upper, wd, target]) await mkdir(d, { recursive: true });
+  // an image with no layers (FROM scratch) still needs one lowerdir
+  const realLowers = lowers.length ? lowers : [join(o.dir, 'empty')];
+  if (!lowers.length) await mkdir(realLowers[0]!);
+  const needed = planStubs(new LowerView(lowers), o.stubs.map((st) => ({ path: st.path.replace(/^\/+/, ''), dir: st.dir })));
+  const mountLowers = [...realLowers];
+  if (needed.length) {
+    const stubDir = join(o.dir, 'stubs');
+    makeStubs(o.host, stubDir, new LowerView(lowers), needed);
+    mountLowers.unshift(stubDir);
+  }
+  const mounted = await mountOverlay({ lowerdirs: mountLowers, upperdir: upper, workdir: wd, target }, o.host);
+  return { target, upper, lowers: realLowers, mounted };
+}
+
+/** overlayRootfs is openRootfs's overlay driver: the container directory holds upper/, work/ and merged/. */
+export async function overlayRootfs(o: { store: Store; host: Host; layers: readonly Layer[]; stubs: readonly Stub[]; dir: string }): Promise<Rootfs> {
+  const u = await mountUnion({ ...o, target: 'merged' });
+  let released = false;
+  return {
+    path: u.target,
+    driver: 'overlay',
+    dir: o.dir,
+    changes: () => diffUpperdir({ upperdir: u.upper, lowerdirs: u.lowers }),
+    release: async () => {
+      if (released) return;
+      released = true;
+      await u.mounted.unmount();
+      await rm(o.dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** vfsRootfs is openRootfs's userspace driver: the container directory holds rootfs/, the flattened layers. */
+export async function vfsRootfs(o: { store: Store; host: Host; layers: readonly Layer[]; stubs: readonly Stub[]; dir: string; writable: boolean }): Promise<Rootfs> {
+  const rootfs = join(o.dir, 'rootfs');
+  await mkdir(rootfs);
+  await flatten({ store: o.store, host: o.host, layers: o.layers, dir: rootfs, method: 'apply' });
+  const made = makeStubsIn(rootfs, o.stubs);
+  const before = o.writable ? await recordManifest(rootfs) : undefined;
+  let released = false;
+  return {
+    path: rootfs,
+    driver: 'vfs',
+    dir: o.dir,
+    changes: async () => {
+      if (!before) throw new InternalError('changes() of a rootfs opened with writable: false');
+      return (await diffManifest({ root: rootfs, before })).filter((c) => !made.has(c.path));
+    },
+    release: async () => {
+      if (released) return;
+      released = true;
+      await rm(o.dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** overlayWorks is the overlay probe: can `host` mount an overlay in `work` (an empty union, mounted and unmounted)? */
+export async function overlayWorks(host: Host, work: string): Promise<boolean> {
+  const dir = join(work, 'probe');
+  try {
+    for (const d of ['lower', 'upper', 'work', 'root']) await mkdir(join(dir, d), { recursive: true });
+    const m = await mountOverlay({ lowerdirs: [join(dir, 'lower')], upperdir: join(dir, 'upper'), workdir: join(dir, 'work'), target: join(dir, 'root') }, host);
+    await m.unmount();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** StepDriver is what a RootfsSession does once its driver is chosen. */
+export interface StepDriver {
+  openStep(layers: readonly Layer[], stubs?: readonly Stub[]): Promise<StepRoot>;
+  view(layers: readonly Layer[]): Promise<View>;
+  close(): Promise<void>;
+}
+
+let counter = 0;
+
+/** OverlaySteps: each step or view is an overlay mount in `<work>/s<n>/root`; commit keeps the upperdir as a snapshot. */
+export class OverlaySteps implements StepDriver {
+  private readonly live = new Set<() => Promise<void>>();
+  constructor(
+    private readonly store: Store,
+    private readonly host: Host,
+    private readonly work: string,
+  ) {}
+
+  private async mount(layers: readonly Layer[], stubs: readonly Stub[]): Promise<Union & { dir: string }> {
+    const dir = join(this.work, `s${++counter}`);
+    try {
+      return { ...(await mountUnion({ store: this.store, host: this.host, layers, stubs, dir, target: 'root' })), dir };
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  async openStep(layers: readonly Layer[], stubs: readonly Stub[] = []): Promise<StepRoot> {
+    const m = await this.mount(layers, stubs);
+    const { end: discard, ended } = this.track(m);
+    return {
+      dir: m.target,
+      discard,
+      commit: async (opts) => {
+        if (ended()) throw new TsbuildError('E_INTERNAL_STEP', 'step root already ended');
+        try {
+          await m.mounted.unmount();
+          const changes = await diffUpperdir({ upperdir: m.upper, lowerdirs: m.lowers });
+          if (changes.length === 0) return null;
+          const layer = await commitChanges(this.store, m.upper, changes, opts);
+          // The upperdir is the new layer in overlay form: keep it as the snapshot of the new chain.
+          const snap = snapshotDir(this.store.root, chainId([...layers.map((l) => l.diffId), layer.diffId]));
+          if (!(await exists(snap))) {
+            await mkdir(join(snap, '..'), { recursive: true });
+            await rename(m.upper, snap).catch(async (err: NodeJS.ErrnoException) => {
+              if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err;
+            });
+          }
+          return layer;
+        } finally {
+          await discard();
+        }
+      },
+    };
+  }
+
+  async view(layers: readonly Layer[]): Promise<View> {
+    const m = await this.mount(layers, []);
+    return { dir: m.target, release: this.track(m).end };
+  }
+
+  /** track makes the one-shot teardown of a mount (unmount, remove its directory) and keeps it until it runs. */
+  private track(m: { dir: string; mounted: MountedOverlay }): { end(): Promise<void>; ended(): boolean } {
+    let done = false;
+    const end = async (): Promise<void> => {
+      if (done) return;
+      done = true;
+      this.live.delete(end);
+      await m.mounted.unmount();
+      await rm(m.dir, { recursive: true, force: true });
+    };
+    this.live.add(end);
+    return { end, ended: () => done };
+  }
+
+  async close(): Promise<void> {
+    for (const end of [...this.live]) await end().catch(() => {});
+  }
+}
+
+/** VfsSteps: each step works in a flattened directory `<work>/v<n>`, kept for the next step of the same chain. */
+export class VfsSteps implements StepDriver {
+  /** merged directories by ChainID key, kept for the next step of the same chain */
+  private readonly kept = new Map<string, string>();
+  private readonly views = new Map<string, Promise<string>>();
+  constructor(
+    private readonly store: Store,
+    private readonly host: Host,
+    private readonly work: string,
+  ) {}
+
+  private key(layers: readonly Layer[]): string {
+    return layers.length ? chainId(layers.map((l) => l.diffId)) : 'empty';
+  }
+
+  private async merge(layers: readonly Layer[]): Promise<string> {
+    const dir = join(this.work, `v${++counter}`);
+    await flatten({ store: this.store, host: this.host, layers, dir, method: 'apply' });
+    return dir;
+  }
+
+  async openStep(layers: readonly Layer[], stubs: readonly Stub[] = []): Promise<StepRoot> {
+    const k = this.key(layers);
+    let dir = this.kept.get(k);
+    if (dir) this.kept.delete(k);
+    else dir = await this.merge(layers);
+    const root = dir;
+    const made = makeStubsIn(root, stubs);
+    const before = await recordManifest(root);
+    let ended = false;
+    const discard = async (): Promise<void> => {
+      if (ended) return;
+      ended = true;
+      await rm(root, { recursive: true, force: true });
+    };
+    return {
+      dir: root,
+      discard,
+      commit: async (opts) => {
+        ended = true;
+        try {
+          const changes = (await diffManifest({ root, before })).filter((c) => !made.has(c.path));
+          const layer = changes.length ? await commitChanges(this.store, root, changes, opts) : null;
+          removeStubs(root, made);
+          const next = layer ? this.key([...layers, layer]) : k;
+          const old = this.kept.get(next);
+          if (old && old !== root) await rm(old, { recursive: true, force: true });
+          this.kept.set(next, root);
+          return layer;
+        } catch (err) {
+          await rm(root, { recursive: true, force: true });
+          throw err;
+        }
+      },
+    };
+  }
+
+  async view(layers: readonly Layer[]): Promise<View> {
+    const k = this.key(layers);
+    let p = this.views.get(k);
+    if (!p) {
+      p = this.merge(layers);
+      this.views.set(k, p);
+    }
+    return { dir: await p, release: async () => {} };
+  }
+
+  async close(): Promise<void> {
+    // the work directory (and every merged tree in it) goes with it
+  }
+}
+
+/** commitChanges stores `changes` of the tree at `root` as a layer. */
+export async function commitChanges(store: Store, root: string, changes: Change[], opts: CommitOptions): Promise<Layer> {
+  const tar = tarFromChanges(root, changes, opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch });
+  const c = await commitLayer(store, tar, { compression: opts.compression });
+  return { descriptor: c.descriptor, diffId: c.diffId };
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,290 @@
+// Root filesystems made from layers: the one place that does it. openRootfs gives one writable rootfs (`tsbuild
+// run`, `tsbuild mount`, the export's kernel install); a RootfsSession is one build's work directory, where each
+// step gets a root and leaves a layer. Both live under `<store>/containers/` (`<pid>-<hex>`, or `mount-<hex>` for
+// a `tsbuild mount` view that outlives the process), and cleanStaleContainers removes those of dead processes.
+//
+// overlay (host.caps().mount): every layer is extracted once into a snapshot (<store>/snapshots/<ChainID>, overlay
+// whiteouts); a root is an overlay of the snapshots with a fresh upperdir, and the upperdir diff (diffUpperdir) is
+// what changed; a step's upperdir becomes the new layer's snapshot on commit (it is exactly that layer in overlay
+// form), so the next step needs no extraction. Mount points the runtime needs (/proc, /etc/hosts,
+// /run/secrets/x…) that the image lacks (stubs) are an extra read-only lowerdir: they never appear in the upperdir.
+// vfs (no mounts, or mounting refused): the layers are flattened into one plain directory, a manifest of it is
+// recorded, and diffManifest gives what changed; stubs are created before the manifest and removed after the diff.
+// In a session, a step's directory carries on to the next step of the same chain. The drivers are in
+// rootfs-drivers.ts, loaded on first use.
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Change } from '../layers/model/changeset.js';
+import { chainIds } from '../layers/model/digest.js';
+import type { Layer } from '../layers/model/layer.js';
+import type { Compression } from '../layers/model/types.js';
+import type { Store } from '../layers/store/store.js';
+import { NotFoundError, TsbuildError } from '../sys/errors.js';
+import { defaultHost, type Host } from '../sys/host.js';
+import { MNT_DETACH } from '../sys/libc.js';
+import { isAlive } from '../sys/pid.js';
+import type { StepDriver } from './rootfs-drivers.js';
+import type { Stub } from './stubs.js';
+
+export type { Stub } from './stubs.js';
+export type StorageDriver = 'overlay' | 'vfs';
+
+export interface CommitOptions {
+  compression: Compression;
+  sourceDateEpoch?: number;
+}
+
+export interface OpenRootfsOptions {
+  store: Store;
+  host?: Host;
+  /** the image's layers, base first */
+  layers: readonly Layer[];
+  /** 'overlay' needs mounts; 'auto' (default) uses overlay when host.caps().mount and falls back to vfs when mounting fails */
+  driver?: StorageDriver | 'auto';
+  /** default true; false: the caller only reads (vfs records no manifest, changes() is refused) and must not write */
+  writable?: boolean;
+  /** mount points to provide when the layers lack them (left out of changes()) */
+  stubs?: readonly Stub[];
+  /** outlives this process (tsbuild mount): never cleaned as stale, removed by an explicit release/umount */
+  persistent?: boolean;
+  onWarn?: (code: string, message: string) => void;
+}
+
+export interface Rootfs {
+  /** the merged tree: `/` of the image */
+  path: string;
+  driver: StorageDriver;
+  /** the container's own directory (overlay: upper/work/merged; vfs: rootfs + manifest) */
+  dir: string;
+  /** changes made in `path` since it was opened, as layers/ commits them */
+  changes(): Promise<Change[]>;
+  /** unmounts (overlay) and removes the container directory; idempotent */
+  release(): Promise<void>;
+}
+
+/** StepRoot is a writable root filesystem for one build step. */
+export interface StepRoot {
+  /** the merged tree: `/` of the image */
+  dir: string;
+  /** commit ends the step: the layer it made, or null when it changed nothing. The root is gone afterwards. */
+  commit(opts: CommitOptions): Promise<Layer | null>;
+  /** discard ends the step without a layer (idempotent). */
+  discard(): Promise<void>;
+}
+
+/** View is a read-only look at an image's filesystem (COPY --from, RUN --mount from=); the caller must not write. */
+export interface View {
+  dir: string;
+  release(): Promise<void>;
+}
+
+/** containersRoot is where root filesystems and build work directories live. */
+export function containersRoot(storeRoot: string): string {
+  return join(storeRoot, 'containers');
+}
+
+/**
+ * SNAPSHOTS_NOTE names the file in a container directory that lists the ChainIDs of the snapshots the container
+ * may use (every prefix of its layers; vfs uses none but lists them too), so that prune spares them while it lives.
+ * It is written before any snapshot is made; a live container directory without it (a build's work directory)
+ * counts as using any snapshot.
+ */
+export const SNAPSHOTS_NOTE = 'snapshots.json';
+
+/**
+ * openRootfs makes a writable rootfs of the layers. With overlay, every layer is extracted once into a shared
+ * snapshot (keyed by ChainID) and the container gets only an upperdir; with vfs, the layers are flattened into a
+ * private directory. A mount refused with EPERM, EINVAL or ENODEV under 'auto' falls back to vfs with a
+ * W_NO_OVERLAY warning. The caller must call release() (a killed process leaves a directory that
+ * cleanStaleContainers removes; overlay mounts of a killed process vanish with its mount namespace when the
+ * caller runs in a private one).
+ */
+export async function openRootfs(opts: OpenRootfsOptions): Promise<Rootfs> {
+  const host = opts.host ?? defaultHost();
+  const driver = opts.driver ?? 'auto';
+  const id = randomBytes(6).toString('hex');
+  const dir = join(containersRoot(opts.store.root), opts.persistent ? `mount-${id}` : `${process.pid}-${id}`);
+  await mkdir(dir, { recursive: true });
+  const o = { store: opts.store, host, layers: opts.layers, stubs: opts.stubs ?? [], dir, writable: opts.writable ?? true };
+  try {
+    const drivers = await import('./rootfs-drivers.js');
+    await noteSnapshots(dir, opts.layers);
+    if (driver === 'vfs' || (driver === 'auto' && !host.caps().mount)) return await drivers.vfsRootfs(o);
+    try {
+      return await drivers.overlayRootfs(o);
+    } catch (err) {
+      const code = errnoOf(err);
+      if (driver === 'auto' && (code === 'EPERM' || code === 'EINVAL' || code === 'ENODEV')) {
+        opts.onWarn?.('W_NO_OVERLAY', `overlay mount failed (${code}); using the userspace fallback`);
+        await rm(dir, { recursive: true, force: true });
+        await mkdir(dir, { recursive: true });
+        await noteSnapshots(dir, opts.layers);
+        return await drivers.vfsRootfs(o);
+      }
+      throw err;
+    }
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** errnoOf is the system error code of a failure (mountOverlay wraps it in E_OVERLAY_MOUNT, keeping it as cause). */
+function errnoOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string' && !code.startsWith('E_')) return code;
+  const cause = (err as { cause?: { code?: unknown } } | undefined)?.cause?.code;
+  return typeof cause === 'string' ? cause : undefined;
+}
+
+async function noteSnapshots(dir: string, layers: readonly Layer[]): Promise<void> {
+  const chains = chainIds(layers.map((l) => l.diffId));
+  await writeFile(join(dir, SNAPSHOTS_NOTE), `${JSON.stringify({ chainIds: chains })}\n`);
+}
+
+/**
+ * RootfsSession is one build's work directory (`<store>/containers/<pid>-<hex>`, made when the session is created,
+ * after removing those of dead processes). The driver is chosen when a step first needs a root: 'auto' picks overlay
+ * when host.caps().mount and falls back to vfs when a probe mount is refused.
+ */
+export class RootfsSession {
+  private readonly store: Store;
+  private readonly host: Host;
+  private readonly wanted: StorageDriver | 'auto';
+  private readonly work: string;
+  private readonly ready: Promise<void>;
+  private backend: Promise<{ name: StorageDriver; steps: StepDriver }> | undefined;
+
+  constructor(opts: { store: Store; host?: Host; driver?: StorageDriver | 'auto' }) {
+    this.store = opts.store;
+    this.host = opts.host ?? defaultHost();
+    this.wanted = opts.driver ?? 'auto';
+    this.work = join(containersRoot(this.store.root), `${process.pid}-${randomBytes(6).toString('hex')}`);
+    const { store, host, work } = this;
+    this.ready = (async () => {
+      await cleanStaleContainers(store.root, { host, detach: true });
+      await mkdir(work, { recursive: true, mode: 0o700 });
+    })();
+    this.ready.catch(() => {}); // reported by the first use
+  }
+
+  private get(): Promise<{ name: StorageDriver; steps: StepDriver }> {
+    this.backend ??= (async () => {
+      await this.ready;
+      const d = await import('./rootfs-drivers.js');
+      let name: StorageDriver = this.wanted === 'auto' ? (this.host.caps().mount ? 'overlay' : 'vfs') : this.wanted;
+      if (name === 'overlay' && this.wanted === 'auto' && !(await d.overlayWorks(this.host, this.work))) name = 'vfs';
+      const steps = name === 'overlay' ? new d.OverlaySteps(this.store, this.host, this.work) : new d.VfsSteps(this.store, this.host, this.work);
+      return { name, steps };
+    })();
+    return this.backend;
+  }
+
+  /** driver tells which driver the build uses (probing the kernel on first call in 'auto') */
+  async driver(): Promise<StorageDriver> {
+    return (await this.get()).name;
+  }
+
+  /** openStep makes a writable root over `layers` (base first) with the mount points `stubs`. */
+  async openStep(layers: readonly Layer[], stubs?: readonly Stub[]): Promise<StepRoot> {
+    return (await this.get()).steps.openStep(layers, stubs);
+  }
+
+  /** view shows `layers` read-only (the caller must not write). */
+  async view(layers: readonly Layer[]): Promise<View> {
+    return (await this.get()).steps.view(layers);
+  }
+
+  /** close removes the work directory (after every step and view has ended). */
+  async close(): Promise<void> {
+    await this.ready.catch(() => {});
+    if (this.backend) await (await this.backend).steps.close().catch(() => {});
+    await rm(this.work, { recursive: true, force: true });
+  }
+}
+
+/** mountPointsUnder lists the mount points below `dir` in a mountinfo text, deepest first. */
+function mountPointsUnder(mountinfo: string, dir: string): string[] {
+  return mountinfo
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((mp) => mp.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+}
+
+/**
+ * cleanStaleContainers removes the directories under `<store>/containers` whose process is gone (build work
+ * directories and rootfs directories alike; `mount-*` views live until umount) and returns their names. A directory
+ * with something still mounted below it is never removed through the mount (that would write whiteouts into it):
+ * with `detach` (a build starting) the mounts are detached lazily first and a directory whose mounts stay busy is
+ * skipped; without it an E_BUSY error says what to unmount.
+ */
+export async function cleanStaleContainers(storeRoot: string, opts: { host?: Host; detach?: boolean } = {}): Promise<string[]> {
+  const host = opts.host ?? defaultHost();
+  const base = containersRoot(storeRoot);
+  const removed: string[] = [];
+  let mountinfo: string | undefined;
+  for (const name of await readdir(base).catch(() => [] as string[])) {
+    // only `<pid>-<rand>` directories belong to a process; `mount-*` ones (tsbuild mount) live until umount
+    const m = /^(\d+)-[a-f0-9]+$/.exec(name);
+    if (!m || isAlive(Number(m[1]))) continue;
+    const path = join(base, name);
+    mountinfo ??= host.mountinfo();
+    const points = mountPointsUnder(mountinfo, path);
+    if (points.length && !opts.detach) {
+      const merged = join(path, 'merged');
+      throw new TsbuildError('E_BUSY', `stale container ${path} is still mounted`, { hint: `unmount it first: umount -R ${merged}` });
+    }
+    let busy = false;
+    for (const mp of points) {
+      try {
+        host.umount(mp, MNT_DETACH);
+      } catch {
+        busy = true;
+      }
+    }
+    if (busy) continue;
+    try {
+      await rm(path, { recursive: true, force: true });
+      removed.push(name);
+    } catch (err) {
+      throw new TsbuildError('E_BUSY', `cannot remove stale container ${path}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  return removed;
+}
+
+/** markContainer writes a small note into a container directory (what it is for), for `tsbuild mount` listings. */
+export async function markContainer(dir: string, note: Record<string, unknown>): Promise<void> {
+  await writeFile(join(dir, 'container.json'), `${JSON.stringify(note)}\n`);
+}
+
+/**
+ * unmountView removes a view made by openRootfs({ persistent: true }) (`tsbuild mount`), given the path it
+ * printed: unmounts it (overlay) and deletes its container directory. Throws NotFoundError for other paths.
+ */
+export async function unmountView(storeRoot: string, path: string, host: Host = defaultHost()): Promise<void> {
+  const target = resolve(path);
+  const base = containersRoot(storeRoot);
+  for (const name of await readdir(base).catch(() => [] as string[])) {
+    if (!name.startsWith('mount-')) continue;
+    const dir = join(base, name);
+    const merged = join(dir, 'merged');
+    const plain = join(dir, 'rootfs');
+    if (target !== merged && target !== plain) continue;
+    if (target === merged) {
+      try {
+        host.umount(merged);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code === 'EBUSY') host.umount(merged, MNT_DETACH);
+        else if (code !== 'EINVAL' && code !== 'ENOENT') throw err;
+      }
+      if (host.mountinfo().includes(` ${dir}/`)) throw new TsbuildError('E_BUSY', `${merged} is still mounted`);
+    }
+    await rm(dir, { recursive: true, force: true });
+    return;
+  }
+  throw new NotFoundError(`a tsbuild mount at ${path}`, 'list the views with: ls <store>/containers/mount-*/');
+}
