@@ -31,10 +31,16 @@ const STEPS = Number(opt('--steps', '10'));
 const BUILDAH_DRIVER = opt('--buildah-driver', 'overlay');
 const WITH_DOCKER = !args.includes('--no-docker');
 
-const loadStart = loadavg().map((x) => x.toFixed(2)).join(' ');
+const loadStart = loadavg()
+  .map((x) => x.toFixed(2))
+  .join(' ');
 const work = mkdtempSync(join(tmpdir(), 'tsbuild-bench-build-'));
 const sh = (cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}): void => {
-  const r = spawnSync(cmd, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 64 << 20 });
+  const r = spawnSync(cmd, argv, {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+    maxBuffer: 64 << 20,
+  });
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')}: ${r.status}: ${r.stderr.toString().slice(-2000)}`);
 };
 const time = (fn: () => void): number => {
@@ -62,7 +68,8 @@ RUN echo configured > /app/done
 CMD ["cat", "/app/done"]
 `;
 writeFileSync(join(ctx, 'Dockerfile'), MAIN);
-const runsDf = (n: number): string => `FROM busybox:test\n${Array.from({ length: n }, (_, i) => `RUN echo ${i} > /r${i}\n`).join('')}`;
+const runsDf = (n: number): string =>
+  `FROM busybox:test\n${Array.from({ length: n }, (_, i) => `RUN echo ${i} > /r${i}\n`).join('')}`;
 writeFileSync(join(ctx, 'Runs1.Dockerfile'), runsDf(1));
 writeFileSync(join(ctx, `Runs${1 + STEPS}.Dockerfile`), runsDf(1 + STEPS));
 
@@ -71,9 +78,17 @@ mkdirSync(tree);
 await makeBusyboxRootfs(tree);
 const baseStore = join(work, 'base-store');
 const store = await Store.open(baseStore);
-await importImage(store, { source: tree, name: 'busybox:test', sourceDateEpoch: 1_700_000_000, config: { Cmd: ['/bin/sh'] } });
+await importImage(store, {
+  source: tree,
+  name: 'busybox:test',
+  sourceDateEpoch: 1_700_000_000,
+  config: { Cmd: ['/bin/sh'] },
+});
 const archive = join(work, 'busybox.tar');
-await saveImages(store, { images: [{ image: await getImage(store, 'busybox:test'), names: ['busybox:test'] }], output: archive });
+await saveImages(store, {
+  images: [{ image: await getImage(store, 'busybox:test'), names: ['busybox:test'] }],
+  output: archive,
+});
 
 // ─── tools ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
@@ -95,12 +110,32 @@ const tsbuild: Tool = {
     sh('cp', ['-a', baseStore, tsRoot]);
   },
   build(df, noCache) {
-    sh(process.execPath, [tsbuildCli, '--root', tsRoot, 'build', '--progress', 'quiet', ...(noCache ? ['--no-cache'] : []), '-f', join(ctx, df), '-t', 'bench:1', ctx]);
+    sh(process.execPath, [
+      tsbuildCli,
+      '--root',
+      tsRoot,
+      'build',
+      '--progress',
+      'quiet',
+      ...(noCache ? ['--no-cache'] : []),
+      '-f',
+      join(ctx, df),
+      '-t',
+      'bench:1',
+      ctx,
+    ]);
   },
 };
 
 let bhRoot = '';
-const bh = (): string[] => ['--root', join(bhRoot, 'root'), '--runroot', join(bhRoot, 'run'), '--storage-driver', BUILDAH_DRIVER];
+const bh = (): string[] => [
+  '--root',
+  join(bhRoot, 'root'),
+  '--runroot',
+  join(bhRoot, 'run'),
+  '--storage-driver',
+  BUILDAH_DRIVER,
+];
 const buildah: Tool = {
   name: `buildah (${BUILDAH_DRIVER})`,
   reset() {
@@ -113,7 +148,21 @@ const buildah: Tool = {
     sh('buildah', [...bh(), 'pull', '-q', `oci-archive:${archive}`]);
   },
   build(df, noCache) {
-    sh('buildah', [...bh(), 'bud', '--isolation', 'chroot', '--layers', '--pull=never', '-q', ...(noCache ? ['--no-cache'] : []), '-f', join(ctx, df), '-t', 'bench:1', ctx]);
+    sh('buildah', [
+      ...bh(),
+      'bud',
+      '--isolation',
+      'chroot',
+      '--layers',
+      '--pull=never',
+      '-q',
+      ...(noCache ? ['--no-cache'] : []),
+      '-f',
+      join(ctx, df),
+      '-t',
+      'bench:1',
+      ctx,
+    ]);
   },
 };
 
@@ -127,7 +176,24 @@ const docker = (): Tool => ({
     sh(DOCKER, ['-H', dockerd!.host, 'load', '-q', '-i', archive]);
   },
   build(df, noCache) {
-    sh(DOCKER, ['-H', dockerd!.host, 'build', '-q', '--network', 'none', ...(noCache ? ['--no-cache'] : []), '-f', join(ctx, df), '-t', 'bench:1', ctx], { DOCKER_BUILDKIT: '0' });
+    sh(
+      DOCKER,
+      [
+        '-H',
+        dockerd!.host,
+        'build',
+        '-q',
+        '--network',
+        'none',
+        ...(noCache ? ['--no-cache'] : []),
+        '-f',
+        join(ctx, df),
+        '-t',
+        'bench:1',
+        ctx,
+      ],
+      { DOCKER_BUILDKIT: '0' },
+    );
   },
 });
 
@@ -135,7 +201,23 @@ async function startDockerd(): Promise<{ host: string; stop(): Promise<void> }> 
   const dir = join(work, 'dockerd');
   mkdirSync(dir);
   const host = `unix://${join(dir, 'docker.sock')}`;
-  const child = spawn('dockerd', ['--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', join(dir, 'pid'), '-H', host, '--iptables=false', '--ip-masq=false', '--bridge=none'], { stdio: 'ignore' });
+  const child = spawn(
+    'dockerd',
+    [
+      '--data-root',
+      join(dir, 'data'),
+      '--exec-root',
+      join(dir, 'exec'),
+      '--pidfile',
+      join(dir, 'pid'),
+      '-H',
+      host,
+      '--iptables=false',
+      '--ip-masq=false',
+      '--bridge=none',
+    ],
+    { stdio: 'ignore' },
+  );
   for (let i = 0; i < 150; i++) {
     if (spawnSync(DOCKER, ['-H', host, 'version'], { stdio: 'ignore' }).status === 0) {
       return {
@@ -205,9 +287,18 @@ try {
 }
 
 const fmt = (s: number): string => `${s.toFixed(2)} s`;
-console.log(`build benchmark: ${RUNS} run(s) each (median), per-RUN over ${STEPS} extra steps; node ${process.version}; load average at the start ${loadStart}, at the end ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-console.log(`${'tool'.padEnd(26)}${'cold'.padStart(10)}${'no-op'.padStart(10)}${'one-file'.padStart(10)}${'per-RUN'.padStart(10)}`);
-for (const [name, r] of results) console.log(`${name.padEnd(26)}${fmt(r.cold).padStart(10)}${fmt(r.noop).padStart(10)}${fmt(r.oneFile).padStart(10)}${fmt(r.perRun).padStart(10)}`);
+console.log(
+  `build benchmark: ${RUNS} run(s) each (median), per-RUN over ${STEPS} extra steps; node ${process.version}; load average at the start ${loadStart}, at the end ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}`,
+);
+console.log(
+  `${'tool'.padEnd(26)}${'cold'.padStart(10)}${'no-op'.padStart(10)}${'one-file'.padStart(10)}${'per-RUN'.padStart(10)}`,
+);
+for (const [name, r] of results)
+  console.log(
+    `${name.padEnd(26)}${fmt(r.cold).padStart(10)}${fmt(r.noop).padStart(10)}${fmt(r.oneFile).padStart(10)}${fmt(r.perRun).padStart(10)}`,
+  );
 const ts = results.get('tsbuild')!;
 for (const [name, r] of results) {
   if (name === 'tsbuild') continue;

@@ -57,11 +57,18 @@ async function main(): Promise<void> {
     const lower = join(base, 'lower');
     let t0 = performance.now();
     makeRootfs(lower);
-    console.log(`rootfs: ${FILES} files in ${Math.ceil(FILES / PER_DIR)} dirs, written in ${(performance.now() - t0).toFixed(0)} ms`);
+    console.log(
+      `rootfs: ${FILES} files in ${Math.ceil(FILES / PER_DIR)} dirs, written in ${(performance.now() - t0).toFixed(0)} ms`,
+    );
 
     // overlay path
     const upperdir = join(base, 'upper');
-    const m = await mountOverlay({ lowerdirs: [lower], upperdir, workdir: join(base, 'work'), target: join(base, 'merged') });
+    const m = await mountOverlay({
+      lowerdirs: [lower],
+      upperdir,
+      workdir: join(base, 'work'),
+      target: join(base, 'merged'),
+    });
     unmount = m.unmount;
     await change10(m.target);
     await m.unmount();
@@ -79,11 +86,17 @@ async function main(): Promise<void> {
     await change10(copy);
     const manifest = await time(Math.min(RUNS, 3), () => diffManifest({ root: copy, before }));
 
-    console.log(`changes: ${overlay.result.length} entries (${overlay.result.map((c) => `${c.kind[0]}:${c.path}`).join(' ')})`);
+    console.log(
+      `changes: ${overlay.result.length} entries (${overlay.result.map((c) => `${c.kind[0]}:${c.path}`).join(' ')})`,
+    );
     console.log(`diffUpperdir:   ${fmt(overlay.ms)}`);
-    console.log(`recordManifest: ${recordMs.toFixed(1)} ms (${Object.keys(before.entries).length} entries, ${hashed} hashed)`);
+    console.log(
+      `recordManifest: ${recordMs.toFixed(1)} ms (${Object.keys(before.entries).length} entries, ${hashed} hashed)`,
+    );
     console.log(`diffManifest:   ${fmt(manifest.ms)}`);
-    console.log(`manifest record+diff / overlay diff: ${((recordMs + median(manifest.ms)) / median(overlay.ms)).toFixed(0)}x`);
+    console.log(
+      `manifest record+diff / overlay diff: ${((recordMs + median(manifest.ms)) / median(overlay.ms)).toFixed(0)}x`,
+    );
     console.log(`both paths agree: ${isDeepStrictEqual(overlay.result, manifest.result) ? 'yes' : 'NO'}`);
     console.log(`overlay diff under 100 ms: ${median(overlay.ms) < 100 ? 'yes' : 'NO'}`);
   } finally {

@@ -31,7 +31,11 @@ const MARKER = 'BENCH-APP-MARKER';
 const CLI = join(import.meta.dirname, '..', 'bin', 'tsbuild.js');
 
 const sh = (cmd: string, args: string[], input?: string): string =>
-  execFileSync(cmd, args, { input, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], maxBuffer: 1 << 26 }).toString();
+  execFileSync(cmd, args, {
+    input,
+    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    maxBuffer: 1 << 26,
+  }).toString();
 const tsb = (...args: string[]): string => sh(process.execPath, [CLI, '--root', ROOT, ...args]);
 
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
@@ -67,14 +71,20 @@ async function prepare(): Promise<void> {
     const layer = await commitLayer(store, tarFromDirectory(dir));
     const layers = imageLayers(base);
     const { rootfs: _r, ...config } = base.config;
-    const { descriptor: app } = await writeImage(store, { config: { ...config, config: { ...config.config, Cmd: ['/usr/local/bin/app'] } }, layers: [...layers, layer] });
+    const { descriptor: app } = await writeImage(store, {
+      config: { ...config, config: { ...config.config, Cmd: ['/usr/local/bin/app'] } },
+      layers: [...layers, layer],
+    });
     await tagImage(store, app, 'bench-app:1');
     console.error('installing the kernel into bench-app:1 (once)…');
     const out = await mkdtemp(join(tmpdir(), 'bench-k-'));
     const r = await exportImage({ store, image: 'bench-app:1', output: join(out, 'rootfs.tar') });
     await rm(out, { recursive: true, force: true });
     if (!r.kernel.layer) throw new Error('no kernel layer');
-    const { descriptor: withKernel } = await writeImage(store, { config: { ...config, config: { ...config.config, Cmd: ['/usr/local/bin/app'] } }, layers: [...layers, layer, r.kernel.layer] });
+    const { descriptor: withKernel } = await writeImage(store, {
+      config: { ...config, config: { ...config.config, Cmd: ['/usr/local/bin/app'] } },
+      layers: [...layers, layer, r.kernel.layer],
+    });
     await tagImage(store, withKernel, IMAGE);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -107,11 +117,23 @@ async function shellPipeline(work: string, diskSize: number): Promise<string> {
   tsb('export', IMAGE, '--format', 'tar', '-o', tar);
   const fstab = sh('tar', ['-xOf', tar, 'etc/fstab']);
   const uuid = /^UUID=(\S+)/m.exec(fstab)?.[1] as string;
-  const kernel = sh('tar', ['-tf', tar]).split('\n').filter((l) => /^boot\/vmlinuz-/.test(l)).sort().pop() as string;
+  const kernel = sh('tar', ['-tf', tar])
+    .split('\n')
+    .filter((l) => /^boot\/vmlinuz-/.test(l))
+    .sort()
+    .pop() as string;
   const version = kernel.slice('boot/vmlinuz-'.length);
   sh('truncate', ['-s', String(diskSize), raw]);
   sh('sfdisk', ['-q', raw], 'label: dos\nstart=2048, type=83, bootable\n');
-  const loop = sh('losetup', ['--find', '--show', '--offset', String(1 << 20), '--sizelimit', String(diskSize - (1 << 20)), raw]).trim();
+  const loop = sh('losetup', [
+    '--find',
+    '--show',
+    '--offset',
+    String(1 << 20),
+    '--sizelimit',
+    String(diskSize - (1 << 20)),
+    raw,
+  ]).trim();
   try {
     sh('mkfs.ext4', ['-q', '-U', uuid, '-O', '^64bit,^metadata_csum_seed,^orphan_file', loop]);
     sh('mount', [loop, mnt]);
@@ -148,7 +170,9 @@ async function main(): Promise<void> {
     const theirs: number[] = [];
     let oursFile = '';
     let theirsFile = '';
-    const diskSize = Number(JSON.parse(sh('qemu-img', ['info', '--output', 'json', join(work, 'tsbuild.qcow2')]))['virtual-size']);
+    const diskSize = Number(
+      JSON.parse(sh('qemu-img', ['info', '--output', 'json', join(work, 'tsbuild.qcow2')]))['virtual-size'],
+    );
     for (let i = 0; i < REPS; i++) {
       const [a, ta] = await timed(() => tsbuildPipeline(work));
       const [b, tb] = await timed(() => shellPipeline(work, diskSize));
@@ -161,14 +185,21 @@ async function main(): Promise<void> {
     const sizeTheirs = (await stat(theirsFile)).size;
     const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
     console.log(`image ${IMAGE}: disk ${mb(diskSize)} virtual, ${REPS} run(s) per pipeline (median)`);
-    console.log(`export time   tsbuild ${median(ours).toFixed(1)} s (cold store ${cold.toFixed(1)} s)   shell ${median(theirs).toFixed(1)} s   ratio ${(median(ours) / median(theirs)).toFixed(2)}× (cold ${(cold / median(theirs)).toFixed(2)}×)`);
-    console.log(`output size   tsbuild ${mb(sizeOurs)}   shell ${mb(sizeTheirs)}   ratio ${(sizeOurs / sizeTheirs).toFixed(2)}×`);
+    console.log(
+      `export time   tsbuild ${median(ours).toFixed(1)} s (cold store ${cold.toFixed(1)} s)   shell ${median(theirs).toFixed(1)} s   ratio ${(median(ours) / median(theirs)).toFixed(2)}× (cold ${(cold / median(theirs)).toFixed(2)}×)`,
+    );
+    console.log(
+      `output size   tsbuild ${mb(sizeOurs)}   shell ${mb(sizeTheirs)}   ratio ${(sizeOurs / sizeTheirs).toFixed(2)}×`,
+    );
     if (BOOT) {
       const expect = new RegExp(MARKER);
       const a = await bootDisk({ disk: oursFile, expect, kvm: 'off', timeoutMs: 600_000 });
       const b = await bootDisk({ disk: theirsFile, expect, kvm: 'off', timeoutMs: 600_000 });
-      if (a.outcome !== 'matched' || b.outcome !== 'matched') console.log(`boot: tsbuild ${a.outcome}, shell ${b.outcome}`);
-      console.log(`boot to marker (TCG)   tsbuild ${a.seconds.toFixed(1)} s   shell ${b.seconds.toFixed(1)} s   ratio ${(a.seconds / b.seconds).toFixed(2)}×`);
+      if (a.outcome !== 'matched' || b.outcome !== 'matched')
+        console.log(`boot: tsbuild ${a.outcome}, shell ${b.outcome}`);
+      console.log(
+        `boot to marker (TCG)   tsbuild ${a.seconds.toFixed(1)} s   shell ${b.seconds.toFixed(1)} s   ratio ${(a.seconds / b.seconds).toFixed(2)}×`,
+      );
     }
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -105,7 +105,9 @@ async function inProcess(source: TarSource, c: Compression | undefined): Promise
 function shell(script: string): Promise<Sample> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn('/usr/bin/time', ['-f', 'CPU %U %S', 'sh', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/usr/bin/time', ['-f', 'CPU %U %S', 'sh', '-c', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
@@ -115,7 +117,8 @@ function shell(script: string): Promise<Sample> {
       const seconds = (performance.now() - t0) / 1000;
       const outBytes = Number(out.trim());
       const m = /CPU ([\d.]+) ([\d.]+)/.exec(err);
-      if (code !== 0 || !Number.isFinite(outBytes) || !m) reject(new Error(`${script}: exit ${code}, output ${JSON.stringify(out)} ${err}`));
+      if (code !== 0 || !Number.isFinite(outBytes) || !m)
+        reject(new Error(`${script}: exit ${code}, output ${JSON.stringify(out)} ${err}`));
       else resolve({ seconds, cpu: Number(m[1]) + Number(m[2]), inBytes: outBytes, outBytes });
     });
   });
@@ -128,16 +131,20 @@ function median(samples: Sample[]): Sample {
 
 function version(argv: string[]): string {
   try {
-    return execFileSync(argv[0] as string, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
-      .split('\n')[0]
-      ?.trim() ?? '?';
+    return (
+      execFileSync(argv[0] as string, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+        .split('\n')[0]
+        ?.trim() ?? '?'
+    );
   } catch (e) {
     return `unavailable (${(e as Error).message.split('\n')[0]})`;
   }
 }
 
 async function main(): Promise<void> {
-  const bytes = Number(execFileSync('du', ['-sb', DIR], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\t')[0]);
+  const bytes = Number(
+    execFileSync('du', ['-sb', DIR], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\t')[0],
+  );
   if (!(bytes >= MIN_BYTES)) {
     console.error(`${DIR} holds ${bytes} bytes; the benchmark needs a directory of at least ${MIN_BYTES / 1e6} MB`);
     process.exit(2);
@@ -148,8 +155,14 @@ async function main(): Promise<void> {
   let source = await findTarSource(warnings);
 
   console.log(`# layer commit: ${DIR} (${(bytes / 1e9).toFixed(2)} GB on disk), ${RUNS} run(s), median shown`);
-  console.log(`node ${process.version}, ${availableParallelism()} CPUs; ${version(['pigz', '--version'])}; ${version(['zstd', '--version'])}`);
-  console.log(`load average at the start: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  console.log(
+    `node ${process.version}, ${availableParallelism()} CPUs; ${version(['pigz', '--version'])}; ${version(['zstd', '--version'])}`,
+  );
+  console.log(
+    `load average at the start: ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
+  );
 
   // Tar-only passes: warm the page cache, and learn the uncompressed sizes.
   await shell(`${tarCmd} | wc -c`);
@@ -178,14 +191,23 @@ async function main(): Promise<void> {
     for (let i = 0; i < RUNS; i++) {
       ours.push(await inProcess(source, c));
       theirs.push({ ...(await shell(peer)), inBytes: cliTarOnly.inBytes });
-      console.error(`  ${c} run ${i + 1}: tsbuild ${(ours.at(-1) as Sample).seconds.toFixed(1)} s, peer ${(theirs.at(-1) as Sample).seconds.toFixed(1)} s`);
+      console.error(
+        `  ${c} run ${i + 1}: tsbuild ${(ours.at(-1) as Sample).seconds.toFixed(1)} s, peer ${(theirs.at(-1) as Sample).seconds.toFixed(1)} s`,
+      );
     }
-    rows.push({ what: c, who: 'tsbuild', command: `${source.name === cliTar.name ? 'tar -cf - |' : 'tarFromDirectory |'} compressStream('${c}')`, ...median(ours) });
+    rows.push({
+      what: c,
+      who: 'tsbuild',
+      command: `${source.name === cliTar.name ? 'tar -cf - |' : 'tarFromDirectory |'} compressStream('${c}')`,
+      ...median(ours),
+    });
     rows.push({ what: c, who: 'peer', command, ...median(theirs) });
   }
   await shutdownGzipPool();
 
-  console.log('\n| case | side | command | wall s | CPU s | MiB/s (uncompressed, wall) | output MiB | output / input |');
+  console.log(
+    '\n| case | side | command | wall s | CPU s | MiB/s (uncompressed, wall) | output MiB | output / input |',
+  );
   console.log('|---|---|---|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     console.log(
@@ -202,8 +224,12 @@ async function main(): Promise<void> {
         `output/input ${(ours.outBytes / ours.inBytes / (theirs.outBytes / theirs.inBytes)).toFixed(3)}x`,
     );
   }
-  const load = loadavg().map((l) => l.toFixed(1)).join(' ');
-  console.log(`load average at the end: ${load} (on ${availableParallelism()} CPUs; other work on the machine skews wall times)`);
+  const load = loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
+  console.log(
+    `load average at the end: ${load} (on ${availableParallelism()} CPUs; other work on the machine skews wall times)`,
+  );
   const rss = process.resourceUsage().maxRSS / 1024;
   console.log(`\npeak RSS of this process (tar + compression, all threads): ${rss.toFixed(0)} MiB`);
   if (warnings.size) console.log(`tar warnings: ${[...warnings].map(([k, v]) => `${k}×${v}`).join(', ')}`);

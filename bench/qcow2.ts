@@ -100,7 +100,9 @@ async function main(): Promise<void> {
     const data = await makeRaw(raw);
     console.log(`raw image: ${DISK / GiB} GiB virtual, ${(data / MiB).toFixed(0)} MiB of data on disk`);
     await run(['qemu-img', 'compare', '-f', 'raw', raw, raw]); // warm the page cache for both sides
-    const rows: string[][] = [['variant', 'ours s', 'qemu-img s', 'time ratio', 'ours MiB', 'qemu-img MiB', 'size ratio']];
+    const rows: string[][] = [
+      ['variant', 'ours s', 'qemu-img s', 'time ratio', 'ours MiB', 'qemu-img MiB', 'size ratio'],
+    ];
     for (const compress of [false, true]) {
       const ours = join(dir, `ours${compress ? '-c' : ''}.qcow2`);
       const theirs = join(dir, `qemu${compress ? '-c' : ''}.qcow2`);
@@ -112,7 +114,11 @@ async function main(): Promise<void> {
         tOurs.push(await timed(() => writeQcow2({ input: raw, output: ours, compress })));
         await run(['sync']);
         await rm(theirs, { force: true });
-        tTheirs.push(await timed(() => run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', ...(compress ? ['-c'] : []), raw, theirs])));
+        tTheirs.push(
+          await timed(() =>
+            run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', ...(compress ? ['-c'] : []), raw, theirs]),
+          ),
+        );
       }
       const sOurs = (await stat(ours)).size;
       const sTheirs = (await stat(theirs)).size;

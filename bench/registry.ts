@@ -57,7 +57,10 @@ async function makeImage(root: string, work: string): Promise<number> {
     layers.push({ descriptor: manifest.layers[0] as Descriptor, diffId: r.diffId });
     await rm(dir, { recursive: true, force: true });
   }
-  const { descriptor: desc } = await writeImage(store, { config: { architecture: 'amd64', os: 'linux', config: {} }, layers });
+  const { descriptor: desc } = await writeImage(store, {
+    config: { architecture: 'amd64', os: 'linux', config: {} },
+    layers,
+  });
   await tagImage(store, desc, 'bench:1');
   return layers.reduce((n, l) => n + l.descriptor.size, 0);
 }
@@ -85,7 +88,9 @@ async function main(): Promise<void> {
     const root = join(work, 'store');
     const t0 = performance.now();
     const bytes = await makeImage(root, work);
-    console.log(`image: ${LAYERS} gzip layers, ${(bytes / 1e6).toFixed(0)} MB, made in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    console.log(
+      `image: ${LAYERS} gzip layers, ${(bytes / 1e6).toFixed(0)} MB, made in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
 
     const push = { tsbuild: [] as number[], skopeo: [] as number[] };
     const pull = { tsbuild: [] as number[], skopeo: [] as number[] };
@@ -95,7 +100,9 @@ async function main(): Promise<void> {
         const ms =
           tool === 'tsbuild'
             ? await timed(() => tsbuild(['--root', root, 'push', 'bench:1', `${reg.host}/bench:1`]))
-            : await timed(() => skopeo(['copy', '--dest-tls-verify=false', `oci:${root}:bench:1`, `docker://${reg.host}/bench:1`]));
+            : await timed(() =>
+                skopeo(['copy', '--dest-tls-verify=false', `oci:${root}:bench:1`, `docker://${reg.host}/bench:1`]),
+              );
         push[tool].push(ms);
         console.log(`push ${tool.padEnd(7)} run ${run + 1}: ${(ms / 1000).toFixed(2)} s`);
         await td.run();
@@ -110,7 +117,9 @@ async function main(): Promise<void> {
         const ms =
           tool === 'tsbuild'
             ? await timed(() => tsbuild(['--root', dest, 'pull', `${reg.host}/bench:1`]))
-            : await timed(() => skopeo(['copy', '--src-tls-verify=false', `docker://${reg.host}/bench:1`, `oci:${dest}:bench`]));
+            : await timed(() =>
+                skopeo(['copy', '--src-tls-verify=false', `docker://${reg.host}/bench:1`, `oci:${dest}:bench`]),
+              );
         pull[tool].push(ms);
         console.log(`pull ${tool.padEnd(7)} run ${run + 1}: ${(ms / 1000).toFixed(2)} s`);
         await rm(dest, { recursive: true, force: true });

@@ -25,7 +25,8 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(repo, 'dist');
 const cli = join(repo, 'bin', 'tsbuild.js');
 const fromDist = existsSync(join(dist, 'runtime/run.js')) && existsSync(join(dist, 'sys/nsexec.js'));
-const load = async <T>(rel: string): Promise<T> => (await import(pathToFileURL(join(fromDist ? dist : repo, `${rel}${fromDist ? '.js' : '.ts'}`)).href)) as T;
+const load = async <T>(rel: string): Promise<T> =>
+  (await import(pathToFileURL(join(fromDist ? dist : repo, `${rel}${fromDist ? '.js' : '.ts'}`)).href)) as T;
 const { runContainer } = await load<RunModule>('runtime/run');
 const { processSpec } = await load<SpecModule>('runtime/spec');
 const { runtimeConfig } = await load<BundleModule>('runtime/bundle');
@@ -58,7 +59,11 @@ async function measure(cases: Case[]): Promise<void> {
     }
   }
   for (const c of cases) {
-    console.log(`${c.name.padEnd(50)} median ${median(c.times).toFixed(1).padStart(7)} ms   min ${Math.min(...c.times).toFixed(1).padStart(7)} ms`);
+    console.log(
+      `${c.name.padEnd(50)} median ${median(c.times).toFixed(1).padStart(7)} ms   min ${Math.min(...c.times)
+        .toFixed(1)
+        .padStart(7)} ms`,
+    );
   }
 }
 
@@ -88,26 +93,56 @@ try {
   // the same busybox tree as an image in a tsbuild store (for `tsbuild run`) and as an archive (for `docker load`)
   const storeRoot = join(work, 'store');
   const store = await Store.open(storeRoot);
-  await importImage(store, { source: rootfs, name: IMAGE, sourceDateEpoch: 1_700_000_000, config: { Cmd: ['/bin/sh'] } });
+  await importImage(store, {
+    source: rootfs,
+    name: IMAGE,
+    sourceDateEpoch: 1_700_000_000,
+    config: { Cmd: ['/bin/sh'] },
+  });
   const archive = join(work, 'busybox.tar');
   await saveImages(store, { images: [{ image: await getImage(store, IMAGE), names: [IMAGE] }], output: archive });
 
-  console.log(`runtime code from ${fromDist ? 'dist/ (compiled)' : 'sources through tsx (run `npm run build` first for the real numbers)'}; ${runs} rounds`);
-  console.log(`node ${process.version}; load average at the start: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(
+    `runtime code from ${fromDist ? 'dist/ (compiled)' : 'sources through tsx (run `npm run build` first for the real numbers)'}; ${runs} rounds`,
+  );
+  console.log(
+    `node ${process.version}; load average at the start: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
   const cases: Case[] = [
     { name: 'node -e 0', fn: () => sh([process.execPath, '-e', '0']), times: [] },
-    { name: 'tsbuild run --rm IMG true (CLI)', fn: () => sh([process.execPath, cli, '--root', storeRoot, 'run', '--rm', IMAGE, 'true']), times: [] },
+    {
+      name: 'tsbuild run --rm IMG true (CLI)',
+      fn: () => sh([process.execPath, cli, '--root', storeRoot, 'run', '--rm', IMAGE, 'true']),
+      times: [],
+    },
     { name: 'runContainer(true), C helper (in-process)', fn: () => check('native'), times: [] },
     { name: 'runContainer(true), Node executor (in-process)', fn: () => check('node'), times: [] },
-    { name: 'runc run (same rootfs, same config)', fn: () => sh(['runc', 'run', '--bundle', bundle, `tsbuild-bench-${process.pid}`]), times: [] },
+    {
+      name: 'runc run (same rootfs, same config)',
+      fn: () => sh(['runc', 'run', '--bundle', bundle, `tsbuild-bench-${process.pid}`]),
+      times: [],
+    },
   ];
-  if (fresh) cases.push({ name: 'fresh node: import runtime + run true', fn: () => sh([process.execPath, '-e', fresh]), times: [] });
+  if (fresh)
+    cases.push({
+      name: 'fresh node: import runtime + run true',
+      fn: () => sh([process.execPath, '-e', fresh]),
+      times: [],
+    });
   if (WITH_DOCKER) {
     dockerd = await startDockerd();
     const host = dockerd.host;
     sh([DOCKER, '-H', host, 'load', '-q', '-i', archive]);
-    console.log(`dockerd: ${spawnSync(DOCKER, ['-H', host, 'version', '--format', '{{.Server.Version}}'], { encoding: 'utf8' }).stdout.trim()} (private, started by the bench)`);
-    cases.push({ name: 'docker run --rm --network none IMG true', fn: () => sh([DOCKER, '-H', host, 'run', '--rm', '--network', 'none', IMAGE, 'true']), times: [] });
+    console.log(
+      `dockerd: ${spawnSync(DOCKER, ['-H', host, 'version', '--format', '{{.Server.Version}}'], { encoding: 'utf8' }).stdout.trim()} (private, started by the bench)`,
+    );
+    cases.push({
+      name: 'docker run --rm --network none IMG true',
+      fn: () => sh([DOCKER, '-H', host, 'run', '--rm', '--network', 'none', IMAGE, 'true']),
+      times: [],
+    });
   }
   console.log('');
   await measure(cases);
@@ -136,7 +171,11 @@ try {
   console.log(
     `  vs docker: ${docker === undefined ? 'not measured (--no-docker)' : run <= docker / 2 ? 'met' : 'NOT met'}; over node -e 0: ${run - node <= 60 ? 'met' : 'NOT met'}`,
   );
-  console.log(`load average at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(
+    `load average at the end: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
 } finally {
   await dockerd?.stop();
   rmSync(bundle, { recursive: true, force: true });

@@ -30,12 +30,15 @@ try {
   const node = time([process.execPath, '-e', '0']);
   const version = time([process.execPath, bin, '--version']);
   const images = time([process.execPath, bin, '--root', store, 'images']);
-  const row = (name: string, t: number) => console.log(`${name.padEnd(28)} ${t.toFixed(3)} s   +${(t - node).toFixed(3)} s over node -e 0`);
+  const row = (name: string, t: number) =>
+    console.log(`${name.padEnd(28)} ${t.toFixed(3)} s   +${(t - node).toFixed(3)} s over node -e 0`);
   console.log(`median of ${runs} runs`);
   row('node -e 0', node);
   row('tsbuild --version', version);
   row('tsbuild images (empty store)', images);
-  console.log(`target: tsbuild --version at most 0.050 s above node -e 0: ${version - node <= 0.05 ? 'met' : 'NOT met'}`);
+  console.log(
+    `target: tsbuild --version at most 0.050 s above node -e 0: ${version - node <= 0.05 ? 'met' : 'NOT met'}`,
+  );
 } finally {
   rmSync(store, { recursive: true, force: true });
 }

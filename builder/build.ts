@@ -132,11 +132,21 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       tmpDir,
       ...(opts.cwd ? { cwd: opts.cwd } : {}),
     });
-    onEvent({ type: 'status', id: loadId, message: `transferring dockerfile: ${Buffer.byteLength(opened.dockerfileText)}B done` });
+    onEvent({
+      type: 'status',
+      id: loadId,
+      message: `transferring dockerfile: ${Buffer.byteLength(opened.dockerfileText)}B done`,
+    });
     onEvent({ type: 'done', id: loadId });
     if (opened.context) {
       const ignId = step('[internal] load .dockerignore');
-      onEvent({ type: 'status', id: ignId, message: opened.context.ignoreFile ? `${opened.context.patterns.length} patterns from ${opened.context.ignoreFile.split('/').pop()}` : 'no ignore file' });
+      onEvent({
+        type: 'status',
+        id: ignId,
+        message: opened.context.ignoreFile
+          ? `${opened.context.patterns.length} patterns from ${opened.context.ignoreFile.split('/').pop()}`
+          : 'no ignore file',
+      });
       onEvent({ type: 'done', id: ignId });
     }
     const parsed = parseDockerfile(opened.dockerfileText, { file: opened.dockerfileName });
@@ -145,7 +155,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const buildArgs = new Map<string, string>(
       opts.buildArgs instanceof Map ? opts.buildArgs : Object.entries((opts.buildArgs ?? {}) as Record<string, string>),
     );
-    if (opts.sourceDateEpoch !== undefined && !buildArgs.has('SOURCE_DATE_EPOCH')) buildArgs.set('SOURCE_DATE_EPOCH', String(opts.sourceDateEpoch));
+    if (opts.sourceDateEpoch !== undefined && !buildArgs.has('SOURCE_DATE_EPOCH'))
+      buildArgs.set('SOURCE_DATE_EPOCH', String(opts.sourceDateEpoch));
     const plan = planBuild({
       instructions: parsed.instructions,
       buildArgs,
@@ -155,12 +166,15 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       escape: parsed.directives.escape,
       file: opened.dockerfileName,
     });
-    if (plan.unusedBuildArgs.length) warn(`one or more build-args [${plan.unusedBuildArgs.join(' ')}] were not consumed`);
+    if (plan.unusedBuildArgs.length)
+      warn(`one or more build-args [${plan.unusedBuildArgs.join(' ')}] were not consumed`);
 
     rootfs = new RootfsSession({ store, host, driver: opts.storageDriver ?? 'auto' });
     const history = new HistoryLog();
     const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
-    const secrets = new Map<string, Uint8Array>(opts.secrets instanceof Map ? opts.secrets : Object.entries((opts.secrets ?? {}) as Record<string, Uint8Array>));
+    const secrets = new Map<string, Uint8Array>(
+      opts.secrets instanceof Map ? opts.secrets : Object.entries((opts.secrets ?? {}) as Record<string, Uint8Array>),
+    );
     // A pull shows as a step of its own (`#N [internal] pull REF`); its id is taken from the executor's sequence.
     let pullStep = (name: string): number => step(name);
     const resolveImage = imageResolver(store, {
@@ -172,7 +186,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         const started = Date.now();
         return {
           done: (digest) => {
-            onEvent({ type: 'status', id, message: `pulled ${ref} ${digest} in ${((Date.now() - started) / 1000).toFixed(1)}s` });
+            onEvent({
+              type: 'status',
+              id,
+              message: `pulled ${ref} ${digest} in ${((Date.now() - started) / 1000).toFixed(1)}s`,
+            });
             onEvent({ type: 'done', id });
           },
           failed: (message) => onEvent({ type: 'error', id, message }),
@@ -253,7 +271,15 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     onEvent({ type: 'status', id: exportId, message: `writing image ${descriptor.digest} done` });
     for (const n of named) onEvent({ type: 'status', id: exportId, message: `naming to ${n} done` });
     onEvent({ type: 'done', id: exportId });
-    return { descriptor, digest: descriptor.digest, configDigest: image.manifest.config.digest, config: image.config, tags: named, warnings, image };
+    return {
+      descriptor,
+      digest: descriptor.digest,
+      configDigest: image.manifest.config.digest,
+      config: image.config,
+      tags: named,
+      warnings,
+      image,
+    };
   } finally {
     opts.signal?.removeEventListener('abort', onOuterAbort);
     await rootfs?.close().catch(() => {});
@@ -337,7 +363,10 @@ function imageResolver(
 }
 
 function pullError(ref: string, err: unknown): Error {
-  return new NotFoundError(`image ${ref} not found in the store (and pulling it failed: ${(err as Error)?.message ?? String(err)})`, `pull it (tsbuild pull ${ref}) or bootstrap it (tsbuild bootstrap)`);
+  return new NotFoundError(
+    `image ${ref} not found in the store (and pulling it failed: ${(err as Error)?.message ?? String(err)})`,
+    `pull it (tsbuild pull ${ref}) or bootstrap it (tsbuild bootstrap)`,
+  );
 }
 
 /** keepUntagged records an untagged image in the index (like docker's <none>), so that prune keeps it. */

@@ -68,14 +68,21 @@ export async function openContext(opts: OpenContextOptions): Promise<OpenedConte
   try {
     if (opts.context === '-') {
       if (opts.dockerfile !== undefined && opts.dockerfile !== '-') {
-        throw new InvalidInputError('with a context of -, the Dockerfile is read from standard input', 'drop -f, or give a context directory');
+        throw new InvalidInputError(
+          'with a context of -, the Dockerfile is read from standard input',
+          'drop -f, or give a context directory',
+        );
       }
       const text = await readStream(stdin, 'the Dockerfile from standard input');
       return { dockerfileText: text, dockerfileName: 'Dockerfile', context: null, cleanup };
     }
     const ctxPath = resolve(cwd, opts.context);
     const st = await stat(ctxPath).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') throw new NotFoundError(`build context ${opts.context}`, 'give a directory, a tar archive or - (Dockerfile on stdin, no context)');
+      if (err.code === 'ENOENT')
+        throw new NotFoundError(
+          `build context ${opts.context}`,
+          'give a directory, a tar archive or - (Dockerfile on stdin, no context)',
+        );
       throw wrap(`reading build context ${opts.context}`, err);
     });
     let root: string;
@@ -245,7 +252,10 @@ async function readStream(input: Readable, what: string): Promise<string> {
 
 /** extractTarball unpacks a context archive (plain or compressed tar) with the layer applier's safety rules. */
 async function extractTarball(file: string, dir: string): Promise<void> {
-  const [{ autoDecompress }, { applyLayer }] = await Promise.all([import('../layers/compress/compress.js'), import('../layers/tar/apply.js')]);
+  const [{ autoDecompress }, { applyLayer }] = await Promise.all([
+    import('../layers/compress/compress.js'),
+    import('../layers/tar/apply.js'),
+  ]);
   const input = createReadStream(file, { highWaterMark: 1 << 20 });
   const plain = autoDecompress();
   input.on('error', (err) => plain.destroy(err));

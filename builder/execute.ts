@@ -284,7 +284,15 @@ class StageRun {
       case 'from':
         throw new InvalidInputError('FROM inside a stage');
       case 'run':
-        return this.fs(runStep(this.stepEnv, this.state(), ins, { network: o.network, secrets: o.secrets, buildArgs: o.plan.buildArgs, escape: o.escape }), onbuild);
+        return this.fs(
+          runStep(this.stepEnv, this.state(), ins, {
+            network: o.network,
+            secrets: o.secrets,
+            buildArgs: o.plan.buildArgs,
+            escape: o.escape,
+          }),
+          onbuild,
+        );
       case 'copy':
         return this.fs(copyStep(this.stepEnv, this.state(), ins, { escape: o.escape }), onbuild);
       case 'add':
@@ -303,7 +311,11 @@ class StageRun {
   /** metadata applies a metadata instruction to the stage (builder/steps/metadata.ts); returns its created_by. */
   private metadata(ins: Instruction): string | null {
     const st: StageMeta = { config: this.image.config, cmdSet: this.cmdSet, env: this.env, buildArgs: this.buildArgs };
-    const createdBy = metadataStep(st, ins, { escape: this.o.escape, buildArgs: this.o.plan.buildArgs, globalArgs: this.o.plan.globalArgs });
+    const createdBy = metadataStep(st, ins, {
+      escape: this.o.escape,
+      buildArgs: this.o.plan.buildArgs,
+      globalArgs: this.o.plan.globalArgs,
+    });
     this.image.config = st.config;
     this.cmdSet = st.cmdSet;
     if (st.author !== undefined) this.image.author = st.author;
@@ -317,7 +329,13 @@ class StageRun {
 
   /** state is where the stage stands, for the next filesystem step. */
   private state(): StageState {
-    return { layers: [...this.layers], fsKey: this.fsKey, config: this.image.config, env: this.env, buildArgs: this.buildArgs };
+    return {
+      layers: [...this.layers],
+      fsKey: this.fsKey,
+      config: this.image.config,
+      env: this.env,
+      buildArgs: this.buildArgs,
+    };
   }
 
   /**
@@ -334,8 +352,11 @@ class StageRun {
         if (rec) {
           o.onEvent({ type: 'cached', id: step.id });
         } else {
-          const layer = await s.apply((stream, chunk) => o.onEvent({ type: 'log', id: step.id, stream, data: chunk.toString() }));
-          const created = o.plan.epoch !== undefined ? epochTime(o.plan.epoch) : new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+          const layer = await s.apply((stream, chunk) =>
+            o.onEvent({ type: 'log', id: step.id, stream, data: chunk.toString() }),
+          );
+          const created =
+            o.plan.epoch !== undefined ? epochTime(o.plan.epoch) : new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
           rec = { version: 1, layer, created, createdBy: s.createdBy };
           await o.cache.put(key, rec);
         }
@@ -356,7 +377,11 @@ class StageRun {
     } catch (err) {
       const canceled = this.o.signal.aborted && err === this.o.signal.reason && !this.failedHere;
       this.failedHere = true;
-      this.o.onEvent({ type: 'error', id: step.id, message: canceled ? 'CANCELED' : err instanceof Error ? err.message : String(err) });
+      this.o.onEvent({
+        type: 'error',
+        id: step.id,
+        message: canceled ? 'CANCELED' : err instanceof Error ? err.message : String(err),
+      });
       throw err;
     }
   }
@@ -365,13 +390,19 @@ class StageRun {
   private async sourceFor(fromRef: string | undefined, what: string): Promise<Source> {
     const o = this.o;
     if (fromRef === undefined || fromRef === '') {
-      if (!o.context) throw new InvalidInputError(`${what}: this build has no context (it was given as -)`, 'give a context directory, or use --from');
+      if (!o.context)
+        throw new InvalidInputError(
+          `${what}: this build has no context (it was given as -)`,
+          'give a context directory, or use --from',
+        );
       return { from: { root: o.context.root, filter: o.context.filter, label: 'the build context', resetOwner: true } };
     }
     let layers: Layer[];
     let label: string;
     let key: string;
-    const idx = /^[0-9]+$/.test(fromRef) ? Number(fromRef) : o.plan.stages.findIndex((s) => s.name === fromRef.toLowerCase());
+    const idx = /^[0-9]+$/.test(fromRef)
+      ? Number(fromRef)
+      : o.plan.stages.findIndex((s) => s.name === fromRef.toLowerCase());
     if (idx >= 0 && idx < this.sp.index) {
       const r = await this.ex.stage(idx);
       layers = r.layers;

@@ -91,7 +91,12 @@ export class HistoryLog {
       const o = out[i]!;
       o.created = epoch ?? t;
       // keep the key order BuildKit writes: created, created_by, comment, empty_layer
-      out[i] = { created: o.created, created_by: o.created_by, comment: o.comment, ...(o.empty_layer ? { empty_layer: true } : {}) } as HistoryEntry;
+      out[i] = {
+        created: o.created,
+        created_by: o.created_by,
+        comment: o.comment,
+        ...(o.empty_layer ? { empty_layer: true } : {}),
+      } as HistoryEntry;
     }
     return out;
   }

@@ -124,7 +124,13 @@ export function planBuild(opts: PlanOptions): BuildPlan {
     opts.buildArgs instanceof Map ? opts.buildArgs : Object.entries((opts.buildArgs ?? {}) as Record<string, string>),
   );
   const fail = (ins: Instruction, reason: string, cause?: unknown): never => {
-    throw new DockerfileError({ file, line: ins.line, endLine: ins.endLine, reason, ...(cause === undefined ? {} : { cause }) });
+    throw new DockerfileError({
+      file,
+      line: ins.line,
+      endLine: ins.endLine,
+      reason,
+      ...(cause === undefined ? {} : { cause }),
+    });
   };
   const expand = (ins: Instruction, word: string, env: Map<string, string>): string => {
     try {
@@ -142,7 +148,8 @@ export function planBuild(opts: PlanOptions): BuildPlan {
   const all = opts.instructions;
   for (; i < all.length && all[i]!.kind !== 'from'; i++) {
     const ins = all[i]!;
-    if (ins.kind !== 'arg') fail(ins, `${ins.keyword.toUpperCase()} before the first FROM: only ARG may come before FROM`);
+    if (ins.kind !== 'arg')
+      fail(ins, `${ins.keyword.toUpperCase()} before the first FROM: only ARG may come before FROM`);
     if (ins.kind !== 'arg') continue;
     for (const a of ins.args) {
       declared.add(a.key);
@@ -219,14 +226,20 @@ export function planBuild(opts: PlanOptions): BuildPlan {
       if (idx === -1) fail(ins, `invalid stage index ${from}`);
       if (idx === stage.index) fail(ins, `${what} from stage ${JSON.stringify(from)}: a stage cannot use itself`);
       if (idx > stage.index) {
-        fail(ins, `cannot copy from stage ${JSON.stringify(from)}, it needs to be defined before current stage ${JSON.stringify(stage.displayName || `stage-${stage.index}`)}`);
+        fail(
+          ins,
+          `cannot copy from stage ${JSON.stringify(from)}, it needs to be defined before current stage ${JSON.stringify(stage.displayName || `stage-${stage.index}`)}`,
+        );
       }
       deps.add(idx);
     };
     for (const { ins } of stage.steps) {
       if (ins.kind === 'copy' && ins.from !== undefined) {
         if (/[$]/.test(ins.from) || expand(ins, ins.from, new Map()) !== ins.from) {
-          fail(ins, 'variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround');
+          fail(
+            ins,
+            'variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround',
+          );
         }
         refer(ins, ins.from, 'COPY --from');
       }
@@ -268,12 +281,19 @@ export function planBuild(opts: PlanOptions): BuildPlan {
   visit(target);
 
   const proxies = new Set(PROXY_ARGS);
-  const unusedBuildArgs = [...buildArgs.keys()].filter((k) => !declared.has(k) && !proxies.has(k) && k !== 'SOURCE_DATE_EPOCH');
+  const unusedBuildArgs = [...buildArgs.keys()].filter(
+    (k) => !declared.has(k) && !proxies.has(k) && k !== 'SOURCE_DATE_EPOCH',
+  );
 
   let epoch: number | undefined;
   const sde = buildArgs.get('SOURCE_DATE_EPOCH') ?? (globalArgs.get('SOURCE_DATE_EPOCH') || undefined);
   if (sde !== undefined && sde !== '') {
-    if (!/^\d+$/.test(sde)) throw new DockerfileError({ file, line: 0, reason: `invalid SOURCE_DATE_EPOCH ${JSON.stringify(sde)}: expected a number of seconds` });
+    if (!/^\d+$/.test(sde))
+      throw new DockerfileError({
+        file,
+        line: 0,
+        reason: `invalid SOURCE_DATE_EPOCH ${JSON.stringify(sde)}: expected a number of seconds`,
+      });
     epoch = Number(sde);
   }
 
@@ -294,7 +314,11 @@ export function planBuild(opts: PlanOptions): BuildPlan {
  * resolveStageRef resolves a `--from` value against the stages: a stage name (case-insensitive), or an index.
  * Returns the stage index, -1 for an index out of range, or undefined when it names no stage (an image).
  */
-export function resolveStageRef(from: string, stages: readonly StagePlan[], byName: ReadonlyMap<string, number>): number | undefined {
+export function resolveStageRef(
+  from: string,
+  stages: readonly StagePlan[],
+  byName: ReadonlyMap<string, number>,
+): number | undefined {
   if (/^[0-9]+$/.test(from)) {
     const n = Number(from);
     return n < stages.length ? n : -1;

@@ -32,10 +32,20 @@ export async function squash(
   await mkdir(dir, { recursive: true });
   try {
     const overlay = driver === 'overlay';
-    await flatten({ store, ...(o.host ? { host: o.host } : {}), layers: added, dir, method: 'apply', whiteouts: overlay ? 'overlay' : 'delete' });
+    await flatten({
+      store,
+      ...(o.host ? { host: o.host } : {}),
+      layers: added,
+      dir,
+      method: 'apply',
+      whiteouts: overlay ? 'overlay' : 'delete',
+    });
     const lowers = overlay ? (await snapshotLayers(store, base, o.host)).reverse() : [];
     const changes = await diffUpperdir({ upperdir: dir, lowerdirs: lowers });
-    const layer = await commitChanges(store, dir, changes, { compression: o.compression, ...(o.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: o.sourceDateEpoch }) });
+    const layer = await commitChanges(store, dir, changes, {
+      compression: o.compression,
+      ...(o.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: o.sourceDateEpoch }),
+    });
     let nonEmpty = 0;
     let kept = false;
     const hist = history.map((h) => {

@@ -41,7 +41,12 @@ const OCI_OF: Record<string, string> = {
 /** baseLayers lists an image's layers with OCI media types (and only the descriptor fields a manifest keeps). */
 export function baseLayers(img: Image): Layer[] {
   return imageLayers(img).map(({ descriptor: d, diffId }) => ({
-    descriptor: { mediaType: OCI_OF[d.mediaType] ?? d.mediaType, digest: d.digest, size: d.size, ...(d.urls ? { urls: d.urls } : {}) },
+    descriptor: {
+      mediaType: OCI_OF[d.mediaType] ?? d.mediaType,
+      digest: d.digest,
+      size: d.size,
+      ...(d.urls ? { urls: d.urls } : {}),
+    },
     diffId,
   }));
 }
@@ -76,7 +81,8 @@ export function imageStart(img: Image): StageImage {
  * based on another stage keeps the env it inherited, PATH included).
  */
 export function seedEnv(config: ContainerConfig, env: Map<string, string>, fromStage: boolean): void {
-  if (!(config.Env ?? []).some((e) => e.startsWith('PATH='))) config.Env = [...(config.Env ?? []), `PATH=${DEFAULT_PATH}`];
+  if (!(config.Env ?? []).some((e) => e.startsWith('PATH=')))
+    config.Env = [...(config.Env ?? []), `PATH=${DEFAULT_PATH}`];
   if (!fromStage) {
     for (const kv of config.Env ?? []) {
       const eq = kv.indexOf('=');
@@ -100,7 +106,9 @@ export function triggerSteps(triggers: string[], file: string): number {
   let n = 0;
   for (const t of triggers) {
     try {
-      n += parseDockerfile(t, { file, fragment: true }).instructions.filter((i) => ['run', 'copy', 'add', 'workdir'].includes(i.kind)).length;
+      n += parseDockerfile(t, { file, fragment: true }).instructions.filter((i) =>
+        ['run', 'copy', 'add', 'workdir'].includes(i.kind),
+      ).length;
     } catch {
       // reported when the trigger runs
     }

@@ -32,7 +32,8 @@ export function compressionFlag(v: unknown): Compression {
 export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number | undefined {
   const v = env.SOURCE_DATE_EPOCH;
   if (v === undefined || v === '') return undefined;
-  if (!/^\d+$/.test(v)) throw new InvalidInputError(`SOURCE_DATE_EPOCH must be a number of seconds (got ${JSON.stringify(v)})`);
+  if (!/^\d+$/.test(v))
+    throw new InvalidInputError(`SOURCE_DATE_EPOCH must be a number of seconds (got ${JSON.stringify(v)})`);
   return Number(v);
 }
 

@@ -46,11 +46,19 @@ prog
 
 prog.command('inspect <name>').describe('Show an image as JSON: digest, manifest, config').action(lazy('inspect'));
 
-prog.command('history <name>').describe("Show an image's history").option('--no-trunc', 'Do not truncate output').action(lazy('history'));
+prog
+  .command('history <name>')
+  .describe("Show an image's history")
+  .option('--no-trunc', 'Do not truncate output')
+  .action(lazy('history'));
 
 prog.command('tag <source> <target>').describe('Give an image another name').action(lazy('tag'));
 
-prog.command('rm <name>').alias('rmi').describe('Remove image names (blobs go with `tsbuild prune`)').action(lazy('rm'));
+prog
+  .command('rm <name>')
+  .alias('rmi')
+  .describe('Remove image names (blobs go with `tsbuild prune`)')
+  .action(lazy('rm'));
 
 prog.command('prune').describe('Remove unreferenced blobs and snapshots; print the bytes freed').action(lazy('prune'));
 
@@ -110,7 +118,11 @@ prog
   .option('--storage-driver', 'overlay or vfs (userspace fallback); default: overlay as root')
   .action(lazy('run'));
 
-prog.command('mount <image>').describe('Make a writable merged view of the image and print its path').option('--storage-driver', 'overlay or vfs').action(lazy('mount'));
+prog
+  .command('mount <image>')
+  .describe('Make a writable merged view of the image and print its path')
+  .option('--storage-driver', 'overlay or vfs')
+  .action(lazy('mount'));
 
 prog.command('umount <path>').describe('Remove a view made by `tsbuild mount`').action(lazy('umount'));
 
@@ -187,7 +199,13 @@ prog
 const STDIN_TOKEN = '\u0000stdin';
 const argv = separateRunCommand(process.argv.map((a, i) => (i > 1 && a === '-' ? STDIN_TOKEN : a)));
 const restore = (v: unknown): unknown =>
-  v === STDIN_TOKEN ? '-' : Array.isArray(v) ? v.map(restore) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, restore(x)])) : v;
+  v === STDIN_TOKEN
+    ? '-'
+    : Array.isArray(v)
+      ? v.map(restore)
+      : v && typeof v === 'object'
+        ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, restore(x)]))
+        : v;
 /**
  * separateRunCommand puts `--` after the image of `tsbuild run` (after IMAGE DIR of `tsbuild bundle`), so that the
  * container's command and its own flags (`tsbuild run img ls -la`) are not read as tsbuild's. Before that, `-v`
@@ -195,7 +213,26 @@ const restore = (v: unknown): unknown =>
  * the command word (sade finds the command before it knows that --debug takes no value).
  */
 function separateRunCommand(args: string[]): string[] {
-  const takesValue = new Set(['-e', '--env', '-w', '--workdir', '-u', '--user', '-v', '--volume', '--network', '--hostname', '--memory', '--pids-limit', '--cpus', '--entrypoint', '--cap-add', '--cap-drop', '--storage-driver', '--root']);
+  const takesValue = new Set([
+    '-e',
+    '--env',
+    '-w',
+    '--workdir',
+    '-u',
+    '--user',
+    '-v',
+    '--volume',
+    '--network',
+    '--hostname',
+    '--memory',
+    '--pids-limit',
+    '--cpus',
+    '--entrypoint',
+    '--cap-add',
+    '--cap-drop',
+    '--storage-driver',
+    '--root',
+  ]);
   args = [...args];
   let i = 2;
   while (i < args.length && args[i]?.startsWith('-') && args[i] !== STDIN_TOKEN) {
@@ -212,7 +249,8 @@ function separateRunCommand(args: string[]): string[] {
     if (a === '--') return args;
     if (a === '-v') args[i] = '--volume';
     if (!a.startsWith('-') || a === STDIN_TOKEN) {
-      if (--positionals === 0) return args[i + 1] === '--' ? args : [...args.slice(0, i + 1), '--', ...args.slice(i + 1)];
+      if (--positionals === 0)
+        return args[i + 1] === '--' ? args : [...args.slice(0, i + 1), '--', ...args.slice(i + 1)];
       continue;
     }
     if (takesValue.has(a)) i++;

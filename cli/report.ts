@@ -37,5 +37,7 @@ export function report(err: unknown, opts: { debug?: boolean; write?: (s: string
 }
 
 function isProgrammingError(err: Error): boolean {
-  return err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError || err instanceof SyntaxError;
+  return (
+    err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError || err instanceof SyntaxError
+  );
 }

@@ -75,7 +75,14 @@ export async function diskFormat(path: string): Promise<'qcow2' | 'vmdk' | 'vhdx
 }
 
 /** qemuArgs builds the command line: no display, serial to `serialLog`, the disk on virtio (changes discarded), user networking. */
-export function qemuArgs(opts: { disk: string; format: string; accel: Accel; memory: string; serialLog: string; ovmf?: { code: string; vars: string } }): string[] {
+export function qemuArgs(opts: {
+  disk: string;
+  format: string;
+  accel: Accel;
+  memory: string;
+  serialLog: string;
+  ovmf?: { code: string; vars: string };
+}): string[] {
   const args = [
     'qemu-system-x86_64',
     '-nodefaults',
@@ -102,7 +109,12 @@ export function qemuArgs(opts: { disk: string; format: string; accel: Accel; mem
     'virtio-rng-pci',
   ];
   if (opts.ovmf) {
-    args.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${opts.ovmf.code}`, '-drive', `if=pflash,format=raw,unit=1,file=${opts.ovmf.vars}`);
+    args.push(
+      '-drive',
+      `if=pflash,format=raw,unit=0,readonly=on,file=${opts.ovmf.code}`,
+      '-drive',
+      `if=pflash,format=raw,unit=1,file=${opts.ovmf.vars}`,
+    );
   }
   return args;
 }
@@ -128,12 +140,22 @@ export async function bootDisk(opts: BootOptions): Promise<BootResult> {
     let ovmf: { code: string; vars: string } | undefined;
     if (opts.uefi) {
       const pair = OVMF_PAIRS.find(([c, v]) => existsSync(c) && existsSync(v));
-      if (!pair) throw new TsbuildError('E_MISSING_TOOLS', 'OVMF (UEFI firmware for QEMU) not found', { hint: 'apt-get install -y ovmf' });
+      if (!pair)
+        throw new TsbuildError('E_MISSING_TOOLS', 'OVMF (UEFI firmware for QEMU) not found', {
+          hint: 'apt-get install -y ovmf',
+        });
       ovmf = { code: pair[0], vars: join(tmp, 'OVMF_VARS.fd') };
       await copyFile(pair[1], ovmf.vars);
     }
     await writeFile(serialLog, '');
-    const argv = qemuArgs({ disk: opts.disk, format, accel, memory: opts.memory ?? '1G', serialLog, ...(ovmf ? { ovmf } : {}) });
+    const argv = qemuArgs({
+      disk: opts.disk,
+      format,
+      accel,
+      memory: opts.memory ?? '1G',
+      serialLog,
+      ...(ovmf ? { ovmf } : {}),
+    });
     const started = Date.now();
     let exited = false;
     let qemuError: unknown;
@@ -203,7 +225,13 @@ export async function bootDisk(opts: BootOptions): Promise<BootResult> {
       const e = qemuError as Error;
       throw new TsbuildError('E_QEMU', `QEMU failed: ${e.message}`, { cause: e });
     }
-    return { outcome, accel, seconds: (Date.now() - started) / 1000, output, ...(match !== undefined ? { match } : {}) };
+    return {
+      outcome,
+      accel,
+      seconds: (Date.now() - started) / 1000,
+      output,
+      ...(match !== undefined ? { match } : {}),
+    };
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
     await rm(tmp, { recursive: true, force: true });
@@ -214,10 +242,14 @@ let accelCache: Promise<Accel> | undefined;
 
 /** chooseAccel: off → TCG; on → KVM (an error when /dev/kvm cannot be opened); auto → KVM only when the probe says it runs guests. */
 export async function chooseAccel(mode: 'auto' | 'on' | 'off'): Promise<Accel> {
-  if (mode !== 'auto' && mode !== 'on' && mode !== 'off') throw new InvalidInputError(`--kvm must be auto, on or off (got ${JSON.stringify(mode)})`);
+  if (mode !== 'auto' && mode !== 'on' && mode !== 'off')
+    throw new InvalidInputError(`--kvm must be auto, on or off (got ${JSON.stringify(mode)})`);
   if (mode === 'off') return 'tcg';
   if (mode === 'on') {
-    if (!kvmDeviceUsable()) throw new TsbuildError('E_NO_KVM', '/dev/kvm is missing or not accessible', { hint: 'use --kvm auto or off (TCG)' });
+    if (!kvmDeviceUsable())
+      throw new TsbuildError('E_NO_KVM', '/dev/kvm is missing or not accessible', {
+        hint: 'use --kvm auto or off (TCG)',
+      });
     return 'kvm';
   }
   accelCache ??= kvmRunsGuests().then((ok) => (ok ? 'kvm' : 'tcg'));
@@ -239,7 +271,10 @@ export function kvmDeviceUsable(): boolean {
  */
 export const PROBE_MARKER = 'tsbuild-kvm-probe-ok';
 export function probeSector(): Buffer {
-  const code = [0xfc, 0x31, 0xc0, 0x8e, 0xd8, 0xba, 0xf8, 0x03, 0xbe, 0x17, 0x7c, 0xac, 0x84, 0xc0, 0x74, 0x03, 0xee, 0xeb, 0xf8, 0xfa, 0xf4, 0xeb, 0xfd];
+  const code = [
+    0xfc, 0x31, 0xc0, 0x8e, 0xd8, 0xba, 0xf8, 0x03, 0xbe, 0x17, 0x7c, 0xac, 0x84, 0xc0, 0x74, 0x03, 0xee, 0xeb, 0xf8,
+    0xfa, 0xf4, 0xeb, 0xfd,
+  ];
   const b = Buffer.alloc(512);
   Buffer.from(code).copy(b, 0);
   Buffer.from(`${PROBE_MARKER}\r\n\0`, 'latin1').copy(b, code.length); // msg at 0x7c17
@@ -271,7 +306,23 @@ export async function kvmRunsGuests(): Promise<boolean> {
     await writeFile(disk, probeSector());
     await writeFile(log, '');
     const stop = new AbortController();
-    const argv = ['qemu-system-x86_64', '-nodefaults', '-display', 'none', '-no-reboot', '-machine', 'pc,accel=kvm', '-m', '32', '-chardev', `file,id=s0,path=${log}`, '-serial', 'chardev:s0', '-drive', `file=${disk},format=raw,if=ide`];
+    const argv = [
+      'qemu-system-x86_64',
+      '-nodefaults',
+      '-display',
+      'none',
+      '-no-reboot',
+      '-machine',
+      'pc,accel=kvm',
+      '-m',
+      '32',
+      '-chardev',
+      `file,id=s0,path=${log}`,
+      '-serial',
+      'chardev:s0',
+      '-drive',
+      `file=${disk},format=raw,if=ide`,
+    ];
     let gone = false;
     const qemu = run(argv, { signal: stop.signal })
       .catch(() => {})

@@ -1,7 +1,13 @@
 // How big the disk is and which partitions it has, from --size, --partition and --boot. Pure arithmetic over
 // convert/partition.ts: no files are touched here.
 import { InvalidInputError, TsbuildError } from '../sys/errors.js';
-import { ALIGNMENT, planPartitions, type PartitionLayout, type PartitionSpec, type PlannedPartition } from './partition.js';
+import {
+  ALIGNMENT,
+  planPartitions,
+  type PartitionLayout,
+  type PartitionSpec,
+  type PlannedPartition,
+} from './partition.js';
 
 export type BootMode = 'bios' | 'uefi' | 'hybrid';
 export type TableType = 'mbr' | 'gpt';
@@ -17,9 +23,14 @@ export function parseSize(text: string): SizeOption {
   if (s === '' || s === 'auto') return { kind: 'auto' };
   const m = /^(\+)?(\d+(?:\.\d+)?)\s*([kmgtb]?)(?:i?b)?$/i.exec(s);
   const unit = UNITS[(m?.[3] ?? '').toUpperCase()];
-  if (!m || unit === undefined) throw new InvalidInputError(`--size ${JSON.stringify(text)} is not a size`, 'use auto, a size such as 10G or 512M, or +1G for auto plus 1 GiB');
+  if (!m || unit === undefined)
+    throw new InvalidInputError(
+      `--size ${JSON.stringify(text)} is not a size`,
+      'use auto, a size such as 10G or 512M, or +1G for auto plus 1 GiB',
+    );
   const bytes = Math.ceil(Number(m[2]) * unit);
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new InvalidInputError(`--size ${JSON.stringify(text)} is out of range`);
+  if (!Number.isSafeInteger(bytes) || bytes <= 0)
+    throw new InvalidInputError(`--size ${JSON.stringify(text)} is out of range`);
   return m[1] ? { kind: 'plus', bytes } : { kind: 'exact', bytes };
 }
 
@@ -42,9 +53,13 @@ export class DiskSizeError extends TsbuildError {
     readonly requested: number,
     readonly needed: number,
   ) {
-    super('E_SIZE_TOO_SMALL', `--size ${formatBytes(requested)} is too small: the disk needs at least ${formatBytes(needed)} (${needed} bytes)`, {
-      hint: `use --size ${formatBytes(needed)} or more, or --size auto`,
-    });
+    super(
+      'E_SIZE_TOO_SMALL',
+      `--size ${formatBytes(requested)} is too small: the disk needs at least ${formatBytes(needed)} (${needed} bytes)`,
+      {
+        hint: `use --size ${formatBytes(needed)} or more, or --size auto`,
+      },
+    );
   }
 }
 
@@ -76,7 +91,8 @@ export function partitionSpecs(opts: { boot: BootMode; table: TableType; grubBio
   const specs: PartitionSpec[] = [];
   const bios = boot === 'bios' || boot === 'hybrid';
   const uefi = boot === 'uefi' || boot === 'hybrid';
-  if (bios && table === 'gpt' && opts.grubBios) specs.push({ name: 'bios-boot', type: 'bios-boot', size: BIOS_BOOT_BYTES });
+  if (bios && table === 'gpt' && opts.grubBios)
+    specs.push({ name: 'bios-boot', type: 'bios-boot', size: BIOS_BOOT_BYTES });
   if (uefi) specs.push({ name: 'esp', type: 'esp', size: ESP_BYTES });
   specs.push({ name: 'root', type: 'linux', size: 'rest', bootable: bios });
   return specs;
@@ -101,7 +117,8 @@ export function planDisk(opts: {
   const diskFor = (rootBytes: number): number => {
     // every partition starts on a MiB boundary; GPT keeps 33 sectors at the end, which costs one more MiB
     let bytes = ALIGNMENT;
-    for (const s of specs) bytes += typeof s.size === 'number' ? alignUp(s.size, ALIGNMENT) : alignUp(rootBytes, ALIGNMENT);
+    for (const s of specs)
+      bytes += typeof s.size === 'number' ? alignUp(s.size, ALIGNMENT) : alignUp(rootBytes, ALIGNMENT);
     return bytes + (opts.table === 'gpt' ? ALIGNMENT : 0);
   };
   const needed = diskFor(opts.minRootBytes);

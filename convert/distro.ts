@@ -26,9 +26,13 @@ export const SUPPORTED_DISTROS: readonly DistroId[] = ['debian', 'ubuntu', 'alpi
 /** UnsupportedDistroError: the image is not one of the distributions whose kernel and init tsbuild knows. */
 export class UnsupportedDistroError extends TsbuildError {
   constructor(readonly found: string) {
-    super('E_UNSUPPORTED_DISTRO', `cannot make ${found} bootable on its own: tsbuild export supports ${SUPPORTED_DISTROS.join(', ')}`, {
-      hint: 'bring the kernel yourself: --kernel PATH [--initrd PATH] (a host file), or --kernel image when the image has /boot/vmlinuz-*',
-    });
+    super(
+      'E_UNSUPPORTED_DISTRO',
+      `cannot make ${found} bootable on its own: tsbuild export supports ${SUPPORTED_DISTROS.join(', ')}`,
+      {
+        hint: 'bring the kernel yourself: --kernel PATH [--initrd PATH] (a host file), or --kernel image when the image has /boot/vmlinuz-*',
+      },
+    );
   }
 }
 
@@ -88,6 +92,9 @@ export function detectDistro(rootfs: string): Distro {
   const os = readOsRelease(rootfs);
   if (!os) throw new UnsupportedDistroError('an image without /etc/os-release');
   const d = distroOf(os);
-  if (!d) throw new UnsupportedDistroError(`${JSON.stringify(os.PRETTY_NAME || os.NAME || os.ID || 'unknown')} (os-release ID=${os.ID ?? ''})`);
+  if (!d)
+    throw new UnsupportedDistroError(
+      `${JSON.stringify(os.PRETTY_NAME || os.NAME || os.ID || 'unknown')} (os-release ID=${os.ID ?? ''})`,
+    );
   return d;
 }

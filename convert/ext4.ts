@@ -114,7 +114,10 @@ export class FilesystemFullError extends TsbuildError {
     readonly fsBytes: number,
     cause: unknown,
   ) {
-    super('E_FS_FULL', `the files do not fit in a ${Math.round(fsBytes / (1 << 20))} MiB filesystem`, { cause, hint: 'use a bigger --size' });
+    super('E_FS_FULL', `the files do not fit in a ${Math.round(fsBytes / (1 << 20))} MiB filesystem`, {
+      cause,
+      hint: 'use a bigger --size',
+    });
   }
 }
 

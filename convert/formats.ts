@@ -31,11 +31,18 @@ const EXTENSIONS: Record<string, OutputFormat> = {
 /** outputFormat is --format, else the output file's extension (.qcow2, .raw/.img, .vmdk, .vhdx, .tar). */
 export function outputFormat(output: string, explicit?: string): OutputFormat {
   if (explicit !== undefined && explicit !== '') {
-    if (!(OUTPUT_FORMATS as readonly string[]).includes(explicit)) throw new InvalidInputError(`--format must be one of ${OUTPUT_FORMATS.join(', ')} (got ${JSON.stringify(explicit)})`);
+    if (!(OUTPUT_FORMATS as readonly string[]).includes(explicit))
+      throw new InvalidInputError(
+        `--format must be one of ${OUTPUT_FORMATS.join(', ')} (got ${JSON.stringify(explicit)})`,
+      );
     return explicit as OutputFormat;
   }
   const f = EXTENSIONS[extname(output).toLowerCase()];
-  if (!f) throw new InvalidInputError(`cannot tell the format of ${JSON.stringify(output)} from its extension`, `name it .qcow2, .raw, .img, .vmdk, .vhdx or .tar, or pass --format`);
+  if (!f)
+    throw new InvalidInputError(
+      `cannot tell the format of ${JSON.stringify(output)} from its extension`,
+      `name it .qcow2, .raw, .img, .vmdk, .vhdx or .tar, or pass --format`,
+    );
   return f;
 }
 
@@ -61,11 +68,22 @@ export async function convertDisk(opts: {
   if (format === 'raw') return raw;
   const out = join(workDir, `disk.${format}`);
   if (format === 'qcow2') {
-    await writeQcow2({ input: raw, output: out, compress: opts.compress === true, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
+    await writeQcow2({
+      input: raw,
+      output: out,
+      compress: opts.compress === true,
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    });
     return out;
   }
-  const o = format === 'vmdk' ? ['-o', `subformat=${opts.compress ? 'streamOptimized' : 'monolithicSparse'}`] : ['-o', 'subformat=dynamic'];
-  await run(['qemu-img', 'convert', '-f', 'raw', '-O', format, ...o, raw, out], opts.signal ? { signal: opts.signal } : {});
+  const o =
+    format === 'vmdk'
+      ? ['-o', `subformat=${opts.compress ? 'streamOptimized' : 'monolithicSparse'}`]
+      : ['-o', 'subformat=dynamic'];
+  await run(
+    ['qemu-img', 'convert', '-f', 'raw', '-O', format, ...o, raw, out],
+    opts.signal ? { signal: opts.signal } : {},
+  );
   return out;
 }
 
@@ -74,7 +92,12 @@ export async function convertDisk(opts: {
  * belong to the calling user), uid/gid/mode of each entry are rewritten to what the image layers say (paths the
  * export added belong to root).
  */
-export async function writeRootfsTar(opts: { rootfs: string; file: string; owners?: OwnerMap; signal?: AbortSignal }): Promise<void> {
+export async function writeRootfsTar(opts: {
+  rootfs: string;
+  file: string;
+  owners?: OwnerMap;
+  signal?: AbortSignal;
+}): Promise<void> {
   const sig = opts.signal ? { signal: opts.signal } : {};
   const tar = tarFromDirectory(opts.rootfs);
   const file = createWriteStream(opts.file, { flags: 'wx' });

@@ -48,7 +48,10 @@ export async function ownersFromLayers(store: Store, layers: Descriptor[]): Prom
 }
 
 /** applyHeaders folds one layer's headers into the map (whiteouts and opaque markers first, then the entries). */
-export function applyHeaders(map: OwnerMap, headers: Array<Pick<Header, 'name' | 'type' | 'uid' | 'gid' | 'mode' | 'devmajor' | 'devminor'>>): void {
+export function applyHeaders(
+  map: OwnerMap,
+  headers: Array<Pick<Header, 'name' | 'type' | 'uid' | 'gid' | 'mode' | 'devmajor' | 'devminor'>>,
+): void {
   const removeBelow = (dir: string): void => {
     const prefix = dir === '' ? '' : `${dir}/`;
     for (const k of map.keys()) if (k.startsWith(prefix) && k !== dir) map.delete(k);
@@ -134,7 +137,10 @@ export async function makeTreeReadable(root: string): Promise<number> {
  * every path (paths the export added itself belong to root), modes that differ, and device nodes and fifos that
  * could not be created. Paths debugfs cannot quote (a '"' or a newline) are returned in `skipped`.
  */
-export async function ownershipCommands(root: string, owners: OwnerMap): Promise<{ commands: string[]; skipped: string[] }> {
+export async function ownershipCommands(
+  root: string,
+  owners: OwnerMap,
+): Promise<{ commands: string[]; skipped: string[] }> {
   const commands: string[] = [];
   const skipped: string[] = [];
   const seen = new Set<string>();
@@ -164,7 +170,9 @@ export async function ownershipCommands(root: string, owners: OwnerMap): Promise
   };
   await walk(root, '');
   // device nodes and fifos the unprivileged extraction left out
-  const nodes = [...owners.entries()].filter(([p, e]) => !seen.has(p) && (e.type === 'character-device' || e.type === 'block-device' || e.type === 'fifo'));
+  const nodes = [...owners.entries()].filter(
+    ([p, e]) => !seen.has(p) && (e.type === 'character-device' || e.type === 'block-device' || e.type === 'fifo'),
+  );
   nodes.sort(([a], [b]) => (a < b ? -1 : 1));
   for (const [p, e] of nodes) {
     const parent = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '';
@@ -177,9 +185,16 @@ export async function ownershipCommands(root: string, owners: OwnerMap): Promise
     const base = p.slice(p.lastIndexOf('/') + 1);
     commands.push(`cd "/${parent}"`);
     if (e.type === 'fifo') commands.push(`mknod "${base}" p`);
-    else commands.push(`mknod "${base}" ${e.type === 'character-device' ? 'c' : 'b'} ${e.devmajor ?? 0} ${e.devminor ?? 0}`);
+    else
+      commands.push(
+        `mknod "${base}" ${e.type === 'character-device' ? 'c' : 'b'} ${e.devmajor ?? 0} ${e.devminor ?? 0}`,
+      );
     const typeBits = e.type === 'fifo' ? 0o010000 : e.type === 'character-device' ? 0o020000 : 0o060000;
-    commands.push(`sif ${quoted} mode 0${(typeBits | e.mode).toString(8)}`, `sif ${quoted} uid ${e.uid}`, `sif ${quoted} gid ${e.gid}`);
+    commands.push(
+      `sif ${quoted} mode 0${(typeBits | e.mode).toString(8)}`,
+      `sif ${quoted} uid ${e.uid}`,
+      `sif ${quoted} gid ${e.gid}`,
+    );
   }
   return { commands, skipped };
 }
@@ -190,13 +205,24 @@ export const OWNERS_TOOLS = { debugfs: 'e2fsprogs' };
  * fixOwnership runs the commands against the ext4 filesystem at `offset` in `image` (debugfs understands the
  * `file?offset=N` form, so no loop device is needed). Returns the number of commands run.
  */
-export async function fixOwnership(opts: { image: string; offset: number; commands: string[]; workDir: string; signal?: AbortSignal }): Promise<number> {
+export async function fixOwnership(opts: {
+  image: string;
+  offset: number;
+  commands: string[];
+  workDir: string;
+  signal?: AbortSignal;
+}): Promise<number> {
   if (opts.commands.length === 0) return 0;
   const script = join(opts.workDir, 'owners.debugfs');
   await writeFile(script, `${opts.commands.join('\n')}\n`);
-  const r = await run(['debugfs', '-w', '-f', script, `${opts.image}?offset=${opts.offset}`], opts.signal ? { signal: opts.signal } : {});
+  const r = await run(
+    ['debugfs', '-w', '-f', script, `${opts.image}?offset=${opts.offset}`],
+    opts.signal ? { signal: opts.signal } : {},
+  );
   // debugfs reports failed commands on stderr but exits 0: surface the first one
-  const bad = r.stderr.split('\n').find((l) => /^\S.*: .*(not found|Invalid|error|No such|cannot)/i.test(l) && !l.startsWith('debugfs '));
+  const bad = r.stderr
+    .split('\n')
+    .find((l) => /^\S.*: .*(not found|Invalid|error|No such|cannot)/i.test(l) && !l.startsWith('debugfs '));
   if (bad) throw new Error(`debugfs could not fix owners: ${bad.trim()}`);
   return opts.commands.length;
 }

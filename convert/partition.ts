@@ -83,13 +83,16 @@ export function planPartitions(opts: {
   diskSignature?: number;
 }): PartitionLayout {
   const { table, diskSize } = opts;
-  if (table !== 'mbr' && table !== 'gpt') throw new InvalidInputError(`unknown partition table type ${JSON.stringify(table)}: use mbr or gpt`);
+  if (table !== 'mbr' && table !== 'gpt')
+    throw new InvalidInputError(`unknown partition table type ${JSON.stringify(table)}: use mbr or gpt`);
   if (!Number.isSafeInteger(diskSize) || diskSize <= 0 || diskSize % SECTOR !== 0) {
     throw new InvalidInputError(`disk size ${diskSize} is not a positive multiple of ${SECTOR} bytes`);
   }
   const maxEntries = table === 'mbr' ? 4 : GPT_ENTRIES;
   if (opts.partitions.length > maxEntries) {
-    throw new InvalidInputError(`${opts.partitions.length} partitions do not fit in a ${table.toUpperCase()} table (at most ${maxEntries})`);
+    throw new InvalidInputError(
+      `${opts.partitions.length} partitions do not fit in a ${table.toUpperCase()} table (at most ${maxEntries})`,
+    );
   }
   const sectors = diskSize / SECTOR;
   // first and last usable sectors (inclusive), and what the table keeps at the end of the disk
@@ -105,7 +108,10 @@ export function planPartitions(opts: {
     const what = `partition ${index}${spec.name ? ` (${spec.name})` : ''}`;
     if (!(spec.type in GPT_TYPE)) throw new InvalidInputError(`${what}: unknown type ${JSON.stringify(spec.type)}`);
     if (table === 'mbr' && MBR_TYPE[spec.type] === undefined) {
-      throw new InvalidInputError(`${what}: a ${spec.type} partition needs a GPT table`, 'use table gpt, or drop the partition');
+      throw new InvalidInputError(
+        `${what}: a ${spec.type} partition needs a GPT table`,
+        'use table gpt, or drop the partition',
+      );
     }
     let startSector: number;
     if (spec.start === undefined) {
@@ -116,27 +122,34 @@ export function planPartitions(opts: {
       }
       startSector = spec.start / SECTOR;
       if (startSector < firstUsable) {
-        throw new InvalidInputError(`${what}: start ${spec.start} is inside the partition table (the first usable byte is ${firstUsable * SECTOR})`);
+        throw new InvalidInputError(
+          `${what}: start ${spec.start} is inside the partition table (the first usable byte is ${firstUsable * SECTOR})`,
+        );
       }
       if (startSector < cursor && planned.length > 0) {
-        throw new InvalidInputError(`${what}: start ${spec.start} overlaps partition ${index - 1}, which ends at byte ${cursor * SECTOR}`);
+        throw new InvalidInputError(
+          `${what}: start ${spec.start} overlaps partition ${index - 1}, which ends at byte ${cursor * SECTOR}`,
+        );
       }
     }
     let sizeSectors: number;
     if (spec.size === 'rest') {
-      if (i !== opts.partitions.length - 1) throw new InvalidInputError(`${what}: only the last partition can have size 'rest'`);
+      if (i !== opts.partitions.length - 1)
+        throw new InvalidInputError(`${what}: only the last partition can have size 'rest'`);
       restIndex = i;
       // end on a 1 MiB boundary too when that leaves something (partitioning tools warn about unaligned ends)
       const alignedEnd = Math.floor((lastUsable + 1) / (ALIGNMENT / SECTOR)) * (ALIGNMENT / SECTOR);
       sizeSectors = (alignedEnd > startSector ? alignedEnd : lastUsable + 1) - startSector;
     } else {
-      if (!Number.isSafeInteger(spec.size) || spec.size <= 0) throw new InvalidInputError(`${what}: size ${spec.size} is not a positive number of bytes`);
+      if (!Number.isSafeInteger(spec.size) || spec.size <= 0)
+        throw new InvalidInputError(`${what}: size ${spec.size} is not a positive number of bytes`);
       sizeSectors = Math.ceil(spec.size / SECTOR);
     }
     if (spec.name !== undefined && table === 'gpt' && utf16Units(spec.name) > 36) {
       throw new InvalidInputError(`${what}: GPT names hold at most 36 UTF-16 code units`);
     }
-    if (spec.uuid !== undefined && !GUID_RE.test(spec.uuid)) throw new InvalidInputError(`${what}: ${JSON.stringify(spec.uuid)} is not a GUID`);
+    if (spec.uuid !== undefined && !GUID_RE.test(spec.uuid))
+      throw new InvalidInputError(`${what}: ${JSON.stringify(spec.uuid)} is not a GUID`);
     const p: PlannedPartition = {
       index,
       type: spec.type,
@@ -151,9 +164,11 @@ export function planPartitions(opts: {
   });
 
   // the disk this plan needs: the end of the last partition (a 'rest' partition: at least one sector) plus the tail
-  const needSectors = (restIndex >= 0 ? (planned[restIndex]!.start / SECTOR) + 1 : cursor) + tailSectors;
+  const needSectors = (restIndex >= 0 ? planned[restIndex]!.start / SECTOR + 1 : cursor) + tailSectors;
   if (needSectors > sectors) {
-    throw new InvalidInputError(`the partitions need a disk of at least ${needSectors * SECTOR} bytes (${humanSize(needSectors * SECTOR)}); the disk has ${diskSize}`);
+    throw new InvalidInputError(
+      `the partitions need a disk of at least ${needSectors * SECTOR} bytes (${humanSize(needSectors * SECTOR)}); the disk has ${diskSize}`,
+    );
   }
   if (table === 'mbr') {
     for (const p of planned) {
@@ -165,10 +180,14 @@ export function planPartitions(opts: {
 
   const layout: PartitionLayout = { table, diskSize, partitions: planned };
   if (table === 'gpt') {
-    if (opts.diskGuid !== undefined && !GUID_RE.test(opts.diskGuid)) throw new InvalidInputError(`disk GUID ${JSON.stringify(opts.diskGuid)} is not a GUID`);
+    if (opts.diskGuid !== undefined && !GUID_RE.test(opts.diskGuid))
+      throw new InvalidInputError(`disk GUID ${JSON.stringify(opts.diskGuid)} is not a GUID`);
     layout.diskGuid = (opts.diskGuid ?? randomUUID()).toLowerCase();
   } else {
-    if (opts.diskSignature !== undefined && !(Number.isInteger(opts.diskSignature) && opts.diskSignature >= 0 && opts.diskSignature <= 0xffffffff)) {
+    if (
+      opts.diskSignature !== undefined &&
+      !(Number.isInteger(opts.diskSignature) && opts.diskSignature >= 0 && opts.diskSignature <= 0xffffffff)
+    ) {
       throw new InvalidInputError(`disk signature ${opts.diskSignature} is not a 32-bit unsigned number`);
     }
     layout.diskSignature = opts.diskSignature ?? randomSignature();
@@ -183,7 +202,8 @@ export function planPartitions(opts: {
 export function encodeMbr(layout: PartitionLayout, opts: { bootCode?: Uint8Array } = {}): Buffer {
   const buf = Buffer.alloc(SECTOR);
   if (opts.bootCode) {
-    if (opts.bootCode.length > 440) throw new InvalidInputError(`boot code has ${opts.bootCode.length} bytes; the MBR has room for 440`);
+    if (opts.bootCode.length > 440)
+      throw new InvalidInputError(`boot code has ${opts.bootCode.length} bytes; the MBR has room for 440`);
     buf.set(opts.bootCode, 0);
   }
   buf.writeUInt32LE(layout.table === 'mbr' ? (layout.diskSignature ?? 0) >>> 0 : 0, 0x1b8);
@@ -198,10 +218,12 @@ export function encodeMbr(layout: PartitionLayout, opts: { bootCode?: Uint8Array
     buf.writeUInt32LE(1, e + 8);
     buf.writeUInt32LE(size, e + 12);
   } else {
-    if (layout.partitions.length > 4) throw new InvalidInputError(`${layout.partitions.length} partitions do not fit in an MBR (at most 4)`);
+    if (layout.partitions.length > 4)
+      throw new InvalidInputError(`${layout.partitions.length} partitions do not fit in an MBR (at most 4)`);
     layout.partitions.forEach((p, i) => {
       const type = MBR_TYPE[p.type];
-      if (type === undefined) throw new InvalidInputError(`partition ${p.index}: a ${p.type} partition needs a GPT table`);
+      if (type === undefined)
+        throw new InvalidInputError(`partition ${p.index}: a ${p.type} partition needs a GPT table`);
       const first = p.start / SECTOR;
       const count = p.size / SECTOR;
       const e = 0x1be + 16 * i;
@@ -225,8 +247,10 @@ export function encodeMbr(layout: PartitionLayout, opts: { bootCode?: Uint8Array
 export function encodeGpt(layout: PartitionLayout): { primary: Buffer; backup: Buffer; protectiveMbr: Buffer } {
   if (layout.table !== 'gpt') throw new InvalidInputError('encodeGpt needs a gpt layout');
   const sectors = layout.diskSize / SECTOR;
-  if (sectors < 1 + 2 * GPT_TABLE_SECTORS + 1) throw new InvalidInputError(`a GPT disk needs at least ${(2 + 2 * GPT_TABLE_SECTORS) * SECTOR} bytes`);
-  if (layout.partitions.length > GPT_ENTRIES) throw new InvalidInputError(`${layout.partitions.length} partitions do not fit in a GPT (at most ${GPT_ENTRIES})`);
+  if (sectors < 1 + 2 * GPT_TABLE_SECTORS + 1)
+    throw new InvalidInputError(`a GPT disk needs at least ${(2 + 2 * GPT_TABLE_SECTORS) * SECTOR} bytes`);
+  if (layout.partitions.length > GPT_ENTRIES)
+    throw new InvalidInputError(`${layout.partitions.length} partitions do not fit in a GPT (at most ${GPT_ENTRIES})`);
   const entries = Buffer.alloc(GPT_ENTRIES * GPT_ENTRY_SIZE);
   for (const p of layout.partitions) {
     const e = (p.index - 1) * GPT_ENTRY_SIZE;
@@ -238,7 +262,8 @@ export function encodeGpt(layout: PartitionLayout): { primary: Buffer; backup: B
     entries.writeBigUInt64LE(p.bootable ? 1n << 2n : 0n, e + 0x30);
     if (p.name) {
       const name = Buffer.from(p.name, 'utf16le');
-      if (name.length > 72) throw new InvalidInputError(`partition ${p.index}: GPT names hold at most 36 UTF-16 code units`);
+      if (name.length > 72)
+        throw new InvalidInputError(`partition ${p.index}: GPT names hold at most 36 UTF-16 code units`);
       name.copy(entries, e + 0x38);
     }
   }
@@ -274,7 +299,11 @@ export function encodeGpt(layout: PartitionLayout): { primary: Buffer; backup: B
  * the gap after sector 0 (GRUB's embedding area) and any older table of the other kind are left untouched. Throws
  * InvalidInputError when the file has another size; a failed write can leave a partly written table.
  */
-export async function writePartitionTable(file: string | number, layout: PartitionLayout, opts: { bootCode?: Uint8Array } = {}): Promise<void> {
+export async function writePartitionTable(
+  file: string | number,
+  layout: PartitionLayout,
+  opts: { bootCode?: Uint8Array } = {},
+): Promise<void> {
   const label = typeof file === 'number' ? `fd ${file}` : file;
   const mbr = encodeMbr(layout, opts);
   const gpt = layout.table === 'gpt' ? encodeGpt(layout) : undefined;
@@ -283,7 +312,10 @@ export async function writePartitionTable(file: string | number, layout: Partiti
     const fd = typeof file === 'number' ? file : (fh = await open(file, 'r+')).fd;
     const st = await promisify(fstat)(fd);
     if (st.isFile() && st.size !== layout.diskSize) {
-      throw new InvalidInputError(`${label} has ${st.size} bytes but the partition table is for a disk of ${layout.diskSize}`, 'create the image at its final size first (truncate) and plan for that size');
+      throw new InvalidInputError(
+        `${label} has ${st.size} bytes but the partition table is for a disk of ${layout.diskSize}`,
+        'create the image at its final size first (truncate) and plan for that size',
+      );
     }
     const pwrite = async (buf: Buffer, pos: number): Promise<void> => {
       const { bytesWritten } = await promisify(write)(fd, buf, 0, buf.length, pos);

@@ -53,7 +53,12 @@ const deflateRawAsync = promisify(deflateRaw);
  * `virtualSize` defaults to the input size rounded up to 512 bytes and may not be smaller than the input.
  */
 export async function writeQcow2(
-  opts: { input: string; output: string; virtualSize?: number; onProgress?: (done: number, total: number) => void } & Qcow2Options,
+  opts: {
+    input: string;
+    output: string;
+    virtualSize?: number;
+    onProgress?: (done: number, total: number) => void;
+  } & Qcow2Options,
 ): Promise<Qcow2Result> {
   const clusterBits = opts.clusterBits ?? 16;
   if (!Number.isInteger(clusterBits) || clusterBits < 9 || clusterBits > 21) {
@@ -131,12 +136,18 @@ class Qcow2Image {
    * copyData reads the data ranges of `input` and appends their non-zero clusters to `out`. Up to DEPTH chunks are
    * in flight: the next ones are read while the current one is placed (compressed) and earlier ones are written.
    */
-  async copyData(input: FileHandle, inputSize: number, out: FileHandle, onProgress?: (done: number, total: number) => void): Promise<void> {
+  async copyData(
+    input: FileHandle,
+    inputSize: number,
+    out: FileHandle,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<void> {
     const C = this.clusterSize;
     const chunk = Math.min(Math.max(1, Math.floor(CHUNK_BYTES / C)), MAX_CHUNK_CLUSTERS) * C;
     const steps: { pos: number; len: number }[] = [];
     for (const range of dataRanges(input.fd, inputSize, C)) {
-      for (let pos = range.start; pos < range.end; pos += chunk) steps.push({ pos, len: Math.min(chunk, range.end - pos) });
+      for (let pos = range.start; pos < range.end; pos += chunk)
+        steps.push({ pos, len: Math.min(chunk, range.end - pos) });
     }
     const bufs = Array.from({ length: DEPTH }, () => Buffer.allocUnsafe(chunk));
     const writes: Promise<void>[] = Array.from({ length: DEPTH }, () => Promise.resolve());
@@ -144,7 +155,10 @@ class Qcow2Image {
     const inFlight = new Set<Promise<unknown>>();
     const track = <T>(p: Promise<T>): Promise<T> => {
       inFlight.add(p);
-      p.then(() => inFlight.delete(p), () => {}); // failures surface where the promise is awaited
+      p.then(
+        () => inFlight.delete(p),
+        () => {},
+      ); // failures surface where the promise is awaited
       return p;
     };
     // step k uses buffer k % DEPTH, so its read waits for the write of step k - DEPTH
@@ -187,7 +201,9 @@ class Qcow2Image {
     }
     if (used.length === 0) return undefined;
     const compressed = this.compress
-      ? await Promise.all(used.map((i) => deflateRawAsync(buf.subarray(i * C, (i + 1) * C), { windowBits: 12, memLevel: 9 })))
+      ? await Promise.all(
+          used.map((i) => deflateRawAsync(buf.subarray(i * C, (i + 1) * C), { windowBits: 12, memLevel: 9 })),
+        )
       : undefined;
     // Compressed clusters first, packed byte by byte, then the plain ones on cluster boundaries: at most one
     // partly filled cluster per chunk instead of one at every switch between the two kinds.
@@ -260,7 +276,8 @@ class Qcow2Image {
     }
     const rbOff = rtOff + rtClusters * C;
     const totalClusters = baseClusters + rtClusters + rbCount;
-    if (rtClusters * C > 8 << 20) throw new InvalidInputError('the qcow2 refcount table would exceed the 8 MiB QEMU accepts: use bigger clusters');
+    if (rtClusters * C > 8 << 20)
+      throw new InvalidInputError('the qcow2 refcount table would exceed the 8 MiB QEMU accepts: use bigger clusters');
 
     const l1 = Buffer.alloc(l1Clusters * C);
     l2Indexes.forEach((idx, k) => l1.writeBigUInt64BE(OFLAG_COPIED | BigInt(l2Off + k * C), idx * 8));

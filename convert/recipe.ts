@@ -20,10 +20,25 @@ import { cleanStaleContainers } from '../unionfs/rootfs.js';
 import { bootloadersFor, type Bootloader, type BootloaderChoice, type BootloaderContext } from './bootloader/index.js';
 import { defaultTable, parseSize, planDisk, type BootMode, type DiskPlan, type TableType } from './disk-layout.js';
 import { detectDistro, UnsupportedDistroError, type Distro } from './distro.js';
-import { autoFsBytes, EXT4_TOOLS, FilesystemFullError, makeExt4, measureTree, minFsBytes, type TreeUsage } from './ext4.js';
+import {
+  autoFsBytes,
+  EXT4_TOOLS,
+  FilesystemFullError,
+  makeExt4,
+  measureTree,
+  minFsBytes,
+  type TreeUsage,
+} from './ext4.js';
 import { convertDisk, formatTools, outputFormat, placeOutput, writeRootfsTar, type OutputFormat } from './formats.js';
 import { provideKernel, type KernelMode, type KernelResult } from './kernel/index.js';
-import { fixOwnership, makeTreeReadable, ownersFromLayers, ownershipCommands, OWNERS_TOOLS, type OwnerMap } from './owners.js';
+import {
+  fixOwnership,
+  makeTreeReadable,
+  ownersFromLayers,
+  ownershipCommands,
+  OWNERS_TOOLS,
+  type OwnerMap,
+} from './owners.js';
 import { writePartitionTable } from './partition.js';
 import { detectInit, installService, serviceSpec, type InitSystem, type ServiceSpec } from './service.js';
 import { hashPassword, hostnameFor, writeSystemFiles } from './system-files.js';
@@ -191,7 +206,8 @@ export async function exportImage(options: ExportOptions): Promise<ExportResult>
     }
     options.signal?.throwIfAborted();
   } catch (err) {
-    if (options.signal?.aborted || (err as Error).name === 'AbortError') throw new ExportInterruptedError(options.output, err);
+    if (options.signal?.aborted || (err as Error).name === 'AbortError')
+      throw new ExportInterruptedError(options.output, err);
     throw err;
   } finally {
     await rm(ctx.work, { recursive: true, force: true, maxRetries: 3 });
@@ -211,7 +227,8 @@ export async function exportImage(options: ExportOptions): Promise<ExportResult>
   if (ctx.plan) result.layout = ctx.plan;
   if (ctx.service) result.service = ctx.service;
   if (ctx.serviceSkipped) result.serviceSkipped = ctx.serviceSkipped;
-  if (options.dryRun) result.dryRun = { steps: [...DRY_RUN_STEPS, ...skippedInDryRun], commands: ctx.kernel?.plan?.commands ?? [] };
+  if (options.dryRun)
+    result.dryRun = { steps: [...DRY_RUN_STEPS, ...skippedInDryRun], commands: ctx.kernel?.plan?.commands ?? [] };
   return result;
 }
 
@@ -232,8 +249,10 @@ async function newContext(o: ExportOptions): Promise<Ctx> {
     service: o.service ?? 'auto',
     kernel: o.kernel ?? 'auto',
   } satisfies Ctx['opts'];
-  if (opts.network !== 'dhcp' && opts.network !== 'none') throw new TsbuildError('E_INVALID', `--network must be dhcp or none (got ${JSON.stringify(opts.network)})`);
-  if (opts.service !== 'auto' && opts.service !== 'none') throw new TsbuildError('E_INVALID', `--service must be auto or none (got ${JSON.stringify(opts.service)})`);
+  if (opts.network !== 'dhcp' && opts.network !== 'none')
+    throw new TsbuildError('E_INVALID', `--network must be dhcp or none (got ${JSON.stringify(opts.network)})`);
+  if (opts.service !== 'auto' && opts.service !== 'none')
+    throw new TsbuildError('E_INVALID', `--service must be auto or none (got ${JSON.stringify(opts.service)})`);
   if (opts.partition !== undefined && opts.partition !== 'mbr' && opts.partition !== 'gpt') {
     throw new TsbuildError('E_INVALID', `--partition must be mbr or gpt (got ${JSON.stringify(opts.partition)})`);
   }
@@ -281,16 +300,22 @@ async function checkHost(c: Ctx): Promise<void> {
     Object.assign(tools, l.tools);
     Object.assign(files, l.files);
     if (l.needsRoot && !c.root && !c.opts.dryRun) {
-      throw new TsbuildError('E_NEEDS_ROOT', `--bootloader ${l.id} needs root (it mounts the filesystem to install)`, { hint: 'use --bootloader grub, which installs without root' });
+      throw new TsbuildError('E_NEEDS_ROOT', `--bootloader ${l.id} needs root (it mounts the filesystem to install)`, {
+        hint: 'use --bootloader grub, which installs without root',
+      });
     }
   }
   const missing = Object.keys(tools).filter((t) => which(t) === undefined);
   const missingFiles = Object.keys(files).filter((f) => !existsSync(f));
   if (missing.length || missingFiles.length) {
-    const pkgs = [...new Set([...missing.map((t) => tools[t] as string), ...missingFiles.map((f) => files[f] as string)])];
+    const pkgs = [
+      ...new Set([...missing.map((t) => tools[t] as string), ...missingFiles.map((f) => files[f] as string)]),
+    ];
     throw new MissingToolsError([...missing, ...missingFiles], pkgs);
   }
-  c.emit(`${c.opts.image} → ${c.opts.output} (${c.format}${disk(c) ? `, ${c.opts.boot}, ${c.table}, ${c.loaders.map((l) => l.id).join('+')}` : ''})`);
+  c.emit(
+    `${c.opts.image} → ${c.opts.output} (${c.format}${disk(c) ? `, ${c.opts.boot}, ${c.table}, ${c.loaders.map((l) => l.id).join('+')}` : ''})`,
+  );
 }
 
 /** flatten writes the image's rootfs (all layers, whiteouts resolved) into the staging tree. */
@@ -305,7 +330,9 @@ async function flatten(c: Ctx): Promise<void> {
     onWarn: (code, message) => (code === 'device-skipped' ? undefined : c.warn(code, message)),
   });
   if (!c.hostname) c.hostname = hostnameFor(img.name ?? c.opts.image);
-  c.emit(`flattened ${img.manifest.layers.length} layer(s) of ${img.name ?? img.descriptor.digest} (${how === 'snapshots' ? 'from the layer snapshots' : 'extracted'})`);
+  c.emit(
+    `flattened ${img.manifest.layers.length} layer(s) of ${img.name ?? img.descriptor.digest} (${how === 'snapshots' ? 'from the layer snapshots' : 'extracted'})`,
+  );
 }
 
 /** distro reads /etc/os-release; an unsupported one is an error unless the kernel comes from --kernel PATH or the image. */
@@ -315,7 +342,10 @@ async function distro(c: Ctx): Promise<void> {
     c.emit(`${c.distro.prettyName} (${c.distro.id})`);
   } catch (err) {
     if (!(err instanceof UnsupportedDistroError) || c.opts.kernel === 'auto' || c.opts.kernel === 'install') throw err;
-    c.warn('W_UNSUPPORTED_DISTRO', `${err.message}; using ${typeof c.opts.kernel === 'object' ? c.opts.kernel.path : "the image's kernel"} with generic settings`);
+    c.warn(
+      'W_UNSUPPORTED_DISTRO',
+      `${err.message}; using ${typeof c.opts.kernel === 'object' ? c.opts.kernel.path : "the image's kernel"} with generic settings`,
+    );
   }
 }
 
@@ -333,7 +363,10 @@ async function kernel(c: Ctx): Promise<void> {
     dryRun: c.opts.dryRun === true,
   });
   const k = c.kernel;
-  if (k.files) c.emit(`${k.files.kernel}${k.files.initrd ? ` + ${k.files.initrd}` : ''} (${k.source === 'cache' ? 'cached install' : k.source})`);
+  if (k.files)
+    c.emit(
+      `${k.files.kernel}${k.files.initrd ? ` + ${k.files.initrd}` : ''} (${k.source === 'cache' ? 'cached install' : k.source})`,
+    );
   else if (k.plan) c.emit(`would install: ${k.plan.packages.join(' ')}`);
   c.init = detectInit(c.rootfs) ?? (c.distro?.family === 'alpine' ? 'openrc' : c.distro ? 'systemd' : undefined);
   c.cmdline = kernelCmdline(c.rootUuid, c.distro, c.opts.cmdline);
@@ -426,7 +459,9 @@ async function layout(c: Ctx): Promise<void> {
     await fh.close();
   }
   const mib = (n: number): string => `${Math.round(n / (1 << 20))} MiB`;
-  c.emit(`${mib(c.usage.bytes)} in ${c.usage.inodes} files → ${mib(c.plan.layout.diskSize)} disk: ${c.plan.layout.partitions.map((p) => `${p.name ?? p.type} ${mib(p.size)}`).join(', ')}`);
+  c.emit(
+    `${mib(c.usage.bytes)} in ${c.usage.inodes} files → ${mib(c.plan.layout.diskSize)} disk: ${c.plan.layout.partitions.map((p) => `${p.name ?? p.type} ${mib(p.size)}`).join(', ')}`,
+  );
 }
 
 async function filesystem(c: Ctx): Promise<void> {
@@ -436,13 +471,26 @@ async function filesystem(c: Ctx): Promise<void> {
     if (n) c.emit(`made ${n} unreadable paths readable for mkfs (their modes are restored in the filesystem)`);
   }
   try {
-    await makeExt4({ image: c.raw, offset: plan.root.start, bytes: plan.root.size, dir: c.rootfs, uuid: c.rootUuid, label: 'root', usage: c.usage as TreeUsage, ...(c.opts.signal ? { signal: c.opts.signal } : {}) });
+    await makeExt4({
+      image: c.raw,
+      offset: plan.root.start,
+      bytes: plan.root.size,
+      dir: c.rootfs,
+      uuid: c.rootUuid,
+      label: 'root',
+      usage: c.usage as TreeUsage,
+      ...(c.opts.signal ? { signal: c.opts.signal } : {}),
+    });
   } catch (err) {
     if (err instanceof FilesystemFullError) {
-      throw new TsbuildError('E_SIZE_TOO_SMALL', `the files do not fit in the ${Math.round(plan.root.size / (1 << 20))} MiB root partition`, {
-        cause: err,
-        hint: `use a bigger --size (the estimate was ${Math.round(minFsBytes(c.usage as TreeUsage) / (1 << 20))} MiB of filesystem), or --size auto`,
-      });
+      throw new TsbuildError(
+        'E_SIZE_TOO_SMALL',
+        `the files do not fit in the ${Math.round(plan.root.size / (1 << 20))} MiB root partition`,
+        {
+          cause: err,
+          hint: `use a bigger --size (the estimate was ${Math.round(minFsBytes(c.usage as TreeUsage) / (1 << 20))} MiB of filesystem), or --size auto`,
+        },
+      );
     }
     throw err;
   }
@@ -455,9 +503,16 @@ async function owners(c: Ctx): Promise<void> {
   const layers = [...img.manifest.layers, ...(c.kernel?.layer ? [c.kernel.layer.descriptor] : [])];
   c.owners = await ownersFromLayers(c.store, layers);
   const { commands, skipped } = await ownershipCommands(c.rootfs, c.owners);
-  for (const p of skipped) c.warn('W_OWNER_SKIPPED', `/${p}: its name cannot be passed to debugfs; it keeps the exporting user's owner`);
+  for (const p of skipped)
+    c.warn('W_OWNER_SKIPPED', `/${p}: its name cannot be passed to debugfs; it keeps the exporting user's owner`);
   const plan = c.plan as DiskPlan;
-  await fixOwnership({ image: c.raw, offset: plan.root.start, commands, workDir: c.work, ...(c.opts.signal ? { signal: c.opts.signal } : {}) });
+  await fixOwnership({
+    image: c.raw,
+    offset: plan.root.start,
+    commands,
+    workDir: c.work,
+    ...(c.opts.signal ? { signal: c.opts.signal } : {}),
+  });
   c.emit(`set owners from the image layers (${commands.length} debugfs commands)`);
 }
 
@@ -480,12 +535,26 @@ async function output(c: Ctx): Promise<void> {
   if (c.format === 'tar') {
     if (!c.root && !c.owners) {
       const img = c.image as Image;
-      c.owners = await ownersFromLayers(c.store, [...img.manifest.layers, ...(c.kernel?.layer ? [c.kernel.layer.descriptor] : [])]);
+      c.owners = await ownersFromLayers(c.store, [
+        ...img.manifest.layers,
+        ...(c.kernel?.layer ? [c.kernel.layer.descriptor] : []),
+      ]);
     }
     file = join(c.work, 'rootfs.tar');
-    await writeRootfsTar({ rootfs: c.rootfs, file, ...(c.root ? {} : { owners: c.owners as OwnerMap }), ...(c.opts.signal ? { signal: c.opts.signal } : {}) });
+    await writeRootfsTar({
+      rootfs: c.rootfs,
+      file,
+      ...(c.root ? {} : { owners: c.owners as OwnerMap }),
+      ...(c.opts.signal ? { signal: c.opts.signal } : {}),
+    });
   } else {
-    file = await convertDisk({ raw: c.raw, format: c.format, workDir: c.work, compress: c.opts.compress === true, ...(c.opts.signal ? { signal: c.opts.signal } : {}) });
+    file = await convertDisk({
+      raw: c.raw,
+      format: c.format,
+      workDir: c.work,
+      compress: c.opts.compress === true,
+      ...(c.opts.signal ? { signal: c.opts.signal } : {}),
+    });
   }
   c.opts.signal?.throwIfAborted();
   c.bytes = await placeOutput(file, c.opts.output);

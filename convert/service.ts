@@ -39,7 +39,8 @@ export function serviceSpec(config: ContainerConfig, rootfs: string): ServiceSpe
   const argv = [...(config.Entrypoint ?? []), ...(config.Cmd ?? [])];
   if (argv.length === 0) return { skip: 'the image has no ENTRYPOINT or CMD' };
   const prog = argv[0] as string;
-  if (argv.length === 1 && SHELLS.has(posix.basename(prog))) return { skip: `the image's command is ${JSON.stringify(prog)}, which needs a terminal` };
+  if (argv.length === 1 && SHELLS.has(posix.basename(prog)))
+    return { skip: `the image's command is ${JSON.stringify(prog)}, which needs a terminal` };
   const env = [...(config.Env ?? [])];
   if (!env.some((e) => e.startsWith('PATH='))) env.unshift(`PATH=${DEFAULT_PATH}`);
   const path = (env.find((e) => e.startsWith('PATH=')) as string).slice(5);
@@ -51,11 +52,17 @@ export function serviceSpec(config: ContainerConfig, rootfs: string): ServiceSpe
       .find((p) => isExecutableIn(rootfs, p));
     if (found) argv[0] = found;
   }
-  const spec: ServiceSpec = { name: SERVICE_NAME, argv, env, workingDir: posix.normalize(posix.join('/', config.WorkingDir ?? '')) };
+  const spec: ServiceSpec = {
+    name: SERVICE_NAME,
+    argv,
+    env,
+    workingDir: posix.normalize(posix.join('/', config.WorkingDir ?? '')),
+  };
   const userText = config.User ?? '';
   if (userText !== '') {
     const [user, group, ...rest] = userText.split(':');
-    if (rest.length || !user) throw new InvalidInputError(`the image's USER ${JSON.stringify(userText)} is not user[:group]`);
+    if (rest.length || !user)
+      throw new InvalidInputError(`the image's USER ${JSON.stringify(userText)} is not user[:group]`);
     spec.user = user;
     if (group) spec.group = group;
   }
@@ -73,7 +80,12 @@ function isExecutableIn(rootfs: string, p: string): boolean {
 
 /** systemdQuote quotes one word for ExecStart= (systemd.service(5) "Command lines"): `%` and `$` are literal. */
 export function systemdQuote(word: string): string {
-  const escaped = word.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n').replace(/%/g, '%%').replace(/\$/g, '$$$$');
+  const escaped = word
+    .replace(/\\/g, '\\\\')
+    .replace(/"/g, '\\"')
+    .replace(/\n/g, '\\n')
+    .replace(/%/g, '%%')
+    .replace(/\$/g, '$$$$');
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(escaped) && escaped !== '' ? escaped : `"${escaped}"`;
 }
 
@@ -132,7 +144,9 @@ export function openrcScript(spec: ServiceSpec): string {
     ...spec.env.map((e) => {
       const i = e.indexOf('=');
       const key = e.slice(0, i);
-      return /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `export ${key}=${shellQuote(e.slice(i + 1))}` : `# skipped (not a shell name): ${key}`;
+      return /^[A-Za-z_][A-Za-z0-9_]*$/.test(key)
+        ? `export ${key}=${shellQuote(e.slice(i + 1))}`
+        : `# skipped (not a shell name): ${key}`;
     }),
     '',
     'depend() {',

@@ -60,7 +60,10 @@ export async function writeSystemFiles(opts: SystemFilesOptions): Promise<string
   await write('/etc/hostname', `${opts.hostname}\n`);
   await write('/etc/hosts', hosts(opts.hostname));
   if (!isSymlinkIn(rootfs, '/etc/resolv.conf')) {
-    await write('/etc/resolv.conf', '# Written by tsbuild export; the DHCP client replaces it at boot.\nnameserver 1.1.1.1\n');
+    await write(
+      '/etc/resolv.conf',
+      '# Written by tsbuild export; the DHCP client replaces it at boot.\nnameserver 1.1.1.1\n',
+    );
   }
   for (const junk of ['/.dockerenv', '/usr/sbin/policy-rc.d']) {
     const host = secureJoin(rootfs, junk);
@@ -74,7 +77,10 @@ export async function writeSystemFiles(opts: SystemFilesOptions): Promise<string
   if (opts.network === 'dhcp') {
     if (alpine || has('/sbin/ifup') || has('/usr/sbin/ifup')) {
       await write('/etc/network/interfaces', INTERFACES);
-    } else if (opts.init === 'systemd' && (has('/lib/systemd/systemd-networkd') || has('/usr/lib/systemd/systemd-networkd'))) {
+    } else if (
+      opts.init === 'systemd' &&
+      (has('/lib/systemd/systemd-networkd') || has('/usr/lib/systemd/systemd-networkd'))
+    ) {
       await write('/etc/systemd/network/20-tsbuild-eth0.network', '[Match]\nName=eth0\n\n[Network]\nDHCP=yes\n');
       await enableUnit(rootfs, 'systemd-networkd.service', 'multi-user.target', touched);
       await enableUnit(rootfs, 'systemd-networkd.socket', 'sockets.target', touched);
@@ -94,16 +100,19 @@ export async function writeSystemFiles(opts: SystemFilesOptions): Promise<string
     const inittab = await readText(rootfs, '/etc/inittab');
     if (inittab !== undefined || alpine) await write('/etc/inittab', withSerialGetty(inittab ?? ''));
     const securetty = await readText(rootfs, '/etc/securetty');
-    if (securetty !== undefined && !securetty.split('\n').includes('ttyS0')) await write('/etc/securetty', `${securetty.replace(/\n?$/, '\n')}ttyS0\n`);
+    if (securetty !== undefined && !securetty.split('\n').includes('ttyS0'))
+      await write('/etc/securetty', `${securetty.replace(/\n?$/, '\n')}ttyS0\n`);
   }
   if (alpine && opts.init === 'openrc') {
     for (const [level, services] of Object.entries(ALPINE_RUNLEVELS)) {
       for (const s of services) if (has(`/etc/init.d/${s}`)) await addRunlevel(rootfs, s, level, touched);
     }
-    if (opts.network === 'dhcp' && has('/etc/init.d/networking')) await addRunlevel(rootfs, 'networking', 'boot', touched);
+    if (opts.network === 'dhcp' && has('/etc/init.d/networking'))
+      await addRunlevel(rootfs, 'networking', 'boot', touched);
   }
 
-  if (opts.rootPasswordHash !== undefined) touched.push(...(await setRootPassword(rootfs, opts.rootPasswordHash, chown ? host : undefined)));
+  if (opts.rootPasswordHash !== undefined)
+    touched.push(...(await setRootPassword(rootfs, opts.rootPasswordHash, chown ? host : undefined)));
   if (opts.sshKeys?.length) {
     const dir = secureJoin(rootfs, '/root/.ssh');
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -141,13 +150,18 @@ export function hosts(hostname: string): string {
 /** hostnameFor makes a hostname from an image name: `registry/team/my_app:1.0` → `my-app`. */
 export function hostnameFor(name: string): string {
   const repo = name.split('@')[0]?.split('/').pop()?.split(':')[0] ?? '';
-  const h = repo.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  const h = repo
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63);
   return h || 'tsbuild';
 }
 
 /** checkHostname refuses what cannot be a hostname (RFC 1123 labels, at most 253 characters). */
 export function checkHostname(name: string): void {
-  const ok = name.length <= 253 && name.split('.').every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l));
+  const ok =
+    name.length <= 253 && name.split('.').every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l));
   if (!ok) throw new InvalidInputError(`--hostname ${JSON.stringify(name)} is not a valid hostname`);
 }
 
@@ -186,7 +200,9 @@ async function setRootPassword(rootfs: string, hash: string, owner: Host | undef
     owner?.lchown(host, st.uid, st.gid);
     return [path];
   }
-  throw new InvalidInputError('cannot set the root password: the image has no root entry in /etc/shadow or /etc/passwd');
+  throw new InvalidInputError(
+    'cannot set the root password: the image has no root entry in /etc/shadow or /etc/passwd',
+  );
 }
 
 /** hashPassword makes a SHA-512 crypt hash ($6$) with `openssl passwd -6`, reading the password on stdin. */
@@ -200,7 +216,9 @@ export async function hashPassword(password: string): Promise<string> {
 
 /** enableUnit links a systemd unit into TARGET.wants when the unit exists in the image (a template via `from`). */
 async function enableUnit(rootfs: string, unit: string, target: string, touched: string[], from = unit): Promise<void> {
-  const source = ['/etc/systemd/system', '/lib/systemd/system', '/usr/lib/systemd/system'].map((d) => `${d}/${from}`).find((p) => existsSync(secureJoin(rootfs, p)));
+  const source = ['/etc/systemd/system', '/lib/systemd/system', '/usr/lib/systemd/system']
+    .map((d) => `${d}/${from}`)
+    .find((p) => existsSync(secureJoin(rootfs, p)));
   if (!source) return;
   const link = `/etc/systemd/system/${target}.wants/${unit}`;
   await linkIn(rootfs, link, source);
@@ -241,10 +259,14 @@ export function readSshKeys(files: string[]): string[] {
     } catch (err) {
       throw new InvalidInputError(`--ssh-key ${f}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
-    const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const lines = text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
     if (lines.length === 0) throw new InvalidInputError(`--ssh-key ${f} holds no key`);
     for (const l of lines) {
-      if (!/^(ssh-|ecdsa-|sk-)/.test(l)) throw new InvalidInputError(`--ssh-key ${f} is not an OpenSSH public key (a private key?)`);
+      if (!/^(ssh-|ecdsa-|sk-)/.test(l))
+        throw new InvalidInputError(`--ssh-key ${f} is not an OpenSSH public key (a private key?)`);
       keys.push(l);
     }
   }

@@ -19,19 +19,34 @@ interface OciMount {
 export function runtimeConfig(spec: RunSpec): object {
   const mounts: OciMount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    {
+      destination: '/dev',
+      type: 'tmpfs',
+      source: 'tmpfs',
+      options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+    },
     {
       destination: '/dev/pts',
       type: 'devpts',
       source: 'devpts',
       options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
     },
-    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    {
+      destination: '/dev/shm',
+      type: 'tmpfs',
+      source: 'shm',
+      options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
+    },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
   ];
   for (const m of spec.mounts) {
-    mounts.push({ destination: m.destination, type: 'bind', source: m.source, options: ['rbind', 'rprivate', m.readonly ? 'ro' : 'rw'] });
+    mounts.push({
+      destination: m.destination,
+      type: 'bind',
+      source: m.source,
+      options: ['rbind', 'rprivate', m.readonly ? 'ro' : 'rw'],
+    });
   }
   for (const [destination, source] of Object.entries(spec.extraFiles ?? {})) {
     mounts.push({ destination, type: 'bind', source, options: ['bind', 'rprivate', 'rw'] });
@@ -41,7 +56,10 @@ export function runtimeConfig(spec: RunSpec): object {
   if (spec.network === 'none') namespaces.push({ type: 'network' });
 
   const resources: Record<string, unknown> = {
-    devices: [{ allow: false, access: 'rwm' }, ...DEVICES.map(([, major, minor]) => ({ allow: true, type: 'c', major, minor, access: 'rwm' }))],
+    devices: [
+      { allow: false, access: 'rwm' },
+      ...DEVICES.map(([, major, minor]) => ({ allow: true, type: 'c', major, minor, access: 'rwm' })),
+    ],
   };
   const { memory, pids, cpus } = spec.limits;
   if (memory !== undefined) resources.memory = { limit: memory, swap: memory };
@@ -59,7 +77,11 @@ export function runtimeConfig(spec: RunSpec): object {
       args: spec.args,
       env: spec.env,
       cwd: spec.cwd,
-      capabilities: { bounding: caps, effective: spec.user.uid === 0 ? caps : [], permitted: spec.user.uid === 0 ? caps : [] },
+      capabilities: {
+        bounding: caps,
+        effective: spec.user.uid === 0 ? caps : [],
+        permitted: spec.user.uid === 0 ? caps : [],
+      },
       noNewPrivileges: spec.noNewPrivileges,
     },
     root: { path: spec.rootfs, readonly: spec.readonlyRootfs ?? false },
@@ -68,7 +90,15 @@ export function runtimeConfig(spec: RunSpec): object {
     linux: {
       namespaces,
       resources,
-      devices: DEVICES.map(([name, major, minor]) => ({ path: `/dev/${name}`, type: 'c', major, minor, fileMode: 0o666, uid: 0, gid: 0 })),
+      devices: DEVICES.map(([name, major, minor]) => ({
+        path: `/dev/${name}`,
+        type: 'c',
+        major,
+        minor,
+        fileMode: 0o666,
+        uid: 0,
+        gid: 0,
+      })),
       maskedPaths: [...MASKED_PATHS],
       readonlyPaths: [...READONLY_PATHS],
       rootfsPropagation: 'private',

@@ -46,8 +46,12 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
   try {
     const { store: _s, image: _i, host: _h, remove: _r, driver: _d, io: _io, onWarn: _w, ...runOpts } = opts;
     const spec = processSpec({ ...runOpts, config: image.config.config ?? {}, rootfs: rootfs.path });
-    const onStarted = rootfs.driver === 'overlay' ? (pid: number) => detachOnceEntered(host, rootfs.path, pid) : undefined;
-    const result: RunImageResult = await runContainer(spec, opts.io ?? {}, { host, ...(onStarted ? { onStarted } : {}) });
+    const onStarted =
+      rootfs.driver === 'overlay' ? (pid: number) => detachOnceEntered(host, rootfs.path, pid) : undefined;
+    const result: RunImageResult = await runContainer(spec, opts.io ?? {}, {
+      host,
+      ...(onStarted ? { onStarted } : {}),
+    });
     if (!opts.remove) {
       keep = true;
       result.containerDir = rootfs.dir;
@@ -57,7 +61,6 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
     if (!keep) await rootfs.release();
   }
 }
-
 
 /**
  * detachOnceEntered waits until the executor has its own mount namespace (it then holds a copy of the overlay

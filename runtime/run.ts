@@ -71,7 +71,8 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
   const cleanups: Array<() => void> = [];
   try {
     const { memory, pids, cpus } = spec.limits;
-    if (memory !== undefined || pids !== undefined || cpus !== undefined) cgroup = host.createCgroup({ limits: spec.limits });
+    if (memory !== undefined || pids !== undefined || cpus !== undefined)
+      cgroup = host.createCgroup({ limits: spec.limits });
     let stdio: [StdioValue, StdioValue, StdioValue];
     if (spec.tty) {
       pty = openPty();
@@ -81,8 +82,16 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
     } else {
       stdio = [stdioValue(io.stdin, 'ignore'), stdioValue(io.stdout, 'inherit'), stdioValue(io.stderr, 'inherit')];
     }
-    const ops = executorOps(spec, { ...(cgroup ? { cgroupProcs: cgroup.procsFiles } : {}), ...(pty ? { console: pty.slavePath } : {}) });
-    const ns = await host.startInNamespaces({ ops, newNetwork: spec.network === 'none', stdio, ...(opts.executor ? { executor: opts.executor } : {}) });
+    const ops = executorOps(spec, {
+      ...(cgroup ? { cgroupProcs: cgroup.procsFiles } : {}),
+      ...(pty ? { console: pty.slavePath } : {}),
+    });
+    const ns = await host.startInNamespaces({
+      ops,
+      newNetwork: spec.network === 'none',
+      stdio,
+      ...(opts.executor ? { executor: opts.executor } : {}),
+    });
     // Forward from the start (before onStarted): a SIGTERM that arrives early must not kill us and orphan the container.
     if (opts.forwardSignals ?? true) {
       for (const sig of FORWARDED) {
@@ -166,7 +175,12 @@ interface TerminalLike {
 
 /** sizeTerminal gives the container's terminal the size of ours (when io.stdout is a terminal), else 24×80. */
 function sizeTerminal(pty: Pty, out: OutputIO | undefined): void {
-  const t: TerminalLike | undefined = out === undefined || out === 'inherit' ? process.stdout : typeof out === 'object' ? (out as TerminalLike) : undefined;
+  const t: TerminalLike | undefined =
+    out === undefined || out === 'inherit'
+      ? process.stdout
+      : typeof out === 'object'
+        ? (out as TerminalLike)
+        : undefined;
   if (t?.isTTY && t.columns && t.rows) setWindowSize(pty.master, t.rows, t.columns);
   else setWindowSize(pty.master, 24, 80);
 }
@@ -176,7 +190,12 @@ function wireTerminal(pty: Pty, io: RunIO, cleanups: Array<() => void>): Promise
   // A tty.ReadStream on the master both reads and writes (net.Socket refuses terminal fds).
   const master = new TtyStream(pty.master);
   const input = io.stdin === 'inherit' ? process.stdin : typeof io.stdin === 'object' ? io.stdin : undefined;
-  const output = io.stdout === undefined || io.stdout === 'inherit' ? process.stdout : typeof io.stdout === 'object' ? io.stdout : undefined;
+  const output =
+    io.stdout === undefined || io.stdout === 'inherit'
+      ? process.stdout
+      : typeof io.stdout === 'object'
+        ? io.stdout
+        : undefined;
   if (input) {
     const t = input as Readable & { isTTY?: boolean; setRawMode?: (raw: boolean) => void };
     if (t.isTTY && t.setRawMode) {

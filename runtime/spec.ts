@@ -71,11 +71,46 @@ export const DEFAULT_CAPABILITIES: readonly string[] = [
 /** CAPABILITY_NUMBERS maps every capability name to its bit number (linux/capability.h). */
 export const CAPABILITY_NUMBERS: Readonly<Record<string, number>> = Object.fromEntries(
   [
-    'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
-    'LINUX_IMMUTABLE', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER',
-    'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE',
-    'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE', 'AUDIT_CONTROL', 'SETFCAP',
-    'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
+    'CHOWN',
+    'DAC_OVERRIDE',
+    'DAC_READ_SEARCH',
+    'FOWNER',
+    'FSETID',
+    'KILL',
+    'SETGID',
+    'SETUID',
+    'SETPCAP',
+    'LINUX_IMMUTABLE',
+    'NET_BIND_SERVICE',
+    'NET_BROADCAST',
+    'NET_ADMIN',
+    'NET_RAW',
+    'IPC_LOCK',
+    'IPC_OWNER',
+    'SYS_MODULE',
+    'SYS_RAWIO',
+    'SYS_CHROOT',
+    'SYS_PTRACE',
+    'SYS_PACCT',
+    'SYS_ADMIN',
+    'SYS_BOOT',
+    'SYS_NICE',
+    'SYS_RESOURCE',
+    'SYS_TIME',
+    'SYS_TTY_CONFIG',
+    'MKNOD',
+    'LEASE',
+    'AUDIT_WRITE',
+    'AUDIT_CONTROL',
+    'SETFCAP',
+    'MAC_OVERRIDE',
+    'MAC_ADMIN',
+    'SYSLOG',
+    'WAKE_ALARM',
+    'BLOCK_SUSPEND',
+    'AUDIT_READ',
+    'PERFMON',
+    'BPF',
     'CHECKPOINT_RESTORE',
   ].map((name, i) => [`CAP_${name}`, i]),
 );
@@ -123,7 +158,11 @@ export function processSpec(opts: ProcessSpecOptions): RunSpec {
   }
   if (opts.cmd && opts.cmd.length > 0) cmd = opts.cmd;
   const args = [...entrypoint, ...cmd];
-  if (args.length === 0) throw new InvalidInputError('no command specified', 'give a command after the image name, or set CMD or ENTRYPOINT in the image');
+  if (args.length === 0)
+    throw new InvalidInputError(
+      'no command specified',
+      'give a command after the image name, or set CMD or ENTRYPOINT in the image',
+    );
 
   const hostname = opts.hostname ?? randomBytes(6).toString('hex');
   const user = resolveUser(opts.rootfs, opts.user ?? config.User ?? '');
@@ -135,7 +174,11 @@ export function processSpec(opts: ProcessSpecOptions): RunSpec {
 
   let env = mergeEnv(config.Env ?? [], opts.env ?? [], opts.hostEnv ?? {});
   const defaults = [`PATH=${DEFAULT_PATH}`, `HOSTNAME=${hostname}`, ...(opts.tty ? ['TERM=xterm'] : [])];
-  env = mergeEnv(defaults.filter((d) => !hasKey(env, keyOf(d))), env, {});
+  env = mergeEnv(
+    defaults.filter((d) => !hasKey(env, keyOf(d))),
+    env,
+    {},
+  );
   if (!hasKey(env, 'HOME')) env.push(`HOME=${homeOf(opts.rootfs, user.uid)}`);
 
   const mounts = [...(opts.volumes ?? []).map(parseVolume), ...(opts.mounts ?? [])];
@@ -213,8 +256,10 @@ export function parseVolume(v: string): Mount {
   if (!source || !destination || rest.length > 0 || (mode !== undefined && mode !== 'ro' && mode !== 'rw')) {
     throw new InvalidInputError(`invalid volume ${JSON.stringify(v)}`, 'use -v /host/path:/container/path[:ro]');
   }
-  if (!isAbsolute(source)) throw new InvalidInputError(`volume source ${JSON.stringify(source)} is not an absolute host path`);
-  if (!posix.isAbsolute(destination)) throw new InvalidInputError(`volume destination ${JSON.stringify(destination)} is not an absolute path`);
+  if (!isAbsolute(source))
+    throw new InvalidInputError(`volume source ${JSON.stringify(source)} is not an absolute host path`);
+  if (!posix.isAbsolute(destination))
+    throw new InvalidInputError(`volume destination ${JSON.stringify(destination)} is not an absolute path`);
   return { source, destination: posix.normalize(destination), readonly: mode === 'ro' };
 }
 
@@ -224,7 +269,8 @@ const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1
 export function parseBytes(s: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([bkmgt]?)b?$/i.exec(s.trim());
   const unit = UNITS[(m?.[2] ?? '').toLowerCase()];
-  if (!m || unit === undefined) throw new InvalidInputError(`invalid size ${JSON.stringify(s)}`, 'use a number with an optional unit: 64m, 1g');
+  if (!m || unit === undefined)
+    throw new InvalidInputError(`invalid size ${JSON.stringify(s)}`, 'use a number with an optional unit: 64m, 1g');
   return Math.floor(Number(m[1]) * unit);
 }
 
@@ -278,10 +324,13 @@ function homeOf(rootfs: string, uid: number): string {
  */
 export function resolveUser(rootfs: string, user: string): User {
   const [userPart = '', groupPart, ...extra] = user.split(':');
-  if (extra.length > 0 || groupPart === '') throw new InvalidInputError(`invalid user ${JSON.stringify(user)}`, 'use name, uid, name:group or uid:gid');
+  if (extra.length > 0 || groupPart === '')
+    throw new InvalidInputError(`invalid user ${JSON.stringify(user)}`, 'use name, uid, name:group or uid:gid');
   const passwd = readPasswd(rootfs) ?? [];
   const userArg = userPart === '' ? '0' : userPart;
-  const entry = ID.test(userArg) ? passwd.find((p) => p.uid === Number(userArg)) : passwd.find((p) => p.name === userArg);
+  const entry = ID.test(userArg)
+    ? passwd.find((p) => p.uid === Number(userArg))
+    : passwd.find((p) => p.name === userArg);
   if (!entry && !ID.test(userArg)) {
     throw new InvalidInputError(`unable to find user ${userArg}: no matching entries in the image's /etc/passwd`);
   }
@@ -293,12 +342,15 @@ export function resolveUser(rootfs: string, user: string): User {
     if (ID.test(groupPart)) gid = Number(groupPart);
     else {
       const g = groups.find((gr) => gr.name === groupPart);
-      if (!g) throw new InvalidInputError(`unable to find group ${groupPart}: no matching entries in the image's /etc/group`);
+      if (!g)
+        throw new InvalidInputError(`unable to find group ${groupPart}: no matching entries in the image's /etc/group`);
       gid = g.gid;
     }
   } else if (entry) {
-    for (const g of groups) if (g.members.includes(entry.name) && !additionalGids.includes(g.gid)) additionalGids.push(g.gid);
+    for (const g of groups)
+      if (g.members.includes(entry.name) && !additionalGids.includes(g.gid)) additionalGids.push(g.gid);
   }
-  if (uid > 0xfffffffe || gid > 0xfffffffe) throw new InvalidInputError(`invalid user ${JSON.stringify(user)}: id out of range`);
+  if (uid > 0xfffffffe || gid > 0xfffffffe)
+    throw new InvalidInputError(`invalid user ${JSON.stringify(user)}: id out of range`);
   return { uid, gid, additionalGids };
 }

@@ -37,7 +37,22 @@ export function parseCgroupMounts(mountinfo: string): Hierarchy[] {
     const mountPoint = unescapeMount(pre[4] ?? '');
     if (fstype === 'cgroup2') out.push({ version: 2, mountPoint, controllers: [] });
     else if (fstype === 'cgroup') {
-      const known = ['memory', 'pids', 'cpu', 'cpuacct', 'cpuset', 'blkio', 'devices', 'freezer', 'hugetlb', 'net_cls', 'net_prio', 'perf_event', 'rdma', 'misc'];
+      const known = [
+        'memory',
+        'pids',
+        'cpu',
+        'cpuacct',
+        'cpuset',
+        'blkio',
+        'devices',
+        'freezer',
+        'hugetlb',
+        'net_cls',
+        'net_prio',
+        'perf_event',
+        'rdma',
+        'misc',
+      ];
       out.push({ version: 1, mountPoint, controllers: superOpts.split(',').filter((o) => known.includes(o)) });
     }
   }
@@ -72,7 +87,8 @@ export function limitWrites(version: 1 | 2, limits: CgroupLimits): LimitWrite[] 
       w.push({ controller: 'memory', file: 'memory.swap.max', value: '0', optional: true });
     }
   }
-  if (limits.pids !== undefined) w.push({ controller: 'pids', file: 'pids.max', value: String(Math.floor(limits.pids)) });
+  if (limits.pids !== undefined)
+    w.push({ controller: 'pids', file: 'pids.max', value: String(Math.floor(limits.pids)) });
   if (limits.cpus !== undefined) {
     const quota = String(Math.max(1000, Math.round(limits.cpus * CPU_PERIOD)));
     if (version === 1) {
@@ -105,7 +121,10 @@ export interface Cgroup {
 
 export class CgroupError extends TsbuildError {
   constructor(message: string, cause?: unknown) {
-    super('E_CGROUP', message, { hint: 'resource limits need root and a mounted cgroup hierarchy (mount | grep cgroup)', cause });
+    super('E_CGROUP', message, {
+      hint: 'resource limits need root and a mounted cgroup hierarchy (mount | grep cgroup)',
+      cause,
+    });
   }
 }
 
@@ -144,7 +163,9 @@ export function createCgroup(opts: CreateCgroupOptions): Cgroup {
   // Per controller: its v1 hierarchy if it has one, else the unified hierarchy if that offers it.
   const plan = new Map<Hierarchy, Controller[]>();
   for (const c of needed) {
-    const h = hierarchies.find((x) => x.version === 1 && x.controllers.includes(c)) ?? (unified?.controllers.includes(c) ? unified : undefined);
+    const h =
+      hierarchies.find((x) => x.version === 1 && x.controllers.includes(c)) ??
+      (unified?.controllers.includes(c) ? unified : undefined);
     if (!h) throw new CgroupError(`no cgroup hierarchy offers the ${c} controller`);
     plan.set(h, [...(plan.get(h) ?? []), c]);
   }
@@ -183,7 +204,8 @@ export function createCgroup(opts: CreateCgroupOptions): Cgroup {
       }
       dirs.push(dir);
       procsFiles.push(join(dir, 'cgroup.procs'));
-      if (controllers.includes('memory')) oomFiles.push(join(dir, h.version === 1 ? 'memory.oom_control' : 'memory.events'));
+      if (controllers.includes('memory'))
+        oomFiles.push(join(dir, h.version === 1 ? 'memory.oom_control' : 'memory.events'));
       for (const w of limitWrites(h.version, opts.limits)) {
         if (!controllers.includes(w.controller)) continue;
         const file = join(dir, w.file);

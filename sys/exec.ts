@@ -31,7 +31,9 @@ export function run(argv: string[], opts: ExecOptions = {}): Promise<ExecResult>
   const spawnOpts: SpawnOptions = {
     cwd: opts.cwd,
     env: opts.env ?? process.env,
-    stdio: opts.inherit ? ['inherit', 'inherit', 'inherit'] : [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    stdio: opts.inherit
+      ? ['inherit', 'inherit', 'inherit']
+      : [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     signal: opts.signal,
   };
   return new Promise((resolve, reject) => {

@@ -85,7 +85,9 @@ export class FakeHost implements Host {
     this.calls.push({ op: 'start', ops: opts.ops, newNetwork: opts.newNetwork });
     const r = this.opts.onStart?.(opts.ops) ?? {};
     const script = 'printf %s "$1"; printf %s "$2" >&2; exit "$3"';
-    const child = spawn('/bin/sh', ['-c', script, 'fake', r.stdout ?? '', r.stderr ?? '', String(r.code ?? 0)], { stdio: opts.stdio });
+    const child = spawn('/bin/sh', ['-c', script, 'fake', r.stdout ?? '', r.stderr ?? '', String(r.code ?? 0)], {
+      stdio: opts.stdio,
+    });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
       child.on('error', reject);
       child.on('exit', (code, signal) => resolve({ code, signal }));

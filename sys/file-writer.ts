@@ -123,8 +123,16 @@ export class FileBatcher {
   add(f: QueuedFile): void {
     if (this.cur === undefined || this.count === BATCH_FILES || this.used + f.size > BATCH_BYTES) {
       this.send();
-      const buffers = this.pool.pop() ?? { nums: new ArrayBuffer(BATCH_FILES * NUMS * 8), data: new ArrayBuffer(BATCH_BYTES) };
-      this.cur = { id: this.nextId++, paths: [], nums: new Float64Array(buffers.nums), data: new Uint8Array(buffers.data) };
+      const buffers = this.pool.pop() ?? {
+        nums: new ArrayBuffer(BATCH_FILES * NUMS * 8),
+        data: new ArrayBuffer(BATCH_BYTES),
+      };
+      this.cur = {
+        id: this.nextId++,
+        paths: [],
+        nums: new Float64Array(buffers.nums),
+        data: new Uint8Array(buffers.data),
+      };
       this.curEntries = [];
     }
     const b = this.cur;
@@ -178,7 +186,12 @@ export class FileBatcher {
   private send(): void {
     const b = this.cur;
     if (b === undefined || this.count === 0) return;
-    const batch: Batch = { id: b.id, paths: b.paths, nums: b.nums.subarray(0, this.count * NUMS), data: b.data.subarray(0, this.used) };
+    const batch: Batch = {
+      id: b.id,
+      paths: b.paths,
+      nums: b.nums.subarray(0, this.count * NUMS),
+      data: b.data.subarray(0, this.used),
+    };
     this.entries.set(b.id, this.curEntries);
     this.cur = undefined;
     this.count = 0;

@@ -53,12 +53,16 @@ function libc(): Libc {
   const lib = koffi.load('libc.so.6');
   cached = {
     koffi,
-    mount: lib.func('int mount(const char *src, const char *target, const char *fstype, unsigned long flags, const char *data)'),
+    mount: lib.func(
+      'int mount(const char *src, const char *target, const char *fstype, unsigned long flags, const char *data)',
+    ),
     umount2: lib.func('int umount2(const char *target, int flags)'),
     mknod: lib.func('int mknod(const char *path, uint32_t mode, uint64_t dev)'),
     lgetxattr: lib.func('intptr_t lgetxattr(const char *path, const char *name, _Out_ uint8_t *value, size_t size)'),
     llistxattr: lib.func('intptr_t llistxattr(const char *path, _Out_ uint8_t *list, size_t size)'),
-    lsetxattr: lib.func('int lsetxattr(const char *path, const char *name, const uint8_t *value, size_t size, int flags)'),
+    lsetxattr: lib.func(
+      'int lsetxattr(const char *path, const char *name, const uint8_t *value, size_t size, int flags)',
+    ),
     lremovexattr: lib.func('int lremovexattr(const char *path, const char *name)'),
     sethostname: lib.func('int sethostname(const char *name, size_t len)'),
     pivot_root: lib.func('long syscall(long nr, const char *newroot, const char *putold)'),
@@ -88,7 +92,13 @@ export const MS = {
 } as const;
 export const MNT_DETACH = 2;
 
-export function mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void {
+export function mount(
+  source: string | null,
+  target: string,
+  fstype: string | null,
+  flags: number,
+  data: string | null,
+): void {
   check(libc().mount(source, target, fstype, flags, data), 'mount', target);
 }
 

@@ -195,7 +195,10 @@ async function chooseExecutor(want: Executor): Promise<{ kind: 'native'; helper:
   if (helper) return { kind: 'native', helper };
   if (want === 'native') {
     const why = cause instanceof Error ? `: ${cause.message}` : '';
-    throw new RuntimeError(`the native namespace helper is not available${why}`, { hint: 'install a C compiler: apt-get install -y gcc', cause });
+    throw new RuntimeError(`the native namespace helper is not available${why}`, {
+      hint: 'install a C compiler: apt-get install -y gcc',
+      cause,
+    });
   }
   return { kind: 'node' };
 }
@@ -214,15 +217,37 @@ export async function startInNamespaces(opts: StartOptions): Promise<NsProcess> 
   // detached: a session of its own, so that a ^C typed at our terminal reaches the container once, through
   // runContainer's forwarding, not also straight from the terminal. The parent-death signal still ties it to us.
   if (ex.kind === 'native') {
-    child = spawn(ex.helper, [String(process.pid), `mui${opts.newNetwork ? 'n' : ''}`, ...words], { stdio, env, detached: true });
+    child = spawn(ex.helper, [String(process.pid), `mui${opts.newNetwork ? 'n' : ''}`, ...words], {
+      stdio,
+      env,
+      detached: true,
+    });
   } else {
     const unshare = ['unshare', '--mount', '--pid', '--fork', '--uts', '--ipc', ...(opts.newNetwork ? ['--net'] : [])];
-    const argv = ['setpriv', '--pdeathsig', 'KILL', '--', ...unshare, '--propagation', 'private', '--kill-child', '--', ...nodeEntry(), ...words];
+    const argv = [
+      'setpriv',
+      '--pdeathsig',
+      'KILL',
+      '--',
+      ...unshare,
+      '--propagation',
+      'private',
+      '--kill-child',
+      '--',
+      ...nodeEntry(),
+      ...words,
+    ];
     // fd 3 carries the host pid of PID 1 (unshare does not forward signals, so we signal PID 1 ourselves).
-    child = spawn(argv[0] as string, argv.slice(1), { stdio: [...stdio, 'pipe'], env: { ...env, TSBUILD_NSEXEC_REPORT_FD: '3' }, detached: true });
+    child = spawn(argv[0] as string, argv.slice(1), {
+      stdio: [...stdio, 'pipe'],
+      env: { ...env, TSBUILD_NSEXEC_REPORT_FD: '3' },
+      detached: true,
+    });
   }
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.on('error', (e: NodeJS.ErrnoException) => reject(new RuntimeError(`starting the namespace executor: ${e.message}`, { cause: e })));
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      reject(new RuntimeError(`starting the namespace executor: ${e.message}`, { cause: e })),
+    );
     child.on('exit', (code, signal) => resolve({ code, signal }));
   });
   exited.catch(() => {}); // a spawn failure is reported once, below
@@ -230,7 +255,12 @@ export async function startInNamespaces(opts: StartOptions): Promise<NsProcess> 
   await new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);
     child.once('error', (e: NodeJS.ErrnoException) =>
-      reject(new RuntimeError(`starting the namespace executor: ${e.message}`, { cause: e, hint: 'install util-linux (unshare, setpriv)' })),
+      reject(
+        new RuntimeError(`starting the namespace executor: ${e.message}`, {
+          cause: e,
+          hint: 'install util-linux (unshare, setpriv)',
+        }),
+      ),
     );
   });
   let kill: (signal: NodeJS.Signals) => void = (signal) => {
@@ -251,7 +281,8 @@ export async function startInNamespaces(opts: StartOptions): Promise<NsProcess> 
     });
     report?.on('error', () => {});
     kill = (signal) => {
-      if (signal === 'SIGKILL') child.kill('SIGKILL'); // unshare dies; PID 1 gets its parent-death SIGKILL
+      if (signal === 'SIGKILL')
+        child.kill('SIGKILL'); // unshare dies; PID 1 gets its parent-death SIGKILL
       else if (pid1 === undefined) queued.push(signal);
       else signalPid(pid1, signal);
     };

@@ -2,7 +2,19 @@
 // from argv (the words encodeOps wrote), runs them in order, and execve()s the command, which replaces this whole
 // multi-threaded process so the command is PID 1. Same operations and exit codes as sys/nsexec.c:
 // 125 setup failed, 126 command not executable, 127 command not found.
-import { accessSync, chmodSync, closeSync, constants, mkdirSync, openSync, readlinkSync, realpathSync, statSync, symlinkSync, writeSync } from 'node:fs';
+import {
+  accessSync,
+  chmodSync,
+  closeSync,
+  constants,
+  mkdirSync,
+  openSync,
+  readlinkSync,
+  realpathSync,
+  statSync,
+  symlinkSync,
+  writeSync,
+} from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { MNT_DETACH, MS, mknod, mount, pivotRoot, sethostname, umount } from './libc.js';
 import {
@@ -77,7 +89,11 @@ function pivot(root: string): void {
 
 function resolve(arg0: string, env: string[]): string {
   if (arg0.includes('/')) return arg0;
-  const pathVar = env.filter((e) => e.startsWith('PATH=')).pop()?.slice(5) ?? DEFAULT_PATH;
+  const pathVar =
+    env
+      .filter((e) => e.startsWith('PATH='))
+      .pop()
+      ?.slice(5) ?? DEFAULT_PATH;
   let denied = false;
   for (const dir of pathVar.split(':')) {
     const p = dir ? `${dir}/${arg0}` : arg0;
@@ -101,7 +117,10 @@ function resolve(arg0: string, env: string[]): string {
 
 function execFailure(arg0: string, e: unknown): ExitError {
   const code = (e as { code?: string }).code;
-  return new ExitError(code === 'ENOENT' || code === 'ENOTDIR' ? 127 : 126, `exec ${arg0}: ${code ?? (e as Error).message}`);
+  return new ExitError(
+    code === 'ENOENT' || code === 'ENOTDIR' ? 127 : 126,
+    `exec ${arg0}: ${code ?? (e as Error).message}`,
+  );
 }
 
 /** runInit spawns the command and stays PID 1: reaps every zombie, forwards signals, exits with the command's status. */
@@ -212,7 +231,9 @@ function main(words: string[]): void {
         if (!exists(path)) break;
         const dir = statSync(path).isDirectory();
         attempt(`mask ${path}`, () =>
-          dir ? mount('tmpfs', path, 'tmpfs', MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, null) : mount('/dev/null', path, null, MS.BIND, null),
+          dir
+            ? mount('tmpfs', path, 'tmpfs', MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, null)
+            : mount('/dev/null', path, null, MS.BIND, null),
         );
         break;
       }
@@ -252,7 +273,9 @@ function main(words: string[]): void {
       }
       case 'user': {
         const [uid, gid, groups] = take(3, op) as [string, string, string];
-        attempt(`set user ${uid}:${gid}`, () => setUser(Number(uid), Number(gid), groups ? groups.split(',').map(Number) : []));
+        attempt(`set user ${uid}:${gid}`, () =>
+          setUser(Number(uid), Number(gid), groups ? groups.split(',').map(Number) : []),
+        );
         break;
       }
       case 'capset': {

@@ -56,7 +56,9 @@ function lib(): Lib {
     sigprocmask: l.func('int sigprocmask(int how, const uint8_t *set, uint8_t *old)'),
     socket: l.func('int socket(int domain, int type, int protocol)'),
     close: l.func('int close(int fd)'),
-    posixSpawn: l.func('int posix_spawn(_Out_ int *pid, const char *path, void *actions, uint8_t *attr, const char **argv, const char **envp)'),
+    posixSpawn: l.func(
+      'int posix_spawn(_Out_ int *pid, const char *path, void *actions, uint8_t *attr, const char **argv, const char **envp)',
+    ),
     spawnattrInit: l.func('int posix_spawnattr_init(uint8_t *attr)'),
     spawnattrSetflags: l.func('int posix_spawnattr_setflags(uint8_t *attr, short flags)'),
     spawnattrSetsigmask: l.func('int posix_spawnattr_setsigmask(uint8_t *attr, const uint8_t *set)'),

@@ -44,7 +44,8 @@ export const CONTAINER_POLICY: ConfinePolicy = Object.freeze({ escape: 'clamp', 
  * It refuses (UnsafeEntryError naming `entry`) absolute names and `..` that climbs above the root.
  */
 export function cleanEntryPath(name: string, entry = name): string {
-  if (name.startsWith('/')) throw new UnsafeEntryError(entry, name === entry ? 'absolute path' : `absolute path ${JSON.stringify(name)}`);
+  if (name.startsWith('/'))
+    throw new UnsafeEntryError(entry, name === entry ? 'absolute path' : `absolute path ${JSON.stringify(name)}`);
   if (name.includes('\0')) throw new UnsafeEntryError(entry, 'path contains a NUL byte');
   // Fast path, most names: no empty, '.' or '..' component once a leading './' and a trailing '/' are gone.
   let s = name.startsWith('./') ? name.slice(2) : name;
@@ -54,7 +55,11 @@ export function cleanEntryPath(name: string, entry = name): string {
   for (const part of name.split('/')) {
     if (part === '' || part === '.') continue;
     if (part === '..') {
-      if (out.length === 0) throw new UnsafeEntryError(entry, name === entry ? 'it climbs out of the root' : `${JSON.stringify(name)} climbs out of the root`);
+      if (out.length === 0)
+        throw new UnsafeEntryError(
+          entry,
+          name === entry ? 'it climbs out of the root' : `${JSON.stringify(name)} climbs out of the root`,
+        );
       out.pop();
     } else {
       out.push(part);
@@ -168,7 +173,8 @@ export class PathResolver {
   private resolveDir(entry: string, dir: string, opts: ResolveOptions): Cached | null {
     const hit = this.cache.get(dir);
     if (hit) {
-      if (opts.noSymlinks && hit.viaLink) throw new UnsafeEntryError(entry, `path ${JSON.stringify(dir)} passes through a symlink`);
+      if (opts.noSymlinks && hit.viaLink)
+        throw new UnsafeEntryError(entry, `path ${JSON.stringify(dir)} passes through a symlink`);
       return hit;
     }
     const parts = dir.split('/');
@@ -185,7 +191,8 @@ export class PathResolver {
       }
     }
     if (k === 0) prefix = '';
-    if (opts.noSymlinks && start.viaLink) throw new UnsafeEntryError(entry, `path ${JSON.stringify(dir)} passes through a symlink`);
+    if (opts.noSymlinks && start.viaLink)
+      throw new UnsafeEntryError(entry, `path ${JSON.stringify(dir)} passes through a symlink`);
     const walk: Walk = { real: start.real === '' ? [] : start.real.split('/'), links: 0, followed: false };
     const hooks = this.hooks(entry, opts);
     const abs = (rel: string): string => this.abs(rel);
@@ -215,7 +222,8 @@ export class PathResolver {
       },
       follow: (rel) => {
         if (opts.noSymlinks) throw new UnsafeEntryError(entry, `path passes through the symlink ${rel}`);
-        if (this.isLayerSymlink(rel)) throw new UnsafeEntryError(entry, `path passes through the symlink ${rel} created by this layer`);
+        if (this.isLayerSymlink(rel))
+          throw new UnsafeEntryError(entry, `path passes through the symlink ${rel} created by this layer`);
       },
       escaped: () => new UnsafeEntryError(entry, 'a symlink on its path leads out of the root'),
       tooManyLinks: () => new UnsafeEntryError(entry, 'too many levels of symbolic links'),
@@ -248,7 +256,14 @@ interface WalkHooks {
  * stepInto moves the walk into `name` (one component), following a symlink inside the root; false when the
  * component is missing and hooks.missing says stop. `fromAbsolute`: the name comes from an absolute symlink target.
  */
-function stepInto(policy: ConfinePolicy, hooks: WalkHooks, absOf: (rel: string) => string, walk: Walk, name: string, fromAbsolute: boolean): boolean {
+function stepInto(
+  policy: ConfinePolicy,
+  hooks: WalkHooks,
+  absOf: (rel: string) => string,
+  walk: Walk,
+  name: string,
+  fromAbsolute: boolean,
+): boolean {
   if (name === '' || name === '.') return true;
   if (name === '..') {
     if (walk.real.length > 0) walk.real.pop();
@@ -307,6 +322,7 @@ export function secureJoin(root: string, path: string): string {
     tooManyLinks: () => new InvalidInputError(`too many levels of symbolic links resolving ${path} in ${root}`),
   };
   const absOf = (rel: string): string => join(root, rel);
-  for (const part of posix.normalize(`/${path}`).split('/')) stepInto(CONTAINER_POLICY, hooks, absOf, walk, part, false);
+  for (const part of posix.normalize(`/${path}`).split('/'))
+    stepInto(CONTAINER_POLICY, hooks, absOf, walk, part, false);
   return join(root, ...walk.real);
 }

@@ -66,5 +66,3 @@ export function seekData(fd: number, offset: number): number | undefined {
 export function seekHole(fd: number, offset: number): number | undefined {
   return seek(fd, offset, SEEK_HOLE);
 }
-
-

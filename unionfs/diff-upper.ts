@@ -7,11 +7,21 @@ import { TsbuildError, wrap } from '../sys/errors.js';
 import { getXattr, getXattrs, listXattrs } from '../sys/libc.js';
 import { LowerView, type LowerEntry } from './lower-view.js';
 import { childPath, listNames, yieldToLoop } from './tree-walk.js';
-import { isComparedXattr, isOpaqueValue, isOverlayWhiteout, METACOPY_XATTR, OPAQUE_XATTR, REDIRECT_XATTR } from '../layers/tar/whiteout.js';
+import {
+  isComparedXattr,
+  isOpaqueValue,
+  isOverlayWhiteout,
+  METACOPY_XATTR,
+  OPAQUE_XATTR,
+  REDIRECT_XATTR,
+} from '../layers/tar/whiteout.js';
 
 /** UpperdirNotDiffError: the upperdir uses redirects or metacopy, so it is not a diff of the lowers on its own. */
 export class UpperdirNotDiffError extends TsbuildError {
-  constructor(readonly path: string, xattr: string) {
+  constructor(
+    readonly path: string,
+    xattr: string,
+  ) {
     super('E_UPPER_NOT_DIFF', `${path} carries ${xattr}: this upperdir is not a plain diff`, {
       hint: 'mount with redirect_dir=off,metacopy=off (mountOverlay does), or use the manifest diff',
     });

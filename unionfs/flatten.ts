@@ -65,7 +65,12 @@ export async function flatten(opts: FlattenOptions): Promise<'snapshots' | 'appl
     const dirs = await snapshotLayers(opts.store, [...below, ...opts.layers], host);
     try {
       for (const [i, snap] of dirs.slice(below.length).entries()) {
-        opts.onEvent?.({ type: 'layer', index: i, count: opts.layers.length, digest: opts.layers[i]!.descriptor.digest });
+        opts.onEvent?.({
+          type: 'layer',
+          index: i,
+          count: opts.layers.length,
+          digest: opts.layers[i]!.descriptor.digest,
+        });
         mergeSnapshot(snap, opts.dir, host);
       }
       return 'snapshots';

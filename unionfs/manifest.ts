@@ -164,7 +164,13 @@ export function parseManifest(text: string): TreeManifest {
     throw new InvalidInputError(`tree manifest is not JSON: ${(e as Error).message}`);
   }
   const o = m as Partial<TreeManifest> | null;
-  if (!o || o.version !== 1 || typeof o.recordedAt !== 'string' || typeof o.entries !== 'object' || o.entries === null) {
+  if (
+    !o ||
+    o.version !== 1 ||
+    typeof o.recordedAt !== 'string' ||
+    typeof o.entries !== 'object' ||
+    o.entries === null
+  ) {
     throw new InvalidInputError('not a tree manifest (version 1)');
   }
   return o as TreeManifest;

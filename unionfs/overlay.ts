@@ -55,9 +55,13 @@ export const OVERLAY_OPTIONS = 'index=off,redirect_dir=off,metacopy=off';
 /** TooManyLayersError: more layers than one stacked overlay can hold. */
 export class TooManyLayersError extends TsbuildError {
   constructor(readonly layers: number) {
-    super('E_TOO_MANY_LAYERS', `an overlay of ${layers} layers is more than tsbuild can mount (at most ${MAX_LAYERS})`, {
-      hint: 'squash the base image (fewer layers), or use the userspace fallback',
-    });
+    super(
+      'E_TOO_MANY_LAYERS',
+      `an overlay of ${layers} layers is more than tsbuild can mount (at most ${MAX_LAYERS})`,
+      {
+        hint: 'squash the base image (fewer layers), or use the userspace fallback',
+      },
+    );
   }
 }
 
@@ -69,7 +73,13 @@ export class TooManyLayersError extends TsbuildError {
  */
 export function planOverlayMount(plan: OverlayPlan): MountStep[] {
   if (plan.lowerdirs.length === 0) throw new InvalidInputError('an overlay mount needs at least one lowerdir');
-  for (const p of [...plan.lowerdirs, plan.upperdir, plan.workdir, plan.target, ...(plan.scratchDir ? [plan.scratchDir] : [])]) {
+  for (const p of [
+    ...plan.lowerdirs,
+    plan.upperdir,
+    plan.workdir,
+    plan.target,
+    ...(plan.scratchDir ? [plan.scratchDir] : []),
+  ]) {
     if (!isAbsolute(p)) throw new InvalidInputError(`overlay paths must be absolute: ${JSON.stringify(p)}`);
   }
   const lowers = plan.lowerdirs.map((p) => resolve(p));
@@ -145,7 +155,10 @@ function encodeMount(spec: MountSpec): MountStep[] {
   const dir = spec.linkDir();
   const names = spec.lowers.map((_, i) => i.toString(36));
   // upperdir and workdir stay absolute: the link directory is the working directory of the mount call
-  const linkData = overlayData({ lowers: names, ...(upper !== undefined && work !== undefined ? { upper, work } : {}) });
+  const linkData = overlayData({
+    lowers: names,
+    ...(upper !== undefined && work !== undefined ? { upper, work } : {}),
+  });
   if (!fits(linkData)) {
     throw new InvalidInputError(
       `overlay options for ${spec.target} do not fit in a page even with short links`,
@@ -270,7 +283,10 @@ function mountError(target: string, e: unknown): TsbuildError {
     ENOENT: 'a lowerdir, the upperdir, the workdir or the target does not exist',
   };
   const hint = hints[code];
-  return new TsbuildError('E_OVERLAY_MOUNT', `mounting overlay at ${target}: ${code}`, { cause: e, ...(hint ? { hint } : {}) });
+  return new TsbuildError('E_OVERLAY_MOUNT', `mounting overlay at ${target}: ${code}`, {
+    cause: e,
+    ...(hint ? { hint } : {}),
+  });
 }
 
 async function unmountPath(host: Host, target: string): Promise<void> {

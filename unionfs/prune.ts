@@ -107,7 +107,8 @@ async function snapshotsInUse(storeRoot: string, host: Host): Promise<SnapshotUs
     if (!live) continue;
     let chains: unknown;
     try {
-      chains = (JSON.parse(await readFile(join(base, name, SNAPSHOTS_NOTE), 'utf8')) as { chainIds?: unknown }).chainIds;
+      chains = (JSON.parse(await readFile(join(base, name, SNAPSHOTS_NOTE), 'utf8')) as { chainIds?: unknown })
+        .chainIds;
     } catch {
       chains = undefined;
     }
@@ -129,10 +130,15 @@ async function snapshotsInUse(storeRoot: string, host: Host): Promise<SnapshotUs
   return use;
 }
 
-async function pruneSnapshots(store: Store, host: Host, notes: string[]): Promise<{ removed: Digest[]; bytes: number }> {
+async function pruneSnapshots(
+  store: Store,
+  host: Host,
+  notes: string[],
+): Promise<{ removed: Digest[]; bytes: number }> {
   const removed: Digest[] = [];
   let bytes = 0;
-  for (const name of await staleTempSnapshots(store.root)) bytes += await diskUsage(join(snapshotsRoot(store.root), name));
+  for (const name of await staleTempSnapshots(store.root))
+    bytes += await diskUsage(join(snapshotsRoot(store.root), name));
   await cleanStaleSnapshots(store.root);
   const all = await listSnapshots(store.root);
   if (all.length === 0) return { removed, bytes };

@@ -37,7 +37,14 @@ interface Union {
  * mountUnion mounts the overlay of `layers` at `<dir>/<target>` with `<dir>/upper` and `<dir>/work` (and
  * `<dir>/empty` for no layers, `<dir>/stubs` for the mount points the layers lack). It removes nothing on failure.
  */
-async function mountUnion(o: { store: Store; host: Host; layers: readonly Layer[]; stubs: readonly Stub[]; dir: string; target: string }): Promise<Union> {
+async function mountUnion(o: {
+  store: Store;
+  host: Host;
+  layers: readonly Layer[];
+  stubs: readonly Stub[];
+  dir: string;
+  target: string;
+}): Promise<Union> {
   const lowers = (await snapshotLayers(o.store, o.layers, o.host)).reverse();
   const upper = join(o.dir, 'upper');
   const wd = join(o.dir, 'work');
@@ -46,7 +53,10 @@ async function mountUnion(o: { store: Store; host: Host; layers: readonly Layer[
   // an image with no layers (FROM scratch) still needs one lowerdir
   const realLowers = lowers.length ? lowers : [join(o.dir, 'empty')];
   if (!lowers.length) await mkdir(realLowers[0]!);
-  const needed = planStubs(new LowerView(lowers), o.stubs.map((st) => ({ path: st.path.replace(/^\/+/, ''), dir: st.dir })));
+  const needed = planStubs(
+    new LowerView(lowers),
+    o.stubs.map((st) => ({ path: st.path.replace(/^\/+/, ''), dir: st.dir })),
+  );
   const mountLowers = [...realLowers];
   if (needed.length) {
     const stubDir = join(o.dir, 'stubs');
@@ -58,7 +68,13 @@ async function mountUnion(o: { store: Store; host: Host; layers: readonly Layer[
 }
 
 /** overlayRootfs is openRootfs's overlay driver: the container directory holds upper/, work/ and merged/. */
-export async function overlayRootfs(o: { store: Store; host: Host; layers: readonly Layer[]; stubs: readonly Stub[]; dir: string }): Promise<Rootfs> {
+export async function overlayRootfs(o: {
+  store: Store;
+  host: Host;
+  layers: readonly Layer[];
+  stubs: readonly Stub[];
+  dir: string;
+}): Promise<Rootfs> {
   const u = await mountUnion({ ...o, target: 'merged' });
   let released = false;
   return {
@@ -76,7 +92,14 @@ export async function overlayRootfs(o: { store: Store; host: Host; layers: reado
 }
 
 /** vfsRootfs is openRootfs's userspace driver: the container directory holds rootfs/, the flattened layers. */
-export async function vfsRootfs(o: { store: Store; host: Host; layers: readonly Layer[]; stubs: readonly Stub[]; dir: string; writable: boolean }): Promise<Rootfs> {
+export async function vfsRootfs(o: {
+  store: Store;
+  host: Host;
+  layers: readonly Layer[];
+  stubs: readonly Stub[];
+  dir: string;
+  writable: boolean;
+}): Promise<Rootfs> {
   const rootfs = join(o.dir, 'rootfs');
   await mkdir(rootfs);
   await flatten({ store: o.store, host: o.host, layers: o.layers, dir: rootfs, method: 'apply' });
@@ -104,7 +127,15 @@ export async function overlayWorks(host: Host, work: string): Promise<boolean> {
   const dir = join(work, 'probe');
   try {
     for (const d of ['lower', 'upper', 'work', 'root']) await mkdir(join(dir, d), { recursive: true });
-    const m = await mountOverlay({ lowerdirs: [join(dir, 'lower')], upperdir: join(dir, 'upper'), workdir: join(dir, 'work'), target: join(dir, 'root') }, host);
+    const m = await mountOverlay(
+      {
+        lowerdirs: [join(dir, 'lower')],
+        upperdir: join(dir, 'upper'),
+        workdir: join(dir, 'work'),
+        target: join(dir, 'root'),
+      },
+      host,
+    );
     await m.unmount();
     return true;
   } catch {
@@ -268,8 +299,17 @@ export class VfsSteps implements StepDriver {
 }
 
 /** commitChanges stores `changes` of the tree at `root` as a layer. */
-export async function commitChanges(store: Store, root: string, changes: Change[], opts: CommitOptions): Promise<Layer> {
-  const tar = tarFromChanges(root, changes, opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch });
+export async function commitChanges(
+  store: Store,
+  root: string,
+  changes: Change[],
+  opts: CommitOptions,
+): Promise<Layer> {
+  const tar = tarFromChanges(
+    root,
+    changes,
+    opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch },
+  );
   const c = await commitLayer(store, tar, { compression: opts.compression });
   return { descriptor: c.descriptor, diffId: c.diffId };
 }

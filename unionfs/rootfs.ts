@@ -106,7 +106,14 @@ export async function openRootfs(opts: OpenRootfsOptions): Promise<Rootfs> {
   const id = randomBytes(6).toString('hex');
   const dir = join(containersRoot(opts.store.root), opts.persistent ? `mount-${id}` : `${process.pid}-${id}`);
   await mkdir(dir, { recursive: true });
-  const o = { store: opts.store, host, layers: opts.layers, stubs: opts.stubs ?? [], dir, writable: opts.writable ?? true };
+  const o = {
+    store: opts.store,
+    host,
+    layers: opts.layers,
+    stubs: opts.stubs ?? [],
+    dir,
+    writable: opts.writable ?? true,
+  };
   try {
     const drivers = await import('./rootfs-drivers.js');
     await noteSnapshots(dir, opts.layers);
@@ -175,7 +182,10 @@ export class RootfsSession {
       const d = await import('./rootfs-drivers.js');
       let name: StorageDriver = this.wanted === 'auto' ? (this.host.caps().mount ? 'overlay' : 'vfs') : this.wanted;
       if (name === 'overlay' && this.wanted === 'auto' && !(await d.overlayWorks(this.host, this.work))) name = 'vfs';
-      const steps = name === 'overlay' ? new d.OverlaySteps(this.store, this.host, this.work) : new d.VfsSteps(this.store, this.host, this.work);
+      const steps =
+        name === 'overlay'
+          ? new d.OverlaySteps(this.store, this.host, this.work)
+          : new d.VfsSteps(this.store, this.host, this.work);
       return { name, steps };
     })();
     return this.backend;
@@ -220,7 +230,10 @@ function mountPointsUnder(mountinfo: string, dir: string): string[] {
  * with `detach` (a build starting) the mounts are detached lazily first and a directory whose mounts stay busy is
  * skipped; without it an E_BUSY error says what to unmount.
  */
-export async function cleanStaleContainers(storeRoot: string, opts: { host?: Host; detach?: boolean } = {}): Promise<string[]> {
+export async function cleanStaleContainers(
+  storeRoot: string,
+  opts: { host?: Host; detach?: boolean } = {},
+): Promise<string[]> {
   const host = opts.host ?? defaultHost();
   const base = containersRoot(storeRoot);
   const removed: string[] = [];
@@ -234,7 +247,9 @@ export async function cleanStaleContainers(storeRoot: string, opts: { host?: Hos
     const points = mountPointsUnder(mountinfo, path);
     if (points.length && !opts.detach) {
       const merged = join(path, 'merged');
-      throw new TsbuildError('E_BUSY', `stale container ${path} is still mounted`, { hint: `unmount it first: umount -R ${merged}` });
+      throw new TsbuildError('E_BUSY', `stale container ${path} is still mounted`, {
+        hint: `unmount it first: umount -R ${merged}`,
+      });
     }
     let busy = false;
     for (const mp of points) {
@@ -249,7 +264,9 @@ export async function cleanStaleContainers(storeRoot: string, opts: { host?: Hos
       await rm(path, { recursive: true, force: true });
       removed.push(name);
     } catch (err) {
-      throw new TsbuildError('E_BUSY', `cannot remove stale container ${path}: ${(err as Error).message}`, { cause: err });
+      throw new TsbuildError('E_BUSY', `cannot remove stale container ${path}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
   return removed;

@@ -62,7 +62,11 @@ export function snapshotDir(storeRoot: string, chain: Digest): string {
  * first, this copy is discarded. On failure the temp directory is removed and the error names the layer; snapshots
  * finished before stay. A killed process leaves only a temp directory (see cleanStaleSnapshots).
  */
-export async function ensureSnapshots(opts: { storeRoot: string; layers: readonly SnapshotLayer[]; apply?: ApplyLayer }): Promise<string[]> {
+export async function ensureSnapshots(opts: {
+  storeRoot: string;
+  layers: readonly SnapshotLayer[];
+  apply?: ApplyLayer;
+}): Promise<string[]> {
   const apply = opts.apply ?? snapshotApply();
   const root = snapshotsRoot(opts.storeRoot);
   await mkdir(root, { recursive: true });
@@ -85,10 +89,20 @@ export async function ensureSnapshots(opts: { storeRoot: string; layers: readonl
 
 /** snapshotLayers is ensureSnapshots for image layers of `store` (base first): their snapshot directories, bottom first. */
 export function snapshotLayers(store: Store, layers: readonly Layer[], host: Host = defaultHost()): Promise<string[]> {
-  return ensureSnapshots({ storeRoot: store.root, layers: layers.map((l) => layerSource(store, l)), apply: snapshotApply(host) });
+  return ensureSnapshots({
+    storeRoot: store.root,
+    layers: layers.map((l) => layerSource(store, l)),
+    apply: snapshotApply(host),
+  });
 }
 
-async function extractOnce(root: string, dir: string, chain: Digest, layer: SnapshotLayer, apply: ApplyLayer): Promise<void> {
+async function extractOnce(
+  root: string,
+  dir: string,
+  chain: Digest,
+  layer: SnapshotLayer,
+  apply: ApplyLayer,
+): Promise<void> {
   const tmp = join(root, tempName(hexOf(chain).slice(0, 16)));
   await mkdir(tmp, { mode: 0o755 });
   let tar: Readable | undefined;

@@ -1,7 +1,17 @@
 // Stubs: the mount points a step needs (/proc, /etc/hosts, /run/secrets/x…) that the image lacks. Over overlay they
 // are an extra read-only lowerdir (makeStubs), so they never reach the upperdir, hence never a layer, and no parent
 // directory's mtime moves; in a plain (vfs) root they are created in place (makeStubsIn) and removed after the diff.
-import { chmodSync, closeSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  rmdirSync,
+  unlinkSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { isOverlayXattr } from '../layers/tar/whiteout.js';
 import type { Host } from '../sys/host.js';

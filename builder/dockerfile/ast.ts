@@ -206,7 +206,16 @@ const asciiSpaceRun = /[\t\v\f\r ]+/;
 /** nodeFromLine splits a logical line into keyword, flags and arguments (BuildKit newNodeFromLine). */
 function nodeFromLine(line: string, escape: string): AstNode {
   const { keyword, flags, rest } = splitCommand(line);
-  const node: AstNode = { keyword, flags, args: [], json: false, original: line, startLine: 0, endLine: 0, heredocs: [] };
+  const node: AstNode = {
+    keyword,
+    flags,
+    args: [],
+    json: false,
+    original: line,
+    startLine: 0,
+    endLine: 0,
+    heredocs: [],
+  };
   let parsed: { args: string[]; json: boolean } = { args: [], json: false };
   switch (goToLower(keyword)) {
     case 'add':
@@ -417,7 +426,8 @@ function parseJsonArray(rest: string): string[] | null {
   }
   if (!Array.isArray(value)) return null;
   return value.map((el: unknown) => {
-    if (typeof el !== 'string') throw new NodeError('when using JSON array syntax, arrays must be comprised of strings only');
+    if (typeof el !== 'string')
+      throw new NodeError('when using JSON array syntax, arrays must be comprised of strings only');
     // Go's JSON decoder turns an unpaired \uD800-\uDFFF escape into U+FFFD.
     return el.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
   });

@@ -38,10 +38,12 @@ export class DirectiveScanner {
       return;
     }
     const key = name as DirectiveName;
-    if (this.found.some((d) => d.name === key)) throw new DirectiveError(`only one ${key} parser directive can be used`);
+    if (this.found.some((d) => d.name === key))
+      throw new DirectiveError(`only one ${key} parser directive can be used`);
     const value = m[2]!;
     if (key === 'escape') {
-      if (value !== '`' && value !== '\\') throw new DirectiveError(`invalid escape character '${value}': it must be \` or \\`);
+      if (value !== '`' && value !== '\\')
+        throw new DirectiveError(`invalid escape character '${value}': it must be \` or \\`);
       this.escape = value;
     }
     this.found.push({ name: key, value, line });

@@ -58,7 +58,8 @@ const MAX_NESTING = 1000;
  */
 export function lexWord(source: string, env: Env, opts: LexOptions = {}): LexResult {
   const escape = opts.escape ?? '\\';
-  if (escape !== '\\' && escape !== '`') throw new TsbuildError('E_EXPAND', `invalid escape character ${goQuote(escape)}`);
+  if (escape !== '\\' && escape !== '`')
+    throw new TsbuildError('E_EXPAND', `invalid escape character ${goQuote(escape)}`);
   const lexer = new ShellWord(source, env, escape, opts);
   try {
     const { result, words } = lexer.processStopOn(undefined, opts.rawEscapes ?? false);

@@ -21,19 +21,30 @@ export const INSTRUCTION_FLAGS: Readonly<Record<string, Readonly<Record<string, 
     exclude: 'strings',
     unpack: 'bool',
   },
-  healthcheck: { interval: 'string', timeout: 'string', 'start-period': 'string', 'start-interval': 'string', retries: 'string' },
+  healthcheck: {
+    interval: 'string',
+    timeout: 'string',
+    'start-period': 'string',
+    'start-interval': 'string',
+    retries: 'string',
+  },
 };
 
 /** FlagError is a flag the instruction does not accept or a malformed value. */
 export class FlagError extends Error {}
 
 /** parseFlags reads the raw `--name[=value]` words of an instruction. `keyword` is for messages. Throws FlagError. */
-export function parseFlags(keyword: string, raw: readonly string[], spec: Readonly<Record<string, FlagKind>> = {}): Flags {
+export function parseFlags(
+  keyword: string,
+  raw: readonly string[],
+  spec: Readonly<Record<string, FlagKind>> = {},
+): Flags {
   // Only names listed in `spec` are ever stored, so a plain object is safe.
   const flags: Flags = {};
   const upper = keyword.toUpperCase();
   for (const word of raw) {
-    if (!word.startsWith('--')) throw new FlagError(`${upper}: expected a flag starting with --, got ${JSON.stringify(word)}`);
+    if (!word.startsWith('--'))
+      throw new FlagError(`${upper}: expected a flag starting with --, got ${JSON.stringify(word)}`);
     if (word === '--') break;
     const body = word.slice(2);
     const eq = body.indexOf('=');

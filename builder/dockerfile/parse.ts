@@ -111,7 +111,8 @@ export function parseDockerfile(text: string, opts: ParseOptions = {}): ParseRes
     lint(ins, file, warnings);
     instructions.push(ins);
   }
-  if (!seenFrom && !opts.fragment) throw new DockerfileError({ file, line: 0, reason: 'no FROM instruction: nothing to build' });
+  if (!seenFrom && !opts.fragment)
+    throw new DockerfileError({ file, line: 0, reason: 'no FROM instruction: nothing to build' });
   return { instructions, directives, warnings };
 }
 
@@ -145,7 +146,9 @@ function instructionFromNode(node: AstNode): Instruction {
   if (!(INSTRUCTION_KINDS as readonly string[]).includes(kw)) {
     if (node.keyword === '') throw new InstructionError('empty instruction: a line continuation with nothing after it');
     const guess = closest(node.keyword, INSTRUCTION_KINDS);
-    throw new InstructionError(`unknown instruction: ${node.keyword}${guess ? ` (did you mean ${guess.toUpperCase()}?)` : ''}`);
+    throw new InstructionError(
+      `unknown instruction: ${node.keyword}${guess ? ` (did you mean ${guess.toUpperCase()}?)` : ''}`,
+    );
   }
   const kind = kw as InstructionKind;
   // HEALTHCHECK NONE takes no flags; every other instruction's flags are checked against its list.
@@ -207,7 +210,9 @@ function fromInstruction(node: AstNode, base: Base): Instruction {
     stage = goToLower(args[2]!);
     if (!/^[a-z][a-z0-9\-_.]*$/.test(stage)) {
       const name = goQuote(args[2]!);
-      throw new InstructionError(`invalid name for build stage: ${name}, name can't start with a number or contain symbols`);
+      throw new InstructionError(
+        `invalid name for build stage: ${name}, name can't start with a number or contain symbols`,
+      );
     }
   } else if (args.length !== 1) {
     throw new InstructionError('FROM requires either one or three arguments: FROM image [AS name]');
@@ -229,7 +234,9 @@ function runInstruction(node: AstNode, base: Base): Instruction {
     if (r.file) {
       const name = node.heredocs[0]!.name;
       if (name === '' || name === '.' || name === '..' || name.includes('/')) {
-        throw new InstructionError(`RUN: heredoc name ${goQuote(name)} cannot be used as a file name for its #! script`);
+        throw new InstructionError(
+          `RUN: heredoc name ${goQuote(name)} cannot be used as a file name for its #! script`,
+        );
       }
       files.push(r.file);
     }
@@ -244,7 +251,8 @@ function runInstruction(node: AstNode, base: Base): Instruction {
 
 function shellArgs(node: AstNode): string[] {
   if (node.args.length === 0) throw new InstructionError('SHELL requires at least one argument');
-  if (!node.json) throw new InstructionError('SHELL requires the arguments to be in JSON form, like SHELL ["/bin/sh", "-c"]');
+  if (!node.json)
+    throw new InstructionError('SHELL requires the arguments to be in JSON form, like SHELL ["/bin/sh", "-c"]');
   return [...node.args];
 }
 
@@ -274,7 +282,9 @@ function stopSignal(args: string[]): string {
   const signal = exactlyOne('STOPSIGNAL', args);
   // A signal that comes from a variable is checked once expanded.
   if (!signal.includes('$') && parseSignal(signal) === null) {
-    throw new InstructionError(`invalid STOPSIGNAL ${goQuote(signal)}: expected a signal name (SIGTERM, TERM…) or number`);
+    throw new InstructionError(
+      `invalid STOPSIGNAL ${goQuote(signal)}: expected a signal name (SIGTERM, TERM…) or number`,
+    );
   }
   return signal;
 }
@@ -376,7 +386,13 @@ function commandLine(node: AstNode): CommandLine {
 }
 
 function heredocBody(h: Heredoc): HeredocBody {
-  return { name: h.name, content: h.chomp ? chompHeredoc(h.content) : h.content, expand: h.expand, chomp: h.chomp, fd: h.fd };
+  return {
+    name: h.name,
+    content: h.chomp ? chompHeredoc(h.content) : h.content,
+    expand: h.expand,
+    chomp: h.chomp,
+    fd: h.fd,
+  };
 }
 
 function heredocWord(word: string): HeredocSpec | null {
@@ -419,7 +435,8 @@ function healthConfig(node: AstNode, flags: Flags): HealthConfig {
       throw err;
     }
     if (ns === 0) continue;
-    if (ns < MIN_DURATION_NS) throw new InstructionError(`HEALTHCHECK --${flag} cannot be less than 1ms (got ${value})`);
+    if (ns < MIN_DURATION_NS)
+      throw new InstructionError(`HEALTHCHECK --${flag} cannot be less than 1ms (got ${value})`);
     health[field] = ns;
   }
   const retries = flags['retries']?.at(-1);

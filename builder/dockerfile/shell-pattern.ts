@@ -113,7 +113,7 @@ function chars(s: string): string[] {
 function reversePattern(pattern: string[]): string[] {
   const out = new Array<string>(pattern.length);
   const last = pattern.length - 1;
-  for (let i = 0; i <= last; ) {
+  for (let i = 0; i <= last;) {
     const ch = pattern[i]!;
     const o = last - i;
     if (ch === '\\' && i !== last) {

@@ -56,7 +56,10 @@ export interface SelectOptions {
 
 /** SourceNotFoundError: a literal COPY/ADD source is missing (or excluded by .dockerignore). */
 export class SourceNotFoundError extends TsbuildError {
-  constructor(readonly source: string, where: string) {
+  constructor(
+    readonly source: string,
+    where: string,
+  ) {
     super('E_COPY_SOURCE', `${JSON.stringify(source)} not found in ${where}`, {
       hint: where === 'the build context' ? 'check the path, and that .dockerignore does not exclude it' : undefined,
     } as { hint?: string });
@@ -126,7 +129,13 @@ function followTop(from: CopyFrom, rel: string, given: string): SelNode | undefi
 }
 
 /** buildTree lists a directory's selected descendants (context filter and --exclude applied), sorted by name. */
-function buildTree(from: CopyFrom, node: SelNode, ctxRel: string, srcRel: string, excluded: (rel: string) => boolean): SelNode {
+function buildTree(
+  from: CopyFrom,
+  node: SelNode,
+  ctxRel: string,
+  srcRel: string,
+  excluded: (rel: string) => boolean,
+): SelNode {
   if (!node.st.isDirectory()) return node;
   const children: SelNode[] = [];
   for (const name of sortedNames(node.abs)) {
@@ -142,7 +151,7 @@ function buildTree(from: CopyFrom, node: SelNode, ctxRel: string, srcRel: string
 }
 
 export function sortedNames(dir: string): string[] {
-  return readdirSync(dir).sort((a, b) => (Buffer.compare(Buffer.from(a), Buffer.from(b))));
+  return readdirSync(dir).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
 }
 
 /** splitWildcards splits at the first component with a wildcard: `a/b/*.txt/c` → base `a/b`, pattern `*.txt/c`. */
@@ -211,7 +220,10 @@ function selectParents(from: CopyFrom, given: string, excluded: (rel: string) =>
     }
     return out;
   };
-  const children = pattern === '' ? (buildTree(from, { abs: pivotAbs, name: '', st }, pivotReal, '', excluded).children ?? []) : walk(pivotAbs, '');
+  const children =
+    pattern === ''
+      ? (buildTree(from, { abs: pivotAbs, name: '', st }, pivotReal, '', excluded).children ?? [])
+      : walk(pivotAbs, '');
   if (pattern === '') found = true;
   if (required && !found) throw new SourceNotFoundError(given, from.label);
   return { rel: pivot, node: { abs: pivotAbs, name: basename(pivotAbs), st, children }, parents: true };
@@ -265,7 +277,8 @@ function goMatchRe(pattern: string): RegExp {
     else if (c === '?') s += '[^/]';
     else if (c === '\\') {
       i++;
-      if (i >= pattern.length) throw new InvalidInputError(`bad pattern ${JSON.stringify(pattern)}: trailing backslash`);
+      if (i >= pattern.length)
+        throw new InvalidInputError(`bad pattern ${JSON.stringify(pattern)}: trailing backslash`);
       s += escapeRe(pattern[i]!);
     } else if (c === '[') {
       const end = classEnd(pattern, i);
@@ -314,7 +327,12 @@ function escapeRe(c: string): string {
 /** XATTRS_HASHED: xattrs that count for the cache key (BuildKit: not security.* except capability, not system.*). */
 function hashedXattr(name: string): boolean {
   if (name === 'security.capability') return true;
-  return !name.startsWith('security.') && !name.startsWith('system.') && !name.startsWith('trusted.overlay.') && !name.startsWith('user.overlay.');
+  return (
+    !name.startsWith('security.') &&
+    !name.startsWith('system.') &&
+    !name.startsWith('trusted.overlay.') &&
+    !name.startsWith('user.overlay.')
+  );
 }
 
 /**

@@ -9,7 +9,20 @@
 // - ADD extracts local tar archives (plain or compressed) into the destination.
 // Every destination path is resolved inside the root filesystem (secureJoin): symlinks in the image can never send
 // a write outside it. Device nodes and owners go through the Host (host.mknod, host.lchown).
-import { chmodSync, constants as fsc, createReadStream, linkSync, lstatSync, lutimesSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, unlinkSync, type Stats } from 'node:fs';
+import {
+  chmodSync,
+  constants as fsc,
+  createReadStream,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  symlinkSync,
+  unlinkSync,
+  type Stats,
+} from 'node:fs';
 import { copyFile, mkdtemp, open, rm } from 'node:fs/promises';
 import { join, posix, relative, sep } from 'node:path';
 import { InvalidInputError, TsbuildError, wrap } from '../../sys/errors.js';
@@ -30,13 +43,18 @@ export function parseChmod(spec: string): ChmodSpec {
   if (/^[0-9]+$/.test(spec)) {
     const n = Number.parseInt(spec, 8);
     if (!/^[0-7]+$/.test(spec) || n > 0o7777) {
-      throw new InvalidInputError(`invalid chmod parameter: '${spec}'. it should be octal string and between 0 and 07777`);
+      throw new InvalidInputError(
+        `invalid chmod parameter: '${spec}'. it should be octal string and between 0 and 07777`,
+      );
     }
     return { octal: n, apply: () => n };
   }
   const clauses = spec.split(',').map((clause) => {
     const m = /^([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)$/.exec(clause);
-    if (!m) throw new InvalidInputError(`invalid chmod parameter: ${JSON.stringify(spec)}: bad clause ${JSON.stringify(clause)}`);
+    if (!m)
+      throw new InvalidInputError(
+        `invalid chmod parameter: ${JSON.stringify(spec)}: bad clause ${JSON.stringify(clause)}`,
+      );
     const who = m[1] || 'a';
     const ops = [...m[2]!.matchAll(/([-+=])([ugo]|[rwxXst]*)/g)].map((o) => ({ op: o[1]!, perms: o[2]! }));
     return { who, ops };
@@ -98,7 +116,12 @@ export interface CopyIntoOptions {
  * Throws CopyError for a type conflict (directory onto a file, file onto a directory) or a destination parent
  * that is not a directory.
  */
-export async function copyInto(root: string, from: CopyFrom, sel: readonly Selected[], opts: CopyIntoOptions): Promise<void> {
+export async function copyInto(
+  root: string,
+  from: CopyFrom,
+  sel: readonly Selected[],
+  opts: CopyIntoOptions,
+): Promise<void> {
   const ctx: Ctx = {
     root,
     host: opts.host,
@@ -144,7 +167,14 @@ export class CopyError extends TsbuildError {
 }
 
 /** copyOne is fsutil's prepareTargetDir + copy for one source (CopyDirContents on). */
-async function copyOne(ctx: Ctx, node: SelNode, srcRel: string, dest: string, perm: number, contentsOnly: boolean): Promise<void> {
+async function copyOne(
+  ctx: Ctx,
+  node: SelNode,
+  srcRel: string,
+  dest: string,
+  perm: number,
+  contentsOnly: boolean,
+): Promise<void> {
   const isDir = node.st.isDirectory();
   let target = resolveIn(ctx, dest);
   const existing = statFollow(target);
@@ -259,7 +289,8 @@ function setInfo(ctx: Ctx, node: SelNode, target: string): void {
   }
   const x = safeXattrs(node.abs);
   for (const [name, value] of Object.entries(x)) {
-    if (name === 'security.selinux' || name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.')) continue;
+    if (name === 'security.selinux' || name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.'))
+      continue;
     try {
       setXattr(target, name, value);
     } catch {
@@ -326,7 +357,10 @@ export function isTarHeader(b: Buffer): boolean {
 
 async function extractArchive(ctx: Ctx, node: SelNode, dest: string, perm: number, tmpDir: string): Promise<void> {
   const staging = await mkdtemp(join(tmpDir, 'add-'));
-  const [{ autoDecompress }, { applyLayer }] = await Promise.all([import('../../layers/compress/compress.js'), import('../../layers/tar/apply.js')]);
+  const [{ autoDecompress }, { applyLayer }] = await Promise.all([
+    import('../../layers/compress/compress.js'),
+    import('../../layers/tar/apply.js'),
+  ]);
   try {
     const input = createReadStream(node.abs, { highWaterMark: 1 << 20 });
     const plain = autoDecompress();
@@ -400,8 +434,15 @@ function readDb(root: string, path: string): string[][] {
 // ─── inline sources ─────────────────────────────────────────────────────────────────────────────────────────────
 
 /** writeStagedFile writes a heredoc or downloaded file into a staging directory for copying (mode, mtime). */
-export async function writeStagedFile(dir: string, name: string, content: Uint8Array | string, mode: number, mtime?: number): Promise<string> {
-  if (name === '' || name.includes('/') || name === '.' || name === '..') throw new InvalidInputError(`invalid file name ${JSON.stringify(name)}`);
+export async function writeStagedFile(
+  dir: string,
+  name: string,
+  content: Uint8Array | string,
+  mode: number,
+  mtime?: number,
+): Promise<string> {
+  if (name === '' || name.includes('/') || name === '.' || name === '..')
+    throw new InvalidInputError(`invalid file name ${JSON.stringify(name)}`);
   const p = join(dir, name);
   const fh = await open(p, 'wx', mode);
   try {

@@ -36,7 +36,12 @@ export interface CopyOptions {
 }
 
 /** copyStep makes the COPY (or ADD) step; the instruction is checked here (before the step is shown). */
-export function copyStep(env: StepEnv, stage: StageState, ins: CopyInstruction | AddInstruction, o: CopyOptions): FsStep {
+export function copyStep(
+  env: StepEnv,
+  stage: StageState,
+  ins: CopyInstruction | AddInstruction,
+  o: CopyOptions,
+): FsStep {
   const x = (word: string): string => expandWord(word, stage.env, { escape: o.escape });
   const isAdd = ins.kind === 'add';
   const KW = isAdd ? 'ADD' : 'COPY';
@@ -68,7 +73,11 @@ export function copyStep(env: StepEnv, stage: StageState, ins: CopyInstruction |
   let staging: string | undefined;
   const views: View[] = [];
   const groups: SourceGroup[] = [];
-  const writeOpts = (tmpDir: string) => ({ ...(env.epoch === undefined ? {} : { mtime: env.epoch }), tmpDir, host: env.host });
+  const writeOpts = (tmpDir: string) => ({
+    ...(env.epoch === undefined ? {} : { mtime: env.epoch }),
+    tmpDir,
+    host: env.host,
+  });
 
   return {
     display: displayCopy(ins),
@@ -108,7 +117,16 @@ export function copyStep(env: StepEnv, stage: StageState, ins: CopyInstruction |
         groups.push({ from: sfrom, sel, unpack: false });
         keyParts.push({ heredoc: s.name, sha: createHash('sha256').update(s.content).digest('hex') });
       }
-      const spec = { op: KW.toLowerCase(), dest, chown: chown ?? null, chmod: chmodRaw ?? null, parents, exclude, parts: keyParts, epoch: env.epoch ?? null };
+      const spec = {
+        op: KW.toLowerCase(),
+        dest,
+        chown: chown ?? null,
+        chmod: chmodRaw ?? null,
+        parents,
+        exclude,
+        parts: keyParts,
+        epoch: env.epoch ?? null,
+      };
       return link ? cacheKey(stage.fsKey, { op: 'link', layer: cacheKey('', spec) }) : cacheKey(stage.fsKey, spec);
     },
     apply: async () => {
@@ -117,7 +135,13 @@ export function copyStep(env: StepEnv, stage: StageState, ins: CopyInstruction |
       try {
         const owner = chown === undefined ? undefined : resolveChown(root.dir, chown);
         for (const g of groups) {
-          await copyInto(root.dir, g.from, g.sel, { dest, ...(owner ? { chown: owner } : {}), ...(chmod ? { chmod } : {}), unpack: g.unpack, ...writeOpts(staging!) });
+          await copyInto(root.dir, g.from, g.sel, {
+            dest,
+            ...(owner ? { chown: owner } : {}),
+            ...(chmod ? { chmod } : {}),
+            unpack: g.unpack,
+            ...writeOpts(staging!),
+          });
         }
         return await root.commit(commitOptions(env));
       } finally {
@@ -132,7 +156,14 @@ export function copyStep(env: StepEnv, stage: StageState, ins: CopyInstruction |
 }
 
 /** copyLinked is COPY --link: the files are copied into an empty directory, which becomes the layer on its own. */
-async function copyLinked(env: StepEnv, stage: StageState, groups: SourceGroup[], dest: string, chown: string | undefined, staging: string): Promise<Layer | null> {
+async function copyLinked(
+  env: StepEnv,
+  stage: StageState,
+  groups: SourceGroup[],
+  dest: string,
+  chown: string | undefined,
+  staging: string,
+): Promise<Layer | null> {
   const scratch = await mkdtemp(join(staging, 'link-'));
   let owner: { uid: number; gid: number } | undefined;
   if (chown !== undefined) {
@@ -154,7 +185,10 @@ async function copyLinked(env: StepEnv, stage: StageState, groups: SourceGroup[]
     });
   }
   if ((await readdir(scratch)).length === 0) return null;
-  const [{ tarFromDirectory }, { commitLayer }] = await Promise.all([import('../../layers/tar/create.js'), import('../../layers/store/commit.js')]);
+  const [{ tarFromDirectory }, { commitLayer }] = await Promise.all([
+    import('../../layers/tar/create.js'),
+    import('../../layers/store/commit.js'),
+  ]);
   const tar = tarFromDirectory(scratch, env.epoch === undefined ? {} : { sourceDateEpoch: env.epoch });
   const c = await commitLayer(env.store, tar, { compression: env.compression });
   return { descriptor: c.descriptor, diffId: c.diffId };

@@ -70,7 +70,12 @@ export function exposedPorts(spec: string): string[] {
  * applyConfigInstruction applies one metadata instruction to `state`, expanding values with `env` where
  * BuildKit does. Returns false for instructions that are not metadata (FROM, RUN, COPY, ADD, ARG).
  */
-export function applyConfigInstruction(state: ConfigState, ins: Instruction, env: Env, opts: { escape?: string } = {}): boolean {
+export function applyConfigInstruction(
+  state: ConfigState,
+  ins: Instruction,
+  env: Env,
+  opts: { escape?: string } = {},
+): boolean {
   const c = state.config;
   const x = (w: string): string => expandWord(w, env, opts);
   switch (ins.kind) {
@@ -99,7 +104,8 @@ export function applyConfigInstruction(state: ConfigState, ins: Instruction, env
     case 'expose':
       c.ExposedPorts = { ...(c.ExposedPorts ?? {}) };
       for (const raw of ins.ports) {
-        for (const word of x(raw).split(/\s+/).filter(Boolean)) for (const p of exposedPorts(word)) c.ExposedPorts[p] = {};
+        for (const word of x(raw).split(/\s+/).filter(Boolean))
+          for (const p of exposedPorts(word)) c.ExposedPorts[p] = {};
       }
       return true;
     case 'user':
@@ -139,7 +145,20 @@ export function applyConfigInstruction(state: ConfigState, ins: Instruction, env
   }
 }
 
-const CHANGEABLE = new Set(['cmd', 'entrypoint', 'env', 'expose', 'label', 'onbuild', 'user', 'volume', 'workdir', 'stopsignal', 'healthcheck', 'shell']);
+const CHANGEABLE = new Set([
+  'cmd',
+  'entrypoint',
+  'env',
+  'expose',
+  'label',
+  'onbuild',
+  'user',
+  'volume',
+  'workdir',
+  'stopsignal',
+  'healthcheck',
+  'shell',
+]);
 
 /** applyConfigChanges applies `--change` instructions (docker import/commit style) to a copy of `config`. */
 export function applyConfigChanges(config: ContainerConfig, changes: string[]): ContainerConfig {
@@ -148,7 +167,10 @@ export function applyConfigChanges(config: ContainerConfig, changes: string[]): 
     const { instructions } = parseDockerfile(change, { file: `--change ${i + 1}`, fragment: true });
     for (const ins of instructions) {
       if (!CHANGEABLE.has(ins.kind)) {
-        throw new InvalidInputError(`--change ${JSON.stringify(change)}: ${ins.kind.toUpperCase()} is not a config change`, `allowed: ${[...CHANGEABLE].map((k) => k.toUpperCase()).join(', ')}`);
+        throw new InvalidInputError(
+          `--change ${JSON.stringify(change)}: ${ins.kind.toUpperCase()} is not a config change`,
+          `allowed: ${[...CHANGEABLE].map((k) => k.toUpperCase()).join(', ')}`,
+        );
       }
       applyConfigInstruction(state, ins, envMap(state.config));
     }
@@ -250,7 +272,8 @@ export function metadataStep(st: StageMeta, ins: Instruction, o: MetadataOptions
       return `SHELL ${goList(ins.shell)}`;
     case 'expose': {
       const ports: string[] = [];
-      for (const raw of ins.ports) for (const w of expandWords(raw, st.env, { escape: o.escape })) ports.push(...exposedPorts(w));
+      for (const raw of ins.ports)
+        for (const w of expandWords(raw, st.env, { escape: o.escape })) ports.push(...exposedPorts(w));
       st.config.ExposedPorts = { ...(st.config.ExposedPorts ?? {}) };
       for (const p of ports) st.config.ExposedPorts[p] = {};
       return `EXPOSE ${goList(ports)}`;

@@ -38,7 +38,16 @@ export type RunMount =
       gid: number;
     }
   | { type: 'tmpfs'; target: string; size?: number }
-  | { type: 'secret'; id: string; target?: string; env?: string; required: boolean; mode: number; uid: number; gid: number };
+  | {
+      type: 'secret';
+      id: string;
+      target?: string;
+      env?: string;
+      required: boolean;
+      mode: number;
+      uid: number;
+      gid: number;
+    };
 
 /** MountError is a --mount value BuildKit would refuse. */
 export class MountError extends TsbuildError {
@@ -75,13 +84,37 @@ export function parseMount(spec: string, expand: (s: string) => string, workdir:
     const eq = field.indexOf('=');
     const key = (eq < 0 ? field : field.slice(0, eq)).toLowerCase();
     const value = eq < 0 ? undefined : expand(field.slice(eq + 1));
-    if (value === undefined && !BOOL_KEYS.has(key)) throw new MountError(`invalid field '${field}' must be a key=value pair`);
+    if (value === undefined && !BOOL_KEYS.has(key))
+      throw new MountError(`invalid field '${field}' must be a key=value pair`);
     if (key === 'type') {
       type = (value ?? '').toLowerCase();
       continue;
     }
-    const canonicalKey = key === 'dst' || key === 'destination' ? 'target' : key === 'src' ? 'source' : key === 'ro' ? 'readonly' : key === 'readwrite' ? 'rw' : key;
-    const known = ['target', 'source', 'from', 'readonly', 'rw', 'id', 'sharing', 'mode', 'uid', 'gid', 'required', 'size', 'env'];
+    const canonicalKey =
+      key === 'dst' || key === 'destination'
+        ? 'target'
+        : key === 'src'
+          ? 'source'
+          : key === 'ro'
+            ? 'readonly'
+            : key === 'readwrite'
+              ? 'rw'
+              : key;
+    const known = [
+      'target',
+      'source',
+      'from',
+      'readonly',
+      'rw',
+      'id',
+      'sharing',
+      'mode',
+      'uid',
+      'gid',
+      'required',
+      'size',
+      'env',
+    ];
     if (!known.includes(canonicalKey)) throw new MountError(`unexpected key '${key}' in '${field}'`);
     fields[canonicalKey] = value ?? 'true';
   }
@@ -91,18 +124,31 @@ export function parseMount(spec: string, expand: (s: string) => string, workdir:
   };
   let target = absTarget(fields.target);
   if (target === '/') throw new MountError('a RUN mount cannot target /');
-  const readonly = fields.rw !== undefined ? !parseBool('rw', fields.rw) : fields.readonly !== undefined ? parseBool('readonly', fields.readonly) : undefined;
+  const readonly =
+    fields.rw !== undefined
+      ? !parseBool('rw', fields.rw)
+      : fields.readonly !== undefined
+        ? parseBool('readonly', fields.readonly)
+        : undefined;
   switch (type) {
     case 'bind': {
       if (!target) throw new MountError('mount type bind requires a target');
-      return { type: 'bind', target, source: fields.source ?? '/', ...(fields.from ? { from: fields.from } : {}), readonly: readonly ?? true };
+      return {
+        type: 'bind',
+        target,
+        source: fields.source ?? '/',
+        ...(fields.from ? { from: fields.from } : {}),
+        readonly: readonly ?? true,
+      };
     }
     case 'cache': {
       if (!target) throw new MountError('mount type cache requires a target');
       const sharing = (fields.sharing ?? 'shared').toLowerCase();
-      if (sharing !== 'shared' && sharing !== 'private' && sharing !== 'locked') throw new MountError(`unsupported sharing value "${sharing}"`);
+      if (sharing !== 'shared' && sharing !== 'private' && sharing !== 'locked')
+        throw new MountError(`unsupported sharing value "${sharing}"`);
       const mode = fields.mode === undefined ? 0o755 : Number.parseInt(fields.mode, 8);
-      if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw new MountError(`invalid value for mode: ${fields.mode}`);
+      if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777)
+        throw new MountError(`invalid value for mode: ${fields.mode}`);
       return {
         type: 'cache',
         target,
@@ -122,7 +168,9 @@ export function parseMount(spec: string, expand: (s: string) => string, workdir:
       if (fields.size !== undefined) {
         const m = /^([0-9]+)([kmg]?)b?$/i.exec(fields.size);
         if (!m) throw new MountError(`invalid value for size: ${fields.size}`);
-        size = Number(m[1]) * ({ '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 } as Record<string, number>)[m[2]!.toLowerCase()]!;
+        size =
+          Number(m[1]) *
+          ({ '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 } as Record<string, number>)[m[2]!.toLowerCase()]!;
       }
       return { type: 'tmpfs', target, ...(size === undefined ? {} : { size }) };
     }
@@ -132,7 +180,8 @@ export function parseMount(spec: string, expand: (s: string) => string, workdir:
       if (id === '') throw new MountError('secret mount requires an id or a target');
       if (!target && fields.env === undefined) target = `/run/secrets/${id}`;
       const mode = fields.mode === undefined ? 0o400 : Number.parseInt(fields.mode, 8);
-      if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw new MountError(`invalid value for mode: ${fields.mode}`);
+      if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777)
+        throw new MountError(`invalid value for mode: ${fields.mode}`);
       return {
         type: 'secret',
         id,
@@ -186,7 +235,12 @@ export async function lockCacheMount(id: string): Promise<() => void> {
 }
 
 /** ensureCacheDir creates a cache mount directory on first use (mode, uid, gid), seeded by `seed` when given. */
-export async function ensureCacheDir(host: Host, dir: string, m: Extract<RunMount, { type: 'cache' }>, seed?: (dir: string) => Promise<void>): Promise<void> {
+export async function ensureCacheDir(
+  host: Host,
+  dir: string,
+  m: Extract<RunMount, { type: 'cache' }>,
+  seed?: (dir: string) => Promise<void>,
+): Promise<void> {
   if (lstatSync(dir, { throwIfNoEntry: false })?.isDirectory()) return;
   await mkdir(join(dir, '..'), { recursive: true });
   const tmp = await mkdtemp(`${dir}.tmp-`);
@@ -205,9 +259,17 @@ export async function ensureCacheDir(host: Host, dir: string, m: Extract<RunMoun
 }
 
 /** writeSecretFile writes a secret for one RUN into a private directory (mode, owner as the mount asks). */
-export async function writeSecretFile(host: Host, dir: string, m: Extract<RunMount, { type: 'secret' }>, value: Uint8Array): Promise<Mount | undefined> {
+export async function writeSecretFile(
+  host: Host,
+  dir: string,
+  m: Extract<RunMount, { type: 'secret' }>,
+  value: Uint8Array,
+): Promise<Mount | undefined> {
   if (!m.target) return undefined;
-  const file = join(dir, `secret-${createHash('sha256').update(m.id).update(String(Math.random())).digest('hex').slice(0, 16)}`);
+  const file = join(
+    dir,
+    `secret-${createHash('sha256').update(m.id).update(String(Math.random())).digest('hex').slice(0, 16)}`,
+  );
   await writeFile(file, value, { mode: 0o600, flag: 'wx' });
   host.lchown(file, m.uid, m.gid);
   chmodSync(file, m.mode);
@@ -227,7 +289,11 @@ export interface PreparedMounts {
 }
 
 /** prepareMounts resolves RUN --mount sources, their cache-key parts, stubs and env (secrets). */
-export async function prepareMounts(o: StepEnv, mounts: RunMount[], secrets: ReadonlyMap<string, Uint8Array>): Promise<PreparedMounts> {
+export async function prepareMounts(
+  o: StepEnv,
+  mounts: RunMount[],
+  secrets: ReadonlyMap<string, Uint8Array>,
+): Promise<PreparedMounts> {
   const dir = await mkdtemp(join(o.tmpDir, 'run-'));
   const views: View[] = [];
   const releases: Array<() => void | Promise<void>> = [];
@@ -250,7 +316,14 @@ export async function prepareMounts(o: StepEnv, mounts: RunMount[], secrets: Rea
           const sel = selectSources(from, [m.source]);
           const s = sel[0]!;
           const isDir = s.node.st.isDirectory();
-          keys.push({ type: 'bind', target: m.target, readonly: m.readonly, source: m.source, from: m.from ?? null, content: await hashSelection(sel, from.resetOwner) });
+          keys.push({
+            type: 'bind',
+            target: m.target,
+            readonly: m.readonly,
+            source: m.source,
+            from: m.from ?? null,
+            content: await hashSelection(sel, from.resetOwner),
+          });
           const st = mountStub(m, isDir);
           if (st) stubs.push(st);
           makers.push(async () => {
@@ -290,10 +363,23 @@ export async function prepareMounts(o: StepEnv, mounts: RunMount[], secrets: Rea
           break;
         }
         case 'secret': {
-          keys.push({ type: 'secret', id: m.id, target: m.target ?? null, env: m.env ?? null, mode: m.mode, uid: m.uid, gid: m.gid, required: m.required });
+          keys.push({
+            type: 'secret',
+            id: m.id,
+            target: m.target ?? null,
+            env: m.env ?? null,
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            required: m.required,
+          });
           const value = secrets.get(m.id);
           if (value === undefined) {
-            if (m.required) throw new InvalidInputError(`secret ${m.id}: not provided`, `pass it with --secret id=${m.id},src=FILE or --secret id=${m.id},env=VAR`);
+            if (m.required)
+              throw new InvalidInputError(
+                `secret ${m.id}: not provided`,
+                `pass it with --secret id=${m.id},src=FILE or --secret id=${m.id},env=VAR`,
+              );
             break;
           }
           if (m.env) env.push(`${m.env}=${Buffer.from(value).toString()}`);

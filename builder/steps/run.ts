@@ -62,7 +62,9 @@ export async function hostFiles(dir: string): Promise<Record<string, string>> {
   const hosts = join(dir, 'hosts');
   const resolv = join(dir, 'resolv.conf');
   if (!existsSync(hosts)) {
-    await writeFile(hosts, `127.0.0.1\tlocalhost ${SANDBOX_HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n`, { mode: 0o644 });
+    await writeFile(hosts, `127.0.0.1\tlocalhost ${SANDBOX_HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n`, {
+      mode: 0o644,
+    });
   }
   if (!existsSync(resolv)) {
     try {
@@ -75,7 +77,11 @@ export async function hostFiles(dir: string): Promise<Record<string, string>> {
 }
 
 /** runSpecFor builds the process spec of a RUN (pure apart from reading /etc/passwd and /etc/group in the root). */
-export function runSpecFor(opts: Omit<RunProcessOptions, 'onOutput' | 'signal' | 'tmpDir' | 'files' | 'host'> & { extraFiles: Record<string, string> }): RunSpec {
+export function runSpecFor(
+  opts: Omit<RunProcessOptions, 'onOutput' | 'signal' | 'tmpDir' | 'files' | 'host'> & {
+    extraFiles: Record<string, string>;
+  },
+): RunSpec {
   const user = resolveUser(opts.rootfs, opts.user);
   const env = [...opts.env];
   const has = (k: string): boolean => env.some((e) => e.slice(0, e.indexOf('=') < 0 ? e.length : e.indexOf('=')) === k);
@@ -131,7 +137,12 @@ export async function runProcess(opts: RunProcessOptions): Promise<RunProcessRes
   const { runContainer } = await import('../../runtime/run.js');
   const r = await runContainer(
     spec,
-    { stdin: 'ignore', stdout: sink('stdout'), stderr: sink('stderr'), ...(opts.signal ? { signal: opts.signal } : {}) },
+    {
+      stdin: 'ignore',
+      stdout: sink('stdout'),
+      stderr: sink('stderr'),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    },
     { forwardSignals: false, ...(opts.host ? { host: opts.host } : {}) },
   );
   return { exitCode: r.exitCode, ...(r.signal ? { signal: r.signal } : {}) };
@@ -179,7 +190,10 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
     throw new InvalidInputError(`--security=${ins.security} is not allowed: tsbuild runs every step sandboxed`);
   }
   const config = stage.config;
-  const args = ins.exec.form === 'exec' ? [...ins.exec.args] : [...(config.Shell?.length ? config.Shell : DEFAULT_SHELL), ins.exec.script];
+  const args =
+    ins.exec.form === 'exec'
+      ? [...ins.exec.args]
+      : [...(config.Shell?.length ? config.Shell : DEFAULT_SHELL), ins.exec.script];
   if (args.length === 0) throw new InvalidInputError('RUN needs a command');
   const cwd = config.WorkingDir || '/';
   const user = config.User ?? '';
@@ -242,7 +256,8 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
           },
         });
         env.signal.throwIfAborted();
-        if (r.exitCode !== 0) throw new RunFailedError(env.file, ins, r.exitCode, args, Buffer.concat(output).toString());
+        if (r.exitCode !== 0)
+          throw new RunFailedError(env.file, ins, r.exitCode, args, Buffer.concat(output).toString());
         return await root.commit(commitOptions(env));
       } finally {
         await root.discard();
@@ -255,7 +270,11 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
 }
 
 /** runCommandString is BuildKit's: `|N K=V … argv` when the stage declares ARGs (ENV values win). */
-export function runCommandString(args: string[], buildArgs: ReadonlyArray<{ key: string; value?: string }>, env: ReadonlyMap<string, string>): string {
+export function runCommandString(
+  args: string[],
+  buildArgs: ReadonlyArray<{ key: string; value?: string }>,
+  env: ReadonlyMap<string, string>,
+): string {
   const pairs: string[] = [];
   const index = new Map<string, number>();
   for (const a of buildArgs) {

@@ -31,7 +31,13 @@ export function workdirStep(env: StepEnv, stage: StageState, wd: string): FsStep
 }
 
 /** mkdirAllOwned is WORKDIR's mkdir -p: missing directories are created 0755, owned by `owner`. */
-function mkdirAllOwned(host: Host, root: string, path: string, owner: { uid: number; gid: number }, epoch?: number): void {
+function mkdirAllOwned(
+  host: Host,
+  root: string,
+  path: string,
+  owner: { uid: number; gid: number },
+  epoch?: number,
+): void {
   const parts = path.split('/').filter(Boolean);
   let cur = '';
   for (const p of parts) {

@@ -13,7 +13,10 @@ interface BootFlags extends GlobalFlags {
 
 export default async function boot(file: string, flags: BootFlags): Promise<void> {
   const timeout = Number(flags.timeout ?? 300);
-  if (!Number.isFinite(timeout) || timeout <= 0) throw new InvalidInputError(`--timeout must be a positive number of seconds (got ${JSON.stringify(flags.timeout)})`);
+  if (!Number.isFinite(timeout) || timeout <= 0)
+    throw new InvalidInputError(
+      `--timeout must be a positive number of seconds (got ${JSON.stringify(flags.timeout)})`,
+    );
   let expect: RegExp | undefined;
   if (flags.expect !== undefined) {
     try {
@@ -47,9 +50,16 @@ export default async function boot(file: string, flags: BootFlags): Promise<void
       case 'panic':
         throw new TsbuildError('E_KERNEL_PANIC', `the kernel panicked after ${r.seconds.toFixed(1)}s (${r.accel})`);
       case 'exited':
-        throw new TsbuildError('E_BOOT_FAILED', `the VM stopped after ${r.seconds.toFixed(1)}s without printing ${what}`);
+        throw new TsbuildError(
+          'E_BOOT_FAILED',
+          `the VM stopped after ${r.seconds.toFixed(1)}s without printing ${what}`,
+        );
       case 'timeout':
-        throw new TsbuildError('E_BOOT_TIMEOUT', `no ${what} within ${timeout}s (${r.accel})`, r.accel === 'tcg' ? { hint: 'TCG is slow: raise --timeout' } : {});
+        throw new TsbuildError(
+          'E_BOOT_TIMEOUT',
+          `no ${what} within ${timeout}s (${r.accel})`,
+          r.accel === 'tcg' ? { hint: 'TCG is slow: raise --timeout' } : {},
+        );
     }
   } finally {
     process.off('SIGINT', onSignal);

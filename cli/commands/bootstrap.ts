@@ -14,7 +14,14 @@ export default async function bootstrap(
   const r = await bootstrapImage(store, {
     distro,
     ...(flags.variant ? { variant: String(flags.variant) } : {}),
-    ...(flags.include ? { include: String(flags.include).split(',').map((s) => s.trim()).filter(Boolean) } : {}),
+    ...(flags.include
+      ? {
+          include: String(flags.include)
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+        }
+      : {}),
     ...(flags.mirror ? { mirror: String(flags.mirror) } : {}),
     ...(flags.tag ? { name: String(flags.tag) } : {}),
     compression: compressionFlag(flags.compression),

@@ -28,7 +28,10 @@ export interface BuildFlags extends GlobalFlags {
 
 export default async function buildCmd(context: string | undefined, flags: BuildFlags): Promise<void> {
   if (context === undefined || context === '') {
-    throw new InvalidInputError('build needs a context: a directory, a tar archive, or - (Dockerfile on stdin)', 'tsbuild -f Dockerfile -t app:0.1 .');
+    throw new InvalidInputError(
+      'build needs a context: a directory, a tar archive, or - (Dockerfile on stdin)',
+      'tsbuild -f Dockerfile -t app:0.1 .',
+    );
   }
   const store = await openStore(flags);
   const buildArgs = parseBuildArgs(list(flags['build-arg']), process.env);
@@ -116,7 +119,8 @@ export async function parseSecrets(values: string[], env: NodeJS.ProcessEnv): Pr
     const f: Record<string, string> = {};
     for (const field of splitCsv(v)) {
       const eq = field.indexOf('=');
-      if (eq < 0) throw new InvalidInputError(`invalid --secret ${JSON.stringify(v)}: ${JSON.stringify(field)} is not key=value`);
+      if (eq < 0)
+        throw new InvalidInputError(`invalid --secret ${JSON.stringify(v)}: ${JSON.stringify(field)} is not key=value`);
       f[field.slice(0, eq).trim().toLowerCase()] = field.slice(eq + 1);
     }
     const id = f.id;

@@ -22,7 +22,14 @@ export default async function bundle(
   const image = await getImage(store, name);
   const p = stderrProgress();
   const rootfs = join(dir, 'rootfs');
-  await flatten({ store, layers: imageLayers(image), dir: rootfs, method: 'apply', onEvent: (e) => p.step(`layer ${e.index + 1}/${e.count}`), onWarn: p.warn });
+  await flatten({
+    store,
+    layers: imageLayers(image),
+    dir: rootfs,
+    method: 'apply',
+    onEvent: (e) => p.step(`layer ${e.index + 1}/${e.count}`),
+    onWarn: p.warn,
+  });
   const spec = processSpec({
     config: image.config.config ?? {},
     rootfs,

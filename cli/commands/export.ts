@@ -32,13 +32,16 @@ const SIGNALS: Array<[NodeJS.Signals, number]> = [
 
 export default async function exportCmd(name: string, flags: ExportFlags): Promise<void> {
   const output = flags.output ?? flags.o;
-  if (!output || typeof output !== 'string') throw new InvalidInputError('export needs an output file: -o FILE', 'e.g. tsbuild export app:0.1 -o app.qcow2');
+  if (!output || typeof output !== 'string')
+    throw new InvalidInputError('export needs an output file: -o FILE', 'e.g. tsbuild export app:0.1 -o app.qcow2');
   let rootPassword: string | undefined;
   if (flags['root-password-file'] !== undefined) {
     try {
       rootPassword = readFileSync(String(flags['root-password-file']), 'utf8');
     } catch (err) {
-      throw new InvalidInputError(`--root-password-file ${flags['root-password-file']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new InvalidInputError(
+        `--root-password-file ${flags['root-password-file']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
     }
   }
   const store = await openStore(flags);
@@ -62,7 +65,10 @@ export default async function exportCmd(name: string, flags: ExportFlags): Promi
     ...(flags.partition ? { partition: flags.partition as NonNullable<ExportOptions['partition']> } : {}),
     boot: (flags.boot ?? 'bios') as ExportOptions['boot'] & string,
     bootloader: (flags.bootloader ?? 'grub') as ExportOptions['bootloader'] & string,
-    kernel: parseKernelFlag(flags.kernel === undefined ? undefined : String(flags.kernel), flags.initrd === undefined ? undefined : String(flags.initrd)),
+    kernel: parseKernelFlag(
+      flags.kernel === undefined ? undefined : String(flags.kernel),
+      flags.initrd === undefined ? undefined : String(flags.initrd),
+    ),
     ...(flags.cmdline ? { cmdline: String(flags.cmdline) } : {}),
     ...(flags.hostname ? { hostname: String(flags.hostname) } : {}),
     ...(rootPassword !== undefined ? { rootPassword } : {}),

@@ -15,8 +15,20 @@ export default async function history(name: string, flags: GlobalFlags & { trunc
   for (const { h, layer } of rows.reverse()) {
     let by = (h.created_by ?? '').replace(/\s+/g, ' ');
     if (truncate && by.length > 45) by = `${by.slice(0, 44)}…`;
-    table.push([layer ? layer.digest.slice(7, 19) : '<missing>', sinceText(h.created), by, humanSize(layer?.size ?? 0), h.comment ?? '']);
+    table.push([
+      layer ? layer.digest.slice(7, 19) : '<missing>',
+      sinceText(h.created),
+      by,
+      humanSize(layer?.size ?? 0),
+      h.comment ?? '',
+    ]);
   }
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => (row[i] ?? '').length)));
-  for (const row of table) out(row.map((c, i) => (i === row.length - 1 ? c : c.padEnd((widths[i] ?? 0) + 3))).join('').trimEnd());
+  for (const row of table)
+    out(
+      row
+        .map((c, i) => (i === row.length - 1 ? c : c.padEnd((widths[i] ?? 0) + 3)))
+        .join('')
+        .trimEnd(),
+    );
 }

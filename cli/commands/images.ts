@@ -16,7 +16,8 @@ interface Row {
 
 export default async function images(flags: GlobalFlags & { format?: string; quiet?: boolean }): Promise<void> {
   const format = flags.format ?? 'table';
-  if (format !== 'table' && format !== 'json') throw new InvalidInputError(`--format must be table or json (got ${JSON.stringify(format)})`);
+  if (format !== 'table' && format !== 'json')
+    throw new InvalidInputError(`--format must be table or json (got ${JSON.stringify(format)})`);
   const store = await openStore(flags);
   const rows: Row[] = [];
   for (const e of await listImages(store)) {
@@ -32,7 +33,9 @@ export default async function images(flags: GlobalFlags & { format?: string; qui
         repository = e.name;
       }
     }
-    const size = img ? img.manifest.config.size + img.manifest.layers.reduce((n, l) => n + l.size, 0) : e.descriptor.size;
+    const size = img
+      ? img.manifest.config.size + img.manifest.layers.reduce((n, l) => n + l.size, 0)
+      : e.descriptor.size;
     rows.push({
       name: e.name,
       repository,
@@ -52,7 +55,14 @@ export default async function images(flags: GlobalFlags & { format?: string; qui
     return;
   }
   const table = [['NAME', 'TAG', 'DIGEST', 'CREATED', 'SIZE']];
-  for (const r of rows) table.push([r.repository, r.tag, r.digest.slice(7, 19), sinceText(r.created ?? undefined), humanSize(r.size)]);
+  for (const r of rows)
+    table.push([r.repository, r.tag, r.digest.slice(7, 19), sinceText(r.created ?? undefined), humanSize(r.size)]);
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => (row[i] ?? '').length)));
-  for (const row of table) out(row.map((c, i) => (i === row.length - 1 ? c : c.padEnd((widths[i] ?? 0) + 3))).join('').trimEnd());
+  for (const row of table)
+    out(
+      row
+        .map((c, i) => (i === row.length - 1 ? c : c.padEnd((widths[i] ?? 0) + 3)))
+        .join('')
+        .trimEnd(),
+    );
 }

@@ -10,20 +10,31 @@ export default async function login(
   let username = flags.username === undefined ? '' : String(flags.username);
   let password = flags.password === undefined ? '' : String(flags.password);
   if (flags['password-stdin']) {
-    if (flags.password !== undefined) throw new InvalidInputError('--password and --password-stdin cannot be used together');
+    if (flags.password !== undefined)
+      throw new InvalidInputError('--password and --password-stdin cannot be used together');
     if (!username) throw new InvalidInputError('--password-stdin needs --username');
     password = await readStdin();
   } else if (password) {
-    process.stderr.write('warning: a password on the command line is visible to other users; prefer --password-stdin\n');
+    process.stderr.write(
+      'warning: a password on the command line is visible to other users; prefer --password-stdin\n',
+    );
   }
   if (!username || !password) {
-    if (!process.stdin.isTTY) throw new InvalidInputError('a username and a password are needed', 'pass -u NAME --password-stdin');
+    if (!process.stdin.isTTY)
+      throw new InvalidInputError('a username and a password are needed', 'pass -u NAME --password-stdin');
     if (!username) username = await prompt('Username: ', false);
     if (!password) password = await prompt('Password: ', true);
   }
   const { caCert, insecure } = remoteOptions(flags);
-  const r = await loginRegistry(registry, { username, password, ...(caCert ? { caCert } : {}), ...(insecure ? { insecure } : {}) });
-  process.stderr.write(`credentials saved ${r.helper ? `in docker-credential-${r.helper}` : `in ${r.path}`}${r.identityToken ? ' (as an identity token)' : ''}\n`);
+  const r = await loginRegistry(registry, {
+    username,
+    password,
+    ...(caCert ? { caCert } : {}),
+    ...(insecure ? { insecure } : {}),
+  });
+  process.stderr.write(
+    `credentials saved ${r.helper ? `in docker-credential-${r.helper}` : `in ${r.path}`}${r.identityToken ? ' (as an identity token)' : ''}\n`,
+  );
   out('Login Succeeded');
 }
 
@@ -36,7 +47,9 @@ async function readStdin(): Promise<string> {
     if (size > 64 * 1024) throw new InvalidInputError('the password on standard input is longer than 64 KiB');
     parts.push(chunk);
   }
-  return Buffer.concat(parts).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(parts)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
 /** prompt reads one line from the terminal; with `secret`, without echo. */

@@ -4,9 +4,13 @@ import { imageLayers } from '../../layers/model/layer.js';
 import { markContainer, openRootfs } from '../../unionfs/rootfs.js';
 import { type GlobalFlags, openStore, out } from '../common.js';
 
-export default async function mountCmd(name: string, flags: GlobalFlags & { 'storage-driver'?: string }): Promise<void> {
+export default async function mountCmd(
+  name: string,
+  flags: GlobalFlags & { 'storage-driver'?: string },
+): Promise<void> {
   const driver = flags['storage-driver'];
-  if (driver !== undefined && driver !== 'overlay' && driver !== 'vfs') throw new InvalidInputError('--storage-driver must be overlay or vfs');
+  if (driver !== undefined && driver !== 'overlay' && driver !== 'vfs')
+    throw new InvalidInputError('--storage-driver must be overlay or vfs');
   const store = await openStore(flags);
   const image = await getImage(store, name);
   const rootfs = await openRootfs({
@@ -15,6 +19,11 @@ export default async function mountCmd(name: string, flags: GlobalFlags & { 'sto
     driver: driver ?? 'auto',
     persistent: true,
   });
-  await markContainer(rootfs.dir, { image: image.descriptor.digest, name: image.name ?? null, driver: rootfs.driver, path: rootfs.path });
+  await markContainer(rootfs.dir, {
+    image: image.descriptor.digest,
+    name: image.name ?? null,
+    driver: rootfs.driver,
+    path: rootfs.path,
+  });
   out(rootfs.path);
 }

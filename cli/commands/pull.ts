@@ -4,7 +4,10 @@ import type { Platform } from '../../layers/model/types.js';
 import { type GlobalFlags, openStore, out } from '../common.js';
 import { type RemoteFlags, remoteOptions, transferDisplay } from './push.js';
 
-export default async function pull(ref: string, flags: GlobalFlags & RemoteFlags & { platform?: string }): Promise<void> {
+export default async function pull(
+  ref: string,
+  flags: GlobalFlags & RemoteFlags & { platform?: string },
+): Promise<void> {
   const store = await openStore(flags);
   const display = transferDisplay('pull');
   try {

@@ -27,7 +27,9 @@ export default async function push(
       onEvent: display.onEvent,
     });
     display.finish();
-    display.log(`pushed ${r.name}: ${r.blobs.uploaded} blobs uploaded, ${r.blobs.mounted} mounted, ${r.blobs.exists} already there`);
+    display.log(
+      `pushed ${r.name}: ${r.blobs.uploaded} blobs uploaded, ${r.blobs.mounted} mounted, ${r.blobs.exists} already there`,
+    );
     out(r.digest);
   } finally {
     display.finish();
@@ -41,7 +43,8 @@ export function remoteOptions(flags: RemoteFlags): { insecure?: boolean; caCert?
   if (flags['ca-cert'] !== undefined && flags['ca-cert'] !== '') o.caCert = String(flags['ca-cert']);
   if (flags.jobs !== undefined) {
     const n = Number(flags.jobs);
-    if (!Number.isInteger(n) || n < 1 || n > 32) throw new InvalidInputError(`--jobs must be a whole number from 1 to 32 (got ${JSON.stringify(flags.jobs)})`);
+    if (!Number.isInteger(n) || n < 1 || n > 32)
+      throw new InvalidInputError(`--jobs must be a whole number from 1 to 32 (got ${JSON.stringify(flags.jobs)})`);
     o.jobs = n;
   }
   return o;
@@ -52,7 +55,8 @@ export function byteCount(v: unknown, flag: string): number {
   const m = /^(\d+)\s*([kKmMgG]?)i?[bB]?$/.exec(String(v).trim());
   const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m?.[2] ?? '').toLowerCase()] ?? 1;
   const n = m ? Number(m[1]) * mult : NaN;
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidInputError(`${flag} must be a positive number of bytes (got ${JSON.stringify(v)})`);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new InvalidInputError(`${flag} must be a positive number of bytes (got ${JSON.stringify(v)})`);
   return n;
 }
 
@@ -75,7 +79,11 @@ const DONE_TEXT: Record<string, string> = {
  * transferDisplay draws push/pull progress on stderr: a bar per blob when stderr is a terminal, plain lines
  * otherwise. Results never go here (they go to stdout).
  */
-export function transferDisplay(verb: 'push' | 'pull'): { onEvent: (e: TransferEvent) => void; log: (line: string) => void; finish: () => void } {
+export function transferDisplay(verb: 'push' | 'pull'): {
+  onEvent: (e: TransferEvent) => void;
+  log: (line: string) => void;
+  finish: () => void;
+} {
   const tty = process.stderr.isTTY === true && process.env.TERM !== 'dumb';
   const plain = stderrProgress();
   const lines = new Map<string, BlobLine>();
@@ -90,7 +98,10 @@ export function transferDisplay(verb: 'push' | 'pull'): { onEvent: (e: TransferE
     for (const l of lines.values()) {
       const frac = l.size ? Math.min(1, l.done / l.size) : 1;
       const fill = Math.round(frac * width);
-      const bar = l.state === 'active' ? `[${'='.repeat(fill)}${' '.repeat(width - fill)}] ${humanSize(l.done)}/${humanSize(l.size)}` : DONE_TEXT[l.state] ?? l.state;
+      const bar =
+        l.state === 'active'
+          ? `[${'='.repeat(fill)}${' '.repeat(width - fill)}] ${humanSize(l.done)}/${humanSize(l.size)}`
+          : (DONE_TEXT[l.state] ?? l.state);
       text += `\x1b[2K${short(l.digest)}  ${bar}\n`;
     }
     drawn = lines.size;

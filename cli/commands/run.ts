@@ -37,21 +37,27 @@ export default async function run(name: string, flags: RunFlags): Promise<void> 
 
 /** The flags `tsbuild run` takes (long names and their one-letter aliases, as sade hands them over), plus the global ones. */
 const KNOWN_FLAGS = new Set(
-  '_ root debug h help rm i interactive t tty e env w workdir u user v volume network hostname memory pids-limit cpus entrypoint init read-only cap-add cap-drop storage-driver'.split(' '),
+  '_ root debug h help rm i interactive t tty e env w workdir u user v volume network hostname memory pids-limit cpus entrypoint init read-only cap-add cap-drop storage-driver'.split(
+    ' ',
+  ),
 );
 
 async function runCommand(name: string, flags: RunFlags): Promise<void> {
   // sade passes unknown flags through: refuse them (125, like docker) rather than run with a flag ignored
   const unknown = Object.keys(flags).find((k) => !KNOWN_FLAGS.has(k));
-  if (unknown !== undefined) throw new InvalidInputError(`unknown flag: ${unknown.length === 1 ? '-' : '--'}${unknown}`);
+  if (unknown !== undefined)
+    throw new InvalidInputError(`unknown flag: ${unknown.length === 1 ? '-' : '--'}${unknown}`);
   const network = flags.network ?? 'none';
-  if (network !== 'none' && network !== 'host') throw new InvalidInputError(`--network must be none or host (got ${JSON.stringify(network)})`);
+  if (network !== 'none' && network !== 'host')
+    throw new InvalidInputError(`--network must be none or host (got ${JSON.stringify(network)})`);
   const driver = flags['storage-driver'];
-  if (driver !== undefined && driver !== 'overlay' && driver !== 'vfs') throw new InvalidInputError('--storage-driver must be overlay or vfs');
+  if (driver !== undefined && driver !== 'overlay' && driver !== 'vfs')
+    throw new InvalidInputError('--storage-driver must be overlay or vfs');
   const number = (v: unknown, what: string): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) throw new InvalidInputError(`${what} must be a positive number (got ${JSON.stringify(v)})`);
+    if (!Number.isFinite(n) || n <= 0)
+      throw new InvalidInputError(`${what} must be a positive number (got ${JSON.stringify(v)})`);
     return n;
   };
   const limits: { memory?: number; pids?: number; cpus?: number } = {};

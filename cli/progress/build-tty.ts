@@ -8,7 +8,10 @@ const TAIL = 6;
  * ttyRenderer keeps a live summary on a terminal: a header with the elapsed time and one line per step (the
  * running ones show their last output lines). A failed step's full output is printed below the summary.
  */
-export function ttyRenderer(out: { write(s: string): unknown; columns?: number }, now: () => number = Date.now): Renderer {
+export function ttyRenderer(
+  out: { write(s: string): unknown; columns?: number },
+  now: () => number = Date.now,
+): Renderer {
   const started = now();
   const steps: StepView[] = [];
   const byId = new Map<number, StepView>();

@@ -51,15 +51,27 @@ export const extlinux: Bootloader = {
 
   async install(ctx) {
     if (!(ctx.host ?? defaultHost()).caps().root) {
-      throw new TsbuildError('E_NEEDS_ROOT', 'extlinux needs root: it installs through a mounted filesystem (loop device)', { hint: 'use --bootloader grub, which needs no root' });
+      throw new TsbuildError(
+        'E_NEEDS_ROOT',
+        'extlinux needs root: it installs through a mounted filesystem (loop device)',
+        { hint: 'use --bootloader grub, which needs no root' },
+      );
     }
     const mbr = mbrCodePath(ctx.plan.layout.table);
-    if (!mbr) throw new TsbuildError('E_MISSING_TOOLS', 'syslinux MBR code (mbr.bin) not found', { hint: 'apt-get install -y syslinux-common' });
+    if (!mbr)
+      throw new TsbuildError('E_MISSING_TOOLS', 'syslinux MBR code (mbr.bin) not found', {
+        hint: 'apt-get install -y syslinux-common',
+      });
     const opt = ctx.signal ? { signal: ctx.signal } : {};
     const root = ctx.plan.root;
     const mnt = join(ctx.workDir, 'extlinux-mnt');
     await mkdir(mnt, { recursive: true });
-    const loop = (await run(['losetup', '--find', '--show', '--offset', String(root.start), '--sizelimit', String(root.size), ctx.image], opt)).stdout.trim();
+    const loop = (
+      await run(
+        ['losetup', '--find', '--show', '--offset', String(root.start), '--sizelimit', String(root.size), ctx.image],
+        opt,
+      )
+    ).stdout.trim();
     let mounted = false;
     try {
       await run(['mount', '-t', 'ext4', '-o', 'nodev,nosuid,noexec', loop, mnt]);

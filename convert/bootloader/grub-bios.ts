@@ -28,7 +28,8 @@ export const LOAD_SEGMENT = 0x820;
  * for hard disks, for BIOSes that pass a bad DL).
  */
 export function patchBootImg(bootImg: Uint8Array, coreLba: number): Buffer {
-  if (bootImg.length !== SECTOR || bootImg[510] !== 0x55 || bootImg[511] !== 0xaa) throw new InvalidInputError('boot.img is not a 512-byte boot sector');
+  if (bootImg.length !== SECTOR || bootImg[510] !== 0x55 || bootImg[511] !== 0xaa)
+    throw new InvalidInputError('boot.img is not a 512-byte boot sector');
   const b = Buffer.from(bootImg.subarray(0, 440));
   b.writeBigUInt64LE(BigInt(coreLba), KERNEL_SECTOR);
   b[BOOT_DRIVE] = 0xff;
@@ -91,10 +92,16 @@ export const grubBios: Bootloader = {
     const coreFile = join(ctx.workDir, 'core.img');
     await writeFile(early, earlyConfig(ctx.rootUuid));
     const modules = ['biosdisk', ...GRUB_COMMON_MODULES];
-    await run(['grub-mkimage', '-O', 'i386-pc', '-d', GRUB_PC_DIR, '-o', coreFile, '-c', early, '-p', '/boot/grub', ...modules], ctx.signal ? { signal: ctx.signal } : {});
+    await run(
+      ['grub-mkimage', '-O', 'i386-pc', '-d', GRUB_PC_DIR, '-o', coreFile, '-c', early, '-p', '/boot/grub', ...modules],
+      ctx.signal ? { signal: ctx.signal } : {},
+    );
     const core = patchCoreImg(await readFile(coreFile), area.lba);
     if (core.length > area.bytes) {
-      throw new TsbuildError('E_GRUB_TOO_BIG', `GRUB's core.img (${core.length} bytes) does not fit in the ${area.bytes}-byte embedding area`);
+      throw new TsbuildError(
+        'E_GRUB_TOO_BIG',
+        `GRUB's core.img (${core.length} bytes) does not fit in the ${area.bytes}-byte embedding area`,
+      );
     }
     const fh = await open(ctx.image, 'r+');
     try {

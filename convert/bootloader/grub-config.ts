@@ -4,7 +4,22 @@ import { writeIn } from '../service.js';
 import type { BootloaderContext } from './types.js';
 
 /** GRUB_MODULES are embedded in every GRUB image, so that grub.cfg needs no module from the disk. */
-export const GRUB_COMMON_MODULES = ['part_msdos', 'part_gpt', 'ext2', 'search', 'search_fs_uuid', 'normal', 'linux', 'echo', 'test', 'serial', 'terminal', 'configfile', 'boot', 'sleep'];
+export const GRUB_COMMON_MODULES = [
+  'part_msdos',
+  'part_gpt',
+  'ext2',
+  'search',
+  'search_fs_uuid',
+  'normal',
+  'linux',
+  'echo',
+  'test',
+  'serial',
+  'terminal',
+  'configfile',
+  'boot',
+  'sleep',
+];
 
 /** earlyConfig is embedded in the GRUB image: it runs before normal mode and points the prefix at the root fs. */
 export function earlyConfig(rootUuid: string): string {

@@ -33,10 +33,41 @@ export const grubEfi: Bootloader = {
     const early = join(ctx.workDir, 'grub-efi-early.cfg');
     const efi = join(ctx.workDir, 'BOOTX64.EFI');
     await writeFile(early, earlyConfig(ctx.rootUuid));
-    await run(['grub-mkimage', '-O', 'x86_64-efi', '-d', GRUB_EFI_DIR, '-o', efi, '-c', early, '-p', '/boot/grub', ...EFI_MODULES], opt);
+    await run(
+      [
+        'grub-mkimage',
+        '-O',
+        'x86_64-efi',
+        '-d',
+        GRUB_EFI_DIR,
+        '-o',
+        efi,
+        '-c',
+        early,
+        '-p',
+        '/boot/grub',
+        ...EFI_MODULES,
+      ],
+      opt,
+    );
     // FAT16 (FAT32 needs more clusters than a small ESP has); the volume id comes from the root UUID (reproducible)
     const volumeId = ctx.rootUuid.replace(/-/g, '').slice(0, 8);
-    await run(['mkfs.fat', '-F', '16', '-n', 'ESP', '-i', volumeId, '--offset', String(esp.start / SECTOR), ctx.image, String(esp.size / 1024)], opt);
+    await run(
+      [
+        'mkfs.fat',
+        '-F',
+        '16',
+        '-n',
+        'ESP',
+        '-i',
+        volumeId,
+        '--offset',
+        String(esp.start / SECTOR),
+        ctx.image,
+        String(esp.size / 1024),
+      ],
+      opt,
+    );
     const target = `${ctx.image}@@${esp.start}`;
     const env = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
     await run(['mmd', '-i', target, '::/EFI', '::/EFI/BOOT'], { ...opt, env });

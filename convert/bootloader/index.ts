@@ -21,13 +21,18 @@ export type BootloaderChoice = 'grub' | 'extlinux';
  * hybrid → both firmwares (extlinux only does BIOS, so hybrid with extlinux pairs it with GRUB for UEFI).
  */
 export function bootloadersFor(boot: BootMode, choice: BootloaderChoice): Bootloader[] {
-  if (choice !== 'grub' && choice !== 'extlinux') throw new InvalidInputError(`--bootloader must be grub or extlinux (got ${JSON.stringify(choice)})`);
+  if (choice !== 'grub' && choice !== 'extlinux')
+    throw new InvalidInputError(`--bootloader must be grub or extlinux (got ${JSON.stringify(choice)})`);
   const bios = choice === 'extlinux' ? extlinux : grubBios;
   switch (boot) {
     case 'bios':
       return [bios];
     case 'uefi':
-      if (choice === 'extlinux') throw new InvalidInputError('extlinux boots BIOS machines only', 'use --bootloader grub with --boot uefi, or --boot bios|hybrid');
+      if (choice === 'extlinux')
+        throw new InvalidInputError(
+          'extlinux boots BIOS machines only',
+          'use --bootloader grub with --boot uefi, or --boot bios|hybrid',
+        );
       return [grubEfi];
     case 'hybrid':
       return [bios, grubEfi];

@@ -51,9 +51,15 @@ const KERNEL_CACHE_VERSION = 'tsbuild-export-kernel-v1';
 /** kernelCacheKey hashes the distribution, the plan and the KEY_FILES of the rootfs: `sha256:<hex>`. */
 export function kernelCacheKey(rootfs: string, distro: Distro, plan: InstallPlan): Digest {
   const h = createHash('sha256').update(KERNEL_CACHE_VERSION).update('\0');
-  h.update(JSON.stringify({ distro: distro.id, version: distro.versionId, packages: plan.packages, script: plan.script })).update('\0');
+  h.update(
+    JSON.stringify({ distro: distro.id, version: distro.versionId, packages: plan.packages, script: plan.script }),
+  ).update('\0');
   for (const pattern of KEY_FILES) {
-    for (const rel of expand(rootfs, pattern)) h.update(rel).update('\0').update(pathHash(rootfs, rel) ?? '-').update('\0');
+    for (const rel of expand(rootfs, pattern))
+      h.update(rel)
+        .update('\0')
+        .update(pathHash(rootfs, rel) ?? '-')
+        .update('\0');
   }
   return `sha256:${h.digest('hex')}`;
 }
@@ -114,7 +120,12 @@ export function recordMismatch(rootfs: string, rec: KernelRecord): string | unde
  * lookupKernel returns the record of `key` when there is one, its layer blob is in the store, and the rootfs still
  * has every path the layer depends on as it was; a record refused for a path says so through `onStep`.
  */
-export async function lookupKernel(store: Store, rootfs: string, key: Digest, onStep?: (message: string) => void): Promise<KernelRecord | undefined> {
+export async function lookupKernel(
+  store: Store,
+  rootfs: string,
+  key: Digest,
+  onStep?: (message: string) => void,
+): Promise<KernelRecord | undefined> {
   const rec = await kernelRecords(store).get(key, (r) => r.version === 1 && r.key === key && !!r.layer?.descriptor);
   if (!rec) return undefined;
   const diff = recordMismatch(rootfs, rec);

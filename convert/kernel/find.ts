@@ -20,7 +20,11 @@ export type KernelMode = 'auto' | 'image' | 'install' | { path: string; initrd?:
 export function parseKernelFlag(kernel: string | undefined, initrd: string | undefined): KernelMode {
   const k = kernel ?? 'auto';
   if (k === 'auto' || k === 'image' || k === 'install') {
-    if (initrd !== undefined) throw new InvalidInputError('--initrd goes with --kernel PATH', 'pass the kernel file too: --kernel /path/to/vmlinuz --initrd /path/to/initrd');
+    if (initrd !== undefined)
+      throw new InvalidInputError(
+        '--initrd goes with --kernel PATH',
+        'pass the kernel file too: --kernel /path/to/vmlinuz --initrd /path/to/initrd',
+      );
     return k;
   }
   return initrd === undefined ? { path: k } : { path: k, initrd };
@@ -89,7 +93,11 @@ function alpineRelease(rootfs: string, flavor: string): string | undefined {
 }
 
 /** copyHostKernel copies --kernel PATH (and --initrd PATH) into /boot, keeping their file names. */
-export async function copyHostKernel(rootfs: string, mode: { path: string; initrd?: string }, dryRun: boolean): Promise<KernelFiles> {
+export async function copyHostKernel(
+  rootfs: string,
+  mode: { path: string; initrd?: string },
+  dryRun: boolean,
+): Promise<KernelFiles> {
   const check = (p: string, flag: string): void => {
     let ok: boolean;
     try {

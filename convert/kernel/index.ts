@@ -16,7 +16,14 @@ import { installKernel, installPlan, KernelNeedsRootError, type InstallPlan, typ
 
 export { KEY_FILES, kernelCacheKey, kernelRecords, pathHash, recordMismatch, type KernelRecord } from './cache.js';
 export { compareVersions, findKernel, parseKernelFlag, type KernelFiles, type KernelMode } from './find.js';
-export { ALPINE_INITFS_FEATURES, installPlan, KernelNeedsRootError, layerChanges, type InstallPlan, type KernelEvent } from './install.js';
+export {
+  ALPINE_INITFS_FEATURES,
+  installPlan,
+  KernelNeedsRootError,
+  layerChanges,
+  type InstallPlan,
+  type KernelEvent,
+} from './install.js';
 
 export interface ProvideKernelOptions {
   store: Store;
@@ -54,16 +61,25 @@ export interface KernelResult {
 export async function provideKernel(opts: ProvideKernelOptions): Promise<KernelResult> {
   const { rootfs, mode } = opts;
   const host = opts.host ?? defaultHost();
-  if (typeof mode === 'object') return { files: await copyHostKernel(rootfs, mode, opts.dryRun === true), source: 'path' };
+  if (typeof mode === 'object')
+    return { files: await copyHostKernel(rootfs, mode, opts.dryRun === true), source: 'path' };
   const own = findKernel(rootfs);
   if (own && mode !== 'install') {
-    if (!own.initrd) opts.onEvent?.({ type: 'step', message: `warning: ${own.kernel} has no initramfs next to it; booting without one` });
+    if (!own.initrd)
+      opts.onEvent?.({
+        type: 'step',
+        message: `warning: ${own.kernel} has no initramfs next to it; booting without one`,
+      });
     return { files: own, source: 'image' };
   }
   if (mode === 'image') {
-    throw new InvalidInputError('--kernel image: the image has no kernel in /boot (vmlinuz-*)', 'use --kernel auto to install one, or --kernel PATH');
+    throw new InvalidInputError(
+      '--kernel image: the image has no kernel in /boot (vmlinuz-*)',
+      'use --kernel auto to install one, or --kernel PATH',
+    );
   }
-  if (!opts.distro) throw new InvalidInputError('cannot install a kernel for an unsupported distribution', 'pass --kernel PATH');
+  if (!opts.distro)
+    throw new InvalidInputError('cannot install a kernel for an unsupported distribution', 'pass --kernel PATH');
   const plan = installPlan(opts.distro, rootfs, { network: opts.network });
   const key = kernelCacheKey(rootfs, opts.distro, plan);
   if (opts.dryRun) return { source: 'planned', plan, key };

@@ -57,7 +57,12 @@ export function installPlan(distro: Distro, rootfs: string, opts: { network: 'dh
   if (distro.family === 'alpine') {
     const v = distro.versionId.split('.').map(Number);
     const modern = (v[0] ?? 3) > 3 || ((v[0] ?? 3) === 3 && (v[1] ?? 99) >= 17);
-    const packages = ['linux-virt', 'mkinitfs', 'openrc', ...(modern ? ['busybox-openrc', 'busybox-mdev-openrc'] : ['busybox-initscripts'])];
+    const packages = [
+      'linux-virt',
+      'mkinitfs',
+      'openrc',
+      ...(modern ? ['busybox-openrc', 'busybox-mdev-openrc'] : ['busybox-initscripts']),
+    ];
     if (opts.network === 'dhcp') packages.push('ifupdown-ng');
     const conf = `features="${ALPINE_INITFS_FEATURES}"`;
     const commands = [
@@ -78,8 +83,10 @@ export function installPlan(distro: Distro, rootfs: string, opts: { network: 'dh
   const packages = [kernel, 'initramfs-tools'];
   const hasInit = has('/sbin/init') || has('/lib/systemd/systemd') || has('/usr/lib/systemd/systemd');
   if (!hasInit) packages.push('systemd-sysv');
-  if (!has('/lib/systemd/systemd-udevd') && !has('/usr/lib/systemd/systemd-udevd') && !has('/sbin/udevd')) packages.push('udev');
-  if (opts.network === 'dhcp' && !has('/sbin/ifup') && !has('/usr/sbin/ifup')) packages.push('ifupdown', 'isc-dhcp-client');
+  if (!has('/lib/systemd/systemd-udevd') && !has('/usr/lib/systemd/systemd-udevd') && !has('/sbin/udevd'))
+    packages.push('udev');
+  if (opts.network === 'dhcp' && !has('/sbin/ifup') && !has('/usr/sbin/ifup'))
+    packages.push('ifupdown', 'isc-dhcp-client');
   const fallback = distro.id === 'ubuntu' ? undefined : 'linux-image-amd64';
   const apt = ['apt-get', '-o', 'Acquire::Retries=3', '-o', 'Dpkg::Options::=--force-confold'];
   const commands = [
@@ -93,7 +100,9 @@ export function installPlan(distro: Distro, rootfs: string, opts: { network: 'dh
     'export DEBIAN_FRONTEND=noninteractive',
     `${apt.join(' ')} update`,
     `pkgs='${packages.join(' ')}'`,
-    ...(fallback ? [`apt-cache show ${kernel} >/dev/null 2>&1 || pkgs=$(echo "$pkgs" | sed 's/${kernel}/${fallback}/')`] : []),
+    ...(fallback
+      ? [`apt-cache show ${kernel} >/dev/null 2>&1 || pkgs=$(echo "$pkgs" | sed 's/${kernel}/${fallback}/')`]
+      : []),
     `${apt.join(' ')} install -y --no-install-recommends $pkgs`,
     'apt-get clean',
     'rm -rf /var/lib/apt/lists/*',
@@ -102,7 +111,14 @@ export function installPlan(distro: Distro, rootfs: string, opts: { network: 'dh
 }
 
 /** Paths an install leaves that do not belong in the kernel layer: runtime mount points, caches, logs, temp files. */
-const EXCLUDE = [/^(dev|proc|sys|run|tmp|var\/tmp)(\/|$)/, /^var\/cache\/(apt|apk|debconf\/.*-old)(\/|$)/, /^var\/lib\/apt\/lists(\/|$)/, /^var\/log\//, /^etc\/(resolv\.conf|hosts|hostname)$/, /^root\/\.\w*history$/];
+const EXCLUDE = [
+  /^(dev|proc|sys|run|tmp|var\/tmp)(\/|$)/,
+  /^var\/cache\/(apt|apk|debconf\/.*-old)(\/|$)/,
+  /^var\/lib\/apt\/lists(\/|$)/,
+  /^var\/log\//,
+  /^etc\/(resolv\.conf|hosts|hostname)$/,
+  /^root\/\.\w*history$/,
+];
 
 /** layerChanges drops what EXCLUDE names from an install's change set. */
 export function layerChanges(changes: Change[]): Change[] {
@@ -161,15 +177,27 @@ export async function installKernel(opts: InstallKernelOptions): Promise<KernelR
         opts.onEvent?.({ type: 'log', line });
       }
     });
-    const r = await runContainer(spec, { stdout: out, stderr: out, ...(opts.signal ? { signal: opts.signal } : {}) }, { forwardSignals: false, host });
+    const r = await runContainer(
+      spec,
+      { stdout: out, stderr: out, ...(opts.signal ? { signal: opts.signal } : {}) },
+      { forwardSignals: false, host },
+    );
     opts.signal?.throwIfAborted();
     if (r.exitCode !== 0) {
-      throw new TsbuildError('E_KERNEL_INSTALL', `installing the kernel failed (exit ${r.exitCode}): ${tail.filter(Boolean).slice(-5).join(' | ')}`, {
-        hint: 'the distribution archive must be reachable; --kernel PATH boots a kernel from the host instead',
-      });
+      throw new TsbuildError(
+        'E_KERNEL_INSTALL',
+        `installing the kernel failed (exit ${r.exitCode}): ${tail.filter(Boolean).slice(-5).join(' | ')}`,
+        {
+          hint: 'the distribution archive must be reachable; --kernel PATH boots a kernel from the host instead',
+        },
+      );
     }
     const kernel = findKernel(work.path);
-    if (!kernel?.initrd) throw new TsbuildError('E_KERNEL_INSTALL', `the install left no kernel with an initramfs in /boot (packages: ${plan.packages.join(' ')})`);
+    if (!kernel?.initrd)
+      throw new TsbuildError(
+        'E_KERNEL_INSTALL',
+        `the install left no kernel with an initramfs in /boot (packages: ${plan.packages.join(' ')})`,
+      );
     const changes = layerChanges(await work.changes());
     const depends: Record<string, string> = {};
     for (const c of changes) {
@@ -208,4 +236,3 @@ async function hostFiles(dir: string): Promise<Record<string, string>> {
   await writeFile(hosts, '127.0.0.1\tlocalhost tsbuild-export\n::1\tlocalhost\n');
   return { '/etc/resolv.conf': resolv, '/etc/hosts': hosts };
 }
-

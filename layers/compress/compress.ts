@@ -208,7 +208,8 @@ class ZstdCompressStream extends Duplex {
     this.worker.on('message', (m: ZstdReply) => this.onReply(m));
     this.worker.on('error', (err) => this.destroy(wrap('zstd compression failed', err)));
     this.worker.on('exit', (code) => {
-      if (!this.done && !this.destroyed) this.destroy(new Error(`zstd compression failed: worker thread exited with code ${code}`));
+      if (!this.done && !this.destroyed)
+        this.destroy(new Error(`zstd compression failed: worker thread exited with code ${code}`));
     });
   }
 
@@ -234,7 +235,12 @@ class ZstdCompressStream extends Duplex {
         }
         if (input.off === input.chunk.length) break;
         this.staging ??= Buffer.allocUnsafeSlow(ZSTD_MESSAGE);
-        const n = input.chunk.copy(this.staging, this.fill, input.off, Math.min(input.chunk.length, input.off + ZSTD_MESSAGE - this.fill));
+        const n = input.chunk.copy(
+          this.staging,
+          this.fill,
+          input.off,
+          Math.min(input.chunk.length, input.off + ZSTD_MESSAGE - this.fill),
+        );
         this.fill += n;
         input.off += n;
       }
@@ -254,7 +260,8 @@ class ZstdCompressStream extends Duplex {
       return;
     }
     if (--this.inFlight === 0) this.worker.unref();
-    if (m.out.length > 0 && !this.push(Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength))) this.blocked = true;
+    if (m.out.length > 0 && !this.push(Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength)))
+      this.blocked = true;
     if (m.end) {
       this.done = true;
       this.push(null);

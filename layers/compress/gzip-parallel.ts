@@ -92,7 +92,12 @@ class ParallelGzip extends Duplex {
         this.block = Buffer.allocUnsafeSlow(this.blockSize);
         this.fill = 0;
       }
-      const n = chunk.copy(this.block, this.fill, input.off, Math.min(chunk.length, input.off + this.blockSize - this.fill));
+      const n = chunk.copy(
+        this.block,
+        this.fill,
+        input.off,
+        Math.min(chunk.length, input.off + this.blockSize - this.fill),
+      );
       this.fill += n;
       input.off += n;
     }

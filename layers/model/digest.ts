@@ -14,7 +14,8 @@ export function isDigest(s: string): s is Digest {
 /** parseDigest checks a sha256 digest string and returns it typed; other algorithms are refused by name. */
 export function parseDigest(s: string, what = 'digest'): Digest {
   if (SHA256_RE.test(s)) return s as Digest;
-  if (DIGEST_RE.test(s)) throw new InvalidInputError(`${what} ${s}: unsupported digest algorithm (tsbuild stores sha256)`);
+  if (DIGEST_RE.test(s))
+    throw new InvalidInputError(`${what} ${s}: unsupported digest algorithm (tsbuild stores sha256)`);
   throw new InvalidInputError(`${what} ${JSON.stringify(s)} is not a valid digest`);
 }
 

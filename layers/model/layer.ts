@@ -18,7 +18,9 @@ export function imageLayers(img: { manifest: Manifest; config: ImageConfig; desc
   const diffIds = img.config.rootfs.diff_ids;
   if (blobs.length !== diffIds.length) {
     const what = img.descriptor ? `image ${img.descriptor.digest}` : 'image';
-    throw new InvalidInputError(`${what}: ${blobs.length} layers in the manifest but ${diffIds.length} diff_ids in the config`);
+    throw new InvalidInputError(
+      `${what}: ${blobs.length} layers in the manifest but ${diffIds.length} diff_ids in the config`,
+    );
   }
   return blobs.map((descriptor, i) => ({ descriptor, diffId: diffIds[i]! }));
 }

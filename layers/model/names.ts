@@ -16,7 +16,8 @@ export interface Reference {
 
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[\w][\w.-]{0,127}$/;
-const DOMAIN = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?$|^\[[0-9a-fA-F:]+\](?::[0-9]+)?$/;
+const DOMAIN =
+  /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?$|^\[[0-9a-fA-F:]+\](?::[0-9]+)?$/;
 
 /** parseReference parses and normalizes a reference the way docker does; throws InvalidInputError naming the input. */
 export function parseReference(input: string): Reference {
@@ -52,7 +53,8 @@ export function parseReference(input: string): Reference {
   if (registry === 'index.docker.io' || registry === 'registry-1.docker.io') registry = DEFAULT_REGISTRY;
   if (!rest) bad('no repository');
   for (const c of rest.split('/')) {
-    if (!COMPONENT.test(c)) bad(`repository must be lowercase letters, digits and separators (got ${JSON.stringify(c)})`);
+    if (!COMPONENT.test(c))
+      bad(`repository must be lowercase letters, digits and separators (got ${JSON.stringify(c)})`);
   }
   if (registry === DEFAULT_REGISTRY && !rest.includes('/')) rest = `library/${rest}`;
   if (!tag && !digest) tag = DEFAULT_TAG;

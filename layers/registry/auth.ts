@@ -102,7 +102,12 @@ export interface TokenReply {
 }
 
 /** TokenFetch sends one request to the token realm (TLS, retries and limits are the caller's). */
-export type TokenFetch = (req: { method: 'GET' | 'POST'; url: URL; headers: Record<string, string>; body?: Buffer }) => Promise<TokenReply>;
+export type TokenFetch = (req: {
+  method: 'GET' | 'POST';
+  url: URL;
+  headers: Record<string, string>;
+  body?: Buffer;
+}) => Promise<TokenReply>;
 
 interface CachedToken {
   token: string;
@@ -157,7 +162,8 @@ export class Authenticator {
    */
   onChallenge(headerValue: string | string[] | undefined, scopes: string[]): string[] | undefined {
     const challenges = parseChallenges(headerValue);
-    const chosen = challenges.find((c) => c.scheme === 'bearer' && c.params.realm) ?? challenges.find((c) => c.scheme === 'basic');
+    const chosen =
+      challenges.find((c) => c.scheme === 'bearer' && c.params.realm) ?? challenges.find((c) => c.scheme === 'basic');
     if (!chosen) return undefined;
     this.challenge = chosen;
     this.tokens.delete(scopeKey(scopes));
@@ -202,7 +208,9 @@ export class Authenticator {
       throw new AuthError(`registry ${this.registry} named an invalid token realm ${JSON.stringify(c.params.realm)}`);
     }
     if (realm.protocol !== 'https:' && realm.protocol !== 'http:') {
-      throw new AuthError(`registry ${this.registry} named a token realm with an unsupported scheme: ${realm.protocol}`);
+      throw new AuthError(
+        `registry ${this.registry} named a token realm with an unsupported scheme: ${realm.protocol}`,
+      );
     }
     const service = c.params.service;
     if (this.refreshToken) {
@@ -213,8 +221,17 @@ export class Authenticator {
   }
 
   /** postRefresh does the OAuth2 refresh-token grant; undefined when the realm does not support POST. */
-  private async postRefresh(realm: URL, service: string | undefined, scopes: string[], refreshToken: string): Promise<CachedToken | undefined> {
-    const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: CLIENT_ID });
+  private async postRefresh(
+    realm: URL,
+    service: string | undefined,
+    scopes: string[],
+    refreshToken: string,
+  ): Promise<CachedToken | undefined> {
+    const form = new URLSearchParams({
+      grant_type: 'refresh_token',
+      refresh_token: refreshToken,
+      client_id: CLIENT_ID,
+    });
     if (service) form.set('service', service);
     if (scopes.length) form.set('scope', scopes.join(' '));
     if (this.offline) form.set('access_type', 'offline');
@@ -226,10 +243,16 @@ export class Authenticator {
     });
     if (reply.status === 404 || reply.status === 405) {
       if (this.credentials?.username && this.credentials.password !== undefined) return undefined;
-      throw new AuthError(`the token server of ${this.registry} (${realm.origin}) does not accept identity tokens`, `log in again: tsbuild login ${this.registry}`);
+      throw new AuthError(
+        `the token server of ${this.registry} (${realm.origin}) does not accept identity tokens`,
+        `log in again: tsbuild login ${this.registry}`,
+      );
     }
     if (reply.status === 400 || reply.status === 401 || reply.status === 403) {
-      throw new AuthError(`the token server of ${this.registry} refused the saved identity token (HTTP ${reply.status})`, `log in again: tsbuild login ${this.registry}`);
+      throw new AuthError(
+        `the token server of ${this.registry} refused the saved identity token (HTTP ${reply.status})`,
+        `log in again: tsbuild login ${this.registry}`,
+      );
     }
     return this.parseReply(reply, realm);
   }
@@ -251,14 +274,21 @@ export class Authenticator {
     const reply = await this.fetchToken({ method: 'GET', url, headers });
     if (reply.status === 401 || reply.status === 403) {
       throw headers.Authorization
-        ? new AuthError(`the token server of ${this.registry} refused the username or password (HTTP ${reply.status})`, `check them, then: tsbuild login ${this.registry}`)
-        : new AuthError(`registry ${this.registry} needs credentials (anonymous access refused)`, `log in first: tsbuild login ${this.registry}`);
+        ? new AuthError(
+            `the token server of ${this.registry} refused the username or password (HTTP ${reply.status})`,
+            `check them, then: tsbuild login ${this.registry}`,
+          )
+        : new AuthError(
+            `registry ${this.registry} needs credentials (anonymous access refused)`,
+            `log in first: tsbuild login ${this.registry}`,
+          );
     }
     return this.parseReply(reply, realm);
   }
 
   private parseReply(reply: TokenReply, realm: URL): CachedToken {
-    if (reply.status !== 200) throw new AuthError(`the token server of ${this.registry} (${realm.origin}) answered HTTP ${reply.status}`);
+    if (reply.status !== 200)
+      throw new AuthError(`the token server of ${this.registry} (${realm.origin}) answered HTTP ${reply.status}`);
     let doc: { token?: unknown; access_token?: unknown; expires_in?: unknown; refresh_token?: unknown };
     try {
       doc = JSON.parse(reply.body.toString('utf8')) as typeof doc;
@@ -266,8 +296,10 @@ export class Authenticator {
       throw new AuthError(`the token server of ${this.registry} answered something that is not JSON`);
     }
     const token = typeof doc?.token === 'string' && doc.token ? doc.token : doc?.access_token;
-    if (typeof token !== 'string' || !TOKEN_RE.test(token)) throw new AuthError(`the token server of ${this.registry} answered without a usable token`);
-    if (typeof doc.refresh_token === 'string' && TOKEN_RE.test(doc.refresh_token)) this.refreshToken = doc.refresh_token;
+    if (typeof token !== 'string' || !TOKEN_RE.test(token))
+      throw new AuthError(`the token server of ${this.registry} answered without a usable token`);
+    if (typeof doc.refresh_token === 'string' && TOKEN_RE.test(doc.refresh_token))
+      this.refreshToken = doc.refresh_token;
     let seconds = typeof doc.expires_in === 'number' && Number.isFinite(doc.expires_in) ? doc.expires_in : 60;
     seconds = Math.min(Math.max(seconds, 60), 86_400);
     // renew a little early so a token does not expire in flight

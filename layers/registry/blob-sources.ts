@@ -69,14 +69,18 @@ function merge(data: SourceMap, registry: string, repository: string, digests: D
 
 async function readRecord(store: Store): Promise<SourceMap> {
   try {
-    const doc = JSON.parse(await readFile(join(store.root, FILE), 'utf8')) as { version?: unknown; registries?: unknown };
+    const doc = JSON.parse(await readFile(join(store.root, FILE), 'utf8')) as {
+      version?: unknown;
+      registries?: unknown;
+    };
     if (doc?.version !== 1 || !doc.registries || typeof doc.registries !== 'object') return {};
     const out: SourceMap = {};
     for (const [reg, blobs] of Object.entries(doc.registries as Record<string, unknown>)) {
       if (!blobs || typeof blobs !== 'object') continue;
       const clean: Record<string, string[]> = {};
       for (const [d, repos] of Object.entries(blobs as Record<string, unknown>)) {
-        if (/^sha256:[a-f0-9]{64}$/.test(d) && Array.isArray(repos)) clean[d] = repos.filter((r): r is string => typeof r === 'string').slice(0, MAX_REPOS_PER_BLOB);
+        if (/^sha256:[a-f0-9]{64}$/.test(d) && Array.isArray(repos))
+          clean[d] = repos.filter((r): r is string => typeof r === 'string').slice(0, MAX_REPOS_PER_BLOB);
       }
       out[reg] = clean;
     }

@@ -9,7 +9,15 @@ import { Authenticator, type Credentials } from './auth.js';
 import { isLoopback, wireHost } from './endpoint.js';
 import { drain, exchange, ExchangeError, header, readBody } from './http-exchange.js';
 import { AuthError, describeErrors, parseErrorBody, RegistryError } from './registry-error.js';
-import { backoffMs, DEFAULT_RETRY, isRetryableStatus, isTransientError, retryAfterMs, type RetryPolicy, sleep } from './retry.js';
+import {
+  backoffMs,
+  DEFAULT_RETRY,
+  isRetryableStatus,
+  isTransientError,
+  retryAfterMs,
+  type RetryPolicy,
+  sleep,
+} from './retry.js';
 import { readCaCert, secureContextFor } from './tls-trust.js';
 
 export interface ClientOptions {
@@ -69,7 +77,13 @@ const ERROR_BODY_LIMIT = 64 * 1024;
 const TOKEN_BODY_LIMIT = 1 << 20;
 
 /** TLS_MISMATCH are errors of an https attempt to a server that speaks plain HTTP. */
-const TLS_MISMATCH = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'EPROTO', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_HTTP_REQUEST', 'ECONNRESET']);
+const TLS_MISMATCH = new Set([
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'EPROTO',
+  'ERR_SSL_PACKET_LENGTH_TOO_LONG',
+  'ERR_SSL_HTTP_REQUEST',
+  'ECONNRESET',
+]);
 
 export class RegistryClient {
   /** the registry as references name it */
@@ -125,7 +139,8 @@ export class RegistryClient {
     const base = { keepAlive: kind !== 'probe', maxSockets: this.maxSockets };
     let a: http.Agent;
     if (kind === 'http') a = new http.Agent(base);
-    else if (kind === 'probe' || (kind === 'https' && this.insecure)) a = new https.Agent({ ...base, rejectUnauthorized: false });
+    else if (kind === 'probe' || (kind === 'https' && this.insecure))
+      a = new https.Agent({ ...base, rejectUnauthorized: false });
     else a = new https.Agent({ ...base, secureContext: secureContextFor(this.caPem, this.env) });
     this.agents[kind] = a as https.Agent;
     return a;
@@ -138,7 +153,14 @@ export class RegistryClient {
    */
   private async speaksTls(origin: string, signal?: AbortSignal): Promise<boolean> {
     try {
-      const res = await exchange({ method: 'GET', url: new URL(`${origin}/v2/`), headers: { 'User-Agent': 'tsbuild' }, agent: this.agent('probe'), timeoutMs: this.timeoutMs, ...(signal ? { signal } : {}) });
+      const res = await exchange({
+        method: 'GET',
+        url: new URL(`${origin}/v2/`),
+        headers: { 'User-Agent': 'tsbuild' },
+        agent: this.agent('probe'),
+        timeoutMs: this.timeoutMs,
+        ...(signal ? { signal } : {}),
+      });
       res.destroy();
       return true;
     } catch (err) {
@@ -172,7 +194,11 @@ export class RegistryClient {
       if (i < schemes.length - 1 && !this.insecure && !(await this.speaksTls(origin, opts.signal))) continue;
       for (let attempt = 1; ; attempt++) {
         try {
-          res = await this.send({ method: 'GET', url: `${origin}/v2/`, expect: [], what, ...(opts.signal ? { signal: opts.signal } : {}) }, origin, undefined);
+          res = await this.send(
+            { method: 'GET', url: `${origin}/v2/`, expect: [], what, ...(opts.signal ? { signal: opts.signal } : {}) },
+            origin,
+            undefined,
+          );
         } catch (err) {
           const code = (err as { code?: string }).code ?? '';
           if (attempt === 1 && i < schemes.length - 1 && TLS_MISMATCH.has(code)) continue schemes;
@@ -200,15 +226,26 @@ export class RegistryClient {
     if (res.status === 401) {
       this.auth.onChallenge(res.headers['www-authenticate'], []);
       if (opts.authenticate) {
-        const ok = await this.requestPinged({ method: 'GET', url: '/v2/', expect: [200], what: `logging in to ${this.registry}`, ...(opts.signal ? { signal: opts.signal } : {}) });
+        const ok = await this.requestPinged({
+          method: 'GET',
+          url: '/v2/',
+          expect: [200],
+          what: `logging in to ${this.registry}`,
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        });
         await drain(ok.body);
       }
       return;
     }
     if (res.status !== 200) {
-      throw new RegistryError(`${this.registry} does not look like a registry: GET /v2/ answered HTTP ${res.status}`, res.status, [], {
-        hint: 'check the host and port',
-      });
+      throw new RegistryError(
+        `${this.registry} does not look like a registry: GET /v2/ answered HTTP ${res.status}`,
+        res.status,
+        [],
+        {
+          hint: 'check the host and port',
+        },
+      );
     }
   }
 
@@ -222,10 +259,17 @@ export class RegistryClient {
         code: 'E_TLS',
       });
     }
-    return new RegistryError(`cannot reach registry ${this.registry} at ${origin}: ${e.message ?? String(err)}`, 0, [], {
-      hint: this.plainHttpAllowed(this.host) ? 'is it running?' : 'plain HTTP is only used for localhost or with --insecure',
-      code: 'E_CONNECT',
-    });
+    return new RegistryError(
+      `cannot reach registry ${this.registry} at ${origin}: ${e.message ?? String(err)}`,
+      0,
+      [],
+      {
+        hint: this.plainHttpAllowed(this.host)
+          ? 'is it running?'
+          : 'plain HTTP is only used for localhost or with --insecure',
+        code: 'E_CONNECT',
+      },
+    );
   }
 
   /** url resolves a registry path or a Location against the registry origin (after ping). */
@@ -297,13 +341,22 @@ export class RegistryClient {
     if (err instanceof TsbuildError) return err;
     if (req.signal?.aborted) return err as Error;
     const e = err as Error & { code?: string };
-    const out = new RegistryError(`${req.what}: ${e.message}${e.code && !e.message.includes(e.code) ? ` (${e.code})` : ''}`, 0, [], { code: 'E_NETWORK' });
+    const out = new RegistryError(
+      `${req.what}: ${e.message}${e.code && !e.message.includes(e.code) ? ` (${e.code})` : ''}`,
+      0,
+      [],
+      { code: 'E_NETWORK' },
+    );
     (out as { transient?: boolean }).transient = isTransientError(err);
     return out;
   }
 
   /** send does one try, following redirects of GET/HEAD. */
-  private async send(req: RegistryRequest, origin: string, authorization: string | undefined): Promise<RegistryResponse> {
+  private async send(
+    req: RegistryRequest,
+    origin: string,
+    authorization: string | undefined,
+  ): Promise<RegistryResponse> {
     let url = new URL(req.url, `${origin}/`);
     const follow = req.method === 'GET' || req.method === 'HEAD';
     for (let hop = 0; ; hop++) {
@@ -313,7 +366,8 @@ export class RegistryClient {
       if (authorization && sameHost) headers.Authorization = authorization;
       let body: Buffer | Readable | undefined;
       if (req.body !== undefined) body = Buffer.isBuffer(req.body) ? req.body : req.body();
-      else if (req.method === 'POST' || req.method === 'PUT' || req.method === 'PATCH') headers['Content-Length'] ??= '0';
+      else if (req.method === 'POST' || req.method === 'PUT' || req.method === 'PATCH')
+        headers['Content-Length'] ??= '0';
       const agent = this.agent(url.protocol === 'http:' ? 'http' : sameHost ? 'https' : 'strict');
       const res = await exchange({
         method: req.method,
@@ -329,7 +383,13 @@ export class RegistryClient {
       const location = header(res.headers, 'location');
       if (follow && [301, 302, 303, 307, 308].includes(status) && location) {
         res.destroy();
-        if (hop >= MAX_REDIRECTS) throw new RegistryError(`${req.what}: more than ${MAX_REDIRECTS} redirects (last to ${safeUrl(url)})`, status, [], { code: 'E_REDIRECT' });
+        if (hop >= MAX_REDIRECTS)
+          throw new RegistryError(
+            `${req.what}: more than ${MAX_REDIRECTS} redirects (last to ${safeUrl(url)})`,
+            status,
+            [],
+            { code: 'E_REDIRECT' },
+          );
         url = new URL(location, url);
         continue;
       }
@@ -340,7 +400,12 @@ export class RegistryClient {
   private checkScheme(url: URL): void {
     if (url.protocol === 'https:') return;
     if (url.protocol === 'http:' && this.plainHttpAllowed(url.host)) return;
-    throw new RegistryError(`refusing ${url.protocol}//${url.host}: plain HTTP is only used for localhost or with --insecure`, 0, [], { code: 'E_INSECURE' });
+    throw new RegistryError(
+      `refusing ${url.protocol}//${url.host}: plain HTTP is only used for localhost or with --insecure`,
+      0,
+      [],
+      { code: 'E_INSECURE' },
+    );
   }
 
   private warnings(headers: IncomingHttpHeaders): void {
@@ -368,17 +433,28 @@ export class RegistryClient {
     if (res.status === 401) {
       return new AuthError(
         `${req.what}: ${this.registry} refused the credentials (HTTP 401)${tail}`,
-        this.auth.hasCredentials ? `check them: tsbuild login ${this.registry}` : `log in first: tsbuild login ${this.registry}`,
+        this.auth.hasCredentials
+          ? `check them: tsbuild login ${this.registry}`
+          : `log in first: tsbuild login ${this.registry}`,
       );
     }
     if (res.status === 403) return new AuthError(`${req.what}: access denied by ${this.registry} (HTTP 403)${tail}`);
-    const err = new RegistryError(`${req.what}: ${this.registry} answered HTTP ${res.status}${tail}`, res.status, entries);
+    const err = new RegistryError(
+      `${req.what}: ${this.registry} answered HTTP ${res.status}${tail}`,
+      res.status,
+      entries,
+    );
     (err as { transient?: boolean }).transient = isRetryableStatus(res.status);
     return err;
   }
 
   /** tokenRequest sends one request to a token realm (retrying transient failures). */
-  private async tokenRequest(req: { method: 'GET' | 'POST'; url: URL; headers: Record<string, string>; body?: Buffer }): Promise<{ status: number; body: Buffer }> {
+  private async tokenRequest(req: {
+    method: 'GET' | 'POST';
+    url: URL;
+    headers: Record<string, string>;
+    body?: Buffer;
+  }): Promise<{ status: number; body: Buffer }> {
     this.checkScheme(req.url);
     const sameHostname = req.url.hostname === new URL(`https://${this.host}/`).hostname;
     const agent = this.agent(req.url.protocol === 'http:' ? 'http' : sameHostname ? 'https' : 'strict');
@@ -387,7 +463,11 @@ export class RegistryClient {
         const res = await exchange({
           method: req.method,
           url: req.url,
-          headers: { 'User-Agent': 'tsbuild', ...req.headers, ...(req.body ? { 'Content-Length': String(req.body.length) } : {}) },
+          headers: {
+            'User-Agent': 'tsbuild',
+            ...req.headers,
+            ...(req.body ? { 'Content-Length': String(req.body.length) } : {}),
+          },
           ...(req.body ? { body: req.body } : {}),
           agent,
           timeoutMs: this.timeoutMs,
@@ -406,8 +486,11 @@ export class RegistryClient {
           await sleep(backoffMs(attempt, this.policy));
           continue;
         }
-        if (err instanceof ExchangeError && err.code === 'E_TOO_LARGE') throw new AuthError(`the token server of ${this.registry} answered more than ${TOKEN_BODY_LIMIT} bytes`);
-        throw new AuthError(`cannot get a token for ${this.registry} from ${req.url.origin}: ${(err as Error).message}`);
+        if (err instanceof ExchangeError && err.code === 'E_TOO_LARGE')
+          throw new AuthError(`the token server of ${this.registry} answered more than ${TOKEN_BODY_LIMIT} bytes`);
+        throw new AuthError(
+          `cannot get a token for ${this.registry} from ${req.url.origin}: ${(err as Error).message}`,
+        );
       }
     }
   }

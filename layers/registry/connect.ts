@@ -23,7 +23,10 @@ export interface RemoteOptions {
 }
 
 /** connect makes a client for `registry` (not yet contacted). */
-export async function connect(registry: string, opts: RemoteOptions & { maxSockets?: number; offlineToken?: boolean }): Promise<RegistryClient> {
+export async function connect(
+  registry: string,
+  opts: RemoteOptions & { maxSockets?: number; offlineToken?: boolean },
+): Promise<RegistryClient> {
   const env = opts.env ?? process.env;
   const credentials = opts.credentials ?? (await getCredentials(registry, { env }));
   return new RegistryClient({

@@ -59,7 +59,8 @@ export async function readDockerConfig(path: string): Promise<DockerConfig> {
   } catch (err) {
     throw new InvalidInputError(`${path} is not valid JSON: ${(err as Error).message}`);
   }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new InvalidInputError(`${path} is not a JSON object`);
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc))
+    throw new InvalidInputError(`${path} is not a JSON object`);
   return doc as DockerConfig;
 }
 
@@ -91,7 +92,8 @@ function helperFor(config: DockerConfig, registry: string): string | undefined {
 }
 
 function checkedHelper(name: string): string {
-  if (!HELPER_NAME.test(name)) throw new InvalidInputError(`credential helper name ${JSON.stringify(name)} is not valid`);
+  if (!HELPER_NAME.test(name))
+    throw new InvalidInputError(`credential helper name ${JSON.stringify(name)} is not valid`);
   return name;
 }
 
@@ -119,7 +121,8 @@ export async function getCredentials(registry: string, opts: CredentialOptions =
     const entry = config.auths?.[key];
     if (!entry || typeof entry !== 'object') continue;
     const creds: Credentials = {};
-    if (typeof entry.auth === 'string' && entry.auth) Object.assign(creds, decodeAuthField(entry.auth, `${path} auths[${JSON.stringify(key)}]`));
+    if (typeof entry.auth === 'string' && entry.auth)
+      Object.assign(creds, decodeAuthField(entry.auth, `${path} auths[${JSON.stringify(key)}]`));
     else if (typeof entry.username === 'string') {
       creds.username = entry.username;
       if (typeof entry.password === 'string') creds.password = entry.password;
@@ -137,7 +140,11 @@ export async function getCredentials(registry: string, opts: CredentialOptions =
  * saveCredentials stores credentials the way docker does: through the registry's helper when one is configured
  * (config.json then only gets an empty `auths` entry), else base64 in `auths`. Returns where they went.
  */
-export async function saveCredentials(registry: string, creds: Credentials, opts: CredentialOptions = {}): Promise<{ path: string; helper?: string }> {
+export async function saveCredentials(
+  registry: string,
+  creds: Credentials,
+  opts: CredentialOptions = {},
+): Promise<{ path: string; helper?: string }> {
   const env = opts.env ?? process.env;
   const path = dockerConfigPath(env);
   const config = await readDockerConfig(path);
@@ -189,7 +196,10 @@ async function helperGet(helper: string, registry: string, env: NodeJS.ProcessEn
   const r = await runHelper(helper, 'get', credentialKey(registry), env, true);
   if (!r.ok) {
     if (/not found|no credentials/i.test(r.stdout + r.stderr)) return undefined;
-    throw new TsbuildError('E_CREDENTIALS', `docker-credential-${helper} get failed: ${(r.stdout || r.stderr).trim().slice(0, 200)}`);
+    throw new TsbuildError(
+      'E_CREDENTIALS',
+      `docker-credential-${helper} get failed: ${(r.stdout || r.stderr).trim().slice(0, 200)}`,
+    );
   }
   let doc: { Username?: unknown; Secret?: unknown };
   try {

@@ -29,14 +29,24 @@ export async function downloadBlob(opts: DownloadOptions): Promise<BlobOutcome> 
   if (await store.hasBlob(desc.digest, desc.size)) return 'cached';
   opts.onEvent?.({ type: 'blob-start', digest: desc.digest, size: desc.size, direction: 'down' });
   try {
-    await store.putBlob(Readable.from(blobBytes(opts), { objectMode: false, highWaterMark: 1 << 20 }), { digest: desc.digest, size: desc.size });
+    await store.putBlob(Readable.from(blobBytes(opts), { objectMode: false, highWaterMark: 1 << 20 }), {
+      digest: desc.digest,
+      size: desc.size,
+    });
   } catch (err) {
     if (err instanceof DigestMismatchError || err instanceof SizeMismatchError) {
-      const actual = err instanceof DigestMismatchError ? `its content hashes to ${err.actual}` : `it has ${err.actual} bytes, not ${err.expected}`;
-      throw new TsbuildError('E_DIGEST_MISMATCH', `${client.registry}/${opts.repository} served a wrong blob ${desc.digest}: ${actual}`, {
-        cause: err,
-        hint: 'the registry (or something between it and you) corrupted the data; nothing was stored',
-      });
+      const actual =
+        err instanceof DigestMismatchError
+          ? `its content hashes to ${err.actual}`
+          : `it has ${err.actual} bytes, not ${err.expected}`;
+      throw new TsbuildError(
+        'E_DIGEST_MISMATCH',
+        `${client.registry}/${opts.repository} served a wrong blob ${desc.digest}: ${actual}`,
+        {
+          cause: err,
+          hint: 'the registry (or something between it and you) corrupted the data; nothing was stored',
+        },
+      );
     }
     throw err;
   }
@@ -64,7 +74,11 @@ async function* blobBytes(opts: DownloadOptions): AsyncGenerator<Buffer> {
       let skip = 0;
       if (res.status === 206) {
         const start = rangeStart(header(res.headers, 'content-range'));
-        if (start === undefined || start > offset) throw new TsbuildError('E_REGISTRY', `${what}: the registry answered a range that does not start at byte ${offset}`);
+        if (start === undefined || start > offset)
+          throw new TsbuildError(
+            'E_REGISTRY',
+            `${what}: the registry answered a range that does not start at byte ${offset}`,
+          );
         skip = offset - start;
       } else skip = offset;
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
@@ -82,7 +96,8 @@ async function* blobBytes(opts: DownloadOptions): AsyncGenerator<Buffer> {
         report(offset);
         yield c;
       }
-      if (offset < desc.size) throw new ExchangeError(`connection closed after ${offset} of ${desc.size} bytes`, 'E_TRUNCATED', true);
+      if (offset < desc.size)
+        throw new ExchangeError(`connection closed after ${offset} of ${desc.size} bytes`, 'E_TRUNCATED', true);
       return;
     } catch (err) {
       if (attempt >= DOWNLOAD_ATTEMPTS || !isTransientError(err) || opts.signal?.aborted) throw err;

@@ -9,7 +9,8 @@ export const DOCKER_HUB_HOST = 'registry-1.docker.io';
 /** DOCKER_HUB_CREDENTIAL_KEY is the config.json key docker uses for Docker Hub. */
 export const DOCKER_HUB_CREDENTIAL_KEY = 'https://index.docker.io/v1/';
 
-const HOST_RE = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]{1,5})?$|^\[[0-9a-fA-F:.]+\](?::[0-9]{1,5})?$/;
+const HOST_RE =
+  /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]{1,5})?$|^\[[0-9a-fA-F:.]+\](?::[0-9]{1,5})?$/;
 
 /**
  * normalizeRegistry turns what a user typed for `login`/`logout` into a registry name as image references carry it:
@@ -19,7 +20,11 @@ export function normalizeRegistry(input: string): string {
   let s = input.trim();
   s = s.replace(/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//, '');
   s = s.replace(/\/.*$/, '');
-  if (!s || !HOST_RE.test(s)) throw new InvalidInputError(`invalid registry ${JSON.stringify(input)}`, 'give a host name, optionally with a port: registry.example.com:5000');
+  if (!s || !HOST_RE.test(s))
+    throw new InvalidInputError(
+      `invalid registry ${JSON.stringify(input)}`,
+      'give a host name, optionally with a port: registry.example.com:5000',
+    );
   s = s.toLowerCase();
   if (s === 'index.docker.io' || s === DOCKER_HUB_HOST || s === DEFAULT_REGISTRY) return DEFAULT_REGISTRY;
   return s;

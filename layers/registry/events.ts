@@ -18,7 +18,11 @@ export type TransferEvent =
 export type OnTransferEvent = (e: TransferEvent) => void;
 
 /** progressReporter throttles blob-progress events for one blob. */
-export function progressReporter(onEvent: OnTransferEvent | undefined, digest: Digest, size: number): (done: number) => void {
+export function progressReporter(
+  onEvent: OnTransferEvent | undefined,
+  digest: Digest,
+  size: number,
+): (done: number) => void {
   if (!onEvent) return () => {};
   const step = Math.max(1 << 20, Math.floor(size / 100));
   let last = -1;

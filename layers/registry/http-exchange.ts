@@ -81,7 +81,11 @@ export async function readBody(res: IncomingMessage, limit: number): Promise<Buf
   const declared = Number(res.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
     res.destroy();
-    throw new ExchangeError(`response of ${declared} bytes is larger than the ${limit}-byte limit`, 'E_TOO_LARGE', false);
+    throw new ExchangeError(
+      `response of ${declared} bytes is larger than the ${limit}-byte limit`,
+      'E_TOO_LARGE',
+      false,
+    );
   }
   const parts: Buffer[] = [];
   let size = 0;
@@ -93,7 +97,8 @@ export async function readBody(res: IncomingMessage, limit: number): Promise<Buf
     }
     parts.push(chunk);
   }
-  if (Number.isFinite(declared) && size < declared) throw new ExchangeError(`response truncated at ${size} of ${declared} bytes`, 'E_TRUNCATED', true);
+  if (Number.isFinite(declared) && size < declared)
+    throw new ExchangeError(`response truncated at ${size} of ${declared} bytes`, 'E_TRUNCATED', true);
   return Buffer.concat(parts);
 }
 

@@ -27,8 +27,13 @@ export interface LoginResult {
 export async function loginRegistry(registryInput: string, opts: LoginOptions): Promise<LoginResult> {
   const registry = normalizeRegistry(registryInput);
   if (!opts.username) throw new InvalidInputError('a username is needed', 'pass -u NAME');
-  if (!opts.password) throw new InvalidInputError('a password is needed', 'pass --password-stdin and write it to standard input');
-  const client = await connect(registry, { ...opts, credentials: { username: opts.username, password: opts.password }, offlineToken: true });
+  if (!opts.password)
+    throw new InvalidInputError('a password is needed', 'pass --password-stdin and write it to standard input');
+  const client = await connect(registry, {
+    ...opts,
+    credentials: { username: opts.username, password: opts.password },
+    offlineToken: true,
+  });
   try {
     await client.ping({ authenticate: true, ...(opts.signal ? { signal: opts.signal } : {}) });
     const identityToken = client.auth.scheme === 'bearer' ? client.auth.refreshToken : undefined;
@@ -44,7 +49,10 @@ export async function loginRegistry(registryInput: string, opts: LoginOptions): 
 }
 
 /** logoutRegistry removes saved credentials; `removed` is false when there were none. */
-export async function logoutRegistry(registryInput: string, opts: { env?: NodeJS.ProcessEnv } = {}): Promise<{ registry: string; removed: boolean }> {
+export async function logoutRegistry(
+  registryInput: string,
+  opts: { env?: NodeJS.ProcessEnv } = {},
+): Promise<{ registry: string; removed: boolean }> {
   const registry = normalizeRegistry(registryInput);
   return { registry, removed: await eraseCredentials(registry, opts) };
 }

@@ -7,7 +7,12 @@ import type { RegistryClient } from './client.js';
 import { header, readBody } from './http-exchange.js';
 
 /** MANIFEST_TYPES are the manifest and index media types tsbuild reads (Docker schema1 is refused). */
-export const MANIFEST_TYPES = [MediaType.OciIndex, MediaType.OciManifest, MediaType.DockerManifestList, MediaType.DockerManifest] as const;
+export const MANIFEST_TYPES = [
+  MediaType.OciIndex,
+  MediaType.OciManifest,
+  MediaType.DockerManifestList,
+  MediaType.DockerManifest,
+] as const;
 export const MANIFEST_ACCEPT = MANIFEST_TYPES.join(', ');
 /** MANIFEST_LIMIT: larger manifests are refused (the spec asks registries to take at least 4 MiB). */
 export const MANIFEST_LIMIT = 4 << 20;
@@ -50,7 +55,10 @@ export async function fetchManifest(req: ManifestRequest): Promise<FetchedManife
     bytes = await readBody(res.body, Math.min(MANIFEST_LIMIT, req.expectedSize ?? MANIFEST_LIMIT));
   } catch (err) {
     if ((err as { code?: string }).code === 'E_TOO_LARGE') {
-      throw new TsbuildError('E_MANIFEST_INVALID', `${what}: the manifest is larger than ${req.expectedSize ?? MANIFEST_LIMIT} bytes`);
+      throw new TsbuildError(
+        'E_MANIFEST_INVALID',
+        `${what}: the manifest is larger than ${req.expectedSize ?? MANIFEST_LIMIT} bytes`,
+      );
     }
     throw err;
   }
@@ -62,7 +70,10 @@ export async function fetchManifest(req: ManifestRequest): Promise<FetchedManife
   }
   const claimed = header(res.headers, 'docker-content-digest');
   if (claimed && /^sha256:/.test(claimed) && claimed !== digest) {
-    throw new TsbuildError('E_DIGEST_MISMATCH', `${what}: the registry says the manifest is ${claimed} but it hashes to ${digest}`);
+    throw new TsbuildError(
+      'E_DIGEST_MISMATCH',
+      `${what}: the registry says the manifest is ${claimed} but it hashes to ${digest}`,
+    );
   }
   if (req.expectedSize !== undefined && bytes.length !== req.expectedSize) {
     throw new TsbuildError('E_SIZE_MISMATCH', `${what}: ${bytes.length} bytes, the index said ${req.expectedSize}`);
@@ -73,8 +84,13 @@ export async function fetchManifest(req: ManifestRequest): Promise<FetchedManife
   } catch (err) {
     throw new TsbuildError('E_MANIFEST_INVALID', `${what}: not valid JSON (${(err as Error).message})`);
   }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new TsbuildError('E_MANIFEST_INVALID', `${what}: not a JSON object`);
-  if (doc.schemaVersion === 1) throw new InvalidInputError(`${what}: Docker schema 1 manifests are not supported`, 'push the image again with a current tool');
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc))
+    throw new TsbuildError('E_MANIFEST_INVALID', `${what}: not a JSON object`);
+  if (doc.schemaVersion === 1)
+    throw new InvalidInputError(
+      `${what}: Docker schema 1 manifests are not supported`,
+      'push the image again with a current tool',
+    );
   const contentType = (header(res.headers, 'content-type') ?? '').split(';')[0]?.trim() ?? '';
   const mediaType = typeof doc.mediaType === 'string' && doc.mediaType ? doc.mediaType : contentType || guessType(doc);
   if (!(MANIFEST_TYPES as readonly string[]).includes(mediaType)) {
@@ -114,6 +130,7 @@ export async function putManifest(opts: {
   });
   await client.discard(res);
   const stored = header(res.headers, 'docker-content-digest');
-  if (stored && stored !== digest) opts.onWarning?.(`${client.registry}/${repository} reports manifest digest ${stored}, tsbuild sent ${digest}`);
+  if (stored && stored !== digest)
+    opts.onWarning?.(`${client.registry}/${repository} reports manifest digest ${stored}, tsbuild sent ${digest}`);
   return digest;
 }

@@ -4,7 +4,12 @@
  * forEachLimit runs `fn` over `items` with at most `limit` running at once. On the first failure it aborts the
  * signal given to the running jobs, starts no more, waits for the running ones to settle, and rethrows that failure.
  */
-export async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T, signal: AbortSignal) => Promise<void>, outer?: AbortSignal): Promise<void> {
+export async function forEachLimit<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, signal: AbortSignal) => Promise<void>,
+  outer?: AbortSignal,
+): Promise<void> {
   const ctl = new AbortController();
   const onOuter = (): void => ctl.abort(outer?.reason);
   if (outer?.aborted) throw outer.reason;

@@ -5,7 +5,14 @@ import { InvalidInputError, NotFoundError } from '../../sys/errors.js';
 import { DEFAULT_PLATFORM, loadImage, pickPlatform, tagImage } from '../store/image.js';
 import { fullName, parseReference } from '../model/names.js';
 import type { Store } from '../store/store.js';
-import { type Descriptor, type Digest, type Index, type Manifest, type Platform, isIndexMediaType } from '../model/types.js';
+import {
+  type Descriptor,
+  type Digest,
+  type Index,
+  type Manifest,
+  type Platform,
+  isIndexMediaType,
+} from '../model/types.js';
 import { repositoryScope } from './auth.js';
 import { BlobSources } from './blob-sources.js';
 import { connect, type RemoteOptions } from './connect.js';
@@ -48,27 +55,51 @@ export async function pullImage(store: Store, ref: string, opts: PullOptions = {
     let platformOf: Platform | undefined;
     if (isIndexMediaType(fetched.mediaType)) {
       const index = fetched.doc as Index;
-      if (!Array.isArray(index.manifests)) throw new InvalidInputError(`index ${fetched.digest} from ${r.registry}/${r.repository} has no manifests list`);
+      if (!Array.isArray(index.manifests))
+        throw new InvalidInputError(`index ${fetched.digest} from ${r.registry}/${r.repository} has no manifests list`);
       const child = pickPlatform(index, platform);
       if (!child) {
         const have = index.manifests
-          .map((m) => (m.platform ? [m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/') : ''))
+          .map((m) =>
+            m.platform ? [m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/') : '',
+          )
           .filter(Boolean)
           .slice(0, 12);
-        throw new NotFoundError(`a ${platformText(platform)} manifest in ${fullName(r)}`, have.length ? `it has: ${[...new Set(have)].join(', ')}; pick one with --platform` : undefined);
+        throw new NotFoundError(
+          `a ${platformText(platform)} manifest in ${fullName(r)}`,
+          have.length ? `it has: ${[...new Set(have)].join(', ')}; pick one with --platform` : undefined,
+        );
       }
-      if (isIndexMediaType(child.mediaType)) throw new InvalidInputError(`index ${fetched.digest} nests another index; not supported`);
-      fetched = await fetchManifest({ ...base, reference: checkDigest(child.digest, fetched), expectedSize: child.size });
-      if (isIndexMediaType(fetched.mediaType)) throw new InvalidInputError(`index ${fetched.digest} nests another index; not supported`);
+      if (isIndexMediaType(child.mediaType))
+        throw new InvalidInputError(`index ${fetched.digest} nests another index; not supported`);
+      fetched = await fetchManifest({
+        ...base,
+        reference: checkDigest(child.digest, fetched),
+        expectedSize: child.size,
+      });
+      if (isIndexMediaType(fetched.mediaType))
+        throw new InvalidInputError(`index ${fetched.digest} nests another index; not supported`);
       platformOf = child.platform;
     }
-    opts.onEvent?.({ type: 'manifest', digest: fetched.digest, mediaType: fetched.mediaType, reference: r.digest ?? (r.tag as string), direction: 'down' });
+    opts.onEvent?.({
+      type: 'manifest',
+      digest: fetched.digest,
+      mediaType: fetched.mediaType,
+      reference: r.digest ?? (r.tag as string),
+      direction: 'down',
+    });
     const blobs = blobsOf(fetched);
     await forEachLimit(
       blobs,
       jobs,
       async (desc, signal) => {
-        const outcome = await downloadBlob({ ...base, store, descriptor: desc, signal, ...(opts.onEvent ? { onEvent: opts.onEvent } : {}) });
+        const outcome = await downloadBlob({
+          ...base,
+          store,
+          descriptor: desc,
+          signal,
+          ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+        });
         opts.onEvent?.({ type: 'blob-done', digest: desc.digest, size: desc.size, outcome });
       },
       opts.signal,
@@ -85,7 +116,11 @@ export async function pullImage(store: Store, ref: string, opts: PullOptions = {
       });
     }
     const sources = await BlobSources.load(store);
-    sources.add(r.registry, r.repository, blobs.map((b) => b.digest));
+    sources.add(
+      r.registry,
+      r.repository,
+      blobs.map((b) => b.digest),
+    );
     await sources.save();
     return { descriptor, name: fullName(r) };
   } finally {
@@ -99,22 +134,31 @@ function platformText(p: Platform): string {
 }
 
 function checkDigest(d: string, index: FetchedManifest): Digest {
-  if (!/^sha256:[a-f0-9]{64}$/.test(d)) throw new InvalidInputError(`index ${index.digest} names an invalid or unsupported digest ${JSON.stringify(String(d).slice(0, 80))}`);
+  if (!/^sha256:[a-f0-9]{64}$/.test(d))
+    throw new InvalidInputError(
+      `index ${index.digest} names an invalid or unsupported digest ${JSON.stringify(String(d).slice(0, 80))}`,
+    );
   return d as Digest;
 }
 
 /** blobsOf checks a manifest's descriptors and returns its config and layers, each once. */
 function blobsOf(m: FetchedManifest): Descriptor[] {
   const doc = m.doc as Manifest;
-  if (!doc.config || !Array.isArray(doc.layers)) throw new InvalidInputError(`manifest ${m.digest} has no config or no layers list`);
-  if (doc.layers.length > MAX_LAYERS) throw new InvalidInputError(`manifest ${m.digest} lists more than ${MAX_LAYERS} layers`);
+  if (!doc.config || !Array.isArray(doc.layers))
+    throw new InvalidInputError(`manifest ${m.digest} has no config or no layers list`);
+  if (doc.layers.length > MAX_LAYERS)
+    throw new InvalidInputError(`manifest ${m.digest} lists more than ${MAX_LAYERS} layers`);
   const out = new Map<Digest, Descriptor>();
   for (const [i, d] of [doc.config, ...doc.layers].entries()) {
     if (!d || typeof d !== 'object' || typeof d.digest !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(d.digest)) {
-      throw new InvalidInputError(`manifest ${m.digest} has an invalid or unsupported digest in ${i === 0 ? 'its config' : `layer ${i - 1}`}`);
+      throw new InvalidInputError(
+        `manifest ${m.digest} has an invalid or unsupported digest in ${i === 0 ? 'its config' : `layer ${i - 1}`}`,
+      );
     }
-    if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) throw new InvalidInputError(`manifest ${m.digest} has an invalid size for ${d.digest}`);
-    if (i === 0 && d.size > CONFIG_LIMIT) throw new InvalidInputError(`manifest ${m.digest}: config ${d.digest} is ${d.size} bytes, too large`);
+    if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0)
+      throw new InvalidInputError(`manifest ${m.digest} has an invalid size for ${d.digest}`);
+    if (i === 0 && d.size > CONFIG_LIMIT)
+      throw new InvalidInputError(`manifest ${m.digest}: config ${d.digest} is ${d.size} bytes, too large`);
     const prev = out.get(d.digest);
     if (prev && prev.size !== d.size) throw new InvalidInputError(`manifest ${m.digest} gives ${d.digest} two sizes`);
     out.set(d.digest, { mediaType: String(d.mediaType), digest: d.digest, size: d.size });

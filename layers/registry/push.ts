@@ -5,7 +5,14 @@ import { InvalidInputError, NotFoundError } from '../../sys/errors.js';
 import { findImage } from '../store/image.js';
 import { fullName, parseReference, type Reference } from '../model/names.js';
 import type { Store } from '../store/store.js';
-import { type Descriptor, type Digest, type Index, type Manifest, isIndexMediaType, isManifestMediaType } from '../model/types.js';
+import {
+  type Descriptor,
+  type Digest,
+  type Index,
+  type Manifest,
+  isIndexMediaType,
+  isManifestMediaType,
+} from '../model/types.js';
 import { repositoryScope } from './auth.js';
 import { BlobSources } from './blob-sources.js';
 import { connect, type RemoteOptions } from './connect.js';
@@ -45,10 +52,19 @@ const MAX_MOUNT_SOURCES = 4;
  * pushImage pushes the image `name` names in the store to `dest` (default: `name` itself), e.g.
  * `localhost:5000/app:1`. The destination is tagged; a destination by digest must equal the image's digest.
  */
-export async function pushImage(store: Store, name: string, dest: string | undefined, opts: PushOptions = {}): Promise<PushResult> {
+export async function pushImage(
+  store: Store,
+  name: string,
+  dest: string | undefined,
+  opts: PushOptions = {},
+): Promise<PushResult> {
   const entry = await findImage(store, name);
   const destInput = dest ?? (entry.fullName || undefined);
-  if (!destInput) throw new InvalidInputError(`image ${name} has no name to push to`, 'give a destination: tsbuild push IMAGE registry.example.com/repo:tag');
+  if (!destInput)
+    throw new InvalidInputError(
+      `image ${name} has no name to push to`,
+      'give a destination: tsbuild push IMAGE registry.example.com/repo:tag',
+    );
   const ref = parseReference(destInput);
   if (ref.digest && ref.digest !== entry.descriptor.digest) {
     throw new InvalidInputError(`cannot push ${name} (${entry.descriptor.digest}) to ${destInput}: the digests differ`);
@@ -66,7 +82,10 @@ export async function pushImage(store: Store, name: string, dest: string | undef
       mountFrom.set(b.digest, repos);
       for (const r of repos) if (sourceRepos.size < MAX_MOUNT_SOURCES) sourceRepos.add(r);
     }
-    const scopes = [repositoryScope(ref.repository, ['pull', 'push']), ...[...sourceRepos].map((r) => repositoryScope(r, ['pull']))];
+    const scopes = [
+      repositoryScope(ref.repository, ['pull', 'push']),
+      ...[...sourceRepos].map((r) => repositoryScope(r, ['pull'])),
+    ];
     const counts: PushResult['blobs'] = { uploaded: 0, mounted: 0, exists: 0 };
     await forEachLimit(
       plan.blobs,
@@ -102,18 +121,36 @@ export async function pushImage(store: Store, name: string, dest: string | undef
         ...(opts.signal ? { signal: opts.signal } : {}),
         onWarning: (message) => opts.onEvent?.({ type: 'warning', message }),
       });
-      opts.onEvent?.({ type: 'manifest', digest: m.descriptor.digest, mediaType: m.mediaType, reference, direction: 'up' });
+      opts.onEvent?.({
+        type: 'manifest',
+        digest: m.descriptor.digest,
+        mediaType: m.mediaType,
+        reference,
+        direction: 'up',
+      });
     }
-    sources.add(ref.registry, ref.repository, plan.blobs.map((b) => b.digest));
+    sources.add(
+      ref.registry,
+      ref.repository,
+      plan.blobs.map((b) => b.digest),
+    );
     await sources.save();
-    return { digest: top.descriptor.digest, mediaType: top.mediaType, size: top.bytes.length, name: fullName(destRef(ref, top.descriptor.digest)), blobs: counts };
+    return {
+      digest: top.descriptor.digest,
+      mediaType: top.mediaType,
+      size: top.bytes.length,
+      name: fullName(destRef(ref, top.descriptor.digest)),
+      blobs: counts,
+    };
   } finally {
     client.close();
   }
 }
 
 function destRef(ref: Reference, digest: Digest): Reference {
-  return ref.tag ? { registry: ref.registry, repository: ref.repository, tag: ref.tag } : { registry: ref.registry, repository: ref.repository, digest };
+  return ref.tag
+    ? { registry: ref.registry, repository: ref.repository, tag: ref.tag }
+    : { registry: ref.registry, repository: ref.repository, digest };
 }
 
 /** planPush lists the blobs and manifests to push, checking up front that the store has all of them. */
@@ -126,21 +163,30 @@ async function planPush(store: Store, top: Descriptor): Promise<PushPlan> {
     seen.add(desc.digest);
     if (depth > 2) throw new InvalidInputError(`index ${desc.digest} nests too deeply`);
     if (!(await store.hasBlob(desc.digest))) {
-      throw new NotFoundError(`manifest ${desc.digest}`, depth ? 'the store lacks a platform of this index; push needs all of them' : undefined);
+      throw new NotFoundError(
+        `manifest ${desc.digest}`,
+        depth ? 'the store lacks a platform of this index; push needs all of them' : undefined,
+      );
     }
     const bytes = await store.readBlob(desc.digest, 8 << 20);
     const doc = JSON.parse(bytes.toString('utf8')) as (Manifest | Index) & { mediaType?: string };
     const mediaType = typeof doc.mediaType === 'string' && doc.mediaType ? doc.mediaType : desc.mediaType;
     if (isIndexMediaType(mediaType)) {
       const children = (doc as Index).manifests ?? [];
-      if (children.length > MAX_INDEX_CHILDREN) throw new InvalidInputError(`index ${desc.digest} lists more than ${MAX_INDEX_CHILDREN} manifests`);
+      if (children.length > MAX_INDEX_CHILDREN)
+        throw new InvalidInputError(`index ${desc.digest} lists more than ${MAX_INDEX_CHILDREN} manifests`);
       for (const child of children) await visit(child, depth + 1);
     } else if (isManifestMediaType(mediaType)) {
       const m = doc as Manifest;
       for (const b of [m.config, ...(m.layers ?? [])]) {
-        if (!b || typeof b.digest !== 'string' || typeof b.size !== 'number') throw new InvalidInputError(`manifest ${desc.digest} has a malformed descriptor`);
+        if (!b || typeof b.digest !== 'string' || typeof b.size !== 'number')
+          throw new InvalidInputError(`manifest ${desc.digest} has a malformed descriptor`);
         if (/nondistributable|foreign/.test(b.mediaType) && !(await store.hasBlob(b.digest))) continue; // not ours to push
-        if (!(await store.hasBlob(b.digest, b.size))) throw new NotFoundError(`blob ${b.digest} of manifest ${desc.digest}`, 'the store is missing a blob; pull or build the image again');
+        if (!(await store.hasBlob(b.digest, b.size)))
+          throw new NotFoundError(
+            `blob ${b.digest} of manifest ${desc.digest}`,
+            'the store is missing a blob; pull or build the image again',
+          );
         blobs.set(b.digest, { mediaType: b.mediaType, digest: b.digest, size: b.size });
       }
     } else {

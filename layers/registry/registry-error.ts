@@ -38,7 +38,11 @@ export function parseErrorBody(text: string): RegistryErrorEntry[] {
     if (!doc || !Array.isArray(doc.errors)) return [];
     return doc.errors
       .filter((e): e is { code: unknown; message?: unknown; detail?: unknown } => !!e && typeof e === 'object')
-      .map((e) => ({ code: String(e.code ?? 'UNKNOWN'), ...(typeof e.message === 'string' ? { message: e.message } : {}), detail: e.detail }))
+      .map((e) => ({
+        code: String(e.code ?? 'UNKNOWN'),
+        ...(typeof e.message === 'string' ? { message: e.message } : {}),
+        detail: e.detail,
+      }))
       .slice(0, 20);
   } catch {
     return [];
@@ -51,7 +55,10 @@ export function describeErrors(entries: RegistryErrorEntry[], text: string): str
     return entries
       .slice(0, 5)
       .map((e) => {
-        const detail = e.detail === undefined || e.detail === null ? '' : ` (${oneLine(typeof e.detail === 'string' ? e.detail : JSON.stringify(e.detail), 160)})`;
+        const detail =
+          e.detail === undefined || e.detail === null
+            ? ''
+            : ` (${oneLine(typeof e.detail === 'string' ? e.detail : JSON.stringify(e.detail), 160)})`;
         return `${e.code}${e.message ? `: ${oneLine(e.message, 200)}` : ''}${detail}`;
       })
       .join('; ');

@@ -49,7 +49,11 @@ export function isTransientError(err: unknown): boolean {
 }
 
 /** retryAfterMs parses a Retry-After header (delay-seconds or an HTTP date), capped by the policy; undefined when absent or bad. */
-export function retryAfterMs(header: string | string[] | undefined, policy: RetryPolicy = DEFAULT_RETRY, now = Date.now()): number | undefined {
+export function retryAfterMs(
+  header: string | string[] | undefined,
+  policy: RetryPolicy = DEFAULT_RETRY,
+  now = Date.now(),
+): number | undefined {
   const v = Array.isArray(header) ? header[0] : header;
   if (!v) return undefined;
   let ms: number;

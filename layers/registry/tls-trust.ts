@@ -35,7 +35,8 @@ export function readCaCert(path: string): string {
   } catch (err) {
     throw new InvalidInputError(`--ca-cert ${path}: ${(err as Error).message}`);
   }
-  if (!pem.includes('BEGIN CERTIFICATE')) throw new InvalidInputError(`--ca-cert ${path}: no PEM certificate in the file`);
+  if (!pem.includes('BEGIN CERTIFICATE'))
+    throw new InvalidInputError(`--ca-cert ${path}: no PEM certificate in the file`);
   return pem;
 }
 

@@ -41,7 +41,12 @@ export async function uploadBlob(opts: UploadOptions): Promise<BlobOutcome> {
   const base = { scopes: opts.scopes, what, ...(opts.signal ? { signal: opts.signal } : {}) };
 
   const exists = async (): Promise<boolean> => {
-    const res = await client.request({ ...base, method: 'HEAD', url: `/v2/${repository}/blobs/${desc.digest}`, expect: [200, 404] });
+    const res = await client.request({
+      ...base,
+      method: 'HEAD',
+      url: `/v2/${repository}/blobs/${desc.digest}`,
+      expect: [200, 404],
+    });
     await client.discard(res);
     return res.status === 200;
   };
@@ -52,7 +57,12 @@ export async function uploadBlob(opts: UploadOptions): Promise<BlobOutcome> {
     const q = new URLSearchParams({ mount: desc.digest, from });
     let res: RegistryResponse;
     try {
-      res = await client.request({ ...base, method: 'POST', url: `/v2/${repository}/blobs/uploads/?${q}`, expect: [201, 202] });
+      res = await client.request({
+        ...base,
+        method: 'POST',
+        url: `/v2/${repository}/blobs/uploads/?${q}`,
+        expect: [201, 202],
+      });
     } catch (err) {
       if (opts.signal?.aborted) throw err;
       continue; // a refused mount (e.g. no pull access to the source) is only a missed shortcut
@@ -70,7 +80,12 @@ export async function uploadBlob(opts: UploadOptions): Promise<BlobOutcome> {
   for (let attempt = 1; ; attempt++) {
     try {
       if (!session) {
-        const res = await client.request({ ...base, method: 'POST', url: `/v2/${repository}/blobs/uploads/`, expect: [202] });
+        const res = await client.request({
+          ...base,
+          method: 'POST',
+          url: `/v2/${repository}/blobs/uploads/`,
+          expect: [202],
+        });
         await client.discard(res);
         session = { location: locationOf(res, what), offset: 0 };
       }
@@ -86,7 +101,9 @@ export async function uploadBlob(opts: UploadOptions): Promise<BlobOutcome> {
       await sleep(delayMs, opts.signal);
       // the registry may have finished it after all (a lost answer)
       if (await exists().catch(() => false)) return 'uploaded';
-      const status = session ? await uploadStatus(client, session.location, opts.scopes, desc.size).catch(() => undefined) : undefined;
+      const status = session
+        ? await uploadStatus(client, session.location, opts.scopes, desc.size).catch(() => undefined)
+        : undefined;
       if (!status && session) await cancel(client, session.location, opts.scopes);
       session = status;
     }
@@ -101,7 +118,12 @@ interface Session {
 }
 
 /** sendFrom sends the blob from the session's offset and commits it, keeping `session` current as chunks land. */
-async function sendFrom(opts: UploadOptions, session: Session, report: (n: number) => void, what: string): Promise<void> {
+async function sendFrom(
+  opts: UploadOptions,
+  session: Session,
+  report: (n: number) => void,
+  what: string,
+): Promise<void> {
   const { client, store, descriptor: desc } = opts;
   const base = { scopes: opts.scopes, what, ...(opts.signal ? { signal: opts.signal } : {}) };
   const offset = session.offset;
@@ -149,7 +171,11 @@ async function sendFrom(opts: UploadOptions, session: Session, report: (n: numbe
           ...base,
           method: 'PATCH',
           url: session.location.href,
-          headers: { 'Content-Type': OCTET, 'Content-Range': `${start}-${end}`, 'Content-Length': String(chunk.length) },
+          headers: {
+            'Content-Type': OCTET,
+            'Content-Range': `${start}-${end}`,
+            'Content-Length': String(chunk.length),
+          },
           body: chunk,
           expect: [202, 204],
           retry: false,
@@ -164,14 +190,32 @@ async function sendFrom(opts: UploadOptions, session: Session, report: (n: numbe
       source.destroy();
     }
   }
-  const res = await client.request({ ...base, method: 'PUT', url: withDigest(session.location, desc.digest), headers: { 'Content-Length': '0' }, expect: [201], retry: false });
+  const res = await client.request({
+    ...base,
+    method: 'PUT',
+    url: withDigest(session.location, desc.digest),
+    headers: { 'Content-Length': '0' },
+    expect: [201],
+    retry: false,
+  });
   await client.discard(res);
   report(desc.size);
 }
 
 /** uploadStatus asks where a session stands: GET <location> → 204 + Range 0-<end>. undefined when the session is gone. */
-async function uploadStatus(client: RegistryClient, location: URL, scopes: string[], size: number): Promise<Session | undefined> {
-  const res = await client.request({ method: 'GET', url: location.href, scopes, expect: [200, 204, 400, 404], what: 'checking an upload' });
+async function uploadStatus(
+  client: RegistryClient,
+  location: URL,
+  scopes: string[],
+  size: number,
+): Promise<Session | undefined> {
+  const res = await client.request({
+    method: 'GET',
+    url: location.href,
+    scopes,
+    expect: [200, 204, 400, 404],
+    what: 'checking an upload',
+  });
   await client.discard(res);
   if (res.status !== 204 && res.status !== 200) return undefined;
   const m = /^(?:bytes[ =])?0-(\d+)$/.exec(header(res.headers, 'range')?.trim() ?? '');
@@ -184,7 +228,14 @@ async function uploadStatus(client: RegistryClient, location: URL, scopes: strin
 
 async function cancel(client: RegistryClient, location: URL, scopes: string[]): Promise<void> {
   try {
-    const res = await client.request({ method: 'DELETE', url: location.href, scopes, expect: [200, 202, 204, 400, 404], retry: false, what: 'cancelling an upload' });
+    const res = await client.request({
+      method: 'DELETE',
+      url: location.href,
+      scopes,
+      expect: [200, 202, 204, 400, 404],
+      retry: false,
+      what: 'cancelling an upload',
+    });
     await client.discard(res);
   } catch {
     // best effort: the registry expires abandoned sessions
@@ -201,7 +252,10 @@ function locationOf(res: RegistryResponse, what: string, fallback?: URL): URL {
   try {
     return new URL(loc, res.url);
   } catch {
-    throw new RegistryError(`${what}: the registry answered an invalid Location ${JSON.stringify(loc.slice(0, 200))}`, res.status);
+    throw new RegistryError(
+      `${what}: the registry answered an invalid Location ${JSON.stringify(loc.slice(0, 200))}`,
+      res.status,
+    );
   }
 }
 
@@ -213,7 +267,12 @@ function checkRange(res: RegistryResponse, sent: number, what: string): void {
   if (!m) return;
   const end = Number(m[1]);
   if (sent > 0 && end !== sent - 1) {
-    const err = new RegistryError(`${what}: the registry holds bytes 0-${end} after ${sent} were sent`, res.status, [], { code: 'E_UPLOAD_RANGE' });
+    const err = new RegistryError(
+      `${what}: the registry holds bytes 0-${end} after ${sent} were sent`,
+      res.status,
+      [],
+      { code: 'E_UPLOAD_RANGE' },
+    );
     (err as { transient?: boolean }).transient = true;
     throw err;
   }
@@ -284,4 +343,3 @@ async function* rechunk(src: Readable, size: number): AsyncGenerator<Buffer> {
   }
   if (have) yield Buffer.concat(parts);
 }
-

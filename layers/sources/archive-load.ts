@@ -49,13 +49,16 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
   const label = opts.input === '-' ? 'standard input' : opts.input;
   const lease = await store.beginWrite();
   try {
-    const input = opts.input === '-' ? (opts.stdin ?? process.stdin) : createReadStream(opts.input, { highWaterMark: 1 << 20 });
+    const input =
+      opts.input === '-' ? (opts.stdin ?? process.stdin) : createReadStream(opts.input, { highWaterMark: 1 << 20 });
     const got = await collect(store, input, opts).catch((err) => {
       throw wrap(`loading ${label}`, err);
     });
     if (got.json.has('index.json')) return await loadOci(store, got, label);
     if (got.json.has('manifest.json')) return await loadLegacy(store, got, label);
-    throw new InvalidInputError(`${label} is neither an OCI image archive (index.json) nor a docker save archive (manifest.json)`);
+    throw new InvalidInputError(
+      `${label} is neither an OCI image archive (index.json) nor a docker save archive (manifest.json)`,
+    );
   } finally {
     await lease.end();
   }
@@ -113,7 +116,8 @@ function collect(store: Store, input: Readable, opts: LoadOptions): Promise<Coll
         return;
       }
       if (name.endsWith('.json') || name === 'oci-layout' || name === 'repositories') {
-        if ((header.size ?? 0) > MAX_JSON) return done(new InvalidInputError(`${name} is too large (${header.size} bytes)`));
+        if ((header.size ?? 0) > MAX_JSON)
+          return done(new InvalidInputError(`${name} is too large (${header.size} bytes)`));
         const parts: Buffer[] = [];
         body.on('data', (b: unknown) => parts.push(b as Buffer));
         body.on('end', () => {
@@ -151,13 +155,18 @@ async function loadOci(store: Store, got: Collected, label: string): Promise<Loa
   // names recorded only in docker's manifest.json (RepoTags), keyed by config path
   const repoTags = new Map<string, string[]>();
   if (got.json.has('manifest.json')) {
-    for (const e of parseJson<Array<{ Config?: string; RepoTags?: string[] | null }>>(got, 'manifest.json', label) ?? []) {
+    for (const e of parseJson<Array<{ Config?: string; RepoTags?: string[] | null }>>(got, 'manifest.json', label) ??
+      []) {
       if (e.Config) repoTags.set(posix.basename(e.Config).replace(/\.json$/, ''), e.RepoTags ?? []);
     }
   }
   const out: LoadedImage[] = [];
   for (const raw of manifests) {
-    const d: Descriptor = { mediaType: raw.mediaType, digest: parseDigest(raw.digest, `${label}: index.json entry`), size: raw.size };
+    const d: Descriptor = {
+      mediaType: raw.mediaType,
+      digest: parseDigest(raw.digest, `${label}: index.json entry`),
+      size: raw.size,
+    };
     if (raw.platform) d.platform = raw.platform;
     const needed = await reachableBlobs(store, [d]);
     for (const b of needed) {
@@ -180,7 +189,11 @@ async function loadOci(store: Store, got: Collected, label: string): Promise<Loa
 }
 
 async function loadLegacy(store: Store, got: Collected, label: string): Promise<LoadedImage[]> {
-  const entries = parseJson<Array<{ Config: string; RepoTags?: string[] | null; Layers: string[] }>>(got, 'manifest.json', label);
+  const entries = parseJson<Array<{ Config: string; RepoTags?: string[] | null; Layers: string[] }>>(
+    got,
+    'manifest.json',
+    label,
+  );
   if (!Array.isArray(entries)) throw new InvalidInputError(`${label}: manifest.json is not a list`);
   const out: LoadedImage[] = [];
   for (const e of entries) {

@@ -31,7 +31,11 @@ export async function saveImages(store: Store, opts: SaveOptions): Promise<{ blo
     blobs.set(image.descriptor.digest, image.descriptor.size);
     blobs.set(m.config.digest, m.config.size);
     for (const l of m.layers) blobs.set(l.digest, l.size);
-    const plain: Descriptor = { mediaType: image.descriptor.mediaType, digest: image.descriptor.digest, size: image.descriptor.size };
+    const plain: Descriptor = {
+      mediaType: image.descriptor.mediaType,
+      digest: image.descriptor.digest,
+      size: image.descriptor.size,
+    };
     if (names.length === 0) indexEntries.push(plain);
     for (const n of names) indexEntries.push(nameDescriptor(plain, n));
     dockerManifest.push({

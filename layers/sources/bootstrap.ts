@@ -49,10 +49,16 @@ export interface BootstrapResult {
 export function parseDistro(input: string): { family: 'debian' | 'alpine'; release: string } {
   const [family, release = ''] = input.split(':');
   if (family === 'debian' && (DEBIAN_SUITES.includes(release) || /^\d+$/.test(release))) {
-    return { family, release: release === '12' ? 'bookworm' : release === '11' ? 'bullseye' : release === '13' ? 'trixie' : release };
+    return {
+      family,
+      release: release === '12' ? 'bookworm' : release === '11' ? 'bullseye' : release === '13' ? 'trixie' : release,
+    };
   }
   if (family === 'alpine' && /^(\d+\.\d+|edge)$/.test(release)) return { family, release };
-  throw new InvalidInputError(`cannot bootstrap ${JSON.stringify(input)}`, `supported: debian:<suite> (${DEBIAN_SUITES.slice(0, 3).join(', ')}, …), alpine:<major.minor>`);
+  throw new InvalidInputError(
+    `cannot bootstrap ${JSON.stringify(input)}`,
+    `supported: debian:<suite> (${DEBIAN_SUITES.slice(0, 3).join(', ')}, …), alpine:<major.minor>`,
+  );
 }
 
 /** bootstrapImage creates and tags the base image. */
@@ -62,7 +68,9 @@ export async function bootstrapImage(store: Store, opts: BootstrapOptions): Prom
   const lease = await store.beginWrite();
   try {
     const { layer, config, createdBy } =
-      distro.family === 'debian' ? await debianLayer(store, distro.release, opts) : await alpineLayer(store, distro.release, opts);
+      distro.family === 'debian'
+        ? await debianLayer(store, distro.release, opts)
+        : await alpineLayer(store, distro.release, opts);
     const created = createdTime(opts.sourceDateEpoch);
     const { descriptor } = await writeImage(store, {
       config: { created, architecture: 'amd64', os: 'linux', config, history: [{ created, created_by: createdBy }] },
@@ -80,7 +88,8 @@ async function debianLayer(store: Store, suite: string, opts: BootstrapOptions) 
   const variant = opts.variant ?? 'minbase';
   if (!/^[a-z-]+$/.test(variant)) throw new InvalidInputError(`bad variant ${JSON.stringify(variant)}`);
   const include = opts.include ?? [];
-  for (const p of include) if (!/^[a-z0-9][a-z0-9+.:=~-]*$/.test(p)) throw new InvalidInputError(`bad package name ${JSON.stringify(p)}`);
+  for (const p of include)
+    if (!/^[a-z0-9][a-z0-9+.:=~-]*$/.test(p)) throw new InvalidInputError(`bad package name ${JSON.stringify(p)}`);
   const tmpRoot = join(store.root, 'tmp');
   await mkdir(tmpRoot, { recursive: true });
   const work = await mkdtemp(join(tmpRoot, 'bootstrap-'));
@@ -97,10 +106,26 @@ async function debianLayer(store: Store, suite: string, opts: BootstrapOptions) 
       rootfs,
       opts.mirror ?? DEBIAN_MIRROR,
     ];
-    const env = { ...process.env, ...(opts.sourceDateEpoch === undefined ? {} : { SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch) }) };
-    await run(argv, { env, ...(opts.onLog ? { onStderr: (s: string) => s.split('\n').filter(Boolean).forEach((l) => opts.onLog?.(l)) } : {}) });
+    const env = {
+      ...process.env,
+      ...(opts.sourceDateEpoch === undefined ? {} : { SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch) }),
+    };
+    await run(argv, {
+      env,
+      ...(opts.onLog
+        ? {
+            onStderr: (s: string) =>
+              s
+                .split('\n')
+                .filter(Boolean)
+                .forEach((l) => opts.onLog?.(l)),
+          }
+        : {}),
+    });
     const tarOpts = opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch };
-    const layer = await commitLayer(store, tarFromDirectory(rootfs, tarOpts), { compression: opts.compression ?? 'gzip' });
+    const layer = await commitLayer(store, tarFromDirectory(rootfs, tarOpts), {
+      compression: opts.compression ?? 'gzip',
+    });
     const config: ContainerConfig = { Env: [DEFAULT_PATH], Cmd: ['bash'] };
     const createdBy = `tsbuild bootstrap debian:${suite} --variant ${variant}${include.length ? ` --include ${include.join(',')}` : ''}`;
     return { layer, config, createdBy };
@@ -140,9 +165,13 @@ async function fetchOk(url: string): Promise<Response> {
     res = await fetch(url, { signal: AbortSignal.timeout(30_000) });
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new TsbuildError('E_UNREACHABLE', `cannot reach ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, {
-      hint: 'this machine may not reach the Alpine mirror; pass --mirror URL of a reachable mirror',
-    });
+    throw new TsbuildError(
+      'E_UNREACHABLE',
+      `cannot reach ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`,
+      {
+        hint: 'this machine may not reach the Alpine mirror; pass --mirror URL of a reachable mirror',
+      },
+    );
   }
   if (!res.ok) throw new TsbuildError('E_FETCH', `GET ${url}: HTTP ${res.status}`);
   return res;
@@ -153,9 +182,12 @@ async function alpineLayer(store: Store, release: string, opts: BootstrapOptions
   const branch = release === 'edge' ? 'edge' : `v${release}`;
   const base = `${mirror}/${branch}/releases/x86_64`;
   const yaml = await (await fetchOk(`${base}/latest-releases.yaml`)).text();
-  const rel = parseLatestReleases(yaml).find((r) => r.flavor === 'alpine-minirootfs' && (!r.arch || r.arch === 'x86_64'));
+  const rel = parseLatestReleases(yaml).find(
+    (r) => r.flavor === 'alpine-minirootfs' && (!r.arch || r.arch === 'x86_64'),
+  );
   if (!rel) throw new InvalidInputError(`${base}/latest-releases.yaml lists no alpine-minirootfs`);
-  if (!/^[\w.+-]+$/.test(rel.file)) throw new InvalidInputError(`${base}/latest-releases.yaml: bad file name ${JSON.stringify(rel.file)}`);
+  if (!/^[\w.+-]+$/.test(rel.file))
+    throw new InvalidInputError(`${base}/latest-releases.yaml: bad file name ${JSON.stringify(rel.file)}`);
   const res = await fetchOk(`${base}/${rel.file}`);
   if (!res.body) throw new TsbuildError('E_FETCH', `GET ${base}/${rel.file}: empty body`);
   const hash = createHash('sha256');
@@ -168,7 +200,14 @@ async function alpineLayer(store: Store, release: string, opts: BootstrapOptions
       },
       flush(cb) {
         const got = hash.digest('hex');
-        cb(got === rel.sha256 ? null : new TsbuildError('E_DIGEST_MISMATCH', `${rel.file}: sha256 ${got} does not match the release's ${rel.sha256}`));
+        cb(
+          got === rel.sha256
+            ? null
+            : new TsbuildError(
+                'E_DIGEST_MISMATCH',
+                `${rel.file}: sha256 ${got} does not match the release's ${rel.sha256}`,
+              ),
+        );
       },
     }),
   );

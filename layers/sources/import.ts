@@ -37,7 +37,9 @@ export interface ImportResult {
 
 /** createdTime is SOURCE_DATE_EPOCH when given, else now, as RFC 3339. */
 export function createdTime(sourceDateEpoch?: number): string {
-  return new Date(sourceDateEpoch === undefined ? Date.now() : sourceDateEpoch * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return new Date(sourceDateEpoch === undefined ? Date.now() : sourceDateEpoch * 1000)
+    .toISOString()
+    .replace(/\.\d{3}Z$/, 'Z');
 }
 
 /** importImage stores the source as a single layer and writes (and, with a name, tags) an image. */
@@ -58,7 +60,13 @@ export async function importImage(store: Store, opts: ImportOptions): Promise<Im
         architecture: 'amd64',
         os: 'linux',
         config,
-        history: [{ created, created_by: `tsbuild import ${opts.source === '-' ? '-' : opts.source}`, ...(opts.message ? { comment: opts.message } : {}) }],
+        history: [
+          {
+            created,
+            created_by: `tsbuild import ${opts.source === '-' ? '-' : opts.source}`,
+            ...(opts.message ? { comment: opts.message } : {}),
+          },
+        ],
       },
       layers: [layer],
     });
@@ -82,7 +90,10 @@ async function openSource(opts: ImportOptions): Promise<Readable> {
     throw wrap(`reading ${opts.source}`, err);
   }
   if (st.isDirectory()) {
-    return tarFromDirectory(opts.source, opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch });
+    return tarFromDirectory(
+      opts.source,
+      opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch },
+    );
   }
   if (!st.isFile()) throw new InvalidInputError(`${opts.source} is neither a tar file nor a directory`);
   return checked(createReadStream(opts.source, { highWaterMark: 1 << 20 }), opts.source);

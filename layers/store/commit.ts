@@ -27,7 +27,9 @@ export async function commitLayer(store: Store, tar: Readable, opts: CommitOptio
   const compression = opts.compression ?? 'gzip';
   const diff = new HashingStream();
   tar.on('error', (err) => diff.destroy(err));
-  const compressed = tar.pipe(diff).pipe(compressStream(compression, opts.level === undefined ? {} : { level: opts.level }));
+  const compressed = tar
+    .pipe(diff)
+    .pipe(compressStream(compression, opts.level === undefined ? {} : { level: opts.level }));
   diff.on('error', (err) => compressed.destroy(err));
   const put = await store.putBlob(compressed);
   return {

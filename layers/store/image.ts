@@ -106,14 +106,22 @@ export async function findImage(store: Store, input: string): Promise<ImageEntry
     if (hits.size === 1) return [...hits.values()][0] as ImageEntry;
     if (hits.size > 1) throw new InvalidInputError(`${input} is ambiguous: it matches ${hits.size} images`);
   }
-  throw new NotFoundError(`image ${JSON.stringify(input)}`, 'list images with `tsbuild images`; build, import, bootstrap or pull it first');
+  throw new NotFoundError(
+    `image ${JSON.stringify(input)}`,
+    'list images with `tsbuild images`; build, import, bootstrap or pull it first',
+  );
 }
 
 /**
  * loadImage follows a descriptor to a single-platform image: through an index (picking `platform`, default
  * linux/amd64), to a manifest, to its config. Every blob is verified; Docker schema2 types are accepted.
  */
-export async function loadImage(store: Store, desc: Descriptor, platform: Platform = DEFAULT_PLATFORM, depth = 0): Promise<Image> {
+export async function loadImage(
+  store: Store,
+  desc: Descriptor,
+  platform: Platform = DEFAULT_PLATFORM,
+  depth = 0,
+): Promise<Image> {
   if (depth > 4) throw new InvalidInputError(`index ${desc.digest} nests too deeply`);
   if (isIndexMediaType(desc.mediaType)) {
     const index = await store.readJson<Index>(desc.digest);
@@ -138,7 +146,9 @@ export function pickPlatform(index: Index, want: Platform): Descriptor | undefin
   return index.manifests.find(
     (m) =>
       (!m.platform && index.manifests.length === 1) ||
-      (m.platform?.os === want.os && m.platform?.architecture === want.architecture && (!want.variant || m.platform.variant === want.variant)),
+      (m.platform?.os === want.os &&
+        m.platform?.architecture === want.architecture &&
+        (!want.variant || m.platform.variant === want.variant)),
   );
 }
 
@@ -162,7 +172,9 @@ function checkConfig(c: ImageConfig, m: Manifest): void {
     throw new InvalidInputError(`config ${m.config.digest} is malformed (rootfs.type must be "layers")`);
   }
   if (c.rootfs.diff_ids.length !== m.layers.length) {
-    throw new InvalidInputError(`config ${m.config.digest} lists ${c.rootfs.diff_ids.length} diff_ids for ${m.layers.length} layers`);
+    throw new InvalidInputError(
+      `config ${m.config.digest} lists ${c.rootfs.diff_ids.length} diff_ids for ${m.layers.length} layers`,
+    );
   }
 }
 
@@ -226,9 +238,12 @@ export interface NewImage {
  */
 export async function writeImage(store: Store, img: NewImage): Promise<Image> {
   for (const l of img.layers) {
-    if (!(await store.hasBlob(l.descriptor.digest, l.descriptor.size))) throw new NotFoundError(`layer blob ${l.descriptor.digest}`);
+    if (!(await store.hasBlob(l.descriptor.digest, l.descriptor.size)))
+      throw new NotFoundError(`layer blob ${l.descriptor.digest}`);
     if (l.descriptor.mediaType.startsWith('application/vnd.docker.')) {
-      throw new InvalidInputError(`layer ${l.descriptor.digest} has a Docker media type; an OCI manifest cannot mix families`);
+      throw new InvalidInputError(
+        `layer ${l.descriptor.digest} has a Docker media type; an OCI manifest cannot mix families`,
+      );
     }
   }
   const config: ImageConfig = { ...img.config, rootfs: { type: 'layers', diff_ids: img.layers.map((l) => l.diffId) } };
@@ -237,7 +252,11 @@ export async function writeImage(store: Store, img: NewImage): Promise<Image> {
     schemaVersion: 2,
     mediaType: MediaType.OciManifest,
     config: configDesc,
-    layers: img.layers.map((l) => ({ mediaType: l.descriptor.mediaType, digest: l.descriptor.digest, size: l.descriptor.size })),
+    layers: img.layers.map((l) => ({
+      mediaType: l.descriptor.mediaType,
+      digest: l.descriptor.digest,
+      size: l.descriptor.size,
+    })),
   };
   if (img.annotations && Object.keys(img.annotations).length) manifest.annotations = img.annotations;
   const descriptor = await store.putJson(manifest, MediaType.OciManifest);

@@ -5,7 +5,13 @@ import { decompressStream } from '../compress/compress.js';
 import { InvalidInputError } from '../../sys/errors.js';
 import type { Store } from './store.js';
 import { imageLayers, type Layer } from '../model/layer.js';
-import { compressionOfMediaType, type Descriptor, type Digest, type ImageConfig, type Manifest } from '../model/types.js';
+import {
+  compressionOfMediaType,
+  type Descriptor,
+  type Digest,
+  type ImageConfig,
+  type Manifest,
+} from '../model/types.js';
 
 /**
  * openLayer streams a layer blob uncompressed. The blob's digest and size are verified at EOF: a corrupt
@@ -34,6 +40,9 @@ export function layerSource(store: Store, layer: Layer): LayerSource {
 }
 
 /** imageLayerSources are the LayerSources of an image's layers, base first (imageLayers pairs blobs and DiffIDs). */
-export function imageLayerSources(store: Store, img: { manifest: Manifest; config: ImageConfig; descriptor?: Descriptor }): LayerSource[] {
+export function imageLayerSources(
+  store: Store,
+  img: { manifest: Manifest; config: ImageConfig; descriptor?: Descriptor },
+): LayerSource[] {
   return imageLayers(img).map((l) => layerSource(store, l));
 }

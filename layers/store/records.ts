@@ -56,7 +56,8 @@ export class Records<T extends LayerRecord> {
     }
     if (!rec || typeof rec !== 'object' || !valid(rec)) return undefined;
     const d = rec.layer?.descriptor;
-    if (rec.layer && (!d || typeof d.digest !== 'string' || !(await this.store.hasBlob(d.digest, d.size)))) return undefined;
+    if (rec.layer && (!d || typeof d.digest !== 'string' || !(await this.store.hasBlob(d.digest, d.size))))
+      return undefined;
     return rec;
   }
 

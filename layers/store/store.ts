@@ -16,7 +16,14 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import lockfile from 'proper-lockfile';
 import { hexOf, parseDigest } from '../model/digest.js';
-import { DigestMismatchError, InvalidInputError, NotFoundError, SizeMismatchError, TsbuildError, wrap } from '../../sys/errors.js';
+import {
+  DigestMismatchError,
+  InvalidInputError,
+  NotFoundError,
+  SizeMismatchError,
+  TsbuildError,
+  wrap,
+} from '../../sys/errors.js';
 import { type Descriptor, type Digest, type Index, MediaType } from '../model/types.js';
 import { isAlive } from '../../sys/pid.js';
 
@@ -51,13 +58,18 @@ export class Store {
     try {
       await mkdir(s.blobDir, { recursive: true });
       await s.ensureFile('oci-layout', `${JSON.stringify(LAYOUT)}\n`);
-      await s.ensureFile('index.json', `${JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] })}\n`);
+      await s.ensureFile(
+        'index.json',
+        `${JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] })}\n`,
+      );
     } catch (err) {
       throw wrap(`opening store ${root}`, err);
     }
     const layout = JSON.parse(await readFile(join(root, 'oci-layout'), 'utf8')) as { imageLayoutVersion?: string };
     if (layout.imageLayoutVersion !== '1.0.0') {
-      throw new InvalidInputError(`${root}/oci-layout: unsupported imageLayoutVersion ${JSON.stringify(layout.imageLayoutVersion)}`);
+      throw new InvalidInputError(
+        `${root}/oci-layout: unsupported imageLayoutVersion ${JSON.stringify(layout.imageLayoutVersion)}`,
+      );
     }
     return s;
   }
@@ -122,7 +134,8 @@ export class Store {
       await fsyncFile(tmp);
       const digest: Digest = `sha256:${hash.digest('hex')}`;
       if (expected) {
-        if (expected.size !== undefined && size !== expected.size) throw new SizeMismatchError(expected.digest, expected.size, size);
+        if (expected.size !== undefined && size !== expected.size)
+          throw new SizeMismatchError(expected.digest, expected.size, size);
         if (digest !== expected.digest) throw new DigestMismatchError(expected.digest, digest);
       }
       const written = !(await this.hasBlob(digest, size));
@@ -205,14 +218,19 @@ export class Store {
       },
       flush(cb) {
         const actual = `sha256:${hash.digest('hex')}`;
-        if (opts.expectedSize !== undefined && size !== opts.expectedSize) cb(new SizeMismatchError(d, opts.expectedSize, size));
+        if (opts.expectedSize !== undefined && size !== opts.expectedSize)
+          cb(new SizeMismatchError(d, opts.expectedSize, size));
         else if (actual !== d) cb(new DigestMismatchError(d, actual));
         else cb();
       },
     });
     const file = createReadStream(path, { highWaterMark: 1 << 20 });
     file.on('error', (err: NodeJS.ErrnoException) => {
-      verify.destroy(err.code === 'ENOENT' ? new NotFoundError(`blob ${d}`, 'the store is missing a blob; pull or build the image again') : wrap(`reading blob ${d}`, err));
+      verify.destroy(
+        err.code === 'ENOENT'
+          ? new NotFoundError(`blob ${d}`, 'the store is missing a blob; pull or build the image again')
+          : wrap(`reading blob ${d}`, err),
+      );
     });
     file.pipe(verify);
     verify.on('close', () => file.destroy());
@@ -228,7 +246,8 @@ export class Store {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`blob ${d}`);
       throw wrap(`reading blob ${d}`, err);
     }
-    if (buf.length > maxSize) throw new InvalidInputError(`blob ${d} is ${buf.length} bytes, too large for a JSON document`);
+    if (buf.length > maxSize)
+      throw new InvalidInputError(`blob ${d} is ${buf.length} bytes, too large for a JSON document`);
     const actual = `sha256:${createHash('sha256').update(buf).digest('hex')}`;
     if (actual !== d) throw new DigestMismatchError(d, actual);
     return buf;
@@ -259,7 +278,8 @@ export class Store {
     } catch (err) {
       throw wrap(`reading ${path}`, err);
     }
-    if (!doc || typeof doc !== 'object' || doc.schemaVersion !== 2) throw new InvalidInputError(`${path}: not an OCI image index`);
+    if (!doc || typeof doc !== 'object' || doc.schemaVersion !== 2)
+      throw new InvalidInputError(`${path}: not an OCI image index`);
     if (!Array.isArray(doc.manifests)) doc.manifests = [];
     return doc;
   }
@@ -290,7 +310,10 @@ export class Store {
         retries: { retries: 600, factor: 1, minTimeout: 50, maxTimeout: 100 },
       });
     } catch (err) {
-      throw new TsbuildError('E_LOCKED', `store ${this.root} is locked by another tsbuild process`, { cause: err, hint: 'wait for it to finish' });
+      throw new TsbuildError('E_LOCKED', `store ${this.root} is locked by another tsbuild process`, {
+        cause: err,
+        hint: 'wait for it to finish',
+      });
     }
     try {
       return await fn();

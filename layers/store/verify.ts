@@ -15,7 +15,8 @@ export async function verifyImage(store: Store, img: Image): Promise<string[]> {
     problems.push(`manifest mediaType ${m.mediaType} differs from its descriptor's ${img.descriptor.mediaType}`);
   }
   for (const d of [m.config, ...m.layers]) {
-    if (docker !== d.mediaType.startsWith('application/vnd.docker.')) problems.push(`${d.digest}: media type ${d.mediaType} mixes families`);
+    if (docker !== d.mediaType.startsWith('application/vnd.docker.'))
+      problems.push(`${d.digest}: media type ${d.mediaType} mixes families`);
   }
   try {
     await store.readBlob(img.descriptor.digest);
@@ -30,7 +31,8 @@ export async function verifyImage(store: Store, img: Image): Promise<string[]> {
       const hash = createHash('sha256');
       for await (const chunk of openLayer(store, l)) hash.update(chunk as Buffer);
       const diffId = `sha256:${hash.digest('hex')}`;
-      if (diffIds[i] !== diffId) problems.push(`layer ${i} (${l.digest}): diff_id ${diffIds[i]} but the uncompressed layer is ${diffId}`);
+      if (diffIds[i] !== diffId)
+        problems.push(`layer ${i} (${l.digest}): diff_id ${diffIds[i]} but the uncompressed layer is ${diffId}`);
     } catch (err) {
       problems.push(`layer ${i}: ${(err as Error).message}`);
     }
@@ -38,7 +40,8 @@ export async function verifyImage(store: Store, img: Image): Promise<string[]> {
   const history = img.config.history;
   if (history?.length) {
     const nonEmpty = history.filter((h) => !h.empty_layer).length;
-    if (nonEmpty !== m.layers.length) problems.push(`${nonEmpty} non-empty history entries for ${m.layers.length} layers`);
+    if (nonEmpty !== m.layers.length)
+      problems.push(`${nonEmpty} non-empty history entries for ${m.layers.length} layers`);
   }
   return problems;
 }

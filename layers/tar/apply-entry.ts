@@ -75,7 +75,9 @@ export function startEntry(state: ApplyState, header: EntryHeader): FileWriter |
       makeNode(state, entry, rel, header);
       return undefined;
     default:
-      throw new InvalidInputError(`layer entry ${JSON.stringify(entry)} has an unsupported type (sparse or vendor-specific)`);
+      throw new InvalidInputError(
+        `layer entry ${JSON.stringify(entry)} has an unsupported type (sparse or vendor-specific)`,
+      );
   }
 }
 
@@ -92,7 +94,8 @@ function metaOf(header: EntryHeader): Meta {
   const mode = (header.mode ?? (header.type === 'directory' ? 0o755 : 0o644)) & 0o7777;
   const mtime = header.mtime ? header.mtime.getTime() / 1000 : 0;
   const pax = (header.pax ?? undefined) as Record<string, string> | undefined;
-  if (pax === undefined) return { mode, uid: header.uid ?? 0, gid: header.gid ?? 0, atime: mtime, mtime, xattrs: NO_XATTRS };
+  if (pax === undefined)
+    return { mode, uid: header.uid ?? 0, gid: header.gid ?? 0, atime: mtime, mtime, xattrs: NO_XATTRS };
   // PAX records carry sub-second times and ids too large for the ustar fields.
   const paxMtime = paxTime(pax.mtime, mtime);
   return {
@@ -138,7 +141,8 @@ function beginRegular(state: ApplyState, entry: string, rel: string, header: Ent
   const meta = metaOf(header);
   const size = header.size ?? 0;
   if (state.allowBatcher && size <= BATCH_BYTES / 4 && meta.xattrs === NO_XATTRS) {
-    if (state.batcher === undefined && ++state.smallFiles >= BATCH_AFTER) state.batcher = state.host.fileWriter?.() ?? null;
+    if (state.batcher === undefined && ++state.smallFiles >= BATCH_AFTER)
+      state.batcher = state.host.fileWriter?.() ?? null;
     if (state.batcher) {
       // The worker only creates: whatever is at the path goes first (in a fresh root, only what this layer wrote can be).
       if (!state.freshRoot || state.written.has(p.rel)) removeExisting(state, entry, p);
@@ -171,7 +175,7 @@ class DirectWriter implements FileWriter {
   ) {}
 
   write(chunk: Uint8Array): void {
-    for (let off = 0; off < chunk.byteLength; ) off += writeSync(this.fd, chunk, off);
+    for (let off = 0; off < chunk.byteLength;) off += writeSync(this.fd, chunk, off);
     this.state.bytes += chunk.byteLength;
   }
 
@@ -272,7 +276,8 @@ function makeSymlink(state: ApplyState, entry: string, rel: string, header: Entr
   const p = target(state, entry, rel, 'symlink');
   const meta = metaOf(header);
   const linkname = header.linkname ?? '';
-  if (linkname === '') throw new InvalidInputError(`layer entry ${JSON.stringify(entry)} is a symlink with an empty target`);
+  if (linkname === '')
+    throw new InvalidInputError(`layer entry ${JSON.stringify(entry)} is a symlink with an empty target`);
   createFresh(state, entry, p, () => symlinkSync(linkname, p.abs));
   state.layerSymlinks.add(p.rel);
   if (needsChown(state, meta)) state.host.lchown(p.abs, meta.uid, meta.gid);

@@ -138,7 +138,8 @@ export function createApplyState(opts: ApplyOptions): ApplyState {
 /** target resolves an entry's own path (creating its parents) and refuses to retype the root. */
 export function target(state: ApplyState, entry: string, rel: string, what: string): ResolvedPath {
   const p = state.resolver.resolve(entry, rel, { create: true });
-  if (p === undefined || p.rel === '') throw new UnsafeEntryError(entry, `it would change the type of the root directory to a ${what}`);
+  if (p === undefined || p.rel === '')
+    throw new UnsafeEntryError(entry, `it would change the type of the root directory to a ${what}`);
   if (state.batcher?.pending.has(p.rel)) throw NEED_FLUSH; // a duplicate of a file the worker may not have made yet
   return p;
 }

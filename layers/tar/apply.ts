@@ -16,11 +16,24 @@ import type { Readable } from 'node:stream';
 import { extract, type Header } from 'tar-stream';
 import { InvalidInputError, TsbuildError, wrap } from '../../sys/errors.js';
 import { startEntry, type FileWriter } from './apply-entry.js';
-import { createApplyState, NEED_FLUSH, type ApplyOptions, type ApplyResult, type ApplyState, type EntryHeader } from './apply-state.js';
+import {
+  createApplyState,
+  NEED_FLUSH,
+  type ApplyOptions,
+  type ApplyResult,
+  type ApplyState,
+  type EntryHeader,
+} from './apply-state.js';
 import { installFastHeaderDecoder } from './header-fast.js';
 import { installPaxCodec } from './pax.js';
 
-export { createApplyState, type ApplyOptions, type ApplyResult, type ApplyState, type EntryHeader } from './apply-state.js';
+export {
+  createApplyState,
+  type ApplyOptions,
+  type ApplyResult,
+  type ApplyState,
+  type EntryHeader,
+} from './apply-state.js';
 
 /**
  * applyLayer applies one uncompressed layer tar to opts.root and resolves with what it applied.

@@ -31,7 +31,8 @@ export class TarCheck extends Transform {
       this.entries++;
       try {
         const name = checkEntryName(header.name);
-        if ((name === '.' || name === '') && header.type !== 'directory') throw new UnsafeEntryError(header.name, 'it would change the type of the root directory');
+        if ((name === '.' || name === '') && header.type !== 'directory')
+          throw new UnsafeEntryError(header.name, 'it would change the type of the root directory');
         this.checkParents(header.name, name);
         if (header.type === 'link' && header.linkname) {
           const target = checkEntryName(header.linkname, 'hardlink target');
@@ -56,7 +57,8 @@ export class TarCheck extends Transform {
     const parts = clean.split('/');
     for (let i = 1; i < parts.length; i++) {
       const prefix = parts.slice(0, i).join('/');
-      if (this.symlinks.has(prefix)) throw new UnsafeEntryError(raw, `path passes through the symlink ${prefix} created by this layer`);
+      if (this.symlinks.has(prefix))
+        throw new UnsafeEntryError(raw, `path passes through the symlink ${prefix} created by this layer`);
     }
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -74,7 +76,9 @@ export class TarCheck extends Transform {
       cb(err ?? this.failed);
     };
     this.extract.once('finish', () => finish());
-    this.extract.once('error', (err: Error) => finish(new InvalidInputError(`${this.label}: not a valid tar archive: ${err.message}`)));
+    this.extract.once('error', (err: Error) =>
+      finish(new InvalidInputError(`${this.label}: not a valid tar archive: ${err.message}`)),
+    );
     this.extract.end(undefined);
   }
 }

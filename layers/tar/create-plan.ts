@@ -110,7 +110,10 @@ export async function planDirectory(dir: string, opts: TarWriteOptions): Promise
     for (const k of kids) {
       const path = rel === '' ? k.name : `${rel}/${k.name}`;
       if (k.name.startsWith(OCI_WHITEOUT_PREFIX)) {
-        opts.onWarn?.(WARN.WHITEOUT_NAME, `${join(dir, path)}: a file named ${OCI_WHITEOUT_PREFIX}* reads as a whiteout in a layer`);
+        opts.onWarn?.(
+          WARN.WHITEOUT_NAME,
+          `${join(dir, path)}: a file named ${OCI_WHITEOUT_PREFIX}* reads as a whiteout in a layer`,
+        );
       }
       items.push({ name: k.isDir ? `${path}/` : path, rel: path, isDir: k.isDir });
       if (k.isDir) await visit(path);
@@ -131,23 +134,32 @@ export function validateChanges(changes: Change[]): ChangeSet {
   for (const c of changes) {
     const p = c.path;
     if (typeof p !== 'string' || p === '') throw new InvalidInputError('change set: a change has an empty path');
-    if (p.startsWith('/')) throw new InvalidInputError(`change set: path ${JSON.stringify(p)} is absolute (changes are relative to the root)`);
+    if (p.startsWith('/'))
+      throw new InvalidInputError(
+        `change set: path ${JSON.stringify(p)} is absolute (changes are relative to the root)`,
+      );
     const parts = p.split('/');
     if (parts.includes('..')) throw new InvalidInputError(`change set: path ${JSON.stringify(p)} escapes the root`);
     if (parts.some((s) => s === '' || s === '.') || p.includes('\0')) {
       throw new InvalidInputError(`change set: path ${JSON.stringify(p)} is not a clean relative path`);
     }
     if ((parts.at(-1) as string).startsWith(OCI_WHITEOUT_PREFIX)) {
-      throw new InvalidInputError(`change set: ${JSON.stringify(p)} is named ${OCI_WHITEOUT_PREFIX}*, which a layer reads as a whiteout`, 'rename the file');
+      throw new InvalidInputError(
+        `change set: ${JSON.stringify(p)} is named ${OCI_WHITEOUT_PREFIX}*, which a layer reads as a whiteout`,
+        'rename the file',
+      );
     }
     if (c.kind !== 'add' && c.kind !== 'modify' && c.kind !== 'delete') {
       throw new InvalidInputError(`change set: ${JSON.stringify(p)} has unknown kind ${JSON.stringify(c.kind)}`);
     }
-    if (c.kind === 'delete' && c.opaque) throw new InvalidInputError(`change set: ${JSON.stringify(p)} is deleted and marked opaque`);
+    if (c.kind === 'delete' && c.opaque)
+      throw new InvalidInputError(`change set: ${JSON.stringify(p)} is deleted and marked opaque`);
     const prev = byPath.get(p);
     if (prev) {
       if ((prev.kind === 'delete') !== (c.kind === 'delete')) {
-        throw new InvalidInputError(`change set: ${JSON.stringify(p)} is both deleted and ${c.kind === 'delete' ? prev.kind : c.kind}ed`);
+        throw new InvalidInputError(
+          `change set: ${JSON.stringify(p)} is both deleted and ${c.kind === 'delete' ? prev.kind : c.kind}ed`,
+        );
       }
       if (c.opaque) byPath.set(p, { ...prev, opaque: true });
       continue;
@@ -159,7 +171,10 @@ export function validateChanges(changes: Change[]): ChangeSet {
     for (const anc of ancestors(p)) {
       if (!isDeleted(anc)) continue;
       if (isDeleted(p)) byPath.delete(p);
-      else throw new InvalidInputError(`change set: ${JSON.stringify(anc)} is deleted but ${JSON.stringify(p)} below it is not`);
+      else
+        throw new InvalidInputError(
+          `change set: ${JSON.stringify(anc)} is deleted but ${JSON.stringify(p)} below it is not`,
+        );
       break;
     }
   }
@@ -187,7 +202,9 @@ export async function planChanges(root: string, set: ChangeSet): Promise<Plan> {
   for (const p of [...parents, ...[...set.changes.keys()].flatMap(ancestors)]) {
     const st = stats.get(p);
     if (st && kindOf(st.mode) !== 'directory') {
-      throw new InvalidInputError(`change set: ${join(root, p)} is not a directory, but the change set has paths below it`);
+      throw new InvalidInputError(
+        `change set: ${join(root, p)} is not a directory, but the change set has paths below it`,
+      );
     }
   }
   const items: PlanItem[] = [];
@@ -199,7 +216,8 @@ export async function planChanges(root: string, set: ChangeSet): Promise<Plan> {
     }
     const st = stats.get(c.path) as FsStat;
     const isDir = kindOf(st.mode) === 'directory';
-    if (c.opaque && !isDir) throw new InvalidInputError(`change set: ${join(root, c.path)} is marked opaque but is not a directory`);
+    if (c.opaque && !isDir)
+      throw new InvalidInputError(`change set: ${join(root, c.path)} is marked opaque but is not a directory`);
     items.push({ name: isDir ? `${c.path}/` : c.path, rel: c.path, isDir, st });
     if (c.opaque) items.push({ name: ociOpaquePath(c.path) });
   }

@@ -6,7 +6,15 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TsbuildError, wrap } from '../../sys/errors.js';
 import { getXattr, listXattrs } from '../../sys/libc.js';
-import { lstatPath, utf8Name, WARN, type FsStat, type Plan, type PlanItem, type TarWriteOptions } from './create-plan.js';
+import {
+  lstatPath,
+  utf8Name,
+  WARN,
+  type FsStat,
+  type Plan,
+  type PlanItem,
+  type TarWriteOptions,
+} from './create-plan.js';
 import { kindOf } from './entry.js';
 import { keepXattr } from './whiteout.js';
 
@@ -35,7 +43,6 @@ const WINDOW = 64;
 
 /** O_NOFOLLOW: a path swapped for a symlink after lstat is not followed; O_NONBLOCK: nor does a fifo hang us. */
 export const OPEN_FLAGS = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
-
 
 // ─── reading ahead ──────────────────────────────────────────────────────────────────────────────────────────────
 
@@ -101,7 +108,10 @@ export class ReadAhead {
     const st = item.st ?? lstatPath(abs);
     const kind = kindOf(st.mode);
     if (kind === undefined || kind === 'socket') {
-      this.opts.onWarn?.(WARN.SKIPPED, `${abs}: ${kind ?? `unknown file type ${(st.mode >>> 12).toString(8)}`} left out of the layer`);
+      this.opts.onWarn?.(
+        WARN.SKIPPED,
+        `${abs}: ${kind ?? `unknown file type ${(st.mode >>> 12).toString(8)}`} left out of the layer`,
+      );
       return { item, skip: true };
     }
     if ((kind === 'directory') !== item.isDir) {
@@ -119,7 +129,13 @@ export class ReadAhead {
       }
       out.linkname = utf8Name(target, `symlink ${abs}`);
     }
-    if (kind === 'file' && st.size > SYNC_FILE && st.size <= SMALL_FILE && st.nlink === 1 && this.budgetUsed + st.size <= PREFETCH_BUDGET) {
+    if (
+      kind === 'file' &&
+      st.size > SYNC_FILE &&
+      st.size <= SMALL_FILE &&
+      st.nlink === 1 &&
+      this.budgetUsed + st.size <= PREFETCH_BUDGET
+    ) {
       this.budgetUsed += st.size;
       out.content = readWhole(abs, st.size);
       out.content.catch(() => {}); // reported when taken; one never taken (the stream stopped) must not be unhandled

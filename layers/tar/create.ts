@@ -19,7 +19,18 @@ import { InvalidInputError } from '../../sys/errors.js';
 import { majorMinor } from '../../sys/libc.js';
 import type { Change } from '../model/changeset.js';
 import { planChanges, planDirectory, validateChanges, WARN, type Plan, type TarWriteOptions } from './create-plan.js';
-import { CHUNK, FileChangedError, openFile, ReadAhead, readFull, readWhole, readWholeSync, Slab, SMALL_FILE, SYNC_FILE } from './create-read.js';
+import {
+  CHUNK,
+  FileChangedError,
+  openFile,
+  ReadAhead,
+  readFull,
+  readWhole,
+  readWholeSync,
+  Slab,
+  SMALL_FILE,
+  SYNC_FILE,
+} from './create-read.js';
 import { headerFor, kindOf, markerHeader, type EntryHeader } from './entry.js';
 import { installPaxCodec } from './pax.js';
 
@@ -122,7 +133,12 @@ function startTar(opts: TarWriteOptions, makePlan: () => Promise<Plan>): Readabl
   return out;
 }
 
-async function write(pack: Pack, makePlan: () => Promise<Plan>, opts: TarWriteOptions, stopped: () => boolean): Promise<void> {
+async function write(
+  pack: Pack,
+  makePlan: () => Promise<Plan>,
+  opts: TarWriteOptions,
+  stopped: () => boolean,
+): Promise<void> {
   const plan = await makePlan();
   const ahead = new ReadAhead(plan, opts);
   /** (dev, ino) of multiply linked files written so far → their entry name */
@@ -147,7 +163,11 @@ async function write(pack: Pack, makePlan: () => Promise<Plan>, opts: TarWriteOp
     }
     const dev = kind === 'character-device' || kind === 'block-device' ? majorMinor(st.rdev) : undefined;
     const header = headerFor(e.item.name, st, {
-      ...(hardlinkTo !== undefined ? { hardlink: true, linkname: hardlinkTo } : e.linkname !== undefined ? { linkname: e.linkname } : {}),
+      ...(hardlinkTo !== undefined
+        ? { hardlink: true, linkname: hardlinkTo }
+        : e.linkname !== undefined
+          ? { linkname: e.linkname }
+          : {}),
       ...(dev ? { devmajor: dev.major, devminor: dev.minor } : {}),
       ...(e.xattrs ? { xattrs: e.xattrs } : {}),
       ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
@@ -167,13 +187,20 @@ function addEntry(pack: Pack, header: EntryHeader, body?: Buffer): Promise<void>
   return new Promise((resolve, reject) => {
     const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
     if (body) pack.entry(header, body, cb);
-    else if (header.type === 'file') pack.entry(header, cb).end(undefined); // an empty file: its body ends at once
+    else if (header.type === 'file')
+      pack.entry(header, cb).end(undefined); // an empty file: its body ends at once
     else pack.entry(header, cb);
   });
 }
 
 /** addStreamed writes a big file chunk by chunk, reading the next chunk while the current one is written. */
-async function addStreamed(pack: Pack, header: EntryHeader, abs: string, size: number, stopped: () => boolean): Promise<void> {
+async function addStreamed(
+  pack: Pack,
+  header: EntryHeader,
+  abs: string,
+  size: number,
+  stopped: () => boolean,
+): Promise<void> {
   const fh = await openFile(abs);
   const readChunk = async (pos: number): Promise<Buffer> => {
     const len = Math.min(CHUNK, size - pos);
@@ -190,7 +217,7 @@ async function addStreamed(pack: Pack, header: EntryHeader, abs: string, size: n
     });
     finished.catch(() => {}); // awaited below; the pack may fail it before that
     const sink = pack.entry(header, done);
-    for (let pos = 0; pos < size; ) {
+    for (let pos = 0; pos < size;) {
       const buf: Buffer = await (reading as Promise<Buffer>);
       pos += buf.length;
       reading = pos < size ? readChunk(pos) : undefined;
@@ -198,7 +225,8 @@ async function addStreamed(pack: Pack, header: EntryHeader, abs: string, size: n
       if (stopped()) return;
       if (!sink.write(buf)) await drained(sink);
     }
-    if ((await readFull(fh, abs, Buffer.alloc(1), 1, size)) > 0) throw new FileChangedError(abs, size, 'it grew while read');
+    if ((await readFull(fh, abs, Buffer.alloc(1), 1, size)) > 0)
+      throw new FileChangedError(abs, size, 'it grew while read');
     sink.end(undefined);
     await finished;
   } finally {

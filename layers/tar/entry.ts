@@ -86,7 +86,8 @@ export function clampMtime(mtime: number, sourceDateEpoch: number | undefined): 
  */
 export function headerFor(name: string, st: EntryStat, extras: HeaderExtras = {}): EntryHeader {
   const kind = kindOf(st.mode);
-  if (kind === undefined || kind === 'socket') throw new Error(`headerFor ${name}: no tar type for mode ${st.mode.toString(8)}`);
+  if (kind === undefined || kind === 'socket')
+    throw new Error(`headerFor ${name}: no tar type for mode ${st.mode.toString(8)}`);
   const type: Header['type'] = extras.hardlink ? 'link' : kind;
   const size = type === 'file' ? st.size : 0;
   const mtime = clampMtime(st.mtime, extras.sourceDateEpoch);
@@ -135,7 +136,10 @@ export function sortKey(name: string): Buffer {
   const bufs: Buffer[] = [];
   parts.forEach((p, i) => {
     if (i > 0) bufs.push(SLASH);
-    bufs.push(p === OCI_OPAQUE_NAME ? RANK_OPAQUE : p.startsWith(OCI_WHITEOUT_PREFIX) ? RANK_WHITEOUT : RANK_OTHER, Buffer.from(p));
+    bufs.push(
+      p === OCI_OPAQUE_NAME ? RANK_OPAQUE : p.startsWith(OCI_WHITEOUT_PREFIX) ? RANK_WHITEOUT : RANK_OTHER,
+      Buffer.from(p),
+    );
   });
   if (isDir) bufs.push(SLASH);
   return Buffer.concat(bufs);

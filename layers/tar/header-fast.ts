@@ -70,7 +70,12 @@ export function makeFastDecode(original: Decode): Decode {
     const ustar = magic && buf[262] === 0;
     const gnu = magic && buf[262] === 0x20 && buf[263] === 0x20 && buf[264] === 0;
     // A field that is not plain octal is -1, which makes the bitwise or negative (so may a huge value: harmless).
-    if (sum === 256 || sum !== checksum || (!ustar && !gnu) || (mode | uid | gid | size | mtime | devmajor | devminor) < 0) {
+    if (
+      sum === 256 ||
+      sum !== checksum ||
+      (!ustar && !gnu) ||
+      (mode | uid | gid | size | mtime | devmajor | devminor) < 0
+    ) {
       return original(buf, filenameEncoding, allowUnknownFormat);
     }
     let typeflag = buf[156] === 0 ? 0 : (buf[156] as number) - 48;

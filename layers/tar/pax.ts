@@ -17,7 +17,11 @@ export type PaxValue = string | Uint8Array;
 export function encodePaxRecords(records: ReadonlyArray<readonly [string, PaxValue]>): Buffer {
   const parts: Buffer[] = [];
   for (const [key, value] of records) {
-    const body = Buffer.concat([Buffer.from(` ${key}=`), typeof value === 'string' ? Buffer.from(value) : Buffer.from(value), Buffer.from('\n')]);
+    const body = Buffer.concat([
+      Buffer.from(` ${key}=`),
+      typeof value === 'string' ? Buffer.from(value) : Buffer.from(value),
+      Buffer.from('\n'),
+    ]);
     // The length field counts itself: find the fixed point.
     let len = body.length + 1;
     while (String(len).length + body.length !== len) len = String(len).length + body.length;

@@ -77,7 +77,8 @@ export function isOciOpaqueName(base: string): boolean {
  * not a plain whiteout: the opaque marker, other AUFS metadata (`.wh..wh.*`), an empty rest, or any other name.
  */
 export function ociWhiteoutTarget(base: string): string | undefined {
-  if (!base.startsWith(OCI_WHITEOUT_PREFIX) || base.startsWith(`${OCI_WHITEOUT_PREFIX}${OCI_WHITEOUT_PREFIX}`)) return undefined;
+  if (!base.startsWith(OCI_WHITEOUT_PREFIX) || base.startsWith(`${OCI_WHITEOUT_PREFIX}${OCI_WHITEOUT_PREFIX}`))
+    return undefined;
   const rest = base.slice(OCI_WHITEOUT_PREFIX.length);
   return rest === '' || rest === '.' || rest === '..' || rest.includes('/') ? undefined : rest;
 }

@@ -26,7 +26,13 @@ export const MASKED_PATHS: readonly string[] = [
 ];
 
 /** READONLY_PATHS are visible but read-only (runc's defaults). */
-export const READONLY_PATHS: readonly string[] = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+export const READONLY_PATHS: readonly string[] = [
+  '/proc/bus',
+  '/proc/fs',
+  '/proc/irq',
+  '/proc/sys',
+  '/proc/sysrq-trigger',
+];
 
 const S_IFCHR = 0o020000;
 
@@ -61,17 +67,18 @@ interface BindMount {
  */
 export function rootfsOps(spec: RunSpec, opts: { console?: string } = {}): Op[] {
   const root = spec.rootfs;
-  const ops: Op[] = [
-    mountOp('', '/', '', MS.REC | MS.PRIVATE),
-    mountOp(root, root, '', MS.BIND | MS.REC),
-  ];
+  const ops: Op[] = [mountOp('', '/', '', MS.REC | MS.PRIVATE), mountOp(root, root, '', MS.BIND | MS.REC)];
 
   const proc = secureJoin(root, '/proc');
   ops.push({ op: 'mkdir', path: proc, mode: 0o555 }, mountOp('proc', proc, 'proc', MS.NOSUID | MS.NOEXEC | MS.NODEV));
 
   const dev = secureJoin(root, '/dev');
-  ops.push({ op: 'mkdir', path: dev, mode: 0o755 }, mountOp('tmpfs', dev, 'tmpfs', MS.NOSUID | MS.STRICTATIME, 'mode=755,size=65536k'));
-  for (const [name, major, minor] of DEVICES) ops.push({ op: 'mknod', path: `${dev}/${name}`, mode: S_IFCHR | 0o666, major, minor });
+  ops.push(
+    { op: 'mkdir', path: dev, mode: 0o755 },
+    mountOp('tmpfs', dev, 'tmpfs', MS.NOSUID | MS.STRICTATIME, 'mode=755,size=65536k'),
+  );
+  for (const [name, major, minor] of DEVICES)
+    ops.push({ op: 'mknod', path: `${dev}/${name}`, mode: S_IFCHR | 0o666, major, minor });
   ops.push(
     { op: 'mkdir', path: `${dev}/pts`, mode: 0o755 },
     mountOp('devpts', `${dev}/pts`, 'devpts', MS.NOSUID | MS.NOEXEC, 'newinstance,ptmxmode=0666,mode=0620,gid=5'),
@@ -91,7 +98,10 @@ export function rootfsOps(spec: RunSpec, opts: { console?: string } = {}): Op[] 
 
   // A fresh sysfs shows the network devices of the mounting process's network namespace.
   const sys = secureJoin(root, '/sys');
-  ops.push({ op: 'mkdir', path: sys, mode: 0o555 }, mountOp('sysfs', sys, 'sysfs', MS.NOSUID | MS.NOEXEC | MS.NODEV | MS.RDONLY));
+  ops.push(
+    { op: 'mkdir', path: sys, mode: 0o555 },
+    mountOp('sysfs', sys, 'sysfs', MS.NOSUID | MS.NOEXEC | MS.NODEV | MS.RDONLY),
+  );
 
   const binds: BindMount[] = [
     ...spec.mounts,
@@ -104,7 +114,9 @@ export function rootfsOps(spec: RunSpec, opts: { console?: string } = {}): Op[] 
     try {
       isDir = statSync(m.source).isDirectory();
     } catch (e) {
-      throw new InvalidInputError(`bind mount source ${m.source}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new InvalidInputError(
+        `bind mount source ${m.source}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
     const dest = secureJoin(root, m.destination);
     ops.push(isDir ? { op: 'mkdir', path: dest, mode: 0o755 } : { op: 'touch', path: dest });

@@ -51,7 +51,14 @@ RUN echo two > /2
 COPY b.txt /app/b.txt
 RUN cat /app/a.txt /app/b.txt > /ab
 `;
-const STEPS = ['RUN echo one > /1', 'WORKDIR /app', 'COPY a.txt /app/a.txt', 'RUN echo two > /2', 'COPY b.txt /app/b.txt', 'RUN cat /app/a.txt /app/b.txt > /ab'];
+const STEPS = [
+  'RUN echo one > /1',
+  'WORKDIR /app',
+  'COPY a.txt /app/a.txt',
+  'RUN echo two > /2',
+  'COPY b.txt /app/b.txt',
+  'RUN cat /app/a.txt /app/b.txt > /ab',
+];
 
 rootTest('a second build with no change finds every step in the cache', async (t) => {
   const store = await busyboxStore(t);
@@ -96,7 +103,9 @@ rootTest('renaming a file inside a copied directory misses the cache (paths coun
 
 rootTest('a changed build arg re-runs the RUN steps after its ARG, not those before', async (t) => {
   const store = await busyboxStore(t);
-  const ctx = await context(t, { Dockerfile: 'FROM busybox:test\nRUN echo before > /0\nARG V=1\nRUN echo unrelated > /1\nRUN echo $V > /v\n' });
+  const ctx = await context(t, {
+    Dockerfile: 'FROM busybox:test\nRUN echo before > /0\nARG V=1\nRUN echo unrelated > /1\nRUN echo $V > /v\n',
+  });
   await run(t, { store, context: ctx, buildArgs: { V: '1' } });
   const r = await run(t, { store, context: ctx, buildArgs: { V: '2' } });
   // BuildKit keys RUN on its environment: every RUN after the ARG sees V, so both re-run; the one before does not
@@ -133,7 +142,11 @@ rootTest('a cache record whose blob was pruned is a miss, and the build still su
 });
 
 rootTest('two builds with SOURCE_DATE_EPOCH give the same image digest, every step run again', async (t) => {
-  const files = { Dockerfile: 'FROM busybox:test\nWORKDIR /app\nCOPY a.txt .\nRUN echo built > /app/built && mkdir -p /var/x && touch /var/x/f\nENV E=1\nCMD ["cat", "/app/built"]\n', 'a.txt': 'a\n' };
+  const files = {
+    Dockerfile:
+      'FROM busybox:test\nWORKDIR /app\nCOPY a.txt .\nRUN echo built > /app/built && mkdir -p /var/x && touch /var/x/f\nENV E=1\nCMD ["cat", "/app/built"]\n',
+    'a.txt': 'a\n',
+  };
   const ctx1 = await context(t, files);
   const ctx2 = await context(t, files);
   await utimes(join(ctx2, 'a.txt'), new Date(0), new Date(0));
@@ -159,7 +172,12 @@ rootTest('the cache lives in the store as one file per key, and a record names i
   await run(t, { store, context: ctx });
   const files = (await readdir(join(store.root, 'cache'))).filter((f) => f.endsWith('.json'));
   t.is(files.length, 2);
-  const records = await Promise.all(files.map(async (f) => JSON.parse(await readFile(join(store.root, 'cache', f), 'utf8')) as { layer: unknown; created: string }));
+  const records = await Promise.all(
+    files.map(
+      async (f) =>
+        JSON.parse(await readFile(join(store.root, 'cache', f), 'utf8')) as { layer: unknown; created: string },
+    ),
+  );
   t.is(records.filter((r) => r.layer === null).length, 1, 'RUN true made no layer');
   t.is(records.filter((r) => r.layer !== null).length, 1);
 });

@@ -105,10 +105,16 @@ const caseMacro = test.macro({
       } else {
         t.falsy(theirs.error, `buildah failed: ${theirs.error}`);
         const drop = new Set(spec.ignore?.paths ?? []);
-        const strip = (tree: Record<string, string>): Record<string, string> => Object.fromEntries(Object.entries(tree).filter(([p]) => !drop.has(p)));
-        t.deepEqual(treeDiff(strip(ours.tree), strip(dropBuildahStubs(theirs.tree, ours.tree))), {}, 'rootfs differs from buildah (path: [tsbuild, buildah])');
+        const strip = (tree: Record<string, string>): Record<string, string> =>
+          Object.fromEntries(Object.entries(tree).filter(([p]) => !drop.has(p)));
+        t.deepEqual(
+          treeDiff(strip(ours.tree), strip(dropBuildahStubs(theirs.tree, ours.tree))),
+          {},
+          'rootfs differs from buildah (path: [tsbuild, buildah])',
+        );
         const ignored = new Set(spec.ignore?.config ?? []);
-        const cfg = (c: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(c).filter(([k]) => !ignored.has(k)));
+        const cfg = (c: Record<string, unknown>): Record<string, unknown> =>
+          Object.fromEntries(Object.entries(c).filter(([k]) => !ignored.has(k)));
         t.deepEqual(cfg(ours.config), cfg(theirs.config), 'config differs from buildah');
       }
     }
@@ -134,7 +140,10 @@ function checkExpect(t: ExecutionContext, spec: CaseSpec, image: Image, base: Im
   for (const [k, want] of Object.entries(e.config ?? {})) {
     const got = config[k];
     if (want === 'absent') {
-      t.true(got === undefined || got === null || (Array.isArray(got) && got.length === 0), `config ${k} should be absent, is ${JSON.stringify(got)}`);
+      t.true(
+        got === undefined || got === null || (Array.isArray(got) && got.length === 0),
+        `config ${k} should be absent, is ${JSON.stringify(got)}`,
+      );
     } else t.deepEqual(got, want, `config ${k}`);
   }
   for (const [p, want] of Object.entries(e.files ?? {})) {
@@ -165,10 +174,15 @@ function checkExpect(t: ExecutionContext, spec: CaseSpec, image: Image, base: Im
     );
     for (const h of added) t.is(h.comment, 'buildkit.dockerfile.v0');
   }
-  if (e.newLayers !== undefined) t.is(image.config.rootfs.diff_ids.length - base.config.rootfs.diff_ids.length, e.newLayers, 'new layers');
+  if (e.newLayers !== undefined)
+    t.is(image.config.rootfs.diff_ids.length - base.config.rootfs.diff_ids.length, e.newLayers, 'new layers');
   if (e.author !== undefined) t.is(image.config.author, e.author);
   // every image: one diffID per history entry with a layer
-  t.is((image.config.history ?? []).filter((h) => !h.empty_layer).length, image.config.rootfs.diff_ids.length, 'history rows with a layer = layers');
+  t.is(
+    (image.config.history ?? []).filter((h) => !h.empty_layer).length,
+    image.config.rootfs.diff_ids.length,
+    'history rows with a layer = layers',
+  );
 }
 
 for (const name of names) serial(caseMacro, name);

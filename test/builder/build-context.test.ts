@@ -6,7 +6,14 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { execFileSync } from 'node:child_process';
 import { makeFilter, openContext, readIgnorePatterns } from '../../builder/context.js';
-import { containsWildcards, goMatch, hashSelection, prefixMatch, selectSources, splitWildcards } from '../../builder/steps/copy-select.js';
+import {
+  containsWildcards,
+  goMatch,
+  hashSelection,
+  prefixMatch,
+  selectSources,
+  splitWildcards,
+} from '../../builder/steps/copy-select.js';
 import { isTarHeader, parseChmod, resolveChown } from '../../builder/steps/copy-write.js';
 import { destPath } from '../../builder/steps/copy.js';
 import { runCommandString } from '../../builder/steps/run.js';
@@ -32,21 +39,38 @@ test('a directory context reads <dir>/Dockerfile and .dockerignore', async (t) =
 });
 
 test('<Dockerfile>.dockerignore next to the Dockerfile wins over .dockerignore', async (t) => {
-  const dir = await tree(t, { 'build/app.Dockerfile': 'FROM scratch\n', 'build/app.Dockerfile.dockerignore': 'a\n', '.dockerignore': 'b\n' });
-  const c = await openContext({ context: dir, dockerfile: join(dir, 'build/app.Dockerfile'), tmpDir: join(dir, '.tmp') });
+  const dir = await tree(t, {
+    'build/app.Dockerfile': 'FROM scratch\n',
+    'build/app.Dockerfile.dockerignore': 'a\n',
+    '.dockerignore': 'b\n',
+  });
+  const c = await openContext({
+    context: dir,
+    dockerfile: join(dir, 'build/app.Dockerfile'),
+    tmpDir: join(dir, '.tmp'),
+  });
   t.deepEqual(c.context?.patterns, ['a']);
   t.is(c.dockerfileName, 'app.Dockerfile');
 });
 
 test('- as the context reads the Dockerfile from stdin and has no context', async (t) => {
-  const c = await openContext({ context: '-', stdin: Readable.from([Buffer.from('FROM scratch\nCMD ["x"]\n')]), tmpDir: '/nonexistent' });
+  const c = await openContext({
+    context: '-',
+    stdin: Readable.from([Buffer.from('FROM scratch\nCMD ["x"]\n')]),
+    tmpDir: '/nonexistent',
+  });
   t.is(c.dockerfileText, 'FROM scratch\nCMD ["x"]\n');
   t.is(c.context, null);
 });
 
 test('-f - reads the Dockerfile from stdin with a directory context', async (t) => {
   const dir = await tree(t, { 'a.txt': 'a' });
-  const c = await openContext({ context: dir, dockerfile: '-', stdin: Readable.from([Buffer.from('FROM scratch\n')]), tmpDir: join(dir, '.tmp') });
+  const c = await openContext({
+    context: dir,
+    dockerfile: '-',
+    stdin: Readable.from([Buffer.from('FROM scratch\n')]),
+    tmpDir: join(dir, '.tmp'),
+  });
   t.is(c.dockerfileText, 'FROM scratch\n');
   t.is(c.context?.root, dir);
 });
@@ -65,7 +89,9 @@ test('a tarball context is extracted and -f names a path inside it', async (t) =
 
 test('a missing Dockerfile is a clear error', async (t) => {
   const dir = await tree(t, { 'a.txt': 'a' });
-  await t.throwsAsync(openContext({ context: dir, tmpDir: join(dir, '.tmp') }), { message: /Dockerfile Dockerfile not found/ });
+  await t.throwsAsync(openContext({ context: dir, tmpDir: join(dir, '.tmp') }), {
+    message: /Dockerfile Dockerfile not found/,
+  });
 });
 
 test('the ignore file reader drops comments and blank lines and refuses a lone !', (t) => {
@@ -122,13 +148,20 @@ test('destinations follow BuildKit: relative to WORKDIR, a trailing slash or . n
 test('RUN history strings carry the declared ARGs as |N K=V, with ENV winning', (t) => {
   t.is(runCommandString(['/bin/sh', '-c', 'make'], [], new Map()), '/bin/sh -c make');
   t.is(
-    runCommandString(['/bin/sh', '-c', 'make'], [{ key: 'A', value: '1' }, { key: 'B' }, { key: 'A', value: '2' }], new Map([['A', '2']])),
+    runCommandString(
+      ['/bin/sh', '-c', 'make'],
+      [{ key: 'A', value: '1' }, { key: 'B' }, { key: 'A', value: '2' }],
+      new Map([['A', '2']]),
+    ),
     '|2 A=2 B= /bin/sh -c make',
   );
 });
 
 test('--chown names resolve in the target root; unknown names and missing files give 0', async (t) => {
-  const root = await tree(t, { 'etc/passwd': 'root:x:0:0::/root:/bin/sh\napp:x:1234:99::/home/app:/bin/sh\n', 'etc/group': 'root:x:0:\nstaff:x:50:\n' });
+  const root = await tree(t, {
+    'etc/passwd': 'root:x:0:0::/root:/bin/sh\napp:x:1234:99::/home/app:/bin/sh\n',
+    'etc/group': 'root:x:0:\nstaff:x:50:\n',
+  });
   t.deepEqual(resolveChown(root, 'app'), { uid: 1234, gid: 99 });
   t.deepEqual(resolveChown(root, 'app:staff'), { uid: 1234, gid: 50 });
   t.deepEqual(resolveChown(root, '1000'), { uid: 1000, gid: 1000 });
@@ -142,13 +175,28 @@ test('sources are clamped to the context, top-level symlinks followed inside it,
   const dir = await tree(t, { 'a.txt': 'a', 'secret.txt': 's', 'd/x': 'x', 'd/y.tmp': 'y' });
   await symlink('/etc/passwd', join(dir, 'escape'));
   await symlink('a.txt', join(dir, 'link'));
-  const from = { root: dir, filter: makeFilter(dir, ['secret.txt', '**/*.tmp']), label: 'the build context', resetOwner: true };
+  const from = {
+    root: dir,
+    filter: makeFilter(dir, ['secret.txt', '**/*.tmp']),
+    label: 'the build context',
+    resetOwner: true,
+  };
   t.is(selectSources(from, ['../../a.txt'])[0]!.node.abs, join(dir, 'a.txt'));
   t.is(selectSources(from, ['link'])[0]!.node.abs, join(dir, 'a.txt'));
-  t.throws(() => selectSources(from, ['escape']), { message: /"escape" not found in the build context/ }, 'an absolute link resolves inside the context');
+  t.throws(
+    () => selectSources(from, ['escape']),
+    { message: /"escape" not found in the build context/ },
+    'an absolute link resolves inside the context',
+  );
   t.throws(() => selectSources(from, ['secret.txt']), { message: /not found/ });
-  t.deepEqual(selectSources(from, ['d'])[0]!.node.children?.map((c) => c.name), ['x']);
-  t.deepEqual(selectSources(from, ['*.txt']).map((s) => s.rel), ['a.txt']);
+  t.deepEqual(
+    selectSources(from, ['d'])[0]!.node.children?.map((c) => c.name),
+    ['x'],
+  );
+  t.deepEqual(
+    selectSources(from, ['*.txt']).map((s) => s.rel),
+    ['a.txt'],
+  );
   t.deepEqual(selectSources(from, ['nomatch*']), []);
 });
 

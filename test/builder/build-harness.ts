@@ -69,7 +69,10 @@ export interface CaseSpec {
   expect?: {
     config?: Record<string, unknown>;
     /** path → 'absent' | { content?, mode?, uid?, gid?, type?, link? } */
-    files?: Record<string, 'absent' | { content?: string; mode?: string; uid?: number; gid?: number; type?: string; link?: string }>;
+    files?: Record<
+      string,
+      'absent' | { content?: string; mode?: string; uid?: number; gid?: number; type?: string; link?: string }
+    >;
     /** created_by of the history entries this build added, in order */
     history?: Array<{ createdBy: string; emptyLayer?: boolean }>;
     /** how many layers the build added on top of the base */
@@ -94,7 +97,11 @@ export function readCase(name: string): CaseSpec {
 
 /** prepareContext copies a case into `dir` (without case.json), with fixed modes, plus its generated files. */
 export async function prepareContext(name: string, dir: string): Promise<void> {
-  await cp(join(CASES_DIR, name), dir, { recursive: true, verbatimSymlinks: true, filter: (src) => !src.endsWith('/case.json') });
+  await cp(join(CASES_DIR, name), dir, {
+    recursive: true,
+    verbatimSymlinks: true,
+    filter: (src) => !src.endsWith('/case.json'),
+  });
   const fix = async (d: string): Promise<void> => {
     await chmod(d, 0o755);
     for (const e of readdirSync(d, { withFileTypes: true })) {
@@ -128,7 +135,8 @@ export function treeOf(root: string): Record<string, string> {
           if (first) line += ` hardlink=${first}`;
           else inodes.set(key, r);
         }
-      } else if (st.isCharacterDevice() || st.isBlockDevice()) line = `${st.isCharacterDevice() ? 'char' : 'block'} ${mode} ${st.uid}:${st.gid} ${st.rdev}`;
+      } else if (st.isCharacterDevice() || st.isBlockDevice())
+        line = `${st.isCharacterDevice() ? 'char' : 'block'} ${mode} ${st.uid}:${st.gid} ${st.rdev}`;
       else if (st.isFIFO()) line = `fifo ${mode} ${st.uid}:${st.gid}`;
       else line = `other ${mode}`;
       out[r] = line;
@@ -140,7 +148,19 @@ export function treeOf(root: string): Record<string, string> {
 }
 
 /** CONFIG_FIELDS are the config fields a Dockerfile sets and the comparison covers. */
-export const CONFIG_FIELDS = ['Env', 'Cmd', 'Entrypoint', 'WorkingDir', 'User', 'ExposedPorts', 'Volumes', 'Labels', 'StopSignal', 'Healthcheck', 'Shell'] as const;
+export const CONFIG_FIELDS = [
+  'Env',
+  'Cmd',
+  'Entrypoint',
+  'WorkingDir',
+  'User',
+  'ExposedPorts',
+  'Volumes',
+  'Labels',
+  'StopSignal',
+  'Healthcheck',
+  'Shell',
+] as const;
 
 /** pickConfig keeps CONFIG_FIELDS, dropping empty values (null, '', [], {}) so both tools' spellings compare. */
 export function pickConfig(c: ContainerConfig | Record<string, unknown> | undefined): Record<string, unknown> {
@@ -188,7 +208,12 @@ export async function makeBases(opts: { debianStoreRoot?: string } = {}): Promis
   const tree = join(dir, 'bb');
   await mkdir(tree);
   await makeBusyboxRootfs(tree);
-  await importImage(store, { source: tree, name: 'busybox:test', sourceDateEpoch: BASE_EPOCH, config: { Cmd: ['/bin/sh'] } });
+  await importImage(store, {
+    source: tree,
+    name: 'busybox:test',
+    sourceDateEpoch: BASE_EPOCH,
+    config: { Cmd: ['/bin/sh'] },
+  });
   await removeDir(tree);
   const bases: Bases = { storeRoot, archives: {}, digests: {}, dir };
   const save = async (kind: 'busybox' | 'debian', s: Store, name: string): Promise<void> => {
@@ -196,7 +221,9 @@ export async function makeBases(opts: { debianStoreRoot?: string } = {}): Promis
     const file = join(dir, `${kind}.tar`);
     await saveImages(s, { images: [{ image, names: [name] }], output: file });
     bases.archives[kind] = file;
-    bases.digests[kind] = createHash('sha256').update(JSON.stringify([image.config.rootfs.diff_ids, image.config.config ?? {}])).digest('hex');
+    bases.digests[kind] = createHash('sha256')
+      .update(JSON.stringify([image.config.rootfs.diff_ids, image.config.config ?? {}]))
+      .digest('hex');
   };
   await save('busybox', store, 'busybox:test');
   if (opts.debianStoreRoot) {
@@ -215,7 +242,12 @@ export async function busyboxStore(t: { teardown(fn: () => unknown): void }): Pr
   const tree = join(dir, 'bb');
   await makeBusyboxRootfs(tree);
   const store = await Store.open(join(dir, 'store'));
-  await importImage(store, { source: tree, name: 'busybox:test', sourceDateEpoch: BASE_EPOCH, config: { Cmd: ['/bin/sh'] } });
+  await importImage(store, {
+    source: tree,
+    name: 'busybox:test',
+    sourceDateEpoch: BASE_EPOCH,
+    config: { Cmd: ['/bin/sh'] },
+  });
   await removeDir(tree);
   return store;
 }
@@ -266,7 +298,18 @@ export class Buildah {
 
   /** build runs buildah bud on a prepared context and reduces its image; a failure gives `error`. */
   async build(ctx: string, spec: CaseSpec, tag: string): Promise<Result> {
-    const args = ['bud', '--isolation', 'chroot', '--layers', '--format', 'docker', '--pull=never', '--identity-label=false', '-t', tag];
+    const args = [
+      'bud',
+      '--isolation',
+      'chroot',
+      '--layers',
+      '--format',
+      'docker',
+      '--pull=never',
+      '--identity-label=false',
+      '-t',
+      tag,
+    ];
     for (const [k, v] of Object.entries(spec.buildArgs ?? {})) args.push('--build-arg', `${k}=${v}`);
     if (spec.target) args.push('--target', spec.target);
     args.push('-f', join(ctx, 'Dockerfile'), ctx);
@@ -276,7 +319,9 @@ export class Buildah {
       const e = err as { stderr?: string; message: string };
       return { config: {}, tree: {}, error: (e.stderr ?? e.message).trim().split('\n').slice(-3).join(' | ') };
     }
-    const info = JSON.parse((await this.run(['inspect', '--type', 'image', tag])).stdout) as { Docker: { config: ContainerConfig } };
+    const info = JSON.parse((await this.run(['inspect', '--type', 'image', tag])).stdout) as {
+      Docker: { config: ContainerConfig };
+    };
     const out = join(this.dir, `oci-${tag.replace(/[^a-z0-9]/g, '_')}`);
     await this.run(['push', '-q', tag, `oci:${out}`]);
     const root = join(this.dir, `rootfs-${tag.replace(/[^a-z0-9]/g, '_')}`);
@@ -311,16 +356,24 @@ async function unpackLayout(layout: string, root: string): Promise<void> {
 export async function oracleKey(ctx: string, spec: CaseSpec, bases: Bases): Promise<string> {
   buildahVersion ??= (await execFileP(BUILDAH, ['--version'])).stdout.trim();
   const h = createHash('sha256');
-  h.update(`${buildahVersion}\n${JSON.stringify({ buildArgs: spec.buildArgs ?? {}, target: spec.target ?? '', base: bases.digests[spec.base ?? 'busybox'] })}\n`);
+  h.update(
+    `${buildahVersion}\n${JSON.stringify({ buildArgs: spec.buildArgs ?? {}, target: spec.target ?? '', base: bases.digests[spec.base ?? 'busybox'] })}\n`,
+  );
   for (const [p, line] of Object.entries(treeOf(ctx))) h.update(`${p} ${line}\n`);
   return h.digest('hex');
 }
 
 /** buildahResult returns buildah's result for a case, from the oracle cache or by running buildah. */
-export async function buildahResult(buildah: () => Promise<Buildah>, ctx: string, spec: CaseSpec, bases: Bases): Promise<Result> {
+export async function buildahResult(
+  buildah: () => Promise<Buildah>,
+  ctx: string,
+  spec: CaseSpec,
+  bases: Bases,
+): Promise<Result> {
   const key = await oracleKey(ctx, spec, bases);
   const file = join(CACHE, 'buildah-oracle', `${spec.name}-${key.slice(0, 24)}.json`);
-  if (process.env.TSBUILD_ORACLE_CACHE !== '0' && existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as Result;
+  if (process.env.TSBUILD_ORACLE_CACHE !== '0' && existsSync(file))
+    return JSON.parse(readFileSync(file, 'utf8')) as Result;
   const b = await buildah();
   await b.pull(bases.archives[spec.base ?? 'busybox']!);
   const r = await b.build(ctx, spec, `case-${spec.name}`);
@@ -339,7 +392,8 @@ export function dropBuildahStubs(theirs: Record<string, string>, ours: Record<st
   for (const p of ['etc/hosts', 'etc/resolv.conf']) {
     if (out[p] !== undefined && ours[p] === undefined && / 0 [0-9a-f]{16}$/.test(out[p]!)) delete out[p];
   }
-  if (out.run !== undefined && ours.run === undefined && !Object.keys(out).some((k) => k.startsWith('run/'))) delete out.run;
+  if (out.run !== undefined && ours.run === undefined && !Object.keys(out).some((k) => k.startsWith('run/')))
+    delete out.run;
   return out;
 }
 

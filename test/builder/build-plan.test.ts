@@ -9,7 +9,9 @@ function plan(text: string, opts: Partial<PlanOptions> = {}) {
 }
 
 test('global ARGs expand in FROM, a --build-arg wins over a default, and the platform ARGs are set', (t) => {
-  const p = plan('ARG REG=docker.io\nARG IMG=${REG}/library/alpine\nFROM $IMG:$TARGETARCH\n', { buildArgs: { REG: 'example.com' } });
+  const p = plan('ARG REG=docker.io\nARG IMG=${REG}/library/alpine\nFROM $IMG:$TARGETARCH\n', {
+    buildArgs: { REG: 'example.com' },
+  });
   t.deepEqual(p.stages[0]!.base, { kind: 'image', ref: 'example.com/library/alpine:amd64' });
   t.is(p.globalArgs.get('TARGETPLATFORM'), 'linux/amd64');
   t.is(p.globalArgs.get('BUILDOS'), 'linux');
@@ -18,8 +20,14 @@ test('global ARGs expand in FROM, a --build-arg wins over a default, and the pla
 
 test('FROM of an earlier stage name, scratch, or an image', (t) => {
   const p = plan('FROM busybox AS base\nFROM base AS child\nFROM scratch\n');
-  t.deepEqual(p.stages.map((s) => s.base), [{ kind: 'image', ref: 'busybox' }, { kind: 'stage', index: 0 }, { kind: 'scratch' }]);
-  t.deepEqual(p.stages.map((s) => s.displayName), ['base', 'child', 'stage-2']);
+  t.deepEqual(
+    p.stages.map((s) => s.base),
+    [{ kind: 'image', ref: 'busybox' }, { kind: 'stage', index: 0 }, { kind: 'scratch' }],
+  );
+  t.deepEqual(
+    p.stages.map((s) => s.displayName),
+    ['base', 'child', 'stage-2'],
+  );
 });
 
 test('a single-stage Dockerfile shows no stage name in progress', (t) => {
@@ -80,7 +88,13 @@ test('a blank base name is an error on its line', (t) => {
 test('ONBUILD triggers of a parent stage come first in the child stage', (t) => {
   const p = plan('FROM busybox AS p\nONBUILD RUN echo hi\nRUN true\nFROM p\nRUN echo child\n');
   const child = p.stages[1]!;
-  t.deepEqual(child.steps.map((s) => [s.ins.kind, s.onbuild]), [['run', true], ['run', false]]);
+  t.deepEqual(
+    child.steps.map((s) => [s.ins.kind, s.onbuild]),
+    [
+      ['run', true],
+      ['run', false],
+    ],
+  );
   t.is(child.total, 2);
 });
 
@@ -90,11 +104,15 @@ test('progress counts FROM of an image and RUN, COPY, ADD and WORKDIR steps', (t
 });
 
 test('build args that no ARG declares are reported, proxy args excepted', (t) => {
-  const p = plan('ARG USED\nFROM busybox\nARG ALSO\n', { buildArgs: { USED: '1', ALSO: '2', EXTRA: '3', HTTP_PROXY: 'http://p' } });
+  const p = plan('ARG USED\nFROM busybox\nARG ALSO\n', {
+    buildArgs: { USED: '1', ALSO: '2', EXTRA: '3', HTTP_PROXY: 'http://p' },
+  });
   t.deepEqual(p.unusedBuildArgs, ['EXTRA']);
 });
 
 test('SOURCE_DATE_EPOCH comes from a build arg and must be a number', (t) => {
   t.is(plan('FROM busybox\n', { buildArgs: { SOURCE_DATE_EPOCH: '1700000000' } }).epoch, 1700000000);
-  t.throws(() => plan('FROM busybox\n', { buildArgs: { SOURCE_DATE_EPOCH: 'yesterday' } }), { message: /invalid SOURCE_DATE_EPOCH/ });
+  t.throws(() => plan('FROM busybox\n', { buildArgs: { SOURCE_DATE_EPOCH: 'yesterday' } }), {
+    message: /invalid SOURCE_DATE_EPOCH/,
+  });
 });

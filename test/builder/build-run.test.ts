@@ -32,39 +32,51 @@ function mountsUnder(path: string): string[] {
     .filter((mp) => mp.startsWith(path));
 }
 
-rootTest('a failing RUN stops the build with its exit status and output, names the line, and leaves the store clean', async (t) => {
-  const store = await busyboxStore(t);
-  const indexBefore = await readFile(join(store.root, 'index.json'), 'utf8');
-  const ctx = await context(t, { Dockerfile: 'FROM busybox:test\nRUN echo fine > /fine\nRUN echo "about to fail" && echo oops >&2 && exit 3\nRUN echo never > /never\n' });
-  const logs: string[] = [];
-  const errors: string[] = [];
-  const err = await t.throwsAsync(
-    build({
-      store,
-      context: ctx,
-      tags: ['broken:1'],
-      onEvent: (e: BuildEvent) => {
-        if (e.type === 'log') logs.push(e.data);
-        if (e.type === 'error') errors.push(e.message);
-      },
-    }),
-    { instanceOf: RunFailedError },
-  );
-  const failed = err as RunFailedError;
-  t.is(failed.exitCode, 3);
-  t.is(failed.line, 3);
-  t.regex(failed.message, /^Dockerfile:3: RUN failed: process "\/bin\/sh -c echo \\"about to fail\\" && echo oops >&2 && exit 3" did not complete successfully: exit code: 3$/);
-  t.regex(failed.output, /about to fail\noops\n/);
-  t.true(logs.join('').includes('about to fail'));
-  t.is(errors.length, 1);
-  // nothing named, nothing half-written
-  t.is(await readFile(join(store.root, 'index.json'), 'utf8'), indexBefore);
-  t.deepEqual((await readdir(join(store.root, 'blobs', 'sha256'))).filter((n) => n.startsWith('.tmp-')), []);
-  t.deepEqual(await readdir(join(store.root, 'containers')).catch(() => []), []);
-  t.deepEqual(await readdir(join(store.root, 'tmp')).catch(() => []), []);
-  t.deepEqual(await readdir(join(store.root, 'ingest')).catch(() => []), [], 'the write lease is released');
-  t.deepEqual(mountsUnder(store.root), []);
-});
+rootTest(
+  'a failing RUN stops the build with its exit status and output, names the line, and leaves the store clean',
+  async (t) => {
+    const store = await busyboxStore(t);
+    const indexBefore = await readFile(join(store.root, 'index.json'), 'utf8');
+    const ctx = await context(t, {
+      Dockerfile:
+        'FROM busybox:test\nRUN echo fine > /fine\nRUN echo "about to fail" && echo oops >&2 && exit 3\nRUN echo never > /never\n',
+    });
+    const logs: string[] = [];
+    const errors: string[] = [];
+    const err = await t.throwsAsync(
+      build({
+        store,
+        context: ctx,
+        tags: ['broken:1'],
+        onEvent: (e: BuildEvent) => {
+          if (e.type === 'log') logs.push(e.data);
+          if (e.type === 'error') errors.push(e.message);
+        },
+      }),
+      { instanceOf: RunFailedError },
+    );
+    const failed = err as RunFailedError;
+    t.is(failed.exitCode, 3);
+    t.is(failed.line, 3);
+    t.regex(
+      failed.message,
+      /^Dockerfile:3: RUN failed: process "\/bin\/sh -c echo \\"about to fail\\" && echo oops >&2 && exit 3" did not complete successfully: exit code: 3$/,
+    );
+    t.regex(failed.output, /about to fail\noops\n/);
+    t.true(logs.join('').includes('about to fail'));
+    t.is(errors.length, 1);
+    // nothing named, nothing half-written
+    t.is(await readFile(join(store.root, 'index.json'), 'utf8'), indexBefore);
+    t.deepEqual(
+      (await readdir(join(store.root, 'blobs', 'sha256'))).filter((n) => n.startsWith('.tmp-')),
+      [],
+    );
+    t.deepEqual(await readdir(join(store.root, 'containers')).catch(() => []), []);
+    t.deepEqual(await readdir(join(store.root, 'tmp')).catch(() => []), []);
+    t.deepEqual(await readdir(join(store.root, 'ingest')).catch(() => []), [], 'the write lease is released');
+    t.deepEqual(mountsUnder(store.root), []);
+  },
+);
 
 rootTest('a secret is at /run/secrets/ID during RUN and in no layer, history entry or config', async (t) => {
   const store = await busyboxStore(t);
@@ -100,7 +112,9 @@ rootTest('a secret is at /run/secrets/ID during RUN and in no layer, history ent
 
 rootTest('a required secret that was not given fails the step', async (t) => {
   const store = await busyboxStore(t);
-  const ctx = await context(t, { Dockerfile: 'FROM busybox:test\nRUN --mount=type=secret,id=missing,required cat /run/secrets/missing\n' });
+  const ctx = await context(t, {
+    Dockerfile: 'FROM busybox:test\nRUN --mount=type=secret,id=missing,required cat /run/secrets/missing\n',
+  });
   const err = await t.throwsAsync(build({ store, context: ctx }));
   t.regex(err!.message, /^Dockerfile:2: RUN: secret missing: not provided/);
 });
@@ -108,7 +122,8 @@ rootTest('a required secret that was not given fails the step', async (t) => {
 rootTest('independent stages run at the same time', async (t) => {
   const store = await busyboxStore(t);
   const ctx = await context(t, {
-    Dockerfile: 'FROM busybox:test AS a\nRUN sleep 1 && echo a > /a\n\nFROM busybox:test AS b\nRUN sleep 1 && echo b > /b\n\nFROM busybox:test\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n',
+    Dockerfile:
+      'FROM busybox:test AS a\nRUN sleep 1 && echo a > /a\n\nFROM busybox:test AS b\nRUN sleep 1 && echo b > /b\n\nFROM busybox:test\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n',
   });
   const order: string[] = [];
   const names = new Map<number, string>();
@@ -117,10 +132,15 @@ rootTest('independent stages run at the same time', async (t) => {
     context: ctx,
     onEvent: (e) => {
       if (e.type === 'step') names.set(e.id, e.name);
-      if ((e.type === 'step' || e.type === 'done') && /RUN sleep/.test(names.get(e.id) ?? '')) order.push(`${e.type} ${names.get(e.id)!.slice(1, 2)}`);
+      if ((e.type === 'step' || e.type === 'done') && /RUN sleep/.test(names.get(e.id) ?? ''))
+        order.push(`${e.type} ${names.get(e.id)!.slice(1, 2)}`);
     },
   });
-  t.deepEqual(order.slice(0, 2).map((s) => s.split(' ')[0]), ['step', 'step'], `both RUNs start before either ends: ${order.join(', ')}`);
+  t.deepEqual(
+    order.slice(0, 2).map((s) => s.split(' ')[0]),
+    ['step', 'step'],
+    `both RUNs start before either ends: ${order.join(', ')}`,
+  );
 });
 
 rootTest('ADD of a URL downloads with mode 0600, checks --checksum, and is not extracted', async (t) => {
@@ -140,7 +160,9 @@ rootTest('ADD of a URL downloads with mode 0600, checks --checksum, and is not e
   const url = `http://127.0.0.1:${port}/files/data.txt`;
   const sum = `sha256:${createHash('sha256').update(body).digest('hex')}`;
   const store = await busyboxStore(t);
-  const ctx = await context(t, { Dockerfile: `FROM busybox:test\nARG URL\nADD --checksum=${sum} $URL /dl/\nADD $URL /renamed.txt\n` });
+  const ctx = await context(t, {
+    Dockerfile: `FROM busybox:test\nARG URL\nADD --checksum=${sum} $URL /dl/\nADD $URL /renamed.txt\n`,
+  });
   await verifiedBuild(t, { store, context: ctx, tags: ['url:1'], buildArgs: { URL: url } });
   const root = await makeTempDir('tsbuild-url-rootfs-');
   t.teardown(() => removeDir(root));
@@ -150,7 +172,9 @@ rootTest('ADD of a URL downloads with mode 0600, checks --checksum, and is not e
   t.is(st.mtimeMs, Date.parse('Wed, 21 Oct 2015 07:28:00 GMT'));
   t.is(readFileSync(join(root, 'r', 'renamed.txt'), 'utf8'), body);
   // a wrong checksum fails
-  const bad = await context(t, { Dockerfile: `FROM busybox:test\nADD --checksum=sha256:${'0'.repeat(64)} ${url} /dl/\n` });
+  const bad = await context(t, {
+    Dockerfile: `FROM busybox:test\nADD --checksum=sha256:${'0'.repeat(64)} ${url} /dl/\n`,
+  });
   const err = await t.throwsAsync(build({ store, context: bad }));
   t.regex(err!.message, /^Dockerfile:2: ADD: .*checksum mismatch/);
 });
@@ -176,7 +200,8 @@ test('FROM an image that the store lacks (and cannot pull) fails with a clear me
 
 rootTest('the userspace fallback (vfs, no mounts) builds the same rootfs as the overlay driver', async (t) => {
   const files = {
-    Dockerfile: 'FROM busybox:test\nWORKDIR /w\nCOPY a.txt .\nRUN rm -r /home/user && echo x > /w/x && mkdir -p /etc/new && ln -s x /w/lnk\nRUN true\nUSER user\nRUN touch /tmp/mine\n',
+    Dockerfile:
+      'FROM busybox:test\nWORKDIR /w\nCOPY a.txt .\nRUN rm -r /home/user && echo x > /w/x && mkdir -p /etc/new && ln -s x /w/lnk\nRUN true\nUSER user\nRUN touch /tmp/mine\n',
     'a.txt': 'a\n',
   };
   const trees: Array<Record<string, string>> = [];
@@ -199,7 +224,10 @@ rootTest('the userspace fallback (vfs, no mounts) builds the same rootfs as the 
 
 rootTest('--squash folds the new layers into one on top of the base', async (t) => {
   const store = await busyboxStore(t);
-  const ctx = await context(t, { Dockerfile: 'FROM busybox:test\nRUN echo 1 > /one\nRUN echo 2 > /two && rm /etc/hostname\nCOPY a.txt /a.txt\n', 'a.txt': 'a\n' });
+  const ctx = await context(t, {
+    Dockerfile: 'FROM busybox:test\nRUN echo 1 > /one\nRUN echo 2 > /two && rm /etc/hostname\nCOPY a.txt /a.txt\n',
+    'a.txt': 'a\n',
+  });
   const r = await verifiedBuild(t, { store, context: ctx, tags: ['sq:1'], squash: true });
   const image = await getImage(store, 'sq:1');
   t.is(image.manifest.layers.length, 2);
@@ -216,8 +244,16 @@ rootTest('--squash folds the new layers into one on top of the base', async (t) 
 
 rootTest('proxy build args reach RUN without an ARG and stay out of history unless declared', async (t) => {
   const store = await busyboxStore(t);
-  const ctx = await context(t, { Dockerfile: 'FROM busybox:test\nRUN echo "$HTTP_PROXY|$no_proxy" > /undeclared\nARG HTTP_PROXY\nRUN echo "$HTTP_PROXY" > /declared\n' });
-  const r = await verifiedBuild(t, { store, context: ctx, tags: ['px:1'], buildArgs: { HTTP_PROXY: 'http://proxy.example:3128', no_proxy: 'localhost' } });
+  const ctx = await context(t, {
+    Dockerfile:
+      'FROM busybox:test\nRUN echo "$HTTP_PROXY|$no_proxy" > /undeclared\nARG HTTP_PROXY\nRUN echo "$HTTP_PROXY" > /declared\n',
+  });
+  const r = await verifiedBuild(t, {
+    store,
+    context: ctx,
+    tags: ['px:1'],
+    buildArgs: { HTTP_PROXY: 'http://proxy.example:3128', no_proxy: 'localhost' },
+  });
   const root = await makeTempDir('tsbuild-proxy-');
   t.teardown(() => removeDir(root));
   await flatten({ store, layers: imageLayers(await getImage(store, 'px:1')), dir: join(root, 'r'), method: 'apply' });
@@ -231,7 +267,9 @@ rootTest('proxy build args reach RUN without an ARG and stay out of history unle
 
 rootTest('ONBUILD triggers of a base image run right after FROM and are not passed on to the next image', async (t) => {
   const store = await busyboxStore(t);
-  const parent = await context(t, { Dockerfile: 'FROM busybox:test\nONBUILD COPY payload.txt /payload.txt\nONBUILD RUN echo triggered >> /log\n' });
+  const parent = await context(t, {
+    Dockerfile: 'FROM busybox:test\nONBUILD COPY payload.txt /payload.txt\nONBUILD RUN echo triggered >> /log\n',
+  });
   const p = await verifiedBuild(t, { store, context: parent, tags: ['onb:1'] });
   t.deepEqual(p.config.config?.OnBuild, ['COPY payload.txt /payload.txt', 'RUN echo triggered >> /log']);
   const child = await context(t, { Dockerfile: 'FROM onb:1\nRUN echo child >> /log\n', 'payload.txt': 'p\n' });
@@ -250,11 +288,15 @@ rootTest('ONBUILD triggers of a base image run right after FROM and are not pass
 rootTest('a failing stage stops the stages running beside it, and its own error is the one reported', async (t) => {
   const store = await busyboxStore(t);
   const ctx = await context(t, {
-    Dockerfile: 'FROM busybox:test AS slow\nRUN sleep 60\n\nFROM busybox:test AS bad\nRUN sleep 1 && exit 5\n\nFROM busybox:test\nCOPY --from=slow /etc/hostname /a\nCOPY --from=bad /etc/hostname /b\n',
+    Dockerfile:
+      'FROM busybox:test AS slow\nRUN sleep 60\n\nFROM busybox:test AS bad\nRUN sleep 1 && exit 5\n\nFROM busybox:test\nCOPY --from=slow /etc/hostname /a\nCOPY --from=bad /etc/hostname /b\n',
   });
   const errors: string[] = [];
   const started = Date.now();
-  const err = await t.throwsAsync(build({ store, context: ctx, onEvent: (e) => e.type === 'error' && errors.push(e.message) }), { instanceOf: RunFailedError });
+  const err = await t.throwsAsync(
+    build({ store, context: ctx, onEvent: (e) => e.type === 'error' && errors.push(e.message) }),
+    { instanceOf: RunFailedError },
+  );
   t.true(Date.now() - started < 30_000, 'the sleeping stage was stopped');
   t.is((err as RunFailedError).exitCode, 5);
   t.true(errors.includes('CANCELED'));
@@ -265,6 +307,13 @@ rootTest('FROM takes a name pinned by digest, found in the store', async (t) => 
   const store = await busyboxStore(t);
   const base = await getImage(store, 'busybox:test');
   const ctx = await context(t, { Dockerfile: 'ARG BASE\nFROM $BASE\nRUN echo pinned > /p\n' });
-  const r = await verifiedBuild(t, { store, context: ctx, buildArgs: { BASE: `busybox@${base.descriptor.digest}` }, pullImage: async () => { throw new Error('no pulling in this test'); } });
+  const r = await verifiedBuild(t, {
+    store,
+    context: ctx,
+    buildArgs: { BASE: `busybox@${base.descriptor.digest}` },
+    pullImage: async () => {
+      throw new Error('no pulling in this test');
+    },
+  });
   t.is(r.config.rootfs.diff_ids[0], base.config.rootfs.diff_ids[0]);
 });

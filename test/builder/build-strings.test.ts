@@ -6,12 +6,41 @@ import { goDuration, goQuoteList, healthString } from '../../builder/history.js'
 test('RUN --mount values are read with BuildKit defaults', (t) => {
   const x = (s: string): string => s.replace('$HOME', '/root');
   t.deepEqual(parseMount('type=cache,target=$HOME/.cache', x, '/w'), {
-    type: 'cache', target: '/root/.cache', id: '/root/.cache', sharing: 'shared', source: '/', readonly: false, mode: 0o755, uid: 0, gid: 0,
+    type: 'cache',
+    target: '/root/.cache',
+    id: '/root/.cache',
+    sharing: 'shared',
+    source: '/',
+    readonly: false,
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
   });
-  t.deepEqual(parseMount('target=rel,source=src', x, '/w'), { type: 'bind', target: '/w/rel', source: 'src', readonly: true });
+  t.deepEqual(parseMount('target=rel,source=src', x, '/w'), {
+    type: 'bind',
+    target: '/w/rel',
+    source: 'src',
+    readonly: true,
+  });
   t.deepEqual(parseMount('type=bind,dst=/m,rw', x, '/'), { type: 'bind', target: '/m', source: '/', readonly: false });
-  t.deepEqual(parseMount('type=secret,id=tok', x, '/'), { type: 'secret', id: 'tok', target: '/run/secrets/tok', required: false, mode: 0o400, uid: 0, gid: 0 });
-  t.deepEqual(parseMount('type=secret,id=tok,env=TOKEN', x, '/'), { type: 'secret', id: 'tok', env: 'TOKEN', required: false, mode: 0o400, uid: 0, gid: 0 });
+  t.deepEqual(parseMount('type=secret,id=tok', x, '/'), {
+    type: 'secret',
+    id: 'tok',
+    target: '/run/secrets/tok',
+    required: false,
+    mode: 0o400,
+    uid: 0,
+    gid: 0,
+  });
+  t.deepEqual(parseMount('type=secret,id=tok,env=TOKEN', x, '/'), {
+    type: 'secret',
+    id: 'tok',
+    env: 'TOKEN',
+    required: false,
+    mode: 0o400,
+    uid: 0,
+    gid: 0,
+  });
   t.deepEqual(parseMount('type=tmpfs,target=/t,size=64m', x, '/'), { type: 'tmpfs', target: '/t', size: 64 << 20 });
   t.throws(() => parseMount('type=bogus,target=/x', x, '/'), { message: /unsupported mount type "bogus"/ });
   t.throws(() => parseMount('type=cache', x, '/'), { message: /requires a target/ });
@@ -27,5 +56,8 @@ test('history strings reproduce Go formatting: %q lists, durations, HEALTHCHECK 
   t.is(goDuration(3_600e9 + 1e9), '1h0m1s');
   t.is(goDuration(1.5e9), '1.5s');
   t.is(goDuration(2e6), '2ms');
-  t.is(healthString({ Test: ['CMD', 'true'], Interval: 1e9, Retries: 2 }), '{Test:[CMD true] Interval:1s Timeout:0s StartPeriod:0s StartInterval:0s Retries:2}');
+  t.is(
+    healthString({ Test: ['CMD', 'true'], Interval: 1e9, Retries: 2 }),
+    '{Test:[CMD true] Interval:1s Timeout:0s StartPeriod:0s StartInterval:0s Retries:2}',
+  );
 });

@@ -31,16 +31,28 @@ async function problems(root: string, ...names: string[]): Promise<string[]> {
 test('import of a directory makes an image that images, inspect and history show', async (t) => {
   const root = await newStoreRoot(t);
   const tree = await busyboxTree(t);
-  const digest = (await ok(['--root', root, 'import', tree, 'bb:1', '-c', 'CMD ["/bin/sh"]', '-m', 'from a dir'])).trim();
+  const digest = (
+    await ok(['--root', root, 'import', tree, 'bb:1', '-c', 'CMD ["/bin/sh"]', '-m', 'from a dir'])
+  ).trim();
   t.regex(digest, /^sha256:[a-f0-9]{64}$/);
 
-  const list = JSON.parse(await ok(['--root', root, 'images', '--format', 'json'])) as Array<{ repository: string; tag: string; digest: string }>;
-  t.deepEqual(list.map((r) => [r.repository, r.tag, r.digest]), [['bb', '1', digest]]);
+  const list = JSON.parse(await ok(['--root', root, 'images', '--format', 'json'])) as Array<{
+    repository: string;
+    tag: string;
+    digest: string;
+  }>;
+  t.deepEqual(
+    list.map((r) => [r.repository, r.tag, r.digest]),
+    [['bb', '1', digest]],
+  );
   const table = await ok(['--root', root, 'images']);
   t.regex(table, /^NAME\s+TAG\s+DIGEST\s+CREATED\s+SIZE\n/);
   t.regex(table, new RegExp(`^bb\\s+1\\s+${digest.slice(7, 19)}\\s`, 'm'));
 
-  const info = JSON.parse(await ok(['--root', root, 'inspect', 'bb:1'])) as { digest: string; config: { config: { Cmd: string[] }; history: Array<{ comment?: string }> } };
+  const info = JSON.parse(await ok(['--root', root, 'inspect', 'bb:1'])) as {
+    digest: string;
+    config: { config: { Cmd: string[] }; history: Array<{ comment?: string }> };
+  };
   t.is(info.digest, digest);
   t.deepEqual(info.config.config.Cmd, ['/bin/sh']);
   t.is(info.config.history[0]?.comment, 'from a dir');
@@ -55,7 +67,19 @@ if (haveImageSchemas) {
   test('everything the store holds validates against the OCI image-spec schemas', async (t) => {
     const root = await newStoreRoot(t);
     const tree = await busyboxTree(t);
-    await ok(['--root', root, 'import', tree, 'bb:schema', '--compression', 'zstd', '-c', 'ENV A=1', '-c', 'EXPOSE 80/udp']);
+    await ok([
+      '--root',
+      root,
+      'import',
+      tree,
+      'bb:schema',
+      '--compression',
+      'zstd',
+      '-c',
+      'ENV A=1',
+      '-c',
+      'EXPOSE 80/udp',
+    ]);
     const index = JSON.parse(await readFile(join(root, 'index.json'), 'utf8')) as Index;
     t.deepEqual(validateOci('index', index), []);
     t.deepEqual(validateOci('layout', JSON.parse(await readFile(join(root, 'oci-layout'), 'utf8'))), []);
@@ -82,7 +106,8 @@ test('the same directory committed twice gives the same layer digest, and with S
   const d3 = (await ok(['--root', a, 'import', tree, 'x:2'])).trim();
   await new Promise((r) => setTimeout(r, 1100));
   const d4 = (await ok(['--root', a, 'import', tree, 'x:3'])).trim();
-  const layerOf = async (n: string) => JSON.parse(await ok(['--root', a, 'inspect', n])).manifest.layers[0].digest as string;
+  const layerOf = async (n: string) =>
+    JSON.parse(await ok(['--root', a, 'inspect', n])).manifest.layers[0].digest as string;
   t.is(await layerOf('x:2'), await layerOf('x:3'), 'the layer does not depend on the time of the commit');
   t.not(d3, d4, 'without SOURCE_DATE_EPOCH the created time differs');
   t.not(await layerOf('x:1'), await layerOf('x:2'), 'SOURCE_DATE_EPOCH clamps the mtimes of files newer than it');
@@ -96,7 +121,9 @@ test('tag, rm and prune: a removed image frees its blobs and prune reports the b
   await ok(['--root', root, 'import', tree, 'one:1']);
   t.deepEqual(await problems(root, 'one:1'), []);
   await ok(['--root', root, 'tag', 'one:1', 'localhost:5000/two:2']);
-  const names = JSON.parse(await ok(['--root', root, 'images', '--format', 'json'])).map((r: { name: string }) => r.name);
+  const names = JSON.parse(await ok(['--root', root, 'images', '--format', 'json'])).map(
+    (r: { name: string }) => r.name,
+  );
   t.deepEqual(names.sort(), ['localhost:5000/two:2', 'one:1']);
   t.is((await ok(['--root', root, 'rm', 'one:1'])).trim(), 'Untagged: one:1');
   t.regex(await ok(['--root', root, 'prune']), /Total reclaimed space: 0B \(0 bytes\)/);
@@ -137,16 +164,27 @@ test('import reads gzip, zstd, xz and bzip2 tarballs and stdin', async (t) => {
       const c = spawn('bash', ['-c', cmd], { stdio: 'ignore' });
       c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd}: ${code}`))));
     });
-  await sh(`tar -C ${tree} -cf ${dir}/r.tar . && gzip -k ${dir}/r.tar && zstd -q ${dir}/r.tar && xz -k ${dir}/r.tar && bzip2 -k ${dir}/r.tar`);
+  await sh(
+    `tar -C ${tree} -cf ${dir}/r.tar . && gzip -k ${dir}/r.tar && zstd -q ${dir}/r.tar && xz -k ${dir}/r.tar && bzip2 -k ${dir}/r.tar`,
+  );
   const diffIds = new Set<string>();
   for (const f of ['r.tar', 'r.tar.gz', 'r.tar.zst', 'r.tar.xz', 'r.tar.bz2']) {
     await ok(['--root', root, 'import', join(dir, f), `t:${f.replace(/\./g, '-')}`]);
-    diffIds.add(JSON.parse(await ok(['--root', root, 'inspect', `t:${f.replace(/\./g, '-')}`])).config.rootfs.diff_ids[0]);
+    diffIds.add(
+      JSON.parse(await ok(['--root', root, 'inspect', `t:${f.replace(/\./g, '-')}`])).config.rootfs.diff_ids[0],
+    );
   }
   await ok(['--root', root, 'import', '-', 't:stdin'], { input: await readFile(join(dir, 'r.tar.gz')) });
   diffIds.add(JSON.parse(await ok(['--root', root, 'inspect', 't:stdin'])).config.rootfs.diff_ids[0]);
   t.is(diffIds.size, 1, 'every encoding of the same tar gives the same diffID');
-  t.deepEqual(await problems(root, ...['r.tar', 'r.tar.gz', 'r.tar.zst', 'r.tar.xz', 'r.tar.bz2'].map((f) => `t:${f.replace(/\./g, '-')}`), 't:stdin'), []);
+  t.deepEqual(
+    await problems(
+      root,
+      ...['r.tar', 'r.tar.gz', 'r.tar.zst', 'r.tar.xz', 'r.tar.bz2'].map((f) => `t:${f.replace(/\./g, '-')}`),
+      't:stdin',
+    ),
+    [],
+  );
 });
 
 test('import of a file that is not a tar fails with one clear line and leaves the store as it was', async (t) => {
@@ -218,8 +256,13 @@ test('kill -9 during an import leaves a store that images and prune handle', asy
   const dir = await makeTempDir();
   t.teardown(() => removeDir(dir));
   // a big incompressible tarball keeps the import busy long enough to be killed mid-write
-  await writeFile(join(dir, 'big.bin'), Buffer.alloc(64 << 20).map(() => (Math.random() * 256) | 0));
-  const child = spawn(process.execPath, [join(repoRoot, 'bin/tsbuild.js'), '--root', root, 'import', dir, 'killed:1'], { stdio: 'ignore' });
+  await writeFile(
+    join(dir, 'big.bin'),
+    Buffer.alloc(64 << 20).map(() => (Math.random() * 256) | 0),
+  );
+  const child = spawn(process.execPath, [join(repoRoot, 'bin/tsbuild.js'), '--root', root, 'import', dir, 'killed:1'], {
+    stdio: 'ignore',
+  });
   for (let i = 0; i < 200; i++) {
     const tmp = (await readdir(join(root, 'blobs/sha256'))).filter((n) => n.startsWith('.tmp-'));
     if (tmp.length) break;
@@ -227,11 +270,16 @@ test('kill -9 during an import leaves a store that images and prune handle', asy
   }
   child.kill('SIGKILL');
   await new Promise((r) => child.on('close', r));
-  const list = JSON.parse(await ok(['--root', root, 'images', '--format', 'json'])).map((r: { name: string }) => r.name);
+  const list = JSON.parse(await ok(['--root', root, 'images', '--format', 'json'])).map(
+    (r: { name: string }) => r.name,
+  );
   t.deepEqual(list, ['kept:1']);
   // the dead writer's lease and temp file do not block prune, and prune removes them
   await ok(['--root', root, 'prune']);
-  t.deepEqual((await readdir(join(root, 'blobs/sha256'))).filter((n) => n.startsWith('.tmp-')), []);
+  t.deepEqual(
+    (await readdir(join(root, 'blobs/sha256'))).filter((n) => n.startsWith('.tmp-')),
+    [],
+  );
   t.deepEqual(await problems(root, 'kept:1'), []);
 });
 
@@ -240,9 +288,14 @@ test('two imports at the same time both land', async (t) => {
   const tree = await busyboxTree(t);
   const other = await busyboxTree(t);
   await writeFile(join(other, 'etc/marker'), 'second');
-  const [a, b] = await Promise.all([ok(['--root', root, 'import', tree, 'a:1']), ok(['--root', root, 'import', other, 'b:1'])]);
+  const [a, b] = await Promise.all([
+    ok(['--root', root, 'import', tree, 'a:1']),
+    ok(['--root', root, 'import', other, 'b:1']),
+  ]);
   t.not(a.trim(), b.trim());
-  const names = JSON.parse(await ok(['--root', root, 'images', '--format', 'json'])).map((r: { name: string }) => r.name);
+  const names = JSON.parse(await ok(['--root', root, 'images', '--format', 'json'])).map(
+    (r: { name: string }) => r.name,
+  );
   t.deepEqual(names.sort(), ['a:1', 'b:1']);
   t.deepEqual(await problems(root, 'a:1', 'b:1'), []);
 });
@@ -265,9 +318,17 @@ test('save writes an archive that load reads back into another store with the sa
   t.is(info.digest, digest);
   t.deepEqual(await problems(src, 'bb:1'), []);
   t.deepEqual(await problems(dst, 'bb:1', 'bb:alias'), []);
-  const hash = createHash('sha256').update(await readFile(archive)).digest('hex');
+  const hash = createHash('sha256')
+    .update(await readFile(archive))
+    .digest('hex');
   await ok(['--root', src, 'save', 'bb:1', 'bb:alias', '-o', archive]);
-  t.is(createHash('sha256').update(await readFile(archive)).digest('hex'), hash, 'saving twice gives the same bytes');
+  t.is(
+    createHash('sha256')
+      .update(await readFile(archive))
+      .digest('hex'),
+    hash,
+    'saving twice gives the same bytes',
+  );
   await utimes(archive, new Date(), new Date());
 });
 
@@ -298,7 +359,9 @@ test('a reader that closes the pipe early ends the command quietly with 141, as 
   const root = await newStoreRoot(t);
   await ok(['--root', root, 'import', await busyboxTree(t), 'bb:1']);
   t.deepEqual(await problems(root, 'bb:1'), []);
-  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'tsbuild.js'), '--root', root, 'history', 'bb:1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'tsbuild.js'), '--root', root, 'history', 'bb:1'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   child.stdout.destroy(); // the pipe's reader is gone before anything is written
   let stderr = '';
   child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));

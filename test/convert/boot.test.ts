@@ -26,7 +26,14 @@ test('the probe sector is a boot sector whose message sits where its code loads 
 });
 
 test('QEMU gets the disk on virtio with snapshot=on, the serial port in a file, and OVMF when asked', (t) => {
-  const args = qemuArgs({ disk: '/d.qcow2', format: 'qcow2', accel: 'tcg', memory: '1G', serialLog: '/tmp/s.log', ovmf: { code: '/c.fd', vars: '/v.fd' } });
+  const args = qemuArgs({
+    disk: '/d.qcow2',
+    format: 'qcow2',
+    accel: 'tcg',
+    memory: '1G',
+    serialLog: '/tmp/s.log',
+    ovmf: { code: '/c.fd', vars: '/v.fd' },
+  });
   t.true(args.includes('file=/d.qcow2,format=qcow2,if=virtio,snapshot=on'));
   t.true(args.includes('file,id=serial0,path=/tmp/s.log'));
   t.true(args.includes('pc,accel=tcg'));
@@ -44,7 +51,14 @@ qemu('the disk format is read from the file, not its name', async (t) => {
 qemu('bootDisk stops QEMU as soon as the expected text shows up on the serial console', async (t) => {
   const disk = await probeDisk(t);
   let streamed = '';
-  const r = await bootDisk({ disk, expect: new RegExp(PROBE_MARKER), timeoutMs: 60_000, kvm: 'off', memory: '32M', onOutput: (s) => (streamed += s) });
+  const r = await bootDisk({
+    disk,
+    expect: new RegExp(PROBE_MARKER),
+    timeoutMs: 60_000,
+    kvm: 'off',
+    memory: '32M',
+    onOutput: (s) => (streamed += s),
+  });
   t.is(r.outcome, 'matched');
   t.is(r.accel, 'tcg');
   t.is(r.match, PROBE_MARKER);

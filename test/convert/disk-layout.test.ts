@@ -40,19 +40,31 @@ test('BIOS on MBR is one bootable root partition after a 1 MiB gap', (t) => {
 
 test('GRUB for BIOS on GPT gets a BIOS boot partition before the root', (t) => {
   const p = planDisk({ ...base, boot: 'bios', table: 'gpt', grubBios: true });
-  t.deepEqual(p.layout.partitions.map((x) => x.type), ['bios-boot', 'linux']);
+  t.deepEqual(
+    p.layout.partitions.map((x) => x.type),
+    ['bios-boot', 'linux'],
+  );
   t.is(p.biosBoot?.size, MiB);
 });
 
 test('extlinux on GPT needs no BIOS boot partition', (t) => {
   const p = planDisk({ ...base, boot: 'bios', table: 'gpt', grubBios: false });
-  t.deepEqual(p.layout.partitions.map((x) => x.type), ['linux']);
+  t.deepEqual(
+    p.layout.partitions.map((x) => x.type),
+    ['linux'],
+  );
 });
 
 test('UEFI gets an ESP; hybrid gets the BIOS boot partition and the ESP', (t) => {
-  t.deepEqual(planDisk({ ...base, boot: 'uefi', table: 'gpt', grubBios: false }).layout.partitions.map((x) => x.type), ['esp', 'linux']);
+  t.deepEqual(
+    planDisk({ ...base, boot: 'uefi', table: 'gpt', grubBios: false }).layout.partitions.map((x) => x.type),
+    ['esp', 'linux'],
+  );
   const h = planDisk({ ...base, boot: 'hybrid', table: 'gpt', grubBios: true });
-  t.deepEqual(h.layout.partitions.map((x) => x.type), ['bios-boot', 'esp', 'linux']);
+  t.deepEqual(
+    h.layout.partitions.map((x) => x.type),
+    ['bios-boot', 'esp', 'linux'],
+  );
   t.true(h.root.bootable);
 });
 
@@ -68,7 +80,10 @@ test('+N adds N to the automatic size', (t) => {
 });
 
 test('a --size too small is an error that names the size needed', (t) => {
-  const err = t.throws(() => planDisk({ ...base, size: { kind: 'exact', bytes: 100 * MiB }, boot: 'uefi', table: 'gpt', grubBios: false }), { instanceOf: DiskSizeError });
+  const err = t.throws(
+    () => planDisk({ ...base, size: { kind: 'exact', bytes: 100 * MiB }, boot: 'uefi', table: 'gpt', grubBios: false }),
+    { instanceOf: DiskSizeError },
+  );
   // 1 MiB gap + 32 MiB ESP + 300 MiB root + 1 MiB GPT tail
   t.is(err?.needed, 334 * MiB);
   t.regex(err?.message ?? '', /needs at least 334M/);

@@ -5,15 +5,24 @@ import { detectDistro, distroOf, parseOsRelease, UnsupportedDistroError } from '
 import { makeTempDir, removeDir } from '../helpers/index.js';
 
 test('os-release values lose their quotes and shell escapes', (t) => {
-  const os = parseOsRelease('# comment\nNAME="Debian GNU/Linux"\nID=debian\nVERSION_ID="12"\nPRETTY_NAME=\'Debian 12\'\nX="a \\"b\\" \\$c"\nnot a line\n');
-  t.deepEqual(os, { NAME: 'Debian GNU/Linux', ID: 'debian', VERSION_ID: '12', PRETTY_NAME: 'Debian 12', X: 'a "b" $c' });
+  const os = parseOsRelease(
+    '# comment\nNAME="Debian GNU/Linux"\nID=debian\nVERSION_ID="12"\nPRETTY_NAME=\'Debian 12\'\nX="a \\"b\\" \\$c"\nnot a line\n',
+  );
+  t.deepEqual(os, {
+    NAME: 'Debian GNU/Linux',
+    ID: 'debian',
+    VERSION_ID: '12',
+    PRETTY_NAME: 'Debian 12',
+    X: 'a "b" $c',
+  });
 });
 
 const maps = test.macro({
   exec(t, text: string, id: string | undefined) {
     t.is<string | undefined, string | undefined>(distroOf(parseOsRelease(text))?.id, id);
   },
-  title: (given, text: string, id: string | undefined) => given ?? `os-release ${JSON.stringify(text.split('\n')[0])} is ${id ?? 'unsupported'}`,
+  title: (given, text: string, id: string | undefined) =>
+    given ?? `os-release ${JSON.stringify(text.split('\n')[0])} is ${id ?? 'unsupported'}`,
 });
 
 test(maps, 'ID=debian\nVERSION_ID=12', 'debian');
@@ -33,7 +42,10 @@ test('detectDistro follows the /etc/os-release symlink inside the rootfs', async
   t.teardown(() => removeDir(dir));
   await mkdir(join(dir, 'etc'));
   await mkdir(join(dir, 'usr/lib'), { recursive: true });
-  await writeFile(join(dir, 'usr/lib/os-release'), 'ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n');
+  await writeFile(
+    join(dir, 'usr/lib/os-release'),
+    'ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n',
+  );
   await symlink('/usr/lib/os-release', join(dir, 'etc/os-release')); // absolute: must resolve in the rootfs, not on the host
   t.like(detectDistro(dir), { id: 'debian', versionId: '12', prettyName: 'Debian GNU/Linux 12 (bookworm)' });
 });

@@ -31,7 +31,10 @@ const SOURCE_DATE_EPOCH = '1700000000';
  * buildImage runs `tsbuild --root STORE build -t TAG --progress plain -f DOCKERFILE CONTEXT` and returns its result
  * (the digest on stdout, the plain progress on stderr: see buildOutput for failure messages).
  */
-export function buildImage(storeRoot: string, opts: { dockerfile: string; context: string; tag: string; buildArgs?: Record<string, string> }): Promise<CliResult> {
+export function buildImage(
+  storeRoot: string,
+  opts: { dockerfile: string; context: string; tag: string; buildArgs?: Record<string, string> },
+): Promise<CliResult> {
   const args = ['--root', storeRoot, 'build', '-t', opts.tag, '--progress', 'plain', '-f', opts.dockerfile];
   for (const [k, v] of Object.entries(opts.buildArgs ?? {})) args.push('--build-arg', `${k}=${v}`);
   return tsbuild([...args, opts.context], { env: { SOURCE_DATE_EPOCH } });
@@ -54,7 +57,8 @@ export async function mustBuild(storeRoot: string, opts: Parameters<typeof build
   const r = await buildImage(storeRoot, opts);
   if (r.code !== 0) throw new Error(`tsbuild build -t ${opts.tag} -f ${opts.dockerfile} failed: ${buildOutput(r)}`);
   const problems = await imageProblems(storeRoot, opts.tag);
-  if (problems.length) throw new Error(`${opts.tag} built from ${opts.dockerfile} does not verify: ${problems.join('; ')}`);
+  if (problems.length)
+    throw new Error(`${opts.tag} built from ${opts.dockerfile} does not verify: ${problems.join('; ')}`);
   return r;
 }
 
@@ -83,12 +87,19 @@ export async function withKernelLayer(storeRoot: string, image: string, name: st
   try {
     // the export finds (or installs and caches) the kernel layer of `image`; its rootfs tar is not needed
     const r = await exportImage({ store, image, output: join(ctx, 'rootfs.tar') });
-    if (!r.kernel.layer) throw new Error(`the export of ${image} used no kernel layer (kernel from ${r.kernel.source})`);
+    if (!r.kernel.layer)
+      throw new Error(`the export of ${image} used no kernel layer (kernel from ${r.kernel.source})`);
     await removeDir(join(ctx, 'rootfs.tar'));
     await copyFile(store.blobPath(r.kernel.layer.descriptor.digest), join(ctx, 'kernel-layer.tar.gz'));
-    const b = await buildImage(storeRoot, { dockerfile: KERNEL_APP, context: ctx, tag: name, buildArgs: { APP: image } });
+    const b = await buildImage(storeRoot, {
+      dockerfile: KERNEL_APP,
+      context: ctx,
+      tag: name,
+      buildArgs: { APP: image },
+    });
     const problems = b.code === 0 ? await imageProblems(storeRoot, name) : [];
-    if (problems.length) throw new Error(`${name} (${image} + its kernel layer) does not verify: ${problems.join('; ')}`);
+    if (problems.length)
+      throw new Error(`${name} (${image} + its kernel layer) does not verify: ${problems.join('; ')}`);
     return b;
   } finally {
     await removeDir(ctx);
@@ -105,9 +116,16 @@ export async function exportStore(): Promise<string> {
   const root = join(CACHE, 'export-store');
   await mkdir(root, { recursive: true });
   // proper-lockfile keys its locks by the first argument: not `root`, which the Store locks itself in this process
-  const release = await lockfile.lock(`${root}.setup`, { lockfilePath: join(CACHE, 'export-store.lock'), realpath: false, stale: 600_000, update: 10_000, retries: { retries: 2000, minTimeout: 200, maxTimeout: 500 } });
+  const release = await lockfile.lock(`${root}.setup`, {
+    lockfilePath: join(CACHE, 'export-store.lock'),
+    realpath: false,
+    stale: 600_000,
+    update: 10_000,
+    retries: { retries: 2000, minTimeout: 200, maxTimeout: 500 },
+  });
   try {
-    if ((await tsbuild(['--root', root, 'inspect', 'debian:bookworm'])).code !== 0) await copyImage(await debianStore(), root, 'debian:bookworm');
+    if ((await tsbuild(['--root', root, 'inspect', 'debian:bookworm'])).code !== 0)
+      await copyImage(await debianStore(), root, 'debian:bookworm');
     await mustBuild(root, { dockerfile: DEBIAN_APP, context: APP_CONTEXT, tag: 'app:0.1' });
   } finally {
     await release();

@@ -55,7 +55,12 @@ test('makeExt4 writes a populated, bootloader-friendly ext4 at an offset in the 
   execFileSync('e2fsck', ['-fn', part], { stdio: 'ignore' });
   t.is(execFileSync('debugfs', ['-R', 'cat /etc/a', part], { stdio: ['ignore', 'pipe', 'ignore'] }).toString(), 'x');
   const { readFileSync } = await import('node:fs');
-  t.true(readFileSync(image).subarray(0, 512).every((b) => b === 0x5a), 'the bytes before the partition are untouched');
+  t.true(
+    readFileSync(image)
+      .subarray(0, 512)
+      .every((b) => b === 0x5a),
+    'the bytes before the partition are untouched',
+  );
 });
 
 test('a tree that does not fit is a FilesystemFullError', async (t) => {
@@ -66,5 +71,15 @@ test('a tree that does not fit is a FilesystemFullError', async (t) => {
   t.teardown(() => removeDir(work));
   const image = join(work, 'disk.img');
   execFileSync('truncate', ['-s', '9M', image]);
-  await t.throwsAsync(makeExt4({ image, offset: MiB, bytes: 8 * MiB, dir: root, uuid: '3f1d6b2e-4c55-4a8e-9d2a-7b0c1e5f6a7b', usage: await measureTree(root) }), { instanceOf: FilesystemFullError });
+  await t.throwsAsync(
+    makeExt4({
+      image,
+      offset: MiB,
+      bytes: 8 * MiB,
+      dir: root,
+      uuid: '3f1d6b2e-4c55-4a8e-9d2a-7b0c1e5f6a7b',
+      usage: await measureTree(root),
+    }),
+    { instanceOf: FilesystemFullError },
+  );
 });

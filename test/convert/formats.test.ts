@@ -13,7 +13,8 @@ const formats = test.macro({
   exec(t, file: string, explicit: string | undefined, want: string) {
     t.is<string, string>(outputFormat(file, explicit), want);
   },
-  title: (_, file: string, explicit: string | undefined, want: string) => `${file}${explicit ? ` --format ${explicit}` : ''} is ${want}`,
+  title: (_, file: string, explicit: string | undefined, want: string) =>
+    `${file}${explicit ? ` --format ${explicit}` : ''} is ${want}`,
 });
 test(formats, 'app.qcow2', undefined, 'qcow2');
 test(formats, 'app.img', undefined, 'raw');

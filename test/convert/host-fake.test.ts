@@ -9,7 +9,13 @@ import { join } from 'node:path';
 import { extlinux } from '../../convert/bootloader/extlinux.js';
 import type { BootloaderContext } from '../../convert/bootloader/types.js';
 import type { Distro } from '../../convert/distro.js';
-import { installPlan, kernelCacheKey, kernelRecords, KernelNeedsRootError, provideKernel } from '../../convert/kernel/index.js';
+import {
+  installPlan,
+  kernelCacheKey,
+  kernelRecords,
+  KernelNeedsRootError,
+  provideKernel,
+} from '../../convert/kernel/index.js';
 import { exportImage } from '../../convert/recipe.js';
 import { writeSystemFiles } from '../../convert/system-files.js';
 import { commitLayer } from '../../layers/store/commit.js';
@@ -32,15 +38,27 @@ async function tree(t: { teardown(f: () => unknown): void }, files: Record<strin
   return root;
 }
 
-const machine = { 'etc/os-release': 'ID=debian\n', 'etc/passwd': 'root:x:0:0:root:/root:/bin/sh\n', 'etc/shadow': 'root:*:19000:0:99999:7:::\n' };
+const machine = {
+  'etc/os-release': 'ID=debian\n',
+  'etc/passwd': 'root:x:0:0:root:/root:/bin/sh\n',
+  'etc/shadow': 'root:*:19000:0:99999:7:::\n',
+};
 
 async function systemFiles(t: { teardown(f: () => unknown): void }, host: FakeHost): Promise<string> {
   const rootfs = await tree(t, machine);
-  await writeSystemFiles({ rootfs, host, rootUuid: 'U', hostname: 'vm', network: 'none', sshKeys: [KEY], rootPasswordHash: HASH });
+  await writeSystemFiles({
+    rootfs,
+    host,
+    rootUuid: 'U',
+    hostname: 'vm',
+    network: 'none',
+    sshKeys: [KEY],
+    rootPasswordHash: HASH,
+  });
   return rootfs;
 }
 
-test('without chown, root\'s SSH files and the password file are written and given no owner', async (t) => {
+test("without chown, root's SSH files and the password file are written and given no owner", async (t) => {
   const host = new FakeHost({ caps: { root: false } });
   const rootfs = await systemFiles(t, host);
   t.is(readFileSync(join(rootfs, 'root/.ssh/authorized_keys'), 'utf8'), `${KEY}\n`);
@@ -50,7 +68,7 @@ test('without chown, root\'s SSH files and the password file are written and giv
   t.deepEqual(host.calls, []);
 });
 
-test('with root and chown, root\'s SSH files go to root and the password file keeps its owner, through the host', async (t) => {
+test("with root and chown, root's SSH files go to root and the password file keeps its owner, through the host", async (t) => {
   const host = new FakeHost({ caps: { root: true, chown: true, uid: 0, gid: 0 } });
   const rootfs = await systemFiles(t, host);
   const shadow = statSync(join(rootfs, 'etc/shadow'));
@@ -62,13 +80,23 @@ test('with root and chown, root\'s SSH files go to root and the password file ke
       ['/root/.ssh/authorized_keys', 0, 0],
     ],
   );
-  t.deepEqual(host.calls.filter((c) => c.op !== 'lchown'), []);
+  t.deepEqual(
+    host.calls.filter((c) => c.op !== 'lchown'),
+    [],
+  );
 });
 
 test('extlinux refuses to install without root, before touching the disk', async (t) => {
   const host = new FakeHost({ caps: { root: false } });
-  const ctx = { host, image: '/nonexistent/disk.raw', workDir: '/nonexistent', plan: { layout: { table: 'mbr' } } } as unknown as BootloaderContext;
-  const err = await t.throwsAsync(extlinux.install(ctx), { message: /extlinux needs root: it installs through a mounted filesystem/ });
+  const ctx = {
+    host,
+    image: '/nonexistent/disk.raw',
+    workDir: '/nonexistent',
+    plan: { layout: { table: 'mbr' } },
+  } as unknown as BootloaderContext;
+  const err = await t.throwsAsync(extlinux.install(ctx), {
+    message: /extlinux needs root: it installs through a mounted filesystem/,
+  });
   t.is((err as { code?: string } | undefined)?.code, 'E_NEEDS_ROOT');
   t.deepEqual(host.calls, []);
 });
@@ -80,7 +108,14 @@ test('an export with --bootloader extlinux fails its first step on a host withou
   const host = new FakeHost({ caps: { root: false } });
   const steps: string[] = [];
   const err = await t.throwsAsync(
-    exportImage({ store, host, image: 'any:1', output: join(dir, 'out.raw'), bootloader: 'extlinux', onEvent: (e) => e.type === 'step' && steps.push(e.step) }),
+    exportImage({
+      store,
+      host,
+      image: 'any:1',
+      output: join(dir, 'out.raw'),
+      bootloader: 'extlinux',
+      onEvent: (e) => e.type === 'step' && steps.push(e.step),
+    }),
     { message: /--bootloader extlinux needs root/ },
   );
   t.is((err as { code?: string } | undefined)?.code, 'E_NEEDS_ROOT');
@@ -95,7 +130,10 @@ test('a kernel that must be installed needs root: KernelNeedsRootError, and the 
   const store = await Store.open(join(dir, 'store'));
   const rootfs = await tree(t, machine);
   const host = new FakeHost({ caps: { root: false } });
-  await t.throwsAsync(provideKernel({ store, host, rootfs, layers: [], distro: debian, mode: 'auto', network: 'dhcp' }), { instanceOf: KernelNeedsRootError });
+  await t.throwsAsync(
+    provideKernel({ store, host, rootfs, layers: [], distro: debian, mode: 'auto', network: 'dhcp' }),
+    { instanceOf: KernelNeedsRootError },
+  );
   t.deepEqual(host.calls, []);
 });
 
@@ -104,11 +142,18 @@ test('a cached kernel layer is laid over the tree without root', async (t) => {
   t.teardown(() => removeDir(dir));
   const store = await Store.open(join(dir, 'store'));
   const rootfs = await tree(t, machine);
-  const content = await tree(t, { 'boot/vmlinuz-6.1.0-9-cloud-amd64': 'kernel', 'boot/initrd.img-6.1.0-9-cloud-amd64': 'initrd' });
+  const content = await tree(t, {
+    'boot/vmlinuz-6.1.0-9-cloud-amd64': 'kernel',
+    'boot/initrd.img-6.1.0-9-cloud-amd64': 'initrd',
+  });
   const l = await commitLayer(store, tarFromDirectory(content), { compression: 'gzip' });
   const plan = installPlan(debian, rootfs, { network: 'dhcp' });
   const key = kernelCacheKey(rootfs, debian, plan);
-  const kernel = { kernel: '/boot/vmlinuz-6.1.0-9-cloud-amd64', initrd: '/boot/initrd.img-6.1.0-9-cloud-amd64', version: '6.1.0-9-cloud-amd64' };
+  const kernel = {
+    kernel: '/boot/vmlinuz-6.1.0-9-cloud-amd64',
+    initrd: '/boot/initrd.img-6.1.0-9-cloud-amd64',
+    version: '6.1.0-9-cloud-amd64',
+  };
   await kernelRecords(store).put(key, {
     version: 1,
     key,

@@ -3,16 +3,37 @@ import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeExt4, measureTree } from '../../convert/ext4.js';
-import { applyHeaders, fixOwnership, makeTreeReadable, ownershipCommands, type OwnerMap } from '../../convert/owners.js';
+import {
+  applyHeaders,
+  fixOwnership,
+  makeTreeReadable,
+  ownershipCommands,
+  type OwnerMap,
+} from '../../convert/owners.js';
 import { isRoot, makeTempDir, removeDir } from '../helpers/index.js';
 
-const h = (name: string, extra: Partial<{ type: string; uid: number; gid: number; mode: number; devmajor: number; devminor: number }> = {}) =>
-  ({ name, type: 'file', uid: 0, gid: 0, mode: 0o644, ...extra }) as Parameters<typeof applyHeaders>[1][number];
+const h = (
+  name: string,
+  extra: Partial<{ type: string; uid: number; gid: number; mode: number; devmajor: number; devminor: number }> = {},
+) => ({ name, type: 'file', uid: 0, gid: 0, mode: 0o644, ...extra }) as Parameters<typeof applyHeaders>[1][number];
 
 test('later layers replace owners, whiteouts and opaque directories remove what is below', (t) => {
   const map: OwnerMap = new Map();
-  applyHeaders(map, [h('etc/', { type: 'directory', mode: 0o755 }), h('etc/shadow', { gid: 42, mode: 0o640 }), h('opt/', { type: 'directory' }), h('opt/a'), h('opt/b'), h('var/x/', { type: 'directory' }), h('var/x/y')]);
-  applyHeaders(map, [h('./etc/shadow', { gid: 42, mode: 0o600 }), h('opt/.wh..wh..opq'), h('opt/c', { uid: 7 }), h('var/.wh.x')]);
+  applyHeaders(map, [
+    h('etc/', { type: 'directory', mode: 0o755 }),
+    h('etc/shadow', { gid: 42, mode: 0o640 }),
+    h('opt/', { type: 'directory' }),
+    h('opt/a'),
+    h('opt/b'),
+    h('var/x/', { type: 'directory' }),
+    h('var/x/y'),
+  ]);
+  applyHeaders(map, [
+    h('./etc/shadow', { gid: 42, mode: 0o600 }),
+    h('opt/.wh..wh..opq'),
+    h('opt/c', { uid: 7 }),
+    h('var/.wh.x'),
+  ]);
   t.deepEqual(map.get('etc/shadow'), { uid: 0, gid: 42, mode: 0o600, type: 'file' });
   t.false(map.has('opt/a'));
   t.true(map.has('opt'));
@@ -43,11 +64,13 @@ const owners = (): OwnerMap =>
     ['dev/null', { uid: 0, gid: 0, mode: 0o666, type: 'character-device', devmajor: 1, devminor: 3 }],
   ] as Array<[string, OwnerMap extends Map<string, infer V> ? V : never]>);
 
-test('debugfs commands give each path the image\'s owner and mode, root for added files, and make missing devices', async (t) => {
+test("debugfs commands give each path the image's owner and mode, root for added files, and make missing devices", async (t) => {
   const root = await tree(t);
   // pretend an unprivileged user (uid 4242) extracted the tree
   const { lchown } = await import('node:fs/promises');
-  if (isRoot) for (const p of ['', 'etc', 'dev', 'home', 'home/u', 'etc/shadow', 'home/u/notes', 'etc/fstab']) await lchown(join(root, p), 4242, 4242);
+  if (isRoot)
+    for (const p of ['', 'etc', 'dev', 'home', 'home/u', 'etc/shadow', 'home/u/notes', 'etc/fstab'])
+      await lchown(join(root, p), 4242, 4242);
   const { commands, skipped } = await ownershipCommands(root, owners());
   t.deepEqual(skipped, []);
   if (isRoot) {
@@ -72,7 +95,10 @@ test('fixOwnership patches a finished filesystem in the image file without mount
   await makeExt4({ image, offset: 1 << 20, bytes: 32 << 20, dir: root, uuid, usage: await measureTree(root) });
   const { commands } = await ownershipCommands(root, owners());
   t.true((await fixOwnership({ image, offset: 1 << 20, commands, workDir: work })) > 0);
-  const stat = (p: string): string => execFileSync('debugfs', ['-R', `stat ${p}`, `${image}?offset=${1 << 20}`], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+  const stat = (p: string): string =>
+    execFileSync('debugfs', ['-R', `stat ${p}`, `${image}?offset=${1 << 20}`], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).toString();
   t.regex(stat('/etc/shadow'), /Mode:\s+0640/);
   t.regex(stat('/etc/shadow'), /Group:\s+42/);
   t.regex(stat('/home/u/notes'), /User:\s+1000/);

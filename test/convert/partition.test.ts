@@ -82,10 +82,16 @@ test('an MBR table passes sfdisk --verify and lists the planned partitions in sf
   t.regex(fdisk.stdout, /Disklabel type: dos/);
   t.regex(fdisk.stdout, /disk\.img2 +\* +34816 +131071 +96256 +47M 83 Linux/);
   const partx = await run(['partx', '--show', '--output', 'NR,START,SECTORS', '--noheadings', disk]);
-  t.deepEqual(partx.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number)), [
-    [1, 2048, 32768],
-    [2, 34816, 96256],
-  ]);
+  t.deepEqual(
+    partx.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/).map(Number)),
+    [
+      [1, 2048, 32768],
+      [2, 34816, 96256],
+    ],
+  );
 });
 
 test('an MBR sector is byte-identical to the one sfdisk writes for the same layout', async (t) => {
@@ -163,7 +169,11 @@ test('a GPT image is byte-identical to the one sgdisk writes for the same layout
   const ours = await emptyDisk(t, size, 'ours.img');
   const theirs = await emptyDisk(t, size, 'theirs.img');
   const disk = '9d0e4c1a-6b7f-4e23-8a5d-0c1b2a3f4e5d';
-  const uuids = ['3b1f6a2c-1d4e-4f50-8a6b-7c8d9e0f1a2b', 'a0b1c2d3-e4f5-4a6b-8c7d-8e9f0a1b2c3d', 'f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9'];
+  const uuids = [
+    '3b1f6a2c-1d4e-4f50-8a6b-7c8d9e0f1a2b',
+    'a0b1c2d3-e4f5-4a6b-8c7d-8e9f0a1b2c3d',
+    'f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9',
+  ];
   const layout = planPartitions({
     table: 'gpt',
     diskSize: size,
@@ -177,10 +187,34 @@ test('a GPT image is byte-identical to the one sgdisk writes for the same layout
   await writePartitionTable(ours, layout);
   const last = layout.partitions[2]!;
   await run([
-    'sgdisk', '-o', '-U', disk,
-    '-n', '1:2048:4095', '-t', '1:EF02', '-u', `1:${uuids[0]}`,
-    '-n', '2:4096:135167', '-t', '2:EF00', '-c', '2:ESP', '-u', `2:${uuids[1]}`,
-    '-n', `3:${last.start / 512}:${(last.start + last.size) / 512 - 1}`, '-t', '3:8300', '-c', '3:rööt ✓', '-u', `3:${uuids[2]}`, '-A', '3:set:2',
+    'sgdisk',
+    '-o',
+    '-U',
+    disk,
+    '-n',
+    '1:2048:4095',
+    '-t',
+    '1:EF02',
+    '-u',
+    `1:${uuids[0]}`,
+    '-n',
+    '2:4096:135167',
+    '-t',
+    '2:EF00',
+    '-c',
+    '2:ESP',
+    '-u',
+    `2:${uuids[1]}`,
+    '-n',
+    `3:${last.start / 512}:${(last.start + last.size) / 512 - 1}`,
+    '-t',
+    '3:8300',
+    '-c',
+    '3:rööt ✓',
+    '-u',
+    `3:${uuids[2]}`,
+    '-A',
+    '3:set:2',
     theirs,
   ]);
   t.deepEqual(await sector(ours, 0, 34), await sector(theirs, 0, 34), 'protective MBR and primary table');
@@ -191,7 +225,7 @@ test('a GPT image is byte-identical to the one sgdisk writes for the same layout
 test('encodeGpt fills in the header and entry-array CRC32s and mirrors the header at the end of the disk', (t) => {
   const layout = planPartitions({ table: 'gpt', diskSize: 64 * MiB, partitions: [{ type: 'linux', size: 'rest' }] });
   const { primary, backup, protectiveMbr } = encodeGpt(layout);
-  const n = BigInt(64 * MiB / 512);
+  const n = BigInt((64 * MiB) / 512);
   t.is(primary.length, 33 * 512);
   t.is(backup.length, 33 * 512);
   const header = primary.subarray(0, 512);
@@ -227,8 +261,17 @@ test('GUIDs are stored mixed-endian: the first three fields little-endian, the r
 });
 
 test('encodeMbr keeps bytes 0–439 for boot code and puts the given boot code there', (t) => {
-  const layout = planPartitions({ table: 'mbr', diskSize: 16 * MiB, diskSignature: 7, partitions: [{ type: 'linux', size: 'rest' }] });
-  t.true(encodeMbr(layout).subarray(0, 440).every((b) => b === 0));
+  const layout = planPartitions({
+    table: 'mbr',
+    diskSize: 16 * MiB,
+    diskSignature: 7,
+    partitions: [{ type: 'linux', size: 'rest' }],
+  });
+  t.true(
+    encodeMbr(layout)
+      .subarray(0, 440)
+      .every((b) => b === 0),
+  );
   const code = Buffer.alloc(440, 0xcc);
   const mbr = encodeMbr(layout, { bootCode: code });
   t.deepEqual(mbr.subarray(0, 440), code);
@@ -246,7 +289,11 @@ test('writePartitionTable leaves boot code, the embedding gap and partition cont
   await fh.write(bootImg, 0, 512, 0);
   await fh.write(gap, 0, gap.length, 512);
   await fh.write(contents, 0, contents.length, MiB);
-  const layout = planPartitions({ table: 'mbr', diskSize: 32 * MiB, partitions: [{ type: 'linux', size: 'rest', bootable: true }] });
+  const layout = planPartitions({
+    table: 'mbr',
+    diskSize: 32 * MiB,
+    partitions: [{ type: 'linux', size: 'rest', bootable: true }],
+  });
   await writePartitionTable(fh.fd, layout);
   const after = await readFile(disk);
   t.deepEqual(after.subarray(0, 440), bootImg.subarray(0, 440), 'boot code kept');
@@ -263,7 +310,10 @@ test('writePartitionTable leaves boot code, the embedding gap and partition cont
 test('writePartitionTable refuses a file whose size differs from the planned disk', async (t) => {
   const disk = await emptyDisk(t, 32 * MiB);
   const layout = planPartitions({ table: 'gpt', diskSize: 64 * MiB, partitions: [{ type: 'linux', size: 'rest' }] });
-  await t.throwsAsync(writePartitionTable(disk, layout), { instanceOf: InvalidInputError, message: /has 33554432 bytes/ });
+  await t.throwsAsync(writePartitionTable(disk, layout), {
+    instanceOf: InvalidInputError,
+    message: /has 33554432 bytes/,
+  });
   const after = await readFile(disk);
   t.true(after.equals(Buffer.alloc(after.length)), 'nothing written');
 });
@@ -291,7 +341,11 @@ test('planPartitions aligns starts to 1 MiB, rounds sizes up to sectors and ends
 });
 
 test('planPartitions honours an explicit start', (t) => {
-  const layout = planPartitions({ table: 'mbr', diskSize: 8 * MiB, partitions: [{ type: 'linux', start: 63 * 512, size: 'rest' }] });
+  const layout = planPartitions({
+    table: 'mbr',
+    diskSize: 8 * MiB,
+    partitions: [{ type: 'linux', start: 63 * 512, size: 'rest' }],
+  });
   t.is(layout.partitions[0]!.start, 63 * 512);
   t.is(layout.partitions[0]!.size, 8 * MiB - 63 * 512);
   t.is(typeof layout.diskSignature, 'number');
@@ -304,27 +358,101 @@ const rejects = test.macro({
   title: (what = '') => `planPartitions rejects ${what}`,
 });
 
-test('partitions that do not fit, naming the disk size they need', rejects,
-  { table: 'gpt', diskSize: 64 * MiB, partitions: [{ type: 'esp', size: 32 * MiB }, { type: 'linux', size: 32 * MiB }] },
-  new RegExp(`at least ${65 * MiB + 33 * 512} bytes`));
-test('a rest partition with no room left', rejects,
-  { table: 'mbr', diskSize: 4 * MiB, partitions: [{ type: 'linux', size: 3 * MiB }, { type: 'linux', size: 'rest' }] },
-  new RegExp(`at least ${4 * MiB + 512} bytes`));
-test('a BIOS boot partition in an MBR', rejects,
-  { table: 'mbr', diskSize: 64 * MiB, partitions: [{ type: 'bios-boot', size: MiB }] }, /needs a GPT/);
-test('five partitions in an MBR', rejects,
-  { table: 'mbr', diskSize: 64 * MiB, partitions: Array.from({ length: 5 }, () => ({ type: 'linux' as const, size: MiB })) }, /at most 4/);
-test('overlapping partitions', rejects,
-  { table: 'gpt', diskSize: 64 * MiB, partitions: [{ type: 'linux', size: 4 * MiB }, { type: 'linux', start: 2 * MiB, size: MiB }] }, /overlaps partition 1/);
-test('a start inside the GPT', rejects,
-  { table: 'gpt', diskSize: 64 * MiB, partitions: [{ type: 'linux', start: 16 * 512, size: MiB }] }, /inside the partition table/);
-test('a rest partition that is not the last', rejects,
-  { table: 'gpt', diskSize: 64 * MiB, partitions: [{ type: 'linux', size: 'rest' }, { type: 'linux', size: MiB }] }, /only the last/);
-test('a GPT name longer than 36 UTF-16 units', rejects,
-  { table: 'gpt', diskSize: 64 * MiB, partitions: [{ type: 'linux', size: MiB, name: 'x'.repeat(37) }] }, /36 UTF-16/);
-test('a malformed partition GUID', rejects,
-  { table: 'gpt', diskSize: 64 * MiB, partitions: [{ type: 'linux', size: MiB, uuid: 'not-a-guid' }] }, /not a GUID/);
-test('a disk size that is not whole sectors', rejects,
-  { table: 'mbr', diskSize: 64 * MiB + 1, partitions: [] }, /multiple of 512/);
-test('an MBR partition beyond 2 TiB', rejects,
-  { table: 'mbr', diskSize: 4 * 1024 * GiB, partitions: [{ type: 'linux', size: 'rest' }] }, /2 TiB/);
+test(
+  'partitions that do not fit, naming the disk size they need',
+  rejects,
+  {
+    table: 'gpt',
+    diskSize: 64 * MiB,
+    partitions: [
+      { type: 'esp', size: 32 * MiB },
+      { type: 'linux', size: 32 * MiB },
+    ],
+  },
+  new RegExp(`at least ${65 * MiB + 33 * 512} bytes`),
+);
+test(
+  'a rest partition with no room left',
+  rejects,
+  {
+    table: 'mbr',
+    diskSize: 4 * MiB,
+    partitions: [
+      { type: 'linux', size: 3 * MiB },
+      { type: 'linux', size: 'rest' },
+    ],
+  },
+  new RegExp(`at least ${4 * MiB + 512} bytes`),
+);
+test(
+  'a BIOS boot partition in an MBR',
+  rejects,
+  { table: 'mbr', diskSize: 64 * MiB, partitions: [{ type: 'bios-boot', size: MiB }] },
+  /needs a GPT/,
+);
+test(
+  'five partitions in an MBR',
+  rejects,
+  {
+    table: 'mbr',
+    diskSize: 64 * MiB,
+    partitions: Array.from({ length: 5 }, () => ({ type: 'linux' as const, size: MiB })),
+  },
+  /at most 4/,
+);
+test(
+  'overlapping partitions',
+  rejects,
+  {
+    table: 'gpt',
+    diskSize: 64 * MiB,
+    partitions: [
+      { type: 'linux', size: 4 * MiB },
+      { type: 'linux', start: 2 * MiB, size: MiB },
+    ],
+  },
+  /overlaps partition 1/,
+);
+test(
+  'a start inside the GPT',
+  rejects,
+  { table: 'gpt', diskSize: 64 * MiB, partitions: [{ type: 'linux', start: 16 * 512, size: MiB }] },
+  /inside the partition table/,
+);
+test(
+  'a rest partition that is not the last',
+  rejects,
+  {
+    table: 'gpt',
+    diskSize: 64 * MiB,
+    partitions: [
+      { type: 'linux', size: 'rest' },
+      { type: 'linux', size: MiB },
+    ],
+  },
+  /only the last/,
+);
+test(
+  'a GPT name longer than 36 UTF-16 units',
+  rejects,
+  { table: 'gpt', diskSize: 64 * MiB, partitions: [{ type: 'linux', size: MiB, name: 'x'.repeat(37) }] },
+  /36 UTF-16/,
+);
+test(
+  'a malformed partition GUID',
+  rejects,
+  { table: 'gpt', diskSize: 64 * MiB, partitions: [{ type: 'linux', size: MiB, uuid: 'not-a-guid' }] },
+  /not a GUID/,
+);
+test(
+  'a disk size that is not whole sectors',
+  rejects,
+  { table: 'mbr', diskSize: 64 * MiB + 1, partitions: [] },
+  /multiple of 512/,
+);
+test(
+  'an MBR partition beyond 2 TiB',
+  rejects,
+  { table: 'mbr', diskSize: 4 * 1024 * GiB, partitions: [{ type: 'linux', size: 'rest' }] },
+  /2 TiB/,
+);

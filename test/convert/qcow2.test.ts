@@ -67,7 +67,13 @@ async function convertAndVerify(
   return { result, info, qcow2 };
 }
 
-async function verifyQcow2(t: ExecutionContext, raw: string, qcow2: string, result: Qcow2Result, clusterBits: number): Promise<QemuInfo> {
+async function verifyQcow2(
+  t: ExecutionContext,
+  raw: string,
+  qcow2: string,
+  result: Qcow2Result,
+  clusterBits: number,
+): Promise<QemuInfo> {
   const check = await run(['qemu-img', 'check', qcow2], { okCodes: [1, 2, 3] });
   t.is(check.code, 0, `qemu-img check: ${check.stdout}${check.stderr}`);
   t.regex(check.stdout, /No errors were found on the image/);
@@ -80,7 +86,11 @@ async function verifyQcow2(t: ExecutionContext, raw: string, qcow2: string, resu
   t.is(info['virtual-size'], result.virtualSize);
   t.is(info['cluster-size'], 2 ** clusterBits);
   t.is((await stat(qcow2)).size, result.fileSize);
-  t.deepEqual((await readdir(join(raw, '..'))).filter((f) => f.endsWith('.tmp')), [], 'no temp file left');
+  t.deepEqual(
+    (await readdir(join(raw, '..'))).filter((f) => f.endsWith('.tmp')),
+    [],
+    'no temp file left',
+  );
   return info;
 }
 
@@ -125,7 +135,13 @@ const converts = test.macro({
 });
 
 const random64 = (): [number, [number, Buffer][]] => [64 * MiB, [[0, randomBytes(64 * MiB)]]];
-const unaligned = (): [number, [number, Buffer][]] => [64 * MiB + 1536, [[64 * MiB + 1000, randomBytes(536)], [5 * MiB, text(KiB)]]];
+const unaligned = (): [number, [number, Buffer][]] => [
+  64 * MiB + 1536,
+  [
+    [64 * MiB + 1000, randomBytes(536)],
+    [5 * MiB, text(KiB)],
+  ],
+];
 /** farRepeats repeats one random 8 KiB block: compressible only with references more than 4 KiB back. */
 const farRepeats = (size: number): Buffer => {
   const block = randomBytes(8 * KiB);
@@ -143,42 +159,52 @@ test('a sparse 64 MiB image with scattered data', converts, () => [64 * MiB, sca
 test('a sparse 64 MiB image with scattered data', converts, () => [64 * MiB, scattered()], { compress: true });
 test('a fully written random 64 MiB image', converts, random64, {});
 test('a fully written random 64 MiB image', converts, random64, { compress: true });
-test('a fully written compressible 64 MiB image', converts, () => [64 * MiB, [[0, text(64 * MiB)]]], { compress: true });
-test('an image alternating incompressible clusters and clusters with near and far repeats', converts, alternating, { compress: true });
+test('a fully written compressible 64 MiB image', converts, () => [64 * MiB, [[0, text(64 * MiB)]]], {
+  compress: true,
+});
+test('an image alternating incompressible clusters and clusters with near and far repeats', converts, alternating, {
+  compress: true,
+});
 test('a size that is not a multiple of the cluster size', converts, unaligned, {});
 test('a size that is not a multiple of the cluster size', converts, unaligned, { compress: true });
 for (const clusterBits of [9, 12, 21]) {
   test('a sparse 64 MiB image with scattered data', converts, () => [64 * MiB, scattered()], { clusterBits });
-  test('a sparse 64 MiB image with scattered data', converts, () => [64 * MiB, scattered()], { clusterBits, compress: true });
+  test('a sparse 64 MiB image with scattered data', converts, () => [64 * MiB, scattered()], {
+    clusterBits,
+    compress: true,
+  });
 }
 
 // serial: it runs before this file's concurrent tests, so this process reads nothing else meanwhile
-test.serial('a 20 GiB sparse image with data at the start, middle and end converts without reading its holes', async (t) => {
-  const dir = await tempDir(t);
-  const regions: [number, Buffer][] = [
-    [4096, randomBytes(200 * KiB)],
-    [10 * GiB - 100 * KiB, text(300 * KiB)],
-    [20 * GiB - 300 * KiB, randomBytes(300 * KiB)],
-  ];
-  const raw = await rawImage(dir, 20 * GiB, regions);
-  t.true((await stat(raw)).blocks * 512 < 16 * MiB, 'the raw file is sparse');
-  for (const compress of [false, true]) {
-    const qcow2 = join(dir, `out${compress ? '-c' : ''}.qcow2`);
-    const before = await bytesRead();
-    const started = Date.now();
-    const result = await writeQcow2({ input: raw, output: qcow2, compress });
-    const took = Date.now() - started;
-    const read = (await bytesRead()) - before;
-    t.log(`${compress ? 'compressed' : 'plain'}: ${took} ms, ${read} bytes read`);
-    t.true(read < 16 * MiB, `read ${read} bytes`);
-    t.true(took < 20_000, `took ${took} ms`);
-    const info = await verifyQcow2(t, raw, qcow2, result, 16);
-    t.is(info['virtual-size'], 20 * GiB);
-    t.is(result.dataClusters, storedClusters(regions, 64 * KiB));
-    t.true(result.fileSize < 4 * MiB, `file size ${result.fileSize}`);
-    t.true(info['actual-size'] < 4 * MiB, `actual size ${info['actual-size']}`);
-  }
-});
+test.serial(
+  'a 20 GiB sparse image with data at the start, middle and end converts without reading its holes',
+  async (t) => {
+    const dir = await tempDir(t);
+    const regions: [number, Buffer][] = [
+      [4096, randomBytes(200 * KiB)],
+      [10 * GiB - 100 * KiB, text(300 * KiB)],
+      [20 * GiB - 300 * KiB, randomBytes(300 * KiB)],
+    ];
+    const raw = await rawImage(dir, 20 * GiB, regions);
+    t.true((await stat(raw)).blocks * 512 < 16 * MiB, 'the raw file is sparse');
+    for (const compress of [false, true]) {
+      const qcow2 = join(dir, `out${compress ? '-c' : ''}.qcow2`);
+      const before = await bytesRead();
+      const started = Date.now();
+      const result = await writeQcow2({ input: raw, output: qcow2, compress });
+      const took = Date.now() - started;
+      const read = (await bytesRead()) - before;
+      t.log(`${compress ? 'compressed' : 'plain'}: ${took} ms, ${read} bytes read`);
+      t.true(read < 16 * MiB, `read ${read} bytes`);
+      t.true(took < 20_000, `took ${took} ms`);
+      const info = await verifyQcow2(t, raw, qcow2, result, 16);
+      t.is(info['virtual-size'], 20 * GiB);
+      t.is(result.dataClusters, storedClusters(regions, 64 * KiB));
+      t.true(result.fileSize < 4 * MiB, `file size ${result.fileSize}`);
+      t.true(info['actual-size'] < 4 * MiB, `actual size ${info['actual-size']}`);
+    }
+  },
+);
 
 test('dataRanges lists the data of a sparse file widened to the alignment, merged and clamped to the size', async (t) => {
   const dir = await tempDir(t);
@@ -202,7 +228,10 @@ test('dataRanges lists the data of a sparse file widened to the alignment, merge
 
 test('all-zero data that is not a hole is not stored', async (t) => {
   const dir = await tempDir(t);
-  const raw = await rawImage(dir, 32 * MiB, [[0, Buffer.alloc(32 * MiB)], [20 * MiB, Buffer.from('x')]]);
+  const raw = await rawImage(dir, 32 * MiB, [
+    [0, Buffer.alloc(32 * MiB)],
+    [20 * MiB, Buffer.from('x')],
+  ]);
   t.true((await stat(raw)).blocks * 512 >= 32 * MiB, 'the zeros are allocated in the raw file');
   const { result } = await convertAndVerify(t, raw);
   t.is(result.dataClusters, 1);
@@ -249,9 +278,16 @@ test('the header is QCOW2 version 3 with 16-bit refcounts and a 112-byte header'
 
 test('progress is reported in order and ends at the virtual size', async (t) => {
   const dir = await tempDir(t);
-  const raw = await rawImage(dir, 40 * MiB, [[0, randomBytes(20 * MiB)], [35 * MiB, randomBytes(10)]]);
+  const raw = await rawImage(dir, 40 * MiB, [
+    [0, randomBytes(20 * MiB)],
+    [35 * MiB, randomBytes(10)],
+  ]);
   const seen: [number, number][] = [];
-  await writeQcow2({ input: raw, output: join(dir, 'out.qcow2'), onProgress: (done, total) => seen.push([done, total]) });
+  await writeQcow2({
+    input: raw,
+    output: join(dir, 'out.qcow2'),
+    onProgress: (done, total) => seen.push([done, total]),
+  });
   t.true(seen.length >= 3);
   t.true(seen.every(([, total]) => total === 40 * MiB));
   t.true(seen.every(([done], i) => i === 0 || done >= seen[i - 1]![0]));
@@ -291,7 +327,10 @@ test('an error in the middle of the conversion leaves no temp file and keeps an 
 test('an unreadable input (a directory) is refused and leaves nothing behind', async (t) => {
   const dir = await tempDir(t);
   await mkdir(join(dir, 'sub'));
-  await t.throwsAsync(writeQcow2({ input: join(dir, 'sub'), output: join(dir, 'out.qcow2') }), { instanceOf: InvalidInputError, message: /not a regular file/ });
+  await t.throwsAsync(writeQcow2({ input: join(dir, 'sub'), output: join(dir, 'out.qcow2') }), {
+    instanceOf: InvalidInputError,
+    message: /not a regular file/,
+  });
   t.deepEqual(await readdir(dir), ['sub']);
 });
 
@@ -300,7 +339,9 @@ test('a failure to rename at the end removes the temp file', async (t) => {
   const raw = await rawImage(dir, 4 * MiB, [[0, randomBytes(100)]]);
   await mkdir(join(dir, 'out.qcow2'));
   await writeFile(join(dir, 'out.qcow2', 'keep'), 'x');
-  await t.throwsAsync(writeQcow2({ input: raw, output: join(dir, 'out.qcow2') }), { message: /converting .* to qcow2/ });
+  await t.throwsAsync(writeQcow2({ input: raw, output: join(dir, 'out.qcow2') }), {
+    message: /converting .* to qcow2/,
+  });
   t.deepEqual((await readdir(dir)).sort(), ['disk.raw', 'out.qcow2']);
   t.deepEqual(await readdir(join(dir, 'out.qcow2')), ['keep']);
 });
@@ -309,7 +350,10 @@ const refuses = test.macro({
   async exec(t, opts: Qcow2Options & { virtualSize?: number }, message: RegExp) {
     const dir = await tempDir(t);
     const raw = await rawImage(dir, 4 * MiB + 512, []);
-    await t.throwsAsync(writeQcow2({ input: raw, output: join(dir, 'out.qcow2'), ...opts }), { instanceOf: InvalidInputError, message });
+    await t.throwsAsync(writeQcow2({ input: raw, output: join(dir, 'out.qcow2'), ...opts }), {
+      instanceOf: InvalidInputError,
+      message,
+    });
     t.deepEqual(await readdir(dir), ['disk.raw']);
   },
   title: (what = '') => `writeQcow2 refuses ${what}`,

@@ -9,7 +9,14 @@ import { join } from 'node:path';
 import { extract } from 'tar-stream';
 import { DiskSizeError } from '../../convert/disk-layout.js';
 import { UnsupportedDistroError } from '../../convert/distro.js';
-import { cleanStaleExports, ExportInterruptedError, exportImage, hostnameFor, kernelCmdline, type ExportOptions } from '../../convert/recipe.js';
+import {
+  cleanStaleExports,
+  ExportInterruptedError,
+  exportImage,
+  hostnameFor,
+  kernelCmdline,
+  type ExportOptions,
+} from '../../convert/recipe.js';
 import { ALPINE_INITFS_FEATURES } from '../../convert/kernel/index.js';
 import { makeAlpineShapedRootfs } from '../../fixtures/alpine-shaped.js';
 import { busyboxAvailable, makeBusyboxRootfs } from '../../fixtures/busybox.js';
@@ -72,7 +79,11 @@ async function tarFiles(file: string): Promise<Map<string, { type: string; linkn
       chunks.push(b as Buffer);
     });
     s.on('end', () => {
-      out.set(h.name.replace(/^\.\//, '').replace(/\/$/, ''), { type: h.type ?? 'file', ...(h.linkname ? { linkname: h.linkname } : {}), body: Buffer.concat(chunks).toString() });
+      out.set(h.name.replace(/^\.\//, '').replace(/\/$/, ''), {
+        type: h.type ?? 'file',
+        ...(h.linkname ? { linkname: h.linkname } : {}),
+        body: Buffer.concat(chunks).toString(),
+      });
       next();
     });
   });
@@ -91,8 +102,14 @@ test('hostnames come from the image repository name', (t) => {
 });
 
 test('the kernel command line finds root by UUID, names eth0 and ends with the serial console', (t) => {
-  t.is(kernelCmdline('U', { id: 'debian', family: 'debian', versionId: '12', prettyName: '' }), 'root=UUID=U ro rootfstype=ext4 net.ifnames=0 console=tty0 console=ttyS0,115200n8');
-  t.regex(kernelCmdline('U', { id: 'alpine', family: 'alpine', versionId: '3.20', prettyName: '' }, 'quiet'), /^root=UUID=U rootfstype=ext4 modules=ext4,virtio_blk\S* .*console=ttyS0,115200n8 quiet$/);
+  t.is(
+    kernelCmdline('U', { id: 'debian', family: 'debian', versionId: '12', prettyName: '' }),
+    'root=UUID=U ro rootfstype=ext4 net.ifnames=0 console=tty0 console=ttyS0,115200n8',
+  );
+  t.regex(
+    kernelCmdline('U', { id: 'alpine', family: 'alpine', versionId: '3.20', prettyName: '' }, 'quiet'),
+    /^root=UUID=U rootfstype=ext4 modules=ext4,virtio_blk\S* .*console=ttyS0,115200n8 quiet$/,
+  );
 });
 
 bb('a dry run on Alpine plans the apk commands for the kernel and writes nothing', async (t) => {
@@ -103,38 +120,72 @@ bb('a dry run on Alpine plans the apk commands for the kernel and writes nothing
   t.is(r.distro?.id, 'alpine');
   t.deepEqual(r.dryRun?.commands, [
     ['sh', '-c', `mkdir -p /etc/mkinitfs && echo 'features="${ALPINE_INITFS_FEATURES}"' > /etc/mkinitfs/mkinitfs.conf`],
-    ['apk', 'add', '--no-cache', 'linux-virt', 'mkinitfs', 'openrc', 'busybox-openrc', 'busybox-mdev-openrc', 'ifupdown-ng'],
+    [
+      'apk',
+      'add',
+      '--no-cache',
+      'linux-virt',
+      'mkinitfs',
+      'openrc',
+      'busybox-openrc',
+      'busybox-mdev-openrc',
+      'ifupdown-ng',
+    ],
     ['sh', '-c', 'mkinitfs $(ls /lib/modules | tail -n 1)'],
   ]);
-  t.deepEqual(r.dryRun?.steps, ['check', 'flatten', 'distro', 'kernel', 'system-files', 'service', 'bootloader-config', 'layout', 'filesystem', 'bootloader', 'partition-table', 'output']);
+  t.deepEqual(r.dryRun?.steps, [
+    'check',
+    'flatten',
+    'distro',
+    'kernel',
+    'system-files',
+    'service',
+    'bootloader-config',
+    'layout',
+    'filesystem',
+    'bootloader',
+    'partition-table',
+    'output',
+  ]);
   t.false(existsSync(output));
   t.deepEqual(await storeTmp(f.store), []);
 });
 
-bb('an Alpine image exported as a tar has the Alpine machine configuration and the app as an OpenRC service', async (t) => {
-  const f = await fixture(t);
-  const output = join(f.out, 'rootfs.tar');
-  const steps: string[] = [];
-  const r = await exportImage({ store: f.store, image: 'alpine-app:1', output, kernel: { path: f.kernel }, onEvent: (e) => e.type === 'step' && steps.push(e.step) });
-  t.is(r.format, 'tar');
-  t.is(r.init, 'openrc');
-  t.false(steps.includes('filesystem'));
-  const files = await tarFiles(output);
-  t.true(files.get('etc/inittab')?.body.split('\n').includes('ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100'));
-  t.regex(files.get('etc/init.d/tsbuild-app')?.body ?? '', /^command=\/usr\/local\/bin\/app$/m);
-  t.regex(files.get('etc/init.d/tsbuild-app')?.body ?? '', /^export GREETING=hi$/m);
-  t.like(files.get('etc/runlevels/default/tsbuild-app'), { type: 'symlink', linkname: '/etc/init.d/tsbuild-app' });
-  t.like(files.get('etc/runlevels/boot/networking'), { type: 'symlink', linkname: '/etc/init.d/networking' });
-  t.regex(files.get('etc/network/interfaces')?.body ?? '', /iface eth0 inet dhcp/);
-  t.regex(files.get('etc/fstab')?.body ?? '', new RegExp(`^UUID=${r.rootUuid}\\t/\\text4`, 'm'));
-  t.is(files.get('etc/hostname')?.body, 'alpine-app\n');
-  t.is(files.get('boot/vmlinuz-fake')?.body, 'not really a kernel');
-});
+bb(
+  'an Alpine image exported as a tar has the Alpine machine configuration and the app as an OpenRC service',
+  async (t) => {
+    const f = await fixture(t);
+    const output = join(f.out, 'rootfs.tar');
+    const steps: string[] = [];
+    const r = await exportImage({
+      store: f.store,
+      image: 'alpine-app:1',
+      output,
+      kernel: { path: f.kernel },
+      onEvent: (e) => e.type === 'step' && steps.push(e.step),
+    });
+    t.is(r.format, 'tar');
+    t.is(r.init, 'openrc');
+    t.false(steps.includes('filesystem'));
+    const files = await tarFiles(output);
+    t.true(files.get('etc/inittab')?.body.split('\n').includes('ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100'));
+    t.regex(files.get('etc/init.d/tsbuild-app')?.body ?? '', /^command=\/usr\/local\/bin\/app$/m);
+    t.regex(files.get('etc/init.d/tsbuild-app')?.body ?? '', /^export GREETING=hi$/m);
+    t.like(files.get('etc/runlevels/default/tsbuild-app'), { type: 'symlink', linkname: '/etc/init.d/tsbuild-app' });
+    t.like(files.get('etc/runlevels/boot/networking'), { type: 'symlink', linkname: '/etc/init.d/networking' });
+    t.regex(files.get('etc/network/interfaces')?.body ?? '', /iface eth0 inet dhcp/);
+    t.regex(files.get('etc/fstab')?.body ?? '', new RegExp(`^UUID=${r.rootUuid}\\t/\\text4`, 'm'));
+    t.is(files.get('etc/hostname')?.body, 'alpine-app\n');
+    t.is(files.get('boot/vmlinuz-fake')?.body, 'not really a kernel');
+  },
+);
 
 bb('an unsupported distribution without --kernel is a clear error, and nothing is left behind', async (t) => {
   const f = await fixture(t);
   const output = join(f.out, 'plain.qcow2');
-  const err = await t.throwsAsync(exportImage({ store: f.store, image: 'plain:1', output }), { instanceOf: UnsupportedDistroError });
+  const err = await t.throwsAsync(exportImage({ store: f.store, image: 'plain:1', output }), {
+    instanceOf: UnsupportedDistroError,
+  });
   t.regex(err?.message ?? '', /supports debian, ubuntu, alpine/);
   t.regex(err?.hint ?? '', /--kernel PATH/);
   t.false(existsSync(output));
@@ -144,7 +195,13 @@ bb('an unsupported distribution without --kernel is a clear error, and nothing i
 bb('an unsupported distribution boots with --kernel PATH and generic settings', async (t) => {
   const f = await fixture(t);
   const warnings: string[] = [];
-  const r = await exportImage({ store: f.store, image: 'plain:1', output: join(f.out, 'plain.tar'), kernel: { path: f.kernel }, onEvent: (e) => e.type === 'warn' && warnings.push(e.code) });
+  const r = await exportImage({
+    store: f.store,
+    image: 'plain:1',
+    output: join(f.out, 'plain.tar'),
+    kernel: { path: f.kernel },
+    onEvent: (e) => e.type === 'warn' && warnings.push(e.code),
+  });
   t.is(r.distro, undefined);
   t.true(warnings.includes('W_UNSUPPORTED_DISTRO'));
   t.is(r.kernel.files?.kernel, '/boot/vmlinuz-fake');
@@ -153,7 +210,10 @@ bb('an unsupported distribution boots with --kernel PATH and generic settings', 
 bb('a --size too small is an error that names the size needed', async (t) => {
   const f = await fixture(t);
   const output = join(f.out, 'small.raw');
-  const err = await t.throwsAsync(exportImage({ store: f.store, image: 'alpine-app:1', output, kernel: { path: f.kernel }, size: '2M' }), { instanceOf: DiskSizeError });
+  const err = await t.throwsAsync(
+    exportImage({ store: f.store, image: 'alpine-app:1', output, kernel: { path: f.kernel }, size: '2M' }),
+    { instanceOf: DiskSizeError },
+  );
   t.regex(err?.message ?? '', /--size 2M is too small: the disk needs at least \d+M/);
   t.false(existsSync(output));
   t.deepEqual(await storeTmp(f.store), []);
@@ -164,7 +224,10 @@ const verify = test.macro({
     const f = await fixture(t);
     const output = join(f.out, 'disk.raw');
     const r = await exportImage({ store: f.store, image: 'alpine-app:1', output, kernel: { path: f.kernel }, ...opts });
-    t.deepEqual(r.layout?.layout.partitions.map((p) => p.type), checks.partitions);
+    t.deepEqual(
+      r.layout?.layout.partitions.map((p) => p.type),
+      checks.partitions,
+    );
     if (checks.table === 'mbr') execFileSync('sfdisk', ['--verify', output], { stdio: 'ignore' });
     else t.regex(execFileSync('sgdisk', ['-v', output]).toString(), /No problems found/);
     const root = r.layout?.root.start as number;
@@ -172,14 +235,26 @@ const verify = test.macro({
     t.regex(probe, new RegExp(`^UUID=${r.rootUuid}$`, 'm'));
     t.regex(probe, /^TYPE=ext4$/m);
     execFileSync('e2fsck', ['-fn', `${output}?offset=${root}`], { stdio: 'ignore' });
-    const fstab = execFileSync('debugfs', ['-R', 'cat /etc/fstab', `${output}?offset=${root}`], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+    const fstab = execFileSync('debugfs', ['-R', 'cat /etc/fstab', `${output}?offset=${root}`], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).toString();
     t.regex(fstab, new RegExp(`^UUID=${r.rootUuid}\\t/\\t`, 'm'));
   },
   title: (given) => given ?? '',
 });
 
-bb('a BIOS/MBR disk passes sfdisk --verify, e2fsck, and its fstab names the filesystem UUID', verify, {}, { table: 'mbr', partitions: ['linux'] });
-bb('a hybrid GPT disk passes sgdisk -v with BIOS boot, ESP and root partitions', verify, { boot: 'hybrid' }, { table: 'gpt', partitions: ['bios-boot', 'esp', 'linux'] });
+bb(
+  'a BIOS/MBR disk passes sfdisk --verify, e2fsck, and its fstab names the filesystem UUID',
+  verify,
+  {},
+  { table: 'mbr', partitions: ['linux'] },
+);
+bb(
+  'a hybrid GPT disk passes sgdisk -v with BIOS boot, ESP and root partitions',
+  verify,
+  { boot: 'hybrid' },
+  { table: 'gpt', partitions: ['bios-boot', 'esp', 'linux'] },
+);
 
 bb('an interrupted export leaves neither the output nor its work directory', async (t) => {
   const f = await fixture(t);

@@ -1,10 +1,21 @@
 import test from 'ava';
 import { chmod, lstat, mkdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { detectInit, installService, openrcScript, serviceSpec, systemdQuote, systemdUnit, type ServiceSpec } from '../../convert/service.js';
+import {
+  detectInit,
+  installService,
+  openrcScript,
+  serviceSpec,
+  systemdQuote,
+  systemdUnit,
+  type ServiceSpec,
+} from '../../convert/service.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 
-async function rootfsWith(t: { teardown(f: () => unknown): void }, files: Record<string, string> = {}): Promise<string> {
+async function rootfsWith(
+  t: { teardown(f: () => unknown): void },
+  files: Record<string, string> = {},
+): Promise<string> {
   const dir = await makeTempDir();
   t.teardown(() => removeDir(dir));
   for (const [p, content] of Object.entries(files)) {
@@ -17,9 +28,16 @@ async function rootfsWith(t: { teardown(f: () => unknown): void }, files: Record
 
 test('ENTRYPOINT + CMD become argv, with a bare program name found along the image PATH', async (t) => {
   const root = await rootfsWith(t, { 'opt/app/bin/server': '#!/bin/sh\n' });
-  const spec = serviceSpec({ Entrypoint: ['server', '--port'], Cmd: ['8080'], Env: ['PATH=/opt/app/bin:/usr/bin', 'MODE=prod'] }, root);
+  const spec = serviceSpec(
+    { Entrypoint: ['server', '--port'], Cmd: ['8080'], Env: ['PATH=/opt/app/bin:/usr/bin', 'MODE=prod'] },
+    root,
+  );
   t.false('skip' in spec);
-  t.like(spec, { argv: ['/opt/app/bin/server', '--port', '8080'], env: ['PATH=/opt/app/bin:/usr/bin', 'MODE=prod'], workingDir: '/' });
+  t.like(spec, {
+    argv: ['/opt/app/bin/server', '--port', '8080'],
+    env: ['PATH=/opt/app/bin:/usr/bin', 'MODE=prod'],
+    workingDir: '/',
+  });
 });
 
 test('an image without PATH gets the default one, and WorkingDir and USER user:group are kept', async (t) => {
@@ -53,7 +71,14 @@ test('systemd words keep % and $ literal and quote spaces', (t) => {
   t.is(systemdQuote('say "hi"'), '"say \\"hi\\""');
 });
 
-const spec: ServiceSpec = { name: 'tsbuild-app', argv: ['/bin/sh', '-c', 'echo "$GREETING" 100%'], env: ['PATH=/usr/bin:/bin', 'GREETING=hello world'], workingDir: '/srv/app', user: 'appuser', group: 'app' };
+const spec: ServiceSpec = {
+  name: 'tsbuild-app',
+  argv: ['/bin/sh', '-c', 'echo "$GREETING" 100%'],
+  env: ['PATH=/usr/bin:/bin', 'GREETING=hello world'],
+  workingDir: '/srv/app',
+  user: 'appuser',
+  group: 'app',
+};
 
 test('the systemd unit runs the command with the image environment, directory and user, output on the console', (t) => {
   const unit = systemdUnit(spec);
@@ -90,7 +115,10 @@ test('installService enables the systemd unit for multi-user.target', async (t) 
   const root = await rootfsWith(t, { 'lib/systemd/systemd': '' });
   t.is(detectInit(root), 'systemd');
   const paths = await installService(root, spec, 'systemd');
-  t.deepEqual(paths, ['/etc/systemd/system/tsbuild-app.service', '/etc/systemd/system/multi-user.target.wants/tsbuild-app.service']);
+  t.deepEqual(paths, [
+    '/etc/systemd/system/tsbuild-app.service',
+    '/etc/systemd/system/multi-user.target.wants/tsbuild-app.service',
+  ]);
   t.is(await readlink(join(root, paths[1] as string)), '/etc/systemd/system/tsbuild-app.service');
   t.regex(await readFile(join(root, paths[0] as string), 'utf8'), /ExecStart=/);
 });

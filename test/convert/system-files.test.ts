@@ -4,7 +4,14 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readlink, symlink, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Distro } from '../../convert/distro.js';
-import { checkHostname, hashPassword, readSshKeys, withSerialGetty, writeSystemFiles, SERIAL_GETTY_ALPINE } from '../../convert/system-files.js';
+import {
+  checkHostname,
+  hashPassword,
+  readSshKeys,
+  withSerialGetty,
+  writeSystemFiles,
+  SERIAL_GETTY_ALPINE,
+} from '../../convert/system-files.js';
 import { ALPINE_INITTAB, makeAlpineShapedRootfs } from '../../fixtures/alpine-shaped.js';
 import { busyboxAvailable } from '../../fixtures/busybox.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
@@ -35,14 +42,24 @@ async function debianTree(t: { teardown(f: () => unknown): void }): Promise<stri
 
 test('a Debian tree gets fstab by UUID, hostname, hosts, DHCP on eth0 and a serial getty', async (t) => {
   const root = await debianTree(t);
-  await writeSystemFiles({ rootfs: root, distro: debian, init: 'systemd', rootUuid: UUID, hostname: 'web-1', network: 'dhcp' });
+  await writeSystemFiles({
+    rootfs: root,
+    distro: debian,
+    init: 'systemd',
+    rootUuid: UUID,
+    hostname: 'web-1',
+    network: 'dhcp',
+  });
   const read = (p: string): Promise<string> => readFile(join(root, p), 'utf8');
   t.regex(await read('etc/fstab'), new RegExp(`^UUID=${UUID}\\t/\\text4\\terrors=remount-ro\\t0\\t1$`, 'm'));
   t.is(await read('etc/hostname'), 'web-1\n');
   t.regex(await read('etc/hosts'), /^127\.0\.1\.1\tweb-1$/m);
   t.notRegex(await read('etc/resolv.conf'), /192\.168\.1\.1/);
   t.regex(await read('etc/network/interfaces'), /^iface eth0 inet dhcp$/m);
-  t.is(await readlink(join(root, 'etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service')), '/lib/systemd/system/serial-getty@.service');
+  t.is(
+    await readlink(join(root, 'etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service')),
+    '/lib/systemd/system/serial-getty@.service',
+  );
   t.is(await read('etc/machine-id'), '');
   t.false(existsSync(join(root, '.dockerenv')));
   t.false(existsSync(join(root, 'usr/sbin/policy-rc.d')));
@@ -54,14 +71,34 @@ test('without ifupdown, eth0 is configured for systemd-networkd and the daemon i
   await mkdir(join(root, 'lib/systemd/system'), { recursive: true });
   await writeFile(join(root, 'lib/systemd/systemd-networkd'), '');
   await writeFile(join(root, 'lib/systemd/system/systemd-networkd.service'), '');
-  await writeSystemFiles({ rootfs: root, distro: debian, init: 'systemd', rootUuid: UUID, hostname: 'h', network: 'dhcp' });
-  t.regex(await readFile(join(root, 'etc/systemd/network/20-tsbuild-eth0.network'), 'utf8'), /Name=eth0[\s\S]*DHCP=yes/);
-  t.is(await readlink(join(root, 'etc/systemd/system/multi-user.target.wants/systemd-networkd.service')), '/lib/systemd/system/systemd-networkd.service');
+  await writeSystemFiles({
+    rootfs: root,
+    distro: debian,
+    init: 'systemd',
+    rootUuid: UUID,
+    hostname: 'h',
+    network: 'dhcp',
+  });
+  t.regex(
+    await readFile(join(root, 'etc/systemd/network/20-tsbuild-eth0.network'), 'utf8'),
+    /Name=eth0[\s\S]*DHCP=yes/,
+  );
+  t.is(
+    await readlink(join(root, 'etc/systemd/system/multi-user.target.wants/systemd-networkd.service')),
+    '/lib/systemd/system/systemd-networkd.service',
+  );
 });
 
 test('--network none leaves eth0 unconfigured', async (t) => {
   const root = await debianTree(t);
-  await writeSystemFiles({ rootfs: root, distro: debian, init: 'systemd', rootUuid: UUID, hostname: 'h', network: 'none' });
+  await writeSystemFiles({
+    rootfs: root,
+    distro: debian,
+    init: 'systemd',
+    rootUuid: UUID,
+    hostname: 'h',
+    network: 'none',
+  });
   t.notRegex(await readFile(join(root, 'etc/network/interfaces'), 'utf8'), /eth0/);
 });
 
@@ -69,7 +106,15 @@ test('the root password is stored hashed in /etc/shadow and verifies with openss
   const root = await debianTree(t);
   const hash = await hashPassword('s3cret pass\n');
   t.regex(hash, /^\$6\$/);
-  await writeSystemFiles({ rootfs: root, distro: debian, init: 'systemd', rootUuid: UUID, hostname: 'h', network: 'dhcp', rootPasswordHash: hash });
+  await writeSystemFiles({
+    rootfs: root,
+    distro: debian,
+    init: 'systemd',
+    rootUuid: UUID,
+    hostname: 'h',
+    network: 'dhcp',
+    rootPasswordHash: hash,
+  });
   const shadow = await readFile(join(root, 'etc/shadow'), 'utf8');
   const field = shadow.split('\n')[0]?.split(':')[1] ?? '';
   t.is(field, hash);
@@ -81,7 +126,15 @@ test('the root password is stored hashed in /etc/shadow and verifies with openss
 
 test('SSH keys go to /root/.ssh/authorized_keys with private modes', async (t) => {
   const root = await debianTree(t);
-  await writeSystemFiles({ rootfs: root, distro: debian, init: 'systemd', rootUuid: UUID, hostname: 'h', network: 'dhcp', sshKeys: ['ssh-ed25519 AAAAC3Nza test@host'] });
+  await writeSystemFiles({
+    rootfs: root,
+    distro: debian,
+    init: 'systemd',
+    rootUuid: UUID,
+    hostname: 'h',
+    network: 'dhcp',
+    sshKeys: ['ssh-ed25519 AAAAC3Nza test@host'],
+  });
   t.is(await readFile(join(root, 'root/.ssh/authorized_keys'), 'utf8'), 'ssh-ed25519 AAAAC3Nza test@host\n');
   const { statSync } = await import('node:fs');
   t.is(statSync(join(root, 'root/.ssh')).mode & 0o777, 0o700);
@@ -99,11 +152,18 @@ test('a symlinked resolv.conf (systemd-resolved) is left alone', async (t) => {
   const root = await debianTree(t);
   await removeDir(join(root, 'etc/resolv.conf'));
   await symlink('../run/systemd/resolve/stub-resolv.conf', join(root, 'etc/resolv.conf'));
-  await writeSystemFiles({ rootfs: root, distro: debian, init: 'systemd', rootUuid: UUID, hostname: 'h', network: 'dhcp' });
+  await writeSystemFiles({
+    rootfs: root,
+    distro: debian,
+    init: 'systemd',
+    rootUuid: UUID,
+    hostname: 'h',
+    network: 'dhcp',
+  });
   t.is(await readlink(join(root, 'etc/resolv.conf')), '../run/systemd/resolve/stub-resolv.conf');
 });
 
-test('the serial getty replaces Alpine\'s commented ttyS0 line, once', (t) => {
+test("the serial getty replaces Alpine's commented ttyS0 line, once", (t) => {
   const once = withSerialGetty(ALPINE_INITTAB);
   t.true(once.split('\n').includes(SERIAL_GETTY_ALPINE));
   t.false(once.includes('#ttyS0'));
@@ -113,21 +173,37 @@ test('the serial getty replaces Alpine\'s commented ttyS0 line, once', (t) => {
 
 const alpineTest = busyboxAvailable() ? test : test.skip;
 
-alpineTest('an Alpine tree gets inittab on ttyS0, securetty, /etc/network/interfaces and OpenRC runlevels', async (t) => {
-  const root = await makeTempDir();
-  t.teardown(() => removeDir(root));
-  await makeAlpineShapedRootfs(root);
-  await writeSystemFiles({ rootfs: root, distro: alpine, init: 'openrc', rootUuid: UUID, hostname: 'alp', network: 'dhcp' });
-  const read = (p: string): Promise<string> => readFile(join(root, p), 'utf8');
-  t.true((await read('etc/inittab')).split('\n').includes(SERIAL_GETTY_ALPINE));
-  t.true((await read('etc/securetty')).split('\n').includes('ttyS0'));
-  t.regex(await read('etc/network/interfaces'), /auto eth0\n.*\niface eth0 inet dhcp/);
-  t.regex(await read('etc/fstab'), new RegExp(`^UUID=${UUID}\\t/\\text4\\trw,relatime`, 'm'));
-  for (const [level, svc] of [['sysinit', 'devfs'], ['sysinit', 'mdev'], ['boot', 'hostname'], ['boot', 'networking'], ['shutdown', 'mount-ro']]) {
-    t.is(await readlink(join(root, `etc/runlevels/${level}/${svc}`)), `/etc/init.d/${svc}`, `${level}/${svc}`);
-  }
-  t.false(existsSync(join(root, 'etc/runlevels/boot/seedrng')), 'services the image lacks are not linked');
-});
+alpineTest(
+  'an Alpine tree gets inittab on ttyS0, securetty, /etc/network/interfaces and OpenRC runlevels',
+  async (t) => {
+    const root = await makeTempDir();
+    t.teardown(() => removeDir(root));
+    await makeAlpineShapedRootfs(root);
+    await writeSystemFiles({
+      rootfs: root,
+      distro: alpine,
+      init: 'openrc',
+      rootUuid: UUID,
+      hostname: 'alp',
+      network: 'dhcp',
+    });
+    const read = (p: string): Promise<string> => readFile(join(root, p), 'utf8');
+    t.true((await read('etc/inittab')).split('\n').includes(SERIAL_GETTY_ALPINE));
+    t.true((await read('etc/securetty')).split('\n').includes('ttyS0'));
+    t.regex(await read('etc/network/interfaces'), /auto eth0\n.*\niface eth0 inet dhcp/);
+    t.regex(await read('etc/fstab'), new RegExp(`^UUID=${UUID}\\t/\\text4\\trw,relatime`, 'm'));
+    for (const [level, svc] of [
+      ['sysinit', 'devfs'],
+      ['sysinit', 'mdev'],
+      ['boot', 'hostname'],
+      ['boot', 'networking'],
+      ['shutdown', 'mount-ro'],
+    ]) {
+      t.is(await readlink(join(root, `etc/runlevels/${level}/${svc}`)), `/etc/init.d/${svc}`, `${level}/${svc}`);
+    }
+    t.false(existsSync(join(root, 'etc/runlevels/boot/seedrng')), 'services the image lacks are not linked');
+  },
+);
 
 test('a hostname must be one', (t) => {
   t.notThrows(() => checkHostname('web-1.example.com'));

@@ -59,32 +59,35 @@ async function walk(root: string): Promise<Map<string, Entry>> {
   return out;
 }
 
-rootTest('bootstrap debian:bookworm gives an image that skopeo inspects and umoci unpacks to the same rootfs as tsbuild unpack', async (t) => {
-  const root = await debianStore();
-  const { stdout } = await exec('skopeo', ['inspect', `oci:${root}:debian:bookworm`]);
-  const info = JSON.parse(stdout) as { Os: string; Architecture: string; Layers: string[] };
-  t.is(info.Os, 'linux');
-  t.is(info.Architecture, 'amd64');
-  t.is(info.Layers.length, 1);
+rootTest(
+  'bootstrap debian:bookworm gives an image that skopeo inspects and umoci unpacks to the same rootfs as tsbuild unpack',
+  async (t) => {
+    const root = await debianStore();
+    const { stdout } = await exec('skopeo', ['inspect', `oci:${root}:debian:bookworm`]);
+    const info = JSON.parse(stdout) as { Os: string; Architecture: string; Layers: string[] };
+    t.is(info.Os, 'linux');
+    t.is(info.Architecture, 'amd64');
+    t.is(info.Layers.length, 1);
 
-  const dir = await makeTempDir();
-  t.teardown(() => removeDir(dir));
-  await exec('umoci', ['unpack', '--image', `${root}:debian:bookworm`, join(dir, 'bundle')], { maxBuffer: 64 << 20 });
-  const r = await tsbuild(['--root', root, 'unpack', 'debian:bookworm', join(dir, 'ours')]);
-  t.is(r.code, 0, r.stderr);
+    const dir = await makeTempDir();
+    t.teardown(() => removeDir(dir));
+    await exec('umoci', ['unpack', '--image', `${root}:debian:bookworm`, join(dir, 'bundle')], { maxBuffer: 64 << 20 });
+    const r = await tsbuild(['--root', root, 'unpack', 'debian:bookworm', join(dir, 'ours')]);
+    t.is(r.code, 0, r.stderr);
 
-  const theirs = await walk(join(dir, 'bundle', 'rootfs'));
-  const ours = await walk(join(dir, 'ours'));
-  t.true(ours.size > 3000, `a minbase rootfs has thousands of paths (got ${ours.size})`);
-  const onlyTheirs = [...theirs.keys()].filter((k) => !ours.has(k));
-  const onlyOurs = [...ours.keys()].filter((k) => !theirs.has(k));
-  t.deepEqual(onlyTheirs, []);
-  t.deepEqual(onlyOurs, []);
-  const differ = [...ours].filter(([k, v]) => JSON.stringify(v) !== JSON.stringify(theirs.get(k))).map(([k]) => k);
-  t.deepEqual(differ.slice(0, 10), [], `${differ.length} paths differ`);
-  const osRelease = ours.get('etc/os-release');
-  t.is(osRelease?.type, 'symlink');
-});
+    const theirs = await walk(join(dir, 'bundle', 'rootfs'));
+    const ours = await walk(join(dir, 'ours'));
+    t.true(ours.size > 3000, `a minbase rootfs has thousands of paths (got ${ours.size})`);
+    const onlyTheirs = [...theirs.keys()].filter((k) => !ours.has(k));
+    const onlyOurs = [...ours.keys()].filter((k) => !theirs.has(k));
+    t.deepEqual(onlyTheirs, []);
+    t.deepEqual(onlyOurs, []);
+    const differ = [...ours].filter(([k, v]) => JSON.stringify(v) !== JSON.stringify(theirs.get(k))).map(([k]) => k);
+    t.deepEqual(differ.slice(0, 10), [], `${differ.length} paths differ`);
+    const osRelease = ours.get('etc/os-release');
+    t.is(osRelease?.type, 'symlink');
+  },
+);
 
 rootTest('bootstrap records a reproducible image: created from SOURCE_DATE_EPOCH and a bash CMD', async (t) => {
   const root = await debianStore();

@@ -43,12 +43,18 @@ run('the multi-stage example builds on Debian and its image prints the marker li
   const out = new PassThrough();
   let stdout = '';
   out.on('data', (b: Buffer) => (stdout += b.toString()));
-  const result = await runContainer(processSpec({ config: image.config.config ?? {}, rootfs, hostname: 'example' }), { stdout: out, stderr: 'ignore' });
+  const result = await runContainer(processSpec({ config: image.config.config ?? {}, rootfs, hostname: 'example' }), {
+    stdout: out,
+    stderr: 'ignore',
+  });
   t.is(result.exitCode, 0);
   t.is(stdout, 'hello from tsbuild example\n');
 
   // a second build is all cache
-  const again = await tsbuild(['-f', 'Dockerfile', '-t', 'app:0.1', '--progress', 'plain', '.'], { cwd: example, env: { TSBUILD_ROOT: root } });
+  const again = await tsbuild(['-f', 'Dockerfile', '-t', 'app:0.1', '--progress', 'plain', '.'], {
+    cwd: example,
+    env: { TSBUILD_ROOT: root },
+  });
   t.is(again.code, 0, again.stderr);
   t.is((again.stderr.match(/CACHED/g) ?? []).length, 5);
 });

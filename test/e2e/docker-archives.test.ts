@@ -37,7 +37,17 @@ rootTest('an archive from tsbuild save loads with docker load and docker run run
   const root = await newStoreRoot(t);
   const tree = await busyboxTree(t);
   for (const compression of ['gzip', 'none']) {
-    await ok(['--root', root, 'import', tree, `tsb-bb:${compression}`, '--compression', compression, '-c', 'CMD ["/bin/echo", "hello from tsbuild"]']);
+    await ok([
+      '--root',
+      root,
+      'import',
+      tree,
+      `tsb-bb:${compression}`,
+      '--compression',
+      compression,
+      '-c',
+      'CMD ["/bin/echo", "hello from tsbuild"]',
+    ]);
     t.deepEqual(await problems(root, `tsb-bb:${compression}`), []);
     const dir = await makeTempDir();
     t.teardown(() => removeDir(dir));
@@ -47,7 +57,16 @@ rootTest('an archive from tsbuild save loads with docker load and docker run run
     t.regex(loaded.stdout, new RegExp(`Loaded image: tsb-bb:${compression}`));
     const run = await d.docker(['run', '--rm', '--network', 'none', `tsb-bb:${compression}`]);
     t.is(run.stdout.trim(), 'hello from tsbuild');
-    const sh = await d.docker(['run', '--rm', '--network', 'none', `tsb-bb:${compression}`, 'sh', '-c', 'cat /etc/hostname; id -u user']);
+    const sh = await d.docker([
+      'run',
+      '--rm',
+      '--network',
+      'none',
+      `tsb-bb:${compression}`,
+      'sh',
+      '-c',
+      'cat /etc/hostname; id -u user',
+    ]);
     t.is(sh.stdout.split('\n')[1], '1000');
   }
 });
@@ -58,14 +77,26 @@ rootTest('an archive from docker save loads into tsbuild with the same layer dif
   const tree = await busyboxTree(t);
   // give docker an image of its own making: import, then a second layer from a container commit
   await d.docker(['import', '-c', 'CMD ["/bin/sh"]', '-', 'dkr-bb:1'], { input: await tarOf(tree) });
-  await d.docker(['run', '--name', 'tsb-commit', '--network', 'none', 'dkr-bb:1', 'sh', '-c', 'echo layer2 > /etc/layer2; rm /etc/group']);
+  await d.docker([
+    'run',
+    '--name',
+    'tsb-commit',
+    '--network',
+    'none',
+    'dkr-bb:1',
+    'sh',
+    '-c',
+    'echo layer2 > /etc/layer2; rm /etc/group',
+  ]);
   await d.docker(['commit', 'tsb-commit', 'dkr-bb:2']);
   await d.docker(['rm', 'tsb-commit']);
   const dir = await makeTempDir();
   t.teardown(() => removeDir(dir));
   const archive = join(dir, 'docker.tar');
   await d.docker(['save', '-o', archive, 'dkr-bb:2']);
-  const want = JSON.parse((await d.docker(['inspect', '--format', '{{json .RootFS.Layers}}', 'dkr-bb:2'])).stdout) as string[];
+  const want = JSON.parse(
+    (await d.docker(['inspect', '--format', '{{json .RootFS.Layers}}', 'dkr-bb:2'])).stdout,
+  ) as string[];
   t.is(want.length, 2);
   const out = await ok(['--root', root, 'load', '-i', archive]);
   t.regex(out, /Loaded image: dkr-bb:2/);
@@ -73,7 +104,7 @@ rootTest('an archive from docker save loads into tsbuild with the same layer dif
   const info = JSON.parse(await ok(['--root', root, 'inspect', 'dkr-bb:2']));
   t.deepEqual(info.config.rootfs.diff_ids, want);
   const dockerId = (await d.docker(['inspect', '--format', '{{.Id}}', 'dkr-bb:2'])).stdout.trim();
-  t.is(info.imageId, dockerId, 'the config bytes are kept, so the image ID is docker\'s');
+  t.is(info.imageId, dockerId, "the config bytes are kept, so the image ID is docker's");
   const rootfs = join(dir, 'rootfs');
   await ok(['--root', root, 'unpack', 'dkr-bb:2', rootfs]);
   t.is(await readFile(join(rootfs, 'etc/layer2'), 'utf8'), 'layer2\n');
@@ -82,6 +113,8 @@ rootTest('an archive from docker save loads into tsbuild with the same layer dif
 
 async function tarOf(dir: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    execFile('tar', ['-C', dir, '-cf', '-', '.'], { encoding: 'buffer', maxBuffer: 256 << 20 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    execFile('tar', ['-C', dir, '-cf', '-', '.'], { encoding: 'buffer', maxBuffer: 256 << 20 }, (err, stdout) =>
+      err ? reject(err) : resolve(stdout),
+    );
   });
 }

@@ -7,7 +7,14 @@ import { join } from 'node:path';
 import { bootDisk } from '../../convert/boot.js';
 import { newStoreRoot } from '../helpers/images.js';
 import { isRoot, makeTempDir, removeDir, tsbuild } from '../helpers/index.js';
-import { ALPINE_APP, APP_CONTEXT, APP_EXPECT, buildImage, buildOutput, imageProblems } from '../convert/export-fixtures.js';
+import {
+  ALPINE_APP,
+  APP_CONTEXT,
+  APP_EXPECT,
+  buildImage,
+  buildOutput,
+  imageProblems,
+} from '../convert/export-fixtures.js';
 
 const MIRROR = 'https://dl-cdn.alpinelinux.org/alpine/';
 
@@ -24,20 +31,23 @@ const reachable = isRoot && (await mirrorReachable());
 const title = 'an Alpine app image exports with linux-virt, mkinitfs and OpenRC, and boots';
 const alpineTest = reachable ? test.serial : test.serial.skip;
 
-alpineTest(reachable ? title : `${title} (skipped: ${isRoot ? `${MIRROR} is unreachable` : 'needs root'})`, async (t) => {
-  const store = await newStoreRoot(t);
-  const b = await tsbuild(['--root', store, 'bootstrap', 'alpine:3.20']);
-  t.is(b.code, 0, b.stderr);
-  const app = await buildImage(store, { dockerfile: ALPINE_APP, context: APP_CONTEXT, tag: 'app:alpine' });
-  t.is(app.code, 0, buildOutput(app));
-  t.deepEqual(await imageProblems(store, 'app:alpine'), []);
-  const out = await makeTempDir();
-  t.teardown(() => removeDir(out));
-  const disk = join(out, 'alpine.qcow2');
-  const r = await tsbuild(['--root', store, 'export', 'app:alpine', '-o', disk]);
-  t.is(r.code, 0, r.stderr);
-  t.regex(r.stderr, /installing linux-virt mkinitfs openrc/);
-  t.regex(r.stderr, /openrc service tsbuild-app/);
-  const boot = await bootDisk({ disk, expect: new RegExp(APP_EXPECT), timeoutMs: 300_000 });
-  t.is(boot.outcome, 'matched', boot.output.slice(-3000));
-});
+alpineTest(
+  reachable ? title : `${title} (skipped: ${isRoot ? `${MIRROR} is unreachable` : 'needs root'})`,
+  async (t) => {
+    const store = await newStoreRoot(t);
+    const b = await tsbuild(['--root', store, 'bootstrap', 'alpine:3.20']);
+    t.is(b.code, 0, b.stderr);
+    const app = await buildImage(store, { dockerfile: ALPINE_APP, context: APP_CONTEXT, tag: 'app:alpine' });
+    t.is(app.code, 0, buildOutput(app));
+    t.deepEqual(await imageProblems(store, 'app:alpine'), []);
+    const out = await makeTempDir();
+    t.teardown(() => removeDir(out));
+    const disk = join(out, 'alpine.qcow2');
+    const r = await tsbuild(['--root', store, 'export', 'app:alpine', '-o', disk]);
+    t.is(r.code, 0, r.stderr);
+    t.regex(r.stderr, /installing linux-virt mkinitfs openrc/);
+    t.regex(r.stderr, /openrc service tsbuild-app/);
+    const boot = await bootDisk({ disk, expect: new RegExp(APP_EXPECT), timeoutMs: 300_000 });
+    t.is(boot.outcome, 'matched', boot.output.slice(-3000));
+  },
+);

@@ -10,7 +10,15 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot, makeTempDir, removeDir, rootTest, tsbuild } from '../helpers/index.js';
-import { APP_EXPECT, appContext, buildImage, buildOutput, DEBIAN_APP, exportStore, imageProblems } from '../convert/export-fixtures.js';
+import {
+  APP_EXPECT,
+  appContext,
+  buildImage,
+  buildOutput,
+  DEBIAN_APP,
+  exportStore,
+  imageProblems,
+} from '../convert/export-fixtures.js';
 
 const BOOT_TIMEOUT = '420';
 let store: string;
@@ -19,17 +27,28 @@ test.before(async () => {
 });
 
 /** diskChecks converts the disk to raw and checks the table, the filesystem, and that fstab names its UUID. */
-function diskChecks(t: { is: (a: unknown, b: unknown, m?: string) => void; regex: (s: string, r: RegExp) => void }, disk: string, work: string, table: 'mbr' | 'gpt'): void {
+function diskChecks(
+  t: { is: (a: unknown, b: unknown, m?: string) => void; regex: (s: string, r: RegExp) => void },
+  disk: string,
+  work: string,
+  table: 'mbr' | 'gpt',
+): void {
   const raw = join(work, 'check.raw');
   if (!disk.endsWith('.raw')) execFileSync('qemu-img', ['convert', '-O', 'raw', disk, raw]);
   const file = disk.endsWith('.raw') ? disk : raw;
   if (table === 'mbr') execFileSync('sfdisk', ['--verify', file], { stdio: 'ignore' });
   else t.regex(execFileSync('sgdisk', ['-v', file]).toString(), /No problems found/);
-  const parts = JSON.parse(execFileSync('sfdisk', ['--json', file]).toString()) as { partitiontable: { partitions: Array<{ start: number; type: string }> } };
+  const parts = JSON.parse(execFileSync('sfdisk', ['--json', file]).toString()) as {
+    partitiontable: { partitions: Array<{ start: number; type: string }> };
+  };
   const root = parts.partitiontable.partitions.at(-1)?.start as number;
   const offset = root * 512;
-  const uuid = /^UUID=(\S+)$/m.exec(execFileSync('blkid', ['-p', '-O', String(offset), '-o', 'export', file]).toString())?.[1];
-  const fstab = execFileSync('debugfs', ['-R', 'cat /etc/fstab', `${file}?offset=${offset}`], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+  const uuid = /^UUID=(\S+)$/m.exec(
+    execFileSync('blkid', ['-p', '-O', String(offset), '-o', 'export', file]).toString(),
+  )?.[1];
+  const fstab = execFileSync('debugfs', ['-R', 'cat /etc/fstab', `${file}?offset=${offset}`], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  }).toString();
   t.is(/^UUID=(\S+)\s+\/\s/m.exec(fstab)?.[1], uuid, 'fstab mounts the root filesystem by its UUID');
   execFileSync('e2fsck', ['-fn', `${file}?offset=${offset}`], { stdio: 'ignore' });
   if (file === raw) execFileSync('rm', ['-f', raw]);
@@ -54,9 +73,25 @@ const variant = test.macro({
   title: (given) => given ?? '',
 });
 
-rootTest('BIOS + MBR + GRUB: the exported qcow2 boots and runs the app as a service', variant, 'app.qcow2', [], 'mbr', []);
-rootTest('BIOS + MBR + extlinux: the exported raw disk boots', variant, 'app.raw', ['--bootloader', 'extlinux'], 'mbr', []);
-rootTest('UEFI + GPT: the exported qcow2 boots with OVMF', variant, 'app-efi.qcow2', ['--boot', 'uefi'], 'gpt', ['--uefi']);
+rootTest(
+  'BIOS + MBR + GRUB: the exported qcow2 boots and runs the app as a service',
+  variant,
+  'app.qcow2',
+  [],
+  'mbr',
+  [],
+);
+rootTest(
+  'BIOS + MBR + extlinux: the exported raw disk boots',
+  variant,
+  'app.raw',
+  ['--bootloader', 'extlinux'],
+  'mbr',
+  [],
+);
+rootTest('UEFI + GPT: the exported qcow2 boots with OVMF', variant, 'app-efi.qcow2', ['--boot', 'uefi'], 'gpt', [
+  '--uefi',
+]);
 
 rootTest('a new app layer on the same base reuses the cached kernel layer', async (t) => {
   // the second version of the app: the same Dockerfile on an edited context (the app prints another marker)

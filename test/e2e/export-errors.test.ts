@@ -24,7 +24,10 @@ test('exporting an image of no supported distribution fails with one clear line 
   t.teardown(() => removeDir(out));
   const r = await tsbuild(['--root', root, 'export', 'bb:1', '-o', join(out, 'bb.qcow2')]);
   t.is(r.code, 1);
-  t.regex(r.stderr, /^error: cannot make an image without \/etc\/os-release bootable on its own: tsbuild export supports debian, ubuntu, alpine$/m);
+  t.regex(
+    r.stderr,
+    /^error: cannot make an image without \/etc\/os-release bootable on its own: tsbuild export supports debian, ubuntu, alpine$/m,
+  );
   t.regex(r.stderr, /^hint: .*--kernel PATH/m);
   t.deepEqual(readdirSync(out), []);
 });
@@ -47,9 +50,13 @@ interface Run {
 
 /** start runs the export and resolves once a stderr line matches `when`. */
 async function startUntil(args: string[], when: RegExp): Promise<Run> {
-  const child = spawn(process.execPath, [join(repoRoot, 'bin/tsbuild.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(repoRoot, 'bin/tsbuild.js'), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let err = '';
-  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal })),
+  );
   await new Promise<void>((resolve, reject) => {
     child.stderr.on('data', (b: Buffer) => {
       err += b.toString();
@@ -82,7 +89,11 @@ const killed = test.macro({
     const run = await startUntil(['--root', store, 'export', 'app:0.1', '-o', output, ...flags], when);
     process.kill(run.pid, signal);
     const end = await run.done;
-    const workDir = join(store, 'tmp', readdirSync(join(store, 'tmp')).find((n) => n.startsWith(`export-${run.pid}-`)) ?? 'none');
+    const workDir = join(
+      store,
+      'tmp',
+      readdirSync(join(store, 'tmp')).find((n) => n.startsWith(`export-${run.pid}-`)) ?? 'none',
+    );
     t.teardown(() => {
       for (const pid of helpers(workDir)) {
         try {
@@ -111,5 +122,11 @@ const killed = test.macro({
 });
 
 rootTest('an export killed (SIGKILL) during mkfs leaves no output file', killed, [], /layout: /, 'SIGKILL');
-rootTest('an export killed (SIGKILL) during the qcow2 write leaves no output file', killed, ['--compress'], /partition-table: /, 'SIGKILL');
+rootTest(
+  'an export killed (SIGKILL) during the qcow2 write leaves no output file',
+  killed,
+  ['--compress'],
+  /partition-table: /,
+  'SIGKILL',
+);
 rootTest('SIGTERM stops an export, which removes its work directory and exits 143', killed, [], /layout: /, 'SIGTERM');

@@ -32,7 +32,14 @@ const EPOCH = '1700000000';
 const slow = isRoot && process.env.TSBUILD_TEST_SLOW !== '0';
 
 /** CASES are Dockerfiles of fixtures/build: RUN (deletes, heredocs, cache and tmpfs mounts), COPY --chown, --link, --from. */
-const CASES = ['run-deletes-from-base', 'copy-chown-names', 'run-mount-cache-tmpfs', 'heredoc-run', 'copy-link', 'copy-from-stage'];
+const CASES = [
+  'run-deletes-from-base',
+  'copy-chown-names',
+  'run-mount-cache-tmpfs',
+  'heredoc-run',
+  'copy-link',
+  'copy-from-stage',
+];
 
 /** baseDigest is the manifest digest of `name` in the store at `root`. */
 async function baseDigest(root: string, name: string): Promise<Digest> {
@@ -58,7 +65,12 @@ async function makeBase(): Promise<{ dir: string; storeRoot: string }> {
   await removeDir(tree);
   await makeBusyboxRootfs(tree);
   const storeRoot = join(dir, 'store');
-  await importImage(await Store.open(storeRoot), { source: tree, name: 'busybox:test', sourceDateEpoch: 1_700_000_000, config: { Cmd: ['/bin/sh'] } });
+  await importImage(await Store.open(storeRoot), {
+    source: tree,
+    name: 'busybox:test',
+    sourceDateEpoch: 1_700_000_000,
+    config: { Cmd: ['/bin/sh'] },
+  });
   await removeDir(tree);
   return { dir, storeRoot };
 }
@@ -73,7 +85,11 @@ async function checkImage(t: ExecutionContext, root: string, name: string, base:
     t.log(`recorded ${name}: ${image.descriptor.digest}`);
     return;
   }
-  t.is<string, string>(image.descriptor.digest, goldens[name]!.digest, `${name} gives the image digest recorded before the redesign`);
+  t.is<string, string>(
+    image.descriptor.digest,
+    goldens[name]!.digest,
+    `${name} gives the image digest recorded before the redesign`,
+  );
 }
 
 // The bases are made (or found) first, so that each case knows before it is declared whether it can be compared;
@@ -101,12 +117,20 @@ for (const name of CASES) {
   });
 }
 
-const exampleWhy = slow ? skipReason('example', debian) : 'slow (gcc from the Debian archive): needs root and TSBUILD_TEST_SLOW!=0';
-(exampleWhy ? test.serial.skip : test.serial)(`the bundled example builds to its recorded digest${exampleWhy ? ` (skipped: ${exampleWhy})` : ''}`, async (t) => {
-  t.timeout(20 * 60_000);
-  const root = await newStoreRoot(t);
-  await copyImage(debianRoot!, root, 'debian:bookworm');
-  const r = await tsbuild(['-f', 'Dockerfile', '-t', 'app:0.1', '.'], { cwd: join(repoRoot, 'fixtures', 'example'), env: { TSBUILD_ROOT: root, SOURCE_DATE_EPOCH: EPOCH } });
-  t.is(r.code, 0, r.stderr.slice(-3000));
-  await checkImage(t, root, 'example', debian);
-});
+const exampleWhy = slow
+  ? skipReason('example', debian)
+  : 'slow (gcc from the Debian archive): needs root and TSBUILD_TEST_SLOW!=0';
+(exampleWhy ? test.serial.skip : test.serial)(
+  `the bundled example builds to its recorded digest${exampleWhy ? ` (skipped: ${exampleWhy})` : ''}`,
+  async (t) => {
+    t.timeout(20 * 60_000);
+    const root = await newStoreRoot(t);
+    await copyImage(debianRoot!, root, 'debian:bookworm');
+    const r = await tsbuild(['-f', 'Dockerfile', '-t', 'app:0.1', '.'], {
+      cwd: join(repoRoot, 'fixtures', 'example'),
+      env: { TSBUILD_ROOT: root, SOURCE_DATE_EPOCH: EPOCH },
+    });
+    t.is(r.code, 0, r.stderr.slice(-3000));
+    await checkImage(t, root, 'example', debian);
+  },
+);

@@ -28,7 +28,21 @@ test.before(async () => {
     await makeBusyboxRootfs(tree);
     writeFileSync(join(tree, 'bin/not-executable'), '#!/bin/sh\necho hi\n', { mode: 0o644 });
     await must(tsbuild(['--root', root, 'import', tree, IMAGES.busybox]));
-    await must(tsbuild(['--root', root, 'import', tree, 'bb-user:latest', '--change', 'USER nobody', '--change', 'WORKDIR /srv/app', '--change', 'ENV FOO=from-image BAR=image']));
+    await must(
+      tsbuild([
+        '--root',
+        root,
+        'import',
+        tree,
+        'bb-user:latest',
+        '--change',
+        'USER nobody',
+        '--change',
+        'WORKDIR /srv/app',
+        '--change',
+        'ENV FOO=from-image BAR=image',
+      ]),
+    );
   } finally {
     await removeDir(tree);
   }
@@ -62,10 +76,15 @@ const sh = (script: string): string[] => ['sh', '-c', script];
  * both registers one behaviour for the busybox image and for the Debian image. `skip` (decided when the file loads,
  * since ava declares tests synchronously) registers them as skipped, with the reason in the title.
  */
-function both(title: string, fn: (t: ExecutionContext, image: string, flavour: Flavour) => Promise<void>, skip?: string): void {
+function both(
+  title: string,
+  fn: (t: ExecutionContext, image: string, flavour: Flavour) => Promise<void>,
+  skip?: string,
+): void {
   const register = skip === undefined ? serial : (test.serial.skip as typeof test.serial);
   const why = skip === undefined ? '' : ` (skipped: ${skip})`;
-  for (const flavour of Object.keys(IMAGES) as Flavour[]) register(`${title} (${flavour})${why}`, (t) => fn(t, IMAGES[flavour], flavour));
+  for (const flavour of Object.keys(IMAGES) as Flavour[])
+    register(`${title} (${flavour})${why}`, (t) => fn(t, IMAGES[flavour], flavour));
 }
 
 // 1. Isolation
@@ -110,7 +129,10 @@ both("--network host sees the host's interfaces", async (t, image) => {
 });
 
 both('the repository checkout is invisible', async (t, image) => {
-  const r = await run([image, ...sh(`test -e ${join(repoRoot, 'package.json')} && echo visible; ls ${repoRoot} 2>&1; cat /proc/self/mountinfo`)]);
+  const r = await run([
+    image,
+    ...sh(`test -e ${join(repoRoot, 'package.json')} && echo visible; ls ${repoRoot} 2>&1; cat /proc/self/mountinfo`),
+  ]);
   t.is(r.code, 0, r.stderr);
   t.false(r.stdout.includes('visible'));
   t.regex(r.stdout, /No such file or directory/);
@@ -119,7 +141,12 @@ both('the repository checkout is invisible', async (t, image) => {
 
 both('writing /proc/sys/kernel/hostname or /proc/sysrq-trigger fails', async (t, image) => {
   const before = hostHostname();
-  const r = await run([image, ...sh('echo pwned > /proc/sys/kernel/hostname && echo wrote-hostname; echo h > /proc/sysrq-trigger && echo wrote-sysrq; hostname pwned 2>/dev/null && echo set-hostname; true')]);
+  const r = await run([
+    image,
+    ...sh(
+      'echo pwned > /proc/sys/kernel/hostname && echo wrote-hostname; echo h > /proc/sysrq-trigger && echo wrote-sysrq; hostname pwned 2>/dev/null && echo set-hostname; true',
+    ),
+  ]);
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout, '');
   t.regex(r.stderr, /Read-only file system/);
@@ -179,7 +206,8 @@ const userMacro = test.macro({
     t.is(r.code, 0, r.stderr);
     t.is(r.stdout.trim(), expected);
   },
-  title: (provided, image: string, user: string, expected: string) => provided ?? `-u ${user} runs as ${expected} (${image})`,
+  title: (provided, image: string, user: string, expected: string) =>
+    provided ?? `-u ${user} runs as ${expected} (${image})`,
 });
 // `id -G` lists the primary group, then the supplementary groups (busybox: user is in staff, 50).
 serial(userMacro, IMAGES.busybox, '1000', '1000 1000 1000 50');
@@ -200,18 +228,46 @@ serial("the image's USER, WorkingDir and Env apply, and -u, -w, -e override them
   t.true(env.includes('FOO=from-image') && env.includes('BAR=image'), env.join(' '));
   t.true(env.includes('HOME=/nonexistent'), "HOME comes from the user's passwd entry");
 
-  const over = await run(['-u', 'root', '-w', '/tmp/work', '-e', 'FOO=from-flag', '-e', 'NEW=two words', '-e', 'FROM_HOST', 'bb-user:latest', ...probe], { env: { FROM_HOST: 'host-value' } });
+  const over = await run(
+    [
+      '-u',
+      'root',
+      '-w',
+      '/tmp/work',
+      '-e',
+      'FOO=from-flag',
+      '-e',
+      'NEW=two words',
+      '-e',
+      'FROM_HOST',
+      'bb-user:latest',
+      ...probe,
+    ],
+    { env: { FROM_HOST: 'host-value' } },
+  );
   t.is(over.code, 0, over.stderr);
   const [user2, cwd2, ...env2] = over.stdout.trim().split('\n');
   t.is(user2, 'root');
   t.is(cwd2, '/tmp/work');
-  for (const kv of ['FOO=from-flag', 'BAR=image', 'NEW=two words', 'FROM_HOST=host-value', 'HOME=/root']) t.true(env2.includes(kv), kv);
+  for (const kv of ['FOO=from-flag', 'BAR=image', 'NEW=two words', 'FROM_HOST=host-value', 'HOME=/root'])
+    t.true(env2.includes(kv), kv);
 });
 
 both('-w and -e work on the image', async (t, image) => {
-  const r = await run(['-w', '/opt/x', '-e', 'GREETING=hello there', image, ...sh('pwd; echo "$GREETING"; echo $PATH')]);
+  const r = await run([
+    '-w',
+    '/opt/x',
+    '-e',
+    'GREETING=hello there',
+    image,
+    ...sh('pwd; echo "$GREETING"; echo $PATH'),
+  ]);
   t.is(r.code, 0, r.stderr);
-  t.deepEqual(r.stdout.trim().split('\n'), ['/opt/x', 'hello there', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
+  t.deepEqual(r.stdout.trim().split('\n'), [
+    '/opt/x',
+    'hello there',
+    '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  ]);
 });
 
 // 4. Limits
@@ -244,7 +300,13 @@ both('--pids-limit 20 contains a fork bomb, and the host still works', async (t,
   const r = await run(['--pids-limit', '20', image, ...sh(bomb)]);
   t.is(r.stdout, 'survived\n', r.stderr.slice(0, 500));
   t.regex(r.stderr, /fork/i, 'forks failed');
-  const count = await run(['--pids-limit', '20', image, 'awk', 'BEGIN { for (i = 0; i < 100; i++) if (system("sleep 60 &") != 0) f++; print 100 - f, f }']);
+  const count = await run([
+    '--pids-limit',
+    '20',
+    image,
+    'awk',
+    'BEGIN { for (i = 0; i < 100; i++) if (system("sleep 60 &") != 0) f++; print 100 - f, f }',
+  ]);
   const [ok, failed] = count.stdout.trim().split(' ').map(Number);
   t.true((ok as number) < 20 && (failed as number) > 80, count.stdout);
   const after = await run([image, 'echo', 'still-works']);
@@ -261,10 +323,15 @@ interface Started {
 
 /** start spawns `tsbuild run` itself and resolves once the container printed "ready". */
 async function start(t: ExecutionContext, args: string[]): Promise<Started> {
-  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'tsbuild.js'), '--root', root, 'run', '--rm', ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: repoRoot });
+  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'tsbuild.js'), '--root', root, 'run', '--rm', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: repoRoot,
+  });
   t.teardown(() => void child.kill('SIGKILL'));
   let text = '';
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))),
+  );
   await new Promise<void>((resolve, reject) => {
     child.stdout?.on('data', (b: Buffer) => {
       text += b.toString();
@@ -277,25 +344,35 @@ async function start(t: ExecutionContext, args: string[]): Promise<Started> {
 }
 
 both('SIGTERM to `tsbuild run` reaches the container process', async (t, image) => {
-  const { child, output, exited } = await start(t, [image, ...sh("trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.1; done")]);
+  const { child, output, exited } = await start(t, [
+    image,
+    ...sh("trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.1; done"),
+  ]);
   child.kill('SIGTERM');
   t.is(await exited, 3, output());
   t.true(output().includes('got-term'));
 });
 
 async function poll(check: () => boolean, ms = 5000): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) if (check()) return true;
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50)))
+    if (check()) return true;
   return check();
 }
 
 both('kill -9 of `tsbuild run` leaves no mount of the store and no container process', async (t, image) => {
   const marker = `tsbuild-e2e-marker-${process.pid}-${Date.now()}`;
   // the container's PID 1 and a grandchild both carry the marker
-  const { child, exited } = await start(t, [image, ...sh(`sh -c "sleep 1000; : ${marker}" & echo ready; wait; : ${marker}`)]);
+  const { child, exited } = await start(t, [
+    image,
+    ...sh(`sh -c "sleep 1000; : ${marker}" & echo ready; wait; : ${marker}`),
+  ]);
   t.true(processesWith(marker).length >= 2, 'the container runs');
   // a real kill comes later than the first milliseconds, when the overlay is still on the host (see run-image.ts)
   await new Promise((r) => setTimeout(r, 300));
-  const storeMounts = () => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(` ${root}/`));
+  const storeMounts = () =>
+    readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(` ${root}/`));
   t.deepEqual(storeMounts(), [], 'the overlay is detached from the host once the container holds it');
   child.kill('SIGKILL');
   await exited;
@@ -348,14 +425,38 @@ both(
     const dir = await makeTempDir('tsbuild-bundle-');
     t.teardown(() => removeDir(dir));
     const bundle = join(dir, 'bundle');
-    const b = await tsbuild(['--root', root, 'bundle', '-u', 'nobody', '-w', '/srv', '-e', 'GREETING=hi', image, bundle, '--', 'sh', '-c', 'echo "$GREETING from $(id -un) in $(pwd)"; cat /proc/1/cmdline; echo; ls /sys/class/net']);
+    const b = await tsbuild([
+      '--root',
+      root,
+      'bundle',
+      '-u',
+      'nobody',
+      '-w',
+      '/srv',
+      '-e',
+      'GREETING=hi',
+      image,
+      bundle,
+      '--',
+      'sh',
+      '-c',
+      'echo "$GREETING from $(id -un) in $(pwd)"; cat /proc/1/cmdline; echo; ls /sys/class/net',
+    ]);
     t.is(b.code, 0, b.stderr);
     t.true(existsSync(join(bundle, 'config.json')) && existsSync(join(bundle, 'rootfs/bin/sh')));
     const id = `tsbuild-e2e-${process.pid}-${Date.now()}`;
     t.teardown(() => void spawnSync(runc, ['delete', '-f', id]));
-    const r = spawnSync(runc, ['run', '-b', bundle, id], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+    const r = spawnSync(runc, ['run', '-b', bundle, id], {
+      cwd: dir,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
     t.is(r.status, 0, r.stderr);
-    t.is(r.stdout, 'hi from nobody in /srv\nsh\0-c\0echo "$GREETING from $(id -un) in $(pwd)"; cat /proc/1/cmdline; echo; ls /sys/class/net\0\nlo\n');
+    t.is(
+      r.stdout,
+      'hi from nobody in /srv\nsh\0-c\0echo "$GREETING from $(id -un) in $(pwd)"; cat /proc/1/cmdline; echo; ls /sys/class/net\0\nlo\n',
+    );
   },
   runc ? undefined : 'runc is not installed: apt-get install runc',
 );
@@ -368,8 +469,24 @@ const ttyWhy = haveScript ? '' : ' (skipped: script(1) is not installed: apt-get
 
 ttySerial(`-t gives the command a terminal (under script(1))${ttyWhy}`, async (t) => {
   const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
-  const cli = [process.execPath, join(repoRoot, 'bin', 'tsbuild.js'), '--root', root, 'run', '--rm', '-t', IMAGES.busybox, 'sh', '-c', 'tty; test -t 0 && test -t 1 && echo both-tty; exit 5'];
-  const r = spawnSync('script', ['-qec', cli.map(q).join(' '), '/dev/null'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+  const cli = [
+    process.execPath,
+    join(repoRoot, 'bin', 'tsbuild.js'),
+    '--root',
+    root,
+    'run',
+    '--rm',
+    '-t',
+    IMAGES.busybox,
+    'sh',
+    '-c',
+    'tty; test -t 0 && test -t 1 && echo both-tty; exit 5',
+  ];
+  const r = spawnSync('script', ['-qec', cli.map(q).join(' '), '/dev/null'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 60_000,
+  });
   t.is(r.status, 5, r.stderr);
   const lines = r.stdout.split(/\r*\n/);
   t.is(lines[0], '/dev/console');
@@ -380,19 +497,22 @@ ttySerial(`-t gives the command a terminal (under script(1))${ttyWhy}`, async (t
 
 // 8. Command-line spelling
 
-serial('-v mounts a volume (not --version), a leading --debug keeps `run`, and the command keeps its own flags', async (t) => {
-  const dir = await makeTempDir('tsbuild-vol-');
-  t.teardown(() => removeDir(dir));
-  writeFileSync(join(dir, 'v.txt'), 'from-the-host\n');
-  const v = await run(['-v', `${dir}/v.txt:/v.txt:ro`, IMAGES.busybox, 'cat', '/v.txt']);
-  t.is(v.code, 0, v.stderr);
-  t.is(v.stdout, 'from-the-host\n');
-  const d = await tsbuild(['--debug', '--root', root, 'run', '--rm', IMAGES.busybox, 'echo', '--debug', '-v']);
-  t.is(d.code, 0, d.stderr);
-  t.is(d.stdout, '--debug -v\n');
-  const e = await tsbuild(['--root', root, '--debug', 'run', '--rm', IMAGES.busybox, 'sh', '-c', 'echo $0', 'zero']);
-  t.is(e.stdout, 'zero\n', e.stderr);
-});
+serial(
+  '-v mounts a volume (not --version), a leading --debug keeps `run`, and the command keeps its own flags',
+  async (t) => {
+    const dir = await makeTempDir('tsbuild-vol-');
+    t.teardown(() => removeDir(dir));
+    writeFileSync(join(dir, 'v.txt'), 'from-the-host\n');
+    const v = await run(['-v', `${dir}/v.txt:/v.txt:ro`, IMAGES.busybox, 'cat', '/v.txt']);
+    t.is(v.code, 0, v.stderr);
+    t.is(v.stdout, 'from-the-host\n');
+    const d = await tsbuild(['--debug', '--root', root, 'run', '--rm', IMAGES.busybox, 'echo', '--debug', '-v']);
+    t.is(d.code, 0, d.stderr);
+    t.is(d.stdout, '--debug -v\n');
+    const e = await tsbuild(['--root', root, '--debug', 'run', '--rm', IMAGES.busybox, 'sh', '-c', 'echo $0', 'zero']);
+    t.is(e.stdout, 'zero\n', e.stderr);
+  },
+);
 
 serial('`tsbuild bundle IMAGE DIR CMD…` keeps the flags of the command without a --', async (t) => {
   const dir = await makeTempDir('tsbuild-bundle-');

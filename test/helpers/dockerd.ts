@@ -22,11 +22,17 @@ export async function startDockerd(): Promise<Dockerd> {
   const sock = join(dir, 'docker.sock');
   const host = `unix://${sock}`;
   const args = [
-    '--data-root', join(dir, 'data'),
-    '--exec-root', join(dir, 'exec'),
-    '--pidfile', join(dir, 'docker.pid'),
-    '-H', host,
-    '--iptables=false', '--ip-masq=false', '--bridge=none',
+    '--data-root',
+    join(dir, 'data'),
+    '--exec-root',
+    join(dir, 'exec'),
+    '--pidfile',
+    join(dir, 'docker.pid'),
+    '-H',
+    host,
+    '--iptables=false',
+    '--ip-masq=false',
+    '--bridge=none',
   ];
   const logs: Buffer[] = [];
   const child: ChildProcess = spawn('dockerd', args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -35,11 +35,19 @@ export const CACHE = process.env.TSBUILD_TEST_CACHE ?? '/var/tmp/tsbuild-test-ca
 export async function debianStore(): Promise<string> {
   const root = join(CACHE, 'debian-store');
   await mkdir(root, { recursive: true });
-  const release = await lockfile.lock(root, { lockfilePath: join(CACHE, 'debian-store.lock'), realpath: false, stale: 600_000, update: 10_000, retries: { retries: 2000, minTimeout: 200, maxTimeout: 500 } });
+  const release = await lockfile.lock(root, {
+    lockfilePath: join(CACHE, 'debian-store.lock'),
+    realpath: false,
+    stale: 600_000,
+    update: 10_000,
+    retries: { retries: 2000, minTimeout: 200, maxTimeout: 500 },
+  });
   try {
     const have = await tsbuild(['--root', root, 'inspect', 'debian:bookworm']);
     if (have.code !== 0) {
-      const r = await tsbuild(['--root', root, 'bootstrap', 'debian:bookworm'], { env: { SOURCE_DATE_EPOCH: '1700000000' } });
+      const r = await tsbuild(['--root', root, 'bootstrap', 'debian:bookworm'], {
+        env: { SOURCE_DATE_EPOCH: '1700000000' },
+      });
       if (r.code !== 0) throw new Error(`bootstrap failed: ${r.stderr}`);
     }
   } finally {

@@ -31,21 +31,37 @@ export interface CliResult {
 }
 
 /** runCommand runs a program, feeds it `input` (if any) and collects its output and exit status. */
-export function runCommand(file: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; cwd?: string } = {}): Promise<CliResult> {
+export function runCommand(
+  file: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { cwd: opts.cwd ?? repoRoot, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(file, args, {
+      cwd: opts.cwd ?? repoRoot,
+      env: opts.env ?? process.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
+    child.on('close', (code) =>
+      resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
+    );
     child.stdin.on('error', () => {}); // the command may exit before reading its input
     child.stdin.end(opts.input);
   });
 }
 
 /** tsbuild runs the built CLI (bin/tsbuild.js, compiled by `npm run build`) and collects its output. */
-export function tsbuild(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; cwd?: string } = {}): Promise<CliResult> {
-  return runCommand(process.execPath, [join(repoRoot, 'bin', 'tsbuild.js'), ...args], { ...opts, env: { ...process.env, ...opts.env } });
+export function tsbuild(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; cwd?: string } = {},
+): Promise<CliResult> {
+  return runCommand(process.execPath, [join(repoRoot, 'bin', 'tsbuild.js'), ...args], {
+    ...opts,
+    env: { ...process.env, ...opts.env },
+  });
 }

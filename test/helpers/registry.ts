@@ -63,9 +63,13 @@ function bcryptLine(user: string, password: string): string {
   try {
     return execFileSync('htpasswd', ['-nbB', user, password]).toString().trim();
   } catch {
-    const hash = execFileSync('python3', ['-c', 'import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))', password], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    })
+    const hash = execFileSync(
+      'python3',
+      ['-c', 'import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))', password],
+      {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      },
+    )
       .toString()
       .trim();
     return `${user}:${hash}`;
@@ -75,10 +79,57 @@ function bcryptLine(user: string, password: string): string {
 /** makeCa makes a test CA and a server certificate for 127.0.0.1/localhost, signed by it. */
 export async function makeCa(dir: string): Promise<{ caCert: string; cert: string; key: string }> {
   const p = (n: string): string => join(dir, n);
-  await run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '2', '-subj', '/CN=tsbuild test CA']);
-  await run(['openssl', 'req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('server.key'), '-out', p('server.csr'), '-subj', '/CN=127.0.0.1']);
-  await writeFile(p('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');
-  await run(['openssl', 'x509', '-req', '-in', p('server.csr'), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p('server.crt'), '-days', '2', '-extfile', p('ext.cnf')]);
+  await run([
+    'openssl',
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    p('ca.key'),
+    '-out',
+    p('ca.crt'),
+    '-days',
+    '2',
+    '-subj',
+    '/CN=tsbuild test CA',
+  ]);
+  await run([
+    'openssl',
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    p('server.key'),
+    '-out',
+    p('server.csr'),
+    '-subj',
+    '/CN=127.0.0.1',
+  ]);
+  await writeFile(
+    p('ext.cnf'),
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n',
+  );
+  await run([
+    'openssl',
+    'x509',
+    '-req',
+    '-in',
+    p('server.csr'),
+    '-CA',
+    p('ca.crt'),
+    '-CAkey',
+    p('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    p('server.crt'),
+    '-days',
+    '2',
+    '-extfile',
+    p('ext.cnf'),
+  ]);
   return { caCert: p('ca.crt'), cert: p('server.crt'), key: p('server.key') };
 }
 
@@ -142,7 +193,9 @@ export async function startRegistry(t: Teardown, opts: RegistryOptions = {}): Pr
       await waitReady(port, caCert, exited);
       child = c;
     } catch (err) {
-      lastError = new Error(`docker-registry did not start: ${(err as Error).message}\n${Buffer.concat(logs).toString().slice(-2000)}`);
+      lastError = new Error(
+        `docker-registry did not start: ${(err as Error).message}\n${Buffer.concat(logs).toString().slice(-2000)}`,
+      );
       c.kill('SIGKILL');
       await exited;
     }
@@ -240,7 +293,22 @@ export async function startTokenServer(t: Teardown, opts: TokenServerOptions): P
   t.teardown(() => removeDir(dir));
   const keyFile = join(dir, 'token.key');
   const certFile = join(dir, 'token.crt');
-  await run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=tsbuild test token issuer']);
+  await run([
+    'openssl',
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+    '-days',
+    '2',
+    '-subj',
+    '/CN=tsbuild test token issuer',
+  ]);
   const key = createPrivateKey(await readFile(keyFile));
   const certDer = new X509Certificate(await readFile(certFile)).raw.toString('base64');
   const service = 'tsbuild-test-registry';
@@ -249,7 +317,10 @@ export async function startTokenServer(t: Teardown, opts: TokenServerOptions): P
   const requests: TokenRequest[] = [];
   const b64url = (b: Buffer | string): string => Buffer.from(b).toString('base64url');
 
-  const grant = (user: string | undefined, scopes: string[]): Array<{ type: string; name: string; actions: string[] }> => {
+  const grant = (
+    user: string | undefined,
+    scopes: string[],
+  ): Array<{ type: string; name: string; actions: string[] }> => {
     const allowed = user ? (opts.actions?.[user] ?? ['pull', 'push']) : opts.anonymousPull ? ['pull'] : [];
     const out: Array<{ type: string; name: string; actions: string[] }> = [];
     for (const s of scopes) {
@@ -286,13 +357,17 @@ export async function startTokenServer(t: Teardown, opts: TokenServerOptions): P
     res.writeHead(status, { 'Content-Type': 'application/json' });
     res.end(JSON.stringify(doc));
   };
-  const checkUser = (user: string, password: string): boolean => opts.users[user] !== undefined && opts.users[user] === password;
+  const checkUser = (user: string, password: string): boolean =>
+    opts.users[user] !== undefined && opts.users[user] === password;
 
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     if (url.pathname !== '/token') return reply(res, 404, { error: 'not found' });
     if (req.method === 'GET') {
-      const scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
+      const scopes = url.searchParams
+        .getAll('scope')
+        .flatMap((s) => s.split(' '))
+        .filter(Boolean);
       const offline = url.searchParams.get('offline_token') === 'true';
       const auth = req.headers.authorization;
       let user: string | undefined;
@@ -307,7 +382,11 @@ export async function startTokenServer(t: Teardown, opts: TokenServerOptions): P
         user = u;
       }
       requests.push({ method: 'GET', grant: user ? 'basic' : 'anonymous', ...(user ? { user } : {}), scopes, offline });
-      const doc: Record<string, unknown> = { token: jwt(user, scopes), expires_in: opts.expiresIn ?? 300, issued_at: new Date().toISOString() };
+      const doc: Record<string, unknown> = {
+        token: jwt(user, scopes),
+        expires_in: opts.expiresIn ?? 300,
+        issued_at: new Date().toISOString(),
+      };
       if (user && offline && opts.refreshTokens !== false) {
         const rt = randomBytes(16).toString('hex');
         refresh.set(rt, user);
@@ -329,13 +408,24 @@ export async function startTokenServer(t: Teardown, opts: TokenServerOptions): P
         const grantType = form.get('grant_type');
         let user: string | undefined;
         if (grantType === 'refresh_token') user = refresh.get(form.get('refresh_token') ?? '');
-        else if (grantType === 'password' && checkUser(form.get('username') ?? '', form.get('password') ?? '')) user = form.get('username') ?? undefined;
+        else if (grantType === 'password' && checkUser(form.get('username') ?? '', form.get('password') ?? ''))
+          user = form.get('username') ?? undefined;
         if (!user) {
           requests.push({ method: 'POST', grant: 'refused', scopes, offline });
           return reply(res, 401, { error: 'invalid_grant' });
         }
-        requests.push({ method: 'POST', grant: grantType === 'password' ? 'password' : 'refresh_token', user, scopes, offline });
-        const doc: Record<string, unknown> = { access_token: jwt(user, scopes), expires_in: opts.expiresIn ?? 300, scope: scopes.join(' ') };
+        requests.push({
+          method: 'POST',
+          grant: grantType === 'password' ? 'password' : 'refresh_token',
+          user,
+          scopes,
+          offline,
+        });
+        const doc: Record<string, unknown> = {
+          access_token: jwt(user, scopes),
+          expires_in: opts.expiresIn ?? 300,
+          scope: scopes.join(' '),
+        };
         if (grantType === 'refresh_token') doc.refresh_token = form.get('refresh_token');
         reply(res, 200, doc);
       });

@@ -10,7 +10,8 @@ import { makeTempDir, removeDir } from '../helpers/index.js';
 async function configDir(t: { teardown(fn: () => unknown): void }, content?: unknown): Promise<NodeJS.ProcessEnv> {
   const dir = await makeTempDir('tsbuild-cfg-');
   t.teardown(() => removeDir(dir));
-  if (content !== undefined) await writeFile(join(dir, 'config.json'), typeof content === 'string' ? content : JSON.stringify(content));
+  if (content !== undefined)
+    await writeFile(join(dir, 'config.json'), typeof content === 'string' ? content : JSON.stringify(content));
   return { DOCKER_CONFIG: dir, PATH: process.env.PATH ?? '' };
 }
 
@@ -35,7 +36,10 @@ test('an identity token is read in place of the password', async (t) => {
 });
 
 test('saving keeps the other members of config.json and makes the file private', async (t) => {
-  const env = await configDir(t, { auths: { 'other.example': { auth: b64('o:o') }, 'http://r.example:5000': { auth: b64('old:old') } }, proxies: { x: 1 } });
+  const env = await configDir(t, {
+    auths: { 'other.example': { auth: b64('o:o') }, 'http://r.example:5000': { auth: b64('old:old') } },
+    proxies: { x: 1 },
+  });
   await saveCredentials('r.example:5000', { username: 'new', password: 'pw' }, { env });
   const path = join(env.DOCKER_CONFIG as string, 'config.json');
   const doc = JSON.parse(await readFile(path, 'utf8')) as { auths: Record<string, { auth: string }>; proxies: unknown };
@@ -47,12 +51,17 @@ test('saving keeps the other members of config.json and makes the file private',
 
 test('a malformed config.json is an error naming the file', async (t) => {
   const env = await configDir(t, '{ not json');
-  await t.throwsAsync(getCredentials('r.example', { env }), { code: 'E_INVALID', message: /config\.json is not valid JSON/ });
+  await t.throwsAsync(getCredentials('r.example', { env }), {
+    code: 'E_INVALID',
+    message: /config\.json is not valid JSON/,
+  });
 });
 
 test('a missing credential helper is reported by name', async (t) => {
   const env = await configDir(t, { credHelpers: { 'r.example': 'no-such-helper-tsb' } });
-  await t.throwsAsync(getCredentials('r.example', { env }), { message: /docker-credential-no-such-helper-tsb is not installed/ });
+  await t.throwsAsync(getCredentials('r.example', { env }), {
+    message: /docker-credential-no-such-helper-tsb is not installed/,
+  });
 });
 
 const normalizes = test.macro({
@@ -67,10 +76,13 @@ test(normalizes, 'https://index.docker.io/v1/', 'docker.io');
 test(normalizes, '[::1]:5000', '[::1]:5000');
 
 test('invalid registry names are refused', (t) => {
-  for (const bad of ['', 'a b', 'host:port:x', '-x.example']) t.throws(() => normalizeRegistry(bad), { code: 'E_INVALID' }, bad);
+  for (const bad of ['', 'a b', 'host:port:x', '-x.example'])
+    t.throws(() => normalizeRegistry(bad), { code: 'E_INVALID' }, bad);
 });
 
 test('plain HTTP is allowed only for loopback hosts', (t) => {
-  for (const h of ['localhost:5000', '127.0.0.1', '127.1.2.3:80', '[::1]:5000', 'app.localhost']) t.true(isLoopback(h), h);
-  for (const h of ['registry.example.com', '10.0.0.1:5000', '128.0.0.1', 'localhost.example.com', '[::2]']) t.false(isLoopback(h), h);
+  for (const h of ['localhost:5000', '127.0.0.1', '127.1.2.3:80', '[::1]:5000', 'app.localhost'])
+    t.true(isLoopback(h), h);
+  for (const h of ['registry.example.com', '10.0.0.1:5000', '128.0.0.1', 'localhost.example.com', '[::2]'])
+    t.false(isLoopback(h), h);
 });

@@ -47,7 +47,14 @@ export async function startFaultProxy(t: Teardown, upstreamPort: number, rule?: 
   const sockets = new Set<net.Socket>();
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://proxy');
-    const seen: SeenRequest = { n: log.length + 1, method: req.method ?? '', path: url.pathname, query: url.searchParams, headers: req.headers, at: Date.now() - started };
+    const seen: SeenRequest = {
+      n: log.length + 1,
+      method: req.method ?? '',
+      path: url.pathname,
+      query: url.searchParams,
+      headers: req.headers,
+      at: Date.now() - started,
+    };
     log.push(seen);
     const fault = proxy.rule?.(seen, log);
     if (fault && 'status' in fault) {
@@ -58,37 +65,40 @@ export async function startFaultProxy(t: Teardown, upstreamPort: number, rule?: 
       res.end(fault.body ?? JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'injected fault' }] }));
       return;
     }
-    const upstream = http.request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers: req.headers, agent: false }, (up) => {
-      seen.status = up.statusCode ?? 0;
-      res.writeHead(up.statusCode ?? 502, up.rawHeaders as unknown as http.OutgoingHttpHeaders);
-      if (fault && 'cutResponseAfter' in fault) {
-        seen.fault = `cut response after ${fault.cutResponseAfter}`;
-        let sent = 0;
-        up.on('data', (b: Buffer) => {
-          if (sent >= fault.cutResponseAfter) return;
-          const take = b.subarray(0, fault.cutResponseAfter - sent);
-          sent += take.length;
-          res.write(take);
-          if (sent >= fault.cutResponseAfter) {
-            up.destroy();
-            // let the bytes leave, then cut
-            setTimeout(() => res.socket?.destroy(), 20);
-          }
-        });
-        return;
-      }
-      if (fault && 'corrupt' in fault) {
-        seen.fault = 'corrupt';
-        up.on('data', (b: Buffer) => {
-          const c = Buffer.from(b);
-          for (let i = 0; i < c.length; i++) c[i] = (c[i] as number) ^ 0xff;
-          res.write(c);
-        });
-        up.on('end', () => res.end());
-        return;
-      }
-      up.pipe(res);
-    });
+    const upstream = http.request(
+      { host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers: req.headers, agent: false },
+      (up) => {
+        seen.status = up.statusCode ?? 0;
+        res.writeHead(up.statusCode ?? 502, up.rawHeaders as unknown as http.OutgoingHttpHeaders);
+        if (fault && 'cutResponseAfter' in fault) {
+          seen.fault = `cut response after ${fault.cutResponseAfter}`;
+          let sent = 0;
+          up.on('data', (b: Buffer) => {
+            if (sent >= fault.cutResponseAfter) return;
+            const take = b.subarray(0, fault.cutResponseAfter - sent);
+            sent += take.length;
+            res.write(take);
+            if (sent >= fault.cutResponseAfter) {
+              up.destroy();
+              // let the bytes leave, then cut
+              setTimeout(() => res.socket?.destroy(), 20);
+            }
+          });
+          return;
+        }
+        if (fault && 'corrupt' in fault) {
+          seen.fault = 'corrupt';
+          up.on('data', (b: Buffer) => {
+            const c = Buffer.from(b);
+            for (let i = 0; i < c.length; i++) c[i] = (c[i] as number) ^ 0xff;
+            res.write(c);
+          });
+          up.on('end', () => res.end());
+          return;
+        }
+        up.pipe(res);
+      },
+    );
     upstream.on('error', () => res.socket?.destroy());
     if (fault && 'cutRequestAfter' in fault) {
       seen.fault = `cut request after ${fault.cutRequestAfter}`;

@@ -34,7 +34,11 @@ rtest('a 429 with Retry-After is retried after the time the registry asked for',
     const kind = isManifestPut(r) ? 'put' : r.method === 'GET' && r.path.includes('/blobs/sha256:') ? 'get' : '';
     if (kind && !limited.has(kind)) {
       limited.add(kind);
-      return { status: 429, headers: { 'Retry-After': '1' }, body: JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down' }] }) };
+      return {
+        status: 429,
+        headers: { 'Retry-After': '1' },
+        body: JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down' }] }),
+      };
     }
     return undefined;
   });
@@ -98,15 +102,28 @@ rtest('a lost chunk is resumed in the same upload session after asking the regis
   const name = `${proxy.host}/faults/chunks:1`;
   const digest = await busyboxImage(t, a, name, { randomMiB: 2 });
   t.is((await a.ok(['push', name, '--chunk-size', '524288'])).trim(), digest);
-  t.log(proxy.log.map((r) => `${r.method} ${r.path.slice(-30)} ${r.headers['content-range'] ?? ''} ${r.headers.range ?? ''} → ${r.status}`).join('\n'));
+  t.log(
+    proxy.log
+      .map(
+        (r) =>
+          `${r.method} ${r.path.slice(-30)} ${r.headers['content-range'] ?? ''} ${r.headers.range ?? ''} → ${r.status}`,
+      )
+      .join('\n'),
+  );
   const starts = proxy.log.filter((r) => r.method === 'POST' && r.path.endsWith('/blobs/uploads/'));
   t.is(starts.length, 2, 'one session per blob: the failed chunk did not start a new one');
   const status = proxy.log.filter((r) => r.method === 'GET' && r.path.includes('/blobs/uploads/'));
   t.is(status.length, 1, 'the upload status was asked once');
   t.is(status[0]?.status, 204);
-  const layerChunks = proxy.log.filter((r) => r.method === 'PATCH' && r.status === 202).map((r) => String(r.headers['content-range']));
+  const layerChunks = proxy.log
+    .filter((r) => r.method === 'PATCH' && r.status === 202)
+    .map((r) => String(r.headers['content-range']));
   t.true(layerChunks.includes('524288-1048575'), 'the lost chunk was sent again');
-  t.is(layerChunks.filter((c) => c.startsWith('0-')).length, 2, 'no chunk before it was sent twice (one first chunk per blob)');
+  t.is(
+    layerChunks.filter((c) => c.startsWith('0-')).length,
+    2,
+    'no chunk before it was sent twice (one first chunk per blob)',
+  );
   const b = await anotherStore(t, a);
   t.is((await b.ok(['pull', `${reg.host}/faults/chunks:1`])).trim(), digest);
   t.deepEqual(await imageProblems(b.root, `${reg.host}/faults/chunks:1`), []);
@@ -145,7 +162,9 @@ rtest('a registry serving a wrong blob makes the pull fail naming the blob, and 
   await busyboxImage(t, a, name);
   await a.ok(['push', name]);
   const layer = (await manifestOf(a.root, name)).layers[0]?.digest as string;
-  const proxy = await startFaultProxy(t, reg.port, (r) => (r.method === 'GET' && r.path.endsWith(layer) ? { corrupt: true } : undefined));
+  const proxy = await startFaultProxy(t, reg.port, (r) =>
+    r.method === 'GET' && r.path.endsWith(layer) ? { corrupt: true } : undefined,
+  );
   const b = await anotherStore(t, a);
   const r = await b.run(['pull', `${proxy.host}/faults/wrong:1`]);
   t.is(r.code, 1);
@@ -153,7 +172,10 @@ rtest('a registry serving a wrong blob makes the pull fail naming the blob, and 
   t.is(await indexEntries(b.root), 0, 'no image is named');
   const blobs = await readdir(join(b.root, 'blobs', 'sha256'));
   t.false(blobs.includes(layer.slice(7)), 'the wrong blob is not stored');
-  t.false(blobs.some((n) => n.startsWith('.tmp-')), 'no temp file is left');
+  t.false(
+    blobs.some((n) => n.startsWith('.tmp-')),
+    'no temp file is left',
+  );
   const index = JSON.parse(await readFile(join(b.root, 'index.json'), 'utf8')) as { manifests: unknown[] };
   t.deepEqual(index.manifests, []);
 });

@@ -22,17 +22,30 @@ rtest('FROM 127.0.0.1:PORT/debian:bookworm pulls the base from the registry, the
   const dir = await makeTempDir('tsbuild-from-registry-');
   t.teardown(() => removeDir(dir));
   await mkdir(join(dir, 'ctx'));
-  await writeFile(join(dir, 'ctx', 'Dockerfile'), `FROM ${base}\nRUN . /etc/os-release && echo "built on $ID $VERSION_CODENAME" > /built\nCMD ["cat", "/built"]\n`);
+  await writeFile(
+    join(dir, 'ctx', 'Dockerfile'),
+    `FROM ${base}\nRUN . /etc/os-release && echo "built on $ID $VERSION_CODENAME" > /built\nCMD ["cat", "/built"]\n`,
+  );
   const build = await ctx.run(['build', '-t', 'on-pulled:1', '--progress', 'plain', join(dir, 'ctx')]);
   t.is(build.code, 0, build.stderr);
-  t.regex(build.stderr, new RegExp(`\\[internal\\] pull ${base.replace(/[.]/g, '\\.')}`), 'the progress log says the base was pulled');
+  t.regex(
+    build.stderr,
+    new RegExp(`\\[internal\\] pull ${base.replace(/[.]/g, '\\.')}`),
+    'the progress log says the base was pulled',
+  );
 
   // The base is now in the new store, with the layer digests that were pushed.
   const pushed = await manifestOf(src, 'debian:bookworm');
   const pulled = await manifestOf(ctx.root, base);
-  t.deepEqual(pulled.layers.map((l) => l.digest), pushed.layers.map((l) => l.digest));
+  t.deepEqual(
+    pulled.layers.map((l) => l.digest),
+    pushed.layers.map((l) => l.digest),
+  );
   const built = await manifestOf(ctx.root, 'on-pulled:1');
-  t.deepEqual(built.layers.slice(0, pushed.layers.length).map((l) => l.digest), pushed.layers.map((l) => l.digest));
+  t.deepEqual(
+    built.layers.slice(0, pushed.layers.length).map((l) => l.digest),
+    pushed.layers.map((l) => l.digest),
+  );
 
   const run = await ctx.run(['run', '--rm', 'on-pulled:1']);
   t.is(run.code, 0, run.stderr);

@@ -22,7 +22,10 @@ type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
 const sha = (b: Buffer | string): `sha256:${string}` => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-async function serve(t: Teardown, handler: Handler): Promise<{ host: string; port: number; seen: http.IncomingMessage[] }> {
+async function serve(
+  t: Teardown,
+  handler: Handler,
+): Promise<{ host: string; port: number; seen: http.IncomingMessage[] }> {
   const seen: http.IncomingMessage[] = [];
   const server = http.createServer((req, res) => {
     seen.push(req);
@@ -50,7 +53,9 @@ function image(arch = 'amd64') {
   // A real gzipped layer tar with its DiffID, so that a pulled image passes verifyImage.
   const tar = tarSync([{ name: 'arch', data: `${arch}\n` }]);
   const layer = gzipSync(tar);
-  const config = Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(tar)] } }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: arch, os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(tar)] } }),
+  );
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
@@ -59,11 +64,23 @@ function image(arch = 'amd64') {
       layers: [{ mediaType: MediaType.OciLayerGzip, digest: sha(layer), size: layer.length }],
     }),
   );
-  return { layer, config, manifest, blobs: new Map([[sha(layer), layer], [sha(config), config]]) };
+  return {
+    layer,
+    config,
+    manifest,
+    blobs: new Map([
+      [sha(layer), layer],
+      [sha(config), config],
+    ]),
+  };
 }
 
 /** registryHandler serves /v2/, one repository's manifests by tag or digest, and its blobs. */
-function registryHandler(manifests: Record<string, { body: Buffer; type: string }>, blobs: Map<string, Buffer>, extra?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean): Handler {
+function registryHandler(
+  manifests: Record<string, { body: Buffer; type: string }>,
+  blobs: Map<string, Buffer>,
+  extra?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean,
+): Handler {
   return (req, res) => {
     if (extra?.(req, res)) return;
     const url = new URL(req.url ?? '/', 'http://x');
@@ -120,7 +137,10 @@ test('a blob redirected to another host is fetched there without the Authorizati
   t.is(r.descriptor.digest, sha(img.manifest));
   t.deepEqual(await verifyImage(store, await getImage(store, r.name)), []);
   t.is(cdn.seen.length, 2);
-  t.true(cdn.seen.every((q) => q.headers.authorization === undefined), 'no credentials went to the other host');
+  t.true(
+    cdn.seen.every((q) => q.headers.authorization === undefined),
+    'no credentials went to the other host',
+  );
   t.true(reg.seen.some((q) => q.headers.authorization?.startsWith('Basic ')));
 });
 
@@ -138,13 +158,23 @@ test('a redirect loop ends after a bounded number of hops and stores nothing', a
     }),
   );
   const store = await freshStore(t);
-  await t.throwsAsync(pullImage(store, `${reg.host}/repo:1`, fast), { code: 'E_REDIRECT', message: /more than 5 redirects/ });
+  await t.throwsAsync(pullImage(store, `${reg.host}/repo:1`, fast), {
+    code: 'E_REDIRECT',
+    message: /more than 5 redirects/,
+  });
   t.is((await store.readIndex()).manifests.length, 0);
   t.true(reg.seen.length < 40, `${reg.seen.length} requests`);
 });
 
 const refused = test.macro({
-  async exec(t, serveManifest: (img: ReturnType<typeof image>) => { ref: string; manifests: Record<string, { body: Buffer; type: string }> }, message: RegExp) {
+  async exec(
+    t,
+    serveManifest: (img: ReturnType<typeof image>) => {
+      ref: string;
+      manifests: Record<string, { body: Buffer; type: string }>;
+    },
+    message: RegExp,
+  ) {
     const img = image();
     const { ref, manifests } = serveManifest(img);
     const reg = await serve(t, registryHandler(manifests, img.blobs));
@@ -155,36 +185,94 @@ const refused = test.macro({
   title: (provided = '') => `pull refuses ${provided}`,
 });
 
-test('a manifest larger than 4 MiB', refused, () => ({ ref: ':big', manifests: { big: { body: Buffer.alloc(5 << 20, 0x20), type: MediaType.OciManifest } } }), /larger than 4194304 bytes/);
-test('a manifest that is not JSON', refused, () => ({ ref: ':bad', manifests: { bad: { body: Buffer.from('{"schemaVersion": 2,'), type: MediaType.OciManifest } } }), /not valid JSON/);
-test('a manifest pulled by digest that hashes to something else', refused, (img) => {
-  const other = sha('something else');
-  return { ref: `@${other}`, manifests: { [other]: { body: img.manifest, type: MediaType.OciManifest } } };
-}, /served a manifest that hashes to sha256:/);
-test('a Docker schema 1 manifest', refused, () => ({
-  ref: ':old',
-  manifests: { old: { body: Buffer.from(JSON.stringify({ schemaVersion: 1, name: 'repo', tag: 'old', fsLayers: [] })), type: 'application/vnd.docker.distribution.manifest.v1+prettyjws' } },
-}), /schema 1 manifests are not supported/);
-test('a manifest with an unknown media type', refused, () => ({
-  ref: ':odd',
-  manifests: { odd: { body: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/x-odd' })), type: 'application/x-odd' } },
-}), /unsupported manifest type "application\/x-odd"/);
-test('a blob longer than its descriptor says', refused, (img) => {
-  img.blobs.set(sha(img.layer), Buffer.concat([img.layer, Buffer.from('trailing')]));
-  return { ref: ':1', manifests: { '1': { body: img.manifest, type: MediaType.OciManifest } } };
-}, /served a wrong blob sha256:[a-f0-9]{64}: it has \d+ bytes, not \d+/);
-test('a manifest whose layer digest is not sha256', refused, (img) => {
-  const doc = JSON.parse(img.manifest.toString()) as { layers: Array<{ digest: string }> };
-  (doc.layers[0] as { digest: string }).digest = `sha512:${'a'.repeat(128)}`;
-  return { ref: ':sha512', manifests: { sha512: { body: Buffer.from(JSON.stringify(doc)), type: MediaType.OciManifest } } };
-}, /invalid or unsupported digest in layer 0/);
+test(
+  'a manifest larger than 4 MiB',
+  refused,
+  () => ({ ref: ':big', manifests: { big: { body: Buffer.alloc(5 << 20, 0x20), type: MediaType.OciManifest } } }),
+  /larger than 4194304 bytes/,
+);
+test(
+  'a manifest that is not JSON',
+  refused,
+  () => ({
+    ref: ':bad',
+    manifests: { bad: { body: Buffer.from('{"schemaVersion": 2,'), type: MediaType.OciManifest } },
+  }),
+  /not valid JSON/,
+);
+test(
+  'a manifest pulled by digest that hashes to something else',
+  refused,
+  (img) => {
+    const other = sha('something else');
+    return { ref: `@${other}`, manifests: { [other]: { body: img.manifest, type: MediaType.OciManifest } } };
+  },
+  /served a manifest that hashes to sha256:/,
+);
+test(
+  'a Docker schema 1 manifest',
+  refused,
+  () => ({
+    ref: ':old',
+    manifests: {
+      old: {
+        body: Buffer.from(JSON.stringify({ schemaVersion: 1, name: 'repo', tag: 'old', fsLayers: [] })),
+        type: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
+      },
+    },
+  }),
+  /schema 1 manifests are not supported/,
+);
+test(
+  'a manifest with an unknown media type',
+  refused,
+  () => ({
+    ref: ':odd',
+    manifests: {
+      odd: {
+        body: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/x-odd' })),
+        type: 'application/x-odd',
+      },
+    },
+  }),
+  /unsupported manifest type "application\/x-odd"/,
+);
+test(
+  'a blob longer than its descriptor says',
+  refused,
+  (img) => {
+    img.blobs.set(sha(img.layer), Buffer.concat([img.layer, Buffer.from('trailing')]));
+    return { ref: ':1', manifests: { '1': { body: img.manifest, type: MediaType.OciManifest } } };
+  },
+  /served a wrong blob sha256:[a-f0-9]{64}: it has \d+ bytes, not \d+/,
+);
+test(
+  'a manifest whose layer digest is not sha256',
+  refused,
+  (img) => {
+    const doc = JSON.parse(img.manifest.toString()) as { layers: Array<{ digest: string }> };
+    (doc.layers[0] as { digest: string }).digest = `sha512:${'a'.repeat(128)}`;
+    return {
+      ref: ':sha512',
+      manifests: { sha512: { body: Buffer.from(JSON.stringify(doc)), type: MediaType.OciManifest } },
+    };
+  },
+  /invalid or unsupported digest in layer 0/,
+);
 
-function indexOf(children: Array<{ img: ReturnType<typeof image>; platform: { os: string; architecture: string; variant?: string } }>): Buffer {
+function indexOf(
+  children: Array<{ img: ReturnType<typeof image>; platform: { os: string; architecture: string; variant?: string } }>,
+): Buffer {
   return Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: MediaType.OciIndex,
-      manifests: children.map((c) => ({ mediaType: MediaType.OciManifest, digest: sha(c.img.manifest), size: c.img.manifest.length, platform: c.platform })),
+      manifests: children.map((c) => ({
+        mediaType: MediaType.OciManifest,
+        digest: sha(c.img.manifest),
+        size: c.img.manifest.length,
+        platform: c.platform,
+      })),
     }),
   );
 }
@@ -208,15 +296,21 @@ test('an index gives the manifest of the asked platform, and the stored descript
     ),
   );
   const store = await freshStore(t);
-  const r = await pullImage(store, `${reg.host}/repo:multi`, { platform: { os: 'linux', architecture: 'arm64' }, ...fast });
+  const r = await pullImage(store, `${reg.host}/repo:multi`, {
+    platform: { os: 'linux', architecture: 'arm64' },
+    ...fast,
+  });
   t.is(r.descriptor.digest, sha(arm.manifest));
   t.deepEqual(await verifyImage(store, await getImage(store, r.name)), []);
   t.deepEqual(r.descriptor.platform, { os: 'linux', architecture: 'arm64', variant: 'v8' });
   t.false(await store.hasBlob(sha(amd.layer)), 'the other platform is not downloaded');
-  await t.throwsAsync(pullImage(store, `${reg.host}/repo:multi`, { platform: { os: 'linux', architecture: 's390x' }, ...fast }), {
-    code: 'E_NOT_FOUND',
-    message: /a linux\/s390x manifest in 127\.0\.0\.1:\d+\/repo:multi not found/,
-  });
+  await t.throwsAsync(
+    pullImage(store, `${reg.host}/repo:multi`, { platform: { os: 'linux', architecture: 's390x' }, ...fast }),
+    {
+      code: 'E_NOT_FOUND',
+      message: /a linux\/s390x manifest in 127\.0\.0\.1:\d+\/repo:multi not found/,
+    },
+  );
 });
 
 test('Warning headers of a registry are reported, never acted upon', async (t) => {

@@ -39,12 +39,24 @@ const fromSkopeo = test.macro({
     const a = await newCtx(t);
     await busyboxImage(t, a, `skopeo-src:${format}`);
     const dest = `${reg.host}/interop/from-skopeo:${format}`;
-    await skopeo(['copy', '--dest-tls-verify=false', '--format', format, `oci:${a.root}:skopeo-src:${format}`, `docker://${dest}`]);
+    await skopeo([
+      'copy',
+      '--dest-tls-verify=false',
+      '--format',
+      format,
+      `oci:${a.root}:skopeo-src:${format}`,
+      `docker://${dest}`,
+    ]);
     const b = await anotherStore(t, a);
     const digest = (await b.ok(['pull', dest])).trim();
     t.deepEqual(await imageProblems(b.root, dest), []);
     const m = await manifestOf(b.root, dest);
-    t.is(m.mediaType, format === 'oci' ? 'application/vnd.oci.image.manifest.v1+json' : 'application/vnd.docker.distribution.manifest.v2+json');
+    t.is(
+      m.mediaType,
+      format === 'oci'
+        ? 'application/vnd.oci.image.manifest.v1+json'
+        : 'application/vnd.docker.distribution.manifest.v2+json',
+    );
     const inspected = JSON.parse(await b.ok(['inspect', dest])) as { digest: string };
     t.is(inspected.digest, digest);
     const dir = await makeTempDir('tsbuild-unpacked-');
@@ -53,7 +65,8 @@ const fromSkopeo = test.macro({
     t.is(await readFile(join(dir, 'rootfs', 'etc', 'hostname'), 'utf8'), 'busybox\n');
     t.true((await readFile(join(dir, 'rootfs', 'bin', 'busybox'))).length > 100_000);
   },
-  title: (_provided, format) => `tsbuild pulls and unpacks what skopeo pushed from a tsbuild store (${format === 'oci' ? 'OCI' : 'Docker schema 2'})`,
+  title: (_provided, format) =>
+    `tsbuild pulls and unpacks what skopeo pushed from a tsbuild store (${format === 'oci' ? 'OCI' : 'Docker schema 2'})`,
 });
 
 itest(fromSkopeo, 'oci');

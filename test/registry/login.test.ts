@@ -25,17 +25,31 @@ const wrongPassword = test.macro({
   title: (kind = '') => `a wrong password with ${kind} fails login with a clear error and saves nothing`,
 });
 
-rtest('htpasswd Basic auth', wrongPassword, { htpasswd: { frank: 'right' } }, /error: logging in to 127\.0\.0\.1:\d+: 127\.0\.0\.1:\d+ refused the credentials \(HTTP 401\)/);
-rtest('token auth', wrongPassword, { token: { users: { frank: 'right' } } }, /error: the token server of 127\.0\.0\.1:\d+ refused the username or password/);
+rtest(
+  'htpasswd Basic auth',
+  wrongPassword,
+  { htpasswd: { frank: 'right' } },
+  /error: logging in to 127\.0\.0\.1:\d+: 127\.0\.0\.1:\d+ refused the credentials \(HTTP 401\)/,
+);
+rtest(
+  'token auth',
+  wrongPassword,
+  { token: { users: { frank: 'right' } } },
+  /error: the token server of 127\.0\.0\.1:\d+ refused the username or password/,
+);
 
 rtest('logout removes saved credentials, and a second logout says there were none', async (t) => {
   const reg = await startRegistry(t, { htpasswd: { gina: 'pw' } });
   const a = await newCtx(t);
   t.regex(await a.ok(['login', `http://${reg.host}/`, '-u', 'gina', '--password-stdin'], 'pw'), /Login Succeeded/);
-  const cfg = JSON.parse(await readFile(join(a.dockerConfig, 'config.json'), 'utf8')) as { auths: Record<string, unknown> };
+  const cfg = JSON.parse(await readFile(join(a.dockerConfig, 'config.json'), 'utf8')) as {
+    auths: Record<string, unknown>;
+  };
   t.deepEqual(Object.keys(cfg.auths), [reg.host], 'the key is the bare host, whatever form was typed');
   t.regex(await a.ok(['logout', reg.host]), /Removed login credentials for 127\.0\.0\.1/);
-  const after = JSON.parse(await readFile(join(a.dockerConfig, 'config.json'), 'utf8')) as { auths: Record<string, unknown> };
+  const after = JSON.parse(await readFile(join(a.dockerConfig, 'config.json'), 'utf8')) as {
+    auths: Record<string, unknown>;
+  };
   t.deepEqual(after.auths, {});
   t.regex(await a.ok(['logout', reg.host]), /Not logged in to 127\.0\.0\.1/);
 });
@@ -79,12 +93,19 @@ if (verb === 'get') {
 `,
   );
   await chmod(join(bin, 'docker-credential-tsbtest'), 0o755);
-  await writeFile(join(a.dockerConfig, 'config.json'), JSON.stringify({ credsStore: 'tsbtest', other: { kept: true } }));
+  await writeFile(
+    join(a.dockerConfig, 'config.json'),
+    JSON.stringify({ credsStore: 'tsbtest', other: { kept: true } }),
+  );
   a.env.PATH = `${bin}:${process.env.PATH}`;
 
   t.regex(await a.ok(['login', reg.host, '-u', 'iris', '--password-stdin'], 'helper-pw'), /Login Succeeded/);
   const cfg = JSON.parse(await readFile(join(a.dockerConfig, 'config.json'), 'utf8')) as Record<string, unknown>;
-  t.deepEqual(cfg, { credsStore: 'tsbtest', other: { kept: true }, auths: { [reg.host]: {} } }, 'no secret in config.json; other keys kept');
+  t.deepEqual(
+    cfg,
+    { credsStore: 'tsbtest', other: { kept: true }, auths: { [reg.host]: {} } },
+    'no secret in config.json; other keys kept',
+  );
   const db = JSON.parse(await readFile(vault, 'utf8')) as Record<string, { Username: string; Secret: string }>;
   t.like(db[reg.host], { Username: 'iris', Secret: 'helper-pw' });
 

@@ -19,8 +19,15 @@ rtest('a second push of the same image uploads no blob', async (t) => {
   const r = await a.run(['push', name]);
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout.trim(), digest);
-  t.deepEqual(proxy.log.filter((q) => q.path.includes('/blobs/uploads/')).map((q) => `${q.method} ${q.path}`), []);
-  t.is(proxy.log.filter((q) => q.method === 'HEAD' && q.path.includes('/blobs/')).length, 2, 'one HEAD per blob (config and layer)');
+  t.deepEqual(
+    proxy.log.filter((q) => q.path.includes('/blobs/uploads/')).map((q) => `${q.method} ${q.path}`),
+    [],
+  );
+  t.is(
+    proxy.log.filter((q) => q.method === 'HEAD' && q.path.includes('/blobs/')).length,
+    2,
+    'one HEAD per blob (config and layer)',
+  );
   t.regex(r.stderr, /0 blobs uploaded, 0 mounted, 2 already there/);
 });
 
@@ -38,9 +45,16 @@ rtest('a push to another repository of the same registry mounts the blobs instea
   const mounts = proxy.log.filter((q) => q.method === 'POST' && q.query.get('mount'));
   t.is(mounts.length, 2);
   t.true(mounts.every((q) => q.query.get('from') === 'team/source' && q.status === 201));
-  t.deepEqual(proxy.log.filter(isBlobData).map((q) => `${q.method} ${q.path}`), [], 'no blob data was sent');
+  t.deepEqual(
+    proxy.log.filter(isBlobData).map((q) => `${q.method} ${q.path}`),
+    [],
+    'no blob data was sent',
+  );
   const scopes = reg.tokenServer?.requests.at(-1)?.scopes ?? [];
-  t.true(scopes.includes('repository:team/dest:pull,push') && scopes.includes('repository:team/source:pull'), `token scopes: ${scopes.join(' ')}`);
+  t.true(
+    scopes.includes('repository:team/dest:pull,push') && scopes.includes('repository:team/source:pull'),
+    `token scopes: ${scopes.join(' ')}`,
+  );
   // and the mounted image is whole
   const b = await anotherStore(t, a);
   t.is((await b.ok(['pull', dest])).trim(), digest);

@@ -40,7 +40,11 @@ const roundTrip = test.macro(async (t, c: Case) => {
   t.is(pulled, digest, 'the pulled manifest is byte-identical');
   const before = await manifestOf(a.root, name);
   const after = await manifestOf(b.root, name);
-  t.deepEqual(after.layers.map((l) => l.digest), before.layers.map((l) => l.digest), 'layer digests are unchanged');
+  t.deepEqual(
+    after.layers.map((l) => l.digest),
+    before.layers.map((l) => l.digest),
+    'layer digests are unchanged',
+  );
   t.is(after.config.digest, before.config.digest);
   const store = await Store.open(b.root);
   t.deepEqual(await verifyImage(store, await getImage(store, name)), []);
@@ -66,7 +70,9 @@ rtest('with htpasswd Basic auth, login then push and pull round-trip', roundTrip
     t_ok(await ctx.ok(['login', reg.host, '-u', 'alice', '--password-stdin'], 'wonderland\n'));
   },
   after: async (t, ctx, reg) => {
-    const cfg = JSON.parse(await readFile(join(ctx.dockerConfig, 'config.json'), 'utf8')) as { auths: Record<string, { auth: string }> };
+    const cfg = JSON.parse(await readFile(join(ctx.dockerConfig, 'config.json'), 'utf8')) as {
+      auths: Record<string, { auth: string }>;
+    };
     t.is(Buffer.from(cfg.auths[reg.host]?.auth ?? '', 'base64').toString(), 'alice:wonderland');
   },
 });
@@ -77,16 +83,29 @@ rtest('with token auth and a saved identity token, push and pull use the OAuth2 
     t_ok(await ctx.ok(['login', reg.host, '-u', 'bob', '-p', 'builder']));
   },
   after: async (t, ctx, reg) => {
-    const cfg = JSON.parse(await readFile(join(ctx.dockerConfig, 'config.json'), 'utf8')) as { auths: Record<string, { auth: string; identitytoken?: string }> };
+    const cfg = JSON.parse(await readFile(join(ctx.dockerConfig, 'config.json'), 'utf8')) as {
+      auths: Record<string, { auth: string; identitytoken?: string }>;
+    };
     const entry = cfg.auths[reg.host];
     t.truthy(entry?.identitytoken, 'login saved the refresh token as an identity token');
     t.is(Buffer.from(entry?.auth ?? '', 'base64').toString(), 'bob:', 'the password itself is not saved');
     const reqs = reg.tokenServer?.requests ?? [];
     const afterLogin = reqs.slice(reqs.findIndex((r) => r.offline) + 1);
     t.true(afterLogin.length > 0);
-    t.true(afterLogin.every((r) => r.method === 'POST' && r.grant === 'refresh_token'), JSON.stringify(afterLogin));
-    t.true(afterLogin.some((r) => r.scopes.includes('repository:tsbuild/rt:pull,push')), 'push asked for pull,push on the repository');
-    t.true(afterLogin.some((r) => r.scopes.includes('repository:tsbuild/rt:pull') && !r.scopes.some((s) => s.includes('push'))), 'pull asked for pull only');
+    t.true(
+      afterLogin.every((r) => r.method === 'POST' && r.grant === 'refresh_token'),
+      JSON.stringify(afterLogin),
+    );
+    t.true(
+      afterLogin.some((r) => r.scopes.includes('repository:tsbuild/rt:pull,push')),
+      'push asked for pull,push on the repository',
+    );
+    t.true(
+      afterLogin.some(
+        (r) => r.scopes.includes('repository:tsbuild/rt:pull') && !r.scopes.some((s) => s.includes('push')),
+      ),
+      'pull asked for pull only',
+    );
   },
 });
 
@@ -98,7 +117,10 @@ rtest('with token auth and a saved password, push and pull get tokens with GET a
   after: async (t, _ctx, reg) => {
     const reqs = reg.tokenServer?.requests ?? [];
     t.true(reqs.length >= 3);
-    t.true(reqs.every((r) => r.method === 'GET' && r.grant === 'basic' && r.user === 'carol'), JSON.stringify(reqs));
+    t.true(
+      reqs.every((r) => r.method === 'GET' && r.grant === 'basic' && r.user === 'carol'),
+      JSON.stringify(reqs),
+    );
   },
 });
 
@@ -140,7 +162,10 @@ rtest('pulling a tag the registry does not have fails with one clear line and st
   const a = await newCtx(t);
   const r = await a.run(['pull', `${reg.host}/nothing/here:1`]);
   t.is(r.code, 1);
-  t.regex(r.stderr, /error: pulling manifest 127\.0\.0\.1:\d+\/nothing\/here:1: .*HTTP 404.*(MANIFEST_UNKNOWN|NAME_UNKNOWN)/);
+  t.regex(
+    r.stderr,
+    /error: pulling manifest 127\.0\.0\.1:\d+\/nothing\/here:1: .*HTTP 404.*(MANIFEST_UNKNOWN|NAME_UNKNOWN)/,
+  );
   const index = JSON.parse(await readFile(join(a.root, 'index.json'), 'utf8')) as { manifests: unknown[] };
   t.deepEqual(index.manifests, []);
 });
@@ -175,7 +200,9 @@ rtest('an index is pushed children first, and pull picks the manifest of --platf
   await tagImage(store, index, name);
 
   t.is((await a.ok(['push', name])).trim(), index.digest);
-  const manifestPuts = proxy.log.filter((r) => r.method === 'PUT' && r.path.includes('/manifests/')).map((r) => r.path.split('/').pop());
+  const manifestPuts = proxy.log
+    .filter((r) => r.method === 'PUT' && r.path.includes('/manifests/'))
+    .map((r) => r.path.split('/').pop());
   t.deepEqual(manifestPuts, [amd.descriptor.digest, arm.digest, '1'], 'children by digest, then the index by tag');
 
   const b = await anotherStore(t, a);

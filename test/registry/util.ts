@@ -25,7 +25,8 @@ export async function newCtx(t: Teardown): Promise<Ctx> {
   const dockerConfig = await makeTempDir('tsbuild-dockercfg-');
   t.teardown(() => removeDir(dockerConfig));
   const env = { DOCKER_CONFIG: dockerConfig };
-  const run = (args: string[], input?: string): Promise<CliResult> => tsbuild(['--root', root, ...args], { env, ...(input === undefined ? {} : { input }) });
+  const run = (args: string[], input?: string): Promise<CliResult> =>
+    tsbuild(['--root', root, ...args], { env, ...(input === undefined ? {} : { input }) });
   return {
     root,
     dockerConfig,
@@ -42,7 +43,8 @@ export async function newCtx(t: Teardown): Promise<Ctx> {
 /** anotherStore makes a second store root sharing the context's DOCKER_CONFIG. */
 export async function anotherStore(t: Teardown, ctx: Ctx): Promise<Ctx> {
   const root = await newStoreRoot(t);
-  const run = (args: string[], input?: string): Promise<CliResult> => tsbuild(['--root', root, ...args], { env: ctx.env, ...(input === undefined ? {} : { input }) });
+  const run = (args: string[], input?: string): Promise<CliResult> =>
+    tsbuild(['--root', root, ...args], { env: ctx.env, ...(input === undefined ? {} : { input }) });
   return {
     ...ctx,
     root,
@@ -59,7 +61,12 @@ export async function anotherStore(t: Teardown, ctx: Ctx): Promise<Ctx> {
  * busyboxImage imports a busybox tree as `name` (with `randomMiB` MiB of incompressible data added, to get a
  * layer big enough for streamed and chunked uploads) and returns the image digest.
  */
-export async function busyboxImage(t: Teardown, ctx: Ctx, name: string, opts: { randomMiB?: number } = {}): Promise<string> {
+export async function busyboxImage(
+  t: Teardown,
+  ctx: Ctx,
+  name: string,
+  opts: { randomMiB?: number } = {},
+): Promise<string> {
   const tree = await busyboxTree(t);
   if (opts.randomMiB) await writeFile(join(tree, 'random.bin'), randomBytes(opts.randomMiB << 20));
   const digest = (await ctx.ok(['import', tree, name])).trim();

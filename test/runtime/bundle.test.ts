@@ -35,23 +35,29 @@ function makeSpec(rootfs: string, opts: Partial<ProcessSpecOptions> = {}): RunSp
   return processSpec({ config: { Cmd: ['sh'] }, rootfs, hostname: 'bundle-test', ...opts });
 }
 
-schemaTest('a plain config is valid against the OCI runtime-spec schema (skipped when ../shared/corpora is absent)', (t) => {
-  t.deepEqual(validate(runtimeConfig(makeSpec('/tmp/rootfs'))), []);
-});
+schemaTest(
+  'a plain config is valid against the OCI runtime-spec schema (skipped when ../shared/corpora is absent)',
+  (t) => {
+    t.deepEqual(validate(runtimeConfig(makeSpec('/tmp/rootfs'))), []);
+  },
+);
 
-schemaTest('a config using every option is valid against the OCI runtime-spec schema (skipped when ../shared/corpora is absent)', (t) => {
-  const spec: RunSpec = {
-    ...makeSpec('/tmp/rootfs'),
-    user: { uid: 1000, gid: 50, additionalGids: [10, 20] },
-    tty: true,
-    network: 'host',
-    mounts: [{ source: '/srv', destination: '/data', readonly: true }],
-    extraFiles: { '/etc/hosts': '/tmp/hosts' },
-    limits: { memory: 64 << 20, pids: 20, cpus: 1.5 },
-    readonlyRootfs: true,
-  };
-  t.deepEqual(validate(runtimeConfig(spec)), []);
-});
+schemaTest(
+  'a config using every option is valid against the OCI runtime-spec schema (skipped when ../shared/corpora is absent)',
+  (t) => {
+    const spec: RunSpec = {
+      ...makeSpec('/tmp/rootfs'),
+      user: { uid: 1000, gid: 50, additionalGids: [10, 20] },
+      tty: true,
+      network: 'host',
+      mounts: [{ source: '/srv', destination: '/data', readonly: true }],
+      extraFiles: { '/etc/hosts': '/tmp/hosts' },
+      limits: { memory: 64 << 20, pids: 20, cpus: 1.5 },
+      readonlyRootfs: true,
+    };
+    t.deepEqual(validate(runtimeConfig(spec)), []);
+  },
+);
 
 schemaTest('the schema check can fail (skipped when ../shared/corpora is absent)', (t) => {
   const bad = runtimeConfig(makeSpec('/tmp/rootfs')) as { process: { user: { uid: unknown } } };
@@ -61,7 +67,12 @@ schemaTest('the schema check can fail (skipped when ../shared/corpora is absent)
 
 test('the config carries the namespaces, masked paths, limits and capabilities of the spec', (t) => {
   const c = runtimeConfig({ ...makeSpec('/r', { user: '0' }), limits: { memory: 1024, pids: 5 } }) as {
-    linux: { namespaces: Array<{ type: string }>; maskedPaths: string[]; readonlyPaths: string[]; resources: { memory: unknown; pids: unknown } };
+    linux: {
+      namespaces: Array<{ type: string }>;
+      maskedPaths: string[];
+      readonlyPaths: string[];
+      resources: { memory: unknown; pids: unknown };
+    };
     process: { capabilities: { bounding: string[] }; noNewPrivileges: boolean };
     root: { path: string };
   };
@@ -84,7 +95,11 @@ runcTest('runc runs a bundle written from runtimeConfig and prints what the comm
   await makeBusyboxRootfs(rootfs);
   chmodSync(bundle, 0o755);
   const spec = makeSpec(rootfs, {
-    cmd: ['sh', '-c', 'echo hello from runc; hostname; id -u; cat /proc/1/cmdline | tr "\\0" " "; echo; ls /sys/class/net; pwd'],
+    cmd: [
+      'sh',
+      '-c',
+      'echo hello from runc; hostname; id -u; cat /proc/1/cmdline | tr "\\0" " "; echo; ls /sys/class/net; pwd',
+    ],
     user: 'user',
     workdir: '/home/user',
     limits: { pids: 50 },
@@ -94,7 +109,11 @@ runcTest('runc runs a bundle written from runtimeConfig and prints what the comm
   t.teardown(() => {
     spawnSync('runc', ['delete', '--force', id], { stdio: 'ignore' });
   });
-  const r = spawnSync('runc', ['run', '--bundle', bundle, id], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+  const r = spawnSync('runc', ['run', '--bundle', bundle, id], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 60_000,
+  });
   t.is(r.status, 0, r.stderr);
   t.is(r.stdout, 'hello from runc\nbundle-test\n1000\nsh -c ' + spec.args[2] + ' \nlo\n/home/user\n');
 });

@@ -34,9 +34,18 @@ test('runContainer starts the executor program once through the host and passes 
   t.is(starts[0]!.ops, seen);
   t.true(starts[0]!.newNetwork, 'network none: a new network namespace');
   const ops = starts[0]!.ops;
-  t.true(ops.some((o) => o.op === 'pivot'), 'pivot_root into the rootfs');
-  t.true(ops.some((o) => o.op === 'mount' && o.fstype === 'proc'), '/proc is mounted');
-  t.true(ops.some((o) => o.op === 'mount' && o.source === '/nonexistent/rootfs'), 'the rootfs is bound onto itself');
+  t.true(
+    ops.some((o) => o.op === 'pivot'),
+    'pivot_root into the rootfs',
+  );
+  t.true(
+    ops.some((o) => o.op === 'mount' && o.fstype === 'proc'),
+    '/proc is mounted',
+  );
+  t.true(
+    ops.some((o) => o.op === 'mount' && o.source === '/nonexistent/rootfs'),
+    'the rootfs is bound onto itself',
+  );
   t.deepEqual(ops.at(-1), { op: 'exec', init: false, args: ['sh', '-c', 'exit 3'] });
   t.deepEqual(host.callsOf('cgroup'), [], 'no limits, no cgroup');
 });

@@ -37,7 +37,12 @@ function makeSpec(cmd: string[], opts: Partial<ProcessSpecOptions> = {}): RunSpe
   return processSpec({ config: {}, rootfs, cmd, hostname: 'tsbuild-test', ...opts });
 }
 
-async function run(executor: Executor, cmd: string[], opts: Partial<ProcessSpecOptions> = {}, stdin?: string): Promise<Outcome> {
+async function run(
+  executor: Executor,
+  cmd: string[],
+  opts: Partial<ProcessSpecOptions> = {},
+  stdin?: string,
+): Promise<Outcome> {
   const out = new PassThrough();
   const err = new PassThrough();
   const chunks: Buffer[] = [];
@@ -93,26 +98,53 @@ both('the default network has only the loopback interface, and it is up', async 
 serial('network host shares the host interfaces', async (t) => {
   const r = await run('native', ['ls', '/sys/class/net'], { network: 'host' });
   t.deepEqual(r.stdout.trim().split('\n').sort(), readdirSync('/sys/class/net').sort());
-  t.is((await run('native', ['readlink', '/proc/self/ns/net'], { network: 'host' })).stdout.trim(), readlinkSync('/proc/self/ns/net'));
+  t.is(
+    (await run('native', ['readlink', '/proc/self/ns/net'], { network: 'host' })).stdout.trim(),
+    readlinkSync('/proc/self/ns/net'),
+  );
 });
 
 both('host paths such as the repository checkout are invisible', async (t, ex) => {
-  const r = await run(ex, sh(`test -e ${join(repoRoot, 'package.json')} && echo visible; ls /; cat /proc/self/mountinfo`));
+  const r = await run(
+    ex,
+    sh(`test -e ${join(repoRoot, 'package.json')} && echo visible; ls /; cat /proc/self/mountinfo`),
+  );
   t.false(r.stdout.includes('visible'));
   t.false(r.stdout.includes(repoRoot));
-  t.deepEqual(r.stdout.split('\n').slice(0, 10), ['bin', 'dev', 'etc', 'home', 'proc', 'root', 'sbin', 'sys', 'tmp', 'usr']);
+  t.deepEqual(r.stdout.split('\n').slice(0, 10), [
+    'bin',
+    'dev',
+    'etc',
+    'home',
+    'proc',
+    'root',
+    'sbin',
+    'sys',
+    'tmp',
+    'usr',
+  ]);
 });
 
 both('/proc/sys is read-only and the masked paths are empty', async (t, ex) => {
   t.true(readFileSync('/proc/timer_list').length > 0 && readdirSync('/sys/firmware').length > 0, 'the host shows them');
-  const r = await run(ex, sh('echo 1 > /proc/sys/vm/overcommit_memory && echo wrote; wc -c < /proc/timer_list; wc -c < /proc/interrupts; ls /sys/firmware | wc -l'));
+  const r = await run(
+    ex,
+    sh(
+      'echo 1 > /proc/sys/vm/overcommit_memory && echo wrote; wc -c < /proc/timer_list; wc -c < /proc/interrupts; ls /sys/firmware | wc -l',
+    ),
+  );
   t.false(r.stdout.includes('wrote'));
   t.regex(r.stderr, /Read-only file system/);
   t.deepEqual(r.stdout.trim().split(/\s+/), ['0', '0', '0']);
 });
 
 both('/dev has the runc devices, devpts, shm, mqueue and the fd links', async (t, ex) => {
-  const r = await run(ex, sh('ls /dev | tr "\\n" " "; echo; head -c 4 /dev/zero | wc -c; for l in ptmx fd stdout; do readlink /dev/$l; done; grep -E " /dev(/pts|/shm|/mqueue)? " /proc/self/mounts | cut -d" " -f2,3'));
+  const r = await run(
+    ex,
+    sh(
+      'ls /dev | tr "\\n" " "; echo; head -c 4 /dev/zero | wc -c; for l in ptmx fd stdout; do readlink /dev/$l; done; grep -E " /dev(/pts|/shm|/mqueue)? " /proc/self/mounts | cut -d" " -f2,3',
+    ),
+  );
   const [list, zero, ptmx, fd, stdout, ...mounts] = r.stdout.trim().split('\n');
   t.is(list?.trim(), 'fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero');
   t.is(zero, '4');
@@ -153,7 +185,8 @@ const userMacro = test.macro({
     const r = await run(ex, sh('echo $(id -u) $(id -g) $(id -G)'), { user });
     t.is(r.stdout.trim(), expected, r.stderr);
   },
-  title: (provided, ex: Executor, user: string, expected: string) => provided ?? `-u ${user} runs as ${expected} (${ex} executor)`,
+  title: (provided, ex: Executor, user: string, expected: string) =>
+    provided ?? `-u ${user} runs as ${expected} (${ex} executor)`,
 });
 // `id -G` lists the primary group, then the supplementary groups.
 serial(userMacro, 'native', '1000', '1000 1000 1000 50');
@@ -168,7 +201,14 @@ both('the working directory is created and entered, and the environment is the s
   const r = await run(ex, sh('pwd; env | sort'), { workdir: '/work/dir', env: ['FOO=bar baz'] });
   const [pwd, ...env] = r.stdout.trim().split('\n');
   t.is(pwd, '/work/dir');
-  t.deepEqual(env, ['FOO=bar baz', 'HOME=/root', 'HOSTNAME=tsbuild-test', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'PWD=/work/dir', 'SHLVL=1']);
+  t.deepEqual(env, [
+    'FOO=bar baz',
+    'HOME=/root',
+    'HOSTNAME=tsbuild-test',
+    'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    'PWD=/work/dir',
+    'SHLVL=1',
+  ]);
 });
 
 both('capabilities are the docker set, and no_new_privs is on', async (t, ex) => {
@@ -194,7 +234,13 @@ both('a terminal is the container stdio, its controlling terminal and /dev/conso
   const out = new PassThrough();
   const chunks: Buffer[] = [];
   out.on('data', (b: Buffer) => chunks.push(b));
-  const r = await runContainer(makeSpec(sh('tty; test -t 0 && test -t 1 && echo both-tty; stty size; cat /proc/self/stat | cut -d" " -f7'), { tty: true }), { stdout: out }, { executor: ex });
+  const r = await runContainer(
+    makeSpec(sh('tty; test -t 0 && test -t 1 && echo both-tty; stty size; cat /proc/self/stat | cut -d" " -f7'), {
+      tty: true,
+    }),
+    { stdout: out },
+    { executor: ex },
+  );
   const lines = Buffer.concat(chunks).toString().split('\r\n');
   t.is(r.exitCode, 0);
   t.is(lines[0], '/dev/console');
@@ -208,16 +254,26 @@ both('bind mounts are visible, read-only where asked, and extra files are bound'
   t.teardown(() => removeDir(host));
   writeFileSync(join(host, 'in.txt'), 'from host\n');
   writeFileSync(join(host, 'hosts'), '10.0.0.1 example\n');
-  const r = await run(ex, sh('cat /ro/in.txt; echo x > /ro/new || echo ro-refused; echo written > /rw/out.txt; cat /etc/hosts'), {
-    volumes: [`${host}:/ro:ro`, `${host}:/rw`],
-    extraFiles: { '/etc/hosts': join(host, 'hosts') },
-  });
+  const r = await run(
+    ex,
+    sh('cat /ro/in.txt; echo x > /ro/new || echo ro-refused; echo written > /rw/out.txt; cat /etc/hosts'),
+    {
+      volumes: [`${host}:/ro:ro`, `${host}:/rw`],
+      extraFiles: { '/etc/hosts': join(host, 'hosts') },
+    },
+  );
   t.is(r.stdout, 'from host\nro-refused\n10.0.0.1 example\n');
   t.is(readFileSync(join(host, 'out.txt'), 'utf8'), 'written\n');
 });
 
 both('with init, PID 1 reaps orphans, forwards signals and passes the status through', async (t, ex) => {
-  const r = await run(ex, sh('cat /proc/1/cmdline; echo; echo $$; sh -c "sleep 0.1 &"; sleep 1; grep -l "^State:.Z" /proc/[0-9]*/status | wc -l; exit 3'), { init: true });
+  const r = await run(
+    ex,
+    sh(
+      'cat /proc/1/cmdline; echo; echo $$; sh -c "sleep 0.1 &"; sleep 1; grep -l "^State:.Z" /proc/[0-9]*/status | wc -l; exit 3',
+    ),
+    { init: true },
+  );
   const [cmdline, pid, zombies] = r.stdout.trim().split('\n');
   t.is(cmdline?.split('\0')[0], 'tsbuild-init', 'the init shows no operations (host paths) in its cmdline');
   t.not(pid, '1');
@@ -249,7 +305,11 @@ both('a memory limit OOM-kills a process that buffers 200 MB, and is reported', 
 
 both('a pids limit contains a fork bomb', async (t, ex) => {
   const started = Date.now();
-  const r = await run(ex, ['awk', 'BEGIN { for (i = 0; i < 100; i++) if (system("sleep 60 &") != 0) f++; print 100 - f, f }'], { limits: { pids: 20 } });
+  const r = await run(
+    ex,
+    ['awk', 'BEGIN { for (i = 0; i < 100; i++) if (system("sleep 60 &") != 0) f++; print 100 - f, f }'],
+    { limits: { pids: 20 } },
+  );
   const [ok, failed] = r.stdout.trim().split(' ').map(Number);
   t.true((ok as number) < 20, `started ${ok}`);
   t.true((failed as number) > 80, `failed ${failed}`);
@@ -257,11 +317,18 @@ both('a pids limit contains a fork bomb', async (t, ex) => {
   t.true(Date.now() - started < 45_000, 'the background sleeps die with PID 1');
 });
 
-function startParent(spec: RunSpec, executor: Executor): { child: ReturnType<typeof spawn>; output: () => string; ready: Promise<void> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'test/runtime/run-script.ts'), JSON.stringify({ spec, executor })], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    cwd: repoRoot,
-  });
+function startParent(
+  spec: RunSpec,
+  executor: Executor,
+): { child: ReturnType<typeof spawn>; output: () => string; ready: Promise<void> } {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(repoRoot, 'test/runtime/run-script.ts'), JSON.stringify({ spec, executor })],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: repoRoot,
+    },
+  );
   let text = '';
   const ready = new Promise<void>((resolve, reject) => {
     child.stdout?.on('data', (b: Buffer) => {
@@ -303,7 +370,8 @@ both('kill -9 of the parent leaves no process, no mount and, after the next run,
   child.kill('SIGKILL');
   await exited;
   // Gone means gone from /proc, not only exiting (an exiting process has an empty cmdline but holds its cgroup).
-  const remaining = () => [...new Set([...inContainer, ...marked, ...processesWith(marker)])].filter((p) => existsSync(`/proc/${p}`));
+  const remaining = () =>
+    [...new Set([...inContainer, ...marked, ...processesWith(marker)])].filter((p) => existsSync(`/proc/${p}`));
   for (let i = 0; i < 100 && remaining().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
   t.deepEqual(remaining(), []);
   t.false(readFileSync('/proc/self/mountinfo', 'utf8').includes(rootfs));
@@ -323,19 +391,25 @@ both('a finished run leaves no mount and no cgroup behind', async (t, ex) => {
 });
 
 const distRun = join(repoRoot, 'dist/runtime/run.js');
-const distSerial = enabled && existsSync(distRun) && existsSync(join(repoRoot, 'dist/sys/nsexec.js')) ? test.serial : (test.serial.skip as typeof test.serial);
+const distSerial =
+  enabled && existsSync(distRun) && existsSync(join(repoRoot, 'dist/sys/nsexec.js'))
+    ? test.serial
+    : (test.serial.skip as typeof test.serial);
 
-distSerial('the compiled runtime in dist/ finds its executors without tsx (skipped before `npm run build`)', async (t) => {
-  for (const executor of EXECUTORS) {
-    const spec = makeSpec(['cat', '/proc/1/cmdline']);
-    const script = `import(${JSON.stringify(distRun)}).then(async (m) => { const r = await m.runContainer(${JSON.stringify(spec)}, {}, { executor: ${JSON.stringify(executor)} }); process.exitCode = r.exitCode; })`;
-    const out = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let stdout = '';
-      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout }));
-    });
-    t.deepEqual(out, { code: 0, stdout: 'cat\0/proc/1/cmdline\0' }, executor);
-  }
-});
+distSerial(
+  'the compiled runtime in dist/ finds its executors without tsx (skipped before `npm run build`)',
+  async (t) => {
+    for (const executor of EXECUTORS) {
+      const spec = makeSpec(['cat', '/proc/1/cmdline']);
+      const script = `import(${JSON.stringify(distRun)}).then(async (m) => { const r = await m.runContainer(${JSON.stringify(spec)}, {}, { executor: ${JSON.stringify(executor)} }); process.exitCode = r.exitCode; })`;
+      const out = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
+        const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let stdout = '';
+        child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stdout }));
+      });
+      t.deepEqual(out, { code: 0, stdout: 'cat\0/proc/1/cmdline\0' }, executor);
+    }
+  },
+);

@@ -2,10 +2,20 @@ import test, { type ExecutionContext } from 'ava';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ContainerConfig } from '../../layers/model/types.js';
-import { capabilitySet, DEFAULT_CAPABILITIES, DEFAULT_PATH, parseBytes, parseVolume, processSpec, resolveUser, type ProcessSpecOptions } from '../../runtime/spec.js';
+import {
+  capabilitySet,
+  DEFAULT_CAPABILITIES,
+  DEFAULT_PATH,
+  parseBytes,
+  parseVolume,
+  processSpec,
+  resolveUser,
+  type ProcessSpecOptions,
+} from '../../runtime/spec.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 
-const PASSWD = 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n';
+const PASSWD =
+  'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n';
 const GROUP = 'root:x:0:\nuser:x:1000:\nstaff:x:50:user\nwheel:x:10:root,user\nnogroup:x:65534:\n';
 
 async function rootfs(t: ExecutionContext): Promise<string> {
@@ -21,16 +31,39 @@ async function spec(t: ExecutionContext, config: ContainerConfig, opts: Partial<
   return processSpec({ config, rootfs: await rootfs(t), hostname: 'box', ...opts });
 }
 
-const argsMacro = test.macro(async (t, config: ContainerConfig, opts: Partial<ProcessSpecOptions>, expected: string[]) => {
-  t.deepEqual((await spec(t, config, opts)).args, expected);
-});
+const argsMacro = test.macro(
+  async (t, config: ContainerConfig, opts: Partial<ProcessSpecOptions>, expected: string[]) => {
+    t.deepEqual((await spec(t, config, opts)).args, expected);
+  },
+);
 
 test('the image Cmd runs when no command is given', argsMacro, { Cmd: ['sh'] }, {}, ['sh']);
 test('a command replaces the image Cmd', argsMacro, { Cmd: ['sh'] }, { cmd: ['echo', 'hi'] }, ['echo', 'hi']);
-test('the command is appended to the Entrypoint', argsMacro, { Entrypoint: ['/init'], Cmd: ['--help'] }, { cmd: ['run'] }, ['/init', 'run']);
-test('Entrypoint and Cmd combine when no command is given', argsMacro, { Entrypoint: ['/init'], Cmd: ['--help'] }, {}, ['/init', '--help']);
-test('--entrypoint replaces the Entrypoint and drops the image Cmd', argsMacro, { Entrypoint: ['/init'], Cmd: ['--help'] }, { entrypoint: 'sh' }, ['sh']);
-test('an empty --entrypoint clears the Entrypoint', argsMacro, { Entrypoint: ['/init'] }, { entrypoint: '', cmd: ['ls'] }, ['ls']);
+test(
+  'the command is appended to the Entrypoint',
+  argsMacro,
+  { Entrypoint: ['/init'], Cmd: ['--help'] },
+  { cmd: ['run'] },
+  ['/init', 'run'],
+);
+test('Entrypoint and Cmd combine when no command is given', argsMacro, { Entrypoint: ['/init'], Cmd: ['--help'] }, {}, [
+  '/init',
+  '--help',
+]);
+test(
+  '--entrypoint replaces the Entrypoint and drops the image Cmd',
+  argsMacro,
+  { Entrypoint: ['/init'], Cmd: ['--help'] },
+  { entrypoint: 'sh' },
+  ['sh'],
+);
+test(
+  'an empty --entrypoint clears the Entrypoint',
+  argsMacro,
+  { Entrypoint: ['/init'] },
+  { entrypoint: '', cmd: ['ls'] },
+  ['ls'],
+);
 
 test('a spec without any command is refused', async (t) => {
   await t.throwsAsync(spec(t, {}), { message: /no command specified/ });
@@ -143,7 +176,11 @@ test('sizes use binary units', (t) => {
 });
 
 test('-v mounts and extra files reach the spec', async (t) => {
-  const s = await spec(t, { Cmd: ['sh'] }, { volumes: ['/srv:/data:ro'], extraFiles: { '/etc/hosts': '/tmp/hosts' }, limits: { memory: 1 } });
+  const s = await spec(
+    t,
+    { Cmd: ['sh'] },
+    { volumes: ['/srv:/data:ro'], extraFiles: { '/etc/hosts': '/tmp/hosts' }, limits: { memory: 1 } },
+  );
   t.deepEqual(s.mounts, [{ source: '/srv', destination: '/data', readonly: true }]);
   t.deepEqual(s.extraFiles, { '/etc/hosts': '/tmp/hosts' });
   t.deepEqual(s.limits, { memory: 1 });

@@ -42,7 +42,10 @@ test('one walk, two policies: a relative link that climbs out is clamped for a c
   const dir = await root(t);
   t.is(secureJoin(dir, '/up/passwd'), join(dir, 'etc/passwd'));
   const resolver = new PathResolver({ root: dir });
-  t.throws(() => resolver.resolve('up/passwd', 'up/passwd'), { instanceOf: UnsafeEntryError, message: /leads out of the root/ });
+  t.throws(() => resolver.resolve('up/passwd', 'up/passwd'), {
+    instanceOf: UnsafeEntryError,
+    message: /leads out of the root/,
+  });
   // an absolute target restarts at the root under both policies
   t.is(secureJoin(dir, '/abs/x'), join(dir, 'real/x'));
   t.deepEqual(resolver.resolve('abs/x', 'abs/x'), { rel: 'real/x', abs: join(dir, 'real/x'), viaLink: true });

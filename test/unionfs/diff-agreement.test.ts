@@ -13,7 +13,8 @@ import { LOWER_FIXTURE, mountForTest, mountsUnder, sh, tempDir } from './helpers
 
 const PREFIX = 'tsbuild-unionfs-agree-';
 
-const m = (path: string, opaque?: true): Change => (opaque ? { path, kind: 'modify', opaque } : { path, kind: 'modify' });
+const m = (path: string, opaque?: true): Change =>
+  opaque ? { path, kind: 'modify', opaque } : { path, kind: 'modify' };
 const a = (path: string): Change => ({ path, kind: 'add' });
 const d = (path: string): Change => ({ path, kind: 'delete' });
 
@@ -26,13 +27,23 @@ const agree = test.macro({
 
     // (a) the overlay path
     const upperdir = join(base, 'upper');
-    const mounted = await mountForTest(t, { lowerdirs, upperdir, workdir: join(base, 'work'), target: join(base, 'merged') });
+    const mounted = await mountForTest(t, {
+      lowerdirs,
+      upperdir,
+      workdir: join(base, 'work'),
+      target: join(base, 'merged'),
+    });
     await sh(script, mounted.target);
     await mounted.unmount();
     const viaOverlay = await diffUpperdir({ upperdir, lowerdirs });
 
     // (b) the userspace path: a plain copy of the merged tree, a manifest, the same script
-    const view = await mountForTest(t, { lowerdirs, upperdir: join(base, 'u2'), workdir: join(base, 'w2'), target: join(base, 'view') });
+    const view = await mountForTest(t, {
+      lowerdirs,
+      upperdir: join(base, 'u2'),
+      workdir: join(base, 'w2'),
+      target: join(base, 'view'),
+    });
     const copy = join(base, 'copy');
     await sh(`cp -a ${view.target} ${copy}`, base);
     await view.unmount();
@@ -48,23 +59,30 @@ const agree = test.macro({
 
 rootTest('creating a file', agree, 'echo new > etc/new.conf', [m('etc'), a('etc/new.conf')]);
 rootTest('rewriting a file', agree, "echo 'root:x:0:0:root' > etc/passwd", [m('etc/passwd')]);
-rootTest('appending to a file deep down (parents are not listed)', agree, 'echo more >> data/sub/three', [m('data/sub/three')]);
+rootTest('appending to a file deep down (parents are not listed)', agree, 'echo more >> data/sub/three', [
+  m('data/sub/three'),
+]);
 rootTest('chmod of a file', agree, 'chmod 600 etc/hosts', [m('etc/hosts')]);
 rootTest('chmod of a file there and back', agree, 'chmod 600 etc/hosts && chmod 644 etc/hosts', [m('etc/hosts')]);
 rootTest('chmod of a directory', agree, 'chmod 700 var/log', [m('var/log')]);
 rootTest('chown of a file', agree, 'chown 1000:1000 usr/bin/tool', [m('usr/bin/tool')]);
 rootTest('deleting a file', agree, 'rm data/one', [m('data'), d('data/one')]);
 rootTest('deleting a directory', agree, 'rm -r data', [d('data')]);
-rootTest('replacing a directory by a file', agree, 'rm -r etc/conf.d && echo x > etc/conf.d', [m('etc'), m('etc/conf.d')]);
+rootTest('replacing a directory by a file', agree, 'rm -r etc/conf.d && echo x > etc/conf.d', [
+  m('etc'),
+  m('etc/conf.d'),
+]);
 rootTest('replacing a file by a directory', agree, 'rm etc/hosts && mkdir etc/hosts && echo h > etc/hosts/h', [
   m('etc'),
   m('etc/hosts'),
   a('etc/hosts/h'),
 ]);
-rootTest('replacing a file by a directory and back', agree, 'rm etc/hosts && mkdir etc/hosts && rmdir etc/hosts && echo h > etc/hosts', [
-  m('etc'),
-  m('etc/hosts'),
-]);
+rootTest(
+  'replacing a file by a directory and back',
+  agree,
+  'rm etc/hosts && mkdir etc/hosts && rmdir etc/hosts && echo h > etc/hosts',
+  [m('etc'), m('etc/hosts')],
+);
 rootTest('renaming a file', agree, 'mv data/one data/uno', [m('data'), d('data/one'), a('data/uno')]);
 rootTest('renaming a directory (EXDEV on overlay: mv copies)', agree, 'mv data/sub data/sub2', [
   m('data'),
@@ -93,8 +111,14 @@ rootTest('deleting a directory and making it again', agree, RECREATE, [
   m('etc/conf.d/a.conf'),
   a('etc/conf.d/c.conf'),
 ]);
-rootTest('deleting an empty directory and making it again', agree, 'rmdir var/log && mkdir var/log', [m('var'), m('var/log', true)]);
-rootTest('deleting a file and writing it again', agree, 'rm etc/motd && echo hello > etc/motd', [m('etc'), m('etc/motd')]);
+rootTest('deleting an empty directory and making it again', agree, 'rmdir var/log && mkdir var/log', [
+  m('var'),
+  m('var/log', true),
+]);
+rootTest('deleting a file and writing it again', agree, 'rm etc/motd && echo hello > etc/motd', [
+  m('etc'),
+  m('etc/motd'),
+]);
 rootTest('touching a file (mtime only)', agree, 'touch etc/hosts', [m('etc/hosts')]);
 rootTest('setting an old mtime (same size)', agree, "touch -d '2001-02-03 04:05:06' usr/bin/tool", [m('usr/bin/tool')]);
 rootTest('writing a path a lower layer whited out', agree, 'echo back > hidden', [a('hidden')]);

@@ -70,14 +70,19 @@ rootTest('a path below a lower non-directory is an add', upperMacro, 'mkdir f &&
   { path: 'f', kind: 'modify' },
   { path: 'f/g', kind: 'add' },
 ]);
-rootTest('a copied-up parent with its lower metadata is not listed, a changed one is', upperMacro, [
-  'mkdir -p dir/sub opq && echo y > dir/file && touch -d @1577836800 dir opq',
-  'setfattr -n trusted.overlay.origin -v 0x00fb dir && setfattr -n trusted.overlay.impure -v y dir',
-  'chmod 700 dir/sub',
-].join('\n'), [
-  { path: 'dir/file', kind: 'modify' },
-  { path: 'dir/sub', kind: 'modify' },
-]);
+rootTest(
+  'a copied-up parent with its lower metadata is not listed, a changed one is',
+  upperMacro,
+  [
+    'mkdir -p dir/sub opq && echo y > dir/file && touch -d @1577836800 dir opq',
+    'setfattr -n trusted.overlay.origin -v 0x00fb dir && setfattr -n trusted.overlay.impure -v y dir',
+    'chmod 700 dir/sub',
+  ].join('\n'),
+  [
+    { path: 'dir/file', kind: 'modify' },
+    { path: 'dir/sub', kind: 'modify' },
+  ],
+);
 rootTest(
   'a parent whose only change is a user xattr is listed',
   upperMacro,
@@ -97,9 +102,12 @@ rootTest('everything below a new directory is listed, sorted', upperMacro, NEW_T
 rootTest('diffUpperdir refuses an upperdir with redirects or metacopy', async (t) => {
   const base = await tempDir(t, PREFIX);
   await sh(`${LOWERS}\nmkdir -p upper/dir && setfattr -n trusted.overlay.redirect -v /x upper/dir`, base);
-  await t.throwsAsync(diffUpperdir({ upperdir: join(base, 'upper'), lowerdirs: [join(base, 'top'), join(base, 'bottom')] }), {
-    code: 'E_UPPER_NOT_DIFF',
-  });
+  await t.throwsAsync(
+    diffUpperdir({ upperdir: join(base, 'upper'), lowerdirs: [join(base, 'top'), join(base, 'bottom')] }),
+    {
+      code: 'E_UPPER_NOT_DIFF',
+    },
+  );
 });
 
 rootTest('LowerView looks paths up the way overlayfs merges them', async (t) => {
@@ -124,7 +132,10 @@ rootTest('after a real copy-up the upperdir carries overlay xattrs that never ma
   await sh('echo more >> etc/conf.d/a.conf && chmod 600 data/sub/three', m.target);
   await m.unmount();
   const marks = Object.keys(getXattrs(join(upperdir, 'etc', 'conf.d')));
-  t.true(marks.some((k) => k.startsWith('trusted.overlay.')), 'overlay marked the copied-up dir');
+  t.true(
+    marks.some((k) => k.startsWith('trusted.overlay.')),
+    'overlay marked the copied-up dir',
+  );
   t.deepEqual(await diffUpperdir({ upperdir, lowerdirs }), [
     { path: 'data/sub/three', kind: 'modify' },
     { path: 'etc/conf.d/a.conf', kind: 'modify' },

@@ -27,7 +27,13 @@ test('flatten applies the layers bottom first, opening each when its turn comes'
   const openBlob = store.openBlob.bind(store);
   store.openBlob = (d, o) => (log.push(`open ${d === base.descriptor.digest ? 0 : 1}`), openBlob(d, o));
   const target = join(dir, 'rootfs');
-  const how = await flatten({ store, layers: [base, top], dir: target, method: 'apply', onEvent: (e) => log.push(`layer ${e.index}/${e.count} ${e.digest === [base, top][e.index]!.descriptor.digest}`) });
+  const how = await flatten({
+    store,
+    layers: [base, top],
+    dir: target,
+    method: 'apply',
+    onEvent: (e) => log.push(`layer ${e.index}/${e.count} ${e.digest === [base, top][e.index]!.descriptor.digest}`),
+  });
   t.is(how, 'apply');
   t.deepEqual(log, ['layer 0/2 true', 'open 0', 'layer 1/2 true', 'open 1']);
   t.is(await readFile(join(target, 'etc', 'motd'), 'utf8'), 'top');
@@ -40,7 +46,10 @@ test('flatten refuses a directory that is not empty', async (t) => {
   const store = await Store.open(join(dir, 'store'));
   await mkdir(join(dir, 'rootfs'));
   await writeFile(join(dir, 'rootfs', 'junk'), '');
-  await t.throwsAsync(flatten({ store, layers: [], dir: join(dir, 'rootfs') }), { code: 'E_INVALID', message: /is not empty/ });
+  await t.throwsAsync(flatten({ store, layers: [], dir: join(dir, 'rootfs') }), {
+    code: 'E_INVALID',
+    message: /is not empty/,
+  });
 });
 
 test('a failing layer stops the flatten, destroys its stream and is named in the error', async (t) => {

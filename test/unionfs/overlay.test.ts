@@ -96,7 +96,10 @@ test('planOverlayMount stacks the bottom layers as a read-only overlay past the 
 
 const fitsInAPage = test.macro({
   exec(t, layers: number, nameLength: number) {
-    const lowers = Array.from({ length: layers }, (_, i) => `/${'p'.repeat(nameLength)}/${i}/${'q'.repeat(nameLength)}`);
+    const lowers = Array.from(
+      { length: layers },
+      (_, i) => `/${'p'.repeat(nameLength)}/${i}/${'q'.repeat(nameLength)}`,
+    );
     for (const step of mounts(planOverlayMount(plan(lowers)))) {
       t.true(Buffer.byteLength(step.data) + 1 <= MOUNT_DATA_MAX, `${step.data.length} bytes`);
       t.true(lowerCount(step.data) <= MAX_LOWERS_PER_MOUNT);
@@ -127,7 +130,12 @@ rootTest('mountOverlay shows the lowers merged, hides whiteouts, writes to the u
   await writeFile(join(bottom, 'gone'), 'x');
   await writeFile(join(top, 'a'), 'top a');
   mknod(join(top, 'gone'), 0o020000, 0, 0);
-  const plan = { lowerdirs: [top, bottom], upperdir: join(base, 'upper'), workdir: join(base, 'work'), target: join(base, 'merged') };
+  const plan = {
+    lowerdirs: [top, bottom],
+    upperdir: join(base, 'upper'),
+    workdir: join(base, 'work'),
+    target: join(base, 'merged'),
+  };
   const m = await mountForTest(t, plan);
   t.is(readFileSync(join(m.target, 'a'), 'utf8'), 'top a');
   t.false(existsSync(join(m.target, 'gone')));
@@ -157,8 +165,16 @@ rootTest('mountOverlay mounts 130 lowerdirs with long absolute paths', async (t)
   const lowers = await makeLayers(deep, 130, (i) => join(`layer-${i}`, 'x'.repeat(60))); // layer 0 at the bottom
   await writeFile(join(lowers[129] as string, 'doomed'), 'bottom file');
   mknod(join(lowers[70] as string, 'doomed'), 0o020000, 0, 0); // layer 59 deletes it
-  const plan = { lowerdirs: lowers, upperdir: join(base, 'upper'), workdir: join(base, 'work'), target: join(base, 'merged') };
-  t.true(planOverlayMount(plan).some((s) => s.op === 'symlink'), 'needs the short-link encoding');
+  const plan = {
+    lowerdirs: lowers,
+    upperdir: join(base, 'upper'),
+    workdir: join(base, 'work'),
+    target: join(base, 'merged'),
+  };
+  t.true(
+    planOverlayMount(plan).some((s) => s.op === 'symlink'),
+    'needs the short-link encoding',
+  );
   const m = await mountForTest(t, plan);
   t.is(readFileSync(join(m.target, 'f0'), 'utf8'), 'layer 0');
   t.is(readFileSync(join(m.target, 'f129'), 'utf8'), 'layer 129');
@@ -175,7 +191,12 @@ rootTest('mountOverlay mounts 130 layers under one deep dir with relative paths'
   const base = await tempDir(t, PREFIX);
   const deep = join(base, ...Array.from({ length: 12 }, (_, i) => `level-${i}-${'d'.repeat(20)}`));
   const lowers = await makeLayers(deep, 130, (i) => `l${i}`);
-  const plan = { lowerdirs: lowers, upperdir: join(deep, 'upper'), workdir: join(deep, 'work'), target: join(base, 'merged') };
+  const plan = {
+    lowerdirs: lowers,
+    upperdir: join(deep, 'upper'),
+    workdir: join(deep, 'work'),
+    target: join(base, 'merged'),
+  };
   t.truthy(mounts(planOverlayMount(plan))[0]?.cwd);
   const cwd = process.cwd();
   const m = await mountForTest(t, plan);
@@ -199,7 +220,12 @@ rootTest('mountOverlay stacks 600 layers and whiteouts of upper layers still hid
   await writeFile(join(topGroup, 'dir', 'new'), 'y');
   const { setXattr } = await import('../../sys/libc.js');
   setXattr(join(topGroup, 'dir'), 'trusted.overlay.opaque', Buffer.from('y'));
-  const plan = { lowerdirs: lowers, upperdir: join(base, 'upper'), workdir: join(base, 'work'), target: join(base, 'merged') };
+  const plan = {
+    lowerdirs: lowers,
+    upperdir: join(base, 'upper'),
+    workdir: join(base, 'work'),
+    target: join(base, 'merged'),
+  };
   t.is(mounts(planOverlayMount(plan)).length, 2);
   const m = await mountForTest(t, plan);
   t.is(mountsUnder(base).length, 2);
@@ -219,7 +245,12 @@ rootTest('a failed mount undoes its steps and says why', async (t) => {
   const base = await tempDir(t, PREFIX);
   const lowers = await makeLayers(base, 130, (i) => join('layers', `${i}`, 'h'.repeat(40)));
   lowers.splice(5, 0, join(base, 'missing', 'h'.repeat(40)));
-  const plan = { lowerdirs: lowers, upperdir: join(base, 'upper'), workdir: join(base, 'work'), target: join(base, 'merged') };
+  const plan = {
+    lowerdirs: lowers,
+    upperdir: join(base, 'upper'),
+    workdir: join(base, 'work'),
+    target: join(base, 'merged'),
+  };
   let mounted: MountedOverlay | undefined; // should the mount wrongly succeed, it is still unmounted
   t.teardown(() => mounted?.unmount());
   const attempt = mountOverlay(plan).then((m) => {
@@ -233,7 +264,12 @@ rootTest('a failed mount undoes its steps and says why', async (t) => {
 rootTest('unmount detaches a busy mount instead of leaving it behind', async (t) => {
   const base = await tempDir(t, PREFIX);
   const lowers = await makeLayers(base, 2, (i) => `l${i}`);
-  const m = await mountForTest(t, { lowerdirs: lowers, upperdir: join(base, 'u'), workdir: join(base, 'w'), target: join(base, 'm') });
+  const m = await mountForTest(t, {
+    lowerdirs: lowers,
+    upperdir: join(base, 'u'),
+    workdir: join(base, 'w'),
+    target: join(base, 'm'),
+  });
   const fh = await open(join(m.target, 'f0'), 'r');
   t.teardown(() => fh.close());
   await m.unmount();

@@ -20,7 +20,10 @@ async function twoLayers(t: Parameters<typeof tempDir>[0]) {
   const store = await Store.open(join(dir, 'store'));
   const base = await storeLayer(store, { 'etc/motd': 'base', 'etc/keep': 'keep' });
   const top = await storeLayer(store, { 'etc/motd': 'top', 'app/x': 'x' });
-  const snaps = [snapshotDir(store.root, chainId([base.diffId])), snapshotDir(store.root, chainId([base.diffId, top.diffId]))];
+  const snaps = [
+    snapshotDir(store.root, chainId([base.diffId])),
+    snapshotDir(store.root, chainId([base.diffId, top.diffId])),
+  ];
   return { dir, store, layers: [base, top], snaps };
 }
 
@@ -33,12 +36,18 @@ test('overlay: one overlay mount naming the snapshots as lowerdirs (top first) w
   const mounts = host.callsOf('mount');
   t.is(mounts.length, 1);
   t.like(mounts[0], { source: 'overlay', target: rootfs.path, fstype: 'overlay' });
-  t.is(mounts[0]!.data, overlayData({ lowers: [snaps[1]!, snaps[0]!], upper: join(rootfs.dir, 'upper'), work: join(rootfs.dir, 'work') }));
+  t.is(
+    mounts[0]!.data,
+    overlayData({ lowers: [snaps[1]!, snaps[0]!], upper: join(rootfs.dir, 'upper'), work: join(rootfs.dir, 'work') }),
+  );
   t.true(existsSync(join(snaps[0]!, 'etc/keep')), 'the snapshots were made');
   t.deepEqual(await rootfs.changes(), []);
   t.deepEqual(host.callsOf('umount'), []);
   await rootfs.release();
-  t.deepEqual(host.callsOf('umount').map((c) => c.target), [rootfs.path]);
+  t.deepEqual(
+    host.callsOf('umount').map((c) => c.target),
+    [rootfs.path],
+  );
   t.false(existsSync(rootfs.dir));
   await rootfs.release();
   t.is(host.callsOf('umount').length, 1, 'release is idempotent');
@@ -52,12 +61,18 @@ test('caps without mount: the vfs driver, and no mount call', async (t) => {
   t.is(rootfs.driver, 'vfs');
   t.is(rootfs.path, join(rootfs.dir, 'rootfs'));
   t.is(readFileSync(join(rootfs.path, 'etc/motd'), 'utf8'), 'top');
-  t.deepEqual(host.calls.filter((c) => c.op === 'mount' || c.op === 'umount'), []);
+  t.deepEqual(
+    host.calls.filter((c) => c.op === 'mount' || c.op === 'umount'),
+    [],
+  );
 });
 
 test('a mount refused with EPERM falls back to vfs with W_NO_OVERLAY', async (t) => {
   const { store, layers } = await twoLayers(t);
-  const host = new FakeHost({ caps: { mount: true }, mountError: () => Object.assign(new Error('mount: EPERM'), { code: 'EPERM' }) });
+  const host = new FakeHost({
+    caps: { mount: true },
+    mountError: () => Object.assign(new Error('mount: EPERM'), { code: 'EPERM' }),
+  });
   const warnings: string[] = [];
   const rootfs = await openRootfs({ store, host, layers, onWarn: (code) => warnings.push(code) });
   t.teardown(() => rootfs.release());
@@ -69,7 +84,10 @@ test('a mount refused with EPERM falls back to vfs with W_NO_OVERLAY', async (t)
 
 test('an explicit overlay driver does not fall back', async (t) => {
   const { store, layers } = await twoLayers(t);
-  const host = new FakeHost({ caps: { mount: true }, mountError: () => Object.assign(new Error('mount: EPERM'), { code: 'EPERM' }) });
+  const host = new FakeHost({
+    caps: { mount: true },
+    mountError: () => Object.assign(new Error('mount: EPERM'), { code: 'EPERM' }),
+  });
   await t.throwsAsync(openRootfs({ store, host, layers, driver: 'overlay' }), { code: 'E_OVERLAY_MOUNT' });
 });
 
@@ -85,7 +103,14 @@ test('stubs the layers lack are one more read-only lowerdir, on top', async (t) 
   t.teardown(() => rootfs.release());
   const stubDir = join(rootfs.dir, 'stubs');
   const [mount] = host.callsOf('mount');
-  t.is(mount!.data, overlayData({ lowers: [stubDir, snaps[1]!, snaps[0]!], upper: join(rootfs.dir, 'upper'), work: join(rootfs.dir, 'work') }));
+  t.is(
+    mount!.data,
+    overlayData({
+      lowers: [stubDir, snaps[1]!, snaps[0]!],
+      upper: join(rootfs.dir, 'upper'),
+      work: join(rootfs.dir, 'work'),
+    }),
+  );
   t.true(existsSync(join(stubDir, 'proc')));
   t.true(existsSync(join(stubDir, 'etc/hosts')));
   t.false(existsSync(join(stubDir, 'etc/motd')), 'a mount point the image has needs no stub');

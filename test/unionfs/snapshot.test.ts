@@ -38,7 +38,10 @@ test('ensureSnapshots extracts each layer once into its ChainID dir and returns 
   const counted = layers.map((l) => ({ diffId: l.diffId, open: () => (opened++, l.open()) }));
   const dirs = await ensureSnapshots({ storeRoot, layers: counted, apply: gnuTarApply });
   const chains = [chainId([layers[0]!.diffId]), chainId([layers[0]!.diffId, layers[1]!.diffId])];
-  t.deepEqual(dirs, chains.map((c) => snapshotDir(storeRoot, c)));
+  t.deepEqual(
+    dirs,
+    chains.map((c) => snapshotDir(storeRoot, c)),
+  );
   t.is(await readFile(join(dirs[0]!, 'etc', 'os-release'), 'utf8'), 'ID=test\n');
   t.is(await readFile(join(dirs[1]!, 'app', 'main'), 'utf8'), 'main');
   t.false(existsSync(join(dirs[1]!, 'etc')), 'a snapshot holds its own layer only');
@@ -46,7 +49,10 @@ test('ensureSnapshots extracts each layer once into its ChainID dir and returns 
   t.deepEqual(await ensureSnapshots({ storeRoot, layers: counted, apply: gnuTarApply }), dirs);
   t.is(opened, 2, 'existing snapshots are not extracted again');
   t.deepEqual(await listSnapshots(storeRoot), [...chains].sort());
-  t.deepEqual((await readdir(snapshotsRoot(storeRoot))).filter((n) => n.startsWith('.')), []);
+  t.deepEqual(
+    (await readdir(snapshotsRoot(storeRoot))).filter((n) => n.startsWith('.')),
+    [],
+  );
 });
 
 test('the same layer on another base is another snapshot', async (t) => {
@@ -90,7 +96,8 @@ test('a failed extraction leaves no snapshot and no temp dir, and names the laye
   const layers = await twoLayers(dir);
   const failing = async (tar: Readable, into: string) => {
     await gnuTarApply(tar, into);
-    if (into.includes(hexOf(chainId([layers[0]!.diffId, layers[1]!.diffId])).slice(0, 16))) throw new Error('disk full');
+    if (into.includes(hexOf(chainId([layers[0]!.diffId, layers[1]!.diffId])).slice(0, 16)))
+      throw new Error('disk full');
   };
   await t.throwsAsync(ensureSnapshots({ storeRoot, layers, apply: failing }), {
     message: new RegExp(`extracting layer ${layers[1]!.diffId}.*disk full`),
@@ -102,9 +109,13 @@ test('a failed extraction leaves no snapshot and no temp dir, and names the laye
 test('a killed extraction leaves only a temp dir, which cleanStaleSnapshots removes', async (t) => {
   const dir = await tempDir(t, PREFIX);
   const storeRoot = join(dir, 'store');
-  const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'test', 'unionfs', 'snapshot-child.ts'), storeRoot, dir], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(repoRoot, 'test', 'unionfs', 'snapshot-child.ts'), storeRoot, dir],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   t.teardown(() => {
     child.kill('SIGKILL');
   });

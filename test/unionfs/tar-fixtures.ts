@@ -22,7 +22,18 @@ export async function makeTar(dir: string, name: string, files: Record<string, s
     await writeFile(join(tree, p), content);
   }
   const file = join(dir, `${name}.tar`);
-  execFileSync('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-C', tree, '-cf', file, '.']);
+  execFileSync('tar', [
+    '--sort=name',
+    '--mtime=@0',
+    '--owner=0',
+    '--group=0',
+    '--numeric-owner',
+    '-C',
+    tree,
+    '-cf',
+    file,
+    '.',
+  ]);
   const diffId = sha256(await readFile(file));
   return { diffId, file, open: async () => createReadStream(file) };
 }

@@ -3,7 +3,10 @@ import { parseAst } from '../../../builder/dockerfile/ast.js';
 import { dumpAst, dumpNode } from '../../../builder/dockerfile/ast-dump.js';
 
 test('dumpAst prints one S-expression per instruction, newline-terminated', (t) => {
-  t.is(dumpAst(parseAst('FROM a\nCOPY --user=me foo /tmp/\nCMD []\n')), '(from "a")\n(copy ["--user=me"] "foo" "/tmp/")\n(cmd)\n');
+  t.is(
+    dumpAst(parseAst('FROM a\nCOPY --user=me foo /tmp/\nCMD []\n')),
+    '(from "a")\n(copy ["--user=me"] "foo" "/tmp/")\n(cmd)\n',
+  );
 });
 
 test('dumpNode nests the ONBUILD trigger with its own flags', (t) => {

@@ -52,17 +52,37 @@ const dumps = test.macro({
   title: (title = '') => title,
 });
 
-test('a line ending in an escaped escape character does not continue', dumps, 'ENV C a\\\\\nENV D b\n', '(env "C" "a\\\\\\\\" "")\n(env "D" "b" "")\n');
+test(
+  'a line ending in an escaped escape character does not continue',
+  dumps,
+  'ENV C a\\\\\nENV D b\n',
+  '(env "C" "a\\\\\\\\" "")\n(env "D" "b" "")\n',
+);
 test('an escape character alone on a line continues without adding text', dumps, 'RUN a \\\n\\\nb\n', '(run "a b")\n');
 test('a continuation keeps the leading whitespace of the next line', dumps, 'RUN a\\\n   b\n', '(run "a   b")\n');
-test('comment lines inside a continuation are dropped, even indented', dumps, 'RUN a \\\n   # note\n b\n', '(run "a  b")\n');
+test(
+  'comment lines inside a continuation are dropped, even indented',
+  dumps,
+  'RUN a \\\n   # note\n b\n',
+  '(run "a  b")\n',
+);
 test('a commented-out instruction ending in \\ does not continue', dumps, '# RUN x \\\nFROM y\n', '(from "y")\n');
 test('CRLF line endings are removed', dumps, 'FROM a\r\nRUN b \\\r\n c\r\n', '(from "a")\n(run "b  c")\n');
 test('a UTF-8 byte-order mark before the first line is ignored', dumps, '\ufeffFROM a\n', '(from "a")\n');
 test('keywords are case-insensitive and dumped in lowercase', dumps, 'fRoM a\n', '(from "a")\n');
 test('unknown instructions are kept without arguments', dumps, 'FORM a b\n', '(form)\n');
-test('the escape directive switches continuation to the backtick', dumps, '# escape=`\nRUN a `\n b \\\n', '(run "a  b \\\\")\n');
-test('a directive after an instruction is a plain comment', dumps, 'FROM a\n# escape=`\nRUN b `\n', '(from "a")\n(run "b `")\n');
+test(
+  'the escape directive switches continuation to the backtick',
+  dumps,
+  '# escape=`\nRUN a `\n b \\\n',
+  '(run "a  b \\\\")\n',
+);
+test(
+  'a directive after an instruction is a plain comment',
+  dumps,
+  'FROM a\n# escape=`\nRUN b `\n',
+  '(from "a")\n(run "b `")\n',
+);
 test('an unknown directive ends directive parsing', dumps, '# foo=bar\n# escape=`\nRUN a `\n', '(run "a `")\n');
 test('flags stop at a bare --', dumps, 'COPY --a=1 -- --b c\n', '(copy ["--a=1"] "--b" "c")\n');
 test('flags may be quoted', dumps, 'COPY --chown="a b" x y\n', '(copy ["--chown=a b"] "x" "y")\n');
@@ -71,8 +91,18 @@ test('JSON strings are decoded', dumps, 'RUN ["a\\u00e9", "\\t"]\n', '(run "aé"
 test('non-printable characters are dumped with Go escapes', dumps, 'RUN a\u00a0b\u0007\n', '(run "a\\u00a0b\\a")\n');
 test('ONBUILD nests its trigger', dumps, 'ONBUILD ADD --chown=a x y\n', '(onbuild (add ["--chown=a"] "x" "y"))\n');
 test('ARG keeps quotes in its words', dumps, 'ARG a="b c" d\n', '(arg "a=\\"b c\\"" "d")\n');
-test('LABEL in key=value form gives triples', dumps, 'LABEL a=b "c d"=e\n', '(label "a" "b" "=" "\\"c d\\"" "e" "=")\n');
-test('HEALTHCHECK separates the type from a JSON command', dumps, 'HEALTHCHECK CMD ["a", "b"]\n', '(healthcheck "CMD" "a" "b")\n');
+test(
+  'LABEL in key=value form gives triples',
+  dumps,
+  'LABEL a=b "c d"=e\n',
+  '(label "a" "b" "=" "\\"c d\\"" "e" "=")\n',
+);
+test(
+  'HEALTHCHECK separates the type from a JSON command',
+  dumps,
+  'HEALTHCHECK CMD ["a", "b"]\n',
+  '(healthcheck "CMD" "a" "b")\n',
+);
 
 function node(dockerfile: string, i = 0): AstNode {
   const n = parseAst(dockerfile).nodes[i];

@@ -22,7 +22,10 @@ test('directive parsing stops at the first other line', (t) => {
 test('a repeated directive or a bad escape value is an error', (t) => {
   const d = new DirectiveScanner();
   d.observe('# syntax=a', 1);
-  t.throws(() => d.observe('# syntax=b', 2), { instanceOf: DirectiveError, message: 'only one syntax parser directive can be used' });
+  t.throws(() => d.observe('# syntax=b', 2), {
+    instanceOf: DirectiveError,
+    message: 'only one syntax parser directive can be used',
+  });
   t.throws(() => new DirectiveScanner().observe('# escape=ab', 1), { instanceOf: DirectiveError });
 });
 

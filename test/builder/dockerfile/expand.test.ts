@@ -134,9 +134,21 @@ test(refuses, '${v/a}', 'failed to process "${v/a}": syntax error: missing \'/\'
 test(refuses, '${v?must be set}', 'failed to process "${v?must be set}": v: must be set');
 test(refuses, '${v:?}', 'failed to process "${v:?}": v: is not allowed to be unset');
 test(refuses, '${v:=x}', 'failed to process "${v:=x}": unsupported modifier (:=) in substitution');
-test(refuses, '${v#\\a}', 'failed to process "${v#\\\\a}": invalid pattern (\\a) in substitution: invalid escape \'\\a\'');
-test(refuses, "'open", 'failed to process "\'open": unexpected end of statement while looking for matching single-quote');
-test(refuses, '"open', 'failed to process "\\"open": unexpected end of statement while looking for matching double-quote');
+test(
+  refuses,
+  '${v#\\a}',
+  'failed to process "${v#\\\\a}": invalid pattern (\\a) in substitution: invalid escape \'\\a\'',
+);
+test(
+  refuses,
+  "'open",
+  'failed to process "\'open": unexpected end of statement while looking for matching single-quote',
+);
+test(
+  refuses,
+  '"open',
+  'failed to process "\\"open": unexpected end of statement while looking for matching double-quote',
+);
 
 test('an empty value fails ${v:?} with "empty", not "unset"', (t) => {
   t.throws(() => expandWord('${v:?}', { v: '' }), { message: /v: is not allowed to be empty$/ });

@@ -9,16 +9,24 @@ test('flags are collected by name; repeatable ones keep every value in order', (
 });
 
 test('boolean flags accept a bare name, true and false', (t) => {
-  t.deepEqual(parseFlags('copy', ['--link', '--parents=FALSE'], INSTRUCTION_FLAGS['copy']), { link: ['true'], parents: ['false'] });
+  t.deepEqual(parseFlags('copy', ['--link', '--parents=FALSE'], INSTRUCTION_FLAGS['copy']), {
+    link: ['true'],
+    parents: ['false'],
+  });
   t.throws(() => parseFlags('copy', ['--link='], INSTRUCTION_FLAGS['copy']), { instanceOf: FlagError });
 });
 
 test('a flag value may contain = and be empty', (t) => {
-  t.deepEqual(parseFlags('copy', ['--chown=a=b', '--chmod='], INSTRUCTION_FLAGS['copy']), { chown: ['a=b'], chmod: [''] });
+  t.deepEqual(parseFlags('copy', ['--chown=a=b', '--chmod='], INSTRUCTION_FLAGS['copy']), {
+    chown: ['a=b'],
+    chmod: [''],
+  });
 });
 
 test('names of Object.prototype are unknown flags, not crashes', (t) => {
-  t.throws(() => parseFlags('copy', ['--constructor=x'], INSTRUCTION_FLAGS['copy']), { message: /unknown flag --constructor/ });
+  t.throws(() => parseFlags('copy', ['--constructor=x'], INSTRUCTION_FLAGS['copy']), {
+    message: /unknown flag --constructor/,
+  });
 });
 
 test('closest suggests the nearest name within two edits', (t) => {

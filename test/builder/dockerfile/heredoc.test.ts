@@ -1,5 +1,10 @@
 import test from 'ava';
-import { chompHeredoc, heredocsFromLine, parseHeredocWord, runHeredocScript } from '../../../builder/dockerfile/heredoc.js';
+import {
+  chompHeredoc,
+  heredocsFromLine,
+  parseHeredocWord,
+  runHeredocScript,
+} from '../../../builder/dockerfile/heredoc.js';
 
 test('parseHeredocWord reads the name, fd, chomp and expand flags', (t) => {
   t.deepEqual(parseHeredocWord('<<EOF'), { name: 'EOF', expand: true, chomp: false, fd: 0 });
@@ -37,5 +42,7 @@ test('runHeredocScript applies BuildKit RUN rules', (t) => {
     script: '/dev/pipes/EOF',
     file: { path: '/dev/pipes/EOF', content: '#!/bin/sh\necho a\n', mode: 0o755 },
   });
-  t.deepEqual(runHeredocScript('python3 <<EOF', [h('EOF', '#!x\nprint(1)\n')]), { script: 'python3 <<EOF\n#!x\nprint(1)\nEOF' });
+  t.deepEqual(runHeredocScript('python3 <<EOF', [h('EOF', '#!x\nprint(1)\n')]), {
+    script: 'python3 <<EOF\n#!x\nprint(1)\nEOF',
+  });
 });

@@ -107,15 +107,33 @@ test('RUN runs /bin/sh -c through the host: /proc and /dev mounted, pivot into t
   const { ops, newNetwork } = starts[0]!;
   t.false(newNetwork, 'network default is the host network (as docker build)');
   const mounts = ops.filter((o): o is Extract<Op, { op: 'mount' }> => o.op === 'mount');
-  t.truthy(mounts.find((m) => m.fstype === 'proc' && m.target === join(s.root, 'proc')), '/proc is mounted in the step root');
+  t.truthy(
+    mounts.find((m) => m.fstype === 'proc' && m.target === join(s.root, 'proc')),
+    '/proc is mounted in the step root',
+  );
   t.truthy(mounts.find((m) => m.fstype === 'tmpfs' && m.target === join(s.root, 'dev')));
-  t.truthy(mounts.find((m) => m.target === join(s.root, 'etc/hosts')), '/etc/hosts is bound from a build file');
+  t.truthy(
+    mounts.find((m) => m.target === join(s.root, 'etc/hosts')),
+    '/etc/hosts is bound from a build file',
+  );
   const pivot = ops.findIndex((o) => o.op === 'pivot');
   t.deepEqual(ops[pivot], { op: 'pivot', root: s.root });
-  t.true(mounts.every((m) => ops.indexOf(m) < pivot), 'every mount happens before the pivot');
-  t.deepEqual(ops.find((o) => o.op === 'hostname'), { op: 'hostname', name: 'buildkitsandbox' });
-  t.deepEqual(ops.find((o) => o.op === 'chdir'), { op: 'chdir', path: '/work' });
-  t.like(ops.find((o) => o.op === 'user'), { uid: 0, gid: 0 });
+  t.true(
+    mounts.every((m) => ops.indexOf(m) < pivot),
+    'every mount happens before the pivot',
+  );
+  t.deepEqual(
+    ops.find((o) => o.op === 'hostname'),
+    { op: 'hostname', name: 'buildkitsandbox' },
+  );
+  t.deepEqual(
+    ops.find((o) => o.op === 'chdir'),
+    { op: 'chdir', path: '/work' },
+  );
+  t.like(
+    ops.find((o) => o.op === 'user'),
+    { uid: 0, gid: 0 },
+  );
   t.true(ops.some((o) => o.op === 'nnp'));
   const env = ops.filter((o): o is Extract<Op, { op: 'env' }> => o.op === 'env').map((o) => o.entry);
   t.deepEqual(env, ['PATH=/usr/bin:/bin', 'HOME=/root']);
@@ -136,7 +154,10 @@ test('RUN --network=none asks for a new network namespace and brings up lo; USER
   const { ops, newNetwork } = s.host.callsOf('start')[0]!;
   t.true(newNetwork);
   t.true(ops.some((o) => o.op === 'loup'));
-  t.like(ops.find((o) => o.op === 'user'), { uid: 1000, gid: 1000 });
+  t.like(
+    ops.find((o) => o.op === 'user'),
+    { uid: 1000, gid: 1000 },
+  );
   t.deepEqual(ops.at(-1), { op: 'exec', init: false, args: ['/bin/true'] });
 });
 
@@ -144,19 +165,27 @@ test('a non-zero exit from the process is the step failure, with the exit code a
   const s = await setup(t, { onStart: () => ({ stdout: 'working\n', stderr: 'boom\n', code: 3 }) });
   const step = runStep(s.env, stage(), runIns('FROM scratch\nRUN make all\n'), OPTS);
   await step.cacheKey();
-  const err = await t.throwsAsync(step.apply(() => {}), { instanceOf: RunFailedError });
+  const err = await t.throwsAsync(
+    step.apply(() => {}),
+    { instanceOf: RunFailedError },
+  );
   await step.release();
   const failed = err as RunFailedError;
   t.is(failed.exitCode, 3);
   t.deepEqual(failed.command, ['/bin/sh', '-c', 'make all']);
   t.regex(failed.output, /working/);
   t.regex(failed.output, /boom/);
-  t.regex(failed.message, /^Dockerfile:2: RUN failed: process "\/bin\/sh -c make all" did not complete successfully: exit code: 3$/);
+  t.regex(
+    failed.message,
+    /^Dockerfile:2: RUN failed: process "\/bin\/sh -c make all" did not complete successfully: exit code: 3$/,
+  );
   t.deepEqual(s.outcome, ['discard']);
 });
 
 test('RUN refuses what tsbuild does not run, before the step is shown', async (t) => {
   const s = await setup(t);
-  t.throws(() => runStep(s.env, stage(), runIns('FROM scratch\nRUN --security=insecure true\n'), OPTS), { message: /--security=insecure is not allowed/ });
+  t.throws(() => runStep(s.env, stage(), runIns('FROM scratch\nRUN --security=insecure true\n'), OPTS), {
+    message: /--security=insecure is not allowed/,
+  });
   t.deepEqual(s.host.calls, []);
 });

@@ -4,7 +4,18 @@ import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Distro } from '../../../convert/distro.js';
 import { lookupKernel } from '../../../convert/kernel/cache.js';
-import { compareVersions, findKernel, installPlan, kernelCacheKey, kernelRecords, layerChanges, parseKernelFlag, recordMismatch, ALPINE_INITFS_FEATURES, type KernelRecord } from '../../../convert/kernel/index.js';
+import {
+  compareVersions,
+  findKernel,
+  installPlan,
+  kernelCacheKey,
+  kernelRecords,
+  layerChanges,
+  parseKernelFlag,
+  recordMismatch,
+  ALPINE_INITFS_FEATURES,
+  type KernelRecord,
+} from '../../../convert/kernel/index.js';
 import { commitLayer } from '../../../layers/store/commit.js';
 import { Store } from '../../../layers/store/store.js';
 import { tarFromDirectory } from '../../../layers/tar/create.js';
@@ -43,12 +54,24 @@ test('findKernel picks the newest kernel that has an initramfs, keeping the vers
     'boot/initrd.img-6.1.0-10-cloud-amd64': 'i',
     'boot/vmlinuz-6.1.0-11-cloud-amd64.old': 'k',
   });
-  t.deepEqual(findKernel(root), { kernel: '/boot/vmlinuz-6.1.0-10-cloud-amd64', initrd: '/boot/initrd.img-6.1.0-10-cloud-amd64', version: '6.1.0-10-cloud-amd64' });
+  t.deepEqual(findKernel(root), {
+    kernel: '/boot/vmlinuz-6.1.0-10-cloud-amd64',
+    initrd: '/boot/initrd.img-6.1.0-10-cloud-amd64',
+    version: '6.1.0-10-cloud-amd64',
+  });
 });
 
-test('findKernel reads Alpine\'s flavor names and finds the release from /lib/modules', async (t) => {
-  const root = await tree(t, { 'boot/vmlinuz-virt': 'k', 'boot/initramfs-virt': 'i', 'lib/modules/6.6.58-0-virt/': '' });
-  t.deepEqual(findKernel(root), { kernel: '/boot/vmlinuz-virt', initrd: '/boot/initramfs-virt', version: '6.6.58-0-virt' });
+test("findKernel reads Alpine's flavor names and finds the release from /lib/modules", async (t) => {
+  const root = await tree(t, {
+    'boot/vmlinuz-virt': 'k',
+    'boot/initramfs-virt': 'i',
+    'lib/modules/6.6.58-0-virt/': '',
+  });
+  t.deepEqual(findKernel(root), {
+    kernel: '/boot/vmlinuz-virt',
+    initrd: '/boot/initramfs-virt',
+    version: '6.6.58-0-virt',
+  });
 });
 
 test('findKernel finds nothing in an image without a kernel', async (t) => {
@@ -57,14 +80,26 @@ test('findKernel finds nothing in an image without a kernel', async (t) => {
 
 test('Debian without init, udev or ifupdown gets them with the cloud kernel', async (t) => {
   const plan = installPlan(debian, await tree(t, {}), { network: 'dhcp' });
-  t.deepEqual(plan.packages, ['linux-image-cloud-amd64', 'initramfs-tools', 'systemd-sysv', 'udev', 'ifupdown', 'isc-dhcp-client']);
+  t.deepEqual(plan.packages, [
+    'linux-image-cloud-amd64',
+    'initramfs-tools',
+    'systemd-sysv',
+    'udev',
+    'ifupdown',
+    'isc-dhcp-client',
+  ]);
   t.regex(plan.script, /apt-get .* install -y --no-install-recommends \$pkgs/);
   t.regex(plan.script, /linux-image-amd64/, 'falls back to the generic kernel when the archive has no cloud flavor');
   t.deepEqual(plan.commands.at(-1), ['rm', '-rf', '/var/lib/apt/lists/*']);
 });
 
 test('Debian with systemd, udev and ifupdown only gets the kernel and initramfs-tools', async (t) => {
-  const root = await tree(t, { 'sbin/init': '', 'lib/systemd/systemd': '', 'lib/systemd/systemd-udevd': '', 'sbin/ifup': '' });
+  const root = await tree(t, {
+    'sbin/init': '',
+    'lib/systemd/systemd': '',
+    'lib/systemd/systemd-udevd': '',
+    'sbin/ifup': '',
+  });
   t.deepEqual(installPlan(debian, root, { network: 'dhcp' }).packages, ['linux-image-cloud-amd64', 'initramfs-tools']);
 });
 
@@ -76,19 +111,38 @@ test('Alpine installs linux-virt with mkinitfs features for ext4 on virtio, and 
   const plan = installPlan(alpine, await tree(t, {}), { network: 'dhcp' });
   t.deepEqual(plan.commands, [
     ['sh', '-c', `mkdir -p /etc/mkinitfs && echo 'features="${ALPINE_INITFS_FEATURES}"' > /etc/mkinitfs/mkinitfs.conf`],
-    ['apk', 'add', '--no-cache', 'linux-virt', 'mkinitfs', 'openrc', 'busybox-openrc', 'busybox-mdev-openrc', 'ifupdown-ng'],
+    [
+      'apk',
+      'add',
+      '--no-cache',
+      'linux-virt',
+      'mkinitfs',
+      'openrc',
+      'busybox-openrc',
+      'busybox-mdev-openrc',
+      'ifupdown-ng',
+    ],
     ['sh', '-c', 'mkinitfs $(ls /lib/modules | tail -n 1)'],
   ]);
   t.is(ALPINE_INITFS_FEATURES, 'base ext4 virtio scsi');
 });
 
 test('Alpine before 3.17 gets busybox-initscripts', async (t) => {
-  t.true(installPlan({ ...alpine, versionId: '3.16.9' }, await tree(t, {}), { network: 'none' }).packages.includes('busybox-initscripts'));
+  t.true(
+    installPlan({ ...alpine, versionId: '3.16.9' }, await tree(t, {}), { network: 'none' }).packages.includes(
+      'busybox-initscripts',
+    ),
+  );
 });
 
-const base = { 'etc/os-release': 'ID=debian\n', 'var/lib/dpkg/status': 'Package: base-files\n', 'etc/passwd': 'root:x:0:0::/root:/bin/sh\n', 'etc/apt/sources.list.d/debian.sources': 'Types: deb\n' };
+const base = {
+  'etc/os-release': 'ID=debian\n',
+  'var/lib/dpkg/status': 'Package: base-files\n',
+  'etc/passwd': 'root:x:0:0::/root:/bin/sh\n',
+  'etc/apt/sources.list.d/debian.sources': 'Types: deb\n',
+};
 
-test('the kernel cache key ignores the app\'s files and changes with the package database', async (t) => {
+test("the kernel cache key ignores the app's files and changes with the package database", async (t) => {
   const plain = await tree(t, base);
   const plan = installPlan(debian, plain, { network: 'dhcp' });
   const withApp = await tree(t, { ...base, 'usr/local/bin/app': '#!/bin/sh\necho v2\n', 'srv/app/data': 'x' });
@@ -111,7 +165,19 @@ test('a cached kernel layer is not reused over an image file it would overwrite'
 
 test('runtime mount points, caches and logs stay out of the kernel layer', (t) => {
   const kept = layerChanges(
-    ['dev/null', 'proc', 'tmp/x', 'var/cache/apt/pkgcache.bin', 'var/lib/apt/lists/x', 'var/log/apt/term.log', 'etc/resolv.conf', 'etc/hosts', 'boot/vmlinuz-6.1', 'var/lib/dpkg/status', 'etc/passwd'].map((path) => ({ path, kind: 'add' as const })),
+    [
+      'dev/null',
+      'proc',
+      'tmp/x',
+      'var/cache/apt/pkgcache.bin',
+      'var/lib/apt/lists/x',
+      'var/log/apt/term.log',
+      'etc/resolv.conf',
+      'etc/hosts',
+      'boot/vmlinuz-6.1',
+      'var/lib/dpkg/status',
+      'etc/passwd',
+    ].map((path) => ({ path, kind: 'add' as const })),
   ).map((c) => c.path);
   t.deepEqual(kept, ['boot/vmlinuz-6.1', 'var/lib/dpkg/status', 'etc/passwd']);
 });
@@ -146,7 +212,7 @@ test('kernel records live in <store>/cache/export-kernel/<hex>.json and are used
   await kernelRecords(store).put(other, rec);
   t.is(await lookupKernel(store, rootfs, other), undefined, 'a record filed under another key is refused');
   await mkdir(join(rootfs, 'boot'));
-  await writeFile(join(rootfs, 'boot/vmlinuz-6.1'), 'the app\'s own');
+  await writeFile(join(rootfs, 'boot/vmlinuz-6.1'), "the app's own");
   const said: string[] = [];
   t.is(await lookupKernel(store, rootfs, key, (m) => said.push(m)), undefined);
   t.deepEqual(said, ['cached kernel layer not reused: the image has its own /boot/vmlinuz-6.1']);

@@ -57,7 +57,24 @@ const digest = (b: Buffer): string => createHash('sha256').update(b).digest('hex
 
 /** text-like bytes that compress about 3:1, the same for the same seed */
 function compressible(n: number, seed = 1): Buffer {
-  const words = ['usr', 'lib', 'share', 'layer', 'blob', 'sha256:', 'manifest', 'config', '/', '\n', ' ', '.so', '0', '1', '42', 'x86_64'];
+  const words = [
+    'usr',
+    'lib',
+    'share',
+    'layer',
+    'blob',
+    'sha256:',
+    'manifest',
+    'config',
+    '/',
+    '\n',
+    ' ',
+    '.so',
+    '0',
+    '1',
+    '42',
+    'x86_64',
+  ];
   const out = Buffer.allocUnsafe(n);
   let x = seed;
   let i = 0;
@@ -90,10 +107,18 @@ interface ToolResult {
 }
 
 /** tool runs a host command with `input` on stdin. */
-function tool(argv: string[], input?: Buffer, opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ToolResult> {
+function tool(
+  argv: string[],
+  input?: Buffer,
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
     const [cmd, ...args] = argv;
-    const child = spawn(cmd as string, args, { stdio: ['pipe', 'pipe', 'pipe'], cwd: opts.cwd, env: opts.env ?? process.env });
+    const child = spawn(cmd as string, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
@@ -206,7 +231,10 @@ test('gzip output is one member: one deflate stream ends exactly at the trailer,
   const data = mixed(3 * MiB + 3);
   const packed = await compress('gzip', data);
   const body = packed.subarray(10, -8);
-  const { buffer, engine } = zlib.inflateRawSync(body, { info: true }) as unknown as { buffer: Buffer; engine: zlib.Zlib };
+  const { buffer, engine } = zlib.inflateRawSync(body, { info: true }) as unknown as {
+    buffer: Buffer;
+    engine: zlib.Zlib;
+  };
   t.true(buffer.equals(data));
   t.is(engine.bytesWritten, body.length);
   t.is(packed.readUInt32LE(packed.length - 8), zlib.crc32(data));
@@ -218,7 +246,8 @@ const sameAsZlib = test.macro({
     const data = compressible(size, 3);
     t.true((await compress('gzip', data, { level })).equals(zlib.gzipSync(data, { level })));
   },
-  title: (_ = '', size: number, level: number) => `gzip of ${size} bytes (at most one block) at level ${level} is exactly zlib.gzipSync's`,
+  title: (_ = '', size: number, level: number) =>
+    `gzip of ${size} bytes (at most one block) at level ${level} is exactly zlib.gzipSync's`,
 });
 test(sameAsZlib, 0, 6);
 test(sameAsZlib, 1000, 1);
@@ -265,7 +294,10 @@ goTest('Go compress/gzip reads the output as a single member', async (t) => {
     ].join('\n'),
   );
   const env = { ...process.env, GOCACHE: join(dir, 'cache'), GOPATH: join(dir, 'gopath'), GO111MODULE: 'off' };
-  const build = await tool(['go', 'build', '-o', join(dir, 'gunzip'), join(dir, 'main.go')], undefined, { cwd: dir, env });
+  const build = await tool(['go', 'build', '-o', join(dir, 'gunzip'), join(dir, 'main.go')], undefined, {
+    cwd: dir,
+    env,
+  });
   t.is(build.code, 0, build.stderr);
   const data = mixed(2 * MiB + 99);
   const res = await tool([join(dir, 'gunzip')], await compress('gzip', data));
@@ -329,7 +361,8 @@ const boundedDecompressor = test.macro({
     stream.destroy();
     t.true(held < 4 * MiB, `${held} bytes held`);
   },
-  title: (_ = '', c: string) => `the ${c} decompressor holds little output while nobody reads it, even from a small blob that expands to 256 MiB`,
+  title: (_ = '', c: string) =>
+    `the ${c} decompressor holds little output while nobody reads it, even from a small blob that expands to 256 MiB`,
 });
 test(boundedDecompressor, 'gzip');
 test(boundedDecompressor, 'zstd');
@@ -337,7 +370,9 @@ test(boundedDecompressor, 'zstd');
 // ---------------------------------------------------------------------------------------------------------------
 // detection and automatic decompression, on files made by the real CLIs
 
-async function cliFixtures(t: ExecutionContext): Promise<{ tar: Buffer; files: Record<'gzip' | 'zstd' | 'bzip2' | 'xz', Buffer> }> {
+async function cliFixtures(
+  t: ExecutionContext,
+): Promise<{ tar: Buffer; files: Record<'gzip' | 'zstd' | 'bzip2' | 'xz', Buffer> }> {
   const dir = await tempDir(t);
   await mkdir(join(dir, 'root/etc'), { recursive: true });
   await writeFile(join(dir, 'root/etc/hostname'), 'tsbuild\n');
@@ -407,12 +442,18 @@ async function failure(c: Compression | 'bzip2' | 'xz' | 'auto', data: Buffer): 
 const corrupt = test.macro({
   async exec(t, c: 'gzip' | 'zstd' | 'bzip2' | 'xz' | 'auto', make: (good: Buffer) => Buffer, expected: string) {
     const tar = compressible(400_000, 4);
-    const good = c === 'gzip' || c === 'auto' ? zlib.gzipSync(tar) : c === 'zstd' ? await compress('zstd', tar) : (await tool([c, '-c'], tar)).stdout;
+    const good =
+      c === 'gzip' || c === 'auto'
+        ? zlib.gzipSync(tar)
+        : c === 'zstd'
+          ? await compress('zstd', tar)
+          : (await tool([c, '-c'], tar)).stdout;
     const err = await failure(c, make(good));
     t.true(err instanceof CorruptDataError && err instanceof InvalidInputError, String(err));
     t.true(err.message.startsWith(`${expected} data is corrupt: `), err.message);
   },
-  title: (name = '', c: string) => `${c === 'auto' ? 'autoDecompress' : c} fails on ${name} with an error naming the compression`,
+  title: (name = '', c: string) =>
+    `${c === 'auto' ? 'autoDecompress' : c} fails on ${name} with an error naming the compression`,
 });
 const truncate = (b: Buffer): Buffer => b.subarray(0, Math.floor(b.length / 2));
 const flip = (b: Buffer): Buffer => {
@@ -445,14 +486,17 @@ test('bad levels, thread counts and compressions are refused up front', (t) => {
 // ---------------------------------------------------------------------------------------------------------------
 // the worker pool: lifetime, failure, and the two ways the worker code is loaded
 
-test.serial('shutting the gzip pool down mid-stream fails that stream, and the next stream starts a new pool', async (t) => {
-  const data = mixed(8 * MiB);
-  const pending = compress('gzip', data, { threads: 2 }, BLOCK);
-  await new Promise((r) => setTimeout(r, 30));
-  await shutdownGzipPool();
-  await t.throwsAsync(pending, { message: /^gzip compression failed: / });
-  t.true(zlib.gunzipSync(await compress('gzip', data, { threads: 2 })).equals(data));
-});
+test.serial(
+  'shutting the gzip pool down mid-stream fails that stream, and the next stream starts a new pool',
+  async (t) => {
+    const data = mixed(8 * MiB);
+    const pending = compress('gzip', data, { threads: 2 }, BLOCK);
+    await new Promise((r) => setTimeout(r, 30));
+    await shutdownGzipPool();
+    await t.throwsAsync(pending, { message: /^gzip compression failed: / });
+    t.true(zlib.gunzipSync(await compress('gzip', data, { threads: 2 })).equals(data));
+  },
+);
 
 /** childScript compresses 3 MiB of counter data with gzip and zstd and prints the digests; it never shuts the pool down. */
 const childScript = (modulePath: string): string => `
@@ -483,7 +527,9 @@ async function runChild(t: ExecutionContext, args: string[], cwd: string): Promi
   const err: Buffer[] = [];
   child.stdout.on('data', (b: Buffer) => out.push(b));
   child.stderr.on('data', (b: Buffer) => err.push(b));
-  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((r) => child.on('close', (c, s) => r([c, s])));
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((r) =>
+    child.on('close', (c, s) => r([c, s])),
+  );
   clearTimeout(timer);
   t.is(signal, null, 'the process exited by itself (idle workers do not keep it alive)');
   t.is(code, 0, Buffer.concat(err).toString());
@@ -512,7 +558,11 @@ test('compiled by tsc, the gzip and zstd workers load from plain node and idle w
   );
   await writeFile(join(dir, 'package.json'), '{"type":"module"}');
   await symlink(join(repoRoot, 'node_modules'), join(dir, 'node_modules'));
-  const tsc = await tool([process.execPath, join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', join(dir, 'tsconfig.json')], undefined, { cwd: repoRoot });
+  const tsc = await tool(
+    [process.execPath, join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', join(dir, 'tsconfig.json')],
+    undefined,
+    { cwd: repoRoot },
+  );
   t.is(tsc.code, 0, tsc.stdout.toString() + tsc.stderr);
   const script = join(dir, 'child.mjs');
   await writeFile(script, childScript(join(out, 'layers', 'compress', 'compress.js')));

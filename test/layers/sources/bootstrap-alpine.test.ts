@@ -22,7 +22,11 @@ function serve(files: Record<string, Buffer | string>): Promise<{ url: string; s
     }
     res.end(body);
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/alpine`, server })));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/alpine`, server }),
+    ),
+  );
 }
 
 const releasesYaml = (file: string, sha: string): string => `---
@@ -57,7 +61,10 @@ test('bootstrap alpine:3.20 imports the minirootfs from a mirror after checking 
   const tgz = execFileSync('bash', ['-c', `tar -C ${tree} -cf - . | gzip -n`], { maxBuffer: 64 << 20 });
   const file = 'alpine-minirootfs-3.20.3-x86_64.tar.gz';
   const sha = createHash('sha256').update(tgz).digest('hex');
-  const { url, server } = await serve({ '/alpine/v3.20/releases/x86_64/latest-releases.yaml': releasesYaml(file, sha), [`/alpine/v3.20/releases/x86_64/${file}`]: tgz });
+  const { url, server } = await serve({
+    '/alpine/v3.20/releases/x86_64/latest-releases.yaml': releasesYaml(file, sha),
+    [`/alpine/v3.20/releases/x86_64/${file}`]: tgz,
+  });
   t.teardown(() => server.close());
   const root = await newStoreRoot(t);
   const r = await tsbuild(['--root', root, 'bootstrap', 'alpine:3.20', '--mirror', url]);
@@ -89,5 +96,8 @@ test('bootstrap alpine with an unreachable mirror fails with one line naming the
   const root = await newStoreRoot(t);
   const r = await tsbuild(['--root', root, 'bootstrap', 'alpine:3.20', '--mirror', url]);
   t.is(r.code, 1);
-  t.regex(r.stderr, /^error: cannot reach http:\/\/127\.0\.0\.1:\d+\/alpine\/v3\.20\/releases\/x86_64\/latest-releases\.yaml: ECONNREFUSED\nhint: .*--mirror/m);
+  t.regex(
+    r.stderr,
+    /^error: cannot reach http:\/\/127\.0\.0\.1:\d+\/alpine\/v3\.20\/releases\/x86_64\/latest-releases\.yaml: ECONNREFUSED\nhint: .*--mirror/m,
+  );
 });

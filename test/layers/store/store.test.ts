@@ -39,14 +39,18 @@ test('putBlob() of identical bytes twice returns the same digest and writes once
 
 test('putBlob() with a wrong expected digest fails and leaves nothing behind', async (t) => {
   const store = await newStore(t);
-  const err = await t.throwsAsync(store.putBlob(Readable.from([Buffer.from('abc')]), { digest: sha256('xyz'), size: 3 }));
+  const err = await t.throwsAsync(
+    store.putBlob(Readable.from([Buffer.from('abc')]), { digest: sha256('xyz'), size: 3 }),
+  );
   t.is((err as { code?: string }).code, 'E_DIGEST_MISMATCH');
   t.deepEqual(await readdir(store.blobDir), []);
 });
 
 test('putBlob() with a wrong expected size fails and leaves nothing behind', async (t) => {
   const store = await newStore(t);
-  const err = await t.throwsAsync(store.putBlob(Readable.from([Buffer.from('abcd')]), { digest: sha256('abcd'), size: 3 }));
+  const err = await t.throwsAsync(
+    store.putBlob(Readable.from([Buffer.from('abcd')]), { digest: sha256('abcd'), size: 3 }),
+  );
   t.is((err as { code?: string }).code, 'E_SIZE_MISMATCH');
   t.deepEqual(await readdir(store.blobDir), []);
 });
@@ -87,7 +91,11 @@ test('concurrent updateIndex() calls from one process lose nothing', async (t) =
     Array.from({ length: 20 }, (_, i) =>
       store.updateIndex(async (index) => {
         await new Promise((r) => setTimeout(r, Math.random() * 5));
-        index.manifests.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(String(i)), size: i });
+        index.manifests.push({
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: sha256(String(i)),
+          size: i,
+        });
       }),
     ),
   );

@@ -33,12 +33,20 @@ async function layer(): Promise<Buffer> {
   return Buffer.concat(out);
 }
 
-async function applyOn(t: ExecutionContext, caps: Partial<HostCaps>): Promise<{ host: FakeHost; warnings: string[]; root: string }> {
+async function applyOn(
+  t: ExecutionContext,
+  caps: Partial<HostCaps>,
+): Promise<{ host: FakeHost; warnings: string[]; root: string }> {
   const root = await makeTempDir('tsbuild-apply-host-');
   t.teardown(() => removeDir(root));
   const host = new FakeHost({ caps });
   const warnings: string[] = [];
-  await applyLayer(Readable.from(await layer()), { root, host, writerThread: false, onWarn: (code) => warnings.push(code) });
+  await applyLayer(Readable.from(await layer()), {
+    root,
+    host,
+    writerThread: false,
+    onWarn: (code) => warnings.push(code),
+  });
   return { host, warnings, root };
 }
 
@@ -52,7 +60,9 @@ test('an unprivileged host: no mknod, no lchown, the device is skipped with a wa
 test('a privileged host: the device through host.mknod, owners through host.lchown', async (t) => {
   const { host, warnings, root } = await applyOn(t, { uid: 0, gid: 0, root: true, mknod: true, chown: true });
   t.deepEqual(warnings, []);
-  t.deepEqual(host.callsOf('mknod'), [{ op: 'mknod', path: `${root}/dev/null`, mode: fsc.S_IFCHR | 0o666, major: 1, minor: 3 }]);
+  t.deepEqual(host.callsOf('mknod'), [
+    { op: 'mknod', path: `${root}/dev/null`, mode: fsc.S_IFCHR | 0o666, major: 1, minor: 3 },
+  ]);
   const owners = host.callsOf('lchown').map((c) => [c.path.slice(root.length), c.uid, c.gid]);
   t.deepEqual(owners, [
     ['/dev', 0, 0],

@@ -8,7 +8,14 @@ import { PassThrough, Readable } from 'node:stream';
 import { pack, type Header } from 'tar-stream';
 import { tarSync } from '../../../fixtures/hostile-layers.js';
 import { TsbuildError } from '../../../sys/errors.js';
-import { applyEntry, applyLayer, createApplyState, finishApply, type ApplyOptions, type EntryHeader } from '../../../layers/tar/apply.js';
+import {
+  applyEntry,
+  applyLayer,
+  createApplyState,
+  finishApply,
+  type ApplyOptions,
+  type EntryHeader,
+} from '../../../layers/tar/apply.js';
 import { installPaxCodec, xattrRecords } from '../../../layers/tar/pax.js';
 import { getXattr, getXattrs, majorMinor, mknod } from '../../../sys/libc.js';
 import { isRoot, makeTempDir, removeDir, rootTest } from '../../helpers/index.js';
@@ -24,9 +31,13 @@ async function tempDir(t: ExecutionContext, prefix = 'tsbuild-apply-'): Promise<
 
 /** gnuTar archives `dir`'s contents with GNU tar (the real tool), numeric owners, PAX format and xattrs. */
 function gnuTar(dir: string, extra: string[] = []): Buffer {
-  return execFileSync('tar', ['--format=posix', '--numeric-owner', '--xattrs', '--xattrs-include=*', ...extra, '-cf', '-', '-C', dir, '.'], {
-    maxBuffer: 1 << 28,
-  });
+  return execFileSync(
+    'tar',
+    ['--format=posix', '--numeric-owner', '--xattrs', '--xattrs-include=*', ...extra, '-cf', '-', '-C', dir, '.'],
+    {
+      maxBuffer: 1 << 28,
+    },
+  );
 }
 
 interface PackEntry {
@@ -74,7 +85,11 @@ function manifest(root: string): Manifest {
     const ns = lstatSync(abs, { bigint: true }).mtimeNs;
     if (rel !== '') {
       const x = getXattrs(abs);
-      const xs = Object.keys(x).length ? ` xattrs=${Object.entries(x).map(([k, v]) => `${k}:${v.toString('hex')}`).join(',')}` : '';
+      const xs = Object.keys(x).length
+        ? ` xattrs=${Object.entries(x)
+            .map(([k, v]) => `${k}:${v.toString('hex')}`)
+            .join(',')}`
+        : '';
       let what: string;
       if (st.isDirectory()) what = 'dir';
       else if (st.isSymbolicLink()) what = `symlink->${readlinkSync(abs)}`;
@@ -162,7 +177,10 @@ test('a GNU tar layer of every file type applies exactly as GNU tar extracts it'
   const ours = await tempDir(t);
   const theirs = await tempDir(t);
   const res = await apply(tar, { root: ours });
-  execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-xf', '-', '-C', theirs], { input: tar, maxBuffer: 1 << 28 });
+  execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-xf', '-', '-C', theirs], {
+    input: tar,
+    maxBuffer: 1 << 28,
+  });
   const got = manifest(ours);
   assertSameTree(t, got, manifest(theirs), 'as GNU tar extracts it');
   t.true(res.entries >= 320);
@@ -173,14 +191,21 @@ test('a GNU tar layer of every file type applies exactly as GNU tar extracts it'
 
 rootTest('a GNU tar of the host /etc applies exactly as GNU tar extracts it', async (t) => {
   // Real-world names, modes, owners, symlinks and hardlinks; one tar read by both (the host may change meanwhile).
-  const r = spawnSync('tar', ['--format=posix', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-cf', '-', '-C', '/', 'etc'], {
-    maxBuffer: 1 << 28,
-  });
+  const r = spawnSync(
+    'tar',
+    ['--format=posix', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-cf', '-', '-C', '/', 'etc'],
+    {
+      maxBuffer: 1 << 28,
+    },
+  );
   t.true(r.stdout.length > 1 << 20);
   const ours = await tempDir(t);
   const theirs = await tempDir(t);
   const res = await apply(r.stdout, { root: ours });
-  execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-xf', '-', '-C', theirs], { input: r.stdout, maxBuffer: 1 << 28 });
+  execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-xf', '-', '-C', theirs], {
+    input: r.stdout,
+    maxBuffer: 1 << 28,
+  });
   const want = manifest(theirs);
   t.true(Object.keys(want.entries).length > 1000);
   assertSameTree(t, manifest(ours), want, 'as GNU tar extracts it');
@@ -227,7 +252,16 @@ rootTest('a binary security.capability xattr in a PAX header survives a chown to
   const cap = Buffer.from('01000002' + '00200080' + '00000000' + 'c0000000' + '00000000', 'hex');
   const tar = await packTar([
     { header: { name: 'bin/', type: 'directory', mode: 0o755 } },
-    { header: { name: 'bin/pinger', mode: 0o755, uid: 4242, gid: 4343, pax: xattrRecords({ 'security.capability': cap, 'user.note': Buffer.from([0xff, 0, 0xfe]) }) }, data: 'x' },
+    {
+      header: {
+        name: 'bin/pinger',
+        mode: 0o755,
+        uid: 4242,
+        gid: 4343,
+        pax: xattrRecords({ 'security.capability': cap, 'user.note': Buffer.from([0xff, 0, 0xfe]) }),
+      },
+      data: 'x',
+    },
   ]);
   const root = await tempDir(t);
   await apply(tar, { root });
@@ -239,7 +273,13 @@ rootTest('a binary security.capability xattr in a PAX header survives a chown to
 
 test('an xattr the filesystem refuses is a warning, and overlay xattrs in a layer are ignored', async (t) => {
   const tar = await packTar([
-    { header: { name: 'f', pax: xattrRecords({ 'bogus.namespace': Buffer.from('x'), 'trusted.overlay.opaque': Buffer.from('y') }) }, data: 'x' },
+    {
+      header: {
+        name: 'f',
+        pax: xattrRecords({ 'bogus.namespace': Buffer.from('x'), 'trusted.overlay.opaque': Buffer.from('y') }),
+      },
+      data: 'x',
+    },
   ]);
   const root = await tempDir(t);
   const warnings: string[] = [];
@@ -323,7 +363,10 @@ test('whiteouts delete files, directories and symlinks of a lower layer, never w
   t.deepEqual(names(''), ['a', 'bin', 'file5', 'target']);
   t.deepEqual(names('a'), ['deep']);
   t.deepEqual(names('target'), ['kept']);
-  t.false(names('').some((n) => n.startsWith('.wh.')), 'whiteouts are not materialized');
+  t.false(
+    names('').some((n) => n.startsWith('.wh.')),
+    'whiteouts are not materialized',
+  );
 });
 
 const opaqueOrders: Record<string, PackEntry[]> = {
@@ -369,39 +412,42 @@ const opaqueMacro = test.macro({
 });
 for (const [order, entries] of Object.entries(opaqueOrders)) test(order, opaqueMacro, entries);
 
-rootTest("'overlay' whiteouts become char 0/0 devices and the opaque xattr, which a kernel overlay mount honours", async (t) => {
-  const lower = await tempDir(t);
-  await apply(await lowerTree(t), { root: lower, whiteouts: 'overlay' });
-  const upper = await tempDir(t);
-  const tar = await packTar([
-    { header: { name: '.wh.file1' } },
-    { header: { name: 'a/', type: 'directory' } },
-    { header: { name: 'a/.wh.file2' } },
-    { header: { name: '.wh.b' } },
-    { header: { name: 'bin/', type: 'directory' } },
-    { header: { name: 'bin/new' }, data: 'new' },
-    { header: { name: 'bin/.wh..wh..opq' } },
-  ]);
-  await apply(tar, { root: upper, whiteouts: 'overlay' });
-  for (const p of ['file1', 'a/file2', 'b']) {
-    const st = lstatSync(join(upper, p));
-    t.true(st.isCharacterDevice(), p);
-    t.is(st.rdev, 0, p);
-  }
-  t.deepEqual(getXattr(join(upper, 'bin'), 'trusted.overlay.opaque'), Buffer.from('y'));
-  t.deepEqual(readdirSync(join(upper, 'bin')), ['new'], 'overlay mode leaves lower content to the mount');
+rootTest(
+  "'overlay' whiteouts become char 0/0 devices and the opaque xattr, which a kernel overlay mount honours",
+  async (t) => {
+    const lower = await tempDir(t);
+    await apply(await lowerTree(t), { root: lower, whiteouts: 'overlay' });
+    const upper = await tempDir(t);
+    const tar = await packTar([
+      { header: { name: '.wh.file1' } },
+      { header: { name: 'a/', type: 'directory' } },
+      { header: { name: 'a/.wh.file2' } },
+      { header: { name: '.wh.b' } },
+      { header: { name: 'bin/', type: 'directory' } },
+      { header: { name: 'bin/new' }, data: 'new' },
+      { header: { name: 'bin/.wh..wh..opq' } },
+    ]);
+    await apply(tar, { root: upper, whiteouts: 'overlay' });
+    for (const p of ['file1', 'a/file2', 'b']) {
+      const st = lstatSync(join(upper, p));
+      t.true(st.isCharacterDevice(), p);
+      t.is(st.rdev, 0, p);
+    }
+    t.deepEqual(getXattr(join(upper, 'bin'), 'trusted.overlay.opaque'), Buffer.from('y'));
+    t.deepEqual(readdirSync(join(upper, 'bin')), ['new'], 'overlay mode leaves lower content to the mount');
 
-  const merged = await tempDir(t);
-  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${upper}:${lower}`, merged]);
-  t.teardown(() => {
-    spawnSync('umount', [merged]);
-  });
-  const names = (p: string) => readdirSync(join(merged, p)).sort();
-  t.deepEqual(names(''), ['a', 'bin', 'link', 'target']);
-  t.deepEqual(names('a'), ['deep']);
-  t.deepEqual(names('bin'), ['new']);
-  execFileSync('umount', [merged]);
-});
+    const merged = await tempDir(t);
+    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${upper}:${lower}`, merged]);
+    t.teardown(() => {
+      spawnSync('umount', [merged]);
+    });
+    const names = (p: string) => readdirSync(join(merged, p)).sort();
+    t.deepEqual(names(''), ['a', 'bin', 'link', 'target']);
+    t.deepEqual(names('a'), ['deep']);
+    t.deepEqual(names('bin'), ['new']);
+    execFileSync('umount', [merged]);
+  },
+);
 
 test('a lower-layer symlink parent is followed inside the root: relative and absolute targets', async (t) => {
   const root = await tempDir(t);
@@ -453,8 +499,20 @@ test('a file entry over a lower-layer symlink replaces the link and never writes
   const root = join(base, 'root');
   await mkdir(root);
   await writeFile(join(base, 'outside'), 'outside\n');
-  await apply(tarSync([{ name: 'x', type: 'symlink', linkname: join(base, 'outside') }, { name: 'd', type: 'symlink', linkname: base }]), { root });
-  await apply(tarSync([{ name: 'x', data: 'inside\n', mode: 0o600 }, { name: 'd', type: 'directory', mode: 0o700 }]), { root });
+  await apply(
+    tarSync([
+      { name: 'x', type: 'symlink', linkname: join(base, 'outside') },
+      { name: 'd', type: 'symlink', linkname: base },
+    ]),
+    { root },
+  );
+  await apply(
+    tarSync([
+      { name: 'x', data: 'inside\n', mode: 0o600 },
+      { name: 'd', type: 'directory', mode: 0o700 },
+    ]),
+    { root },
+  );
   t.true(lstatSync(join(root, 'x')).isFile());
   t.is(await readFile(join(root, 'x'), 'utf8'), 'inside\n');
   t.is(await readFile(join(base, 'outside'), 'utf8'), 'outside\n');
@@ -518,7 +576,11 @@ test('applyEntry applies hand-made headers; finishApply sets directory times', a
   const state = createApplyState({ root });
   const none = Readable.from([]);
   await applyEntry(state, { name: 'dir/', type: 'directory', mode: 0o710, mtime: T }, none);
-  await applyEntry(state, { name: 'dir/file', type: 'file', mode: 0o640, mtime: T, size: 5 }, Readable.from([Buffer.from('hello')]));
+  await applyEntry(
+    state,
+    { name: 'dir/file', type: 'file', mode: 0o640, mtime: T, size: 5 },
+    Readable.from([Buffer.from('hello')]),
+  );
   await applyEntry(state, { name: 'dir/fifo', type: 'fifo', mode: 0o600, mtime: T }, none);
   await applyEntry(state, { name: 'dir/.wh..wh.plnk', type: 'file' }, none); // AUFS metadata: skipped
   t.deepEqual(finishApply(state), { entries: 4, bytes: 5 });
@@ -540,10 +602,34 @@ const invalidEntry = test.macro({
   },
   title: (what) => `applyEntry refuses ${what}`,
 });
-test('a whiteout that names nothing', invalidEntry, { name: 'a/.wh.' }, 'E_INVALID', /"a\/\.wh\." is a whiteout that names nothing/);
-test('an entry of an unknown type', invalidEntry, { name: 'sparse', type: null }, 'E_INVALID', /"sparse" has an unsupported type/);
-test('a hardlink to a missing file', invalidEntry, { name: 'l', type: 'link', linkname: 'missing' }, 'E_UNSAFE_ENTRY', /"l": hardlink target "missing" does not exist/);
-test('a hardlink to a directory', invalidEntry, { name: 'l', type: 'link', linkname: '.' }, 'E_UNSAFE_ENTRY', /"l": hardlink target is the root/);
+test(
+  'a whiteout that names nothing',
+  invalidEntry,
+  { name: 'a/.wh.' },
+  'E_INVALID',
+  /"a\/\.wh\." is a whiteout that names nothing/,
+);
+test(
+  'an entry of an unknown type',
+  invalidEntry,
+  { name: 'sparse', type: null },
+  'E_INVALID',
+  /"sparse" has an unsupported type/,
+);
+test(
+  'a hardlink to a missing file',
+  invalidEntry,
+  { name: 'l', type: 'link', linkname: 'missing' },
+  'E_UNSAFE_ENTRY',
+  /"l": hardlink target "missing" does not exist/,
+);
+test(
+  'a hardlink to a directory',
+  invalidEntry,
+  { name: 'l', type: 'link', linkname: '.' },
+  'E_UNSAFE_ENTRY',
+  /"l": hardlink target is the root/,
+);
 
 test('an entry under a lower-layer file is an error naming the entry', async (t) => {
   const root = await tempDir(t);
@@ -600,7 +686,13 @@ test('an entry whose mode lacks write permission on a directory still gets its c
 
 test('a dir entry for the root updates the root itself', async (t) => {
   const root = await tempDir(t);
-  await apply(tarSync([{ name: './', type: 'directory', mode: 0o751, mtime: T }, { name: './x', data: 'x' }]), { root });
+  await apply(
+    tarSync([
+      { name: './', type: 'directory', mode: 0o751, mtime: T },
+      { name: './x', data: 'x' },
+    ]),
+    { root },
+  );
   t.is(lstatSync(root).mode & 0o7777, 0o751);
   t.is(lstatSync(root).mtimeMs / 1000, T_SEC);
   const st = await lstat(join(root, 'x'));
@@ -624,22 +716,26 @@ test('a file used as a directory is an error naming the entry, also when the fil
   t.regex(err?.message ?? '', /"f149\/child": f149 is not a directory/);
 });
 
-rootTest('a write error in the writer thread rejects naming the entry, and nothing is written afterwards', async (t) => {
-  const base = await tempDir(t);
-  const root = join(base, 'small');
-  await mkdir(root);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', root]);
-  t.teardown(() => {
-    spawnSync('umount', [root]);
-  });
-  const entries = [];
-  // The first files are empty (no pages): the space runs out after the thread has taken over.
-  for (let i = 0; i < 400; i++) entries.push({ name: `f${String(i).padStart(3, '0')}`, data: i < 100 ? '' : 'z'.repeat(2000) });
-  const err = await t.throwsAsync(apply(tarSync(entries), { root }));
-  t.is((err as NodeJS.ErrnoException).code, 'ENOSPC', err?.message);
-  t.regex(err?.message ?? '', /^applying layer entry "f\d{3}": /);
-  const count = readdirSync(root).length;
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  t.is(readdirSync(root).length, count, 'the writer thread stopped when the promise settled');
-  execFileSync('umount', [root]);
-});
+rootTest(
+  'a write error in the writer thread rejects naming the entry, and nothing is written afterwards',
+  async (t) => {
+    const base = await tempDir(t);
+    const root = join(base, 'small');
+    await mkdir(root);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', root]);
+    t.teardown(() => {
+      spawnSync('umount', [root]);
+    });
+    const entries = [];
+    // The first files are empty (no pages): the space runs out after the thread has taken over.
+    for (let i = 0; i < 400; i++)
+      entries.push({ name: `f${String(i).padStart(3, '0')}`, data: i < 100 ? '' : 'z'.repeat(2000) });
+    const err = await t.throwsAsync(apply(tarSync(entries), { root }));
+    t.is((err as NodeJS.ErrnoException).code, 'ENOSPC', err?.message);
+    t.regex(err?.message ?? '', /^applying layer entry "f\d{3}": /);
+    const count = readdirSync(root).length;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    t.is(readdirSync(root).length, count, 'the writer thread stopped when the promise settled');
+    execFileSync('umount', [root]);
+  },
+);

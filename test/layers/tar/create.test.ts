@@ -2,7 +2,22 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
-import { appendFile, chmod, lstat, link, mkdir, readFile, readlink, symlink, truncate, utimes, writeFile, chown, lchown, lutimes } from 'node:fs/promises';
+import {
+  appendFile,
+  chmod,
+  lstat,
+  link,
+  mkdir,
+  readFile,
+  readlink,
+  symlink,
+  truncate,
+  utimes,
+  writeFile,
+  chown,
+  lchown,
+  lutimes,
+} from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -10,7 +25,13 @@ import { extract } from 'tar-stream';
 import type { Change } from '../../../layers/model/changeset.js';
 import { InvalidInputError } from '../../../sys/errors.js';
 import { installPaxCodec, xattrsFromPax } from '../../../layers/tar/pax.js';
-import { FileChangedError, tarFromChanges, tarFromDirectory, WARN, type TarWriteOptions } from '../../../layers/tar/create.js';
+import {
+  FileChangedError,
+  tarFromChanges,
+  tarFromDirectory,
+  WARN,
+  type TarWriteOptions,
+} from '../../../layers/tar/create.js';
 import { busyboxAvailable, makeBusyboxRootfs } from '../../../fixtures/busybox.js';
 import { getXattr, mknod, setXattr } from '../../../sys/libc.js';
 import { makeTempDir, removeDir, rootTest } from '../../helpers/index.js';
@@ -115,7 +136,8 @@ async function makeTree(root: string, reverse = false): Promise<void> {
   }
   await symlink('../usr/bin/tool', join(root, 'etc/tool-link'));
   await lutimes(join(root, 'etc/tool-link'), T_MID, T_MID);
-  for (const p of [...files.map((f) => f[0]), 'etc/app.d', 'etc', 'usr/bin', 'usr', 'a']) await utimes(join(root, p), T_MID, T_MID);
+  for (const p of [...files.map((f) => f[0]), 'etc/app.d', 'etc', 'usr/bin', 'usr', 'a'])
+    await utimes(join(root, p), T_MID, T_MID);
 }
 
 // ─── determinism ────────────────────────────────────────────────────────────────────────────────────────────────
@@ -198,7 +220,16 @@ test('regular files, directories and symlinks carry mode, size, mtime, target an
   const tar = await collect(tarFromDirectory(d));
   const entries = await parse(tar);
   const tool = byName(entries, 'usr/bin/tool');
-  t.like(tool, { type: 'file', mode: 0o4755, size: 18, mtime: T_MID, uname: '', gname: '', uid: process.getuid?.(), gid: process.getgid?.() });
+  t.like(tool, {
+    type: 'file',
+    mode: 0o4755,
+    size: 18,
+    mtime: T_MID,
+    uname: '',
+    gname: '',
+    uid: process.getuid?.(),
+    gid: process.getgid?.(),
+  });
   t.is(tool.body.toString(), '#!/bin/sh\necho hi\n');
   t.like(byName(entries, 'etc/app.d/'), { type: 'directory', mode: 0o2750, size: 0 });
   t.like(byName(entries, 'tmp/'), { type: 'directory', mode: 0o1777 });
@@ -217,7 +248,9 @@ test('a fifo is written and a socket is skipped with a warning', async (t) => {
   await new Promise<void>((resolve) => server.listen(join(d, 'sock'), resolve));
   t.teardown(() => server.close());
   const warnings: string[] = [];
-  const entries = await parse(await collect(tarFromDirectory(d, { onWarn: (code, msg) => warnings.push(`${code} ${msg}`) })));
+  const entries = await parse(
+    await collect(tarFromDirectory(d, { onWarn: (code, msg) => warnings.push(`${code} ${msg}`) })),
+  );
   t.deepEqual(
     entries.map((e) => [e.name, e.type, e.mode]),
     [['pipe', 'fifo', 0o620]],
@@ -267,9 +300,23 @@ rootTest('devices and owners are recorded, and GNU tar lists and extracts every 
   const out = join(d, 'out');
   await mkdir(out);
   execFileSync('tar', ['--numeric-owner', '--same-permissions', '--same-owner', '-xf', tarFile, '-C', out]);
-  for (const p of ['null', 'loop9', 'bigdev', 'fifo', 'etc/passwd', 'etc/tool-link', 'usr/bin/tool', 'a', 'etc/app.d/default.cfg']) {
+  for (const p of [
+    'null',
+    'loop9',
+    'bigdev',
+    'fifo',
+    'etc/passwd',
+    'etc/tool-link',
+    'usr/bin/tool',
+    'a',
+    'etc/app.d/default.cfg',
+  ]) {
     const [want, got] = [await lstat(join(src, p)), await lstat(join(out, p))];
-    t.deepEqual([got.mode, got.uid, got.gid, got.rdev, got.size], [want.mode, want.uid, want.gid, want.rdev, want.size], p);
+    t.deepEqual(
+      [got.mode, got.uid, got.gid, got.rdev, got.size],
+      [want.mode, want.uid, want.gid, want.rdev, want.size],
+      p,
+    );
     if (!want.isDirectory()) t.is(got.mtimeMs, Math.floor(want.mtimeMs / 1000) * 1000, p);
   }
   t.is(await readlink(join(out, 'etc/tool-link')), '../usr/bin/tool');
@@ -291,7 +338,10 @@ rootTest('ids and times too big for ustar fields go to PAX records that GNU tar 
   const [e] = await parse(tar);
   t.like(e, { uid: 3_000_000, gid: 4_000_000, mtime: y2100 });
   await writeFile(join(d, 'l.tar'), tar);
-  t.regex(execFileSync('tar', ['--numeric-owner', '--full-time', '-tvf', join(d, 'l.tar')]).toString(), /3000000\/4000000 +1 2100-01-01 00:00:00 f/);
+  t.regex(
+    execFileSync('tar', ['--numeric-owner', '--full-time', '-tvf', join(d, 'l.tar')]).toString(),
+    /3000000\/4000000 +1 2100-01-01 00:00:00 f/,
+  );
 });
 
 // ─── xattrs ─────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -336,9 +386,17 @@ rootTest('a binary security.capability xattr round-trips byte for byte through o
   execFileSync('tar', ['--xattrs', '--xattrs-include=*', '-xpf', join(d, 'l.tar'), '-C', out]);
   t.true((getXattr(join(out, 'bin/ping'), 'security.capability') as Buffer).equals(cap));
   t.true((getXattr(join(out, 'bin/ping'), 'user.blob') as Buffer).equals(binary));
-  if (existsSync('/usr/sbin/getcap')) t.regex(execFileSync('getcap', [join(out, 'bin/ping')]).toString(), /cap_net_raw[=+]ep/);
+  if (existsSync('/usr/sbin/getcap'))
+    t.regex(execFileSync('getcap', [join(out, 'bin/ping')]).toString(), /cap_net_raw[=+]ep/);
   if (existsSync('/usr/bin/getfattr')) {
-    const fattr = execFileSync('getfattr', ['--absolute-names', '-e', 'hex', '-n', 'security.capability', join(out, 'bin/ping')]).toString();
+    const fattr = execFileSync('getfattr', [
+      '--absolute-names',
+      '-e',
+      'hex',
+      '-n',
+      'security.capability',
+      join(out, 'bin/ping'),
+    ]).toString();
     t.true(fattr.includes(`security.capability=0x${cap.toString('hex')}`));
   }
 });
@@ -374,7 +432,14 @@ async function writeOciLayout(dir: string, layer: Buffer): Promise<void> {
   };
   const l = await put(layer);
   const config = await put(
-    Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [l.digest] } })),
+    Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        config: {},
+        rootfs: { type: 'layers', diff_ids: [l.digest] },
+      }),
+    ),
   );
   const manifest = await put(
     Buffer.from(
@@ -391,7 +456,13 @@ async function writeOciLayout(dir: string, layer: Buffer): Promise<void> {
     join(dir, 'index.json'),
     JSON.stringify({
       schemaVersion: 2,
-      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }],
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...manifest,
+          annotations: { 'org.opencontainers.image.ref.name': 'latest' },
+        },
+      ],
     }),
   );
 }
@@ -480,7 +551,8 @@ async function makeChangedRoot(root: string): Promise<void> {
   await writeFile(join(root, 'a/b/-early'), 'sorts before the markers bytewise');
   await mkdir(join(root, '.cache'));
   await chmod(join(root, 'etc'), 0o750);
-  for (const p of ['etc/my-app.d/default.cfg', 'bin/my-app-tools', 'etc/my-app.d', 'etc', 'bin', 'a/b', 'a']) await utimes(join(root, p), T_MID, T_MID);
+  for (const p of ['etc/my-app.d/default.cfg', 'bin/my-app-tools', 'etc/my-app.d', 'etc', 'bin', 'a/b', 'a'])
+    await utimes(join(root, p), T_MID, T_MID);
 }
 
 const CHANGES: Change[] = [
@@ -555,7 +627,8 @@ const rejectsChange = test.macro({
   exec(t, change: Change) {
     t.throws(() => tarFromChanges('/nonexistent', [change]), { instanceOf: InvalidInputError });
   },
-  title: (_given, change: Change) => `a change of ${JSON.stringify(change.path)} (${change.kind}${change.opaque ? ', opaque' : ''}) is refused at once`,
+  title: (_given, change: Change) =>
+    `a change of ${JSON.stringify(change.path)} (${change.kind}${change.opaque ? ', opaque' : ''}) is refused at once`,
 });
 
 test(rejectsChange, { path: '../etc/passwd', kind: 'add' });
@@ -605,7 +678,9 @@ test('a change below a symlinked parent is refused rather than followed out of t
 test('opaque on a path that is not a directory in the root fails the stream', async (t) => {
   const root = await tempDir(t);
   await writeFile(join(root, 'f'), '');
-  await t.throwsAsync(collect(tarFromChanges(root, [{ path: 'f', kind: 'modify', opaque: true }])), { instanceOf: InvalidInputError });
+  await t.throwsAsync(collect(tarFromChanges(root, [{ path: 'f', kind: 'modify', opaque: true }])), {
+    instanceOf: InvalidInputError,
+  });
 });
 
 test('hardlinks in a change set link only among the files of the layer', async (t) => {
@@ -710,7 +785,10 @@ test('a busybox rootfs lists the same paths in GNU tar as find does', async (t) 
   await mkdir(root);
   await makeBusyboxRootfs(root);
   await writeFile(join(d, 'l.tar'), await collect(tarFromDirectory(root)));
-  const listed = execFileSync('tar', ['-tf', join(d, 'l.tar')]).toString().trim().split('\n');
+  const listed = execFileSync('tar', ['-tf', join(d, 'l.tar')])
+    .toString()
+    .trim()
+    .split('\n');
   const found = execFileSync('find', ['.', '-mindepth', '1', '-printf', '%P%y\\n'], { cwd: root })
     .toString()
     .trim()

@@ -22,7 +22,7 @@ function outcome(decode: Decode, block: Buffer, allowUnknown = false): unknown {
 /** headerBlocks walks a tar and returns every 512-byte header block (PAX and GNU long-name headers included). */
 function headerBlocks(tar: Buffer): Buffer[] {
   const out: Buffer[] = [];
-  for (let off = 0; off + 512 <= tar.length; ) {
+  for (let off = 0; off + 512 <= tar.length;) {
     const block = tar.subarray(off, off + 512);
     out.push(Buffer.from(block));
     const h = original(block, 'utf-8', true) as { size: number } | null;
@@ -47,9 +47,12 @@ function withChecksum(block: Buffer): Buffer {
 test('the fast header decoder agrees with tar-stream on every header GNU tar writes, in every format', async (t) => {
   const dir = await makeTempDir();
   t.teardown(() => removeDir(dir));
-  await mkdir(join(dir, 'src/a/very/deep/path/that/keeps/going/on/and/on/until/it/is/longer/than/one/hundred/bytes/for/sure'), {
-    recursive: true,
-  });
+  await mkdir(
+    join(dir, 'src/a/very/deep/path/that/keeps/going/on/and/on/until/it/is/longer/than/one/hundred/bytes/for/sure'),
+    {
+      recursive: true,
+    },
+  );
   await writeFile(join(dir, 'src/file'), 'x'.repeat(1000));
   await writeFile(join(dir, 'src/ünïcödé-name'), 'u');
   await writeFile(join(dir, 'src', 'n'.repeat(150)), 'long name');
@@ -64,12 +67,20 @@ test('the fast header decoder agrees with tar-stream on every header GNU tar wri
   for (const format of ['gnu', 'oldgnu', 'posix', 'ustar', 'v7']) {
     const extra = format === 'gnu' || format === 'posix' ? ['--owner=someone:3000000', '--group=grp:2100000'] : [];
     // ustar and v7 cannot hold some of these names: GNU tar skips those (exit 2) and writes the rest.
-    const r = spawnSync('tar', [`--format=${format}`, '--numeric-owner', ...extra, '-cf', '-', '-C', join(dir, 'src'), '.'], { maxBuffer: 1 << 24 });
+    const r = spawnSync(
+      'tar',
+      [`--format=${format}`, '--numeric-owner', ...extra, '-cf', '-', '-C', join(dir, 'src'), '.'],
+      { maxBuffer: 1 << 24 },
+    );
     t.true(r.stdout.length > 1024, format);
     for (const block of headerBlocks(r.stdout)) {
       blocks++;
       t.deepEqual(outcome(counted, block), outcome(original, block), `${format} block`);
-      t.deepEqual(outcome(fast, block, true), outcome(original, block, true), `${format} block, unknown formats allowed`);
+      t.deepEqual(
+        outcome(fast, block, true),
+        outcome(original, block, true),
+        `${format} block, unknown formats allowed`,
+      );
     }
   }
   t.true(blocks > 40);
@@ -77,7 +88,9 @@ test('the fast header decoder agrees with tar-stream on every header GNU tar wri
 });
 
 test('the fast header decoder agrees with tar-stream on mangled headers', (t) => {
-  const tar = execFileSync('tar', ['--format=gnu', '-cf', '-', '-C', '/etc', 'hostname', 'passwd'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const tar = execFileSync('tar', ['--format=gnu', '-cf', '-', '-C', '/etc', 'hostname', 'passwd'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   const [first] = headerBlocks(tar);
   if (!first) return t.fail('no header');
   // A fixed pseudo-random sequence: reproducible failures.

@@ -98,9 +98,15 @@ for (const [name, make] of Object.entries(hostileLayerStacks)) test(name, refuse
 test('every hostile fixture is a tar that GNU tar reads too', async (t) => {
   const { execFileSync } = await import('node:child_process');
   const s = await sandbox(t);
-  const tars = [...Object.values(hostileLayers).map((m) => m(s.host)), ...Object.values(hostileLayerStacks).flatMap((m) => m(s.host))];
+  const tars = [
+    ...Object.values(hostileLayers).map((m) => m(s.host)),
+    ...Object.values(hostileLayerStacks).flatMap((m) => m(s.host)),
+  ];
   for (const tar of tars) {
-    const listed = execFileSync('tar', ['-tf', '-'], { input: tar, stdio: ['pipe', 'pipe', 'ignore'] }).toString().trim().split('\n');
+    const listed = execFileSync('tar', ['-tf', '-'], { input: tar, stdio: ['pipe', 'pipe', 'ignore'] })
+      .toString()
+      .trim()
+      .split('\n');
     t.is(listed.length, (await entryNames(tar)).length);
   }
 });
@@ -109,7 +115,9 @@ test('a lower-layer symlink to an absolute path is followed inside the root, nev
   const s = await sandbox(t);
   const { tarSync } = await import('../../../fixtures/hostile-layers.js');
   await applyLayer(Readable.from(tarSync([{ name: 'a', type: 'symlink', linkname: s.host }])), { root: s.root });
-  await applyLayer(Readable.from(tarSync([{ name: 'a/pwned', data: 'inside\n' }, { name: 'a/.wh.canary' }])), { root: s.root });
+  await applyLayer(Readable.from(tarSync([{ name: 'a/pwned', data: 'inside\n' }, { name: 'a/.wh.canary' }])), {
+    root: s.root,
+  });
   t.is(await readFile(join(s.root, s.host, 'pwned'), 'utf8'), 'inside\n');
   await assertHostUntouched(t, s);
 });

@@ -44,7 +44,8 @@ const target = test.macro({
   exec(t, name: string, expected: string | undefined) {
     t.is(ociWhiteoutTarget(name), expected);
   },
-  title: (_p, name: string, expected: string | undefined) => `ociWhiteoutTarget(${JSON.stringify(name)}) is ${JSON.stringify(expected)}`,
+  title: (_p, name: string, expected: string | undefined) =>
+    `ociWhiteoutTarget(${JSON.stringify(name)}) is ${JSON.stringify(expected)}`,
 });
 test(target, '.wh.foo', 'foo');
 test(target, '.wh..hidden', '.hidden');

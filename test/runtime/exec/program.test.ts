@@ -43,7 +43,8 @@ test('every host-path mount comes before pivot_root and every mask after it', as
   const ops = executorOps(spec);
   const pivot = index(ops, 'pivot');
   t.deepEqual(ops[pivot], { op: 'pivot', root: spec.rootfs });
-  for (const o of ops.slice(0, pivot)) if (o.op === 'mount' && o.target !== '/') t.true(o.target.startsWith(spec.rootfs), o.target);
+  for (const o of ops.slice(0, pivot))
+    if (o.op === 'mount' && o.target !== '/') t.true(o.target.startsWith(spec.rootfs), o.target);
   const masks = ops.filter((o): o is Extract<Op, { op: 'mask' }> => o.op === 'mask').map((o) => o.path);
   const ro = ops.filter((o): o is Extract<Op, { op: 'ro' }> => o.op === 'ro').map((o) => o.path);
   t.deepEqual(masks, [...MASKED_PATHS]);
@@ -95,7 +96,9 @@ test('the loopback interface is brought up only in a new network namespace', asy
 test('a terminal becomes /dev/console and the controlling terminal', async (t) => {
   const spec = await makeSpec(t, { tty: true });
   const ops = executorOps(spec, { console: '/dev/pts/9' });
-  t.true(ops.some((o) => o.op === 'mount' && o.source === '/dev/pts/9' && o.target === join(spec.rootfs, 'dev/console')));
+  t.true(
+    ops.some((o) => o.op === 'mount' && o.source === '/dev/pts/9' && o.target === join(spec.rootfs, 'dev/console')),
+  );
   t.true(index(ops, 'ctty') > index(ops, 'pivot'));
   t.false(names(executorOps(await makeSpec(t))).includes('ctty'));
 });
@@ -103,19 +106,54 @@ test('a terminal becomes /dev/console and the controlling terminal', async (t) =
 test('root keeps the configured capabilities; another user gets none but the same bounding set', async (t) => {
   const root = executorOps(await makeSpec(t));
   const user = executorOps(await makeSpec(t, { user: 'user' }));
-  const mask = capabilityMask(['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE']);
+  const mask = capabilityMask([
+    'CAP_CHOWN',
+    'CAP_DAC_OVERRIDE',
+    'CAP_FSETID',
+    'CAP_FOWNER',
+    'CAP_MKNOD',
+    'CAP_NET_RAW',
+    'CAP_SETGID',
+    'CAP_SETUID',
+    'CAP_SETFCAP',
+    'CAP_SETPCAP',
+    'CAP_NET_BIND_SERVICE',
+    'CAP_SYS_CHROOT',
+    'CAP_KILL',
+    'CAP_AUDIT_WRITE',
+  ]);
   t.is(mask, 0xa80425fbn);
-  t.deepEqual(root.find((o) => o.op === 'capbset'), { op: 'capbset', caps: mask });
-  t.deepEqual(root.find((o) => o.op === 'capset'), { op: 'capset', caps: mask });
-  t.deepEqual(user.find((o) => o.op === 'capbset'), { op: 'capbset', caps: mask });
-  t.deepEqual(user.find((o) => o.op === 'capset'), { op: 'capset', caps: 0n });
-  t.deepEqual(user.find((o) => o.op === 'user'), { op: 'user', uid: 1000, gid: 1000, groups: [] });
+  t.deepEqual(
+    root.find((o) => o.op === 'capbset'),
+    { op: 'capbset', caps: mask },
+  );
+  t.deepEqual(
+    root.find((o) => o.op === 'capset'),
+    { op: 'capset', caps: mask },
+  );
+  t.deepEqual(
+    user.find((o) => o.op === 'capbset'),
+    { op: 'capbset', caps: mask },
+  );
+  t.deepEqual(
+    user.find((o) => o.op === 'capset'),
+    { op: 'capset', caps: 0n },
+  );
+  t.deepEqual(
+    user.find((o) => o.op === 'user'),
+    { op: 'user', uid: 1000, gid: 1000, groups: [] },
+  );
 });
 
 test('the process set-up runs in runc order: bounding set, user, capabilities, no_new_privs, parent-death signal, cwd', async (t) => {
   const ops = names(executorOps(await makeSpec(t)));
-  const order = ['pivot', 'hostname', 'capbset', 'user', 'capset', 'nnp', 'pdeathsig', 'chdir', 'env', 'exec'].map((o) => ops.indexOf(o));
-  t.deepEqual(order, [...order].sort((a, b) => a - b));
+  const order = ['pivot', 'hostname', 'capbset', 'user', 'capset', 'nnp', 'pdeathsig', 'chdir', 'env', 'exec'].map(
+    (o) => ops.indexOf(o),
+  );
+  t.deepEqual(
+    order,
+    [...order].sort((a, b) => a - b),
+  );
   t.false(order.includes(-1));
 });
 
@@ -123,10 +161,15 @@ test('bind mounts are made parents first, read-only ones remounted, files touche
   const host = await makeTempDir();
   t.teardown(() => removeDir(host));
   await writeFile(join(host, 'file'), 'x');
-  const spec = await makeSpec(t, { volumes: [`${host}:/a/b:ro`, `${host}:/a`], extraFiles: { '/etc/hosts': join(host, 'file') } });
+  const spec = await makeSpec(t, {
+    volumes: [`${host}:/a/b:ro`, `${host}:/a`],
+    extraFiles: { '/etc/hosts': join(host, 'file') },
+  });
   const ops = executorOps(spec);
   const r = (p: string) => join(spec.rootfs, p);
-  const binds = ops.filter((o) => o.op === 'mount' && o.source === host || (o.op === 'mount' && o.source === join(host, 'file')));
+  const binds = ops.filter(
+    (o) => (o.op === 'mount' && o.source === host) || (o.op === 'mount' && o.source === join(host, 'file')),
+  );
   t.deepEqual(
     binds.map((o) => (o as Extract<Op, { op: 'mount' }>).target),
     [r('a'), r('a/b'), r('etc/hosts')],
@@ -158,6 +201,29 @@ test('operations encode to the executor words', (t) => {
       { op: 'loup' },
       { op: 'exec', init: true, args: ['sh', '-c', 'x'] },
     ]),
-    ['mount', 'proc', '/r/proc', 'proc', '14', '', 'mkdir', '/r/dev/shm', '1777', 'capbset', 'a80425fb', 'user', '1000', '50', '10,20', 'loup', 'exec', '1', '3', 'sh', '-c', 'x'],
+    [
+      'mount',
+      'proc',
+      '/r/proc',
+      'proc',
+      '14',
+      '',
+      'mkdir',
+      '/r/dev/shm',
+      '1777',
+      'capbset',
+      'a80425fb',
+      'user',
+      '1000',
+      '50',
+      '10,20',
+      'loup',
+      'exec',
+      '1',
+      '3',
+      'sh',
+      '-c',
+      'x',
+    ],
   );
 });
