@@ -34,8 +34,9 @@ import { addStep } from './steps/add.js';
 import { copyStep } from './steps/copy.js';
 import { metadataStep, type StageMeta } from './steps/metadata.js';
 import { runStep } from './steps/run.js';
-import type { FsStep, Source, StageState, StepEnv } from './steps/step.js';
+import type { FsStep, StageState, StepEnv } from './steps/step.js';
 import { workdirStep } from './steps/workdir.js';
+import { sourceFor } from './source.js';
 
 /** StageResult is a stage's final state. */
 export interface StageResult {
@@ -164,7 +165,8 @@ class StageRun {
       tmpDir: o.tmpDir,
       signal: o.signal,
       file: o.file,
-      source: (fromRef, what) => this.sourceFor(fromRef, what),
+      source: (fromRef, what) =>
+        sourceFor({ o: this.o, stageIndex: this.sp.index, stage: (i) => this.ex.stage(i) }, fromRef, what),
     };
   }
 
@@ -384,37 +386,5 @@ class StageRun {
       });
       throw err;
     }
-  }
-
-  /** sourceFor gives the filesystem a COPY or mount reads from: the context, a stage, or an image. */
-  private async sourceFor(fromRef: string | undefined, what: string): Promise<Source> {
-    const o = this.o;
-    if (fromRef === undefined || fromRef === '') {
-      if (!o.context)
-        throw new InvalidInputError(
-          `${what}: this build has no context (it was given as -)`,
-          'give a context directory, or use --from',
-        );
-      return { from: { root: o.context.root, filter: o.context.filter, label: 'the build context', resetOwner: true } };
-    }
-    let layers: Layer[];
-    let label: string;
-    let key: string;
-    const idx = /^[0-9]+$/.test(fromRef)
-      ? Number(fromRef)
-      : o.plan.stages.findIndex((s) => s.name === fromRef.toLowerCase());
-    if (idx >= 0 && idx < this.sp.index) {
-      const r = await this.ex.stage(idx);
-      layers = r.layers;
-      label = `stage ${o.plan.stages[idx]!.displayName || idx}`;
-      key = r.fsKey;
-    } else {
-      const img = await o.resolveImage(fromRef);
-      layers = baseLayers(img);
-      label = `image ${fromRef}`;
-      key = layersKey(layers);
-    }
-    const view = await o.rootfs.view(layers);
-    return { from: { root: view.dir, label, resetOwner: false }, view, key };
   }
 }

@@ -17,8 +17,8 @@ import { which } from '../sys/exec.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { flatten as flattenLayers } from '../unionfs/flatten.js';
 import { cleanStaleContainers } from '../unionfs/rootfs.js';
-import { bootloadersFor, type Bootloader, type BootloaderChoice, type BootloaderContext } from './bootloader/index.js';
-import { defaultTable, parseSize, planDisk, type BootMode, type DiskPlan, type TableType } from './disk-layout.js';
+import { bootloadersFor, type Bootloader, type BootloaderContext } from './bootloader/index.js';
+import { defaultTable, parseSize, planDisk, type DiskPlan, type TableType } from './disk-layout.js';
 import { detectDistro, UnsupportedDistroError, type Distro } from './distro.js';
 import {
   autoFsBytes,
@@ -30,7 +30,7 @@ import {
   type TreeUsage,
 } from './ext4.js';
 import { convertDisk, formatTools, outputFormat, placeOutput, writeRootfsTar, type OutputFormat } from './formats.js';
-import { provideKernel, type KernelMode, type KernelResult } from './kernel/index.js';
+import { provideKernel, type KernelResult } from './kernel/index.js';
 import {
   fixOwnership,
   makeTreeReadable,
@@ -46,81 +46,8 @@ import { cleanStaleExports, makeWorkDir } from './work-dir.js';
 
 export { hostnameFor } from './system-files.js';
 export { cleanStaleExports } from './work-dir.js';
-
-export interface ExportOptions {
-  store: Store;
-  /** default: defaultHost(); what it may do (caps) decides the strategies: snapshots, owners, extlinux, installs */
-  host?: Host;
-  /** an image name, digest or ID prefix in the store */
-  image: string;
-  output: string;
-  /** default: from the output's extension */
-  format?: OutputFormat;
-  /** auto (default), 10G, +1G */
-  size?: string;
-  /** default: mbr for bios, gpt for uefi and hybrid */
-  partition?: TableType;
-  boot?: BootMode;
-  bootloader?: BootloaderChoice;
-  kernel?: KernelMode;
-  /** appended to the kernel command line */
-  cmdline?: string;
-  /** default: the image's repository name */
-  hostname?: string;
-  /** plain text; stored hashed (SHA-512 crypt) */
-  rootPassword?: string;
-  /** OpenSSH public key lines for root */
-  sshKeys?: string[];
-  network?: 'dhcp' | 'none';
-  service?: 'auto' | 'none';
-  /** compressed QCOW2 clusters (streamOptimized VMDK) */
-  compress?: boolean;
-  /** plan only: flatten, detect the distribution and the kernel, report the commands, write nothing */
-  dryRun?: boolean;
-  onEvent?: (e: ExportEvent) => void;
-  signal?: AbortSignal;
-}
-
-export type StepName =
-  | 'check'
-  | 'flatten'
-  | 'distro'
-  | 'kernel'
-  | 'system-files'
-  | 'service'
-  | 'bootloader-config'
-  | 'layout'
-  | 'filesystem'
-  | 'owners'
-  | 'bootloader'
-  | 'partition-table'
-  | 'output';
-
-export type ExportEvent =
-  | { type: 'step'; step: StepName; message: string }
-  | { type: 'log'; step: StepName; line: string }
-  | { type: 'warn'; code: string; message: string };
-
-export interface ExportResult {
-  output: string;
-  format: OutputFormat;
-  /** bytes of the output file */
-  bytes: number;
-  /** the disk's size as the VM sees it (0 for tar) */
-  diskSize: number;
-  rootUuid: string;
-  distro?: Distro;
-  init?: InitSystem;
-  kernel: KernelResult;
-  cmdline: string;
-  layout?: DiskPlan;
-  service?: ServiceSpec;
-  /** why no service was made (--service none, or nothing to run) */
-  serviceSkipped?: string;
-  /** seconds per step */
-  timings: Partial<Record<StepName, number>>;
-  dryRun?: { steps: StepName[]; commands: string[][] };
-}
+export type { ExportEvent, ExportOptions, ExportResult, StepName } from './options.js';
+import type { ExportOptions, ExportResult, StepName } from './options.js';
 
 /** Ctx is what the steps share. Fields are filled in as the steps run. */
 interface Ctx {

@@ -6,7 +6,7 @@ import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { TsbuildError } from '../../sys/errors.js';
 import { Authenticator, type Credentials } from './auth.js';
-import { isLoopback, wireHost } from './endpoint.js';
+import { isLoopback, safeUrl, wireHost } from './endpoint.js';
 import { drain, exchange, ExchangeError, header, readBody } from './http-exchange.js';
 import { AuthError, describeErrors, parseErrorBody, RegistryError } from './registry-error.js';
 import {
@@ -494,9 +494,4 @@ export class RegistryClient {
       }
     }
   }
-}
-
-/** safeUrl prints a URL without its query (which may carry signed credentials). */
-export function safeUrl(url: URL): string {
-  return `${url.origin}${url.pathname}`;
 }

@@ -64,3 +64,8 @@ export function isLoopback(host: string): boolean {
   if (isIP(name) === 6) return name === '::1' || name === '0:0:0:0:0:0:0:1';
   return false;
 }
+
+/** safeUrl prints a URL without its query (which may carry signed credentials). */
+export function safeUrl(url: URL): string {
+  return `${url.origin}${url.pathname}`;
+}
