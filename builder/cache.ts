@@ -11,9 +11,9 @@
 // Metadata instructions (ENV, LABEL, CMD…) change the image config only; they have no key, as in BuildKit.
 //
 // Records are the store's `build` records (layers/store/records.ts; builder/execute.ts reads and writes them):
-// `<store>/cache/<key hex>.json`, written atomically. A record names the layer a step produced (blob descriptor + diffID, or none for a step that changed
-// nothing) and when it was made; a lookup whose blob is gone from the store is a miss, and `tsbuild prune` removes
-// such records (pruneRecords).
+// `<store>/cache/<key hex>.json`, written atomically. A record names the layer a step produced (blob descriptor +
+// diffID, or none for a step that changed nothing) and when it was made; a lookup whose blob is gone from the store
+// is a miss, and `tsbuild prune` removes such records (pruneRecords).
 import { createHash } from 'node:crypto';
 import type { Layer } from '../layers/model/layer.js';
 
