@@ -111,8 +111,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
 
   const lease = await store.beginWrite();
-  const tmpDir = join(store.root, 'tmp', `build-${process.pid}-${randomBytes(6).toString('hex')}`);
-  await mkdir(tmpDir, { recursive: true, mode: 0o700 });
+  const tmpDir = join(await store.privateDir('tmp'), `build-${process.pid}-${randomBytes(6).toString('hex')}`);
+  await mkdir(tmpDir, { mode: 0o700 });
   let ids = 0;
   const step = (name: string): number => {
     const id = ++ids;

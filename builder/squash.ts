@@ -8,7 +8,7 @@ import { wrap } from '../sys/errors.js';
 import type { Host } from '../sys/host.js';
 import { diffUpperdir } from '../unionfs/diff-upper.js';
 import { flatten } from '../unionfs/flatten.js';
-import { commitChanges } from '../unionfs/rootfs-drivers.js';
+import { commitChanges } from '../unionfs/commit.js';
 import type { StorageDriver } from '../unionfs/rootfs.js';
 import { snapshotLayers } from '../unionfs/snapshot.js';
 

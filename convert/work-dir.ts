@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { privateDir, privateDirPath } from '../layers/store/private-dirs.js';
 import { isAlive } from '../sys/pid.js';
 
 /** EXPORT_TMP is the prefix of work directories in `<store>/tmp`: `export-<pid>-<random>`. */
@@ -14,7 +15,7 @@ const EXPORT_TMP = 'export-';
  * and returns their names. exportImage calls it first, so a later export cleans up after a `kill -9`.
  */
 export async function cleanStaleExports(storeRoot: string): Promise<string[]> {
-  const tmp = join(storeRoot, 'tmp');
+  const tmp = privateDirPath(storeRoot, 'tmp');
   const removed: string[] = [];
   for (const name of await readdir(tmp).catch(() => [] as string[])) {
     const m = /^export-(\d+)-[a-f0-9]+$/.exec(name);
@@ -27,7 +28,10 @@ export async function cleanStaleExports(storeRoot: string): Promise<string[]> {
 
 /** makeWorkDir creates this export's work directory (mode 0700) and returns its path. */
 export async function makeWorkDir(storeRoot: string): Promise<string> {
-  const work = join(storeRoot, 'tmp', `${EXPORT_TMP}${process.pid}-${randomBytes(6).toString('hex')}`);
-  await mkdir(work, { recursive: true, mode: 0o700 });
+  const work = join(
+    await privateDir(storeRoot, 'tmp'),
+    `${EXPORT_TMP}${process.pid}-${randomBytes(6).toString('hex')}`,
+  );
+  await mkdir(work, { mode: 0o700 });
   return work;
 }

@@ -7,12 +7,9 @@
 // plain directory, a manifest is recorded, diffManifest is what changed; stubs are made in place and removed.
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Change } from '../layers/model/changeset.js';
 import { chainId } from '../layers/model/digest.js';
 import type { Layer } from '../layers/model/layer.js';
-import { commitLayer } from '../layers/store/commit.js';
 import type { Store } from '../layers/store/store.js';
-import { tarFromChanges } from '../layers/tar/create.js';
 import { InternalError, TsbuildError } from '../sys/errors.js';
 import type { Host } from '../sys/host.js';
 import { diffManifest } from './diff-manifest.js';
@@ -21,7 +18,7 @@ import { flatten } from './flatten.js';
 import { LowerView } from './lower-view.js';
 import { recordManifest } from './manifest.js';
 import { mountOverlay, type MountedOverlay } from './overlay.js';
-import type { CommitOptions, Rootfs, StepRoot, View } from './rootfs.js';
+import type { Rootfs, StepRoot, View } from './rootfs.js';
 import { snapshotDir, snapshotLayers } from './snapshot.js';
 import { makeStubs, makeStubsIn, planStubs, removeStubs, type Stub } from './stubs.js';
 
@@ -185,11 +182,11 @@ export class OverlaySteps implements StepDriver {
           await m.mounted.unmount();
           const changes = await diffUpperdir({ upperdir: m.upper, lowerdirs: m.lowers });
           if (changes.length === 0) return null;
-          const layer = await commitChanges(this.store, m.upper, changes, opts);
+          const layer = await (await import('./commit.js')).commitChanges(this.store, m.upper, changes, opts);
           // The upperdir is the new layer in overlay form: keep it as the snapshot of the new chain.
           const snap = snapshotDir(this.store.root, chainId([...layers.map((l) => l.diffId), layer.diffId]));
           if (!(await exists(snap))) {
-            await mkdir(join(snap, '..'), { recursive: true });
+            await this.store.privateDir('snapshots');
             await rename(m.upper, snap).catch(async (err: NodeJS.ErrnoException) => {
               if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err;
             });
@@ -268,7 +265,9 @@ export class VfsSteps implements StepDriver {
         ended = true;
         try {
           const changes = (await diffManifest({ root, before })).filter((c) => !made.has(c.path));
-          const layer = changes.length ? await commitChanges(this.store, root, changes, opts) : null;
+          const layer = changes.length
+            ? await (await import('./commit.js')).commitChanges(this.store, root, changes, opts)
+            : null;
           removeStubs(root, made);
           const next = layer ? this.key([...layers, layer]) : k;
           const old = this.kept.get(next);
@@ -296,22 +295,6 @@ export class VfsSteps implements StepDriver {
   async close(): Promise<void> {
     // the work directory (and every merged tree in it) goes with it
   }
-}
-
-/** commitChanges stores `changes` of the tree at `root` as a layer. */
-export async function commitChanges(
-  store: Store,
-  root: string,
-  changes: Change[],
-  opts: CommitOptions,
-): Promise<Layer> {
-  const tar = tarFromChanges(
-    root,
-    changes,
-    opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch },
-  );
-  const c = await commitLayer(store, tar, { compression: opts.compression });
-  return { descriptor: c.descriptor, diffId: c.diffId };
 }
 
 async function exists(p: string): Promise<boolean> {

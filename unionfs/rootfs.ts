@@ -19,6 +19,7 @@ import type { Change } from '../layers/model/changeset.js';
 import { chainIds } from '../layers/model/digest.js';
 import type { Layer } from '../layers/model/layer.js';
 import type { Compression } from '../layers/model/types.js';
+import { privateDirPath } from '../layers/store/private-dirs.js';
 import type { Store } from '../layers/store/store.js';
 import { NotFoundError, TsbuildError } from '../sys/errors.js';
 import { defaultHost, type Host } from '../sys/host.js';
@@ -81,7 +82,7 @@ export interface View {
 
 /** containersRoot is where root filesystems and build work directories live. */
 export function containersRoot(storeRoot: string): string {
-  return join(storeRoot, 'containers');
+  return privateDirPath(storeRoot, 'containers');
 }
 
 /**
@@ -104,8 +105,8 @@ export async function openRootfs(opts: OpenRootfsOptions): Promise<Rootfs> {
   const host = opts.host ?? defaultHost();
   const driver = opts.driver ?? 'auto';
   const id = randomBytes(6).toString('hex');
-  const dir = join(containersRoot(opts.store.root), opts.persistent ? `mount-${id}` : `${process.pid}-${id}`);
-  await mkdir(dir, { recursive: true });
+  const dir = join(await opts.store.privateDir('containers'), opts.persistent ? `mount-${id}` : `${process.pid}-${id}`);
+  await mkdir(dir, { mode: 0o700 });
   const o = {
     store: opts.store,
     host,
@@ -125,7 +126,7 @@ export async function openRootfs(opts: OpenRootfsOptions): Promise<Rootfs> {
       if (driver === 'auto' && (code === 'EPERM' || code === 'EINVAL' || code === 'ENODEV')) {
         opts.onWarn?.('W_NO_OVERLAY', `overlay mount failed (${code}); using the userspace fallback`);
         await rm(dir, { recursive: true, force: true });
-        await mkdir(dir, { recursive: true });
+        await mkdir(dir, { mode: 0o700 });
         await noteSnapshots(dir, opts.layers);
         return await drivers.vfsRootfs(o);
       }
@@ -171,7 +172,8 @@ export class RootfsSession {
     const { store, host, work } = this;
     this.ready = (async () => {
       await cleanStaleContainers(store.root, { host, detach: true });
-      await mkdir(work, { recursive: true, mode: 0o700 });
+      await store.privateDir('containers');
+      await mkdir(work, { mode: 0o700 });
     })();
     this.ready.catch(() => {}); // reported by the first use
   }

@@ -19,6 +19,7 @@ import { wrap } from '../sys/errors.js';
 import type { Layer } from '../layers/model/layer.js';
 import type { Digest } from '../layers/model/types.js';
 import { layerSource } from '../layers/store/layer-read.js';
+import { privateDir, privateDirPath } from '../layers/store/private-dirs.js';
 import type { Store } from '../layers/store/store.js';
 import { applyLayer } from '../layers/tar/apply.js';
 import { defaultHost, type Host } from '../sys/host.js';
@@ -47,7 +48,7 @@ const TMP_PREFIX = '.tmp-';
 
 /** snapshotsRoot is the directory that holds every snapshot of a store. */
 export function snapshotsRoot(storeRoot: string): string {
-  return join(storeRoot, 'snapshots');
+  return privateDirPath(storeRoot, 'snapshots');
 }
 
 /** snapshotDir is where the snapshot of a ChainID lives: `<storeRoot>/snapshots/<hex>`. */
@@ -68,8 +69,7 @@ export async function ensureSnapshots(opts: {
   apply?: ApplyLayer;
 }): Promise<string[]> {
   const apply = opts.apply ?? snapshotApply();
-  const root = snapshotsRoot(opts.storeRoot);
-  await mkdir(root, { recursive: true });
+  const root = await privateDir(opts.storeRoot, 'snapshots');
   const dirs: string[] = [];
   const diffIds: Digest[] = [];
   for (const layer of opts.layers) {

@@ -12,8 +12,9 @@
 // host directories and files to bind. Owners of cache directories and secret files are set through the Host.
 import { createHash } from 'node:crypto';
 import { chmodSync, lstatSync } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
+import { ensurePrivateDir, privateDirPath } from '../../layers/store/private-dirs.js';
 import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
 import type { Host } from '../../sys/host.js';
 import type { Mount } from '../../runtime/spec.js';
@@ -214,7 +215,7 @@ export function mountStub(m: RunMount, sourceIsDir: boolean): { path: string; di
 
 /** cacheMountDir is the host directory of a cache mount id in a store. */
 export function cacheMountDir(storeRoot: string, id: string): string {
-  return join(storeRoot, 'cache-mounts', createHash('sha256').update(id).digest('hex').slice(0, 32));
+  return join(privateDirPath(storeRoot, 'cache-mounts'), createHash('sha256').update(id).digest('hex').slice(0, 32));
 }
 
 /** locks serializes `sharing=locked` cache mounts of one id within this process. */
@@ -242,7 +243,7 @@ export async function ensureCacheDir(
   seed?: (dir: string) => Promise<void>,
 ): Promise<void> {
   if (lstatSync(dir, { throwIfNoEntry: false })?.isDirectory()) return;
-  await mkdir(join(dir, '..'), { recursive: true });
+  await ensurePrivateDir(join(dir, '..'));
   const tmp = await mkdtemp(`${dir}.tmp-`);
   try {
     if (seed) await seed(tmp);

@@ -2,7 +2,7 @@
 // Debian (and Ubuntu suites) with mmdebstrap; Alpine from its minirootfs release tarball. Both end in the
 // same place: one deterministic layer committed from a directory or a checked tar stream.
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { requireTools, run } from '../../sys/exec.js';
@@ -90,8 +90,7 @@ async function debianLayer(store: Store, suite: string, opts: BootstrapOptions) 
   const include = opts.include ?? [];
   for (const p of include)
     if (!/^[a-z0-9][a-z0-9+.:=~-]*$/.test(p)) throw new InvalidInputError(`bad package name ${JSON.stringify(p)}`);
-  const tmpRoot = join(store.root, 'tmp');
-  await mkdir(tmpRoot, { recursive: true });
+  const tmpRoot = await store.privateDir('tmp');
   const work = await mkdtemp(join(tmpRoot, 'bootstrap-'));
   const rootfs = join(work, 'rootfs');
   try {

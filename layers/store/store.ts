@@ -8,10 +8,12 @@
 // - Blob reads verify the digest at EOF and fail with DigestMismatchError naming the blob.
 // - index.json is only replaced whole (temp + fsync + rename) while holding an inter-process lock, so two
 //   processes updating it lose nothing, and a crash at any point leaves the previous index readable.
+// - The root is the owner's only (0700, created so; an existing looser root and private directories are tightened
+//   on open): extracted image content lives below it (store/private-dirs.ts).
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import lockfile from 'proper-lockfile';
@@ -26,6 +28,7 @@ import {
 } from '../../sys/errors.js';
 import { type Descriptor, type Digest, type Index, MediaType } from '../model/types.js';
 import { isAlive } from '../../sys/pid.js';
+import { ensurePrivateDir, type PrivateDirName, privateDir, tightenStore } from './private-dirs.js';
 
 const LAYOUT = { imageLayoutVersion: '1.0.0' };
 const TMP_PREFIX = '.tmp-';
@@ -52,10 +55,16 @@ export class Store {
     this.blobDir = join(root, 'blobs', 'sha256');
   }
 
-  /** open makes sure the layout exists (creating an empty one) and returns a handle. */
+  /**
+   * open makes sure the layout exists (creating an empty one, its root 0700) and returns a handle. A root or a
+   * private directory that an older version left readable by others is tightened first.
+   */
   static async open(root: string): Promise<Store> {
     const s = new Store(root);
     try {
+      await mkdir(dirname(root), { recursive: true });
+      await ensurePrivateDir(root);
+      await tightenStore(root);
       await mkdir(s.blobDir, { recursive: true });
       await s.ensureFile('oci-layout', `${JSON.stringify(LAYOUT)}\n`);
       await s.ensureFile(
@@ -81,6 +90,11 @@ export class Store {
     } catch {
       await atomicWrite(p, content);
     }
+  }
+
+  /** privateDir makes sure a directory for extracted content (snapshots, containers, tmp, cache-mounts) exists 0700. */
+  privateDir(name: PrivateDirName): Promise<string> {
+    return privateDir(this.root, name);
   }
 
   blobPath(d: Digest): string {

@@ -28,7 +28,7 @@ import { imageLayers } from '../../layers/model/layer.js';
 import { flatten } from '../../unionfs/flatten.js';
 import { verifyImage } from '../../layers/store/verify.js';
 import { makeTempDir, removeDir, repoRoot } from '../helpers/index.js';
-import { CACHE } from '../helpers/images.js';
+import { CACHE, cacheDir } from '../helpers/images.js';
 
 const execFileP = promisify(execFile);
 
@@ -377,7 +377,7 @@ export async function buildahResult(
   const b = await buildah();
   await b.pull(bases.archives[spec.base ?? 'busybox']!);
   const r = await b.build(ctx, spec, `case-${spec.name}`);
-  await mkdir(join(CACHE, 'buildah-oracle'), { recursive: true });
+  await cacheDir('buildah-oracle');
   await writeFile(`${file}.tmp`, JSON.stringify(r));
   await rename(`${file}.tmp`, file);
   return r;

@@ -2,14 +2,14 @@
 // fixtures/export/: the app on the bootstrapped Debian base (debian.Dockerfile), the same app on Alpine
 // (alpine.Dockerfile), and an app image that already holds its kernel (kernel.Dockerfile). A store shared by the
 // export tests keeps the kernel layer an export installs in its cache, so the kernel is installed once per machine.
-import { copyFile, cp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { getImage } from '../../layers/store/image.js';
 import { Store } from '../../layers/store/store.js';
 import { verifyImage } from '../../layers/store/verify.js';
 import { exportImage } from '../../convert/recipe.js';
-import { CACHE, copyImage, debianStore } from '../helpers/images.js';
+import { CACHE, cacheDir, copyImage, debianStore } from '../helpers/images.js';
 import { type CliResult, makeTempDir, removeDir, repoRoot, tsbuild } from '../helpers/index.js';
 
 /** APP_MARKER is printed by the app at boot, with its environment, working directory and user. */
@@ -113,8 +113,7 @@ export async function withKernelLayer(storeRoot: string, image: string, name: st
  * Tests must not remove images from it.
  */
 export async function exportStore(): Promise<string> {
-  const root = join(CACHE, 'export-store');
-  await mkdir(root, { recursive: true });
+  const root = await cacheDir('export-store');
   // proper-lockfile keys its locks by the first argument: not `root`, which the Store locks itself in this process
   const release = await lockfile.lock(`${root}.setup`, {
     lockfilePath: join(CACHE, 'export-store.lock'),

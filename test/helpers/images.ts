@@ -1,8 +1,9 @@
 // Test images: a busybox rootfs directory, fresh store roots, and a Debian base bootstrapped once per machine.
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import lockfile from 'proper-lockfile';
+import { ensurePrivateDir } from '../../layers/store/private-dirs.js';
 import { busyboxAvailable, makeBusyboxRootfs } from '../../fixtures/busybox.js';
 import { makeTempDir, removeDir, tsbuild } from './index.js';
 
@@ -24,8 +25,26 @@ export async function busyboxTree(t: Teardown): Promise<string> {
   return dir;
 }
 
-/** CACHE holds what is expensive to make and safe to share between test runs on one machine. */
+/**
+ * CACHE holds what is expensive to make and safe to share between test runs on one machine. It holds stores with
+ * extracted layers (setuid binaries, device nodes), so it is private to its owner like a store: make it (and what
+ * goes in it) through cacheDir.
+ */
 export const CACHE = process.env.TSBUILD_TEST_CACHE ?? '/var/tmp/tsbuild-test-cache';
+
+/** ensureTestCache creates CACHE 0700 (parents as usual), or tightens one a looser version of the suite made. */
+export async function ensureTestCache(): Promise<string> {
+  await mkdir(dirname(CACHE), { recursive: true });
+  await ensurePrivateDir(CACHE);
+  return CACHE;
+}
+
+/** cacheDir makes (if missing) a directory in CACHE and returns its path. */
+export async function cacheDir(name: string): Promise<string> {
+  const dir = join(await ensureTestCache(), name);
+  await mkdir(dir, { recursive: true });
+  return dir;
+}
 
 /**
  * debianStore returns a store root that holds `debian:bookworm` (minbase), bootstrapping it on first use
@@ -33,8 +52,7 @@ export const CACHE = process.env.TSBUILD_TEST_CACHE ?? '/var/tmp/tsbuild-test-ca
  * change into a store of their own (see copyImage).
  */
 export async function debianStore(): Promise<string> {
-  const root = join(CACHE, 'debian-store');
-  await mkdir(root, { recursive: true });
+  const root = await cacheDir('debian-store');
   const release = await lockfile.lock(root, {
     lockfilePath: join(CACHE, 'debian-store.lock'),
     realpath: false,

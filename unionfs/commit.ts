@@ -1,0 +1,25 @@
+// Committing what changed in a root filesystem: the change set becomes a deterministic tar (layers/tar/create.ts),
+// compressed and stored as a blob (layers/store/commit.ts). Loaded only when a step commits, so `tsbuild run` and
+// `tsbuild mount`, which never commit, do not load the tar writer and the compressors.
+import type { Change } from '../layers/model/changeset.js';
+import type { Layer } from '../layers/model/layer.js';
+import { commitLayer } from '../layers/store/commit.js';
+import type { Store } from '../layers/store/store.js';
+import { tarFromChanges } from '../layers/tar/create.js';
+import type { CommitOptions } from './rootfs.js';
+
+/** commitChanges stores `changes` of the tree at `root` as a layer. */
+export async function commitChanges(
+  store: Store,
+  root: string,
+  changes: Change[],
+  opts: CommitOptions,
+): Promise<Layer> {
+  const tar = tarFromChanges(
+    root,
+    changes,
+    opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch },
+  );
+  const c = await commitLayer(store, tar, { compression: opts.compression });
+  return { descriptor: c.descriptor, diffId: c.diffId };
+}
