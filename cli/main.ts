@@ -192,6 +192,7 @@ prog
   .option('--expect', 'Regular expression to wait for (default: a login prompt)')
   .option('--memory', 'VM memory', '1G')
   .option('--kvm', 'auto, on or off', 'auto')
+  .option('--kvm-watchdog', 'Seconds without serial output before --kvm auto restarts a KVM boot under TCG (0: never)')
   .option('--uefi', 'Boot with OVMF (UEFI)', false)
   .action(lazy('boot'));
 

@@ -1,44 +1,67 @@
 // The QEMU runner behind `tsbuild boot` and the boot tests: boot a disk image with its serial console captured,
 // stop when a pattern shows up (a login prompt by default), a kernel panic, or a timeout. KVM when it really works
-// (a tiny guest is started first: nested KVM can accept a VM and then never run it), TCG otherwise.
-import { randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+// (kvm-probe.ts: a probe guest on the same machine, CPU and SMP count first), TCG otherwise; with `--kvm auto` a
+// boot that dies under KVM or prints nothing for a while is restarted under TCG, so auto never fails where TCG works.
+import { existsSync } from 'node:fs';
+import { copyFile, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { InvalidInputError, NotFoundError, TsbuildError } from '../sys/errors.js';
+import { NotFoundError, ToolError, TsbuildError } from '../sys/errors.js';
 import { requireTools, run } from '../sys/exec.js';
+import { accelArgs, chooseAccel, markKvmBroken, qemuFailure, type Accel, type KvmMode } from './kvm-probe.js';
+
+export {
+  chooseAccel,
+  kvmCacheFile,
+  kvmDeviceUsable,
+  kvmRunsGuests,
+  PROBE_MARKER,
+  probeSector,
+  type Accel,
+  type KvmMode,
+} from './kvm-probe.js';
 
 /** DEFAULT_EXPECT: a getty's login prompt (`debian login:`, `localhost login:`). */
 export const DEFAULT_EXPECT = /\blogin: ?$/m;
 /** PANIC: the kernel gave up; the boot cannot succeed any more. */
 export const PANIC = /Kernel panic - not syncing|end Kernel panic/;
+/** With `--kvm auto`, a KVM boot with no serial output for this long is restarted under TCG. */
+export const DEFAULT_KVM_WATCHDOG_MS = 20_000;
 
-export type Accel = 'kvm' | 'tcg';
+/** BootEvent: progress for the caller to print (cli/commands/boot.ts writes them on stderr). */
+export type BootEvent =
+  | { type: 'start'; accel: Accel }
+  /** `--kvm auto` uses TCG although /dev/kvm opens: the probe failed, or a boot under KVM died or stayed silent */
+  | { type: 'kvm-fallback'; message: string };
 
 export interface BootOptions {
   /** the disk image: qcow2, raw, vmdk or vhdx (found from its first bytes) */
   disk: string;
   /** default DEFAULT_EXPECT */
   expect?: RegExp;
-  /** default 300 s */
+  /** default 300 s; a boot restarted under TCG gets the whole timeout again */
   timeoutMs?: number;
   /** QEMU -m: 1G, 512M… (default 1G) */
   memory?: string;
-  kvm?: 'auto' | 'on' | 'off';
+  kvm?: KvmMode;
+  /** `--kvm auto`: restart under TCG when KVM prints nothing for this long (default DEFAULT_KVM_WATCHDOG_MS; 0: never) */
+  kvmWatchdogMs?: number;
+  /** where the per-host-boot KVM verdict is kept (default kvmCacheFile(): $TSBUILD_KVM_CACHE or ~/.cache/tsbuild) */
+  kvmCache?: string;
   /** boot with OVMF (UEFI) instead of SeaBIOS */
   uefi?: boolean;
   /** every chunk of serial output as it arrives */
   onOutput?: (text: string) => void;
+  onEvent?: (e: BootEvent) => void;
   signal?: AbortSignal;
 }
 
 export interface BootResult {
   outcome: 'matched' | 'timeout' | 'panic' | 'exited';
   accel: Accel;
-  /** from QEMU start to the outcome */
+  /** from QEMU start to the outcome (of the TCG run, after a fallback) */
   seconds: number;
-  /** the serial console, whole */
+  /** the serial console, whole (of the TCG run, after a fallback) */
   output: string;
   /** the text that matched `expect` */
   match?: string;
@@ -89,12 +112,7 @@ export function qemuArgs(opts: {
     '-display',
     'none',
     '-no-reboot',
-    '-machine',
-    `pc,accel=${opts.accel}`,
-    '-cpu',
-    opts.accel === 'kvm' ? 'host' : 'max',
-    '-smp',
-    opts.accel === 'kvm' ? '2' : '1',
+    ...accelArgs(opts.accel),
     '-m',
     opts.memory,
     '-chardev',
@@ -124,19 +142,60 @@ export function qemuArgs(opts: {
  * shows up, 'panic' on a kernel panic, 'exited' when QEMU stops by itself, 'timeout' when time runs out. QEMU is
  * always stopped (and its temp files removed) before this returns. The disk is opened with snapshot=on: nothing
  * the guest writes reaches the file.
+ *
+ * With `kvm: 'auto'` (the default) a boot under KVM that QEMU does not survive (a signal, a non-zero exit) or that
+ * prints nothing within `kvmWatchdogMs` is stopped and started again under TCG, with a 'kvm-fallback' event; the
+ * host's verdict becomes "no KVM" (at once after a crash, after a silent KVM boot when TCG then prints something).
+ * With `kvm: 'on'` a QEMU failure is an error (E_QEMU) that names the signal or exit code.
  */
 export async function bootDisk(opts: BootOptions): Promise<BootResult> {
   requireTools(QEMU_TOOLS);
   const format = await diskFormat(opts.disk);
+  const mode = opts.kvm ?? 'auto';
+  const cache = opts.kvmCache ? { cacheFile: opts.kvmCache } : {};
+  const choice = await chooseAccel(mode, cache);
+  if (choice.kvmSkipped)
+    opts.onEvent?.({ type: 'kvm-fallback', message: `KVM not used: ${choice.kvmSkipped}; booting under TCG` });
+  if (choice.accel !== 'kvm' || mode !== 'auto') return bootOnce(opts, format, choice.accel);
+  const watchdogMs = opts.kvmWatchdogMs ?? DEFAULT_KVM_WATCHDOG_MS;
+  const first = await bootOnce(opts, format, 'kvm', { watchdogMs });
+  if (!('kvmFailed' in first)) return first;
+  opts.onEvent?.({ type: 'kvm-fallback', message: `KVM boot failed (${first.kvmFailed}); restarting under TCG` });
+  if (first.crashed) await markKvmBroken(first.kvmFailed, cache);
+  const second = await bootOnce(opts, format, 'tcg');
+  if (!first.crashed && second.output !== '') await markKvmBroken(first.kvmFailed, cache);
+  return second;
+}
+
+/** KvmFailed: a boot under KVM to be restarted under TCG; `crashed` when QEMU died (rather than stayed silent). */
+interface KvmFailed {
+  kvmFailed: string;
+  crashed: boolean;
+}
+
+/** bootOnce runs QEMU once; with `fallback`, a KVM failure is returned (QEMU stopped) instead of thrown. */
+async function bootOnce(opts: BootOptions, format: string, accel: Accel): Promise<BootResult>;
+async function bootOnce(
+  opts: BootOptions,
+  format: string,
+  accel: Accel,
+  fallback: { watchdogMs: number },
+): Promise<BootResult | KvmFailed>;
+async function bootOnce(
+  opts: BootOptions,
+  format: string,
+  accel: Accel,
+  fallback?: { watchdogMs: number },
+): Promise<BootResult | KvmFailed> {
   const expect = opts.expect ?? DEFAULT_EXPECT;
   const timeoutMs = opts.timeoutMs ?? 300_000;
-  const accel = await chooseAccel(opts.kvm ?? 'auto');
   const tmp = await mkdtemp(join(tmpdir(), 'tsbuild-boot-'));
   const serialLog = join(tmp, 'serial.log');
   const stop = new AbortController();
   const onAbort = (): void => stop.abort();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {
+    opts.signal?.throwIfAborted();
     let ovmf: { code: string; vars: string } | undefined;
     if (opts.uefi) {
       const pair = OVMF_PAIRS.find(([c, v]) => existsSync(c) && existsSync(v));
@@ -156,6 +215,7 @@ export async function bootDisk(opts: BootOptions): Promise<BootResult> {
       serialLog,
       ...(ovmf ? { ovmf } : {}),
     });
+    opts.onEvent?.({ type: 'start', accel });
     const started = Date.now();
     let exited = false;
     let qemuError: unknown;
@@ -174,6 +234,8 @@ export async function bootDisk(opts: BootOptions): Promise<BootResult> {
       stop.abort();
     }, timeoutMs);
     let output = '';
+    let silent = false;
+    const watchdogAt = fallback && fallback.watchdogMs > 0 ? started + fallback.watchdogMs : Infinity;
     let outcome: BootResult['outcome'] | undefined;
     let match: string | undefined;
     const fh = await open(serialLog, 'r');
@@ -200,6 +262,11 @@ export async function bootDisk(opts: BootOptions): Promise<BootResult> {
           }
           continue;
         }
+        if (output === '' && Date.now() >= watchdogAt) {
+          silent = true; // nothing on the console yet: KVM may run nothing at all
+          outcome = 'timeout';
+          break;
+        }
         if (timedOut || stop.signal.aborted) {
           outcome = 'timeout'; // or the caller aborted: throwIfAborted below says so
           break;
@@ -221,9 +288,21 @@ export async function bootDisk(opts: BootOptions): Promise<BootResult> {
       await fh.close();
     }
     opts.signal?.throwIfAborted();
+    if (fallback && silent) {
+      return { kvmFailed: `no output on the serial console within ${fallback.watchdogMs / 1000}s`, crashed: false };
+    }
+    if (fallback && outcome === 'exited' && !qemuError && output === '') {
+      return { kvmFailed: 'QEMU stopped without any output on the serial console', crashed: false };
+    }
     if (outcome === 'exited' && qemuError) {
-      const e = qemuError as Error;
-      throw new TsbuildError('E_QEMU', `QEMU failed: ${e.message}`, { cause: e });
+      if (fallback) return { kvmFailed: qemuFailure(qemuError), crashed: isSignal(qemuError) };
+      throw new TsbuildError(
+        'E_QEMU',
+        `${qemuFailure(qemuError)} (${accel})`,
+        accel === 'kvm'
+          ? { hint: 'KVM may not work on this host: use --kvm auto or --kvm off', cause: qemuError }
+          : { cause: qemuError },
+      );
     }
     return {
       outcome,
@@ -238,117 +317,6 @@ export async function bootDisk(opts: BootOptions): Promise<BootResult> {
   }
 }
 
-let accelCache: Promise<Accel> | undefined;
-
-/** chooseAccel: off → TCG; on → KVM (an error when /dev/kvm cannot be opened); auto → KVM only when the probe says it runs guests. */
-export async function chooseAccel(mode: 'auto' | 'on' | 'off'): Promise<Accel> {
-  if (mode !== 'auto' && mode !== 'on' && mode !== 'off')
-    throw new InvalidInputError(`--kvm must be auto, on or off (got ${JSON.stringify(mode)})`);
-  if (mode === 'off') return 'tcg';
-  if (mode === 'on') {
-    if (!kvmDeviceUsable())
-      throw new TsbuildError('E_NO_KVM', '/dev/kvm is missing or not accessible', {
-        hint: 'use --kvm auto or off (TCG)',
-      });
-    return 'kvm';
-  }
-  accelCache ??= kvmRunsGuests().then((ok) => (ok ? 'kvm' : 'tcg'));
-  return accelCache;
-}
-
-export function kvmDeviceUsable(): boolean {
-  try {
-    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * PROBE_SECTOR is a 512-byte boot sector that prints PROBE_MARKER on COM1 (port 0x3f8) and halts: real-mode code
- * `cld; xor ax,ax; mov ds,ax; mov dx,0x3f8; mov si,msg; l: lodsb; test al,al; jz d; out dx,al; jmp l; d: cli; hlt; jmp d`.
- */
-export const PROBE_MARKER = 'tsbuild-kvm-probe-ok';
-export function probeSector(): Buffer {
-  const code = [
-    0xfc, 0x31, 0xc0, 0x8e, 0xd8, 0xba, 0xf8, 0x03, 0xbe, 0x17, 0x7c, 0xac, 0x84, 0xc0, 0x74, 0x03, 0xee, 0xeb, 0xf8,
-    0xfa, 0xf4, 0xeb, 0xfd,
-  ];
-  const b = Buffer.alloc(512);
-  Buffer.from(code).copy(b, 0);
-  Buffer.from(`${PROBE_MARKER}\r\n\0`, 'latin1').copy(b, code.length); // msg at 0x7c17
-  b[510] = 0x55;
-  b[511] = 0xaa;
-  return b;
-}
-
-/**
- * kvmRunsGuests starts the probe sector under KVM and waits up to 5 s for its marker. The answer is kept per boot of
- * the host (keyed by /proc/sys/kernel/random/boot_id) in $XDG_CACHE_HOME/tsbuild/kvm-probe.json.
- */
-export async function kvmRunsGuests(): Promise<boolean> {
-  if (!kvmDeviceUsable()) return false;
-  const cacheFile = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'tsbuild', 'kvm-probe.json');
-  let bootId = '';
-  try {
-    bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-    const cached = JSON.parse(await readFile(cacheFile, 'utf8')) as { bootId?: string; kvm?: boolean };
-    if (cached.bootId === bootId && typeof cached.kvm === 'boolean') return cached.kvm;
-  } catch {
-    // no cache yet
-  }
-  const tmp = await mkdtemp(join(tmpdir(), 'tsbuild-kvm-probe-'));
-  let ok = false;
-  try {
-    const disk = join(tmp, 'probe.img');
-    const log = join(tmp, 'serial.log');
-    await writeFile(disk, probeSector());
-    await writeFile(log, '');
-    const stop = new AbortController();
-    const argv = [
-      'qemu-system-x86_64',
-      '-nodefaults',
-      '-display',
-      'none',
-      '-no-reboot',
-      '-machine',
-      'pc,accel=kvm',
-      '-m',
-      '32',
-      '-chardev',
-      `file,id=s0,path=${log}`,
-      '-serial',
-      'chardev:s0',
-      '-drive',
-      `file=${disk},format=raw,if=ide`,
-    ];
-    let gone = false;
-    const qemu = run(argv, { signal: stop.signal })
-      .catch(() => {})
-      .finally(() => {
-        gone = true;
-      });
-    const deadline = Date.now() + 5_000;
-    while (Date.now() < deadline && !gone) {
-      await new Promise((r) => setTimeout(r, 100));
-      if ((await readFile(log, 'latin1')).includes(PROBE_MARKER)) {
-        ok = true;
-        break;
-      }
-    }
-    stop.abort();
-    await qemu;
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
-  }
-  try {
-    await mkdir(join(cacheFile, '..'), { recursive: true });
-    const tmpFile = `${cacheFile}.${randomBytes(4).toString('hex')}`;
-    await writeFile(tmpFile, JSON.stringify({ bootId, kvm: ok }));
-    await rename(tmpFile, cacheFile);
-  } catch {
-    // a read-only home: probe again next time
-  }
-  return ok;
+function isSignal(err: unknown): boolean {
+  return err instanceof ToolError && / killed by SIG/.test(err.message);
 }

@@ -89,12 +89,23 @@ export function systemdQuote(word: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(escaped) && escaped !== '' ? escaped : `"${escaped}"`;
 }
 
-/** systemdUnit renders the unit: started after the network is up, output to the journal and the console. */
+/**
+ * SERVICE_DESCRIPTION names the service where systemd and OpenRC show it. It never holds the command or the image
+ * name: systemd prints the description on the console as it starts the unit (`Starting tsbuild-app.service -
+ * <Description>...`), before the program runs, so words of the command line would satisfy `tsbuild boot --expect`
+ * without the program's own output (`--expect hello` matched `/usr/bin/echo hello` there).
+ */
+export const SERVICE_DESCRIPTION = "tsbuild app (the image's ENTRYPOINT and CMD)";
+
+/**
+ * systemdUnit renders the unit: started after the network is up, output to the journal and the console. The
+ * command line is only in ExecStart=, which systemd does not print (only its debug log does).
+ */
 export function systemdUnit(spec: ServiceSpec): string {
   const lines = [
     '# Written by tsbuild export: the image ENTRYPOINT/CMD, Env, WorkingDir and User.',
     '[Unit]',
-    `Description=${spec.argv.join(' ').replace(/%/g, '%%').replace(/\n/g, ' ').slice(0, 200)}`,
+    `Description=${SERVICE_DESCRIPTION}`,
     'Wants=network-online.target',
     'After=network-online.target',
     '',
@@ -123,7 +134,8 @@ export function shellQuote(word: string): string {
 
 /**
  * openrcScript renders /etc/init.d/NAME: start-stop-daemon in the background with the image's environment, working
- * directory and user, stdout and stderr to /dev/console.
+ * directory and user, stdout and stderr to /dev/console. OpenRC prints ` * Starting tsbuild-app ...` (the service
+ * name); the description (SERVICE_DESCRIPTION, not the command) only shows in `rc-service … describe`.
  */
 export function openrcScript(spec: ServiceSpec): string {
   const [prog, ...args] = spec.argv;
@@ -131,7 +143,7 @@ export function openrcScript(spec: ServiceSpec): string {
   const lines = [
     '#!/sbin/openrc-run',
     '# Written by tsbuild export: the image ENTRYPOINT/CMD, Env, WorkingDir and User.',
-    `description=${shellQuote(`tsbuild app: ${spec.argv.join(' ')}`.slice(0, 200))}`,
+    `description=${shellQuote(SERVICE_DESCRIPTION)}`,
     // openrc-run evaluates command and command_args once more: quote the quoted words
     `command=${shellQuote(shellQuote(prog as string))}`,
     `command_args=${shellQuote(args.map(shellQuote).join(' '))}`,

@@ -1,4 +1,4 @@
-import { bootDisk } from '../../convert/boot.js';
+import { bootDisk, type KvmMode } from '../../convert/boot.js';
 import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
 import type { GlobalFlags } from '../common.js';
 import { stderrProgress } from '../progress.js';
@@ -8,15 +8,24 @@ interface BootFlags extends GlobalFlags {
   expect?: string;
   memory?: string;
   kvm?: string;
+  /** seconds without serial output before `--kvm auto` restarts a KVM boot under TCG (0: never) */
+  'kvm-watchdog'?: number | string;
   uefi?: boolean;
 }
 
-export default async function boot(file: string, flags: BootFlags): Promise<void> {
-  const timeout = Number(flags.timeout ?? 300);
-  if (!Number.isFinite(timeout) || timeout <= 0)
+function seconds(flag: string, value: unknown, allowZero: boolean): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || (n === 0 && !allowZero))
     throw new InvalidInputError(
-      `--timeout must be a positive number of seconds (got ${JSON.stringify(flags.timeout)})`,
+      `${flag} must be a ${allowZero ? 'non-negative' : 'positive'} number of seconds (got ${JSON.stringify(value)})`,
     );
+  return n;
+}
+
+export default async function boot(file: string, flags: BootFlags): Promise<void> {
+  const timeout = seconds('--timeout', flags.timeout ?? 300, false);
+  const watchdog =
+    flags['kvm-watchdog'] === undefined ? undefined : seconds('--kvm-watchdog', flags['kvm-watchdog'], true);
   let expect: RegExp | undefined;
   if (flags.expect !== undefined) {
     try {
@@ -36,9 +45,14 @@ export default async function boot(file: string, flags: BootFlags): Promise<void
       ...(expect ? { expect } : {}),
       timeoutMs: timeout * 1000,
       memory: String(flags.memory ?? '1G'),
-      kvm: (flags.kvm ?? 'auto') as 'auto' | 'on' | 'off',
+      kvm: (flags.kvm ?? 'auto') as KvmMode,
+      ...(watchdog !== undefined ? { kvmWatchdogMs: watchdog * 1000 } : {}),
       uefi: flags.uefi === true,
       onOutput: (text) => process.stdout.write(text),
+      onEvent: (e) => {
+        if (e.type === 'start') p.step(`booting ${file} under ${e.accel === 'kvm' ? 'KVM' : 'TCG'}`);
+        else p.step(e.message);
+      },
       signal: abort.signal,
     });
     process.stdout.write('\n');
@@ -52,7 +66,7 @@ export default async function boot(file: string, flags: BootFlags): Promise<void
       case 'exited':
         throw new TsbuildError(
           'E_BOOT_FAILED',
-          `the VM stopped after ${r.seconds.toFixed(1)}s without printing ${what}`,
+          `the VM stopped after ${r.seconds.toFixed(1)}s without printing ${what} (${r.accel})`,
         );
       case 'timeout':
         throw new TsbuildError(

@@ -2,12 +2,15 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bootDisk, chooseAccel, diskFormat, PROBE_MARKER, probeSector, qemuArgs } from '../../convert/boot.js';
+import { accelArgs, PROBE_SOURCE } from '../../convert/kvm-probe.js';
+import { which } from '../../sys/exec.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 
 const qemu = existsSync('/usr/bin/qemu-system-x86_64') ? test : test.skip;
+const binutils = which('as') && which('ld') ? test : test.skip;
 
 async function probeDisk(t: { teardown(f: () => unknown): void }): Promise<string> {
   const dir = await makeTempDir();
@@ -17,12 +20,39 @@ async function probeDisk(t: { teardown(f: () => unknown): void }): Promise<strin
   return disk;
 }
 
-test('the probe sector is a boot sector whose message sits where its code loads it from', (t) => {
+test('the probe sector is a boot sector that prints each mode it reaches, the marker last', (t) => {
   const s = probeSector();
   t.is(s.length, 512);
   t.deepEqual([s[510], s[511]], [0x55, 0xaa]);
-  const msgAddr = s.readUInt16LE(9); // mov si, imm16
-  t.is(s.subarray(msgAddr - 0x7c00, msgAddr - 0x7c00 + PROBE_MARKER.length).toString('latin1'), PROBE_MARKER);
+  const text = s.toString('latin1');
+  t.true(text.indexOf('tsbuild-kvm-probe: real mode') < text.indexOf('tsbuild-kvm-probe: protected mode'));
+  t.true(text.indexOf('tsbuild-kvm-probe: protected mode') < text.indexOf(PROBE_MARKER));
+});
+
+binutils('the probe sector is PROBE_SOURCE assembled', async (t) => {
+  const dir = await makeTempDir();
+  t.teardown(() => removeDir(dir));
+  await writeFile(join(dir, 'probe.S'), PROBE_SOURCE);
+  execFileSync('as', ['--32', '-o', join(dir, 'probe.o'), join(dir, 'probe.S')]);
+  execFileSync('ld', [
+    '-m',
+    'elf_i386',
+    '-Ttext=0x7c00',
+    '--oformat',
+    'binary',
+    '-o',
+    join(dir, 'probe.bin'),
+    join(dir, 'probe.o'),
+  ]);
+  t.deepEqual(await readFile(join(dir, 'probe.bin')), probeSector());
+});
+
+test('the KVM probe and the boot use the same machine type, CPU model and SMP count', (t) => {
+  const args = qemuArgs({ disk: '/d', format: 'raw', accel: 'kvm', memory: '1G', serialLog: '/s' });
+  const mine = accelArgs('kvm');
+  t.deepEqual(mine, ['-machine', 'pc,accel=kvm', '-cpu', 'host', '-smp', '2']);
+  const at = args.indexOf('-machine');
+  t.deepEqual(args.slice(at, at + mine.length), mine);
 });
 
 test('QEMU gets the disk on virtio with snapshot=on, the serial port in a file, and OVMF when asked', (t) => {
@@ -77,12 +107,10 @@ qemu('bootDisk gives up at the timeout and stops QEMU', async (t) => {
 qemu('bootDisk reports a kernel panic as soon as it is printed', async (t) => {
   const dir = await makeTempDir();
   t.teardown(() => removeDir(dir));
-  // a boot sector that prints a panic line: the probe sector with its message replaced
+  // a boot sector that prints a panic line: the probe sector with its first message (31 bytes) replaced
   const s = probeSector();
-  const msg = Buffer.from('Kernel panic - not syncing: test\r\n\0', 'latin1');
-  msg.copy(s, 0x17);
-  s[510] = 0x55;
-  s[511] = 0xaa;
+  const at = s.indexOf('tsbuild-kvm-probe: real mode');
+  Buffer.from('Kernel panic - not syncing\r\n\0', 'latin1').copy(s, at);
   const disk = join(dir, 'panic.img');
   await writeFile(disk, Buffer.concat([s, Buffer.alloc((1 << 20) - 512)]));
   const r = await bootDisk({ disk, timeoutMs: 60_000, kvm: 'off', memory: '32M' });
@@ -90,7 +118,10 @@ qemu('bootDisk reports a kernel panic as soon as it is printed', async (t) => {
 });
 
 test('--kvm off is TCG; auto never fails (it falls back to TCG)', async (t) => {
-  t.is(await chooseAccel('off'), 'tcg');
-  t.true(['kvm', 'tcg'].includes(await chooseAccel('auto')));
+  const dir = await makeTempDir();
+  t.teardown(() => removeDir(dir));
+  const cacheFile = join(dir, 'kvm-probe.json'); // private: the machine's own verdict is neither read nor written
+  t.deepEqual(await chooseAccel('off', { cacheFile }), { accel: 'tcg' });
+  t.true(['kvm', 'tcg'].includes((await chooseAccel('auto', { cacheFile })).accel));
   await t.throwsAsync(chooseAccel('sometimes' as 'auto'), { message: /--kvm must be/ });
 });

@@ -5,6 +5,7 @@ import {
   detectInit,
   installService,
   openrcScript,
+  SERVICE_DESCRIPTION,
   serviceSpec,
   systemdQuote,
   systemdUnit,
@@ -89,6 +90,28 @@ test('the systemd unit runs the command with the image environment, directory an
   t.regex(unit, /^Group=app$/m);
   t.regex(unit, /^StandardOutput=journal\+console$/m);
   t.regex(unit, /^WantedBy=multi-user.target$/m);
+});
+
+const echo: ServiceSpec = {
+  name: 'tsbuild-app',
+  argv: ['/usr/bin/echo', 'hello-from-argv'],
+  env: ['PATH=/usr/bin:/bin'],
+  workingDir: '/',
+};
+
+test('the unit text names the command only in ExecStart= (systemd prints the Description before the program runs)', (t) => {
+  const unit = systemdUnit(echo);
+  t.regex(unit, /^Description=tsbuild app \(the image's ENTRYPOINT and CMD\)$/m);
+  t.is(/^Description=(.*)$/m.exec(unit)?.[1], SERVICE_DESCRIPTION);
+  const mentions = unit.split('\n').filter((l) => /hello-from-argv|\/usr\/bin\/echo/.test(l));
+  t.deepEqual(mentions, ['ExecStart=/usr/bin/echo hello-from-argv']);
+});
+
+test('the OpenRC description does not hold the command either', (t) => {
+  const s = openrcScript(echo);
+  t.regex(s, /^description='tsbuild app \(the image'\\''s ENTRYPOINT and CMD\)'$/m);
+  const mentions = s.split('\n').filter((l) => /hello-from-argv|\/usr\/bin\/echo/.test(l));
+  t.deepEqual(mentions, ['command=/usr/bin/echo', 'command_args=hello-from-argv']);
 });
 
 test('the OpenRC script quotes the command for openrc-run and sends output to the console', (t) => {
