@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { getImage } from '../../layers/store/image.js';
 import { Store } from '../../layers/store/store.js';
 import { verifyImage } from '../../layers/store/verify.js';
-import { makeTempDir, removeDir, rootTest, tsbuild } from '../helpers/index.js';
+import { makeTempDir, removeDir, rootTest, runCommand, tsbuild } from '../helpers/index.js';
 import { busyboxTree, newStoreRoot } from '../helpers/images.js';
 import { type Dockerd, startDockerd } from '../helpers/dockerd.js';
 
@@ -118,3 +118,33 @@ async function tarOf(dir: string): Promise<Buffer> {
     );
   });
 }
+
+rootTest(
+  'a docker save archive whose second image repeats a layer as a symlinked layer.tar loads, twice',
+  async (t) => {
+    const d = await withDocker();
+    const root = await newStoreRoot(t);
+    const tree = await busyboxTree(t);
+    // the same layer under two image configs: docker save writes it once, and a symlink to it for the second image
+    const layer = await tarOf(tree);
+    for (const n of ['a', 'b'])
+      await d.docker(['import', '-c', `CMD ["/bin/echo", "${n}"]`, '-', `dkr-two:${n}`], { input: layer });
+    const dir = await makeTempDir();
+    t.teardown(() => removeDir(dir));
+    const archive = join(dir, 'two.tar');
+    await d.docker(['save', '-o', archive, 'dkr-two:a', 'dkr-two:b']);
+    const listing = await new Promise<string>((resolve, reject) =>
+      execFile('tar', ['-tvf', archive], (err, stdout) => (err ? reject(err) : resolve(stdout))),
+    );
+    t.regex(listing, /layer\.tar -> \.\.\/[a-f0-9]{64}\/layer\.tar/, 'docker wrote the shared base layer as a symlink');
+    for (const round of [1, 2]) {
+      const out = await ok(['--root', root, 'load', '-i', archive]);
+      t.is(out, 'Loaded image: dkr-two:a\nLoaded image: dkr-two:b\n', `round ${round}`);
+    }
+    for (const n of ['dkr-two:a', 'dkr-two:b']) {
+      t.deepEqual(await problems(root, n), []);
+      const r = await runCommand('skopeo', ['inspect', `oci:${root}:${n}`]);
+      t.is(r.code, 0, r.stderr);
+    }
+  },
+);

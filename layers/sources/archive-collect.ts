@@ -1,0 +1,165 @@
+// One pass over a load archive: blobs/sha256/<hex> entries go to the store (verified against their names, also when
+// the store already holds them), legacy `<id>/layer.tar` entries are committed as layers, small JSON documents are
+// kept in memory, and symlinks and hard links are remembered (docker writes a repeated layer as a symlink).
+// Every entry body is read to its end, whatever happens to its content: tar-stream stops (and this promise would
+// never settle) when a body is left unread or destroyed.
+import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
+import { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import { autoDecompress } from '../compress/compress.js';
+import { commitLayer, type CommittedLayer } from '../store/commit.js';
+import { parseDigest } from '../model/digest.js';
+import { DigestMismatchError, InvalidInputError, SizeMismatchError, wrap } from '../../sys/errors.js';
+import type { Store } from '../store/store.js';
+import type { Compression, Digest } from '../model/types.js';
+
+const MAX_JSON = 32 << 20;
+
+export interface Collected {
+  json: Map<string, Buffer>;
+  blobs: Set<Digest>;
+  legacyLayers: Map<string, CommittedLayer>;
+  /** symlinks and hard links: entry name → the entry name it points at (normalized, relative to the archive root) */
+  links: Map<string, string>;
+}
+
+export interface CollectOptions {
+  compression?: Compression;
+  onEvent?: (e: { type: 'blob' | 'layer'; name: string; size: number }) => void;
+}
+
+type Body = NodeJS.ReadableStream & { resume(): unknown };
+
+/** entryName normalizes a tar entry name (`./a//b/` → `a/b`). */
+export function entryName(name: string): string {
+  return posix
+    .normalize(name)
+    .replace(/^(\.\/)+/, '')
+    .replace(/\/$/, '');
+}
+
+/** drain reads a body to its end, hashing it; resolves with its digest and size. */
+function drain(body: Body): Promise<{ digest: Digest; size: number }> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    let size = 0;
+    body.on('data', (b: Buffer) => {
+      hash.update(b);
+      size += b.length;
+    });
+    body.on('end', () => resolve({ digest: `sha256:${hash.digest('hex')}`, size }));
+    body.on('error', reject);
+  });
+}
+
+/**
+ * storeBlob stores one blobs/sha256/<hex> entry. A blob the store already holds is not written again, but the entry
+ * is still read to its end and must hash to its name, so the result of a load does not depend on what was stored.
+ */
+async function storeBlob(store: Store, body: Body, digest: Digest, size: number): Promise<void> {
+  if (await store.hasBlob(digest, size)) {
+    const got = await drain(body);
+    if (got.size !== size) throw new SizeMismatchError(digest, size, got.size);
+    if (got.digest !== digest) throw new DigestMismatchError(digest, got.digest);
+    // marks the stored blob fresh for a concurrent prune (and stores nothing: the blob is there)
+    await store.putBlob(Readable.from([]), { digest, size });
+    return;
+  }
+  await store.putBlob(Readable.from(body as AsyncIterable<Buffer>, { objectMode: false }), { digest, size });
+}
+
+/** collect reads the whole archive once. */
+export function collect(store: Store, input: Readable, opts: CollectOptions): Promise<Collected> {
+  const got: Collected = { json: new Map(), blobs: new Set(), legacyLayers: new Map(), links: new Map() };
+  const extract = tar.extract();
+  return new Promise<Collected>((resolve, reject) => {
+    const fail = (err: Error): void => {
+      input.destroy();
+      extract.destroy();
+      reject(err);
+    };
+    extract.on('entry', (header, stream, next) => {
+      const body = stream as unknown as Body;
+      const done = (err?: unknown): void => {
+        if (err) fail(err as Error);
+        else next();
+      };
+      const skip = (): void => {
+        drain(body).then(() => done(), done);
+      };
+      const name = entryName(header.name);
+      if (header.type === 'symlink' || header.type === 'link') {
+        const target = header.linkname ?? '';
+        got.links.set(
+          name,
+          entryName(header.type === 'symlink' ? posix.join(posix.dirname(name), target) : posix.normalize(target)),
+        );
+        return skip();
+      }
+      if (header.type !== 'file' && header.type !== 'contiguous-file') return skip();
+      const size = header.size ?? 0;
+      const blob = /^blobs\/([a-z0-9]+)\/([a-f0-9]+)$/.exec(name);
+      if (blob) {
+        if (blob[1] !== 'sha256') return done(new InvalidInputError(`blob ${name}: unsupported digest algorithm`));
+        let digest: Digest;
+        try {
+          digest = parseDigest(`sha256:${blob[2]}`, name);
+        } catch (err) {
+          return done(err);
+        }
+        storeBlob(store, body, digest, size).then(
+          () => {
+            got.blobs.add(digest);
+            opts.onEvent?.({ type: 'blob', name: digest, size });
+            done();
+          },
+          (err) => done(wrap(`archive entry ${name}`, err)),
+        );
+        return;
+      }
+      if (/^[^/]+\/layer\.tar$/.test(name)) {
+        const tarBody = Readable.from(body as unknown as AsyncIterable<Buffer>, { objectMode: false });
+        commitLayer(store, tarBody, { compression: opts.compression ?? 'gzip' }).then(
+          (layer) => {
+            got.legacyLayers.set(name, layer);
+            opts.onEvent?.({ type: 'layer', name, size: layer.uncompressedSize });
+            done();
+          },
+          (err) => done(wrap(`archive entry ${name}`, err)),
+        );
+        return;
+      }
+      if (name.endsWith('.json') || name === 'oci-layout' || name === 'repositories') {
+        if (size > MAX_JSON) return done(new InvalidInputError(`archive entry ${name} is too large (${size} bytes)`));
+        const parts: Buffer[] = [];
+        body.on('data', (b: Buffer) => parts.push(b));
+        body.on('end', () => {
+          got.json.set(name, Buffer.concat(parts));
+          done();
+        });
+        body.on('error', done);
+        return;
+      }
+      skip();
+    });
+    extract.on('finish', () => resolve(got));
+    extract.on('close', () => reject(new InvalidInputError('the archive ended before its last entry was read')));
+    extract.on('error', (err: Error) => fail(new InvalidInputError(`not a valid tar archive: ${err.message}`)));
+    const plain = autoDecompress();
+    input.on('error', fail);
+    plain.on('error', fail);
+    input.pipe(plain).pipe(extract);
+  });
+}
+
+/** parseJson parses an archive's JSON entry (an InvalidInputError naming it when missing or not JSON). */
+export function parseJson(got: Collected, name: string, label: string): unknown {
+  const buf = got.json.get(name);
+  if (!buf) throw new InvalidInputError(`${label}: ${name} is missing`);
+  try {
+    return JSON.parse(buf.toString('utf8')) as unknown;
+  } catch (err) {
+    throw new InvalidInputError(`${label}: ${name} is not valid JSON: ${(err as Error).message}`);
+  }
+}
