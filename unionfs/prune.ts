@@ -1,7 +1,7 @@
 // `tsbuild prune` as a library call: everything the store holds that no image needs any more.
 //
-// In order: container directories of dead processes (cleanStaleContainers; `tsbuild mount` views stay until
-// umount), blobs no image reaches (layers/store/gc.ts), snapshots whose ChainID is no prefix of any image's layers,
+// In order: container and tmp work directories of dead processes, their mounts detached first (unionfs/stale.ts;
+// `tsbuild mount` views stay until umount), blobs no image reaches (layers/store/gc.ts), snapshots whose ChainID is no prefix of any image's layers,
 // temp directories of killed extractions, and cache records (build cache, export-kernel cache) whose layer blob is
 // gone. Returns what it removed; never prints.
 //
@@ -22,7 +22,8 @@ import type { Store } from '../layers/store/store.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { isAlive } from '../sys/pid.js';
 import type { Digest, ImageConfig } from '../layers/model/types.js';
-import { cleanStaleContainers, containersRoot, SNAPSHOTS_NOTE } from './rootfs.js';
+import { containersRoot, SNAPSHOTS_NOTE } from './rootfs.js';
+import { cleanStale, STALE_KINDS, staleDirs } from './stale.js';
 import { cleanStaleSnapshots, listSnapshots, removeSnapshot, snapshotDir, snapshotsRoot } from './snapshot.js';
 
 export interface PruneStoreResult {
@@ -32,11 +33,16 @@ export interface PruneStoreResult {
   snapshots: Digest[];
   /** container directories of dead processes removed (names under <store>/containers) */
   containers: string[];
+  /** work directories of dead builds and exports removed (names under <store>/tmp: build-…, export-…) */
+  tmpDirs: string[];
+  /** mounts of dead processes detached before their directories were removed */
+  unmounted: string[];
   /** build-cache records removed, by key */
   cacheRecords: string[];
   /** export-kernel cache records removed, by key */
   kernelRecords: string[];
-  /** bytes freed, by kind (directories counted like du: allocated blocks, each hard-linked inode once) */
+  /** bytes freed, by kind (directories counted like du: allocated blocks, each hard-linked inode once; `containers`
+   * counts the tmp directories of dead processes too) */
   bytes: { blobs: number; snapshots: number; containers: number; cacheRecords: number };
   /** all of `bytes` */
   bytesFreed: number;
@@ -48,28 +54,27 @@ export interface PruneStoreResult {
 export async function pruneStore(store: Store, opts: { host?: Host } = {}): Promise<PruneStoreResult> {
   const host = opts.host ?? defaultHost();
   const notes: string[] = [];
-  const containerBytes = await staleContainerSizes(store.root);
-  let containers: string[];
-  try {
-    containers = await cleanStaleContainers(store.root, { host });
-  } catch (err) {
-    // a dead run's overlay still mounted: leave it (and what it uses) for the user to unmount
-    notes.push((err as Error).message);
-    containers = [];
-  }
+  const containerBytes = await staleSizes(store.root);
+  // what dead processes left: their mounts detached, then their directories removed (unionfs/stale.ts)
+  const stale = await cleanStale(store.root, STALE_KINDS, { host });
+  for (const k of stale.kept) notes.push(`kept ${k}`);
+  const containers = stale.removed.filter((rel) => rel.startsWith('containers/')).map((rel) => rel.slice(11));
+  const tmpDirs = stale.removed.filter((rel) => rel.startsWith('tmp/')).map((rel) => rel.slice(4));
   const blobs = await pruneBlobs(store);
   const snaps = await store.withLock(() => pruneSnapshots(store, host, notes));
   const { build: cache, 'export-kernel': kernel } = await pruneRecords(store);
   const bytes = {
     blobs: blobs.bytesFreed,
     snapshots: snaps.bytes,
-    containers: containers.reduce((n, name) => n + (containerBytes.get(name) ?? 0), 0),
+    containers: stale.removed.reduce((n, rel) => n + (containerBytes.get(rel) ?? 0), 0),
     cacheRecords: cache.bytes + kernel.bytes,
   };
   return {
     blobs: blobs.removed,
     snapshots: snaps.removed,
     containers,
+    tmpDirs,
+    unmounted: stale.detached,
     cacheRecords: cache.removed,
     kernelRecords: kernel.removed,
     bytes,
@@ -175,15 +180,10 @@ async function staleTempSnapshots(storeRoot: string): Promise<string[]> {
   });
 }
 
-/** staleContainerSizes measures the container directories cleanStaleContainers may remove (dead `<pid>-…`). */
-async function staleContainerSizes(storeRoot: string): Promise<Map<string, number>> {
+/** staleSizes measures what cleanStale may remove (directories of dead processes), by path relative to the root. */
+async function staleSizes(storeRoot: string): Promise<Map<string, number>> {
   const sizes = new Map<string, number>();
-  const base = containersRoot(storeRoot);
-  for (const name of await readdir(base).catch(() => [] as string[])) {
-    const pid = /^(\d+)-[a-f0-9]+$/.exec(name)?.[1];
-    if (pid === undefined || isAlive(Number(pid))) continue;
-    sizes.set(name, await diskUsage(join(base, name)));
-  }
+  for (const rel of await staleDirs(storeRoot, STALE_KINDS)) sizes.set(rel, await diskUsage(join(storeRoot, rel)));
   return sizes;
 }
 

@@ -24,8 +24,8 @@ import type { Store } from '../layers/store/store.js';
 import { NotFoundError, TsbuildError } from '../sys/errors.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { MNT_DETACH } from '../sys/libc.js';
-import { isAlive } from '../sys/pid.js';
 import type { StepDriver } from './rootfs-drivers.js';
+import { cleanStale, STALE_KINDS } from './stale.js';
 import type { Stub } from './stubs.js';
 
 export type { Stub } from './stubs.js';
@@ -105,6 +105,8 @@ export async function openRootfs(opts: OpenRootfsOptions): Promise<Rootfs> {
   const host = opts.host ?? defaultHost();
   const driver = opts.driver ?? 'auto';
   const id = randomBytes(6).toString('hex');
+  // what killed processes left (their mounts detached first); never a reason not to open a root
+  await cleanStale(opts.store.root, STALE_KINDS, { host }).catch(() => undefined);
   const dir = join(await opts.store.privateDir('containers'), opts.persistent ? `mount-${id}` : `${process.pid}-${id}`);
   await mkdir(dir, { mode: 0o700 });
   const o = {
@@ -216,62 +218,21 @@ export class RootfsSession {
   }
 }
 
-/** mountPointsUnder lists the mount points below `dir` in a mountinfo text, deepest first. */
-function mountPointsUnder(mountinfo: string, dir: string): string[] {
-  return mountinfo
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((mp) => mp.startsWith(`${dir}/`))
-    .sort((a, b) => b.length - a.length);
-}
-
 /**
  * cleanStaleContainers removes the directories under `<store>/containers` whose process is gone (build work
  * directories and rootfs directories alike; `mount-*` views live until umount) and returns their names. A directory
  * with something still mounted below it is never removed through the mount (that would write whiteouts into it):
- * with `detach` (a build starting) the mounts are detached lazily first and a directory whose mounts stay busy is
- * skipped; without it an E_BUSY error says what to unmount.
+ * the mounts are detached lazily first (unionfs/stale.ts) and a directory whose mounts stay is skipped; with
+ * `detach: false` nothing is unmounted and an E_BUSY error says what to unmount.
  */
 export async function cleanStaleContainers(
   storeRoot: string,
   opts: { host?: Host; detach?: boolean } = {},
 ): Promise<string[]> {
-  const host = opts.host ?? defaultHost();
-  const base = containersRoot(storeRoot);
-  const removed: string[] = [];
-  let mountinfo: string | undefined;
-  for (const name of await readdir(base).catch(() => [] as string[])) {
-    // only `<pid>-<rand>` directories belong to a process; `mount-*` ones (tsbuild mount) live until umount
-    const m = /^(\d+)-[a-f0-9]+$/.exec(name);
-    if (!m || isAlive(Number(m[1]))) continue;
-    const path = join(base, name);
-    mountinfo ??= host.mountinfo();
-    const points = mountPointsUnder(mountinfo, path);
-    if (points.length && !opts.detach) {
-      const merged = join(path, 'merged');
-      throw new TsbuildError('E_BUSY', `stale container ${path} is still mounted`, {
-        hint: `unmount it first: umount -R ${merged}`,
-      });
-    }
-    let busy = false;
-    for (const mp of points) {
-      try {
-        host.umount(mp, MNT_DETACH);
-      } catch {
-        busy = true;
-      }
-    }
-    if (busy) continue;
-    try {
-      await rm(path, { recursive: true, force: true });
-      removed.push(name);
-    } catch (err) {
-      throw new TsbuildError('E_BUSY', `cannot remove stale container ${path}: ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
-  }
-  return removed;
+  const r = await cleanStale(storeRoot, ['containers'], opts);
+  if (opts.detach === false && r.kept.length)
+    throw new TsbuildError('E_BUSY', `stale container ${r.kept[0]}`, { hint: 'unmount it first' });
+  return r.removed.map((rel) => rel.slice('containers/'.length));
 }
 
 /** markContainer writes a small note into a container directory (what it is for), for `tsbuild mount` listings. */

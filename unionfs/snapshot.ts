@@ -11,6 +11,7 @@
 // store and applies it with overlay whiteouts through the Host (snapshotApply). ensureSnapshots takes any opener and
 // apply (tests pass GNU tar).
 import { randomBytes } from 'node:crypto';
+import { readlinkSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -24,17 +25,27 @@ import type { Store } from '../layers/store/store.js';
 import { applyLayer } from '../layers/tar/apply.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { isAlive } from '../sys/pid.js';
+import { LowerView } from './lower-view.js';
 
 /**
- * ApplyLayer extracts one layer tar into a directory; it consumes the stream. The real one is applySnapshotLayer;
- * tests pass GNU tar.
+ * ApplyLayer extracts one layer tar into a directory; it consumes the stream. `lowers` are the snapshot
+ * directories of the layers below, top first. The real one is snapshotApply; tests pass GNU tar.
  */
-export type ApplyLayer = (tar: Readable, dir: string) => Promise<void>;
+export type ApplyLayer = (tar: Readable, dir: string, lowers: readonly string[]) => Promise<void>;
 
-/** snapshotApply applies a layer as a snapshot: OCI whiteouts become overlay whiteouts (char 0/0, opaque xattr). */
+/**
+ * snapshotApply applies a layer as a snapshot: OCI whiteouts become overlay whiteouts (char 0/0, opaque xattr). An
+ * entry below a symlink of a lower layer goes where applying onto the lower layers (unpack) puts it: through the
+ * symlink, inside the root (layers/tar/apply-state.ts throughLower), so run, build and export see what unpack does.
+ */
 export function snapshotApply(host: Host = defaultHost()): ApplyLayer {
-  return async (tar, dir) => {
-    await applyLayer(tar, { root: dir, whiteouts: 'overlay', host });
+  return async (tar, dir, lowers = []) => {
+    const view = lowers.length ? new LowerView(lowers) : undefined;
+    const lower = (rel: string): string | undefined => {
+      const e = view?.lookup(rel);
+      return e?.st.isSymbolicLink() ? readlinkSync(e.path) : undefined;
+    };
+    await applyLayer(tar, { root: dir, whiteouts: 'overlay', host, ...(view ? { lower } : {}) });
   };
 }
 
@@ -79,7 +90,7 @@ export async function ensureSnapshots(opts: {
     dirs.push(dir);
     if (await exists(dir)) continue;
     try {
-      await extractOnce(root, dir, chain, layer, apply);
+      await extractOnce(root, dir, chain, layer, (tar, into) => apply(tar, into, dirs.slice(0, -1).reverse()));
     } catch (e) {
       throw wrap(`extracting layer ${layer.diffId} (snapshot ${hexOf(chain).slice(0, 12)})`, e);
     }
@@ -101,7 +112,7 @@ async function extractOnce(
   dir: string,
   chain: Digest,
   layer: SnapshotLayer,
-  apply: ApplyLayer,
+  apply: (tar: Readable, dir: string) => Promise<void>,
 ): Promise<void> {
   const tmp = join(root, tempName(hexOf(chain).slice(0, 16)));
   await mkdir(tmp, { mode: 0o755 });

@@ -9,6 +9,11 @@ import { plainRenderer } from '../progress/build-plain.js';
 import type { ProgressMode, Renderer } from '../progress/build-render.js';
 import { ttyRenderer } from '../progress/build-tty.js';
 
+const SIGNALS: Array<[NodeJS.Signals, number]> = [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+];
+
 export interface BuildFlags extends GlobalFlags {
   file?: string;
   tag?: unknown;
@@ -44,9 +49,21 @@ export default async function buildCmd(context: string | undefined, flags: Build
   const sde = sourceDateEpoch();
   const driver = process.env.TSBUILD_STORAGE_DRIVER as StorageDriver | undefined;
   const file = flags.file === undefined ? undefined : String(flags.file);
+  // SIGINT/SIGTERM abort the build (RUN killed, roots unmounted, work directories removed), then exit 130/143
+  const abort = new AbortController();
+  let interrupted: { sig: NodeJS.Signals; code: number } | undefined;
+  const handlers = SIGNALS.map(([sig, code]) => {
+    const h = (): void => {
+      interrupted ??= { sig, code };
+      abort.abort(new Error(`build interrupted (${sig})`));
+    };
+    process.once(sig, h); // a second signal gets the default action
+    return [sig, h] as const;
+  });
   try {
     const r = await build({
       store,
+      signal: abort.signal,
       context,
       ...(file === undefined ? {} : { dockerfile: file }),
       tags: list(flags.tag),
@@ -77,7 +94,14 @@ export default async function buildCmd(context: string | undefined, flags: Build
     out(r.digest);
   } catch (err) {
     renderer?.finish();
+    if (interrupted) {
+      process.stderr.write(`error: build interrupted (${interrupted.sig})\n`);
+      process.exitCode = interrupted.code;
+      return;
+    }
     throw err;
+  } finally {
+    for (const [sig, h] of handlers) process.off(sig, h);
   }
 }
 

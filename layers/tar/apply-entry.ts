@@ -28,6 +28,7 @@ import {
   NEED_FLUSH,
   removeExisting,
   target,
+  throughLower,
   type ApplyState,
   type EntryHeader,
 } from './apply-state.js';
@@ -295,6 +296,7 @@ function makeHardlink(state: ApplyState, entry: string, rel: string, header: Ent
     throw new UnsafeEntryError(entry, `hardlink target ${JSON.stringify(linkname)} is outside the root`);
   }
   if (targetRel === '') throw new UnsafeEntryError(entry, 'hardlink target is the root directory');
+  targetRel = throughLower(state, entry, targetRel);
   if (state.batcher?.busy) {
     // The target may be a file the worker has not made yet.
     const queued = state.resolver.resolve(entry, targetRel, { noSymlinks: true });

@@ -26,6 +26,12 @@ export interface ApplyOptions {
   writerThread?: boolean;
   /** the host that makes device nodes and sets owners (default: defaultHost()) */
   host?: Host;
+  /**
+   * for a layer applied alone into an empty directory above the layers below it (a snapshot): the target of the
+   * symlink at `rel` in those layers, or undefined when there is none there. Entries below such a symlink are
+   * written where applying onto the lower layers would write them (throughLower).
+   */
+  lower?: (rel: string) => string | undefined;
 }
 
 /** ApplyResult counts the tar entries seen (whiteouts and skipped ones included) and the file bytes written. */
@@ -67,6 +73,9 @@ export interface ApplyState {
   readonly umask: number;
   /** the root was empty when the layer started: a path this layer did not write does not exist */
   readonly freshRoot: boolean;
+  readonly lower: ((rel: string) => string | undefined) | undefined;
+  /** paths known not to be a symlink of a lower layer (nor to lie below one) */
+  readonly plainParents: Set<string>;
   /** this process's ids: a new file already has them, unless its directory is setgid */
   readonly uid: number;
   readonly gid: number;
@@ -123,6 +132,8 @@ export function createApplyState(opts: ApplyOptions): ApplyState {
     dirs: new Map(),
     umask: readUmask(),
     freshRoot,
+    lower: opts.lower,
+    plainParents: new Set(),
     uid: caps.uid,
     gid: caps.gid,
     setgidDirs: !freshRoot || rootSetgid,
@@ -135,8 +146,51 @@ export function createApplyState(opts: ApplyOptions): ApplyState {
   return state;
 }
 
+/**
+ * throughLower gives the path an entry of a layer applied alone (a snapshot) takes when applied onto the layers
+ * below (unpack): a parent that is a symlink in the lower layers (`a -> /etc` below, `a/x` here) is followed inside
+ * the root as the PathResolver follows it in a plain root (absolute targets from the root, `..` stopping at the
+ * root), so the entry lands at `etc/x` in the snapshot too. A parent this layer made itself (a directory that
+ * replaced the lower symlink, or its own symlink, which the PathResolver refuses to write through) is not looked up
+ * below. Without opts.lower (a plain root) the path is returned as is.
+ */
+export function throughLower(state: ApplyState, entry: string, rel: string): string {
+  if (!state.lower) return rel;
+  for (let hops = 0; ; hops++) {
+    if (hops > 40) throw new UnsafeEntryError(entry, 'too many levels of symbolic links in the layers below');
+    const parts = rel.split('/');
+    let next: string | undefined;
+    for (let i = 1; i < parts.length && next === undefined; i++) {
+      const q = parts.slice(0, i).join('/');
+      if (state.plainParents.has(q)) continue;
+      const own = lstatSync(`${state.root}/${q}`, { throwIfNoEntry: false });
+      if (own?.isSymbolicLink()) return rel; // this layer's own symlink: the PathResolver decides
+      const link = own ? undefined : state.lower(q);
+      if (link === undefined) {
+        state.plainParents.add(q);
+        continue;
+      }
+      next = joinInside(link.startsWith('/') ? '' : dirnameOf(q), link, parts.slice(i).join('/'));
+    }
+    if (next === undefined) return rel;
+    rel = next;
+  }
+}
+
+/** joinInside joins relative paths and a symlink target the way a lookup inside the root does ('..' stops at it). */
+function joinInside(...paths: string[]): string {
+  const out: string[] = [];
+  for (const c of paths.join('/').split('/')) {
+    if (c === '' || c === '.') continue;
+    if (c === '..') out.pop();
+    else out.push(c);
+  }
+  return out.join('/');
+}
+
 /** target resolves an entry's own path (creating its parents) and refuses to retype the root. */
 export function target(state: ApplyState, entry: string, rel: string, what: string): ResolvedPath {
+  rel = throughLower(state, entry, rel);
   const p = state.resolver.resolve(entry, rel, { create: true });
   if (p === undefined || p.rel === '')
     throw new UnsafeEntryError(entry, `it would change the type of the root directory to a ${what}`);

@@ -5,7 +5,7 @@ import { constants as fsc, lstatSync, readdirSync, rmSync, unlinkSync } from 'no
 import { InvalidInputError, UnsafeEntryError } from '../../sys/errors.js';
 import { setXattr } from '../../sys/libc.js';
 import { dirnameOf, type ResolvedPath } from '../../sys/secure-path.js';
-import { createFresh, markWritten, mayRemove, type ApplyState } from './apply-state.js';
+import { createFresh, markWritten, throughLower, mayRemove, type ApplyState } from './apply-state.js';
 import { OCI_OPAQUE_NAME, OCI_WHITEOUT_PREFIX, OPAQUE_XATTR, OPAQUE_XATTR_VALUE } from './whiteout.js';
 
 /** AUFS metadata (`.wh..wh.plnk`, `.wh..wh.aufs`) starts with this: not part of the image. */
@@ -13,6 +13,7 @@ const WH_META = `${OCI_WHITEOUT_PREFIX}${OCI_WHITEOUT_PREFIX}`;
 
 /** whiteout applies the whiteout entry `entry` (cleaned path rel, base name base, which starts with `.wh.`). */
 export function whiteout(state: ApplyState, entry: string, rel: string, base: string): void {
+  rel = throughLower(state, entry, rel); // a snapshot: where applying onto the lower layers would act
   if (base === OCI_OPAQUE_NAME) return opaque(state, entry, rel);
   if (base.startsWith(WH_META)) return; // AUFS metadata: not part of the image
   const name = base.slice(OCI_WHITEOUT_PREFIX.length);
