@@ -182,6 +182,7 @@ prog
   .option('--ssh-key', 'Public key file for root; repeatable')
   .option('--network', 'dhcp or none', 'dhcp')
   .option('--service', 'auto (run the image ENTRYPOINT/CMD at boot) or none', 'auto')
+  .option('--uuid', 'UUID of the root filesystem (default: derived with SOURCE_DATE_EPOCH, else random)')
   .option('--compress', 'Compress qcow2 clusters', false)
   .action(lazy('export'));
 

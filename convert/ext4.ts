@@ -131,6 +131,10 @@ export interface MakeExt4Options {
   /** the tree to copy in */
   dir: string;
   uuid: string;
+  /** the directory hash seed (a UUID); default: `uuid` */
+  hashSeed?: string;
+  /** SOURCE_DATE_EPOCH: E2FSPROGS_FAKE_TIME for the superblock, root and lost+found times */
+  time?: number;
   label?: string;
   usage: TreeUsage;
   signal?: AbortSignal;
@@ -138,7 +142,7 @@ export interface MakeExt4Options {
 
 /**
  * makeExt4 creates the filesystem inside the image file at `offset` and fills it from `dir` in one pass (`mkfs.ext4
- * -d`): 4 KiB blocks, the given UUID (also the directory hash seed, for reproducible images), bootloader-safe
+ * -d`): 4 KiB blocks, the given UUID and directory hash seed (identity.ts), bootloader-safe
  * features, a 1 % root reserve, the root directory owned by 0:0. Owners, modes, xattrs and hard links are copied
  * as the calling user can read them (see owners.ts for the unprivileged case). Throws FilesystemFullError when the
  * tree does not fit.
@@ -164,13 +168,15 @@ export async function makeExt4(opts: MakeExt4Options): Promise<void> {
     '-O',
     EXT4_FEATURES.join(','),
     '-E',
-    `offset=${opts.offset},root_owner=0:0,hash_seed=${opts.uuid}`,
+    `offset=${opts.offset},root_owner=0:0,hash_seed=${opts.hashSeed ?? opts.uuid}`,
     '-d',
     opts.dir,
     opts.image,
     String(blocks),
   ];
-  const env = { ...process.env, MKE2FS_CONFIG: '/etc/mke2fs.conf' };
+  // LC_ALL=C: -d sorts each directory's names with strcoll, so the C locale makes the inode order bytewise
+  const env: NodeJS.ProcessEnv = { ...process.env, MKE2FS_CONFIG: '/etc/mke2fs.conf', LC_ALL: 'C' };
+  if (opts.time !== undefined) env.E2FSPROGS_FAKE_TIME = String(opts.time);
   try {
     await run(argv, { env, ...(opts.signal ? { signal: opts.signal } : {}) });
   } catch (err) {

@@ -12,6 +12,7 @@ import { tarFromDirectory } from '../layers/tar/create.js';
 import { run } from '../sys/exec.js';
 import type { OwnerMap } from './owners.js';
 import { writeQcow2 } from './qcow2.js';
+import { patchVmdkCid } from './reproducible.js';
 import { dataRanges } from './sparse-file.js';
 import { isAlive as alive } from '../sys/pid.js';
 
@@ -61,6 +62,8 @@ export async function convertDisk(opts: {
   format: Exclude<OutputFormat, 'tar'>;
   workDir: string;
   compress?: boolean;
+  /** vmdk: the descriptor's CID (qemu-img picks a random one) */
+  vmdkCid?: number;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
 }): Promise<string> {
@@ -84,6 +87,7 @@ export async function convertDisk(opts: {
     ['qemu-img', 'convert', '-f', 'raw', '-O', format, ...o, raw, out],
     opts.signal ? { signal: opts.signal } : {},
   );
+  if (format === 'vmdk' && opts.vmdkCid !== undefined) await patchVmdkCid(out, opts.vmdkCid);
   return out;
 }
 
@@ -125,6 +129,17 @@ export async function writeRootfsTar(opts: {
     throw e;
   });
   await Promise.all([reading, writing]);
+}
+
+/**
+ * checkOutputDir fails at once (before any work) when the directory `output` goes into does not exist or is not a
+ * directory.
+ */
+export async function checkOutputDir(output: string): Promise<void> {
+  const dir = dirname(output);
+  const st = await stat(dir).catch(() => undefined);
+  if (!st) throw new InvalidInputError(`cannot write ${output}: the directory ${dir} does not exist`);
+  if (!st.isDirectory()) throw new InvalidInputError(`cannot write ${output}: ${dir} is not a directory`);
 }
 
 /** TMP_TAG marks the temp file made beside the output when it must be copied across filesystems. */

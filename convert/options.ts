@@ -35,6 +35,8 @@ export interface ExportOptions {
   sshKeys?: string[];
   network?: 'dhcp' | 'none';
   service?: 'auto' | 'none';
+  /** the root filesystem's UUID (validated: 8-4-4-4-12 hex digits); default: derived with SOURCE_DATE_EPOCH, else random */
+  uuid?: string;
   /** compressed QCOW2 clusters (streamOptimized VMDK) */
   compress?: boolean;
   /** plan only: flatten, detect the distribution and the kernel, report the commands, write nothing */

@@ -210,15 +210,17 @@ export async function fixOwnership(opts: {
   offset: number;
   commands: string[];
   workDir: string;
+  /** SOURCE_DATE_EPOCH: the times of the nodes debugfs makes */
+  time?: number;
   signal?: AbortSignal;
 }): Promise<number> {
   if (opts.commands.length === 0) return 0;
   const script = join(opts.workDir, 'owners.debugfs');
   await writeFile(script, `${opts.commands.join('\n')}\n`);
-  const r = await run(
-    ['debugfs', '-w', '-f', script, `${opts.image}?offset=${opts.offset}`],
-    opts.signal ? { signal: opts.signal } : {},
-  );
+  const r = await run(['debugfs', '-w', '-f', script, `${opts.image}?offset=${opts.offset}`], {
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.time === undefined ? {} : { env: { ...process.env, E2FSPROGS_FAKE_TIME: String(opts.time) } }),
+  });
   // debugfs reports failed commands on stderr but exits 0: surface the first one
   const bad = r.stderr
     .split('\n')

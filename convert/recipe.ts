@@ -5,46 +5,49 @@
 //
 //   flatten → distro → kernel → system files → service → bootloader config → layout → filesystem → owners
 //     → bootloader → partition table → output
-import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { MissingToolsError, TsbuildError } from '../sys/errors.js';
+import { TsbuildError } from '../sys/errors.js';
 import { imageLayers } from '../layers/model/layer.js';
 import { getImage, type Image } from '../layers/store/image.js';
 import type { Store } from '../layers/store/store.js';
-import { which } from '../sys/exec.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { flatten as flattenLayers } from '../unionfs/flatten.js';
 import { cleanStaleContainers } from '../unionfs/rootfs.js';
 import { bootloadersFor, type Bootloader, type BootloaderContext } from './bootloader/index.js';
 import { defaultTable, parseSize, planDisk, type DiskPlan, type TableType } from './disk-layout.js';
 import { detectDistro, UnsupportedDistroError, type Distro } from './distro.js';
+import { autoFsBytes, FilesystemFullError, makeExt4, measureTree, minFsBytes, type TreeUsage } from './ext4.js';
 import {
-  autoFsBytes,
-  EXT4_TOOLS,
-  FilesystemFullError,
-  makeExt4,
-  measureTree,
-  minFsBytes,
-  type TreeUsage,
-} from './ext4.js';
-import { convertDisk, formatTools, outputFormat, placeOutput, writeRootfsTar, type OutputFormat } from './formats.js';
+  checkOutputDir,
+  convertDisk,
+  outputFormat,
+  placeOutput,
+  writeRootfsTar,
+  type OutputFormat,
+} from './formats.js';
+import {
+  applyDiskIds,
+  derivedSerial,
+  derivedUuid,
+  diskIdentity,
+  diskOptions,
+  parseUuid,
+  passwordSalt,
+  sourceDateEpoch,
+  type DiskIdentity,
+} from './identity.js';
+import { clampTree, fixExt4Ctimes } from './reproducible.js';
+import { checkTools, ExportInterruptedError, kernelCmdline } from './recipe-helpers.js';
 import { provideKernel, type KernelResult } from './kernel/index.js';
-import {
-  fixOwnership,
-  makeTreeReadable,
-  ownersFromLayers,
-  ownershipCommands,
-  OWNERS_TOOLS,
-  type OwnerMap,
-} from './owners.js';
+import { fixOwnership, makeTreeReadable, ownersFromLayers, ownershipCommands, type OwnerMap } from './owners.js';
 import { writePartitionTable } from './partition.js';
 import { detectInit, installService, serviceSpec, type InitSystem, type ServiceSpec } from './service.js';
 import { hashPassword, hostnameFor, writeSystemFiles } from './system-files.js';
 import { cleanStaleExports, makeWorkDir } from './work-dir.js';
 
 export { hostnameFor } from './system-files.js';
+export { ExportInterruptedError, kernelCmdline } from './recipe-helpers.js';
 export { cleanStaleExports } from './work-dir.js';
 export type { ExportEvent, ExportOptions, ExportResult, StepName } from './options.js';
 import type { ExportOptions, ExportResult, StepName } from './options.js';
@@ -61,6 +64,7 @@ interface Ctx {
   work: string;
   rootfs: string;
   rootUuid: string;
+  id?: DiskIdentity;
   hostname: string;
   image?: Image;
   distro?: Distro;
@@ -159,13 +163,6 @@ export async function exportImage(options: ExportOptions): Promise<ExportResult>
   return result;
 }
 
-/** ExportInterruptedError: SIGINT/SIGTERM (or an abort) stopped the export; nothing was written at the output. */
-export class ExportInterruptedError extends TsbuildError {
-  constructor(output: string, cause: unknown) {
-    super('E_INTERRUPTED', `export interrupted; ${output} was not written`, { cause });
-  }
-}
-
 async function newContext(o: ExportOptions): Promise<Ctx> {
   const opts = {
     ...o,
@@ -184,6 +181,9 @@ async function newContext(o: ExportOptions): Promise<Ctx> {
     throw new TsbuildError('E_INVALID', `--partition must be mbr or gpt (got ${JSON.stringify(opts.partition)})`);
   }
   const format = outputFormat(opts.output, opts.format);
+  await checkOutputDir(opts.output);
+  sourceDateEpoch(); // fail early on a bad SOURCE_DATE_EPOCH
+  if (opts.uuid !== undefined) opts.uuid = parseUuid(opts.uuid);
   const loaders = format === 'tar' ? [] : bootloadersFor(opts.boot, opts.bootloader);
   parseSize(opts.size ?? 'auto'); // fail early on a bad --size
   await cleanStaleExports(o.store.root);
@@ -201,7 +201,7 @@ async function newContext(o: ExportOptions): Promise<Ctx> {
     work,
     rootfs: join(work, 'rootfs'),
     raw: join(work, 'disk.raw'),
-    rootUuid: randomUUID(),
+    rootUuid: '',
     hostname: opts.hostname ?? '',
     cmdline: '',
     bytes: 0,
@@ -217,29 +217,13 @@ async function newContext(o: ExportOptions): Promise<Ctx> {
 
 /** checkHost reports every missing host tool (and bootloader file) at once, before any work. */
 async function checkHost(c: Ctx): Promise<void> {
-  const tools: Record<string, string> = {};
-  const files: Record<string, string> = {};
-  if (disk(c)) Object.assign(tools, EXT4_TOOLS);
-  if (disk(c) && !c.root) Object.assign(tools, OWNERS_TOOLS);
-  if (c.opts.rootPassword !== undefined) tools.openssl = 'openssl';
-  Object.assign(tools, formatTools(c.format));
-  for (const l of c.loaders) {
-    Object.assign(tools, l.tools);
-    Object.assign(files, l.files);
-    if (l.needsRoot && !c.root && !c.opts.dryRun) {
-      throw new TsbuildError('E_NEEDS_ROOT', `--bootloader ${l.id} needs root (it mounts the filesystem to install)`, {
-        hint: 'use --bootloader grub, which installs without root',
-      });
-    }
-  }
-  const missing = Object.keys(tools).filter((t) => which(t) === undefined);
-  const missingFiles = Object.keys(files).filter((f) => !existsSync(f));
-  if (missing.length || missingFiles.length) {
-    const pkgs = [
-      ...new Set([...missing.map((t) => tools[t] as string), ...missingFiles.map((f) => files[f] as string)]),
-    ];
-    throw new MissingToolsError([...missing, ...missingFiles], pkgs);
-  }
+  checkTools({
+    format: c.format,
+    loaders: c.loaders,
+    root: c.root,
+    password: c.opts.rootPassword !== undefined,
+    dryRun: c.opts.dryRun === true,
+  });
   c.emit(
     `${c.opts.image} → ${c.opts.output} (${c.format}${disk(c) ? `, ${c.opts.boot}, ${c.table}, ${c.loaders.map((l) => l.id).join('+')}` : ''})`,
   );
@@ -249,6 +233,13 @@ async function checkHost(c: Ctx): Promise<void> {
 async function flatten(c: Ctx): Promise<void> {
   const img = await getImage(c.store, c.opts.image);
   c.image = img;
+  c.id = diskIdentity({
+    imageDigest: img.descriptor.digest,
+    options: { ...diskOptions(c.opts), name: img.name ?? c.opts.image }, // the name: default hostname, menu title
+    time: sourceDateEpoch(),
+    uuid: c.opts.uuid,
+  });
+  c.rootUuid = c.id.rootUuid;
   const how = await flattenLayers({
     store: c.store,
     host: c.host,
@@ -299,18 +290,9 @@ async function kernel(c: Ctx): Promise<void> {
   c.cmdline = kernelCmdline(c.rootUuid, c.distro, c.opts.cmdline);
 }
 
-/** kernelCmdline: root by UUID, eth0 naming, the serial console last (so /dev/console is ttyS0), then the user's extras. */
-export function kernelCmdline(rootUuid: string, distro: Distro | undefined, extra?: string): string {
-  const words = [`root=UUID=${rootUuid}`];
-  if (distro?.family === 'alpine') words.push('rootfstype=ext4', 'modules=ext4,virtio_blk,virtio_pci,sd-mod');
-  else words.push('ro', 'rootfstype=ext4');
-  words.push('net.ifnames=0', 'console=tty0', 'console=ttyS0,115200n8');
-  if (extra?.trim()) words.push(extra.trim());
-  return words.join(' ');
-}
-
 async function systemFiles(c: Ctx): Promise<void> {
-  const hash = c.opts.rootPassword === undefined ? undefined : await hashPassword(c.opts.rootPassword);
+  const salt = c.id?.time === undefined ? undefined : passwordSalt(c.id.seed);
+  const hash = c.opts.rootPassword === undefined ? undefined : await hashPassword(c.opts.rootPassword, salt);
   const touched = await writeSystemFiles({
     rootfs: c.rootfs,
     host: c.host,
@@ -359,6 +341,8 @@ function bootContext(c: Ctx): BootloaderContext {
     cmdline: c.cmdline,
     workDir: c.work,
     title: c.image?.name ?? c.opts.image,
+    espSerial: derivedSerial((c.id as DiskIdentity).seed, 'esp-serial'),
+    ...(c.id?.time === undefined ? {} : { time: c.id.time }),
     ...(c.opts.signal ? { signal: c.opts.signal } : {}),
   };
 }
@@ -379,6 +363,7 @@ async function layout(c: Ctx): Promise<void> {
     minRootBytes: minFsBytes(c.usage),
     autoRootBytes: autoFsBytes(c.usage),
   });
+  applyDiskIds(c.plan.layout, (c.id as DiskIdentity).seed);
   const fh = await open(c.raw, 'wx');
   try {
     await fh.truncate(c.plan.layout.diskSize);
@@ -397,6 +382,8 @@ async function filesystem(c: Ctx): Promise<void> {
     const n = await makeTreeReadable(c.rootfs);
     if (n) c.emit(`made ${n} unreadable paths readable for mkfs (their modes are restored in the filesystem)`);
   }
+  const time = c.id?.time;
+  if (time !== undefined) c.emit(`clamped the times of ${await clampTree(c.rootfs, time)} paths to ${time}`);
   try {
     await makeExt4({
       image: c.raw,
@@ -404,6 +391,8 @@ async function filesystem(c: Ctx): Promise<void> {
       bytes: plan.root.size,
       dir: c.rootfs,
       uuid: c.rootUuid,
+      hashSeed: derivedUuid((c.id as DiskIdentity).seed, 'ext4-hash-seed'),
+      ...(time === undefined ? {} : { time }),
       label: 'root',
       usage: c.usage as TreeUsage,
       ...(c.opts.signal ? { signal: c.opts.signal } : {}),
@@ -421,6 +410,8 @@ async function filesystem(c: Ctx): Promise<void> {
     }
     throw err;
   }
+  const sig = c.opts.signal ? { signal: c.opts.signal } : {};
+  if (time !== undefined) await fixExt4Ctimes({ image: c.raw, offset: plan.root.start, time, workDir: c.work, ...sig });
   c.emit(`ext4 ${c.rootUuid} at byte ${plan.root.start} (${Math.round(plan.root.size / (1 << 20))} MiB)`);
 }
 
@@ -438,6 +429,7 @@ async function owners(c: Ctx): Promise<void> {
     offset: plan.root.start,
     commands,
     workDir: c.work,
+    ...(c.id?.time === undefined ? {} : { time: c.id.time }),
     ...(c.opts.signal ? { signal: c.opts.signal } : {}),
   });
   c.emit(`set owners from the image layers (${commands.length} debugfs commands)`);
@@ -480,6 +472,7 @@ async function output(c: Ctx): Promise<void> {
       format: c.format,
       workDir: c.work,
       compress: c.opts.compress === true,
+      ...(c.id?.time === undefined ? {} : { vmdkCid: derivedSerial(c.id.seed, 'vmdk-cid') }),
       ...(c.opts.signal ? { signal: c.opts.signal } : {}),
     });
   }

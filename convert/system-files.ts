@@ -6,6 +6,7 @@
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
+import { sourceDateEpoch } from './identity.js';
 import { InvalidInputError } from '../sys/errors.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { secureJoin } from '../sys/secure-path.js';
@@ -192,7 +193,9 @@ async function setRootPassword(rootfs: string, hash: string, owner: Host | undef
     const fields = (lines[i] as string).split(':');
     if (path === '/etc/passwd' && fields[1] !== 'x' && fields[1] !== '*' && fields[1] !== '') continue;
     fields[1] = hash;
-    if (path === '/etc/shadow' && fields.length > 2) fields[2] = String(Math.floor(Date.now() / 86_400_000));
+    // the day of the last change: SOURCE_DATE_EPOCH's (a reproducible export), else today
+    const now = sourceDateEpoch() ?? Date.now() / 1000;
+    if (path === '/etc/shadow' && fields.length > 2) fields[2] = String(Math.floor(now / 86_400));
     lines[i] = fields.join(':');
     const host = secureJoin(rootfs, path);
     const st = lstatSync(host);
@@ -206,11 +209,12 @@ async function setRootPassword(rootfs: string, hash: string, owner: Host | undef
 }
 
 /** hashPassword makes a SHA-512 crypt hash ($6$) with `openssl passwd -6`, reading the password on stdin. */
-export async function hashPassword(password: string): Promise<string> {
+export async function hashPassword(password: string, salt?: string): Promise<string> {
   const clean = password.replace(/\r?\n$/, '');
   if (clean === '') throw new InvalidInputError('the root password file is empty');
   if (clean.includes('\n')) throw new InvalidInputError('the root password file has more than one line');
-  const r = await run(['openssl', 'passwd', '-6', '-stdin'], { input: `${clean}\n` });
+  const saltArgs = salt === undefined ? [] : ['-salt', salt];
+  const r = await run(['openssl', 'passwd', '-6', ...saltArgs, '-stdin'], { input: `${clean}\n` });
   return r.stdout.trim();
 }
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { InvalidInputError } from '../../sys/errors.js';
 import { parseKernelFlag } from '../../convert/kernel/index.js';
+import { parseUuid } from '../../convert/identity.js';
 import { exportImage, type ExportOptions } from '../../convert/recipe.js';
 import { readSshKeys } from '../../convert/system-files.js';
 import { type GlobalFlags, list, openStore, out } from '../common.js';
@@ -23,6 +24,7 @@ interface ExportFlags extends GlobalFlags {
   network?: string;
   service?: string;
   compress?: boolean;
+  uuid?: unknown;
 }
 
 const SIGNALS: Array<[NodeJS.Signals, number]> = [
@@ -44,6 +46,7 @@ export default async function exportCmd(name: string, flags: ExportFlags): Promi
       );
     }
   }
+  const uuid = flags.uuid === undefined ? undefined : parseUuid(String(flags.uuid));
   const store = await openStore(flags);
   const p = stderrProgress();
   const abort = new AbortController();
@@ -76,6 +79,7 @@ export default async function exportCmd(name: string, flags: ExportFlags): Promi
     network: (flags.network ?? 'dhcp') as 'dhcp' | 'none',
     service: (flags.service ?? 'auto') as 'auto' | 'none',
     compress: flags.compress === true,
+    ...(uuid ? { uuid } : {}),
     signal: abort.signal,
     onEvent: (e) => {
       if (e.type === 'step') p.step(`${e.step}: ${e.message}`);

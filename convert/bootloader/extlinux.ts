@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { TsbuildError } from '../../sys/errors.js';
 import { run } from '../../sys/exec.js';
 import { defaultHost } from '../../sys/host.js';
+import { unmountedAgain } from '../reproducible.js';
 import { writeIn } from '../service.js';
 import type { Bootloader, BootloaderContext } from './types.js';
 
@@ -74,7 +75,9 @@ export const extlinux: Bootloader = {
     ).stdout.trim();
     let mounted = false;
     try {
-      await run(['mount', '-t', 'ext4', '-o', 'nodev,nosuid,noexec', loop, mnt]);
+      // reproducible: no journal transactions, no background inode-table zeroing, no access times (reproducible.ts)
+      const o = ctx.time === undefined ? 'nodev,nosuid,noexec' : 'nodev,nosuid,noexec,noatime,noload,noinit_itable';
+      await run(['mount', '-t', 'ext4', '-o', o, loop, mnt]);
       mounted = true;
       await run(['extlinux', '--install', join(mnt, EXTLINUX_DIR)]);
     } finally {
@@ -82,6 +85,10 @@ export const extlinux: Bootloader = {
       if (mounted) await run(['umount', mnt]).catch(() => run(['umount', '-l', mnt]));
       await run(['losetup', '-d', loop]).catch(() => {});
       await rm(mnt, { recursive: true, force: true });
+    }
+    if (ctx.time !== undefined) {
+      const paths = [EXTLINUX_DIR, `${EXTLINUX_DIR}/ldlinux.sys`, `${EXTLINUX_DIR}/ldlinux.c32`];
+      await unmountedAgain({ image: ctx.image, offset: root.start, time: ctx.time, paths, workDir: ctx.workDir });
     }
     const code = await readFile(mbr);
     return { bootCode: code.subarray(0, 440) };

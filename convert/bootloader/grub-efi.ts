@@ -17,7 +17,7 @@ export const EFI_MODULES = [...GRUB_COMMON_MODULES, 'fat', 'efi_gop', 'efi_uga',
 export const grubEfi: Bootloader = {
   id: 'grub-efi',
   firmware: 'uefi',
-  tools: { 'grub-mkimage': 'grub-common', 'mkfs.fat': 'dosfstools', mcopy: 'mtools', mmd: 'mtools' },
+  tools: { 'grub-mkimage': 'grub-common', 'mkfs.fat': 'dosfstools', mcopy: 'mtools', mmd: 'mtools', mlabel: 'mtools' },
   files: { [`${GRUB_EFI_DIR}/kernel.img`]: 'grub-efi-amd64-bin' },
   needsRoot: false,
 
@@ -50,8 +50,14 @@ export const grubEfi: Bootloader = {
       ],
       opt,
     );
-    // FAT16 (FAT32 needs more clusters than a small ESP has); the volume id comes from the root UUID (reproducible)
-    const volumeId = ctx.rootUuid.replace(/-/g, '').slice(0, 8);
+    // FAT16 (FAT32 needs more clusters than a small ESP has); the volume id is derived (identity.ts: esp-serial), and
+    // mkfs.fat and mtools take their times from SOURCE_DATE_EPOCH in a reproducible export
+    const volumeId = (ctx.espSerial ?? parseInt(ctx.rootUuid.slice(0, 8), 16)).toString(16).padStart(8, '0');
+    const env = {
+      ...process.env,
+      MTOOLS_SKIP_CHECK: '1',
+      ...(ctx.time === undefined ? {} : { SOURCE_DATE_EPOCH: String(ctx.time) }),
+    };
     await run(
       [
         'mkfs.fat',
@@ -66,10 +72,12 @@ export const grubEfi: Bootloader = {
         ctx.image,
         String(esp.size / 1024),
       ],
-      opt,
+      { ...opt, env },
     );
     const target = `${ctx.image}@@${esp.start}`;
-    const env = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
+    // mkfs.fat stamps the volume label's directory entry with the clock; mlabel rewrites it (same label and serial)
+    // with SOURCE_DATE_EPOCH, which mtools honours
+    if (ctx.time !== undefined) await run(['mlabel', '-i', target, '::ESP'], { ...opt, env });
     await run(['mmd', '-i', target, '::/EFI', '::/EFI/BOOT'], { ...opt, env });
     await run(['mcopy', '-i', target, efi, '::/EFI/BOOT/BOOTX64.EFI'], { ...opt, env });
     return {};

@@ -22,6 +22,10 @@ export interface BootloaderContext {
   workDir: string;
   /** shown in menus */
   title: string;
+  /** the FAT volume serial of the ESP */
+  espSerial?: number;
+  /** SOURCE_DATE_EPOCH of a reproducible export: file times on the ESP */
+  time?: number;
   signal?: AbortSignal;
 }
 

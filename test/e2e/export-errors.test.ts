@@ -32,6 +32,26 @@ test('exporting an image of no supported distribution fails with one clear line 
   t.deepEqual(readdirSync(out), []);
 });
 
+test('an output in a directory that does not exist fails at once, naming the directory', async (t) => {
+  const root = await newStoreRoot(t);
+  const started = Date.now();
+  const r = await tsbuild(['--root', root, 'export', 'whatever:1', '-o', '/nonexistent-dir/x.qcow2']);
+  t.is(r.code, 1);
+  t.is(r.stderr, 'error: cannot write /nonexistent-dir/x.qcow2: the directory /nonexistent-dir does not exist\n');
+  t.true(Date.now() - started < 10_000, 'before any work (the image is not even looked up)');
+});
+
+test('a bad --uuid is refused with a clear error before any work', async (t) => {
+  const root = await newStoreRoot(t);
+  const out = await makeTempDir();
+  t.teardown(() => removeDir(out));
+  const r = await tsbuild(['--root', root, 'export', 'whatever:1', '-o', join(out, 'x.raw'), '--uuid', 'not-a-uuid']);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /^error: --uuid "not-a-uuid" is not a UUID$/m);
+  t.regex(r.stderr, /^hint: give 32 hex digits as 8-4-4-4-12/m);
+  t.deepEqual(readdirSync(out), []);
+});
+
 rootTest('a --size too small names the size needed', async (t) => {
   const out = await makeTempDir();
   t.teardown(() => removeDir(out));
