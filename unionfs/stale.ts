@@ -4,8 +4,8 @@
 // (`tsbuild mount`) are never stale. Nothing is ever removed through a mount: the mounts below a stale directory
 // are detached lazily through the Host (deepest first), the mount table is read again, and the directory is removed
 // only when nothing is mounted below it any more; otherwise it is kept and reported.
-import { readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, realpath, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { privateDirPath } from '../layers/store/private-dirs.js';
 import { TsbuildError } from '../sys/errors.js';
 import { defaultHost, type Host } from '../sys/host.js';
@@ -64,8 +64,10 @@ export async function cleanStale(
 ): Promise<StaleResult> {
   const host = opts.host ?? defaultHost();
   const result: StaleResult = { removed: [], detached: [], kept: [] };
-  for (const rel of await staleDirs(storeRoot, kinds)) {
-    const path = join(storeRoot, rel);
+  // mountinfo names canonical absolute paths: a relative or symlinked --root must not hide a mount from the check
+  const root = await realpath(storeRoot).catch(() => resolve(storeRoot));
+  for (const rel of await staleDirs(root, kinds)) {
+    const path = join(root, rel);
     const points = mountPointsUnder(host.mountinfo(), path);
     if (points.length) {
       if (opts.detach === false) {
