@@ -15,7 +15,7 @@ import type { Compression, Descriptor, Digest, ImageConfig, Platform } from '../
 import { Records } from '../layers/store/records.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { RootfsSession, type StorageDriver } from '../unionfs/rootfs.js';
-import { cleanStale, STALE_KINDS } from '../unionfs/stale.js';
+import { cleanStale } from '../unionfs/stale.js';
 import type { CacheRecord } from './cache.js';
 import { openContext } from './context.js';
 import { Executor, type StageResult } from './execute.js';
@@ -112,8 +112,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
 
   const lease = await store.beginWrite();
-  // what killed builds, runs and exports left (mounts detached first, unionfs/stale.ts); the session does it too
-  await cleanStale(store.root, STALE_KINDS, { host }).catch(() => undefined);
+  // the scratch that killed builds and exports left (mounts detached first, unionfs/stale.ts); stale containers
+  // are the RootfsSession's to clean, when it opens its work directory
+  await cleanStale(store.root, ['build', 'export'], { host }).catch(() => undefined);
   const tmpDir = join(await store.privateDir('tmp'), `build-${process.pid}-${randomBytes(6).toString('hex')}`);
   await mkdir(tmpDir, { mode: 0o700 });
   let ids = 0;

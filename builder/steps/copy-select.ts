@@ -11,6 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import ignore from '@balena/dockerignore';
 import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
 import { secureJoin } from '../../sys/secure-path.js';
+import { isOverlayXattr } from '../../layers/tar/whiteout.js';
 import { getXattrs, majorMinor } from '../../sys/libc.js';
 import type { ContextFilter } from '../context.js';
 
@@ -327,12 +328,7 @@ function escapeRe(c: string): string {
 /** XATTRS_HASHED: xattrs that count for the cache key (BuildKit: not security.* except capability, not system.*). */
 function hashedXattr(name: string): boolean {
   if (name === 'security.capability') return true;
-  return (
-    !name.startsWith('security.') &&
-    !name.startsWith('system.') &&
-    !name.startsWith('trusted.overlay.') &&
-    !name.startsWith('user.overlay.')
-  );
+  return !name.startsWith('security.') && !name.startsWith('system.') && !isOverlayXattr(name);
 }
 
 /**

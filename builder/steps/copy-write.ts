@@ -28,6 +28,7 @@ import { join, posix, relative, sep } from 'node:path';
 import { InvalidInputError, TsbuildError, wrap } from '../../sys/errors.js';
 import type { Host } from '../../sys/host.js';
 import { secureJoin } from '../../sys/secure-path.js';
+import { keepXattr } from '../../layers/tar/whiteout.js';
 import { majorMinor, setXattr } from '../../sys/libc.js';
 import { type CopyFrom, type Owner, safeXattrs, type Selected, type SelNode, sortedNames } from './copy-select.js';
 
@@ -289,8 +290,7 @@ function setInfo(ctx: Ctx, node: SelNode, target: string): void {
   }
   const x = safeXattrs(node.abs);
   for (const [name, value] of Object.entries(x)) {
-    if (name === 'security.selinux' || name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.'))
-      continue;
+    if (!keepXattr(name)) continue; // overlay bookkeeping and the host's SELinux label never reach an image
     try {
       setXattr(target, name, value);
     } catch {

@@ -1,12 +1,20 @@
 // The whiteouts of a layer being applied (layers/tar/apply.ts): `<dir>/.wh.<name>` and `<dir>/.wh..wh..opq`, either
 // carried out on a plain rootfs ('delete') or turned into overlayfs's own form ('overlay': char device 0/0 through
 // host.mknod, the opaque xattr). The names and the overlay form are defined once, in layers/tar/whiteout.ts.
-import { constants as fsc, lstatSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { lstatSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { InvalidInputError, UnsafeEntryError } from '../../sys/errors.js';
 import { setXattr } from '../../sys/libc.js';
 import { dirnameOf, type ResolvedPath } from '../../sys/secure-path.js';
 import { createFresh, markWritten, throughLower, mayRemove, type ApplyState } from './apply-state.js';
-import { OCI_OPAQUE_NAME, OCI_WHITEOUT_PREFIX, OPAQUE_XATTR, OPAQUE_XATTR_VALUE } from './whiteout.js';
+import {
+  OCI_OPAQUE_NAME,
+  OCI_WHITEOUT_PREFIX,
+  OPAQUE_XATTR,
+  OPAQUE_XATTR_VALUE,
+  OVERLAY_WHITEOUT_MAJOR,
+  OVERLAY_WHITEOUT_MINOR,
+  OVERLAY_WHITEOUT_MODE,
+} from './whiteout.js';
 
 /** AUFS metadata (`.wh..wh.plnk`, `.wh..wh.aufs`) starts with this: not part of the image. */
 const WH_META = `${OCI_WHITEOUT_PREFIX}${OCI_WHITEOUT_PREFIX}`;
@@ -23,7 +31,9 @@ export function whiteout(state: ApplyState, entry: string, rel: string, base: st
   const victim = dir === '' ? name : `${dir}/${name}`;
   if (state.whiteouts === 'overlay') {
     const p = state.resolver.resolve(entry, victim, { create: true }) as ResolvedPath;
-    createFresh(state, entry, p, () => state.host.mknod(p.abs, fsc.S_IFCHR, 0, 0));
+    createFresh(state, entry, p, () =>
+      state.host.mknod(p.abs, OVERLAY_WHITEOUT_MODE, OVERLAY_WHITEOUT_MAJOR, OVERLAY_WHITEOUT_MINOR),
+    );
     markWritten(state, p.rel);
     return;
   }

@@ -14,8 +14,6 @@ export const OVERLAY_WHITEOUT_MINOR = 0;
 export const OPAQUE_XATTR = 'trusted.overlay.opaque';
 /** The value OPAQUE_XATTR takes on an opaque directory. */
 export const OPAQUE_XATTR_VALUE = 'y';
-/** The same mark on `userxattr` (rootless) mounts. */
-export const USER_OPAQUE_XATTR = 'user.overlay.opaque';
 /** Present on an upper directory renamed with redirect_dir=on: the upperdir then no longer equals the diff. */
 export const REDIRECT_XATTR = 'trusted.overlay.redirect';
 /** Present on a metadata-only copy-up (metacopy=on): the upper file has no data of its own. */
