@@ -97,7 +97,11 @@ export async function fixExt4Ctimes(opts: {
   return inodes.length;
 }
 
-/** patchVmdkCid replaces the `CID=xxxxxxxx` of a VMDK's embedded descriptor with `cid` (8 hex digits). */
+/**
+ * patchVmdkCid replaces the `CID=…` line of a VMDK's embedded descriptor with `cid` (8 hex digits). qemu-img writes
+ * the CID unpadded (`%x`: 1 to 8 digits), so the descriptor text is rewritten whole inside its reserved sectors, the
+ * rest of which stays zero.
+ */
 export async function patchVmdkCid(file: string, cid: number): Promise<void> {
   const fh = await open(file, 'r+');
   try {
@@ -108,10 +112,17 @@ export async function patchVmdkCid(file: string, cid: number): Promise<void> {
     const len = Math.min(Number(head.readBigUInt64LE(36)) * 512, 1 << 20);
     const desc = Buffer.alloc(len);
     await fh.read(desc, 0, len, at);
-    const m = /\nCID=([0-9a-f]{8})\n/.exec(desc.toString('latin1'));
-    if (!m) throw new InvalidInputError(`${file}: no CID in the VMDK descriptor`);
-    const text = Buffer.from(cid.toString(16).padStart(8, '0'), 'latin1');
-    await fh.write(text, 0, 8, at + m.index + 5);
+    const end = desc.indexOf(0);
+    const text = desc.toString('latin1', 0, end < 0 ? len : end);
+    if (!/\nCID=[0-9a-f]{1,8}\n/.test(text)) throw new InvalidInputError(`${file}: no CID in the VMDK descriptor`);
+    const patched = Buffer.from(
+      text.replace(/\nCID=[0-9a-f]{1,8}\n/, `\nCID=${cid.toString(16).padStart(8, '0')}\n`),
+      'latin1',
+    );
+    if (patched.length > len) throw new InvalidInputError(`${file}: the VMDK descriptor has no room for the CID`);
+    const out = Buffer.alloc(len);
+    patched.copy(out);
+    await fh.write(out, 0, len, at);
   } finally {
     await fh.close();
   }

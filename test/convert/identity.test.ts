@@ -146,3 +146,28 @@ vmdkTest('patchVmdkCid replaces the random CID of qemu-img, and two conversions 
   t.regex(a.toString('latin1'), /\nCID=1234abcd\n/);
   execFileSync('qemu-img', ['check', outs[0] as string], { stdio: 'ignore' });
 });
+
+vmdkTest('patchVmdkCid also replaces a CID that qemu-img wrote with fewer than 8 digits', async (t) => {
+  const dir = await makeTempDir();
+  t.teardown(() => removeDir(dir));
+  const raw = join(dir, 'disk.raw');
+  const vmdk = join(dir, 'disk.vmdk');
+  await writeFile(raw, Buffer.alloc(1 << 20, 1));
+  execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=monolithicSparse', raw, vmdk]);
+  // qemu-img prints the CID with %x: about one conversion in sixteen has a shorter one; make it so
+  const bytes = await readFile(vmdk);
+  const text = bytes.toString('latin1');
+  const at = text.search(/\nCID=[0-9a-f]{1,8}\n/);
+  const line = /\nCID=[0-9a-f]{1,8}\n/.exec(text)![0];
+  const end = bytes.indexOf(0, at);
+  const shorter = Buffer.from(text.slice(at, end).replace(line, '\nCID=abc12\n'), 'latin1');
+  bytes.fill(0, at, end);
+  shorter.copy(bytes, at);
+  await writeFile(vmdk, bytes);
+  execFileSync('qemu-img', ['check', vmdk], { stdio: 'ignore' });
+  await patchVmdkCid(vmdk, 0x1234abcd);
+  const after = (await readFile(vmdk)).toString('latin1');
+  t.regex(after, /\nCID=1234abcd\n/);
+  t.notRegex(after, /CID=abc12/);
+  execFileSync('qemu-img', ['check', vmdk], { stdio: 'ignore' });
+});
