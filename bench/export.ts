@@ -14,6 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { bootDisk } from '../convert/boot.js';
 import { exportImage } from '../convert/recipe.js';
 import { commitLayer } from '../layers/store/commit.js';
@@ -109,20 +110,41 @@ async function tsbuildPipeline(work: string): Promise<string> {
 /** shellPipeline: the classic root + loop + mount recipe, with extlinux, as docker-to-linux and d2vm do it. */
 async function shellPipeline(work: string, diskSize: number): Promise<string> {
   const tar = join(work, 'rootfs.tar');
-  const raw = join(work, 'shell.raw');
-  const mnt = join(work, 'mnt');
-  const out = join(work, 'shell.qcow2');
-  for (const f of [tar, raw, out]) await rm(f, { force: true });
-  await mkdir(mnt, { recursive: true });
+  await rm(tar, { force: true });
   tsb('export', IMAGE, '--format', 'tar', '-o', tar);
   const fstab = sh('tar', ['-xOf', tar, 'etc/fstab']);
   const uuid = /^UUID=(\S+)/m.exec(fstab)?.[1] as string;
+  const out = await shellDisk({ tar, work, diskSize, uuid });
+  await rm(tar, { force: true });
+  return out;
+}
+
+/**
+ * shellDisk turns a rootfs tar (with /boot/vmlinuz-* and its initrd) into `<work>/shell.qcow2` the classic way:
+ * truncate → sfdisk → mkfs.ext4 on a loop device → mount → tar -x → extlinux → MBR boot code → qemu-img convert.
+ * bench/boot.ts uses it too. Root only.
+ */
+export async function shellDisk(opts: {
+  tar: string;
+  work: string;
+  diskSize: number;
+  uuid: string;
+  cmdline?: string;
+}): Promise<string> {
+  const { tar, work, diskSize, uuid } = opts;
+  const raw = join(work, 'shell.raw');
+  const mnt = join(work, 'mnt');
+  const out = join(work, 'shell.qcow2');
+  for (const f of [raw, out]) await rm(f, { force: true });
+  await mkdir(mnt, { recursive: true });
   const kernel = sh('tar', ['-tf', tar])
     .split('\n')
+    .map((l) => l.replace(/^\.\//, ''))
     .filter((l) => /^boot\/vmlinuz-/.test(l))
     .sort()
     .pop() as string;
   const version = kernel.slice('boot/vmlinuz-'.length);
+  const cmdline = opts.cmdline ?? 'ro rootfstype=ext4 net.ifnames=0 console=tty0 console=ttyS0,115200n8';
   sh('truncate', ['-s', String(diskSize), raw]);
   sh('sfdisk', ['-q', raw], 'label: dos\nstart=2048, type=83, bootable\n');
   const loop = sh('losetup', [
@@ -142,7 +164,7 @@ async function shellPipeline(work: string, diskSize: number): Promise<string> {
       await mkdir(join(mnt, 'boot/syslinux'), { recursive: true });
       await writeFile(
         join(mnt, 'boot/syslinux/extlinux.conf'),
-        `DEFAULT linux\nPROMPT 0\nTIMEOUT 0\nLABEL linux\n  LINUX /boot/vmlinuz-${version}\n  INITRD /boot/initrd.img-${version}\n  APPEND root=UUID=${uuid} ro rootfstype=ext4 net.ifnames=0 console=tty0 console=ttyS0,115200n8\n`,
+        `DEFAULT linux\nPROMPT 0\nTIMEOUT 0\nLABEL linux\n  LINUX /boot/vmlinuz-${version}\n  INITRD /boot/initrd.img-${version}\n  APPEND root=UUID=${uuid} ${cmdline}\n`,
       );
       sh('extlinux', ['--install', join(mnt, 'boot/syslinux')]);
     } finally {
@@ -154,7 +176,6 @@ async function shellPipeline(work: string, diskSize: number): Promise<string> {
   sh('dd', ['if=/usr/lib/syslinux/mbr/mbr.bin', `of=${raw}`, 'bs=440', 'count=1', 'conv=notrunc', 'status=none']);
   sh('qemu-img', ['convert', '-O', 'qcow2', raw, out]);
   await rm(raw, { force: true });
-  await rm(tar, { force: true });
   return out;
 }
 
@@ -206,4 +227,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+// run only when started as a script (bench/boot.ts imports shellDisk)
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

@@ -5,6 +5,7 @@
 // layer blobs and cache records that later builds can reuse (and prune can remove).
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { NotFoundError, TsbuildError } from '../sys/errors.js';
@@ -23,6 +24,8 @@ import type { BuildEvent } from './events.js';
 import { epochTime, HistoryLog } from './history.js';
 import { parseDockerfile } from './dockerfile/parse.js';
 import { DEFAULT_PLATFORM, planBuild, type PlanPlatform } from './plan.js';
+import { type ExtraHost, type RunSandbox, writeHostsFile } from './steps/run.js';
+import type { Limits, Rlimit } from '../runtime/spec.js';
 
 export interface BuildOptions {
   store: Store;
@@ -46,11 +49,19 @@ export interface BuildOptions {
   secrets?: ReadonlyMap<string, Uint8Array> | Readonly<Record<string, Uint8Array>>;
   /** RUN's network: default (the host's, like docker build), none or host */
   network?: 'default' | 'none' | 'host';
+  /** --memory / --pids-limit of every RUN step (default DEFAULT_RUN_LIMITS, applied where cgroups allow) */
+  limits?: Limits;
+  /** --ulimit of every RUN step */
+  ulimits?: readonly Rlimit[];
   /** --platform (only linux/amd64) */
   platform?: string;
   compression?: Compression;
   /** --squash: the new layers become one */
   squash?: boolean;
+  /** --label: set on the final image's config, over what LABEL set (BuildKit's --label) */
+  labels?: Readonly<Record<string, string>>;
+  /** --add-host: extra /etc/hosts entries every RUN sees (and keys on) */
+  addHosts?: readonly ExtraHost[];
   /** SOURCE_DATE_EPOCH from the environment (a --build-arg SOURCE_DATE_EPOCH wins) */
   sourceDateEpoch?: number;
   /** 'auto' (default): overlay when the host may mount, else the userspace fallback */
@@ -117,6 +128,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   await cleanStale(store.root, ['build', 'export'], { host }).catch(() => undefined);
   const tmpDir = join(await store.privateDir('tmp'), `build-${process.pid}-${randomBytes(6).toString('hex')}`);
   await mkdir(tmpDir, { mode: 0o700 });
+  if (opts.addHosts?.length) await writeHostsFile(tmpDir, opts.addHosts);
   let ids = 0;
   const step = (name: string): number => {
     const id = ++ids;
@@ -213,6 +225,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       useCache: !opts.noCache,
       secrets,
       network: opts.network ?? 'default',
+      sandbox: runSandbox(opts, onEvent),
       compression: opts.compression ?? 'gzip',
       tmpDir,
       history,
@@ -254,6 +267,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     }
     const config = result.image.config;
     if (!config.OnBuild || config.OnBuild.length === 0) config.OnBuild = null;
+    if (opts.labels && Object.keys(opts.labels).length) config.Labels = { ...config.Labels, ...opts.labels };
     const imageConfig: Omit<ImageConfig, 'rootfs'> = {
       created: epoch ?? now,
       ...(result.image.author ? { author: result.image.author } : {}),
@@ -379,4 +393,28 @@ async function keepUntagged(store: Store, desc: Descriptor): Promise<void> {
     if (index.manifests.some((d) => d.digest === desc.digest)) return;
     index.manifests.push({ mediaType: desc.mediaType, digest: desc.digest, size: desc.size });
   });
+}
+
+/**
+ * DEFAULT_RUN_LIMITS: what a RUN step may use unless --memory/--pids-limit say otherwise, so that a fork bomb or a
+ * runaway process stops at the step: 8192 tasks (a parallel compile uses a few hundred) and three quarters of the
+ * machine's memory.
+ */
+export function defaultRunLimits(): Limits {
+  return { pids: 8192, memory: Math.floor((totalmem() * 3) / 4) };
+}
+
+function runSandbox(opts: BuildOptions, onEvent: (e: BuildEvent) => void): RunSandbox {
+  const asked = opts.limits !== undefined && Object.values(opts.limits).some((v) => v !== undefined);
+  let warned = false;
+  return {
+    limits: asked ? { ...defaultRunLimits(), ...opts.limits } : defaultRunLimits(),
+    bestEffort: !asked,
+    rlimits: [...(opts.ulimits ?? [])],
+    onLimitsSkipped: (reason) => {
+      if (warned) return;
+      warned = true;
+      onEvent({ type: 'warning', message: `RUN steps run without the default limits: ${reason}` });
+    },
+  };
 }

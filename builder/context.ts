@@ -1,6 +1,7 @@
-// The build context: a directory, a tarball (extracted to a temp directory), or none (`-`: the Dockerfile comes on
-// stdin). Reading the Dockerfile and the ignore file, and the .dockerignore filter every use of the context goes
-// through (COPY/ADD sources, RUN --mount=type=bind from the context, cache keys).
+// The build context: a directory, a tarball (extracted to a temp directory), or `-`: standard input holds either a
+// context tarball (docker's `build - < ctx.tar`, the Dockerfile inside) or a Dockerfile and there is no context.
+// Reading the Dockerfile and the ignore file, and the .dockerignore filter every use of the context goes through
+// (COPY/ADD sources, RUN --mount=type=bind from the context, cache keys).
 //
 // Ignore files: `<Dockerfile>.dockerignore` next to the Dockerfile wins over `<context>/.dockerignore` (BuildKit).
 // Patterns are matched with @balena/dockerignore (case-sensitive, as on Linux). The Dockerfile and the ignore file
@@ -8,7 +9,7 @@
 import { createReadStream, readdirSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import ignore, { type Ignore } from '@balena/dockerignore';
 import { InvalidInputError, NotFoundError, wrap } from '../sys/errors.js';
 
@@ -66,35 +67,49 @@ export async function openContext(opts: OpenContextOptions): Promise<OpenedConte
     for (const c of cleanups.reverse()) await c().catch(() => {});
   };
   try {
-    if (opts.context === '-') {
-      if (opts.dockerfile !== undefined && opts.dockerfile !== '-') {
-        throw new InvalidInputError(
-          'with a context of -, the Dockerfile is read from standard input',
-          'drop -f, or give a context directory',
-        );
-      }
-      const text = await readStream(stdin, 'the Dockerfile from standard input');
-      return { dockerfileText: text, dockerfileName: 'Dockerfile', context: null, cleanup };
-    }
-    const ctxPath = resolve(cwd, opts.context);
-    const st = await stat(ctxPath).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT')
-        throw new NotFoundError(
-          `build context ${opts.context}`,
-          'give a directory, a tar archive or - (Dockerfile on stdin, no context)',
-        );
-      throw wrap(`reading build context ${opts.context}`, err);
-    });
     let root: string;
     let tarball = false;
-    if (st.isDirectory()) root = ctxPath;
-    else if (st.isFile()) {
-      tarball = true;
+    const extractInto = async (input: Readable, what: string): Promise<string> => {
       await mkdir(opts.tmpDir, { recursive: true });
-      root = await mkdtemp(join(opts.tmpDir, 'context-'));
-      cleanups.push(() => rm(root, { recursive: true, force: true }));
-      await extractTarball(ctxPath, root);
-    } else throw new InvalidInputError(`build context ${opts.context} is neither a directory nor a tar archive`);
+      const dir = await mkdtemp(join(opts.tmpDir, 'context-'));
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      await extractTarball(input, dir, what);
+      return dir;
+    };
+    if (opts.context === '-') {
+      // docker build - < X: X is a context archive (plain or compressed tar, the Dockerfile inside) or a Dockerfile
+      const { head, stream } = await peek(stdin, 512);
+      const { detectCompression } = await import('../layers/compress/compress.js');
+      if (detectCompression(head) === 'none' && !isTarHeader(head)) {
+        if (opts.dockerfile !== undefined && opts.dockerfile !== '-') {
+          throw new InvalidInputError(
+            'with a context of - and a Dockerfile on standard input, -f has nothing to name',
+            'drop -f, send a context archive on standard input, or give a context directory',
+          );
+        }
+        const text = await readStream(stream, 'the Dockerfile from standard input');
+        return { dockerfileText: text, dockerfileName: 'Dockerfile', context: null, cleanup };
+      }
+      if (opts.dockerfile === '-')
+        throw new InvalidInputError('-f - and a context archive on standard input cannot share standard input');
+      tarball = true;
+      root = await extractInto(stream, 'the build context from standard input');
+    } else {
+      const ctxPath = resolve(cwd, opts.context);
+      const st = await stat(ctxPath).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT')
+          throw new NotFoundError(
+            `build context ${opts.context}`,
+            'give a directory, a tar archive or - (a Dockerfile or a context archive on stdin)',
+          );
+        throw wrap(`reading build context ${opts.context}`, err);
+      });
+      if (st.isDirectory()) root = ctxPath;
+      else if (st.isFile()) {
+        tarball = true;
+        root = await extractInto(createReadStream(ctxPath, { highWaterMark: 1 << 20 }), `build context ${ctxPath}`);
+      } else throw new InvalidInputError(`build context ${opts.context} is neither a directory nor a tar archive`);
+    }
 
     // The Dockerfile: -f relative to the working directory (inside the archive for a tarball context).
     let dfPath: string;
@@ -251,17 +266,68 @@ async function readStream(input: Readable, what: string): Promise<string> {
 }
 
 /** extractTarball unpacks a context archive (plain or compressed tar) with the layer applier's safety rules. */
-async function extractTarball(file: string, dir: string): Promise<void> {
+async function extractTarball(input: Readable, dir: string, what: string): Promise<void> {
   const [{ autoDecompress }, { applyLayer }] = await Promise.all([
     import('../layers/compress/compress.js'),
     import('../layers/tar/apply.js'),
   ]);
-  const input = createReadStream(file, { highWaterMark: 1 << 20 });
   const plain = autoDecompress();
   input.on('error', (err) => plain.destroy(err));
   try {
     await applyLayer(input.pipe(plain), { root: dir, whiteouts: 'delete' });
   } catch (err) {
-    throw wrap(`extracting build context ${file}`, err);
+    throw wrap(`extracting ${what}`, err);
   }
+}
+
+/** peek reads the first `n` bytes of a stream (fewer at its end) and gives back a stream of all of it. */
+async function peek(input: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
+  const it = input[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let ended = false;
+  try {
+    while (size < n) {
+      const r = await it.next();
+      if (r.done) {
+        ended = true;
+        break;
+      }
+      const b = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
+      chunks.push(b);
+      size += b.length;
+    }
+  } catch (err) {
+    throw wrap('reading standard input', err);
+  }
+  const head = Buffer.concat(chunks);
+  async function* all(): AsyncGenerator<Buffer> {
+    if (head.length) yield head;
+    while (!ended) {
+      const r = await it.next();
+      if (r.done) return;
+      yield typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
+    }
+  }
+  return { head, stream: Readable.from(all(), { objectMode: false }) };
+}
+
+/**
+ * isTarHeader tells a tar archive from a Dockerfile by its first 512 bytes, as docker does for `build -`: the ustar
+ * magic, or a valid header checksum (old v7 archives). Compressed input is told apart before (detectCompression).
+ */
+export function isTarHeader(head: Buffer): boolean {
+  if (head.length < 512) return false;
+  if (head.toString('latin1', 257, 262) === 'ustar') return true;
+  const stored = Number.parseInt(
+    head
+      .toString('latin1', 148, 156)
+      .replace(/[\0 ]+/g, ' ')
+      .trim(),
+    8,
+  );
+  if (!Number.isFinite(stored)) return false;
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : (head[i] as number);
+  return sum === stored;
 }

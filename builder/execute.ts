@@ -33,7 +33,7 @@ import {
 import { addStep } from './steps/add.js';
 import { copyStep } from './steps/copy.js';
 import { metadataStep, type StageMeta } from './steps/metadata.js';
-import { runStep } from './steps/run.js';
+import { runStep, type RunSandbox } from './steps/run.js';
 import type { FsStep, StageState, StepEnv } from './steps/step.js';
 import { workdirStep } from './steps/workdir.js';
 import { sourceFor } from './source.js';
@@ -69,6 +69,8 @@ export interface ExecuteOptions {
   secrets: ReadonlyMap<string, Uint8Array>;
   /** --network: RUN's default */
   network: 'default' | 'none' | 'host';
+  /** limits and ulimits of every RUN */
+  sandbox?: RunSandbox;
   compression: Compression;
   /** a private scratch directory */
   tmpDir: string;
@@ -289,6 +291,7 @@ class StageRun {
         return this.fs(
           runStep(this.stepEnv, this.state(), ins, {
             network: o.network,
+            ...(o.sandbox ? { sandbox: o.sandbox } : {}),
             secrets: o.secrets,
             buildArgs: o.plan.buildArgs,
             escape: o.escape,

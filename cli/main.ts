@@ -1,6 +1,7 @@
 // The tsbuild command table. Each action lazily imports its command module, so `tsbuild --version` stays fast.
 import { readFileSync } from 'node:fs';
 import sade from 'sade';
+import { commandTable, FlagError, mriTypes, parseCommandLine, type ParsedLine } from './flags.js';
 import { report } from './report.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -35,6 +36,13 @@ prog
   .option('--iidfile', 'Write the image digest to this file')
   .option('--metadata-file', 'Write build metadata (JSON) to this file')
   .option('--squash', 'Squash the new layers into one', false)
+  .option('--label', 'Set a label K=V on the image (over LABEL); repeatable')
+  .option('--add-host', 'Add NAME:IP to the /etc/hosts RUN steps see; repeatable')
+  .option('-o, --output', 'Also write the result: DIR, -, or type=local|tar|oci|docker,dest=PATH (tar to - for stdout)')
+  .option('-q, --quiet', 'Print only the image digest, no progress', false)
+  .option('-m, --memory', 'Memory limit of each RUN step, e.g. 2g (default: 3/4 of the memory)')
+  .option('--pids-limit', 'Maximum number of tasks of each RUN step (default 8192)')
+  .option('--ulimit', 'Resource limit of RUN steps NAME=SOFT[:HARD] (nofile, nproc, core, …); repeatable')
   .action(lazy('build'));
 
 prog
@@ -60,7 +68,18 @@ prog
   .describe('Remove image names (blobs go with `tsbuild prune`)')
   .action(lazy('rm'));
 
-prog.command('prune').describe('Remove unreferenced blobs and snapshots; print the bytes freed').action(lazy('prune'));
+prog
+  .command('prune')
+  .describe(
+    "Remove what nothing needs (blobs no image or cache names, dead processes' mounts and work directories); print what went, the bytes freed and what was kept",
+  )
+  .option('-a, --all', 'Also remove untagged images and the caches (build cache, export kernel cache)', false)
+  .option(
+    '--filter',
+    'until=TIME: with --all, remove only what was made or last used before TIME (24h, 2024-05-01, a Unix time)',
+  )
+  .option('-f, --force', 'Accepted for docker compatibility: prune never prompts, so it changes nothing', false)
+  .action(lazy('prune'));
 
 prog.command('unpack <name> <dir>').describe("Write the image's flattened rootfs to DIR").action(lazy('unpack'));
 
@@ -116,6 +135,9 @@ prog
   .option('--cap-add', 'Add a capability; repeatable')
   .option('--cap-drop', 'Drop a capability; repeatable')
   .option('--storage-driver', 'overlay or vfs (userspace fallback); default: overlay as root')
+  .option('--security-opt', 'seccomp=unconfined, seccomp=PROFILE.json (docker format) or no-new-privileges; repeatable')
+  .option('--device', 'Give the container a host device: /dev/HOST[:/dev/CONTAINER][:rwm]; repeatable')
+  .option('--ulimit', 'Set a resource limit NAME=SOFT[:HARD] (nofile, nproc, core, …; -1 = unlimited); repeatable')
   .action(lazy('run'));
 
 prog
@@ -183,7 +205,10 @@ prog
   .option('--network', 'dhcp or none', 'dhcp')
   .option('--service', 'auto (run the image ENTRYPOINT/CMD at boot) or none', 'auto')
   .option('--uuid', 'UUID of the root filesystem (default: derived with SOURCE_DATE_EPOCH, else random)')
-  .option('--compress', 'Compress qcow2 clusters', false)
+  .option(
+    '--compress',
+    'qcow2 clusters: zstd (default; QEMU >= 5.1), deflate (older readers) or none; vmdk: streamOptimized unless none',
+  )
   .action(lazy('export'));
 
 prog
@@ -199,7 +224,6 @@ prog
 
 // mri (sade's parser) reads a lone `-` as an empty flag; carry it through as a token and give it back.
 const STDIN_TOKEN = '\u0000stdin';
-const argv = separateRunCommand(process.argv.map((a, i) => (i > 1 && a === '-' ? STDIN_TOKEN : a)));
 const restore = (v: unknown): unknown =>
   v === STDIN_TOKEN
     ? '-'
@@ -208,70 +232,74 @@ const restore = (v: unknown): unknown =>
       : v && typeof v === 'object'
         ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, restore(x)]))
         : v;
-/**
- * separateRunCommand puts `--` after the image of `tsbuild run` (after IMAGE DIR of `tsbuild bundle`), so that the
- * container's command and its own flags (`tsbuild run img ls -la`) are not read as tsbuild's. Before that, `-v`
- * of these commands is spelled `--volume` (sade would read it as --version), and a leading `--debug` is moved after
- * the command word (sade finds the command before it knows that --debug takes no value).
- */
-function separateRunCommand(args: string[]): string[] {
-  const takesValue = new Set([
-    '-e',
-    '--env',
-    '-w',
-    '--workdir',
-    '-u',
-    '--user',
-    '-v',
-    '--volume',
-    '--network',
-    '--hostname',
-    '--memory',
-    '--pids-limit',
-    '--cpus',
-    '--entrypoint',
-    '--cap-add',
-    '--cap-drop',
-    '--storage-driver',
-    '--root',
-  ]);
-  args = [...args];
-  let i = 2;
-  while (i < args.length && args[i]?.startsWith('-') && args[i] !== STDIN_TOKEN) {
-    if (args[i] === '--debug' && i + 1 < args.length && !args[i + 1]?.startsWith('-')) {
-      args.splice(i, 2, args[i + 1] as string, '--debug');
-      break;
-    }
-    i += takesValue.has(args[i] as string) ? 2 : 1;
-  }
-  if (args[i] !== 'run' && args[i] !== 'bundle') return args;
-  let positionals = args[i] === 'run' ? 1 : 2;
-  for (i++; i < args.length; i++) {
-    const a = args[i] as string;
-    if (a === '--') return args;
-    if (a === '-v') args[i] = '--volume';
-    if (!a.startsWith('-') || a === STDIN_TOKEN) {
-      if (--positionals === 0)
-        return args[i + 1] === '--' ? args : [...args.slice(0, i + 1), '--', ...args.slice(i + 1)];
-      continue;
-    }
-    if (takesValue.has(a)) i++;
-  }
-  return args;
-}
-const debug = (argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv).includes('--debug');
+const given = process.argv.slice(2).map((a) => (a === '-' ? STDIN_TOKEN : a));
+const debug = (given.includes('--') ? given.slice(0, given.indexOf('--')) : given).includes('--debug');
 // A reader that closes the pipe early (`tsbuild history x | head`) ends us quietly, as SIGPIPE ends a C tool (141).
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code !== 'EPIPE') throw err;
   process.exit(128 + 13);
 });
-const cmd = prog.parse(argv, { lazy: true });
+// The command line is checked against the table above before sade reads it (cli/flags.ts): unknown flags and
+// commands are errors, and `tsbuild run IMAGE ls -la` / `tsbuild bundle IMAGE DIR CMD…` get a `--` after their
+// positionals, so that the container's command and its flags are not read as tsbuild's.
+/** docker's flags that tsbuild does not implement: refused with the reason (a flag is never accepted and ignored). */
+const UNSUPPORTED: Record<string, Record<string, string>> = {
+  build: {
+    'cache-from': 'is not supported yet (issue 13): the build cache is the store',
+    'cache-to': 'is not supported yet (issue 13): the build cache is the store',
+    push: 'is not supported: build with -t NAME, then `tsbuild push NAME`',
+    load: 'is not needed: every image built is stored (see `tsbuild images`)',
+    'build-context': 'is not supported yet (issue 12)',
+    'shm-size': 'is not supported yet (issue 12)',
+    ssh: 'is not supported yet: use --secret',
+    allow: 'is not supported: RUN steps get no extra entitlements',
+    annotation: 'is not supported yet',
+    attest: 'is not supported: tsbuild writes no attestations',
+    provenance: 'is not supported: tsbuild writes no attestations',
+    sbom: 'is not supported: tsbuild writes no attestations',
+    builder: 'is not supported: tsbuild builds in this process',
+    call: 'is not supported yet',
+    check: 'is not supported yet',
+    'no-cache-filter': 'is not supported yet: use --no-cache',
+    'cgroup-parent': 'is not supported',
+    'security-opt': 'is not supported: RUN steps are always sandboxed',
+    isolation: 'is not supported',
+    'cpu-shares': 'is not supported',
+    'cpu-period': 'is not supported',
+    'cpu-quota': 'is not supported',
+    'cpuset-cpus': 'is not supported',
+    'cpuset-mems': 'is not supported',
+    'memory-swap': 'is not supported',
+    'disable-content-trust': 'is not supported',
+    'force-rm': 'is not supported: build containers are always removed',
+    rm: 'is not supported: build containers are always removed',
+    compress: 'is not supported: the context is read in place',
+  },
+};
+const table = commandTable(prog);
+let line: ParsedLine | undefined;
+if (given.length === 0) prog.help();
+else {
+  try {
+    line = parseCommandLine(table, given, {
+      stdin: STDIN_TOKEN,
+      argsAfter: { run: 1, bundle: 2 },
+      unsupported: UNSUPPORTED,
+    });
+  } catch (err) {
+    const code = report(err, { debug });
+    // `tsbuild run` reports its own failures with docker's 125, a bad flag included
+    process.exitCode = err instanceof FlagError && err.command === 'run' ? 125 : code;
+  }
+}
+const cmd = line && prog.parse(['', '', ...line.args], { lazy: true, ...mriTypes(table, line.command) });
 if (cmd) {
   try {
     await cmd.handler(...cmd.args.map(restore));
   } catch (err) {
     const code = report(err, { debug });
-    // `tsbuild run` reports its own failures with docker's 125
-    process.exitCode = (err as { exitCode?: number }).exitCode ?? code;
+    // `tsbuild run` reports its own failures with docker's 125; every other failure is 1 (or 70), as docker build
+    // exits 1 when a RUN fails, whatever the step's own status (the message carries it)
+    process.exitCode = line?.command === 'run' ? ((err as { exitCode?: number }).exitCode ?? code) : code;
   }
 }

@@ -11,6 +11,7 @@ import { InvalidInputError, wrap } from '../sys/errors.js';
 import { tarFromDirectory } from '../layers/tar/create.js';
 import { run } from '../sys/exec.js';
 import type { OwnerMap } from './owners.js';
+import { fileRanges } from './boot-extents.js';
 import { writeQcow2 } from './qcow2.js';
 import { patchVmdkCid } from './reproducible.js';
 import { dataRanges } from './sparse-file.js';
@@ -54,34 +55,56 @@ export function formatTools(format: OutputFormat): Record<string, string> {
 
 /**
  * convertDisk turns the raw disk `raw` into `format` as a new file in `workDir` and returns its path (raw: `raw`
- * itself). qcow2: zero clusters are left out, `compress` deflates clusters; vmdk: `compress` makes a
- * streamOptimized (compressed) VMDK, else monolithicSparse; vhdx: dynamic.
+ * itself). qcow2: zero clusters are left out, clusters are compressed with zstd unless `compress` says otherwise
+ * (`true`/'deflate': deflate, `false`/'none': plain); vmdk: `compress: true` makes a streamOptimized (compressed)
+ * VMDK, else monolithicSparse; vhdx: dynamic.
  */
 export async function convertDisk(opts: {
   raw: string;
   format: Exclude<OutputFormat, 'tar'>;
   workDir: string;
-  compress?: boolean;
+  compress?: boolean | 'zstd' | 'deflate' | 'none';
+  /** qcow2: the kernel and initrd in the root filesystem at `offset`, whose clusters stay uncompressed (boot-extents.ts) */
+  bootFiles?: { offset: number; paths: string[] };
   /** vmdk: the descriptor's CID (qemu-img picks a random one) */
   vmdkCid?: number;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
 }): Promise<string> {
   const { raw, format, workDir } = opts;
+  if (
+    format !== 'qcow2' &&
+    format !== 'vmdk' &&
+    opts.compress !== undefined &&
+    opts.compress !== false &&
+    opts.compress !== 'none'
+  )
+    throw new InvalidInputError(`--compress applies to qcow2 and vmdk disks, not ${format}`);
   if (format === 'raw') return raw;
   const out = join(workDir, `disk.${format}`);
   if (format === 'qcow2') {
+    const compress = qcow2Compression(opts.compress);
+    const plainRanges =
+      compress && opts.bootFiles
+        ? await fileRanges({
+            image: raw,
+            ...opts.bootFiles,
+            workDir,
+            ...(opts.signal ? { signal: opts.signal } : {}),
+          })
+        : [];
     await writeQcow2({
       input: raw,
       output: out,
-      compress: opts.compress === true,
+      compress,
+      plainRanges,
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     });
     return out;
   }
   const o =
     format === 'vmdk'
-      ? ['-o', `subformat=${opts.compress ? 'streamOptimized' : 'monolithicSparse'}`]
+      ? ['-o', `subformat=${vmdkCompressed(opts.compress) ? 'streamOptimized' : 'monolithicSparse'}`]
       : ['-o', 'subformat=dynamic'];
   await run(
     ['qemu-img', 'convert', '-f', 'raw', '-O', format, ...o, raw, out],
@@ -89,6 +112,18 @@ export async function convertDisk(opts: {
   );
   if (format === 'vmdk' && opts.vmdkCid !== undefined) await patchVmdkCid(out, opts.vmdkCid);
   return out;
+}
+
+/** vmdkCompressed: a compressed VMDK is streamOptimized (deflate), written only when asked for. */
+function vmdkCompressed(c: boolean | 'zstd' | 'deflate' | 'none' | undefined): boolean {
+  return c === true || c === 'deflate' || c === 'zstd';
+}
+
+/** qcow2Compression maps the export's `compress` option to the qcow2 writer's: zstd unless told otherwise. */
+export function qcow2Compression(c: boolean | 'zstd' | 'deflate' | 'none' | undefined): 'zstd' | 'deflate' | false {
+  if (c === undefined || c === 'zstd') return 'zstd';
+  if (c === true || c === 'deflate') return 'deflate';
+  return false;
 }
 
 /**

@@ -37,8 +37,12 @@ export interface ExportOptions {
   service?: 'auto' | 'none';
   /** the root filesystem's UUID (validated: 8-4-4-4-12 hex digits); default: derived with SOURCE_DATE_EPOCH, else random */
   uuid?: string;
-  /** compressed QCOW2 clusters (streamOptimized VMDK) */
-  compress?: boolean;
+  /**
+   * qcow2: clusters compressed with zstd (the default: QEMU ≥ 5.1 reads them), deflate (`true` or 'deflate': what
+   * `qemu-img convert -c` writes, for older readers) or not at all (`false` or 'none'). vmdk: `true` makes a
+   * streamOptimized (compressed) VMDK. The other formats ignore it.
+   */
+  compress?: boolean | 'zstd' | 'deflate' | 'none';
   /** plan only: flatten, detect the distribution and the kernel, report the commands, write nothing */
   dryRun?: boolean;
   onEvent?: (e: ExportEvent) => void;

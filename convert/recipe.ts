@@ -471,7 +471,11 @@ async function output(c: Ctx): Promise<void> {
       raw: c.raw,
       format: c.format,
       workDir: c.work,
-      compress: c.opts.compress === true,
+      ...(c.opts.compress === undefined ? {} : { compress: c.opts.compress }),
+      bootFiles: {
+        offset: (c.plan as DiskPlan).root.start,
+        paths: [c.kernel?.files?.kernel, c.kernel?.files?.initrd].filter((p): p is string => !!p),
+      },
       ...(c.id?.time === undefined ? {} : { vmdkCid: derivedSerial(c.id.seed, 'vmdk-cid') }),
       ...(c.opts.signal ? { signal: c.opts.signal } : {}),
     });

@@ -78,6 +78,8 @@ export async function writeSystemFiles(opts: SystemFilesOptions): Promise<string
   if (opts.network === 'dhcp') {
     if (alpine || has('/sbin/ifup') || has('/usr/sbin/ifup')) {
       await write('/etc/network/interfaces', INTERFACES);
+      if (opts.init === 'systemd' && hasUnit(rootfs, 'ifupdown-pre.service') && udevadmWaits(rootfs))
+        await write(IFUPDOWN_PRE_DROPIN, IFUPDOWN_PRE_WAIT);
     } else if (
       opts.init === 'systemd' &&
       (has('/lib/systemd/systemd-networkd') || has('/usr/lib/systemd/systemd-networkd'))
@@ -96,6 +98,13 @@ export async function writeSystemFiles(opts: SystemFilesOptions): Promise<string
   if (opts.init === 'systemd') {
     await enableUnit(rootfs, 'serial-getty@ttyS0.service', 'getty.target', touched, 'serial-getty@.service');
     if (!has('/etc/machine-id')) await write('/etc/machine-id', ''); // empty: systemd makes one at first boot
+    // what a VM that runs one app does not need at boot (each masked only when the image has it and does not
+    // configure it itself)
+    for (const unit of MASKED_UNITS) {
+      if (!hasUnit(rootfs, unit) || existsSync(secureJoin(rootfs, `/etc/systemd/system/${unit}`))) continue;
+      await linkIn(rootfs, `/etc/systemd/system/${unit}`, '/dev/null');
+      touched.push(`/etc/systemd/system/${unit}`);
+    }
   }
   if (alpine || has('/etc/inittab')) {
     const inittab = await readText(rootfs, '/etc/inittab');
@@ -137,6 +146,49 @@ export const INTERFACES = [
   'iface eth0 inet dhcp',
   '',
 ].join('\n');
+
+/**
+ * ifupdown-pre.service runs `udevadm settle` before networking.service raises eth0: it waits for every coldplug
+ * event (under TCG, seconds of module loading: kvm, crypto, sensors) when only eth0 matters. The drop-in waits for
+ * eth0 alone (udevadm wait, systemd ≥ 251), at most 30 s (a VM without a NIC boots on).
+ */
+export const IFUPDOWN_PRE_DROPIN = '/etc/systemd/system/ifupdown-pre.service.d/tsbuild-eth0.conf';
+export const IFUPDOWN_PRE_WAIT = [
+  '# Written by tsbuild export: wait for eth0 only, not for every udev event (udevadm settle)',
+  '[Service]',
+  'ExecStart=',
+  'ExecStart=-/bin/udevadm wait --timeout=30 /sys/class/net/eth0',
+  '',
+].join('\n');
+
+/**
+ * MASKED_UNITS: Debian units a one-app VM does not need, masked to shorten the boot on one vCPU: getty-static starts
+ * gettys on tty2–tty6 when dbus is missing (tty1 and the serial console keep theirs), e2scrub_reap looks for
+ * leftover LVM snapshots (the disk has no LVM).
+ */
+export const MASKED_UNITS = ['getty-static.service', 'e2scrub_reap.service'];
+
+function hasUnit(rootfs: string, unit: string): boolean {
+  return ['/etc/systemd/system', '/lib/systemd/system', '/usr/lib/systemd/system'].some((d) =>
+    existsSync(secureJoin(rootfs, `${d}/${unit}`)),
+  );
+}
+
+/** udevadmWaits tells whether the image's systemd (from the dpkg status) has `udevadm wait` (systemd ≥ 251). */
+function udevadmWaits(rootfs: string): boolean {
+  let status: string;
+  try {
+    status = readFileSync(secureJoin(rootfs, '/var/lib/dpkg/status'), 'utf8');
+  } catch {
+    return false;
+  }
+  for (const stanza of status.split(/\n\n+/)) {
+    if (!/^Package: udev$/m.test(stanza) || !/^Status: install ok installed$/m.test(stanza)) continue;
+    const major = Number(/^Version: (?:\d+:)?(\d+)/m.exec(stanza)?.[1]);
+    return major >= 251;
+  }
+  return false;
+}
 
 /** fstab mounts the root filesystem by UUID (errors remount it read-only on Debian, as its installer does). */
 export function fstab(uuid: string, alpine: boolean): string {

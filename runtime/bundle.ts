@@ -4,6 +4,15 @@ import type { RunSpec } from './spec.js';
 
 export const OCI_RUNTIME_VERSION = '1.0.2';
 
+/** RLIM_INFINITY, a uint64 that a JS number cannot hold: configs carry bigints, see runtimeConfigJson. */
+const RLIM_INFINITY = 0xffffffffffffffffn;
+
+/** runtimeConfigJson writes a runtimeConfig as config.json text (bigints as exact JSON integers). */
+export function runtimeConfigJson(config: object): string {
+  const text = JSON.stringify(config, (_k, v: unknown) => (typeof v === 'bigint' ? `\u0000u64:${v}` : v), 2);
+  return `${text.replace(/"\\u0000u64:(\d+)"/g, '$1')}\n`;
+}
+
 interface OciMount {
   destination: string;
   type?: string;
@@ -59,6 +68,13 @@ export function runtimeConfig(spec: RunSpec): object {
     devices: [
       { allow: false, access: 'rwm' },
       ...DEVICES.map(([, major, minor]) => ({ allow: true, type: 'c', major, minor, access: 'rwm' })),
+      ...(spec.devices ?? []).map((d) => ({
+        allow: true,
+        type: d.type,
+        major: d.major,
+        minor: d.minor,
+        access: 'rwm',
+      })),
     ],
   };
   const { memory, pids, cpus } = spec.limits;
@@ -83,6 +99,15 @@ export function runtimeConfig(spec: RunSpec): object {
         permitted: spec.user.uid === 0 ? caps : [],
       },
       noNewPrivileges: spec.noNewPrivileges,
+      ...(spec.rlimits?.length
+        ? {
+            rlimits: spec.rlimits.map((r) => ({
+              type: `RLIMIT_${r.name.toUpperCase()}`,
+              soft: r.soft === 'inf' ? RLIM_INFINITY : r.soft,
+              hard: r.hard === 'inf' ? RLIM_INFINITY : r.hard,
+            })),
+          }
+        : {}),
     },
     root: { path: spec.rootfs, readonly: spec.readonlyRootfs ?? false },
     hostname: spec.hostname,
@@ -90,15 +115,27 @@ export function runtimeConfig(spec: RunSpec): object {
     linux: {
       namespaces,
       resources,
-      devices: DEVICES.map(([name, major, minor]) => ({
-        path: `/dev/${name}`,
-        type: 'c',
-        major,
-        minor,
-        fileMode: 0o666,
-        uid: 0,
-        gid: 0,
-      })),
+      devices: [
+        ...DEVICES.map(([name, major, minor]) => ({
+          path: `/dev/${name}`,
+          type: 'c',
+          major,
+          minor,
+          fileMode: 0o666,
+          uid: 0,
+          gid: 0,
+        })),
+        ...(spec.devices ?? []).map((d) => ({
+          path: d.path,
+          type: d.type,
+          major: d.major,
+          minor: d.minor,
+          fileMode: d.mode,
+          uid: 0,
+          gid: 0,
+        })),
+      ],
+      ...(spec.seccomp === 'unconfined' ? {} : { seccomp: spec.seccomp }),
       maskedPaths: [...MASKED_PATHS],
       readonlyPaths: [...READONLY_PATHS],
       rootfsPropagation: 'private',

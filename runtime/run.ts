@@ -4,7 +4,7 @@ import { closeSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { ReadStream as TtyStream } from 'node:tty';
-import type { Cgroup } from '../sys/cgroups.js';
+import { CgroupError, type Cgroup } from '../sys/cgroups.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import type { Executor, NsProcess, StdioValue } from '../sys/namespaces.js';
 import { openPty, setWindowSize, type Pty } from '../sys/process.js';
@@ -44,6 +44,8 @@ export interface RunResult {
   signal?: string;
   /** true when the memory limit made the kernel kill a process of the container */
   oomKilled?: boolean;
+  /** why best-effort limits (spec.limitsBestEffort) were not applied */
+  limitsSkipped?: string;
 }
 
 const FORWARDED: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'];
@@ -71,8 +73,15 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
   const cleanups: Array<() => void> = [];
   try {
     const { memory, pids, cpus } = spec.limits;
-    if (memory !== undefined || pids !== undefined || cpus !== undefined)
-      cgroup = host.createCgroup({ limits: spec.limits });
+    let limitsSkipped: string | undefined;
+    if (memory !== undefined || pids !== undefined || cpus !== undefined) {
+      try {
+        cgroup = host.createCgroup({ limits: spec.limits });
+      } catch (e) {
+        if (!(e instanceof CgroupError) || !spec.limitsBestEffort) throw e;
+        limitsSkipped = e.message;
+      }
+    }
     let stdio: [StdioValue, StdioValue, StdioValue];
     if (spec.tty) {
       pty = openPty();
@@ -128,6 +137,7 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
     const result: RunResult = { exitCode: code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0) };
     if (signal) result.signal = signal;
     if (cgroup && memory !== undefined) result.oomKilled = cgroup.oomKilled();
+    if (limitsSkipped !== undefined) result.limitsSkipped = limitsSkipped;
     return result;
   } finally {
     for (const c of cleanups.reverse()) c();

@@ -1,10 +1,12 @@
 // Image config + `run` options → the process spec the runtime executes (docker run semantics). Pure except for
 // reading the rootfs's /etc/passwd and /etc/group.
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, posix } from 'node:path';
 import { InvalidInputError } from '../sys/errors.js';
 import type { ContainerConfig } from '../layers/model/types.js';
+import type { LinuxSeccomp } from '../sys/seccomp/bpf.js';
+import { seccompFor, type SeccompOption } from './seccomp.js';
 
 /** Mount is a bind mount of a host path into the container (`-v src:dst[:ro]`). */
 export interface Mount {
@@ -20,6 +22,26 @@ export interface Limits {
   pids?: number;
   /** CPUs worth of time, e.g. 1.5 */
   cpus?: number;
+}
+
+/** Rlimit is one `--ulimit`: an RLIMIT_* resource with its soft and hard values ('inf' = unlimited). */
+export interface Rlimit {
+  /** docker's name: nofile, nproc, core, … */
+  name: string;
+  resource: number;
+  soft: bigint | 'inf';
+  hard: bigint | 'inf';
+}
+
+/** Device is a host device the container may use (`--device`), besides the default list. */
+export interface Device {
+  /** container path */
+  path: string;
+  type: 'c' | 'b';
+  major: number;
+  minor: number;
+  /** file mode bits of the node (from the host's node) */
+  mode: number;
 }
 
 /** User is the numeric identity the process runs as. */
@@ -42,9 +64,16 @@ export interface RunSpec {
   init: boolean;
   mounts: Mount[];
   limits: Limits;
+  /** the limits are defaults, not asked for: without a usable cgroup the process runs without them */
+  limitsBestEffort?: boolean;
   noNewPrivileges: true;
   /** names such as CAP_CHOWN: the bounding, effective and permitted sets */
   capabilities: string[];
+  /** the syscall filter (runtime/seccomp.ts), or 'unconfined' when the user opted out */
+  seccomp: LinuxSeccomp | 'unconfined';
+  /** devices added to the default list (runtime/exec/mounts.ts DEVICES) */
+  devices?: Device[];
+  rlimits?: Rlimit[];
   readonlyRootfs?: boolean;
   /** container path → host file, bind-mounted (e.g. /etc/hosts, /etc/resolv.conf) */
   extraFiles?: Record<string, string>;
@@ -143,6 +172,12 @@ export interface ProcessSpecOptions {
   limits?: Limits;
   capAdd?: string[];
   capDrop?: string[];
+  /** `--security-opt seccomp=…`; default: the default profile */
+  seccomp?: SeccompOption;
+  /** `--device HOST[:CONTAINER[:PERMS]]` strings */
+  devices?: string[];
+  /** `--ulimit NAME=SOFT[:HARD]` strings */
+  ulimits?: string[];
   readonlyRootfs?: boolean;
   extraFiles?: Record<string, string>;
 }
@@ -182,6 +217,7 @@ export function processSpec(opts: ProcessSpecOptions): RunSpec {
   if (!hasKey(env, 'HOME')) env.push(`HOME=${homeOf(opts.rootfs, user.uid)}`);
 
   const mounts = [...(opts.volumes ?? []).map(parseVolume), ...(opts.mounts ?? [])];
+  const capabilities = capabilitySet(opts.capAdd ?? [], opts.capDrop ?? []);
   const spec: RunSpec = {
     rootfs: opts.rootfs,
     args,
@@ -195,8 +231,11 @@ export function processSpec(opts: ProcessSpecOptions): RunSpec {
     mounts,
     limits: { ...opts.limits },
     noNewPrivileges: true,
-    capabilities: capabilitySet(opts.capAdd ?? [], opts.capDrop ?? []),
+    capabilities,
+    seccomp: seccompFor(opts.seccomp ?? 'default', capabilities) ?? 'unconfined',
   };
+  if (opts.devices?.length) spec.devices = opts.devices.map(parseDevice);
+  if (opts.ulimits?.length) spec.rlimits = parseUlimits(opts.ulimits);
   if (opts.readonlyRootfs) spec.readonlyRootfs = true;
   if (opts.extraFiles) spec.extraFiles = { ...opts.extraFiles };
   return spec;
@@ -261,6 +300,88 @@ export function parseVolume(v: string): Mount {
   if (!posix.isAbsolute(destination))
     throw new InvalidInputError(`volume destination ${JSON.stringify(destination)} is not an absolute path`);
   return { source, destination: posix.normalize(destination), readonly: mode === 'ro' };
+}
+
+/** RLIMITS maps docker's `--ulimit` names to RLIMIT_* numbers (asm-generic/resource.h). */
+export const RLIMITS: Readonly<Record<string, number>> = {
+  cpu: 0,
+  fsize: 1,
+  data: 2,
+  stack: 3,
+  core: 4,
+  rss: 5,
+  nproc: 6,
+  nofile: 7,
+  memlock: 8,
+  as: 9,
+  locks: 10,
+  sigpending: 11,
+  msgqueue: 12,
+  nice: 13,
+  rtprio: 14,
+  rttime: 15,
+};
+
+/** parseUlimit reads docker's `--ulimit name=soft[:hard]` (-1 = unlimited; hard defaults to soft). */
+export function parseUlimit(s: string): Rlimit {
+  const m = /^([a-z]+)=(-1|\d+)(?::(-1|\d+))?$/.exec(s.trim());
+  const name = m?.[1] ?? '';
+  const resource = RLIMITS[name];
+  if (!m || resource === undefined) {
+    throw new InvalidInputError(
+      `invalid ulimit ${JSON.stringify(s)}`,
+      `use NAME=SOFT[:HARD] with NAME one of ${Object.keys(RLIMITS).join(', ')}`,
+    );
+  }
+  const value = (v: string): bigint | 'inf' => (v === '-1' ? 'inf' : BigInt(v));
+  const soft = value(m[2] as string);
+  const hard = value(m[3] ?? (m[2] as string));
+  if (hard !== 'inf' && (soft === 'inf' || soft > hard))
+    throw new InvalidInputError(`invalid ulimit ${JSON.stringify(s)}: the soft limit is above the hard limit`);
+  return { name, resource, soft, hard };
+}
+
+/** parseUlimits reads every `--ulimit`; a later one for the same name replaces an earlier one. */
+export function parseUlimits(list: string[]): Rlimit[] {
+  const byName = new Map<string, Rlimit>();
+  for (const s of list) {
+    const r = parseUlimit(s);
+    byName.set(r.name, r);
+  }
+  return [...byName.values()];
+}
+
+/** parseDevice reads docker's `--device /dev/HOST[:/dev/CONTAINER][:PERMS]` and looks the node up on the host. */
+export function parseDevice(v: string): Device {
+  const parts = v.split(':');
+  let perms = 'rwm';
+  if (parts.length > 1 && /^[rwm]+$/.test(parts[parts.length - 1] as string)) perms = parts.pop() as string;
+  const [source = '', destination = source, ...rest] = parts;
+  if (!isAbsolute(source) || !posix.isAbsolute(destination) || rest.length > 0)
+    throw new InvalidInputError(`invalid device ${JSON.stringify(v)}`, 'use --device /dev/HOST[:/dev/CONTAINER][:rwm]');
+  // Without a device cgroup, a node that can be opened can be opened for reading and writing (a read-only mount
+  // does not stop writes to a device): refuse what cannot be enforced.
+  if (!perms.includes('r') || !perms.includes('w'))
+    throw new InvalidInputError(`device ${source}: permissions ${perms} cannot be enforced here; use rw or rwm`);
+  let st;
+  try {
+    st = statSync(source);
+  } catch (e) {
+    throw new InvalidInputError(`device ${source}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  if (!st.isCharacterDevice() && !st.isBlockDevice())
+    throw new InvalidInputError(`device ${source} is not a device node`);
+  const rdev = Number(st.rdev);
+  // glibc's gnu_dev_major/minor for a 64-bit dev_t
+  const major = ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
+  const minor = (rdev & 0xff) | ((rdev >>> 12) & ~0xff);
+  return {
+    path: posix.normalize(destination),
+    type: st.isCharacterDevice() ? 'c' : 'b',
+    major,
+    minor,
+    mode: st.mode & 0o777,
+  };
 }
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };

@@ -106,3 +106,20 @@ export function wrap(context: string, err: unknown): Error {
   if (e && typeof e === 'object' && 'code' in e) (out as NodeJS.ErrnoException).code = e.code;
   return out;
 }
+
+/**
+ * NoSpaceError is a write that found the filesystem full (ENOSPC) or the quota spent (EDQUOT): "no space left on
+ * /srv/store while writing blob sha256:…". `device` is the mount point of the written path (sys/disk-full.ts).
+ */
+export class NoSpaceError extends TsbuildError {
+  constructor(
+    readonly device: string,
+    readonly what: string,
+    cause?: unknown,
+  ) {
+    super('E_NO_SPACE', `no space left on ${device} while writing ${what}`, {
+      hint: 'free space there, or point --root at a larger disk',
+      ...(cause === undefined ? {} : { cause }),
+    });
+  }
+}

@@ -33,6 +33,8 @@ export interface FakeHostOptions {
   createNodes?: boolean;
   /** an error to throw from mount (e.g. EPERM, to test fallbacks); checked on every call */
   mountError?: (target: string, fstype: string | null) => Error | undefined;
+  /** an error createCgroup throws (e.g. a CgroupError: no usable cgroup hierarchy) */
+  cgroupError?: Error;
 }
 
 /** FakeHost records calls in `calls`; mounted targets are tracked so mountinfo() lists them. */
@@ -101,6 +103,7 @@ export class FakeHost implements Host {
 
   createCgroup(opts: CreateCgroupOptions): Cgroup {
     this.calls.push({ op: 'cgroup', limits: opts.limits });
+    if (this.opts.cgroupError) throw this.opts.cgroupError;
     return { procsFiles: [], dirs: [], oomKilled: () => false, remove: async () => {} };
   }
 }

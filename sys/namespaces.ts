@@ -17,6 +17,7 @@ import { run, which } from './exec.js';
 export type Op =
   | { op: 'cgroup'; procs: string } // write "0" to a cgroup.procs file: join that cgroup
   | { op: 'mount'; source: string; target: string; fstype: string; flags: number; data: string } // '' = NULL
+  | { op: 'mountattr'; path: string; set: number } // mount_setattr(AT_RECURSIVE) MOUNT_ATTR_* bits on a mount tree
   | { op: 'mkdir'; path: string; mode: number } // mkdir -p
   | { op: 'touch'; path: string } // create an empty file (and its parents) if missing
   | { op: 'mknod'; path: string; mode: number; major: number; minor: number } // mode includes S_IFCHR; not umasked
@@ -32,6 +33,8 @@ export type Op =
   | { op: 'user'; uid: number; gid: number; groups: number[] }
   | { op: 'capset'; caps: bigint } // effective = permitted = caps, inheritable = none
   | { op: 'nnp' } // no_new_privs
+  | { op: 'seccomp'; program: string } // hex BPF (sys/seccomp/bpf.ts), read now, installed right before exec
+  | { op: 'rlimit'; resource: number; soft: bigint | 'inf'; hard: bigint | 'inf' } // setrlimit
   | { op: 'pdeathsig'; signal: number }
   | { op: 'chdir'; path: string }
   | { op: 'env'; entry: string }
@@ -47,6 +50,9 @@ export function encodeOps(ops: Op[]): string[] {
         break;
       case 'mount':
         out.push(o.op, o.source, o.target, o.fstype, String(o.flags), o.data);
+        break;
+      case 'mountattr':
+        out.push(o.op, o.path, o.set.toString(16));
         break;
       case 'mkdir':
         out.push(o.op, o.path, o.mode.toString(8));
@@ -86,6 +92,12 @@ export function encodeOps(ops: Op[]): string[] {
         break;
       case 'pdeathsig':
         out.push(o.op, String(o.signal));
+        break;
+      case 'seccomp':
+        out.push(o.op, o.program);
+        break;
+      case 'rlimit':
+        out.push(o.op, String(o.resource), String(o.soft), String(o.hard));
         break;
       case 'env':
         out.push(o.op, o.entry);

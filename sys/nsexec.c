@@ -15,6 +15,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -112,6 +114,19 @@ static void readonly(const char *path) {
     fail("remount read-only", path);
 }
 
+/* set_mount_attr applies MOUNT_ATTR_* bits to a mount and every mount below it (Linux >= 5.12); older kernels get
+ * a bind remount of the top mount only. */
+static void set_mount_attr(const char *path, unsigned long long set) {
+  struct {
+    unsigned long long set, clr, propagation, userns_fd;
+  } attr = {set, 0, 0, 0};
+  if (syscall(442 /* SYS_mount_setattr */, AT_FDCWD, path, 0x8000 /* AT_RECURSIVE */, &attr, sizeof attr) == 0) return;
+  if (errno != ENOSYS) fail("set mount attributes of", path);
+  unsigned long flags = MS_BIND | MS_REMOUNT | ((set & 0x1) ? MS_RDONLY : 0) | ((set & 0x2) ? MS_NOSUID : 0) |
+                        ((set & 0x4) ? MS_NODEV : 0) | ((set & 0x8) ? MS_NOEXEC : 0);
+  if (mount(NULL, path, NULL, flags, NULL) < 0) fail("remount", path);
+}
+
 static void loopback_up(void) {
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0) fail("socket", NULL);
@@ -187,6 +202,28 @@ static void unblock_all(void) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static rlim_t rlim(const char *s) { return strcmp(s, "inf") ? (rlim_t)num(s, 10) : RLIM_INFINITY; }
+
+/* The container's seccomp filter (BPF from sys/seccomp/bpf.ts), installed just before the command runs. */
+static struct sock_fprog filter;
+
+static void load_filter(const char *hex) {
+  size_t len = strlen(hex);
+  if (len == 0 || len % 16 != 0 || len / 16 > BPF_MAXINSNS) die(125, "bad seccomp program", NULL, EINVAL);
+  unsigned char *bytes = malloc(len / 2);
+  if (!bytes) fail("allocate", NULL);
+  for (size_t k = 0; k < len / 2; k++) {
+    char pair[3] = {hex[2 * k], hex[2 * k + 1], 0};
+    bytes[k] = (unsigned char)num(pair, 16);
+  }
+  filter.len = (unsigned short)(len / 16);
+  filter.filter = (struct sock_filter *)bytes;
+}
+
+static void install_filter(void) {
+  if (filter.filter && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter, 0, 0) < 0) fail("install seccomp filter", NULL);
 }
 
 static int status_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
@@ -265,6 +302,9 @@ static int inside(int argc, char **argv, int i) {
     } else if (!strcmp(op, "mount")) {
       NEED(5);
       if (mount(nul(a[0]), a[1], nul(a[2]), num(a[3], 10), nul(a[4])) < 0) fail("mount", a[1]);
+    } else if (!strcmp(op, "mountattr")) {
+      NEED(2);
+      set_mount_attr(a[0], num(a[1], 16));
     } else if (!strcmp(op, "mkdir")) {
       NEED(2);
       mkdir_p(a[0], (mode_t)num(a[1], 8));
@@ -309,6 +349,13 @@ static int inside(int argc, char **argv, int i) {
     } else if (!strcmp(op, "capset")) {
       NEED(1);
       set_caps(num(a[0], 16));
+    } else if (!strcmp(op, "seccomp")) {
+      NEED(1);
+      load_filter(a[0]);
+    } else if (!strcmp(op, "rlimit")) {
+      NEED(3);
+      struct rlimit rl = {rlim(a[1]), rlim(a[2])};
+      if (setrlimit((int)num(a[0], 10), &rl) < 0) fail("setrlimit", a[0]);
     } else if (!strcmp(op, "nnp")) {
       if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("set no_new_privs", NULL);
     } else if (!strcmp(op, "pdeathsig")) {
@@ -330,6 +377,7 @@ static int inside(int argc, char **argv, int i) {
       env[nenv] = NULL;
       static char buf[4096];
       const char *path = resolve(args[0], env, buf, sizeof buf);
+      install_filter();
       if (init) run_init(path, args, env, tty, argv[0], (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) + 1 - argv[0]));
       exec_or_exit(path, args, env);
     } else {

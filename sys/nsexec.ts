@@ -22,7 +22,11 @@ import {
   execve,
   exitCodeOfStatus,
   fchdir,
+  installSeccomp,
   loadProcessLib,
+  RLIM_INFINITY,
+  setMountAttr,
+  setRlimit,
   loopbackUp,
   PR,
   prctl,
@@ -165,6 +169,7 @@ function main(words: string[]): void {
   const env: string[] = [];
   const cgroupFds: number[] = [];
   let tty = false;
+  let filter: Buffer | undefined;
   let i = 0;
   const take = (n: number, op: string): string[] => {
     if (i + n > words.length) throw new ExitError(125, `missing arguments of ${op}`);
@@ -185,6 +190,24 @@ function main(words: string[]): void {
       case 'mount': {
         const [src, dst, fstype, flags, data] = take(5, op) as [string, string, string, string, string];
         attempt(`mount ${dst}`, () => mount(src || null, dst, fstype || null, Number(flags), data || null));
+        break;
+      }
+      case 'mountattr': {
+        const [path, bits] = take(2, op) as [string, string];
+        const set = parseInt(bits, 16);
+        attempt(`set mount attributes of ${path}`, () => {
+          try {
+            setMountAttr(path, set);
+          } catch (e) {
+            if ((e as { code?: string }).code !== 'ENOSYS') throw e;
+            const flags =
+              (set & 1 ? MS.RDONLY : 0) |
+              (set & 2 ? MS.NOSUID : 0) |
+              (set & 4 ? MS.NODEV : 0) |
+              (set & 8 ? MS.NOEXEC : 0);
+            mount(null, path, null, MS.BIND | MS.REMOUNT | flags, null);
+          }
+        });
         break;
       }
       case 'mkdir': {
@@ -283,6 +306,18 @@ function main(words: string[]): void {
         attempt('capset', () => setCapabilities(BigInt(`0x${mask}`)));
         break;
       }
+      case 'seccomp': {
+        const [hex] = take(1, op) as [string];
+        if (!/^(?:[0-9a-f]{16})+$/.test(hex)) throw new ExitError(125, 'bad seccomp program');
+        filter = Buffer.from(hex, 'hex');
+        break;
+      }
+      case 'rlimit': {
+        const [resource, soft, hard] = take(3, op) as [string, string, string];
+        const limit = (v: string): bigint => (v === 'inf' ? RLIM_INFINITY : BigInt(v));
+        attempt(`setrlimit ${resource}`, () => setRlimit(Number(resource), limit(soft), limit(hard)));
+        break;
+      }
       case 'nnp':
         attempt('set no_new_privs', () => prctl(PR.SET_NO_NEW_PRIVS, 1));
         break;
@@ -305,6 +340,10 @@ function main(words: string[]): void {
         if (args.length < 1 || args.length !== Number(count)) throw new ExitError(125, 'bad exec arguments');
         const path = resolve(args[0] as string, env);
         for (const fd of cgroupFds) attempt('join the cgroup', () => writeSync(fd, '0'));
+        if (filter) {
+          const program = filter;
+          attempt('install seccomp filter', () => installSeccomp(program));
+        }
         if (init === '1') return runInit(path, args, env, tty);
         prepareExec();
         try {

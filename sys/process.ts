@@ -32,6 +32,9 @@ interface Lib {
   spawnattrSetsigdefault: Fn;
   spawnattrSetpgroup: Fn;
   waitpid: Fn;
+  seccomp: Fn;
+  setrlimit: Fn;
+  mountSetattr: Fn;
 }
 
 let cached: Lib | undefined;
@@ -39,6 +42,9 @@ function lib(): Lib {
   if (cached) return cached;
   const koffi = require('koffi');
   const l = koffi.load('libc.so.6');
+  koffi.struct('tsbuild_sock_fprog', { len: 'uint16_t', filter: 'uint8_t *' });
+  koffi.struct('tsbuild_rlimit', { cur: 'uint64_t', max: 'uint64_t' });
+  koffi.struct('tsbuild_mount_attr', { set: 'uint64_t', clr: 'uint64_t', propagation: 'uint64_t', userns: 'uint64_t' });
   cached = {
     koffi,
     prctl: l.func('int prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5)'),
@@ -65,6 +71,11 @@ function lib(): Lib {
     spawnattrSetsigdefault: l.func('int posix_spawnattr_setsigdefault(uint8_t *attr, const uint8_t *set)'),
     spawnattrSetpgroup: l.func('int posix_spawnattr_setpgroup(uint8_t *attr, int pgroup)'),
     waitpid: l.func('int waitpid(int pid, _Out_ int *status, int options)'),
+    seccomp: l.func('long syscall(long nr, unsigned int op, unsigned int flags, const tsbuild_sock_fprog *prog)'),
+    setrlimit: l.func('int setrlimit(int resource, const tsbuild_rlimit *rl)'),
+    mountSetattr: l.func(
+      'long syscall(long nr, int dirfd, const char *path, unsigned int flags, const tsbuild_mount_attr *attr, size_t size)',
+    ),
   };
   return cached;
 }
@@ -83,6 +94,45 @@ export const PR = { SET_PDEATHSIG: 1, CAPBSET_DROP: 24, SET_NO_NEW_PRIVS: 38 } a
 
 export function prctl(option: number, a2 = 0, a3 = 0, a4 = 0, a5 = 0): number {
   return check(lib().prctl(option, a2, a3, a4, a5), 'prctl');
+}
+
+const SYS_seccomp = 317; // x86_64
+const SECCOMP_SET_MODE_FILTER = 1;
+const SECCOMP_FILTER_FLAG_TSYNC = 1;
+
+/**
+ * installSeccomp installs a BPF program (struct sock_filter[] bytes) on every thread of this process; the command
+ * execve'd or spawned later inherits it. Needs no_new_privs (or CAP_SYS_ADMIN).
+ */
+export function installSeccomp(program: Buffer): void {
+  const r = lib().seccomp(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, {
+    len: program.length / 8,
+    filter: program,
+  });
+  // With TSYNC, a positive result is the id of a thread that could not be synchronized.
+  if (r > 0) throw new SysError('seccomp(TSYNC)', 16 /* EBUSY */);
+  check(r, 'seccomp');
+}
+
+const SYS_mount_setattr = 442;
+const AT_FDCWD = -100;
+const AT_RECURSIVE = 0x8000;
+
+/**
+ * setMountAttr applies MOUNT_ATTR_* bits to the mount at `path` and every mount below it. Throws SysError ENOSYS on
+ * kernels before 5.12 (the caller falls back to a bind remount).
+ */
+export function setMountAttr(path: string, set: number): void {
+  const attr = { set: BigInt(set), clr: 0n, propagation: 0n, userns: 0n };
+  check(lib().mountSetattr(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, attr, 32), 'mount_setattr', path);
+}
+
+/** RLIM_INFINITY as setrlimit takes it. */
+export const RLIM_INFINITY = 0xffffffffffffffffn;
+
+/** setRlimit sets a resource limit (RLIMIT_* number) of this process; the command inherits it. */
+export function setRlimit(resource: number, soft: bigint, hard: bigint): void {
+  check(lib().setrlimit(resource, { cur: soft, max: hard }), 'setrlimit');
 }
 
 /** dropBoundingCapabilities removes from the bounding set every capability whose bit is not in `keep`. */

@@ -1,9 +1,12 @@
-// `tsbuild prune` as a library call: everything the store holds that no image needs any more.
+// `tsbuild prune` as a library call, in docker's shape: by default everything the store holds that nothing needs any
+// more; with `all`, also untagged images and the caches (build cache and export-kernel records), limited by `until`.
 //
 // In order: container and tmp work directories of dead processes, their mounts detached first (unionfs/stale.ts;
-// `tsbuild mount` views stay until umount), blobs no image reaches (layers/store/gc.ts), snapshots whose ChainID is no prefix of any image's layers,
-// temp directories of killed extractions, and cache records (build cache, export-kernel cache) whose layer blob is
-// gone. Returns what it removed; never prints.
+// `tsbuild mount` views stay until umount); with `all`, untagged index entries and cache records last used before
+// `until` (all of them without it); blobs that no image reaches and no remaining record names (layers/store/gc.ts),
+// snapshots whose ChainID is no prefix of any image's layers, temp directories of killed extractions, and cache
+// records whose layer blob is gone. Returns what it removed and what it kept that `all` would remove (`kept`);
+// never prints.
 //
 // A snapshot in use is never removed. Users say what they use: openRootfs writes the ChainIDs of a container's
 // layers into the container directory (SNAPSHOTS_NOTE) before it makes any snapshot, and a live container's
@@ -16,17 +19,47 @@ import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chainIds } from '../layers/model/digest.js';
 import { pruneBlobs } from '../layers/store/gc.js';
-import { walkManifests } from '../layers/store/image.js';
-import { pruneRecords } from '../layers/store/records.js';
+import { reachableBlobs, walkManifests } from '../layers/store/image.js';
+import { pruneRecords, RECORD_KINDS, type RecordKind, recordBlobs, Records } from '../layers/store/records.js';
 import type { Store } from '../layers/store/store.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { isAlive } from '../sys/pid.js';
-import type { Digest, ImageConfig } from '../layers/model/types.js';
+import {
+  ContainerdNameAnnotation,
+  type Descriptor,
+  type Digest,
+  type ImageConfig,
+  RefNameAnnotation,
+} from '../layers/model/types.js';
 import { containersRoot, SNAPSHOTS_NOTE } from './rootfs.js';
 import { cleanStale, STALE_KINDS, staleDirs } from './stale.js';
 import { cleanStaleSnapshots, listSnapshots, removeSnapshot, snapshotDir, snapshotsRoot } from './snapshot.js';
 
+export interface PruneStoreOptions {
+  host?: Host;
+  /** also remove untagged images and the caches (build cache and export-kernel records), as `prune --all` */
+  all?: boolean;
+  /** with `all`: remove only what was made or last used before this time (ms since the epoch) */
+  until?: number;
+}
+
+/** KeptKind names what the default prune keeps and `all` removes. */
+export type KeptKind = 'untagged images' | 'build cache' | 'export kernel cache';
+
+/** Kept is one kind of thing that `all` would remove and this prune kept. */
+export interface Kept {
+  what: KeptKind;
+  /** images or records */
+  count: number;
+  /** bytes of the blobs that only these keep (what removing them would free, snapshots aside) */
+  bytes: number;
+  /** 'all': a default prune keeps them; 'until': they are newer than `until` */
+  why: 'all' | 'until';
+}
+
 export interface PruneStoreResult {
+  /** untagged images removed (`all`), by manifest digest */
+  images: Digest[];
   /** blobs removed (what pruneBlobs removed) */
   blobs: Digest[];
   /** snapshots removed, by ChainID */
@@ -37,7 +70,7 @@ export interface PruneStoreResult {
   tmpDirs: string[];
   /** mounts of dead processes detached before their directories were removed */
   unmounted: string[];
-  /** build-cache records removed, by key */
+  /** build-cache records removed (`all`, or their blob was gone), by key */
   cacheRecords: string[];
   /** export-kernel cache records removed, by key */
   kernelRecords: string[];
@@ -48,11 +81,14 @@ export interface PruneStoreResult {
   bytesFreed: number;
   /** why something that looked removable was kept, or could not be removed (one line each) */
   notes: string[];
+  /** what `all` would remove (or did not, being newer than `until`) and this prune kept */
+  kept: Kept[];
 }
 
 /** pruneStore removes what no image needs: see the top of this file. */
-export async function pruneStore(store: Store, opts: { host?: Host } = {}): Promise<PruneStoreResult> {
+export async function pruneStore(store: Store, opts: PruneStoreOptions = {}): Promise<PruneStoreResult> {
   const host = opts.host ?? defaultHost();
+  const before = opts.all ? opts.until : undefined;
   const notes: string[] = [];
   const containerBytes = await staleSizes(store.root);
   // what dead processes left: their mounts detached, then their directories removed (unionfs/stale.ts)
@@ -60,27 +96,101 @@ export async function pruneStore(store: Store, opts: { host?: Host } = {}): Prom
   for (const k of stale.kept) notes.push(`kept ${k}`);
   const containers = stale.removed.filter((rel) => rel.startsWith('containers/')).map((rel) => rel.slice(11));
   const tmpDirs = stale.removed.filter((rel) => rel.startsWith('tmp/')).map((rel) => rel.slice(4));
-  const blobs = await pruneBlobs(store);
+  const images = opts.all ? await removeUntagged(store, before) : [];
+  const unused = { removed: { build: [] as Digest[], 'export-kernel': [] as Digest[] }, bytes: 0 };
+  if (opts.all) {
+    for (const kind of Object.keys(RECORD_KINDS) as RecordKind[]) {
+      const r = await new Records(store, kind).removeUnused(before);
+      unused.removed[kind] = r.removed;
+      unused.bytes += r.bytes;
+    }
+  }
+  const blobs = await pruneBlobs(store, {
+    keep: async () => Object.values(await recordBlobs(store)).flatMap((set) => [...set]),
+  });
   const snaps = await store.withLock(() => pruneSnapshots(store, host, notes));
   const { build: cache, 'export-kernel': kernel } = await pruneRecords(store);
   const bytes = {
     blobs: blobs.bytesFreed,
     snapshots: snaps.bytes,
     containers: stale.removed.reduce((n, rel) => n + (containerBytes.get(rel) ?? 0), 0),
-    cacheRecords: cache.bytes + kernel.bytes,
+    cacheRecords: cache.bytes + kernel.bytes + unused.bytes,
   };
   return {
+    images,
     blobs: blobs.removed,
     snapshots: snaps.removed,
     containers,
     tmpDirs,
     unmounted: stale.detached,
-    cacheRecords: cache.removed,
-    kernelRecords: kernel.removed,
+    cacheRecords: [...unused.removed.build, ...cache.removed].sort(),
+    kernelRecords: [...unused.removed['export-kernel'], ...kernel.removed].sort(),
     bytes,
     bytesFreed: bytes.blobs + bytes.snapshots + bytes.containers + bytes.cacheRecords,
     notes,
+    kept: await keptByDefault(store, opts.all ? 'until' : 'all'),
   };
+}
+
+const isUntagged = (d: Descriptor): boolean =>
+  !d.annotations?.[RefNameAnnotation] && !d.annotations?.[ContainerdNameAnnotation];
+
+/** removeUntagged drops the index entries without a name that entered the store before `before` (all: undefined). */
+async function removeUntagged(store: Store, before: number | undefined): Promise<Digest[]> {
+  return store.updateIndex(async (index) => {
+    const removed: Digest[] = [];
+    const keep: Descriptor[] = [];
+    for (const d of index.manifests) {
+      if (isUntagged(d) && (before === undefined || (await blobTime(store, d.digest)) < before)) removed.push(d.digest);
+      else keep.push(d);
+    }
+    index.manifests = keep;
+    return removed;
+  });
+}
+
+/** blobTime is when a blob entered the store (its mtime), or 0 when it is missing. */
+async function blobTime(store: Store, d: Digest): Promise<number> {
+  return (await stat(store.blobPath(d)).catch(() => undefined))?.mtimeMs ?? 0;
+}
+
+/**
+ * keptByDefault lists what a prune with `all` would still remove: untagged images and each kind of record, with the
+ * bytes of the blobs only they keep (a blob an image reaches costs nothing more).
+ */
+async function keptByDefault(store: Store, why: Kept['why']): Promise<Kept[]> {
+  const manifests = (await store.readIndex()).manifests;
+  const untagged = manifests.filter(isUntagged);
+  const counted = await reachableBlobs(
+    store,
+    manifests.filter((d) => !isUntagged(d)),
+  );
+  const sizeOf = async (blobs: Iterable<Digest>): Promise<number> => {
+    let n = 0;
+    for (const d of blobs) {
+      if (counted.has(d)) continue;
+      counted.add(d);
+      n += (await stat(store.blobPath(d)).catch(() => undefined))?.size ?? 0;
+    }
+    return n;
+  };
+  const kept: Kept[] = [];
+  if (untagged.length)
+    kept.push({
+      what: 'untagged images',
+      count: untagged.length,
+      bytes: await sizeOf(await reachableBlobs(store, untagged)),
+      why,
+    });
+  const named = await recordBlobs(store);
+  for (const [kind, what] of [
+    ['export-kernel', 'export kernel cache'],
+    ['build', 'build cache'],
+  ] as const) {
+    const count = (await new Records(store, kind).list()).length;
+    if (count) kept.push({ what, count, bytes: await sizeOf(named[kind]), why });
+  }
+  return kept;
 }
 
 /** imageChainIds returns the ChainID of every layer prefix of every image the index reaches (all platforms). */

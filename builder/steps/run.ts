@@ -12,12 +12,21 @@
 // RUN mounts (builder/steps/run-mounts.ts), the process, and the layer; a non-zero exit is a RunFailedError.
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { Host } from '../../sys/host.js';
 import { InvalidInputError } from '../../sys/errors.js';
-import { capabilitySet, DEFAULT_PATH, resolveUser, type Mount, type RunSpec } from '../../runtime/spec.js';
+import { seccompFor } from '../../runtime/seccomp.js';
+import {
+  capabilitySet,
+  DEFAULT_PATH,
+  resolveUser,
+  type Limits,
+  type Mount,
+  type Rlimit,
+  type RunSpec,
+} from '../../runtime/spec.js';
 import type { Stub } from '../../unionfs/rootfs.js';
 import { cacheKey } from '../cache.js';
 import { DockerfileError } from '../dockerfile/errors.js';
@@ -50,22 +59,63 @@ export interface RunProcessOptions {
   signal?: AbortSignal;
   /** the host the process runs through (namespaces, mounts) */
   host?: Host;
+  /** the /etc/hosts to mount (default: one hostFiles writes in tmpDir) */
+  hostsFile?: string;
+  /** cgroup limits, ulimits (builder/steps/run.ts RunSandbox); default none */
+  sandbox?: RunSandbox;
+}
+
+/**
+ * RunSandbox is the resource side of a RUN's sandbox: cgroup limits (DEFAULT_RUN_LIMITS unless the build asked for
+ * others), ulimits, and what to do when default limits cannot be applied (no usable cgroup: warn once, run).
+ */
+export interface RunSandbox {
+  limits: Limits;
+  /** the limits are the defaults: without a usable cgroup the step runs without them */
+  bestEffort: boolean;
+  rlimits: Rlimit[];
+  onLimitsSkipped?: (reason: string) => void;
 }
 
 export interface RunProcessResult {
   exitCode: number;
   signal?: string;
+  /** the step's memory limit made the kernel kill one of its processes */
+  oomKilled?: boolean;
+}
+
+/** ExtraHost is one `--add-host NAME:IP` entry of /etc/hosts. */
+export interface ExtraHost {
+  host: string;
+  ip: string;
+}
+
+/** hostsText is the /etc/hosts of RUN steps: the sandbox's names, then the extra entries (BuildKit's order). */
+export function hostsText(extra: readonly ExtraHost[] = []): string {
+  const lines = [`127.0.0.1\tlocalhost ${SANDBOX_HOSTNAME}`, '::1\tlocalhost ip6-localhost ip6-loopback'];
+  return `${[...lines, ...extra.map((e) => `${e.ip}\t${e.host}`)].join('\n')}\n`;
+}
+
+/**
+ * The build's /etc/hosts is `hosts` in the build's scratch directory (StepEnv.tmpDir): build() writes it with the
+ * --add-host entries before any step runs (writeHostsFile); each RUN mounts it, and its cache key includes it when
+ * it differs from the default. Without it (a step run outside build()) a RUN gets the default file.
+ */
+export async function writeHostsFile(buildTmpDir: string, extra: readonly ExtraHost[]): Promise<void> {
+  await writeFile(join(buildTmpDir, 'hosts'), hostsText(extra), { mode: 0o644 });
+}
+
+/** buildHosts reads the build's hosts file (writeHostsFile); undefined when it is missing or the default one. */
+async function buildHosts(buildTmpDir: string): Promise<string | undefined> {
+  const text = await readFile(join(buildTmpDir, 'hosts'), 'utf8').catch(() => undefined);
+  return text === hostsText() ? undefined : text;
 }
 
 /** hostFiles writes the /etc/hosts and /etc/resolv.conf a build's RUN steps see (once per build). */
 export async function hostFiles(dir: string): Promise<Record<string, string>> {
   const hosts = join(dir, 'hosts');
   const resolv = join(dir, 'resolv.conf');
-  if (!existsSync(hosts)) {
-    await writeFile(hosts, `127.0.0.1\tlocalhost ${SANDBOX_HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n`, {
-      mode: 0o644,
-    });
-  }
+  if (!existsSync(hosts)) await writeFile(hosts, hostsText(), { mode: 0o644 });
   if (!existsSync(resolv)) {
     try {
       copyFileSync('/etc/resolv.conf', resolv);
@@ -87,7 +137,8 @@ export function runSpecFor(
   const has = (k: string): boolean => env.some((e) => e.slice(0, e.indexOf('=') < 0 ? e.length : e.indexOf('=')) === k);
   if (!has('PATH')) env.unshift(`PATH=${DEFAULT_PATH}`);
   if (!has('HOME')) env.push(`HOME=${homeOf(opts.rootfs, user.uid)}`);
-  return {
+  const capabilities = capabilitySet([], []);
+  const spec: RunSpec = {
     rootfs: opts.rootfs,
     args: opts.args,
     env,
@@ -98,11 +149,16 @@ export function runSpecFor(
     tty: false,
     init: false,
     mounts: opts.mounts,
-    limits: {},
+    limits: { ...opts.sandbox?.limits },
     noNewPrivileges: true,
-    capabilities: capabilitySet([], []),
+    capabilities,
+    // BuildKit runs RUN under docker's default seccomp profile; `--security=insecure` is refused in runStep.
+    seccomp: seccompFor('default', capabilities) ?? 'unconfined',
     extraFiles: opts.extraFiles,
   };
+  if (opts.sandbox?.bestEffort) spec.limitsBestEffort = true;
+  if (opts.sandbox?.rlimits.length) spec.rlimits = [...opts.sandbox.rlimits];
+  return spec;
 }
 
 function homeOf(rootfs: string, uid: number): string {
@@ -120,6 +176,7 @@ function homeOf(rootfs: string, uid: number): string {
 /** runProcess runs one RUN's process to completion and returns how it exited (it never throws for a non-zero exit). */
 export async function runProcess(opts: RunProcessOptions): Promise<RunProcessResult> {
   const extraFiles = await hostFiles(opts.tmpDir);
+  if (opts.hostsFile) extraFiles['/etc/hosts'] = opts.hostsFile;
   const mounts = [...opts.mounts];
   for (const [i, f] of opts.files.entries()) {
     const file = join(opts.tmpDir, `inline-${process.hrtime.bigint()}-${i}`);
@@ -145,7 +202,12 @@ export async function runProcess(opts: RunProcessOptions): Promise<RunProcessRes
     },
     { forwardSignals: false, ...(opts.host ? { host: opts.host } : {}) },
   );
-  return { exitCode: r.exitCode, ...(r.signal ? { signal: r.signal } : {}) };
+  if (r.limitsSkipped !== undefined) opts.sandbox?.onLimitsSkipped?.(r.limitsSkipped);
+  return {
+    exitCode: r.exitCode,
+    ...(r.signal ? { signal: r.signal } : {}),
+    ...(r.oomKilled ? { oomKilled: true } : {}),
+  };
 }
 
 /** RunFailedError is a RUN whose process exited non-zero. */
@@ -156,12 +218,15 @@ export class RunFailedError extends DockerfileError {
     readonly exitCode: number,
     readonly command: string[],
     readonly output: string,
+    oomKilled = false,
   ) {
     super({
       file,
       line: ins.line,
       endLine: ins.endLine,
-      reason: `RUN failed: process ${JSON.stringify(command.join(' '))} did not complete successfully: exit code: ${exitCode}`,
+      reason:
+        `RUN failed: process ${JSON.stringify(command.join(' '))} did not complete successfully: exit code: ${exitCode}` +
+        (oomKilled ? ' (out of memory: the step hit its memory limit; raise it with --memory)' : ''),
     });
   }
 }
@@ -173,6 +238,8 @@ export interface RunOptions {
   /** the --build-arg values (proxy args that no ARG declared reach the process, not the key) */
   buildArgs: ReadonlyMap<string, string>;
   escape: string;
+  /** limits and ulimits of every RUN (see RunSandbox) */
+  sandbox?: RunSandbox;
 }
 
 /** STUBS are the mount points every RUN needs, whether the image has them or not. */
@@ -212,11 +279,13 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
   }
   const mounts = ins.mounts.map((m) => parseMount(m, (s) => expandWord(s, stage.env, { escape: o.escape }), cwd));
   let prepared: Awaited<ReturnType<typeof prepareMounts>> | undefined;
+  let hosts: string | undefined;
   return {
     display: `RUN ${displayRun(ins)}`,
     createdBy: `RUN ${runCommandString(args, stage.buildArgs, stage.env)} # buildkit`,
     cacheKey: async () => {
       prepared = await prepareMounts(env, mounts, o.secrets);
+      hosts = await buildHosts(env.tmpDir);
       return cacheKey(stage.fsKey, {
         op: 'run',
         args,
@@ -226,6 +295,7 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
         network,
         mounts: prepared.keys,
         files: ins.files.map((f) => ({ path: f.path, mode: f.mode, sha: sha(f.content) })),
+        ...(hosts === undefined ? {} : { hosts }),
       });
     },
     apply: async (out) => {
@@ -245,8 +315,10 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
           mounts: runMounts,
           files: ins.files,
           tmpDir: p.dir,
+          ...(hosts === undefined ? {} : { hostsFile: join(env.tmpDir, 'hosts') }),
           signal: env.signal,
           host: env.host,
+          ...(o.sandbox ? { sandbox: o.sandbox } : {}),
           onOutput: (stream, chunk) => {
             if (outputSize < 4 << 20) {
               output.push(chunk);
@@ -257,7 +329,7 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
         });
         env.signal.throwIfAborted();
         if (r.exitCode !== 0)
-          throw new RunFailedError(env.file, ins, r.exitCode, args, Buffer.concat(output).toString());
+          throw new RunFailedError(env.file, ins, r.exitCode, args, Buffer.concat(output).toString(), r.oomKilled);
         return await root.commit(commitOptions(env));
       } finally {
         await root.discard();

@@ -1,13 +1,18 @@
-// `tsbuild [build] [flags] CONTEXT|-`: flags → build() → the image digest on stdout, progress on stderr.
+// `tsbuild [build] [flags] CONTEXT|-`: flags → build() → the image digest on stdout, progress on stderr; --output
+// writes a copy of the result (cli/build-output.ts).
 import { readFile, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { build } from '../../builder/build.js';
 import { splitCsv } from '../../builder/plan.js';
+import type { ExtraHost } from '../../builder/steps/run.js';
 import type { StorageDriver } from '../../unionfs/rootfs.js';
 import { InvalidInputError, wrap } from '../../sys/errors.js';
+import { parseOutput, writeOutput } from '../build-output.js';
 import { type GlobalFlags, compressionFlag, list, openStore, out, sourceDateEpoch } from '../common.js';
 import { plainRenderer } from '../progress/build-plain.js';
 import type { ProgressMode, Renderer } from '../progress/build-render.js';
 import { ttyRenderer } from '../progress/build-tty.js';
+import { type Limits, parseBytes, parseUlimits } from '../../runtime/spec.js';
 
 const SIGNALS: Array<[NodeJS.Signals, number]> = [
   ['SIGINT', 130],
@@ -29,6 +34,13 @@ export interface BuildFlags extends GlobalFlags {
   iidfile?: string;
   'metadata-file'?: string;
   squash?: boolean;
+  label?: unknown;
+  'add-host'?: unknown;
+  output?: unknown;
+  quiet?: boolean;
+  memory?: string | number;
+  'pids-limit'?: string | number;
+  ulimit?: unknown;
 }
 
 export default async function buildCmd(context: string | undefined, flags: BuildFlags): Promise<void> {
@@ -45,7 +57,23 @@ export default async function buildCmd(context: string | undefined, flags: Build
   if (network !== 'default' && network !== 'none' && network !== 'host') {
     throw new InvalidInputError(`--network must be default, none or host (got ${JSON.stringify(network)})`);
   }
-  const renderer = pickRenderer(String(flags.progress ?? 'auto') as ProgressMode);
+  const limits: Limits = {};
+  if (flags.memory !== undefined) limits.memory = parseBytes(String(flags.memory));
+  if (flags['pids-limit'] !== undefined) {
+    const n = Number(flags['pids-limit']);
+    if (!Number.isInteger(n) || n <= 0)
+      throw new InvalidInputError(
+        `--pids-limit must be a positive integer (got ${JSON.stringify(flags['pids-limit'])})`,
+      );
+    limits.pids = n;
+  }
+  const ulimits = parseUlimits(list(flags.ulimit));
+  const labels = parseLabels(list(flags.label));
+  const addHosts = parseAddHosts(list(flags['add-host']));
+  const outputs = list(flags.output).map(parseOutput);
+  if (outputs.length > 1) throw new InvalidInputError('--output may be given once');
+  const output = outputs[0];
+  const renderer = flags.quiet ? undefined : pickRenderer(String(flags.progress ?? 'auto') as ProgressMode);
   const sde = sourceDateEpoch();
   const driver = process.env.TSBUILD_STORAGE_DRIVER as StorageDriver | undefined;
   const file = flags.file === undefined ? undefined : String(flags.file);
@@ -73,9 +101,13 @@ export default async function buildCmd(context: string | undefined, flags: Build
       pull: flags.pull === true,
       secrets,
       network,
+      ...(Object.keys(limits).length ? { limits } : {}),
+      ...(ulimits.length ? { ulimits } : {}),
       platform: String(flags.platform ?? 'linux/amd64'),
       compression: compressionFlag(flags.compression),
       squash: flags.squash === true,
+      labels,
+      addHosts,
       ...(sde === undefined ? {} : { sourceDateEpoch: sde }),
       ...(driver === 'vfs' || driver === 'overlay' ? { storageDriver: driver } : {}),
       onEvent: (e) => renderer?.onEvent(e),
@@ -91,7 +123,16 @@ export default async function buildCmd(context: string | undefined, flags: Build
       };
       await writeFile(String(flags['metadata-file']), `${JSON.stringify(meta, null, 2)}\n`);
     }
-    out(r.digest);
+    if (output) {
+      await writeOutput(output, {
+        store,
+        image: r.image,
+        names: list(flags.tag),
+        ...(sde === undefined ? {} : { sourceDateEpoch: sde }),
+      });
+    }
+    // with the output on stdout, the digest is only in --iidfile / --metadata-file
+    if (output?.dest !== '-') out(r.digest);
   } catch (err) {
     renderer?.finish();
     if (interrupted) {
@@ -134,6 +175,34 @@ export function parseBuildArgs(values: string[], env: NodeJS.ProcessEnv): Map<st
     } else out.set(key, v.slice(eq + 1));
   }
   return out;
+}
+
+/** parseLabels reads `--label K=V` (or `K`, an empty value), docker's way; the last value of a key wins. */
+export function parseLabels(values: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values) {
+    const eq = v.indexOf('=');
+    const key = eq < 0 ? v : v.slice(0, eq);
+    if (key === '') throw new InvalidInputError(`invalid --label ${JSON.stringify(v)}: the name is empty`);
+    out[key] = eq < 0 ? '' : v.slice(eq + 1);
+  }
+  return out;
+}
+
+/** parseAddHosts reads `--add-host NAME:IP` (or NAME=IP; IPv6 addresses may be in brackets). */
+export function parseAddHosts(values: string[]): ExtraHost[] {
+  return values.map((v) => {
+    const sep = v.search(/[:=]/);
+    const host = sep < 0 ? '' : v.slice(0, sep);
+    let ip = sep < 0 ? '' : v.slice(sep + 1);
+    if (ip.startsWith('[') && ip.endsWith(']')) ip = ip.slice(1, -1);
+    if (host === '' || ip === '') throw new InvalidInputError(`invalid --add-host ${JSON.stringify(v)}: give NAME:IP`);
+    if (ip === 'host-gateway') throw new InvalidInputError('--add-host NAME:host-gateway is not supported yet');
+    if (isIP(ip) === 0)
+      throw new InvalidInputError(`invalid --add-host ${JSON.stringify(v)}: ${ip} is not an IP address`);
+    if (/\s/.test(host)) throw new InvalidInputError(`invalid --add-host ${JSON.stringify(v)}: the name has a space`);
+    return { host, ip };
+  });
 }
 
 /** parseSecrets reads `id=ID,src=PATH` / `id=ID,env=VAR` (`type=file|env`, `source=` also accepted). */

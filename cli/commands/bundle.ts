@@ -4,7 +4,7 @@ import { InvalidInputError } from '../../sys/errors.js';
 import { getImage } from '../../layers/store/image.js';
 import { imageLayers } from '../../layers/model/layer.js';
 import { flatten } from '../../unionfs/flatten.js';
-import { runtimeConfig } from '../../runtime/bundle.js';
+import { runtimeConfig, runtimeConfigJson } from '../../runtime/bundle.js';
 import { processSpec } from '../../runtime/spec.js';
 import { type GlobalFlags, list, openStore } from '../common.js';
 import { stderrProgress } from '../progress.js';
@@ -41,5 +41,5 @@ export default async function bundle(
   });
   const config = runtimeConfig(spec) as { root: { path: string } };
   config.root.path = 'rootfs'; // relative, so the bundle can move
-  await writeFile(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  await writeFile(join(dir, 'config.json'), runtimeConfigJson(config));
 }

@@ -23,7 +23,7 @@ interface ExportFlags extends GlobalFlags {
   'ssh-key'?: unknown;
   network?: string;
   service?: string;
-  compress?: boolean;
+  compress?: string;
   uuid?: unknown;
 }
 
@@ -78,7 +78,7 @@ export default async function exportCmd(name: string, flags: ExportFlags): Promi
     sshKeys: readSshKeys(list(flags['ssh-key'])),
     network: (flags.network ?? 'dhcp') as 'dhcp' | 'none',
     service: (flags.service ?? 'auto') as 'auto' | 'none',
-    compress: flags.compress === true,
+    ...(flags.compress === undefined ? {} : { compress: compressFlag(flags.compress) }),
     ...(uuid ? { uuid } : {}),
     signal: abort.signal,
     onEvent: (e) => {
@@ -100,4 +100,12 @@ export default async function exportCmd(name: string, flags: ExportFlags): Promi
   } finally {
     for (const [sig, h] of handlers) process.off(sig, h);
   }
+}
+
+/** compressFlag reads `--compress zstd|deflate|none` (qcow2 clusters; a streamOptimized vmdk unless none). */
+function compressFlag(v: unknown): 'zstd' | 'deflate' | 'none' {
+  const c = String(v);
+  if (c !== 'zstd' && c !== 'deflate' && c !== 'none')
+    throw new InvalidInputError(`--compress must be zstd, deflate or none (got ${JSON.stringify(c)})`);
+  return c;
 }

@@ -1,6 +1,7 @@
 import { getImage } from '../../layers/store/image.js';
 import { InvalidInputError } from '../../sys/errors.js';
 import { runImage } from '../../runtime/run-image.js';
+import { securityOptions } from '../../runtime/seccomp.js';
 import { parseBytes } from '../../runtime/spec.js';
 import { type GlobalFlags, list, openStore } from '../common.js';
 import { stderrProgress } from '../progress.js';
@@ -24,6 +25,9 @@ interface RunFlags extends GlobalFlags {
   'cap-add'?: unknown;
   'cap-drop'?: unknown;
   'storage-driver'?: string;
+  'security-opt'?: unknown;
+  device?: unknown;
+  ulimit?: unknown;
 }
 
 export default async function run(name: string, flags: RunFlags): Promise<void> {
@@ -37,7 +41,7 @@ export default async function run(name: string, flags: RunFlags): Promise<void> 
 
 /** The flags `tsbuild run` takes (long names and their one-letter aliases, as sade hands them over), plus the global ones. */
 const KNOWN_FLAGS = new Set(
-  '_ root debug h help rm i interactive t tty e env w workdir u user v volume network hostname memory pids-limit cpus entrypoint init read-only cap-add cap-drop storage-driver'.split(
+  '_ root debug h help rm i interactive t tty e env w workdir u user v volume network hostname memory pids-limit cpus entrypoint init read-only cap-add cap-drop storage-driver security-opt device ulimit'.split(
     ' ',
   ),
 );
@@ -67,6 +71,8 @@ async function runCommand(name: string, flags: RunFlags): Promise<void> {
   const cpus = number(flags.cpus, '--cpus');
   if (cpus !== undefined) limits.cpus = cpus;
 
+  const security = securityOptions(list(flags['security-opt']));
+
   const store = await openStore(flags);
   const image = await getImage(store, name);
   const progress = stderrProgress({ quiet: true });
@@ -89,6 +95,9 @@ async function runCommand(name: string, flags: RunFlags): Promise<void> {
     capAdd: list(flags['cap-add']),
     capDrop: list(flags['cap-drop']),
     readonlyRootfs: Boolean(flags['read-only']),
+    seccomp: security.seccomp,
+    devices: list(flags.device),
+    ulimits: list(flags.ulimit),
     remove: Boolean(flags.rm),
     ...(driver ? { driver } : {}),
     io: { stdin: flags.interactive ? 'inherit' : 'ignore', stdout: 'inherit', stderr: 'inherit' },

@@ -18,6 +18,8 @@ export { KEY_FILES, kernelCacheKey, kernelRecords, pathHash, recordMismatch, typ
 export { compareVersions, findKernel, parseKernelFlag, type KernelFiles, type KernelMode } from './find.js';
 export {
   ALPINE_INITFS_FEATURES,
+  INITRAMFS_DISK_MODULES,
+  INITRAMFS_SETUP,
   installPlan,
   KernelNeedsRootError,
   layerChanges,

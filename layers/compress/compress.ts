@@ -8,6 +8,8 @@ import zstd from 'zstd-napi/binding.js';
 import { spawnFilter } from '../../sys/filter.js';
 import { InvalidInputError, ToolError, wrap } from '../../sys/errors.js';
 import { createParallelGzip } from './gzip-parallel.js';
+import { DecoderRelay, type ExpansionGuard } from './decoder-relay.js';
+import { expansionFloor, maxExpansion } from '../limits.js';
 import type { Compression } from '../model/types.js';
 
 export { shutdownGzipPool } from './gzip-parallel.js';
@@ -77,14 +79,45 @@ function checkLevel(name: string, level: number, min: number, max: number): void
   }
 }
 
+/** DecompressOptions: the expansion limit (layers/limits.ts) a decoder enforces. */
+export interface DecompressOptions {
+  /** names the input in errors (default: "gzip data", "the input") */
+  what?: string;
+  /** the whole compressed size when known; else the bytes read so far count */
+  compressedSize?: number;
+  /** uncompressed/compressed ratio allowed, or false for none (default TSBUILD_MAX_EXPANSION, else 100) */
+  maxExpansion?: number | false;
+  /** where TSBUILD_MAX_EXPANSION and TSBUILD_EXPANSION_FLOOR are read (default process.env) */
+  env?: NodeJS.ProcessEnv;
+}
+
 /**
  * decompressStream returns a Duplex that decompresses a blob of compression `c` ('none' passes through). Corrupt,
  * truncated or empty input destroys it with a CorruptDataError naming the compression. gzip reads concatenated members and
  * ignores trailing zeros; zstd reads concatenated and skippable frames and refuses windows over 128 MiB; bzip2 and
  * xz run the host's `bzip2 -dc` / `xz -dc`. Every decoder respects back-pressure, so a small blob that expands
- * hugely is never held in memory.
+ * hugely is never held in memory, and output past the expansion limit (TSBUILD_MAX_EXPANSION times the compressed
+ * size, never less than 1 GiB; layers/limits.ts) destroys the stream with an E_LIMIT error naming `what`.
  */
-export function decompressStream(c: Compression | ReadOnlyCompression): Duplex {
+export function decompressStream(c: Compression | ReadOnlyCompression, opts: DecompressOptions = {}): Duplex {
+  const guard = expansionGuard(opts, `${c} data`);
+  const decoder = rawDecoder(c);
+  if (c === 'none' || !guard) return decoder;
+  return new DecoderRelay({ sniffBytes: 0, pick: () => ({ decoder, guard: true, name: c }), guard });
+}
+
+function expansionGuard(opts: DecompressOptions, what: string): ExpansionGuard | undefined {
+  const ratio = opts.maxExpansion ?? maxExpansion(opts.env);
+  if (ratio === false) return undefined;
+  return {
+    what: opts.what ?? what,
+    ratio,
+    floor: expansionFloor(opts.env),
+    ...(opts.compressedSize === undefined ? {} : { compressedSize: opts.compressedSize }),
+  };
+}
+
+function rawDecoder(c: Compression | ReadOnlyCompression): Duplex {
   switch (c) {
     case 'gzip':
       return new GunzipStream();
@@ -120,11 +153,25 @@ export function detectCompression(head: Uint8Array): Compression | ReadOnlyCompr
 
 /**
  * autoDecompress returns a Duplex that looks at the first bytes written, then decompresses gzip, zstd, bzip2 or xz
- * (see decompressStream) or passes anything else (a plain tar) through unchanged. Read `detected` once the first
- * bytes are in. Errors and back-pressure are those of the decoder chosen.
+ * (see decompressStream, whose expansion limit applies) or passes anything else (a plain tar) through unchanged.
+ * Read `detected` once the first bytes are in. Errors and back-pressure are those of the decoder chosen.
  */
-export function autoDecompress(): Duplex & { readonly detected: Compression | ReadOnlyCompression | undefined } {
-  return new AutoDecompressStream();
+export function autoDecompress(
+  opts: DecompressOptions = {},
+): Duplex & { readonly detected: Compression | ReadOnlyCompression | undefined } {
+  const guard = expansionGuard(opts, 'the input');
+  const relay = new DecoderRelay({
+    sniffBytes: SNIFF_BYTES,
+    pick: (head) => {
+      const c = detectCompression(head);
+      if (guard && !opts.what) guard.what = `the ${c} input`;
+      return { decoder: rawDecoder(c), guard: c !== 'none', name: c };
+    },
+    ...(guard ? { guard } : {}),
+  });
+  return Object.defineProperty(relay, 'detected', {
+    get: () => relay.chosen as Compression | ReadOnlyCompression | undefined,
+  }) as DecoderRelay & { readonly detected: Compression | ReadOnlyCompression | undefined };
 }
 
 /** GunzipStream is zlib's gunzip whose own failures say that the gzip data is corrupt. */
@@ -354,69 +401,6 @@ class ZstdDecompressStream extends Duplex {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.src = undefined;
     this.cb = undefined;
-    cb(err);
-  }
-}
-
-/** AutoDecompressStream buffers the first bytes, picks a decoder and then relays through it. */
-class AutoDecompressStream extends Duplex {
-  detected: Compression | ReadOnlyCompression | undefined;
-  private inner: Duplex | undefined;
-  private head: Buffer[] = [];
-  private headLength = 0;
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (this.inner) return this.relay(this.inner, chunk, cb);
-    this.head.push(chunk);
-    this.headLength += chunk.length;
-    if (this.headLength < SNIFF_BYTES) return cb();
-    const { inner, head } = this.start();
-    this.relay(inner, head, cb);
-  }
-
-  /** start chooses the decoder from the bytes so far; they are returned for the caller to write to it. */
-  private start(): { inner: Duplex; head: Buffer } {
-    const head = Buffer.concat(this.head);
-    this.head = [];
-    this.detected = detectCompression(head);
-    const inner = decompressStream(this.detected);
-    this.inner = inner;
-    inner.on('data', (b: Buffer) => {
-      if (!this.push(b)) inner.pause();
-    });
-    inner.on('end', () => this.push(null));
-    inner.on('error', (err) => this.destroy(err));
-    return { inner, head };
-  }
-
-  private relay(inner: Duplex, chunk: Buffer, cb: (err?: Error | null) => void): void {
-    if (inner.write(chunk)) return cb();
-    const done = (): void => {
-      inner.off('drain', done);
-      inner.off('close', done);
-      cb();
-    };
-    inner.on('drain', done);
-    inner.on('close', done);
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    let inner = this.inner;
-    if (!inner) {
-      const started = this.start();
-      inner = started.inner;
-      if (started.head.length > 0) inner.write(started.head);
-    }
-    inner.end();
-    inner.once('finish', () => cb());
-  }
-
-  override _read(): void {
-    this.inner?.resume();
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.inner?.destroy();
     cb(err);
   }
 }

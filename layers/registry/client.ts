@@ -6,7 +6,7 @@ import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { TsbuildError } from '../../sys/errors.js';
 import { Authenticator, type Credentials } from './auth.js';
-import { isLoopback, safeUrl, wireHost } from './endpoint.js';
+import { isLoopback, safeUrl, TLS_MISMATCH, wireHost } from './endpoint.js';
 import { drain, exchange, ExchangeError, header, readBody } from './http-exchange.js';
 import { AuthError, describeErrors, parseErrorBody, RegistryError } from './registry-error.js';
 import {
@@ -19,6 +19,7 @@ import {
   sleep,
 } from './retry.js';
 import { readCaCert, secureContextFor } from './tls-trust.js';
+import { transferFloor, type TransferFloor } from './transfer-floor.js';
 
 export interface ClientOptions {
   /** the registry as references name it: `docker.io`, `127.0.0.1:5000`, `registry.example.com` */
@@ -33,6 +34,8 @@ export interface ClientOptions {
   retry?: Partial<RetryPolicy>;
   /** socket idle timeout in ms (default 60 s) */
   timeoutMs?: number;
+  /** the slowest download accepted (default from TSBUILD_REGISTRY_MIN_RATE / _GRACE, else 16 KiB/s after 60 s) */
+  transferFloor?: TransferFloor;
   /** parallel connections (default 8) */
   maxSockets?: number;
   /** told about every retry (progress can show it) */
@@ -76,15 +79,6 @@ const MAX_AUTH_ROUNDS = 2;
 const ERROR_BODY_LIMIT = 64 * 1024;
 const TOKEN_BODY_LIMIT = 1 << 20;
 
-/** TLS_MISMATCH are errors of an https attempt to a server that speaks plain HTTP. */
-const TLS_MISMATCH = new Set([
-  'ERR_SSL_WRONG_VERSION_NUMBER',
-  'EPROTO',
-  'ERR_SSL_PACKET_LENGTH_TOO_LONG',
-  'ERR_SSL_HTTP_REQUEST',
-  'ECONNRESET',
-]);
-
 export class RegistryClient {
   /** the registry as references name it */
   readonly registry: string;
@@ -96,7 +90,10 @@ export class RegistryClient {
   private readonly timeoutMs: number;
   private readonly maxSockets: number;
   private readonly caPem: string | undefined;
-  private readonly env: NodeJS.ProcessEnv | undefined;
+  /** the environment limits are read from (layers/limits.ts, transfer-floor.ts) */
+  readonly env: NodeJS.ProcessEnv | undefined;
+  /** the slowest download accepted */
+  readonly floor: TransferFloor;
   /** connection pools, made when first needed (a verified TLS context is costly to build) */
   private readonly agents: { http?: http.Agent; https?: https.Agent; strict?: https.Agent; probe?: https.Agent } = {};
   private origin: string | undefined;
@@ -115,6 +112,7 @@ export class RegistryClient {
     this.maxSockets = opts.maxSockets ?? 8;
     this.caPem = opts.caCert ? readCaCert(opts.caCert) : undefined;
     this.env = opts.env;
+    this.floor = opts.transferFloor ?? transferFloor(opts.env);
     this.auth = new Authenticator({
       registry: opts.registry,
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
@@ -422,7 +420,7 @@ export class RegistryClient {
     let text = '';
     if (req.method !== 'HEAD') {
       try {
-        text = (await readBody(res.body, ERROR_BODY_LIMIT)).toString('utf8');
+        text = (await readBody(res.body, ERROR_BODY_LIMIT, this.floor)).toString('utf8');
       } catch {
         text = '';
       }
@@ -479,7 +477,8 @@ export class RegistryClient {
           await sleep(delayMs);
           continue;
         }
-        const body = status === 200 ? await readBody(res, TOKEN_BODY_LIMIT) : (await drain(res), Buffer.alloc(0));
+        const body =
+          status === 200 ? await readBody(res, TOKEN_BODY_LIMIT, this.floor) : (await drain(res), Buffer.alloc(0));
         return { status, body };
       } catch (err) {
         if (attempt < this.policy.attempts && isTransientError(err)) {

@@ -9,6 +9,9 @@ import type { RegistryClient, RegistryResponse } from './client.js';
 import { type BlobOutcome, type OnTransferEvent, progressReporter } from './events.js';
 import { ExchangeError, header } from './http-exchange.js';
 import { backoffMs, isTransientError, sleep } from './retry.js';
+import { tooSlow, TransferClock } from './transfer-floor.js';
+import { checkBlobSize } from '../limits.js';
+import { noSpace } from '../../sys/disk-full.js';
 
 /** DOWNLOAD_ATTEMPTS bounds the connections used for one blob. */
 const DOWNLOAD_ATTEMPTS = 6;
@@ -27,6 +30,13 @@ export interface DownloadOptions {
 export async function downloadBlob(opts: DownloadOptions): Promise<BlobOutcome> {
   const { store, descriptor: desc, client } = opts;
   if (await store.hasBlob(desc.digest, desc.size)) return 'cached';
+  // an absurd declared size is refused before the first byte is asked for (let alone written)
+  await checkBlobSize(
+    `blob ${desc.digest} of ${client.registry}/${opts.repository}`,
+    desc.size,
+    store.blobDir,
+    client.env,
+  );
   opts.onEvent?.({ type: 'blob-start', digest: desc.digest, size: desc.size, direction: 'down' });
   try {
     await store.putBlob(Readable.from(blobBytes(opts), { objectMode: false, highWaterMark: 1 << 20 }), {
@@ -48,7 +58,7 @@ export async function downloadBlob(opts: DownloadOptions): Promise<BlobOutcome> 
         },
       );
     }
-    throw err;
+    throw noSpace(err, store.blobDir, `blob ${desc.digest}`);
   }
   return 'downloaded';
 }
@@ -58,55 +68,78 @@ async function* blobBytes(opts: DownloadOptions): AsyncGenerator<Buffer> {
   const { client, descriptor: desc } = opts;
   const what = `pulling blob ${desc.digest} from ${client.registry}/${opts.repository}`;
   const report = progressReporter(opts.onEvent, desc.digest, desc.size);
+  // the transfer floor spans the whole blob, resumed connections included
+  const late = new AbortController();
+  let res: RegistryResponse | undefined;
+  const clock = new TransferClock(client.floor, (err) => {
+    late.abort(err);
+    res?.body.destroy(err);
+  });
+  const signal = opts.signal ? AbortSignal.any([opts.signal, late.signal]) : late.signal;
   let offset = 0;
-  for (let attempt = 1; ; attempt++) {
-    let res: RegistryResponse | undefined;
-    try {
-      res = await client.request({
-        method: 'GET',
-        url: `/v2/${opts.repository}/blobs/${desc.digest}`,
-        headers: offset > 0 ? { Range: `bytes=${offset}-` } : {},
-        scopes: opts.scopes,
-        expect: [200, 206],
-        what,
-        ...(opts.signal ? { signal: opts.signal } : {}),
-      });
-      let skip = 0;
-      if (res.status === 206) {
-        const start = rangeStart(header(res.headers, 'content-range'));
-        if (start === undefined || start > offset)
-          throw new TsbuildError(
-            'E_REGISTRY',
-            `${what}: the registry answered a range that does not start at byte ${offset}`,
-          );
-        skip = offset - start;
-      } else skip = offset;
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        let c = chunk;
-        if (skip) {
-          if (skip >= c.length) {
-            skip -= c.length;
-            continue;
+  try {
+    yield* attempts();
+  } catch (err) {
+    if (clock.late) throw tooSlow(what, late.signal.reason);
+    throw err;
+  } finally {
+    clock.stop();
+  }
+
+  async function* attempts(): AsyncGenerator<Buffer> {
+    for (let attempt = 1; ; attempt++) {
+      res = undefined;
+      try {
+        res = await client.request({
+          method: 'GET',
+          url: `/v2/${opts.repository}/blobs/${desc.digest}`,
+          headers: offset > 0 ? { Range: `bytes=${offset}-` } : {},
+          scopes: opts.scopes,
+          expect: [200, 206],
+          what,
+          signal,
+        });
+        const declared = Number(header(res.headers, 'content-length'));
+        if (res.status === 200 && Number.isFinite(declared) && declared > desc.size)
+          throw new SizeMismatchError(desc.digest, desc.size, declared);
+        let skip = 0;
+        if (res.status === 206) {
+          const start = rangeStart(header(res.headers, 'content-range'));
+          if (start === undefined || start > offset)
+            throw new TsbuildError(
+              'E_REGISTRY',
+              `${what}: the registry answered a range that does not start at byte ${offset}`,
+            );
+          skip = offset - start;
+        } else skip = offset;
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          let c = chunk;
+          if (skip) {
+            if (skip >= c.length) {
+              skip -= c.length;
+              continue;
+            }
+            c = c.subarray(skip);
+            skip = 0;
           }
-          c = c.subarray(skip);
-          skip = 0;
+          offset += c.length;
+          if (offset > desc.size) throw new SizeMismatchError(desc.digest, desc.size, offset);
+          clock.progress(offset);
+          report(offset);
+          yield c;
         }
-        offset += c.length;
-        if (offset > desc.size) throw new SizeMismatchError(desc.digest, desc.size, offset);
-        report(offset);
-        yield c;
+        if (offset < desc.size)
+          throw new ExchangeError(`connection closed after ${offset} of ${desc.size} bytes`, 'E_TRUNCATED', true);
+        return;
+      } catch (err) {
+        if (attempt >= DOWNLOAD_ATTEMPTS || !isTransientError(err) || signal.aborted) throw err;
+        const delayMs = backoffMs(attempt);
+        opts.onEvent?.({ type: 'retry', what, attempt, reason: (err as Error).message, delayMs });
+        await sleep(delayMs, signal);
+      } finally {
+        // also when the consumer stops early (the generator is returned): free the connection
+        if (res && !res.body.complete) res.body.destroy();
       }
-      if (offset < desc.size)
-        throw new ExchangeError(`connection closed after ${offset} of ${desc.size} bytes`, 'E_TRUNCATED', true);
-      return;
-    } catch (err) {
-      if (attempt >= DOWNLOAD_ATTEMPTS || !isTransientError(err) || opts.signal?.aborted) throw err;
-      const delayMs = backoffMs(attempt);
-      opts.onEvent?.({ type: 'retry', what, attempt, reason: (err as Error).message, delayMs });
-      await sleep(delayMs, opts.signal);
-    } finally {
-      // also when the consumer stops early (the generator is returned): free the connection
-      if (res && !res.body.complete) res.body.destroy();
     }
   }
 }

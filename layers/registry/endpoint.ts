@@ -69,3 +69,12 @@ export function isLoopback(host: string): boolean {
 export function safeUrl(url: URL): string {
   return `${url.origin}${url.pathname}`;
 }
+
+/** TLS_MISMATCH are errors of an https attempt to a server that speaks plain HTTP. */
+export const TLS_MISMATCH = new Set([
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'EPROTO',
+  'ERR_SSL_PACKET_LENGTH_TOO_LONG',
+  'ERR_SSL_HTTP_REQUEST',
+  'ECONNRESET',
+]);

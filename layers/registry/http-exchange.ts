@@ -3,6 +3,7 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
+import { TransferClock, type TransferFloor } from './transfer-floor.js';
 
 export interface Exchange {
   method: string;
@@ -76,8 +77,20 @@ export function exchange(x: Exchange): Promise<IncomingMessage> {
   });
 }
 
-/** readBody reads a whole (small) body; rejects with E_TOO_LARGE past `limit` bytes, destroying the response. */
-export async function readBody(res: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * readBody reads a whole (small) body; rejects with E_TOO_LARGE past `limit` bytes, destroying the response. A
+ * `floor` (layers/registry/transfer-floor.ts) also destroys it when the body arrives too slowly (E_TOO_SLOW).
+ */
+export async function readBody(res: IncomingMessage, limit: number, floor?: TransferFloor): Promise<Buffer> {
+  const clock = floor ? new TransferClock(floor, (err) => res.destroy(err)) : undefined;
+  try {
+    return await readBodyWatched(res, limit, clock);
+  } finally {
+    clock?.stop();
+  }
+}
+
+async function readBodyWatched(res: IncomingMessage, limit: number, clock?: TransferClock): Promise<Buffer> {
   const declared = Number(res.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
     res.destroy();
@@ -95,6 +108,7 @@ export async function readBody(res: IncomingMessage, limit: number): Promise<Buf
       res.destroy();
       throw new ExchangeError(`response larger than the ${limit}-byte limit`, 'E_TOO_LARGE', false);
     }
+    clock?.progress(size);
     parts.push(chunk);
   }
   if (Number.isFinite(declared) && size < declared)

@@ -1,10 +1,12 @@
 // Manifests over the wire: GET with an Accept listing the four manifest/index types, verified against the digest
 // asked for (or the Docker-Content-Digest of a tag), bounded in size; PUT with the document's own media type.
+import type { IncomingHttpHeaders } from 'node:http';
 import { sha256 } from '../model/digest.js';
 import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
 import { type Digest, type Index, type Manifest, MediaType } from '../model/types.js';
 import type { RegistryClient } from './client.js';
 import { header, readBody } from './http-exchange.js';
+import { tooSlow, TransferClock } from './transfer-floor.js';
 
 /** MANIFEST_TYPES are the manifest and index media types tsbuild reads (Docker schema1 is refused). */
 export const MANIFEST_TYPES = [
@@ -41,26 +43,39 @@ export async function fetchManifest(req: ManifestRequest): Promise<FetchedManife
   const { client, repository, reference } = req;
   const where = `${client.registry}/${repository}${reference.startsWith('sha256:') ? '@' : ':'}${reference}`;
   const what = `pulling manifest ${where}`;
-  const res = await client.request({
-    method: 'GET',
-    url: `/v2/${repository}/manifests/${reference}`,
-    headers: { Accept: MANIFEST_ACCEPT },
-    scopes: req.scopes,
-    expect: [200],
-    what,
-    ...(req.signal ? { signal: req.signal } : {}),
-  });
+  const limit = Math.min(MANIFEST_LIMIT, req.expectedSize ?? MANIFEST_LIMIT);
+  if (req.expectedSize !== undefined && req.expectedSize > MANIFEST_LIMIT)
+    throw new TsbuildError(
+      'E_MANIFEST_INVALID',
+      `${what}: its descriptor declares ${req.expectedSize} bytes, more than the ${MANIFEST_LIMIT}-byte limit of manifests`,
+    );
+  // the transfer floor covers the request and the body: a registry that drips its answer fails in bounded time
+  const late = new AbortController();
+  const clock = new TransferClock(client.floor, (err) => late.abort(err));
+  const signal = req.signal ? AbortSignal.any([req.signal, late.signal]) : late.signal;
   let bytes: Buffer;
+  let headers: IncomingHttpHeaders;
   try {
-    bytes = await readBody(res.body, Math.min(MANIFEST_LIMIT, req.expectedSize ?? MANIFEST_LIMIT));
+    const res = await client.request({
+      method: 'GET',
+      url: `/v2/${repository}/manifests/${reference}`,
+      headers: { Accept: MANIFEST_ACCEPT },
+      scopes: req.scopes,
+      expect: [200],
+      what,
+      signal,
+    });
+    late.signal.addEventListener('abort', () => res.body.destroy(late.signal.reason as Error), { once: true });
+    headers = res.headers;
+    bytes = await readBody(res.body, limit);
   } catch (err) {
+    if (clock.late) throw tooSlow(what, late.signal.reason);
     if ((err as { code?: string }).code === 'E_TOO_LARGE') {
-      throw new TsbuildError(
-        'E_MANIFEST_INVALID',
-        `${what}: the manifest is larger than ${req.expectedSize ?? MANIFEST_LIMIT} bytes`,
-      );
+      throw new TsbuildError('E_MANIFEST_INVALID', `${what}: the manifest is larger than ${limit} bytes`);
     }
     throw err;
+  } finally {
+    clock.stop();
   }
   const digest = sha256(bytes);
   if (reference.startsWith('sha256:') && digest !== reference) {
@@ -68,7 +83,7 @@ export async function fetchManifest(req: ManifestRequest): Promise<FetchedManife
       hint: 'the registry (or something between it and you) corrupted the data; nothing was stored',
     });
   }
-  const claimed = header(res.headers, 'docker-content-digest');
+  const claimed = header(headers, 'docker-content-digest');
   if (claimed && /^sha256:/.test(claimed) && claimed !== digest) {
     throw new TsbuildError(
       'E_DIGEST_MISMATCH',
@@ -91,7 +106,7 @@ export async function fetchManifest(req: ManifestRequest): Promise<FetchedManife
       `${what}: Docker schema 1 manifests are not supported`,
       'push the image again with a current tool',
     );
-  const contentType = (header(res.headers, 'content-type') ?? '').split(';')[0]?.trim() ?? '';
+  const contentType = (header(headers, 'content-type') ?? '').split(';')[0]?.trim() ?? '';
   const mediaType = typeof doc.mediaType === 'string' && doc.mediaType ? doc.mediaType : contentType || guessType(doc);
   if (!(MANIFEST_TYPES as readonly string[]).includes(mediaType)) {
     throw new InvalidInputError(`${what}: unsupported manifest type ${JSON.stringify(mediaType.slice(0, 100))}`);

@@ -19,6 +19,7 @@ import { connect, type RemoteOptions } from './connect.js';
 import { downloadBlob } from './download.js';
 import { fetchManifest, type FetchedManifest } from './manifest.js';
 import { forEachLimit } from './pool.js';
+import { checkBlobSize, checkRoom } from '../limits.js';
 
 export interface PullOptions extends RemoteOptions {
   /** the platform to pick from an index (default linux/amd64) */
@@ -89,6 +90,18 @@ export async function pullImage(store: Store, ref: string, opts: PullOptions = {
       direction: 'down',
     });
     const blobs = blobsOf(fetched);
+    // declared sizes are checked (ceiling, free space: each blob, then all together) before a byte is asked for
+    const missing = [];
+    for (const b of blobs) if (!(await store.hasBlob(b.digest, b.size))) missing.push(b);
+    for (const b of missing)
+      await checkBlobSize(`blob ${b.digest} of ${r.registry}/${r.repository}`, b.size, store.blobDir, client.env);
+    const total = missing.reduce((n, b) => n + b.size, 0);
+    if (missing.length > 1)
+      await checkRoom(
+        `the ${missing.length} blobs of ${fullName(r)} to download declare ${total} bytes`,
+        total,
+        store.blobDir,
+      );
     await forEachLimit(
       blobs,
       jobs,

@@ -10,7 +10,8 @@ import tar from 'tar-stream';
 import { autoDecompress } from '../compress/compress.js';
 import { commitLayer, type CommittedLayer } from '../store/commit.js';
 import { parseDigest } from '../model/digest.js';
-import { DigestMismatchError, InvalidInputError, SizeMismatchError, wrap } from '../../sys/errors.js';
+import { DigestMismatchError, InvalidInputError, NoSpaceError, SizeMismatchError, wrap } from '../../sys/errors.js';
+import { isNoSpace, noSpace } from '../../sys/disk-full.js';
 import type { Store } from '../store/store.js';
 import type { Compression, Digest } from '../model/types.js';
 
@@ -73,6 +74,13 @@ async function storeBlob(store: Store, body: Body, digest: Digest, size: number)
 export function collect(store: Store, input: Readable, opts: CollectOptions): Promise<Collected> {
   const got: Collected = { json: new Map(), blobs: new Set(), legacyLayers: new Map(), links: new Map() };
   const extract = tar.extract();
+  /** what the entry being read writes, for a disk-full error that surfaces through the tar reader */
+  let writing = 'the archive';
+  /** entryFailure: a full disk as one NoSpaceError naming what was written, anything else wrapped with the entry */
+  const entryFailure = (name: string, what: string, err: unknown): Error => {
+    const full = noSpace(err, store.blobDir, what);
+    return full instanceof NoSpaceError ? full : wrap(`archive entry ${name}`, err);
+  };
   return new Promise<Collected>((resolve, reject) => {
     const fail = (err: Error): void => {
       input.destroy();
@@ -108,17 +116,19 @@ export function collect(store: Store, input: Readable, opts: CollectOptions): Pr
         } catch (err) {
           return done(err);
         }
+        writing = `blob ${digest}`;
         storeBlob(store, body, digest, size).then(
           () => {
             got.blobs.add(digest);
             opts.onEvent?.({ type: 'blob', name: digest, size });
             done();
           },
-          (err) => done(wrap(`archive entry ${name}`, err)),
+          (err) => done(entryFailure(name, `blob ${digest}`, err)),
         );
         return;
       }
       if (/^[^/]+\/layer\.tar$/.test(name)) {
+        writing = `the layer of ${name}`;
         const tarBody = Readable.from(body as unknown as AsyncIterable<Buffer>, { objectMode: false });
         commitLayer(store, tarBody, { compression: opts.compression ?? 'gzip' }).then(
           (layer) => {
@@ -126,7 +136,7 @@ export function collect(store: Store, input: Readable, opts: CollectOptions): Pr
             opts.onEvent?.({ type: 'layer', name, size: layer.uncompressedSize });
             done();
           },
-          (err) => done(wrap(`archive entry ${name}`, err)),
+          (err) => done(entryFailure(name, `the layer of ${name}`, err)),
         );
         return;
       }
@@ -145,7 +155,13 @@ export function collect(store: Store, input: Readable, opts: CollectOptions): Pr
     });
     extract.on('finish', () => resolve(got));
     extract.on('close', () => reject(new InvalidInputError('the archive ended before its last entry was read')));
-    extract.on('error', (err: Error) => fail(new InvalidInputError(`not a valid tar archive: ${err.message}`)));
+    extract.on('error', (err: Error) =>
+      fail(
+        isNoSpace(err)
+          ? (noSpace(err, store.blobDir, writing) as Error)
+          : new InvalidInputError(`not a valid tar archive: ${err.message}`),
+      ),
+    );
     const plain = autoDecompress();
     input.on('error', fail);
     plain.on('error', fail);

@@ -47,8 +47,12 @@ export async function importImage(store: Store, opts: ImportOptions): Promise<Im
   const lease = await store.beginWrite();
   try {
     const tar = await openSource(opts);
-    const layer = await commitLayer(store, tar, { compression: opts.compression ?? 'gzip' }).catch((err) => {
-      throw wrap(`importing ${opts.source === '-' ? 'standard input' : opts.source}`, err);
+    const label = opts.source === '-' ? 'standard input' : opts.source;
+    const layer = await commitLayer(store, tar, {
+      compression: opts.compression ?? 'gzip',
+      what: `the layer of ${label}`,
+    }).catch((err) => {
+      throw wrap(`importing ${label}`, err);
     });
     opts.onEvent?.({ type: 'layer', digest: layer.descriptor.digest, size: layer.descriptor.size });
     const created = createdTime(opts.sourceDateEpoch);
@@ -96,12 +100,12 @@ async function openSource(opts: ImportOptions): Promise<Readable> {
     );
   }
   if (!st.isFile()) throw new InvalidInputError(`${opts.source} is neither a tar file nor a directory`);
-  return checked(createReadStream(opts.source, { highWaterMark: 1 << 20 }), opts.source);
+  return checked(createReadStream(opts.source, { highWaterMark: 1 << 20 }), opts.source, st.size);
 }
 
 /** checked decompresses whatever the input is and checks every tar entry as it streams by. */
-function checked(input: Readable, label: string): Readable {
-  const plain = autoDecompress();
+function checked(input: Readable, label: string, compressedSize?: number): Readable {
+  const plain = autoDecompress({ what: label, ...(compressedSize === undefined ? {} : { compressedSize }) });
   const check = new TarCheck(label);
   input.on('error', (err: Error) => plain.destroy(err));
   plain.on('error', (err: Error) => check.destroy(err));

@@ -2,6 +2,7 @@
 import type { Readable } from 'node:stream';
 import { HashingStream } from '../model/digest.js';
 import { compressStream } from '../compress/compress.js';
+import { noSpace } from '../../sys/disk-full.js';
 import type { Store } from './store.js';
 import { type Compression, type Descriptor, type Digest, layerMediaType } from '../model/types.js';
 
@@ -17,6 +18,8 @@ export interface CommittedLayer {
 export interface CommitOptions {
   compression?: Compression;
   level?: number;
+  /** names the layer in a disk-full error: `the layer of ctx.tar` (default: a new layer blob) */
+  what?: string;
 }
 
 /**
@@ -31,7 +34,9 @@ export async function commitLayer(store: Store, tar: Readable, opts: CommitOptio
     .pipe(diff)
     .pipe(compressStream(compression, opts.level === undefined ? {} : { level: opts.level }));
   diff.on('error', (err) => compressed.destroy(err));
-  const put = await store.putBlob(compressed);
+  const put = await store.putBlob(compressed).catch((err: unknown) => {
+    throw noSpace(err, store.blobDir, opts.what ?? 'a new layer blob');
+  });
   return {
     descriptor: { mediaType: layerMediaType(compression), digest: put.digest, size: put.size },
     diffId: diff.digest,

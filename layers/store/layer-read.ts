@@ -22,7 +22,7 @@ export function openLayer(store: Store, desc: Descriptor): Readable {
   if (!compression) throw new InvalidInputError(`layer ${desc.digest}: unsupported media type ${desc.mediaType}`);
   const blob = store.openBlob(desc.digest, { expectedSize: desc.size });
   if (compression === 'none') return blob;
-  const out = decompressStream(compression);
+  const out = decompressStream(compression, { what: `layer ${desc.digest}`, compressedSize: desc.size });
   blob.on('error', (err) => out.destroy(err));
   out.on('close', () => blob.destroy());
   return blob.pipe(out);

@@ -15,6 +15,7 @@ import { chmodSync, lstatSync, lutimesSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { extract, type Header } from 'tar-stream';
 import { InvalidInputError, TsbuildError, wrap } from '../../sys/errors.js';
+import { noSpace } from '../../sys/disk-full.js';
 import { startEntry, type FileWriter } from './apply-entry.js';
 import {
   createApplyState,
@@ -72,9 +73,10 @@ function readLayer(tar: Readable, state: ApplyState): Promise<void> {
     let curName = '';
     let curWriter: FileWriter | undefined;
     let curNext: () => void = noop;
-    const fail = (err: unknown): void => {
+    const fail = (e: unknown): void => {
       if (failed) return;
       failed = true;
+      const err = noSpace(e, state.root, curName ? `${curName} into ${state.root}` : `a layer into ${state.root}`);
       curWriter?.abort();
       tar.unpipe(ex as unknown as NodeJS.WritableStream);
       tar.destroy();
@@ -165,7 +167,7 @@ export async function applyEntry(state: ApplyState, header: EntryHeader, body: A
     done.end();
   } catch (e) {
     w?.abort();
-    throw entryError(header.name, e);
+    throw noSpace(entryError(header.name, e), state.root, `${header.name} into ${state.root}`);
   }
 }
 

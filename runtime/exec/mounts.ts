@@ -1,6 +1,9 @@
 // What the container sees as its filesystem, as executor operations, in runc's order: the rootfs bound onto
 // itself, /proc, a tmpfs /dev with device nodes, devpts, shm and mqueue, a read-only /sys, the bind mounts, then
 // pivot_root, masked paths, read-only paths and the read-only root.
+// The device allow-list: every mount is `nodev` except the device nodes of the list (and `--device` ones), each
+// bound onto itself. A node made with mknod anywhere (rootfs, /dev, a volume) or carried by an image cannot be
+// opened, as docker's device cgroup does it; mknod itself still works, so RUN steps can record nodes in layers.
 import { statSync } from 'node:fs';
 import { posix } from 'node:path';
 import { InvalidInputError } from '../../sys/errors.js';
@@ -35,6 +38,9 @@ export const READONLY_PATHS: readonly string[] = [
 ];
 
 const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+/** mount_setattr attributes (linux/mount.h) */
+export const MOUNT_ATTR = { RDONLY: 0x1, NOSUID: 0x2, NODEV: 0x4, NOEXEC: 0x8 } as const;
 
 /** DEVICES are the character devices made in the container's /dev: name, major, minor (all mode 0666). */
 export const DEVICES: ReadonlyArray<readonly [string, number, number]> = [
@@ -67,7 +73,11 @@ interface BindMount {
  */
 export function rootfsOps(spec: RunSpec, opts: { console?: string } = {}): Op[] {
   const root = spec.rootfs;
-  const ops: Op[] = [mountOp('', '/', '', MS.REC | MS.PRIVATE), mountOp(root, root, '', MS.BIND | MS.REC)];
+  const ops: Op[] = [
+    mountOp('', '/', '', MS.REC | MS.PRIVATE),
+    mountOp(root, root, '', MS.BIND | MS.REC),
+    { op: 'mountattr', path: root, set: MOUNT_ATTR.NODEV },
+  ];
 
   const proc = secureJoin(root, '/proc');
   ops.push({ op: 'mkdir', path: proc, mode: 0o555 }, mountOp('proc', proc, 'proc', MS.NOSUID | MS.NOEXEC | MS.NODEV));
@@ -77,8 +87,28 @@ export function rootfsOps(spec: RunSpec, opts: { console?: string } = {}): Op[] 
     { op: 'mkdir', path: dev, mode: 0o755 },
     mountOp('tmpfs', dev, 'tmpfs', MS.NOSUID | MS.STRICTATIME, 'mode=755,size=65536k'),
   );
-  for (const [name, major, minor] of DEVICES)
+  const nodes: string[] = [];
+  for (const [name, major, minor] of DEVICES) {
     ops.push({ op: 'mknod', path: `${dev}/${name}`, mode: S_IFCHR | 0o666, major, minor });
+    nodes.push(`${dev}/${name}`);
+  }
+  for (const d of spec.devices ?? []) {
+    const path = secureJoin(root, d.path);
+    if (!path.startsWith(`${dev}/`))
+      throw new InvalidInputError(`device ${d.path}: the container path must be under /dev`);
+    ops.push({ op: 'mkdir', path: posix.dirname(path), mode: 0o755 });
+    ops.push({
+      op: 'mknod',
+      path,
+      mode: (d.type === 'b' ? S_IFBLK : S_IFCHR) | d.mode,
+      major: d.major,
+      minor: d.minor,
+    });
+    nodes.push(path);
+  }
+  // Each allowed node becomes its own mount (keeping dev), then /dev itself goes nodev.
+  for (const node of nodes) ops.push(mountOp(node, node, '', MS.BIND));
+  ops.push(mountOp('', dev, '', MS.BIND | MS.REMOUNT | MS.NOSUID | MS.NODEV | MS.STRICTATIME));
   ops.push(
     { op: 'mkdir', path: `${dev}/pts`, mode: 0o755 },
     mountOp('devpts', `${dev}/pts`, 'devpts', MS.NOSUID | MS.NOEXEC, 'newinstance,ptmxmode=0666,mode=0620,gid=5'),
@@ -121,12 +151,12 @@ export function rootfsOps(spec: RunSpec, opts: { console?: string } = {}): Op[] 
     const dest = secureJoin(root, m.destination);
     ops.push(isDir ? { op: 'mkdir', path: dest, mode: 0o755 } : { op: 'touch', path: dest });
     ops.push(mountOp(m.source, dest, '', MS.BIND | MS.REC));
-    if (m.readonly) ops.push(mountOp('', dest, '', MS.BIND | MS.REMOUNT | MS.RDONLY));
+    ops.push({ op: 'mountattr', path: dest, set: MOUNT_ATTR.NODEV | (m.readonly ? MOUNT_ATTR.RDONLY : 0) });
   }
 
   ops.push({ op: 'pivot', root });
   for (const p of MASKED_PATHS) ops.push({ op: 'mask', path: p });
   for (const p of READONLY_PATHS) ops.push({ op: 'ro', path: p });
-  if (spec.readonlyRootfs) ops.push(mountOp('', '/', '', MS.BIND | MS.REMOUNT | MS.RDONLY));
+  if (spec.readonlyRootfs) ops.push(mountOp('', '/', '', MS.BIND | MS.REMOUNT | MS.RDONLY | MS.NODEV));
   return ops;
 }

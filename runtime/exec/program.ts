@@ -4,6 +4,7 @@ import type { Op } from '../../sys/namespaces.js';
 import { rootfsOps } from './mounts.js';
 import { CAPABILITY_NUMBERS, type RunSpec } from '../spec.js';
 import { InvalidInputError } from '../../sys/errors.js';
+import { compileSeccomp } from '../../sys/seccomp/bpf.js';
 
 const SIGKILL = 9;
 
@@ -36,6 +37,8 @@ export function executorOps(spec: RunSpec, opts: PlanOptions = {}): Op[] {
   if (spec.network === 'none') ops.push({ op: 'loup' });
   ops.push({ op: 'mkdir', path: spec.cwd, mode: 0o755 }, { op: 'umask', mask: 0o022 });
   if (spec.tty) ops.push({ op: 'ctty' });
+  // Before the capabilities go: raising a hard limit needs CAP_SYS_RESOURCE.
+  for (const r of spec.rlimits ?? []) ops.push({ op: 'rlimit', resource: r.resource, soft: r.soft, hard: r.hard });
   ops.push(
     { op: 'capbset', caps },
     { op: 'user', uid: spec.user.uid, gid: spec.user.gid, groups: spec.user.additionalGids },
@@ -43,6 +46,8 @@ export function executorOps(spec: RunSpec, opts: PlanOptions = {}): Op[] {
     { op: 'capset', caps: spec.user.uid === 0 ? caps : 0n },
   );
   if (spec.noNewPrivileges) ops.push({ op: 'nnp' });
+  // Compiled here, installed by the executor right before exec (it needs no_new_privs or CAP_SYS_ADMIN).
+  if (spec.seccomp !== 'unconfined') ops.push({ op: 'seccomp', program: compileSeccomp(spec.seccomp).toString('hex') });
   // Credential changes clear the parent-death signal: set it again, last.
   ops.push({ op: 'pdeathsig', signal: SIGKILL }, { op: 'chdir', path: spec.cwd });
   for (const entry of spec.env) ops.push({ op: 'env', entry });

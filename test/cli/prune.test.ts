@@ -1,15 +1,18 @@
-// `tsbuild prune` reclaims everything unreferenced: blobs, snapshots, stale container directories, cache records.
-// The library function (pruneStore) is tested without root over snapshots made by snapshotLayers; the CLI with
-// snapshots made by `tsbuild run` and `tsbuild mount` (overlay: root).
+// `tsbuild prune` in docker's shape: by default it reclaims what nothing needs (blobs no image or cache record names,
+// snapshots, stale container directories, dead records) and says what it kept; `--all` also removes untagged images
+// and the caches, `--filter until=` limits that by age. The library function (pruneStore) is tested without root over
+// snapshots made by snapshotLayers; the CLI with snapshots made by `tsbuild run` and `tsbuild mount` (overlay: root).
 import test, { type ExecutionContext } from 'ava';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { link, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { link, mkdir, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { busyboxAvailable } from '../../fixtures/busybox.js';
 import type { CacheRecord } from '../../builder/cache.js';
 import { hexOf } from '../../layers/model/digest.js';
 import { imageLayers } from '../../layers/model/layer.js';
-import { getImage } from '../../layers/store/image.js';
+import { findImage, getImage } from '../../layers/store/image.js';
+import { parseUntil, untilFilter } from '../../cli/commands/prune.js';
+import { humanSize } from '../../cli/progress.js';
 import { Records } from '../../layers/store/records.js';
 import { Store } from '../../layers/store/store.js';
 import type { Digest } from '../../layers/model/types.js';
@@ -146,41 +149,42 @@ withBusybox('a live writer spares snapshots made since it began', async (t) => {
   t.deepEqual((await pruneStore(store)).snapshots, [chains.a]);
 });
 
+/** records puts build-cache records a/b/c (layers of a:1, b:1, none) and export-kernel records d/e (a:1, b:1) and f (not JSON). */
+async function withRecords(t: ExecutionContext) {
+  const { root, store } = await twoImages(t);
+  const layerOf = async (name: string) => imageLayers(await getImage(store, name))[0]!;
+  const a = await layerOf('a:1');
+  const b = await layerOf('b:1');
+  const cache = new Records<CacheRecord>(store, 'build');
+  const key = (c: string) => `sha256:${c.repeat(64)}`;
+  await cache.put(key('a'), { version: 1, layer: a, created: '2024-01-01T00:00:00Z' });
+  await cache.put(key('b'), { version: 1, layer: b, created: '2024-01-01T00:00:00Z' });
+  await cache.put(key('c'), { version: 1, layer: null, created: '2024-01-01T00:00:00Z' });
+  const kdir = join(root, 'cache', 'export-kernel');
+  await mkdir(kdir, { recursive: true });
+  const record = (layer: typeof a) =>
+    JSON.stringify({
+      version: 1,
+      key: key('d'),
+      layer,
+      kernel: {},
+      depends: {},
+      created: '2024-01-01T00:00:00Z',
+      packages: [],
+    });
+  await writeFile(join(kdir, `${'d'.repeat(64)}.json`), record(a));
+  await writeFile(join(kdir, `${'e'.repeat(64)}.json`), record(b));
+  await writeFile(join(kdir, `${'f'.repeat(64)}.json`), 'not json');
+  return { root, store, a, b, cache, key, kdir };
+}
+
 withBusybox(
   'build-cache and export-kernel records whose layer blob is gone are removed; the others stay',
   async (t) => {
-    const { root, store } = await twoImages(t);
-    const layerOf = async (name: string) => {
-      const image = await getImage(store, name);
-      return imageLayers(image)[0]!;
-    };
-    const a = await layerOf('a:1');
-    const b = await layerOf('b:1');
-    const cache = new Records<CacheRecord>(store, 'build');
-    const key = (c: string) => `sha256:${c.repeat(64)}`;
-    await cache.put(key('a'), { version: 1, layer: a, created: '2024-01-01T00:00:00Z' });
-    await cache.put(key('b'), { version: 1, layer: b, created: '2024-01-01T00:00:00Z' });
-    await cache.put(key('c'), { version: 1, layer: null, created: '2024-01-01T00:00:00Z' });
-    const kdir = join(root, 'cache', 'export-kernel');
-    await mkdir(kdir, { recursive: true });
-    const record = (layer: typeof a) =>
-      JSON.stringify({
-        version: 1,
-        key: key('d'),
-        layer,
-        kernel: {},
-        depends: {},
-        created: '2024-01-01T00:00:00Z',
-        packages: [],
-      });
-    await writeFile(join(kdir, `${'d'.repeat(64)}.json`), record(a));
-    await writeFile(join(kdir, `${'e'.repeat(64)}.json`), record(b));
-    await writeFile(join(kdir, `${'f'.repeat(64)}.json`), 'not json');
-
+    const { root, store, a, cache, key, kdir } = await withRecords(t);
     t.deepEqual((await pruneStore(store)).cacheRecords, [], 'every blob is still there');
-    await ok(['--root', root, 'rm', 'a:1']);
+    await rm(store.blobPath(a.descriptor.digest)); // lost by hand
     const r = await pruneStore(store);
-    t.true(r.blobs.includes(a.descriptor.digest));
     t.deepEqual(r.cacheRecords, [key('a')]);
     t.deepEqual(r.kernelRecords, [key('d')]);
     t.true(r.bytes.cacheRecords > 0);
@@ -191,6 +195,149 @@ withBusybox(
     ]);
     t.deepEqual((await readdir(kdir)).sort(), [`${'e'.repeat(64)}.json`, `${'f'.repeat(64)}.json`]);
     t.truthy(await cache.get(key('b')));
+  },
+);
+
+withBusybox(
+  'the default prune keeps the blobs that cache records name (the export kernel cache survives) and says what it kept',
+  async (t) => {
+    const { root, store, a, key } = await withRecords(t);
+    await ok(['--root', root, 'rm', 'a:1']);
+    const r = await pruneStore(store);
+    t.false(r.blobs.includes(a.descriptor.digest), 'the layer that the records name stays');
+    t.is(r.blobs.length, 2, "a:1's manifest and config go");
+    t.deepEqual([r.cacheRecords, r.kernelRecords, r.images], [[], [], []]);
+    t.true(await store.hasBlob(a.descriptor.digest));
+    t.deepEqual(r.kept, [
+      { what: 'export kernel cache', count: 2, bytes: a.descriptor.size, why: 'all' },
+      { what: 'build cache', count: 3, bytes: 0, why: 'all' },
+    ]);
+    t.truthy(await new Records<CacheRecord>(store, 'build').get(key('a')), 'the cache still hits');
+  },
+);
+
+withBusybox('prune with `all` removes untagged images and every cache record, then the blobs they kept', async (t) => {
+  const { root, store, a, key, kdir } = await withRecords(t);
+  const entry = await findImage(store, 'a:1');
+  await ok(['--root', root, 'rm', 'a:1']);
+  const { mediaType, digest, size } = entry.descriptor;
+  await store.updateIndex((index) => void index.manifests.push({ mediaType, digest, size })); // as a build without -t
+  const kept = (await pruneStore(store)).kept[0];
+  t.like(kept, { what: 'untagged images', count: 1, why: 'all' });
+  t.true(kept!.bytes > a.descriptor.size, 'its manifest, config and layer');
+  const r = await pruneStore(store, { all: true });
+  t.deepEqual(r.images, [digest]);
+  t.true(r.blobs.includes(a.descriptor.digest));
+  t.is(r.blobs.length, 3);
+  t.deepEqual(r.cacheRecords, [key('a'), key('b'), key('c')]);
+  t.deepEqual(r.kernelRecords, [key('d'), key('e')]);
+  t.deepEqual(await readdir(kdir), [`${'f'.repeat(64)}.json`], 'an unreadable record is not ours to judge');
+  t.deepEqual(r.kept, []);
+  t.deepEqual((await ok(['--root', root, 'images', '-q'])).trim().split('\n').length, 1, 'b:1 stays');
+  t.true(await store.hasBlob(imageLayers(await getImage(store, 'b:1'))[0]!.descriptor.digest));
+});
+
+withBusybox(
+  'with `until`, prune `all` removes only the images and records older than it, and keeps the rest',
+  async (t) => {
+    const { root, store, a, b, key, kdir } = await withRecords(t);
+    const old = new Date(Date.now() - 48 * 3600_000);
+    for (const c of 'ac') await utimes(join(root, 'cache', `${c.repeat(64)}.json`), old, old);
+    await utimes(join(kdir, `${'d'.repeat(64)}.json`), old, old);
+    const untag = async (name: string) => {
+      const e = await findImage(store, name);
+      await ok(['--root', root, 'rm', name]);
+      const { mediaType, digest, size } = e.descriptor;
+      await store.updateIndex((index) => void index.manifests.push({ mediaType, digest, size }));
+      return digest;
+    };
+    const oldImage = await untag('a:1');
+    await utimes(store.blobPath(oldImage), old, old);
+    const newImage = await untag('b:1');
+    const r = await pruneStore(store, { all: true, until: Date.now() - 24 * 3600_000 });
+    t.deepEqual(r.images, [oldImage]);
+    t.deepEqual(r.cacheRecords, [key('a'), key('c')]);
+    t.deepEqual(r.kernelRecords, [key('d')]);
+    t.true(r.blobs.includes(a.descriptor.digest));
+    t.true(await store.hasBlob(b.descriptor.digest));
+    t.deepEqual(
+      r.kept.map((k) => [k.what, k.count, k.why]),
+      [
+        ['untagged images', 1, 'until'],
+        ['export kernel cache', 1, 'until'],
+        ['build cache', 1, 'until'],
+      ],
+    );
+    t.deepEqual(
+      (await store.readIndex()).manifests.map((d) => d.digest),
+      [newImage],
+    );
+  },
+);
+
+withBusybox("a cache hit refreshes the record's time, so `until` goes by last use", async (t) => {
+  const { root, cache, key } = await withRecords(t);
+  const path = join(root, 'cache', `${'b'.repeat(64)}.json`);
+  const old = new Date(Date.now() - 48 * 3600_000);
+  await utimes(path, old, old);
+  t.truthy(await cache.get(key('b')));
+  t.true((await stat(path)).mtimeMs > Date.now() - 60_000);
+});
+
+test("until= reads docker's durations, Unix times and dates", (t) => {
+  const now = Date.UTC(2025, 0, 10, 12, 0, 0);
+  t.is(parseUntil('24h', now), now - 86_400_000);
+  t.is(parseUntil('1h30m', now), now - 5_400_000);
+  t.is(parseUntil('1.5h', now), now - 5_400_000);
+  t.is(parseUntil('90s', now), now - 90_000);
+  t.is(parseUntil('250ms', now), now - 250);
+  t.is(parseUntil('1700000000', now), 1_700_000_000_000);
+  t.is(parseUntil('1700000000.5', now), 1_700_000_000_500);
+  t.is(parseUntil('2024-05-01T10:00:00Z', now), Date.UTC(2024, 4, 1, 10));
+  t.is(parseUntil('2024-05-01T10:00:00+02:00', now), Date.UTC(2024, 4, 1, 8));
+  t.is(parseUntil('2024-05-01T10:00', now), new Date(2024, 4, 1, 10).getTime(), 'no zone: local time');
+  t.is(parseUntil('2024-05-01', now), new Date(2024, 4, 1).getTime());
+  for (const bad of ['', 'yesterday', '24x', '1e3', 'h', '2024-13-01', '1h-2m'])
+    t.throws(() => parseUntil(bad, now), { code: 'E_INVALID' }, bad);
+  t.deepEqual(untilFilter(['until=1m'], true, now), { ms: now - 60_000, text: '1m' });
+  t.is(untilFilter([], false, now), undefined);
+  t.throws(() => untilFilter(['until=1m'], false, now), { message: /add --all/ });
+  t.throws(() => untilFilter(['label=a=b'], true, now), { message: /only until=TIME is supported/ });
+  t.throws(() => untilFilter(['until=1m', 'until=2m'], true, now), { message: /twice/ });
+});
+
+withBusybox(
+  'the CLI: prune keeps the caches and says so; prune -a -f removes them; --filter needs --all',
+  async (t) => {
+    const { root, store, a, key } = await withRecords(t);
+    await ok(['--root', root, 'rm', 'a:1']);
+    const out = await ok(['--root', root, 'prune']);
+    t.regex(out, /^Deleted 2 blobs, 0 snapshots, 0 stale containers, 0 cache records$/m);
+    t.true(
+      out.includes(`kept: export kernel cache (2 records, ${humanSize(a.descriptor.size)}; remove with --all)`),
+      out,
+    );
+    t.true(out.includes('kept: build cache (3 records, 0B; remove with --all)'), out);
+
+    const noAll = await tsbuild(['--root', root, 'prune', '--filter', 'until=24h']);
+    t.is(noAll.code, 1);
+    t.regex(noAll.stderr, /^error: --filter until= limits what --all removes .*add --all\n/);
+    const label = await tsbuild(['--root', root, 'prune', '-a', '--filter', 'label=x']);
+    t.is(label.code, 1);
+    t.regex(label.stderr, /only until=TIME is supported/);
+
+    const kept = await ok(['--root', root, 'prune', '--all', '--filter', 'until=24h']);
+    t.regex(kept, /^Deleted 0 blobs, 0 snapshots, 0 stale containers, 0 cache records$/m, 'all were used just now');
+    t.true(kept.includes('kept: export kernel cache (2 records, '), kept);
+    t.true(kept.includes('; newer than until=24h)'), kept);
+
+    const all = await ok(['--root', root, 'prune', '-a', '-f']);
+    t.true(all.includes(`deleted: ${a.descriptor.digest}`), all);
+    t.true(all.includes(`deleted cache record: ${key('a')}`), all);
+    t.true(all.includes(`deleted export-kernel cache record: ${key('d')}`), all);
+    t.regex(all, /^Deleted 1 blob, 0 snapshots, 0 stale containers, 5 cache records$/m);
+    t.false(all.includes('kept:'), all);
+    t.false(await store.hasBlob(a.descriptor.digest));
   },
 );
 
@@ -310,15 +457,21 @@ rootWithBusybox(
   },
 );
 
-rootWithBusybox('prune through the CLI removes the cache records of the blobs it removed', async (t) => {
+rootWithBusybox('prune through the CLI keeps a cache record and its blob; prune --all removes both', async (t) => {
   const { root, store } = await twoImages(t);
   const image = await getImage(store, 'a:1');
+  const layer = imageLayers(image)[0]!;
   const cache = new Records<CacheRecord>(store, 'build');
   const k = `sha256:${'1'.repeat(64)}`;
-  await cache.put(k, { version: 1, layer: imageLayers(image)[0]!, created: '2024-01-01T00:00:00Z' });
+  await cache.put(k, { version: 1, layer, created: '2024-01-01T00:00:00Z' });
   await ok(['--root', root, 'rm', 'a:1']);
   const out = await ok(['--root', root, 'prune']);
-  t.true(out.includes(`deleted cache record: ${k}`), out);
-  t.true(out.includes('0 snapshots, 0 stale containers, 1 cache record'), out);
+  t.false(out.includes('deleted cache record:'), out);
+  t.true(out.includes('kept: build cache (1 record, '), out);
+  t.true(await store.hasBlob(layer.descriptor.digest));
+  const all = await ok(['--root', root, 'prune', '--all']);
+  t.true(all.includes(`deleted cache record: ${k}`), all);
+  t.true(all.includes(`deleted: ${layer.descriptor.digest}`), all);
+  t.true(all.includes('0 snapshots, 0 stale containers, 1 cache record'), all);
   t.false(existsSync(join(root, 'cache', `${'1'.repeat(64)}.json`)));
 });

@@ -1,7 +1,10 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { link, mkdir, symlink, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, readFile, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileRanges } from '../../convert/boot-extents.js';
+import { run } from '../../sys/exec.js';
 import { autoFsBytes, BLOCK, FilesystemFullError, makeExt4, measureTree, minFsBytes } from '../../convert/ext4.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 
@@ -82,4 +85,24 @@ test('a tree that does not fit is a FilesystemFullError', async (t) => {
     }),
     { instanceOf: FilesystemFullError },
   );
+});
+
+test('fileRanges finds the disk bytes of a file in an ext4 written at an offset, without mounting', async (t) => {
+  const dir = await makeTempDir('tsbuild-extents-');
+  t.teardown(() => removeDir(dir));
+  const tree = join(dir, 'tree');
+  await mkdir(join(tree, 'boot'), { recursive: true });
+  const data = randomBytes(300 * 1024 + 5);
+  await writeFile(join(tree, 'boot/vmlinuz-x'), data);
+  const image = join(dir, 'disk.raw');
+  const offset = 1 << 20;
+  await writeFile(image, '');
+  await truncate(image, 64 << 20);
+  await run(['mkfs.ext4', '-q', '-b', '4096', '-E', `offset=${offset}`, '-d', tree, image, String((63 << 20) / 4096)]);
+  const ranges = await fileRanges({ image, offset, paths: ['/boot/vmlinuz-x', '/boot/missing'], workDir: dir });
+  t.true(ranges.length >= 1);
+  const disk = await readFile(image);
+  const bytes = Buffer.concat(ranges.map(([a, b]) => disk.subarray(a, b)));
+  t.is(bytes.length, Math.ceil(data.length / 4096) * 4096);
+  t.true(bytes.subarray(0, data.length).equals(data), 'the ranges hold the file, in order');
 });

@@ -131,7 +131,7 @@ const converts = test.macro({
     t.is(result.dataClusters, storedClusters(regions, 2 ** (opts.clusterBits ?? 16)));
   },
   title: (what = '', _make, opts: Qcow2Options) =>
-    `${what} converts to a qcow2 that qemu-img checks clean and finds identical${opts.compress ? ' (compressed)' : ''}${opts.clusterBits ? ` with ${2 ** opts.clusterBits}-byte clusters` : ''}`,
+    `${what} converts to a qcow2 that qemu-img checks clean and finds identical${opts.compress ? ` (${opts.compress === 'zstd' ? 'zstd' : 'deflate'}-compressed)` : ''}${opts.clusterBits ? ` with ${2 ** opts.clusterBits}-byte clusters` : ''}`,
 });
 
 const random64 = (): [number, [number, Buffer][]] => [64 * MiB, [[0, randomBytes(64 * MiB)]]];
@@ -165,6 +165,31 @@ test('a fully written compressible 64 MiB image', converts, () => [64 * MiB, [[0
 test('an image alternating incompressible clusters and clusters with near and far repeats', converts, alternating, {
   compress: true,
 });
+test('a sparse 64 MiB image with scattered data', converts, () => [64 * MiB, scattered()], { compress: 'zstd' });
+test('a fully written random 64 MiB image', converts, random64, { compress: 'zstd' });
+test('an image alternating incompressible clusters and clusters with near and far repeats', converts, alternating, {
+  compress: 'zstd',
+});
+test('a size that is not a multiple of the cluster size', converts, unaligned, { compress: 'zstd' });
+
+test('zstd clusters: the header says zstd (incompatible bit 3), the file is smaller than a plain one and the same bytes each time', async (t) => {
+  const dir = await tempDir(t);
+  const raw = await rawImage(dir, 64 * MiB, [[0, text(16 * MiB)], ...scattered().slice(1)]);
+  const { result, info } = await convertAndVerify(t, raw, { compress: 'zstd' });
+  t.is((info['format-specific'].data as { 'compression-type'?: string })['compression-type'], 'zstd');
+  const head = Buffer.alloc(112);
+  const fh = await open(`${raw}.qcow2`, 'r');
+  await fh.read(head, 0, 112, 0);
+  await fh.close();
+  t.is(head.readBigUInt64BE(72), 8n, 'incompatible features: compression type');
+  t.is(head[104], 1, 'compression_type = zstd');
+  const plain = await writeQcow2({ input: raw, output: join(dir, 'plain.qcow2') });
+  t.true(result.fileSize < plain.fileSize / 2, `zstd ${result.fileSize} < plain ${plain.fileSize} / 2`);
+  const again = await writeQcow2({ input: raw, output: join(dir, 'again.qcow2'), compress: 'zstd' });
+  t.true((await readFile(join(dir, 'again.qcow2'))).equals(await readFile(`${raw}.qcow2`)));
+  t.is(again.fileSize, result.fileSize);
+});
+
 test('a size that is not a multiple of the cluster size', converts, unaligned, {});
 test('a size that is not a multiple of the cluster size', converts, unaligned, { compress: true });
 for (const clusterBits of [9, 12, 21]) {
@@ -362,3 +387,29 @@ test('a cluster size below 512 bytes', refuses, { clusterBits: 8 }, /between 9/)
 test('a cluster size above 2 MiB', refuses, { clusterBits: 22 }, /between 9/);
 test('a virtual size smaller than the input', refuses, { virtualSize: 4 * MiB }, /smaller than the raw image/);
 test('a virtual size that is not whole sectors', refuses, { virtualSize: 8 * MiB + 1 }, /multiple of 512/);
+
+test('plainRanges: clusters that overlap them stay uncompressed (the kernel and initrd), the others are compressed', async (t) => {
+  const dir = await tempDir(t);
+  const a = text(1 * MiB);
+  const b = Buffer.from(
+    text(2 * MiB)
+      .subarray(0, 1 * MiB)
+      .toString()
+      .toUpperCase(),
+  );
+  const raw = await rawImage(dir, 16 * MiB, [
+    [0, a],
+    [8 * MiB, b],
+  ]);
+  const { result, qcow2 } = await convertAndVerify(t, raw, {
+    compress: 'zstd',
+    plainRanges: [[8 * MiB + 100, 8 * MiB + 200]],
+  });
+  const file = await readFile(qcow2);
+  const C = 64 * KiB;
+  t.true(file.includes(b.subarray(0, C)), 'the cluster holding the range is stored as is');
+  t.false(file.includes(b.subarray(C, 2 * C)), 'the next one is compressed');
+  t.false(file.includes(a.subarray(0, C)));
+  const all = await writeQcow2({ input: raw, output: join(dir, 'all.qcow2'), compress: 'zstd' });
+  t.true(result.fileSize > all.fileSize);
+});

@@ -7,6 +7,8 @@ import type { Distro } from '../../convert/distro.js';
 import {
   checkHostname,
   hashPassword,
+  IFUPDOWN_PRE_DROPIN,
+  MASKED_UNITS,
   readSshKeys,
   withSerialGetty,
   writeSystemFiles,
@@ -209,4 +211,54 @@ test('a hostname must be one', (t) => {
   t.notThrows(() => checkHostname('web-1.example.com'));
   t.throws(() => checkHostname('bad_name'), { message: /not a valid hostname/ });
   t.throws(() => checkHostname('-x'));
+});
+
+/** dpkgStatus: a dpkg status file that says udev `version` is installed. */
+const dpkgStatus = (version: string): string =>
+  `Package: ifupdown\nStatus: install ok installed\nVersion: 0.8.41\n\nPackage: udev\nStatus: install ok installed\nVersion: ${version}\n`;
+
+test('with ifupdown and udev ≥ 251, networking waits for eth0 alone instead of every udev event', async (t) => {
+  const root = await debianTree(t);
+  await mkdir(join(root, 'var/lib/dpkg'), { recursive: true });
+  await writeFile(join(root, 'var/lib/dpkg/status'), dpkgStatus('252.39-1~deb12u2'));
+  await mkdir(join(root, 'lib/systemd/system'), { recursive: true });
+  await writeFile(join(root, 'lib/systemd/system/ifupdown-pre.service'), '[Service]\nExecStart=udevadm settle\n');
+  const opts = { rootfs: root, distro: debian, init: 'systemd' as const, rootUuid: UUID, hostname: 'h' };
+  const touched = await writeSystemFiles({ ...opts, network: 'dhcp' });
+  t.true(touched.includes(IFUPDOWN_PRE_DROPIN));
+  const dropin = await readFile(join(root, IFUPDOWN_PRE_DROPIN), 'utf8');
+  t.regex(dropin, /^ExecStart=$/m, 'the settle is replaced');
+  t.regex(dropin, /^ExecStart=-\/bin\/udevadm wait --timeout=30 \/sys\/class\/net\/eth0$/m);
+
+  // udev 247 (bullseye) has no `udevadm wait`: the settle stays
+  const old = await debianTree(t);
+  await mkdir(join(old, 'var/lib/dpkg'), { recursive: true });
+  await writeFile(join(old, 'var/lib/dpkg/status'), dpkgStatus('247.3-7+deb11u4'));
+  await mkdir(join(old, 'lib/systemd/system'), { recursive: true });
+  await writeFile(join(old, 'lib/systemd/system/ifupdown-pre.service'), '[Service]\n');
+  await writeSystemFiles({ ...opts, rootfs: old, network: 'dhcp' });
+  t.false(existsSync(join(old, IFUPDOWN_PRE_DROPIN)));
+});
+
+test('getty-static and e2scrub_reap are masked when the image has them, unless it configures them itself', async (t) => {
+  const root = await debianTree(t);
+  for (const unit of MASKED_UNITS) {
+    await mkdir(join(root, 'lib/systemd/system'), { recursive: true });
+    await writeFile(join(root, 'lib/systemd/system', unit), '[Unit]\n');
+  }
+  await mkdir(join(root, 'etc/systemd/system'), { recursive: true });
+  await writeFile(join(root, 'etc/systemd/system/e2scrub_reap.service'), '[Unit]\n# the image its own\n');
+  const touched = await writeSystemFiles({
+    rootfs: root,
+    distro: debian,
+    init: 'systemd',
+    rootUuid: UUID,
+    hostname: 'h',
+    network: 'dhcp',
+  });
+  t.deepEqual(MASKED_UNITS, ['getty-static.service', 'e2scrub_reap.service']);
+  t.is(await readlink(join(root, 'etc/systemd/system/getty-static.service')), '/dev/null');
+  t.true(touched.includes('/etc/systemd/system/getty-static.service'));
+  t.regex(await readFile(join(root, 'etc/systemd/system/e2scrub_reap.service'), 'utf8'), /the image its own/);
+  t.false(touched.includes('/etc/systemd/system/e2scrub_reap.service'));
 });

@@ -10,6 +10,8 @@ import { parseDockerfile } from '../../../builder/dockerfile/parse.js';
 import { RunFailedError, runStep } from '../../../builder/steps/run.js';
 import type { StageState, StepEnv } from '../../../builder/steps/step.js';
 import { Store } from '../../../layers/store/store.js';
+import { defaultRunLimits } from '../../../builder/build.js';
+import { CgroupError } from '../../../sys/cgroups.js';
 import { FakeHost, type FakeHostOptions } from '../../../sys/fake-host.js';
 import type { Op } from '../../../sys/namespaces.js';
 import type { Stub } from '../../../unionfs/rootfs.js';
@@ -188,4 +190,51 @@ test('RUN refuses what tsbuild does not run, before the step is shown', async (t
     message: /--security=insecure is not allowed/,
   });
   t.deepEqual(s.host.calls, []);
+});
+
+async function runOnce(s: Setup, o: Parameters<typeof runStep>[3]): Promise<void> {
+  const step = runStep(s.env, stage(), runIns('FROM scratch\nRUN true\n'), o);
+  await step.cacheKey();
+  try {
+    await step.apply(() => {});
+  } finally {
+    await step.release();
+  }
+}
+
+test('RUN runs in a cgroup with the build limits, under the default seccomp filter and the asked ulimits', async (t) => {
+  const s = await setup(t);
+  const limits = defaultRunLimits();
+  await runOnce(s, {
+    ...OPTS,
+    sandbox: { limits, bestEffort: true, rlimits: [{ name: 'nofile', resource: 7, soft: 64n, hard: 128n }] },
+  });
+  t.deepEqual(s.host.callsOf('cgroup'), [{ op: 'cgroup', limits }]);
+  t.is(limits.pids, 8192);
+  t.true((limits.memory ?? 0) > 0);
+  const { ops } = s.host.callsOf('start')[0]!;
+  t.deepEqual(
+    ops.find((o) => o.op === 'rlimit'),
+    { op: 'rlimit', resource: 7, soft: 64n, hard: 128n },
+  );
+  const seccomp = ops.findIndex((o) => o.op === 'seccomp');
+  t.true(seccomp > ops.findIndex((o) => o.op === 'nnp'), 'the filter is loaded after no_new_privs');
+  t.true(ops.findIndex((o) => o.op === 'rlimit') < ops.findIndex((o) => o.op === 'capset'), 'ulimits before caps go');
+});
+
+test('default limits that no cgroup can carry are skipped with one warning; asked-for limits fail the step', async (t) => {
+  const s = await setup(t, { cgroupError: new CgroupError('no cgroup hierarchy offers the pids controller') });
+  const warnings: string[] = [];
+  const sandbox = {
+    limits: defaultRunLimits(),
+    bestEffort: true,
+    rlimits: [],
+    onLimitsSkipped: (r: string) => void warnings.push(r),
+  };
+  await runOnce(s, { ...OPTS, sandbox });
+  t.deepEqual(warnings, ['no cgroup hierarchy offers the pids controller']);
+  t.is(s.host.callsOf('start').length, 1, 'the step ran');
+  await t.throwsAsync(runOnce(s, { ...OPTS, sandbox: { ...sandbox, limits: { pids: 10 }, bestEffort: false } }), {
+    message: /no cgroup hierarchy offers the pids controller/,
+  });
 });

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Distro } from '../../../convert/distro.js';
@@ -7,6 +8,8 @@ import { lookupKernel } from '../../../convert/kernel/cache.js';
 import {
   compareVersions,
   findKernel,
+  INITRAMFS_DISK_MODULES,
+  INITRAMFS_SETUP,
   installPlan,
   kernelCacheKey,
   kernelRecords,
@@ -101,6 +104,24 @@ test('Debian with systemd, udev and ifupdown only gets the kernel and initramfs-
     'sbin/ifup': '',
   });
   t.deepEqual(installPlan(debian, root, { network: 'dhcp' }).packages, ['linux-image-cloud-amd64', 'initramfs-tools']);
+});
+
+test('Debian and Ubuntu initramfs hold the disk drivers of common machines, not every module (MODULES=list)', async (t) => {
+  for (const distro of [debian, ubuntu]) {
+    const plan = installPlan(distro, await tree(t, {}), { network: 'dhcp' });
+    const setup = plan.script.indexOf(INITRAMFS_SETUP);
+    t.true(setup > 0 && setup < plan.script.indexOf('install -y'), 'configured before the kernel package builds it');
+    t.deepEqual(plan.commands[0], ['sh', '-c', INITRAMFS_SETUP]);
+  }
+  const root = await tree(t, {});
+  execFileSync('sh', ['-ec', INITRAMFS_SETUP.replaceAll('/etc/', `${root}/etc/`)]);
+  t.is(readFileSync(join(root, 'etc/initramfs-tools/conf.d/tsbuild.conf'), 'utf8'), 'MODULES=list\n');
+  const hook = join(root, 'etc/initramfs-tools/hooks/tsbuild-disks');
+  t.is(statSync(hook).mode & 0o777, 0o755);
+  t.is(execFileSync(hook, ['prereqs']).toString(), '', 'no prerequisites');
+  t.regex(readFileSync(hook, 'utf8'), new RegExp(`^manual_add_modules ${INITRAMFS_DISK_MODULES.join(' ')}$`, 'm'));
+  for (const m of ['virtio_blk', 'virtio_scsi', 'ahci', 'nvme', 'xen_blkfront', 'hv_storvsc', 'vmw_pvscsi'])
+    t.true(INITRAMFS_DISK_MODULES.includes(m), m);
 });
 
 test('Ubuntu gets linux-image-virtual', async (t) => {

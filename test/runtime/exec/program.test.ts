@@ -3,7 +3,7 @@ import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MS } from '../../../sys/libc.js';
 import { encodeOps, type Op } from '../../../sys/namespaces.js';
-import { MASKED_PATHS, READONLY_PATHS } from '../../../runtime/exec/mounts.js';
+import { MASKED_PATHS, MOUNT_ATTR, READONLY_PATHS } from '../../../runtime/exec/mounts.js';
 import { capabilityMask, executorOps } from '../../../runtime/exec/program.js';
 import { processSpec, type ProcessSpecOptions, type RunSpec } from '../../../runtime/spec.js';
 import { makeTempDir, removeDir } from '../../helpers/index.js';
@@ -176,7 +176,11 @@ test('bind mounts are made parents first, read-only ones remounted, files touche
   );
   t.true(ops.some((o) => o.op === 'touch' && o.path === r('etc/hosts')));
   t.true(ops.some((o) => o.op === 'mkdir' && o.path === r('a/b')));
-  t.true(ops.some((o) => o.op === 'mount' && o.target === r('a/b') && o.flags === (MS.BIND | MS.REMOUNT | MS.RDONLY)));
+  // Every bind is nodev (the device allow-list), recursively; read-only ones read-only too.
+  t.true(
+    ops.some((o) => o.op === 'mountattr' && o.path === r('a/b') && o.set === (MOUNT_ATTR.RDONLY | MOUNT_ATTR.NODEV)),
+  );
+  t.true(ops.some((o) => o.op === 'mountattr' && o.path === r('a') && o.set === MOUNT_ATTR.NODEV));
   t.false(ops.some((o) => o.op === 'mount' && o.target === r('a') && (o.flags & MS.RDONLY) !== 0));
 });
 
