@@ -17,7 +17,9 @@ import { Records } from '../layers/store/records.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { RootfsSession, type StorageDriver } from '../unionfs/rootfs.js';
 import { cleanStale } from '../unionfs/stale.js';
-import type { CacheRecord } from './cache.js';
+import type { CacheSpec, ExportResult } from '../layers/cache/index.js';
+import type { RemoteOptions } from '../layers/registry/connect.js';
+import { type CacheRecord, exportCaches, openSources, SharedCache } from './cache.js';
 import { openContext } from './context.js';
 import { Executor, type StageResult } from './execute.js';
 import type { BuildEvent } from './events.js';
@@ -74,6 +76,12 @@ export interface BuildOptions {
   cwd?: string;
   /** fetches an image the store lacks (default: layers/registry pullImage) */
   pullImage?: (store: Store, ref: string) => Promise<{ descriptor: Descriptor }>;
+  /** --cache-from: shared caches to look keys up in after the store's records, in order (layers/cache/spec.ts) */
+  cacheFrom?: readonly CacheSpec[];
+  /** --cache-to: where to export the build's cache records once the image is written */
+  cacheTo?: readonly CacheSpec[];
+  /** registry options of the shared caches (credentials, TLS, retries) */
+  cacheRemote?: RemoteOptions;
 }
 
 export interface BuildResult {
@@ -89,6 +97,8 @@ export interface BuildResult {
   tags: string[];
   /** warnings (unused build args, Dockerfile lint) */
   warnings: string[];
+  /** with --cache-from/--cache-to: the caches exported, and the layer blobs fetched from shared caches */
+  cache?: { exported: ExportResult[]; fetched: { blobs: number; bytes: number } };
 }
 
 /** BuildError is a failed build that is not about a Dockerfile line (context, store, base image). */
@@ -137,6 +147,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   };
   let opened: Awaited<ReturnType<typeof openContext>> | undefined;
   let rootfs: RootfsSession | undefined;
+  let sources: Array<{ close(): void }> = [];
   try {
     // The Dockerfile and the context.
     const dfName = opts.dockerfile === '-' || opts.context === '-' ? 'Dockerfile' : (opts.dockerfile ?? 'Dockerfile');
@@ -186,6 +197,25 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       warn(`one or more build-args [${plan.unusedBuildArgs.join(' ')}] were not consumed`);
 
     rootfs = new RootfsSession({ store, host, driver: opts.storageDriver ?? 'auto' });
+    // --cache-from / --cache-to: the shared caches behind the store's records (builder/cache.ts)
+    let cacheStep = (name: string): number => step(name);
+    const cacheIo = {
+      warn,
+      step: (name: string) => cacheStep(name),
+      onEvent,
+      ...(opts.cacheRemote ? { remote: opts.cacheRemote } : {}),
+    };
+    const shared =
+      opts.cacheFrom?.length || opts.cacheTo?.length
+        ? new SharedCache({
+            store,
+            local: new Records<CacheRecord>(store, 'build'),
+            sources: (sources = await openSources(store, opts.noCache ? [] : (opts.cacheFrom ?? []), cacheIo)),
+            ...cacheIo,
+            signal: abort.signal,
+          })
+        : undefined;
+    if (shared) shared.rootfs(rootfs);
     const history = new HistoryLog();
     const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
     const secrets = new Map<string, Uint8Array>(
@@ -221,7 +251,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       file: opened.dockerfileName,
       escape: parsed.directives.escape,
       rootfs,
-      cache: new Records<CacheRecord>(store, 'build'),
+      cache: shared ?? new Records<CacheRecord>(store, 'build'),
       useCache: !opts.noCache,
       secrets,
       network: opts.network ?? 'default',
@@ -240,6 +270,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       onEvent({ type: 'step', id, name });
       return id;
     };
+    cacheStep = pullStep;
     let result: StageResult;
     try {
       result = await executor.run();
@@ -248,7 +279,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       throw err;
     }
 
-    // The image.
+    // The image (the layer blobs a shared cache only promised are fetched now).
+    await shared?.ensure(result.layers);
     const exportId = executor.nextId();
     onEvent({ type: 'step', id: exportId, name: 'exporting to image' });
     const epoch = plan.epoch === undefined ? undefined : epochTime(plan.epoch);
@@ -289,7 +321,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     onEvent({ type: 'status', id: exportId, message: `writing image ${descriptor.digest} done` });
     for (const n of named) onEvent({ type: 'status', id: exportId, message: `naming to ${n} done` });
     onEvent({ type: 'done', id: exportId });
+    const exported = shared ? await exportCaches(store, shared, plan, opts.cacheTo ?? [], cacheIo) : [];
     return {
+      ...(shared ? { cache: { exported, fetched: { ...shared.fetched } } } : {}),
       descriptor,
       digest: descriptor.digest,
       configDigest: image.manifest.config.digest,
@@ -301,6 +335,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   } finally {
     opts.signal?.removeEventListener('abort', onOuterAbort);
     await rootfs?.close().catch(() => {});
+    for (const s of sources) s.close();
     await opened?.cleanup().catch(() => {});
     await rm(tmpDir, { recursive: true, force: true }).catch(() => {});
     await lease.end();
@@ -381,9 +416,10 @@ function imageResolver(
 }
 
 function pullError(ref: string, err: unknown): Error {
-  return new NotFoundError(
-    `image ${ref} not found in the store (and pulling it failed: ${(err as Error)?.message ?? String(err)})`,
-    `pull it (tsbuild pull ${ref}) or bootstrap it (tsbuild bootstrap)`,
+  return new TsbuildError(
+    'E_NOT_FOUND',
+    `image ${ref} not found in the store, and pulling it failed: ${(err as Error)?.message ?? String(err)}`,
+    { hint: `pull it (tsbuild pull ${ref}) or bootstrap it (tsbuild bootstrap)`, cause: err },
   );
 }
 

@@ -15,7 +15,15 @@
 // diffID, or none for a step that changed nothing) and when it was made; a lookup whose blob is gone from the store
 // is a miss, and `tsbuild prune` removes such records (pruneRecords).
 import { createHash } from 'node:crypto';
+import type { CacheEntry, CacheMode, CacheSource, CacheSpec, ExportResult } from '../layers/cache/index.js';
+import type { RemoteOptions } from '../layers/registry/connect.js';
 import type { Layer } from '../layers/model/layer.js';
+import type { Digest } from '../layers/model/types.js';
+import type { Records } from '../layers/store/records.js';
+import type { Store } from '../layers/store/store.js';
+import type { RootfsSession } from '../unionfs/rootfs.js';
+import type { BuildEvent } from './events.js';
+import type { BuildPlan, StagePlan } from './plan.js';
 
 /** CacheRecord is what a step produced. */
 export interface CacheRecord {
@@ -50,4 +58,201 @@ export function cacheKey(parent: string, op: unknown): string {
 /** isCacheRecord accepts the records this version writes (read them with `new Records<CacheRecord>(store, 'build')`). */
 export function isCacheRecord(rec: CacheRecord): boolean {
   return rec.version === 1 && typeof rec.created === 'string';
+}
+
+// ─── Shared caches (--cache-from / --cache-to, layers/cache/) ───────────────────────────────────────────────────
+//
+// The executor looks a key up through a StepCache: the store's records first, then each --cache-from in order (the
+// first that has the key wins). A hit from a shared cache needs only its config: the layer blob is fetched when a
+// step opens a root or a view over it (SharedCache.rootfs) or when the image is written (SharedCache.ensure), and
+// the local record is written once the blob is in the store. Every step's record (hit or miss) is noted with its
+// stage, so that --cache-to exports the final image's steps (mode=min) or every stage's (mode=max).
+
+/** StepCache is what the executor looks keys up in and records into (a Records<CacheRecord> is one). */
+export interface StepCache {
+  get(key: string, valid?: (rec: CacheRecord) => boolean): Promise<CacheRecord | undefined>;
+  put(key: string, rec: CacheRecord): Promise<void>;
+  /** notes the record a step of stage `stage` used or made */
+  used?(stage: number, key: string, rec: CacheRecord): void;
+}
+
+/** SharedCacheOptions: the local records, the opened --cache-from sources, and progress. */
+export interface SharedCacheOptions {
+  store: Store;
+  local: Records<CacheRecord>;
+  sources: readonly CacheSource[];
+  /** starts a progress step and returns its id (the executor's sequence) */
+  step?: (name: string) => number;
+  onEvent?: (e: BuildEvent) => void;
+  signal?: AbortSignal;
+}
+
+/** SharedCache is the build's StepCache when --cache-from or --cache-to is given. */
+export class SharedCache implements StepCache {
+  /** blobs a shared cache promised and the store lacks: where to fetch each, and the keys that name it */
+  private readonly pending = new Map<Digest, { source: CacheSource; keys: Array<[string, CacheRecord]> }>();
+  private readonly fetching = new Map<Digest, Promise<void>>();
+  /** per stage, the keys and records its steps used, in order */
+  readonly usedBy = new Map<number, Array<{ key: Digest; rec: CacheRecord }>>();
+  /** how many layer blobs were fetched from shared caches, and their bytes */
+  fetched = { blobs: 0, bytes: 0 };
+
+  constructor(private readonly o: SharedCacheOptions) {}
+
+  async get(key: string, valid: (rec: CacheRecord) => boolean = isCacheRecord): Promise<CacheRecord | undefined> {
+    const local = await this.o.local.get(key, valid);
+    if (local) return local;
+    for (const source of this.o.sources) {
+      const e = source.entries.get(key as Digest);
+      if (!e) continue;
+      const rec: CacheRecord = { version: 1, layer: e.layer, created: e.created };
+      if (!e.layer) await this.o.local.put(key, rec);
+      else if (await this.o.store.hasBlob(e.layer.descriptor.digest, e.layer.descriptor.size))
+        await this.o.local.put(key, rec);
+      else {
+        const p = this.pending.get(e.layer.descriptor.digest) ?? { source, keys: [] };
+        p.keys.push([key, rec]);
+        this.pending.set(e.layer.descriptor.digest, p);
+      }
+      return rec;
+    }
+    return undefined;
+  }
+
+  put(key: string, rec: CacheRecord): Promise<void> {
+    return this.o.local.put(key, rec);
+  }
+
+  used(stage: number, key: string, rec: CacheRecord): void {
+    const list = this.usedBy.get(stage) ?? [];
+    list.push({ key: key as Digest, rec });
+    this.usedBy.set(stage, list);
+  }
+
+  /** ensure fetches the blobs of `layers` that a shared cache promised and the store lacks. */
+  async ensure(layers: readonly Layer[]): Promise<void> {
+    await Promise.all(layers.map((l) => this.fetchOne(l.descriptor.digest)));
+  }
+
+  private fetchOne(digest: Digest): Promise<void> {
+    const p = this.pending.get(digest);
+    if (!p) return Promise.resolve();
+    let f = this.fetching.get(digest);
+    if (!f) {
+      f = (async () => {
+        const layer = p.keys[0]![1].layer!;
+        const id = this.o.step?.(`[internal] importing cache layer ${digest} from ${p.source.name}`);
+        try {
+          await p.source.fetch(layer.descriptor, this.o.signal);
+        } catch (err) {
+          if (id !== undefined) this.o.onEvent?.({ type: 'error', id, message: (err as Error).message });
+          throw err;
+        }
+        this.fetched.blobs++;
+        this.fetched.bytes += layer.descriptor.size;
+        for (const [key, rec] of p.keys) await this.o.local.put(key, rec);
+        this.pending.delete(digest);
+        if (id !== undefined) this.o.onEvent?.({ type: 'done', id });
+      })();
+      this.fetching.set(digest, f);
+      f.catch(() => this.fetching.delete(digest));
+    }
+    return f;
+  }
+
+  /** rootfs wraps a session so that a step root or a view first fetches the blobs it stands on. */
+  rootfs(session: RootfsSession): RootfsSession {
+    const openStep = session.openStep.bind(session);
+    const view = session.view.bind(session);
+    session.openStep = async (layers, stubs) => {
+      await this.ensure(layers);
+      return openStep(layers, stubs);
+    };
+    session.view = async (layers) => {
+      await this.ensure(layers);
+      return view(layers);
+    };
+    return session;
+  }
+
+  /**
+   * entries lists what to export: the steps of `stages` (each key once, in build order). Their layer blobs are
+   * fetched first when a shared cache only promised them.
+   */
+  async entries(stages: readonly number[]): Promise<CacheEntry[]> {
+    const out = new Map<Digest, CacheEntry>();
+    for (const s of stages)
+      for (const { key, rec } of this.usedBy.get(s) ?? [])
+        if (!out.has(key)) out.set(key, { key, layer: rec.layer, created: rec.created });
+    await this.ensure([...out.values()].flatMap((e) => (e.layer ? [e.layer] : [])));
+    return [...out.values()];
+  }
+}
+
+/** exportStages lists the stages a cache export covers: the target and the stages it is built FROM (min), or all built (max). */
+export function exportStages(plan: BuildPlan, mode: CacheMode): number[] {
+  if (mode === 'max') return [...plan.needed];
+  const out: number[] = [];
+  for (let i: number | undefined = plan.target; i !== undefined;) {
+    out.push(i);
+    const base: StagePlan['base'] = plan.stages[i]!.base;
+    i = base.kind === 'stage' ? base.index : undefined;
+  }
+  return out.reverse();
+}
+
+/** openSources opens each --cache-from in order; one that is missing or unreadable is a warning, not a failure. */
+export async function openSources(
+  store: Store,
+  specs: readonly CacheSpec[],
+  o: { warn: (message: string) => void; step: (name: string) => number; onEvent: (e: BuildEvent) => void } & {
+    remote?: RemoteOptions;
+  },
+): Promise<CacheSource[]> {
+  const { describeSpec, openCache } = await import('../layers/cache/index.js');
+  const out: CacheSource[] = [];
+  for (const spec of specs) {
+    const id = o.step(`[internal] importing cache manifest from ${describeSpec(spec)}`);
+    try {
+      const source = await openCache(store, spec, o.remote);
+      out.push(source);
+      o.onEvent({ type: 'status', id, message: `${source.entries.size} records` });
+      o.onEvent({ type: 'done', id });
+    } catch (err) {
+      o.onEvent({ type: 'done', id });
+      o.warn(`--cache-from ${describeSpec(spec)}: ${(err as Error).message}; building without it`);
+    }
+  }
+  return out;
+}
+
+/**
+ * exportCaches writes the build's records to each --cache-to. A failure fails the build, unless the spec says
+ * ignore-error=true (then it is a warning).
+ */
+export async function exportCaches(
+  store: Store,
+  cache: SharedCache,
+  plan: BuildPlan,
+  specs: readonly CacheSpec[],
+  o: { warn: (message: string) => void; step: (name: string) => number; onEvent: (e: BuildEvent) => void } & {
+    remote?: RemoteOptions;
+  },
+): Promise<ExportResult[]> {
+  const { describeSpec, exportCache } = await import('../layers/cache/index.js');
+  const out: ExportResult[] = [];
+  for (const spec of specs) {
+    const id = o.step(`exporting cache to ${describeSpec(spec)} (mode=${spec.mode})`);
+    try {
+      const r = await exportCache(store, spec, await cache.entries(exportStages(plan, spec.mode)), o.remote);
+      out.push(r);
+      o.onEvent({ type: 'status', id, message: `${r.records} records, ${r.layers} layers: ${r.digest} done` });
+      o.onEvent({ type: 'done', id });
+    } catch (err) {
+      o.onEvent({ type: 'error', id, message: (err as Error).message });
+      if (!spec.ignoreError) throw err;
+      o.warn(`--cache-to ${describeSpec(spec)}: ${(err as Error).message} (ignore-error=true)`);
+    }
+  }
+  return out;
 }

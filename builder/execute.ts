@@ -5,13 +5,12 @@
 // and the executor looks the key up in the build records, runs the work on a miss, and reports progress.
 import type { Layer } from '../layers/model/layer.js';
 import type { Image } from '../layers/store/image.js';
-import type { Records } from '../layers/store/records.js';
 import type { Store } from '../layers/store/store.js';
 import type { Compression } from '../layers/model/types.js';
 import { InvalidInputError, TsbuildError } from '../sys/errors.js';
 import type { Host } from '../sys/host.js';
 import type { RootfsSession } from '../unionfs/rootfs.js';
-import { type CacheRecord, isCacheRecord } from './cache.js';
+import { isCacheRecord, type StepCache } from './cache.js';
 import type { BuildContext } from './context.js';
 import { DockerfileError } from './dockerfile/errors.js';
 import type { Instruction } from './dockerfile/instructions.js';
@@ -62,8 +61,8 @@ export interface ExecuteOptions {
   file: string;
   escape: string;
   rootfs: RootfsSession;
-  /** the build records (builder/cache.ts) */
-  cache: Records<CacheRecord>;
+  /** the build records (builder/cache.ts), and the shared caches behind them */
+  cache: StepCache;
   /** false with --no-cache: nothing is looked up (records are still written) */
   useCache: boolean;
   secrets: ReadonlyMap<string, Uint8Array>;
@@ -366,6 +365,7 @@ class StageRun {
           await o.cache.put(key, rec);
         }
         if (rec.layer) this.layers.push(rec.layer);
+        o.cache.used?.(this.sp.index, key, rec);
         this.fsKey = key;
         this.image.history.push(o.history.add(s.createdBy, rec.layer ? { time: rec.created } : null));
         o.onEvent({ type: 'done', id: step.id });

@@ -20,6 +20,9 @@ export interface CommandSpec {
   name: string;
   aliases: string[];
   flags: FlagSpec[];
+  /** its positionals as declared (`<source> <target>`, `[context]`): the required ones, then the optional ones */
+  required: string[];
+  optional: string[];
 }
 
 export interface CommandTable {
@@ -56,6 +59,7 @@ const VERSION: FlagSpec = { name: 'version', short: 'v', takesValue: false };
 /** What sade keeps of a command (its tree is not in its type declarations). */
 interface SadeEntry {
   alibi: string[];
+  usage: string;
   options: Array<[string, string, unknown?]>;
   default: Record<string, unknown>;
 }
@@ -74,7 +78,14 @@ export function commandTable(prog: Sade): CommandTable {
   const commands: CommandSpec[] = [];
   for (const [name, e] of Object.entries(p.tree)) {
     if (typeof e === 'string' || name.startsWith('__')) continue;
-    commands.push({ name, aliases: [...e.alibi], flags: flagsOf(e) });
+    const words = e.usage.split(/\s+/).slice(1);
+    commands.push({
+      name,
+      aliases: [...e.alibi],
+      flags: flagsOf(e),
+      required: words.filter((w) => w.startsWith('<')),
+      optional: words.filter((w) => w.startsWith('[')),
+    });
   }
   const all = p.tree.__all__;
   return { bin: p.bin, global: typeof all === 'object' ? flagsOf(all) : [], commands, defaultCommand: p.default };
@@ -89,6 +100,8 @@ export interface ParseOptions {
   argsAfter?: Readonly<Record<string, number>>;
   /** per command, docker flags that are not implemented, and why (`--cache-from is not supported yet (…)`) */
   unsupported?: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /** commands whose last positional repeats (`rm NAME…`): any number of them past the declared ones */
+  variadic?: readonly string[];
 }
 
 /**
@@ -125,7 +138,7 @@ export function parseCommandLine(table: CommandTable, args: readonly string[], o
   let cmd = first === undefined ? undefined : byWord.get(first);
   if (cmd) {
     const rest = [...args.slice(0, word), ...args.slice(word + 1)];
-    return { command: cmd.name, args: [cmd.name, ...normalize(table, cmd, rest, o)] };
+    return { command: cmd.name, args: [cmd.name, ...checkArity(table, cmd, normalize(table, cmd, rest, o), o)] };
   }
   if (first !== undefined && !looksLikeContext(first, o)) {
     // a flag before the word may be what went wrong (`tsbuild --ssh default .`): say so first
@@ -137,7 +150,53 @@ export function parseCommandLine(table: CommandTable, args: readonly string[], o
   if (first === undefined && wantsMeta) return { command: '', args: normalize(table, undefined, args, o) };
   cmd = dflt;
   if (!cmd) throw unknownCommand(table, first ?? '');
-  return { command: cmd.name, args: [cmd.name, ...normalize(table, cmd, args, o)] };
+  return { command: cmd.name, args: [cmd.name, ...checkArity(table, cmd, normalize(table, cmd, args, o), o)] };
+}
+
+/**
+ * checkArity counts the positionals of a normalized command line against the command's usage, with docker's
+ * wording: `"tsbuild images" requires at most 1 argument.`, `"tsbuild tag" requires exactly 2 arguments.`, `"tsbuild
+ * prune" accepts no arguments.`; the hint adds the usage. The words after the positionals of a command in
+ * `o.argsAfter` (`run IMAGE CMD…`) belong to something else and are not counted. Returns `line` unchanged.
+ */
+function checkArity(table: CommandTable, cmd: CommandSpec, line: string[], o: ParseOptions): string[] {
+  if (line.includes('--help')) return line;
+  const flags = [...table.global, ...cmd.flags, HELP];
+  const after = o.argsAfter?.[cmd.name];
+  let count = 0;
+  for (let i = 0; i < line.length; i++) {
+    const a = line[i] as string;
+    if (a === '--') {
+      count += after ? 0 : line.length - i - 1;
+      break;
+    }
+    if (!isFlag(a, o.stdin)) {
+      count++;
+      continue;
+    }
+    // normalize spelled every flag long: `--name value` or `--name=value`
+    const spec = flags.find((f) => f.name === a.slice(2));
+    if (spec?.takesValue) i++;
+  }
+  const min = cmd.required.length;
+  const max = after || o.variadic?.includes(cmd.name) ? Infinity : min + cmd.optional.length;
+  if (count >= min && count <= max) return line;
+  const n = (k: number): string => `${k} argument${k === 1 ? '' : 's'}`;
+  const what =
+    max === 0
+      ? 'accepts no arguments'
+      : min === max
+        ? `requires exactly ${n(min)}`
+        : max === Infinity
+          ? `requires at least ${n(min)}`
+          : min === 0
+            ? `requires at most ${n(max)}`
+            : `requires at least ${min} and at most ${n(max)}`;
+  const path = `${table.bin} ${cmd.name}`;
+  const last = cmd.required.at(-1);
+  const more = max === Infinity ? [after || !last ? '[ARG...]' : `[${last.slice(1, -1)}...]`] : [];
+  const usage = [path, ...cmd.required, ...cmd.optional, ...more].join(' ');
+  throw new FlagError(`"${path}" ${what}.`, `See '${path} --help'. Usage: ${usage}`, cmd.name);
 }
 
 /** mriTypes are the string and boolean flag names of a command, for sade's parser (mri). */

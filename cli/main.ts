@@ -43,21 +43,28 @@ prog
   .option('-m, --memory', 'Memory limit of each RUN step, e.g. 2g (default: 3/4 of the memory)')
   .option('--pids-limit', 'Maximum number of tasks of each RUN step (default 8192)')
   .option('--ulimit', 'Resource limit of RUN steps NAME=SOFT[:HARD] (nofile, nproc, core, …); repeatable')
+  .option('--cache-from', 'Shared cache to read: type=registry,ref=REF, type=local,src=DIR, or REF; repeatable')
+  .option('--cache-to', 'Export the cache: type=registry,ref=REF[,mode=min|max] or type=local,dest=DIR; repeatable')
   .action(lazy('build'));
 
 prog
-  .command('images')
-  .describe('List images in the store')
+  .command('images [repository]')
+  .describe('List images in the store; REPOSITORY[:TAG] lists only those')
   .option('--format', 'table or json', 'table')
   .option('-q, --quiet', 'Print only image digests', false)
   .action(lazy('images'));
 
-prog.command('inspect <name>').describe('Show an image as JSON: digest, manifest, config').action(lazy('inspect'));
+prog
+  .command('inspect <name>')
+  .describe('Show images as a JSON array (digest, manifest, config), one element per NAME given')
+  .action(lazy('inspect'));
 
 prog
   .command('history <name>')
   .describe("Show an image's history")
   .option('--no-trunc', 'Do not truncate output')
+  .option('-q, --quiet', 'Print only the layer digests', false)
+  .option('--format', 'table or json', 'table')
   .action(lazy('history'));
 
 prog.command('tag <source> <target>').describe('Give an image another name').action(lazy('tag'));
@@ -245,8 +252,6 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 /** docker's flags that tsbuild does not implement: refused with the reason (a flag is never accepted and ignored). */
 const UNSUPPORTED: Record<string, Record<string, string>> = {
   build: {
-    'cache-from': 'is not supported yet (issue 13): the build cache is the store',
-    'cache-to': 'is not supported yet (issue 13): the build cache is the store',
     push: 'is not supported: build with -t NAME, then `tsbuild push NAME`',
     load: 'is not needed: every image built is stored (see `tsbuild images`)',
     'build-context': 'is not supported yet (issue 12)',
@@ -284,6 +289,7 @@ else {
     line = parseCommandLine(table, given, {
       stdin: STDIN_TOKEN,
       argsAfter: { run: 1, bundle: 2 },
+      variadic: ['inspect', 'rm', 'save'],
       unsupported: UNSUPPORTED,
     });
   } catch (err) {

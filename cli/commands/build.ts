@@ -3,6 +3,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { build } from '../../builder/build.js';
+import { parseCacheSpec } from '../../layers/cache/spec.js';
 import { splitCsv } from '../../builder/plan.js';
 import type { ExtraHost } from '../../builder/steps/run.js';
 import type { StorageDriver } from '../../unionfs/rootfs.js';
@@ -41,6 +42,8 @@ export interface BuildFlags extends GlobalFlags {
   memory?: string | number;
   'pids-limit'?: string | number;
   ulimit?: unknown;
+  'cache-from'?: unknown;
+  'cache-to'?: unknown;
 }
 
 export default async function buildCmd(context: string | undefined, flags: BuildFlags): Promise<void> {
@@ -70,6 +73,8 @@ export default async function buildCmd(context: string | undefined, flags: Build
   const ulimits = parseUlimits(list(flags.ulimit));
   const labels = parseLabels(list(flags.label));
   const addHosts = parseAddHosts(list(flags['add-host']));
+  const cacheFrom = list(flags['cache-from']).map((v) => parseCacheSpec(v, 'from'));
+  const cacheTo = list(flags['cache-to']).map((v) => parseCacheSpec(v, 'to'));
   const outputs = list(flags.output).map(parseOutput);
   if (outputs.length > 1) throw new InvalidInputError('--output may be given once');
   const output = outputs[0];
@@ -110,6 +115,8 @@ export default async function buildCmd(context: string | undefined, flags: Build
       addHosts,
       ...(sde === undefined ? {} : { sourceDateEpoch: sde }),
       ...(driver === 'vfs' || driver === 'overlay' ? { storageDriver: driver } : {}),
+      ...(cacheFrom.length ? { cacheFrom } : {}),
+      ...(cacheTo.length ? { cacheTo } : {}),
       onEvent: (e) => renderer?.onEvent(e),
     });
     renderer?.finish();

@@ -14,13 +14,43 @@ interface Row {
   size: number;
 }
 
-export default async function images(flags: GlobalFlags & { format?: string; quiet?: boolean }): Promise<void> {
+/**
+ * matcher reads docker's `images REPOSITORY[:TAG]` argument: the repository must be the image's (after
+ * normalization: `busybox` is `docker.io/library/busybox`), and the tag too when one is given.
+ */
+function matcher(filter: string | undefined): (name: string) => boolean {
+  if (filter === undefined) return () => true;
+  const want = parseReference(filter);
+  const tagGiven = /:[^/]*$/.test(filter.split('@')[0] ?? '');
+  return (name) => {
+    if (!name) return false;
+    let ref;
+    try {
+      ref = parseReference(name);
+    } catch {
+      return false;
+    }
+    return (
+      ref.registry === want.registry &&
+      ref.repository === want.repository &&
+      (!tagGiven || ref.tag === want.tag) &&
+      (!want.digest || ref.digest === want.digest)
+    );
+  };
+}
+
+export default async function images(
+  repository: string | undefined,
+  flags: GlobalFlags & { format?: string; quiet?: boolean },
+): Promise<void> {
   const format = flags.format ?? 'table';
   if (format !== 'table' && format !== 'json')
     throw new InvalidInputError(`--format must be table or json (got ${JSON.stringify(format)})`);
+  const wanted = matcher(repository);
   const store = await openStore(flags);
   const rows: Row[] = [];
   for (const e of await listImages(store)) {
+    if (!wanted(e.name)) continue;
     const img = await loadImage(store, e.descriptor).catch(() => undefined);
     let repository = '<none>';
     let tag = '<none>';

@@ -1,4 +1,5 @@
 import { importImage } from '../../layers/sources/import.js';
+import { InternalError } from '../../sys/errors.js';
 import { type GlobalFlags, compressionFlag, list, openStore, out, sourceDateEpoch } from '../common.js';
 import { applyConfigChanges } from '../../builder/steps/metadata.js';
 
@@ -11,7 +12,13 @@ export default async function importCmd(
   const changes = list(flags.change);
   const config = changes.length ? applyConfigChanges({}, changes) : {};
   const sde = sourceDateEpoch();
-  const r = await importImage(store, {
+  // an import that stops without settling (a stream left waiting) is a bug: exit 70 with a message, never 0
+  let stalled: () => void = () => {};
+  const guard = new Promise<never>((_, reject) => {
+    stalled = () => reject(new InternalError('import stopped before the end of its input'));
+    process.once('beforeExit', stalled);
+  });
+  const importing = importImage(store, {
     source,
     ...(name ? { name } : {}),
     config,
@@ -19,5 +26,6 @@ export default async function importCmd(
     compression: compressionFlag(flags.compression),
     ...(sde === undefined ? {} : { sourceDateEpoch: sde }),
   });
+  const r = await Promise.race([importing, guard]).finally(() => process.off('beforeExit', stalled));
   out(r.descriptor.digest);
 }

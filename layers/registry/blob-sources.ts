@@ -40,13 +40,19 @@ export class BlobSources {
   /** save merges the additions into the file (re-read under the store lock, so concurrent writers lose nothing). */
   async save(): Promise<void> {
     if (!this.added.length) return;
-    await this.store.withLock(async () => {
-      const current = await readRecord(this.store);
-      for (const a of this.added) merge(current, a.registry, a.repository, a.digests);
-      await atomicWrite(join(this.store.root, FILE), `${JSON.stringify({ version: 1, registries: current })}\n`);
-      this.data = current;
-    });
-    this.added.length = 0;
+    // Take the additions now: what add() records while this save waits for the lock goes to the next save.
+    const batch = this.added.splice(0);
+    try {
+      await this.store.withLock(async () => {
+        const current = await readRecord(this.store);
+        for (const a of batch) merge(current, a.registry, a.repository, a.digests);
+        await atomicWrite(join(this.store.root, FILE), `${JSON.stringify({ version: 1, registries: current })}\n`);
+        this.data = current;
+      });
+    } catch (err) {
+      this.added.unshift(...batch);
+      throw err;
+    }
   }
 }
 

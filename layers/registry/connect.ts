@@ -28,7 +28,9 @@ export async function connect(
   opts: RemoteOptions & { maxSockets?: number; offlineToken?: boolean },
 ): Promise<RegistryClient> {
   const env = opts.env ?? process.env;
-  const credentials = opts.credentials ?? (await getCredentials(registry, { env }));
+  const credentials =
+    opts.credentials ??
+    (await getCredentials(registry, { env, onWarning: (message) => opts.onEvent?.({ type: 'warning', message }) }));
   return new RegistryClient({
     registry,
     env,

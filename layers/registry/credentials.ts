@@ -28,6 +28,11 @@ export interface DockerConfig {
 
 export interface CredentialOptions {
   env?: NodeJS.ProcessEnv;
+  /**
+   * getCredentials only: with it, a config.json that is not valid JSON is skipped with this warning and the access
+   * goes on anonymously (docker does so); without it, it is an InvalidInputError naming the file.
+   */
+  onWarning?: (message: string) => void;
 }
 
 const CONFIG_LIMIT = 4 << 20;
@@ -106,12 +111,21 @@ function authKeys(config: DockerConfig, registry: string): string[] {
 
 /**
  * getCredentials finds credentials for a registry: its credHelper, else the credsStore, else `auths`.
- * Returns undefined when there are none (anonymous access).
+ * Returns undefined when there are none (anonymous access), and when config.json is not valid JSON and the caller
+ * takes warnings (`onWarning`).
  */
 export async function getCredentials(registry: string, opts: CredentialOptions = {}): Promise<Credentials | undefined> {
   const env = opts.env ?? process.env;
   const path = dockerConfigPath(env);
-  const config = await readDockerConfig(path);
+  let config: DockerConfig;
+  try {
+    config = await readDockerConfig(path);
+  } catch (err) {
+    // as docker does: a config.json that cannot be read is skipped with a warning, and the pull goes on anonymously
+    if (!(err instanceof InvalidInputError) || !opts.onWarning) throw err;
+    opts.onWarning(`ignoring ${err.message}; going on without saved credentials`);
+    return undefined;
+  }
   const helper = helperFor(config, registry);
   if (helper) {
     const fromHelper = await helperGet(helper, registry, env);

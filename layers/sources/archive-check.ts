@@ -15,7 +15,7 @@ import {
   MediaType,
   type Platform,
 } from '../model/types.js';
-import type { Store } from '../store/store.js';
+import { oneLine, type Store } from '../store/store.js';
 
 export type Json = Record<string, unknown>;
 
@@ -79,7 +79,7 @@ async function readDoc(store: Store, digest: Digest, where: string): Promise<{ d
   try {
     doc = JSON.parse(buf.toString('utf8'));
   } catch (err) {
-    throw bad(where, `blob ${digest} is not valid JSON: ${(err as Error).message}`);
+    throw bad(where, `blob ${digest} is not valid JSON: ${oneLine((err as Error).message)}`);
   }
   if (!isObject(doc)) throw bad(where, `blob ${digest} is not a JSON object`);
   return { doc, size: buf.length };

@@ -1,6 +1,8 @@
 // One pass over a load archive: blobs/sha256/<hex> entries go to the store (verified against their names, also when
-// the store already holds them), legacy `<id>/layer.tar` entries are committed as layers, small JSON documents are
-// kept in memory, and symlinks and hard links are remembered (docker writes a repeated layer as a symlink).
+// the store already holds them), legacy layer tars (`<id>/layer.tar`, skopeo's `<hex>.tar`) are committed as
+// layers, small JSON documents are kept in memory, and symlinks and hard links are remembered (docker writes a
+// repeated layer as a symlink). An archive must end with tar's end-of-archive blocks: one cut between two entries
+// is refused as truncated.
 // Every entry body is read to its end, whatever happens to its content: tar-stream stops (and this promise would
 // never settle) when a body is left unread or destroyed.
 import { createHash } from 'node:crypto';
@@ -12,10 +14,15 @@ import { commitLayer, type CommittedLayer } from '../store/commit.js';
 import { parseDigest } from '../model/digest.js';
 import { DigestMismatchError, InvalidInputError, NoSpaceError, SizeMismatchError, wrap } from '../../sys/errors.js';
 import { isNoSpace, noSpace } from '../../sys/disk-full.js';
-import type { Store } from '../store/store.js';
+import { oneLine, type Store } from '../store/store.js';
 import type { Compression, Digest } from '../model/types.js';
 
 const MAX_JSON = 32 << 20;
+/**
+ * LEGACY_LAYER names the layer tars of a docker-archive: `<id>/layer.tar` (docker save), and `<hex>.tar` at the top
+ * (skopeo and podman write the layer there, `<id>/layer.tar` being a symlink to it).
+ */
+const LEGACY_LAYER = /^(?:[^/]+\/layer\.tar|[a-f0-9]{64}\.tar)$/;
 
 export interface Collected {
   json: Map<string, Buffer>;
@@ -76,6 +83,9 @@ export function collect(store: Store, input: Readable, opts: CollectOptions): Pr
   const extract = tar.extract();
   /** what the entry being read writes, for a disk-full error that surfaces through the tar reader */
   let writing = 'the archive';
+  /** the last entry seen and where its data ends (padded to 512), and the bytes of tar given to `extract` */
+  let lastEntry: { name: string; end: number } | undefined;
+  let fed = 0;
   /** entryFailure: a full disk as one NoSpaceError naming what was written, anything else wrapped with the entry */
   const entryFailure = (name: string, what: string, err: unknown): Error => {
     const full = noSpace(err, store.blobDir, what);
@@ -89,6 +99,11 @@ export function collect(store: Store, input: Readable, opts: CollectOptions): Pr
     };
     extract.on('entry', (header, stream, next) => {
       const body = stream as unknown as Body;
+      // a truncated input ends the body being read with an error that also reaches `extract` (failing the load
+      // there): without a listener here it would end the process with a stack trace
+      body.on('error', () => {});
+      const byteOffset = (header as { byteOffset?: number }).byteOffset ?? 0;
+      lastEntry = { name: header.name, end: byteOffset + Math.ceil((header.size ?? 0) / 512) * 512 };
       const done = (err?: unknown): void => {
         if (err) fail(err as Error);
         else next();
@@ -127,7 +142,7 @@ export function collect(store: Store, input: Readable, opts: CollectOptions): Pr
         );
         return;
       }
-      if (/^[^/]+\/layer\.tar$/.test(name)) {
+      if (LEGACY_LAYER.test(name)) {
         writing = `the layer of ${name}`;
         const tarBody = Readable.from(body as unknown as AsyncIterable<Buffer>, { objectMode: false });
         commitLayer(store, tarBody, { compression: opts.compression ?? 'gzip' }).then(
@@ -153,7 +168,17 @@ export function collect(store: Store, input: Readable, opts: CollectOptions): Pr
       }
       skip();
     });
-    extract.on('finish', () => resolve(got));
+    extract.on('finish', () => {
+      // A tar ends with zero blocks after its last entry. Without them the input stopped between two entries (a
+      // copy cut short): what is missing cannot be known, and blobs the store already has would hide it.
+      if (lastEntry && fed <= lastEntry.end)
+        return fail(
+          new InvalidInputError(
+            `the archive ends right after entry ${entryName(lastEntry.name)}, without the end-of-archive marker: it is truncated`,
+          ),
+        );
+      resolve(got);
+    });
     extract.on('close', () => reject(new InvalidInputError('the archive ended before its last entry was read')));
     extract.on('error', (err: Error) =>
       fail(
@@ -165,6 +190,9 @@ export function collect(store: Store, input: Readable, opts: CollectOptions): Pr
     const plain = autoDecompress();
     input.on('error', fail);
     plain.on('error', fail);
+    plain.on('data', (b: Buffer) => {
+      fed += b.length;
+    });
     input.pipe(plain).pipe(extract);
   });
 }
@@ -176,6 +204,6 @@ export function parseJson(got: Collected, name: string, label: string): unknown 
   try {
     return JSON.parse(buf.toString('utf8')) as unknown;
   } catch (err) {
-    throw new InvalidInputError(`${label}: ${name} is not valid JSON: ${(err as Error).message}`);
+    throw new InvalidInputError(`${label}: ${name} is not valid JSON: ${oneLine((err as Error).message)}`);
   }
 }

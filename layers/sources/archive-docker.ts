@@ -5,7 +5,7 @@
 import { InvalidInputError } from '../../sys/errors.js';
 import { parseDigest } from '../model/digest.js';
 import { nameDescriptor } from '../store/image.js';
-import type { Store } from '../store/store.js';
+import { oneLine, type Store } from '../store/store.js';
 import { type Manifest, MediaType } from '../model/types.js';
 import type { CommittedLayer } from '../store/commit.js';
 import { bad, isObject, type PlannedImage, stringList } from './archive-check.js';
@@ -32,7 +32,7 @@ function configOf(got: Collected, path: string, where: string): { bytes: Buffer;
   try {
     doc = JSON.parse(bytes.toString('utf8'));
   } catch (err) {
-    throw bad(`${where} config ${path}`, `not valid JSON: ${(err as Error).message}`);
+    throw bad(`${where} config ${path}`, `not valid JSON: ${oneLine((err as Error).message)}`);
   }
   const rootfs = isObject(doc) ? doc.rootfs : undefined;
   if (!isObject(rootfs) || rootfs.type !== 'layers' || !Array.isArray(rootfs.diff_ids))

@@ -27,6 +27,12 @@ function repoTagsOf(got: Collected, label: string): Map<string, string[]> {
 
 /** planOci checks every entry of index.json and returns the images with the names to give them. */
 export async function planOci(store: Store, got: Collected, label: string): Promise<PlannedImage[]> {
+  if (got.json.has('oci-layout')) {
+    const layout = parseJson(got, 'oci-layout', label);
+    const version = isObject(layout) ? layout.imageLayoutVersion : undefined;
+    if (version !== '1.0.0')
+      throw bad(`${label}: oci-layout`, `unsupported imageLayoutVersion ${JSON.stringify(version)}`);
+  }
   const index = parseJson(got, 'index.json', label);
   if (!isObject(index)) throw bad(`${label}: index.json`, 'must be a JSON object');
   if (!Array.isArray(index.manifests)) throw bad(`${label}: index.json`, 'has no manifests list');

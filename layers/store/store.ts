@@ -11,9 +11,9 @@
 // - The root is the owner's only (0700, created so; an existing looser root and private directories are tightened
 //   on open): extracted image content lives below it (store/private-dirs.ts).
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { access, chmod, mkdir, open, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { dirname, join, parse } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import lockfile from 'proper-lockfile';
@@ -32,6 +32,68 @@ import { ensurePrivateDir, type PrivateDirName, privateDir, tightenStore } from 
 
 const LAYOUT = { imageLayoutVersion: '1.0.0' };
 const TMP_PREFIX = '.tmp-';
+const LAYOUT_HINT = 'the store is damaged or not a tsbuild store; point --root at another directory';
+
+/**
+ * makeParents creates the missing parents of a store root one at a time. Node's recursive mkdir never returns when
+ * the kernel answers ENOENT for a directory whose parent exists (`--root /proc/foo`): it retries at 100% CPU.
+ */
+async function makeParents(root: string): Promise<void> {
+  const missing: string[] = [];
+  for (let dir = dirname(root); dir !== parse(dir).root; dir = dirname(dir)) {
+    if (
+      await stat(dir).then(
+        () => true,
+        () => false,
+      )
+    )
+      break;
+    missing.unshift(dir);
+  }
+  for (const dir of missing) {
+    try {
+      await mkdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+  // the root itself: made here (0700, as ensurePrivateDir would) so that ensurePrivateDir's recursive mkdir only
+  // ever meets an existing directory
+  try {
+    await mkdir(root, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return;
+  }
+  if (((await stat(root)).mode & 0o777) !== 0o700) await chmod(root, 0o700); // an odd umask (0277)
+}
+
+/** oneLine puts a message that quotes a file's text (JSON.parse quotes it, newlines included) on one line. */
+export function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, ' ');
+}
+
+/** storeAccessError turns a refused access to the store into one line naming the path, or undefined. */
+function storeAccessError(root: string, err: unknown): TsbuildError | undefined {
+  const e = err as NodeJS.ErrnoException;
+  const path = e?.path ?? root;
+  if (e?.code === 'EACCES' || e?.code === 'EPERM')
+    return new TsbuildError('E_PERMISSION', `permission denied: ${path}`, {
+      cause: err,
+      hint: 'the store belongs to another user: use --root with a directory of your own, or run as its owner',
+    });
+  if (e?.code === 'EROFS')
+    return new TsbuildError('E_PERMISSION', `read-only file system: ${path}`, {
+      cause: err,
+      hint: 'point --root at a writable directory',
+    });
+  if (e?.code === 'ENOENT' || e?.code === 'ENOTDIR')
+    return new TsbuildError('E_NOT_FOUND', `cannot create the store ${root}: ${path} cannot hold a directory`, {
+      cause: err,
+      hint: 'point --root at a directory on an ordinary file system',
+    });
+  return undefined;
+}
 
 /** defaultStoreRoot: --root, else $TSBUILD_ROOT, else $XDG_DATA_HOME/tsbuild, else ~/.local/share/tsbuild. */
 export function defaultStoreRoot(env: NodeJS.ProcessEnv = process.env): string {
@@ -62,7 +124,7 @@ export class Store {
   static async open(root: string): Promise<Store> {
     const s = new Store(root);
     try {
-      await mkdir(dirname(root), { recursive: true });
+      await makeParents(root);
       await ensurePrivateDir(root);
       await tightenStore(root);
       await mkdir(s.blobDir, { recursive: true });
@@ -72,15 +134,41 @@ export class Store {
         `${JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] })}\n`,
       );
     } catch (err) {
-      throw wrap(`opening store ${root}`, err);
+      throw storeAccessError(root, err) ?? wrap(`opening store ${root}`, err);
     }
-    const layout = JSON.parse(await readFile(join(root, 'oci-layout'), 'utf8')) as { imageLayoutVersion?: string };
-    if (layout.imageLayoutVersion !== '1.0.0') {
+    const layoutPath = join(root, 'oci-layout');
+    let layout: unknown;
+    try {
+      layout = JSON.parse(await readFile(layoutPath, 'utf8'));
+    } catch (err) {
+      throw (
+        storeAccessError(root, err) ??
+        new InvalidInputError(`${layoutPath} is not valid JSON: ${oneLine((err as Error).message)}`, LAYOUT_HINT)
+      );
+    }
+    const version =
+      layout && typeof layout === 'object'
+        ? (layout as { imageLayoutVersion?: unknown }).imageLayoutVersion
+        : undefined;
+    if (version !== '1.0.0') {
       throw new InvalidInputError(
-        `${root}/oci-layout: unsupported imageLayoutVersion ${JSON.stringify(layout.imageLayoutVersion)}`,
+        `${layoutPath}: unsupported imageLayoutVersion ${JSON.stringify(version)}`,
+        LAYOUT_HINT,
       );
     }
     return s;
+  }
+
+  /**
+   * checkWritable fails at once with "permission denied: ROOT" when this process may not write the store (another
+   * user's store, a read-only file system), instead of a lock that would be retried until it times out.
+   */
+  async checkWritable(): Promise<void> {
+    try {
+      await access(this.root, constants.W_OK);
+    } catch (err) {
+      throw storeAccessError(this.root, err) ?? wrap(`opening store ${this.root}`, err);
+    }
   }
 
   private async ensureFile(name: string, content: string): Promise<void> {
@@ -177,6 +265,7 @@ export class Store {
    * A writer killed with -9 leaves a lease that prune recognizes as dead by its pid.
    */
   async beginWrite(): Promise<{ end(): Promise<void> }> {
+    await this.checkWritable();
     const dir = join(this.root, 'ingest');
     await mkdir(dir, { recursive: true });
     const path = join(dir, `${process.pid}-${Date.now()}-${randomBytes(4).toString('hex')}`);
@@ -273,7 +362,7 @@ export class Store {
     try {
       return JSON.parse(buf.toString('utf8')) as T;
     } catch (err) {
-      throw new InvalidInputError(`blob ${d} is not valid JSON: ${(err as Error).message}`);
+      throw new InvalidInputError(`blob ${d} is not valid JSON: ${oneLine((err as Error).message)}`);
     }
   }
 
@@ -315,6 +404,7 @@ export class Store {
   /** withLock runs fn while holding the store's inter-process lock (stale locks of killed processes are broken). */
   async withLock<T>(fn: () => Promise<T>): Promise<T> {
     let release: () => Promise<void>;
+    await this.checkWritable();
     try {
       release = await lockfile.lock(this.root, {
         lockfilePath: join(this.root, '.tsbuild.lock'),

@@ -82,6 +82,19 @@ function startTar(opts: TarWriteOptions, makePlan: () => Promise<Plan>): Readabl
   const pack = tarPack();
   let started = false;
   let stopped = false;
+  // Backpressure: tar-stream takes a whole small entry at once and calls back at once, so the writer could run
+  // ahead of a slow consumer by the whole tar (100 MB of headers for 200k empty files). While the consumer has
+  // enough, the writer waits at `gate` before its next entry.
+  let full = false;
+  let wake: (() => void) | undefined;
+  const gate = (): Promise<void> | undefined =>
+    full && !stopped ? new Promise<void>((resolve) => (wake = resolve)) : undefined;
+  const open = (): void => {
+    full = false;
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
   const out = new Readable({
     highWaterMark: 1 << 20,
     read() {
@@ -109,23 +122,28 @@ function startTar(opts: TarWriteOptions, makePlan: () => Promise<Plan>): Readabl
             pendingBytes += b.length;
             if (pendingBytes >= COALESCE) ok = flush();
           }
-          if (!ok) pack.pause();
+          if (!ok) {
+            full = true;
+            pack.pause();
+          }
         });
         pack.on('end', () => {
           flush();
           out.push(null);
         });
         pack.on('error', (err: Error) => out.destroy(err));
-        write(pack, makePlan, opts, () => stopped).catch((err: unknown) => {
+        write(pack, makePlan, opts, () => stopped, gate).catch((err: unknown) => {
           stopped = true;
           out.destroy(err as Error);
         });
       } else {
         pack.resume();
+        open();
       }
     },
     destroy(err, cb) {
       stopped = true;
+      open();
       pack.destroy();
       cb(err);
     },
@@ -138,6 +156,7 @@ async function write(
   makePlan: () => Promise<Plan>,
   opts: TarWriteOptions,
   stopped: () => boolean,
+  gate: () => Promise<void> | undefined,
 ): Promise<void> {
   const plan = await makePlan();
   const ahead = new ReadAhead(plan, opts);
@@ -145,6 +164,8 @@ async function write(
   const links = new Map<string, string>();
   const slab = new Slab();
   for (let i = 0; i < plan.items.length; i++) {
+    const wait = gate();
+    if (wait) await wait;
     if (stopped()) return;
     const e = await ahead.take(i);
     if (stopped()) return;

@@ -274,3 +274,59 @@ async function dockerArchiveWithConfig(dir: string, config: string, layer: TestL
   );
   return path;
 }
+
+test('a docker-archive as skopeo and podman write it (the layer at the top, <id>/layer.tar a symlink) loads', async (t) => {
+  const root = await newStoreRoot(t);
+  const dir = await tempDir(t);
+  const layer = await makeLayer({ 'etc/skopeo': 'from skopeo\n' });
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Cmd: ['/bin/sh'] },
+      rootfs: { type: 'layers', diff_ids: [layer.diffId] },
+    }),
+  );
+  const top = `${layer.diffId.slice(7)}.tar`;
+  const id = sha(`id/${layer.diffId}`).slice(7);
+  const manifest = [{ Config: `${sha(config).slice(7)}.json`, RepoTags: ['docker.io/library/sk:1'], Layers: [top] }];
+  const archive = join(dir, 'skopeo.tar');
+  await writeFile(
+    archive,
+    await tarOf([
+      { name: top, body: layer.tar },
+      { name: `${sha(config).slice(7)}.json`, body: config },
+      { name: `${id}/layer.tar`, type: 'symlink', linkname: `../${top}` },
+      { name: `${id}/VERSION`, body: '1.0' },
+      { name: 'manifest.json', body: JSON.stringify(manifest) },
+    ]),
+  );
+  const r = await load(root, archive);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, 'Loaded image: sk:1\n');
+  await sound(t, root, ['sk:1']);
+});
+
+test('an OCI archive whose oci-layout is not version 1.0.0 fails naming the entry', async (t) => {
+  const root = await newStoreRoot(t);
+  const dir = await tempDir(t);
+  const img = ociImage('lay:1', [await makeLayer({ 'etc/a': 'a\n' })]);
+  for (const [file, body] of [
+    ['garbage.tar', 'garbage\n'],
+    ['v2.tar', '{"imageLayoutVersion":"2.0.0"}'],
+  ] as const) {
+    const archive = await writeOciArchive(dir, file, [img], { extra: [{ name: 'oci-layout', body }] });
+    await fails(t, root, archive, new RegExp(`${file}: oci-layout`), file);
+  }
+});
+
+test('an archive cut between two entries (no end-of-archive blocks) fails as truncated', async (t) => {
+  const root = await newStoreRoot(t);
+  const dir = await tempDir(t);
+  const img = ociImage('cut:1', [await makeLayer({ 'etc/a': 'a\n' })]);
+  const whole = await readFile(await writeOciArchive(dir, 'whole.tar', [img]));
+  // tar-stream ends a tar with two zero blocks (and pads it to no record): taking them off leaves every entry whole
+  t.true(whole.subarray(-1024).every((b) => b === 0));
+  await writeFile(join(dir, 'cut.tar'), whole.subarray(0, whole.length - 1024));
+  await fails(t, root, join(dir, 'cut.tar'), /ends right after entry oci-layout.*truncated/, 'cut');
+});

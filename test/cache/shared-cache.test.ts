@@ -1,0 +1,232 @@
+// The build cache shared between runners (issue 13): runner A builds with --cache-to into a real registry (Debian's
+// docker-registry on 127.0.0.1) or an OCI layout directory; runner B, another store that never built anything,
+// builds the same Dockerfile with --cache-from and runs no step, giving the same image digest (SOURCE_DATE_EPOCH).
+// A missing cache is a warning; layer blobs are fetched only once every step is known to hit.
+import type { ExecutionContext } from 'ava';
+import { cp, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BuildOptions, BuildResult } from '../../builder/build.js';
+import type { BuildEvent } from '../../builder/events.js';
+import { parseCacheSpec } from '../../layers/cache/spec.js';
+import { Store } from '../../layers/store/store.js';
+import { makeTempDir, removeDir, rootTest } from '../helpers/index.js';
+import { haveRegistry, startRegistry } from '../helpers/registry.js';
+import { busyboxStore, verifiedBuild } from '../builder/build-harness.js';
+
+const EPOCH = 1_700_000_000;
+
+const MULTI = `FROM busybox:test AS builder
+COPY a.txt /src/a.txt
+RUN cat /src/a.txt > /out && echo built >> /out
+FROM busybox:test
+WORKDIR /app
+COPY --from=builder /out /app/out
+RUN wc -c /app/out > /app/size
+`;
+const BUILDER_STEPS = ['COPY a.txt /src/a.txt', 'RUN cat /src/a.txt > /out && echo built >> /out'];
+const FINAL_STEPS = ['WORKDIR /app', 'COPY --from=builder /out /app/out', 'RUN wc -c /app/out > /app/size'];
+const sorted = (...lists: string[][]): string[] => lists.flat().sort();
+
+async function context(t: ExecutionContext, files: Record<string, string>): Promise<string> {
+  const dir = await makeTempDir('tsbuild-shared-cache-ctx-');
+  t.teardown(() => removeDir(dir));
+  for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content);
+  return dir;
+}
+
+/**
+ * runners makes the stores of runners A and B: each holds only busybox:test, the same image (the fixture's history
+ * names the temp directory it was imported from, so two busyboxStore calls give two base images).
+ */
+async function runners(t: ExecutionContext): Promise<[Store, Store]> {
+  const a = await busyboxStore(t);
+  const dir = await makeTempDir('tsbuild-store-b-');
+  t.teardown(() => removeDir(dir));
+  await cp(a.root, join(dir, 'store'), { recursive: true });
+  return [a, await Store.open(join(dir, 'store'))];
+}
+
+interface Run {
+  result: BuildResult;
+  ran: string[];
+  cached: string[];
+  warnings: string[];
+  /** step names in the order they started */
+  order: Array<{ name: string; cached: boolean }>;
+}
+
+/** run builds and sorts the filesystem steps into those that ran and those the cache gave. */
+async function run(t: ExecutionContext, opts: BuildOptions): Promise<Run> {
+  const names = new Map<number, string>();
+  const cached = new Set<number>();
+  const done: number[] = [];
+  const warnings: string[] = [];
+  const onEvent = (e: BuildEvent): void => {
+    if (e.type === 'step') names.set(e.id, e.name.replace(/^\[[^\]]*\d+\/\d+\] /, ''));
+    if (e.type === 'cached') cached.add(e.id);
+    if (e.type === 'done') done.push(e.id);
+    if (e.type === 'warning') warnings.push(e.message);
+  };
+  const result = await verifiedBuild(t, { sourceDateEpoch: EPOCH, ...opts, onEvent });
+  const fs = done.filter((id) => /^(RUN|COPY|ADD|WORKDIR)/.test(names.get(id) ?? ''));
+  return {
+    result,
+    // sorted: independent stages run in parallel, so their steps end in any order
+    ran: fs
+      .filter((id) => !cached.has(id))
+      .map((id) => names.get(id)!)
+      .sort(),
+    cached: fs
+      .filter((id) => cached.has(id))
+      .map((id) => names.get(id)!)
+      .sort(),
+    warnings,
+    order: done.map((id) => ({ name: names.get(id) ?? '', cached: cached.has(id) })),
+  };
+}
+
+const rtest = haveRegistry ? rootTest : rootTest.skip;
+
+rtest('runner B hits every step of runner A through a registry cache (mode=max) and gets the same image', async (t) => {
+  const [storeA, storeB] = await runners(t);
+  const reg = await startRegistry(t);
+  const ref = `${reg.host}/tsbuild/cache:main`;
+  const ctx = await context(t, { Dockerfile: MULTI, 'a.txt': 'a\n' });
+  const a = await run(t, {
+    store: storeA,
+    context: ctx,
+    cacheTo: [parseCacheSpec(`type=registry,ref=${ref},mode=max`, 'to')],
+  });
+  t.deepEqual(a.ran, sorted(BUILDER_STEPS, FINAL_STEPS));
+  t.is(a.result.cache?.exported.length, 1);
+
+  const b = await run(t, { store: storeB, context: ctx, cacheFrom: [parseCacheSpec(ref, 'from')] });
+  t.deepEqual(b.ran, [], 'no step runs on runner B');
+  t.deepEqual(b.cached, sorted(BUILDER_STEPS, FINAL_STEPS));
+  t.is(b.result.digest, a.result.digest, 'the same image digest');
+  t.deepEqual(b.warnings, []);
+
+  // one context file changes: B runs again from the COPY that reads it, and what depends on its result
+  await writeFile(join(ctx, 'a.txt'), 'a changed\n');
+  const c = await run(t, { store: storeB, context: ctx, cacheFrom: [parseCacheSpec(ref, 'from')] });
+  t.deepEqual(c.cached, ['WORKDIR /app']);
+  t.deepEqual(c.ran, sorted(BUILDER_STEPS, FINAL_STEPS.slice(1)));
+});
+
+rtest('mode=min exports only the final stage: runner B runs the builder stage and hits the rest', async (t) => {
+  const [storeA, storeB] = await runners(t);
+  const reg = await startRegistry(t);
+  const ref = `${reg.host}/tsbuild/cache:min`;
+  const ctx = await context(t, { Dockerfile: MULTI, 'a.txt': 'a\n' });
+  const a = await run(t, {
+    store: storeA,
+    context: ctx,
+    cacheTo: [parseCacheSpec(`type=registry,ref=${ref}`, 'to')],
+  });
+  const b = await run(t, {
+    store: storeB,
+    context: ctx,
+    cacheFrom: [parseCacheSpec(`type=registry,ref=${ref}`, 'from')],
+  });
+  t.deepEqual(b.ran, sorted(BUILDER_STEPS));
+  t.deepEqual(b.cached, sorted(FINAL_STEPS));
+  t.is(b.result.digest, a.result.digest);
+});
+
+rootTest('a cache in a local directory round-trips, and the first --cache-from that has a key wins', async (t) => {
+  const [storeA, storeB] = await runners(t);
+  const dir = await makeTempDir('tsbuild-cache-dir-');
+  t.teardown(() => removeDir(dir));
+  const ctx = await context(t, { Dockerfile: MULTI, 'a.txt': 'a\n' });
+  const a = await run(t, {
+    store: storeA,
+    context: ctx,
+    cacheTo: [parseCacheSpec(`type=local,dest=${dir},mode=max`, 'to')],
+  });
+  const b = await run(t, {
+    store: storeB,
+    context: ctx,
+    cacheFrom: [
+      parseCacheSpec(`type=local,src=${join(dir, 'absent')}`, 'from'),
+      parseCacheSpec(`type=local,src=${dir}`, 'from'),
+    ],
+  });
+  t.deepEqual(b.ran, []);
+  t.is(b.result.digest, a.result.digest);
+  t.is(b.warnings.length, 1, 'the absent directory is one warning');
+  t.regex(b.warnings[0]!, /^--cache-from type=local,.*absent: .*building without it$/);
+});
+
+rootTest('a missing registry cache is a one-line warning and the build goes on', async (t) => {
+  const ctx = await context(t, { Dockerfile: MULTI, 'a.txt': 'a\n' });
+  const missing = haveRegistry ? `${(await startRegistry(t)).host}/tsbuild/none:x` : '127.0.0.1:1/tsbuild/none:x';
+  const r = await run(t, {
+    store: await busyboxStore(t),
+    context: ctx,
+    cacheFrom: [parseCacheSpec(`type=registry,ref=${missing}`, 'from')],
+  });
+  t.deepEqual(r.ran, sorted(BUILDER_STEPS, FINAL_STEPS));
+  t.is(r.warnings.length, 1);
+  t.notRegex(r.warnings[0]!, /\n/);
+  t.regex(r.warnings[0]!, /^--cache-from .*tsbuild\/none:x: .*building without it$/);
+});
+
+rootTest('a fully cached build fetches no layer blob before every step is known to hit', async (t) => {
+  const [storeA, storeB] = await runners(t);
+  const dir = await makeTempDir('tsbuild-cache-dir-');
+  t.teardown(() => removeDir(dir));
+  const single = `FROM busybox:test\nRUN echo one > /1\nCOPY a.txt /a.txt\nRUN cat /a.txt /1 > /2\n`;
+  const ctx = await context(t, { Dockerfile: single, 'a.txt': 'a\n' });
+  await run(t, {
+    store: storeA,
+    context: ctx,
+    cacheTo: [parseCacheSpec(`type=local,dest=${dir}`, 'to')],
+  });
+  const b = await run(t, {
+    store: storeB,
+    context: ctx,
+    cacheFrom: [parseCacheSpec(`type=local,src=${dir}`, 'from')],
+  });
+  t.deepEqual(b.ran, []);
+  const firstFetch = b.order.findIndex((s) => s.name.startsWith('[internal] importing cache layer'));
+  const lastHit = b.order.map((s) => s.cached).lastIndexOf(true);
+  t.true(firstFetch > lastHit, `blobs are fetched after the last hit (${JSON.stringify(b.order)})`);
+  t.is(b.result.cache?.fetched.blobs, 3, 'then each of the three layers once');
+});
+
+rootTest('a cache written as the older index form is read too', async (t) => {
+  const [storeA, storeB] = await runners(t);
+  const dir = await makeTempDir('tsbuild-cache-dir-');
+  t.teardown(() => removeDir(dir));
+  const ctx = await context(t, { Dockerfile: MULTI, 'a.txt': 'a\n' });
+  const a = await run(t, {
+    store: storeA,
+    context: ctx,
+    cacheTo: [parseCacheSpec(`type=local,dest=${dir},mode=max`, 'to')],
+  });
+  // rewrite the manifest as BuildKit's legacy form: an index listing the blobs and the config
+  const { createHash } = await import('node:crypto');
+  const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8'));
+  const top = index.manifests[0];
+  const manifest = JSON.parse(await readFile(join(dir, 'blobs/sha256', top.digest.slice(7)), 'utf8'));
+  const legacy = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [...manifest.layers, manifest.config],
+    }),
+  );
+  const hex = createHash('sha256').update(legacy).digest('hex');
+  await writeFile(join(dir, 'blobs/sha256', hex), legacy);
+  index.manifests = [
+    { ...top, mediaType: 'application/vnd.oci.image.index.v1+json', digest: `sha256:${hex}`, size: legacy.length },
+  ];
+  await writeFile(join(dir, 'index.json'), JSON.stringify(index));
+  const b = await run(t, {
+    store: storeB,
+    context: ctx,
+    cacheFrom: [parseCacheSpec(`type=local,src=${dir}`, 'from')],
+  });
+  t.deepEqual(b.ran, []);
+  t.is(b.result.digest, a.result.digest);
+});
