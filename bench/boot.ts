@@ -19,7 +19,8 @@
 //   BENCH_BOOTS   boots per disk, best shown (default 2)
 //   BENCH_LOGS    directory to keep the timed consoles in (default: none kept)
 //   BENCH_EXPORT  extra export options for the tsbuild disks, space separated (e.g. `--bootloader extlinux`)
-//   BENCH_VARIANTS more tsbuild disks in the rotation, comma separated: plain (uncompressed qcow2), deflate, extlinux
+//   BENCH_VARIANTS more tsbuild disks in the rotation, comma separated: plain (uncompressed qcow2), deflate, extlinux,
+//                 grub, quiet (`quiet` on the kernel command line)
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -41,6 +42,8 @@ const VARIANT_OPTIONS: Record<string, Partial<ExportOptions>> = {
   plain: { compress: 'none' },
   deflate: { compress: 'deflate' },
   extlinux: { bootloader: 'extlinux' },
+  grub: { bootloader: 'grub' },
+  quiet: { cmdline: 'quiet' },
 };
 const TEST_CACHE = '/var/tmp/tsbuild-test-cache/debian-store';
 const REPO = join(import.meta.dirname, '..');

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --
 // The tsbuild executable: a tiny shim over the compiled CLI (npm run build writes dist/).
 // `--version` is answered here, before any module of the CLI is loaded.
 import { readFileSync } from 'node:fs';

@@ -18,6 +18,8 @@ import { createHash } from 'node:crypto';
 import type { CacheEntry, CacheMode, CacheSource, CacheSpec, ExportResult } from '../layers/cache/index.js';
 import type { RemoteOptions } from '../layers/registry/connect.js';
 import type { Layer } from '../layers/model/layer.js';
+import { openLayer } from '../layers/store/layer-read.js';
+import { InvalidInputError } from '../sys/errors.js';
 import type { Digest } from '../layers/model/types.js';
 import type { Records } from '../layers/store/records.js';
 import type { Store } from '../layers/store/store.js';
@@ -144,6 +146,13 @@ export class SharedCache implements StepCache {
         const id = this.o.step?.(`[internal] importing cache layer ${digest} from ${p.source.name}`);
         try {
           await p.source.fetch(layer.descriptor, this.o.signal);
+          // The blob is checked against its digest as it arrives; the diffID is the cache's word: check it too, so
+          // that a wrong cache cannot make the store hold an image whose config lies about its layers.
+          const actual = await uncompressedDigest(this.o.store, layer);
+          if (actual !== layer.diffId)
+            throw new InvalidInputError(
+              `cache ${p.source.name}: layer ${digest} uncompresses to ${actual}, not to the diffID ${layer.diffId} the cache names`,
+            );
         } catch (err) {
           if (id !== undefined) this.o.onEvent?.({ type: 'error', id, message: (err as Error).message });
           throw err;
@@ -255,4 +264,11 @@ export async function exportCaches(
     }
   }
   return out;
+}
+
+/** uncompressedDigest is the sha256 of a stored layer blob's uncompressed tar (its DiffID). */
+async function uncompressedDigest(store: Store, layer: Layer): Promise<Digest> {
+  const hash = createHash('sha256');
+  for await (const chunk of openLayer(store, layer.descriptor)) hash.update(chunk as Buffer);
+  return `sha256:${hash.digest('hex')}` as Digest;
 }

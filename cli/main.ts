@@ -202,7 +202,7 @@ prog
   .option('--size', 'Disk size: auto, 10G, or +1G (auto plus headroom)', 'auto')
   .option('--partition', 'Partition table: mbr or gpt')
   .option('--boot', 'Firmware: bios, uefi or hybrid', 'bios')
-  .option('--bootloader', 'grub or extlinux (extlinux needs root)', 'grub')
+  .option('--bootloader', 'auto (extlinux for a BIOS+MBR disk made as root, else GRUB), grub or extlinux', 'auto')
   .option('--kernel', 'auto, image (must be in the image), install, or a path to a kernel file', 'auto')
   .option('--initrd', 'Path to an initrd (with --kernel PATH)')
   .option('--cmdline', 'Extra kernel command line')

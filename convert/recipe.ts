@@ -14,7 +14,9 @@ import type { Store } from '../layers/store/store.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { flatten as flattenLayers } from '../unionfs/flatten.js';
 import { cleanStaleContainers } from '../unionfs/rootfs.js';
-import { bootloadersFor, type Bootloader, type BootloaderContext } from './bootloader/index.js';
+import { bootloadersFor, resolveBootloader, type Bootloader, type BootloaderContext } from './bootloader/index.js';
+import { mbrCodePath } from './bootloader/extlinux.js';
+import { which } from '../sys/exec.js';
 import { defaultTable, parseSize, planDisk, type DiskPlan, type TableType } from './disk-layout.js';
 import { detectDistro, UnsupportedDistroError, type Distro } from './distro.js';
 import { autoFsBytes, FilesystemFullError, makeExt4, measureTree, minFsBytes, type TreeUsage } from './ext4.js';
@@ -168,7 +170,7 @@ async function newContext(o: ExportOptions): Promise<Ctx> {
     ...o,
     output: resolve(o.output),
     boot: o.boot ?? 'bios',
-    bootloader: o.bootloader ?? 'grub',
+    bootloader: o.bootloader ?? 'auto',
     network: o.network ?? 'dhcp',
     service: o.service ?? 'auto',
     kernel: o.kernel ?? 'auto',
@@ -184,12 +186,21 @@ async function newContext(o: ExportOptions): Promise<Ctx> {
   await checkOutputDir(opts.output);
   sourceDateEpoch(); // fail early on a bad SOURCE_DATE_EPOCH
   if (opts.uuid !== undefined) opts.uuid = parseUuid(opts.uuid);
+  const host = o.host ?? defaultHost();
+  opts.bootloader = resolveBootloader(
+    opts.bootloader,
+    { boot: opts.boot, table: opts.partition ?? defaultTable(opts.boot) },
+    {
+      root: host.caps().root,
+      hasExtlinux:
+        which('extlinux') !== undefined && mbrCodePath(opts.partition ?? defaultTable(opts.boot)) !== undefined,
+    },
+  );
   const loaders = format === 'tar' ? [] : bootloadersFor(opts.boot, opts.bootloader);
   parseSize(opts.size ?? 'auto'); // fail early on a bad --size
   await cleanStaleExports(o.store.root);
   await cleanStaleContainers(o.store.root).catch(() => []);
   const work = await makeWorkDir(o.store.root);
-  const host = o.host ?? defaultHost();
   const ctx: Ctx = {
     opts,
     store: o.store,

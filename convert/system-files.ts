@@ -80,6 +80,10 @@ export async function writeSystemFiles(opts: SystemFilesOptions): Promise<string
       await write('/etc/network/interfaces', INTERFACES);
       if (opts.init === 'systemd' && hasUnit(rootfs, 'ifupdown-pre.service') && udevadmWaits(rootfs))
         await write(IFUPDOWN_PRE_DROPIN, IFUPDOWN_PRE_WAIT);
+      if (opts.init === 'systemd' && has(IFUP_RESOLVED_HOOK) && !hasUnit(rootfs, 'systemd-resolved.service')) {
+        await rm(secureJoin(rootfs, IFUP_RESOLVED_HOOK), { force: true });
+        touched.push(IFUP_RESOLVED_HOOK);
+      }
     } else if (
       opts.init === 'systemd' &&
       (has('/lib/systemd/systemd-networkd') || has('/usr/lib/systemd/systemd-networkd'))
@@ -105,6 +109,15 @@ export async function writeSystemFiles(opts: SystemFilesOptions): Promise<string
       await linkIn(rootfs, `/etc/systemd/system/${unit}`, '/dev/null');
       touched.push(`/etc/systemd/system/${unit}`);
     }
+    for (const gen of MASKED_GENERATORS) {
+      const path = `/etc/systemd/system-generators/${gen}`;
+      const ships = ['/lib', '/usr/lib'].some((d) => has(`${d}/systemd/system-generators/${gen}`));
+      if (!ships || existsSync(secureJoin(rootfs, path)) || isSymlinkIn(rootfs, path)) continue;
+      await linkIn(rootfs, path, '/dev/null');
+      touched.push(path);
+    }
+    // udev loads every module that matches the CPU's features at coldplug (kvm, crypto accelerators); skip that
+    await write(CPU_MODALIAS_RULE, CPU_MODALIAS_RULES);
   }
   if (alpine || has('/etc/inittab')) {
     const inittab = await readText(rootfs, '/etc/inittab');
@@ -162,11 +175,52 @@ export const IFUPDOWN_PRE_WAIT = [
 ].join('\n');
 
 /**
+ * IFUP_RESOLVED_HOOK: ifupdown's hook that hands an interface's static DNS settings to systemd-resolved. It first
+ * asks `systemctl is-enabled systemd-resolved`, for lo and again for eth0, and during the boot PID 1 answers only
+ * once it has caught up with the coldplug's device events: 2–3 s before dhclient starts, under TCG. Without
+ * systemd-resolved in the image it has nothing to do (dhclient writes resolv.conf itself), so it is removed; a
+ * deleted conffile stays deleted on upgrades, and `apt-get install --reinstall -o Dpkg::Options::=--force-confmiss
+ * ifupdown` brings it back.
+ */
+export const IFUP_RESOLVED_HOOK = '/etc/network/if-up.d/resolved';
+
+/**
  * MASKED_UNITS: Debian units a one-app VM does not need, masked to shorten the boot on one vCPU: getty-static starts
  * gettys on tty2–tty6 when dbus is missing (tty1 and the serial console keep theirs), e2scrub_reap looks for
- * leftover LVM snapshots (the disk has no LVM).
+ * leftover LVM snapshots (the disk has no LVM), systemd-repart never runs (Debian ships no repart.d definitions:
+ * its condition fails) but its Wants= still load dm_mod and loop at every boot (both load on demand when used).
  */
-export const MASKED_UNITS = ['getty-static.service', 'e2scrub_reap.service'];
+export const MASKED_UNITS = ['getty-static.service', 'e2scrub_reap.service', 'systemd-repart.service'];
+
+/**
+ * MASKED_GENERATORS: systemd generators that have nothing to find on an exported disk (root is in fstab, no swap to
+ * resume from, no dm-verity or dm-integrity tables, no offline-update symlink), each an extra program run before
+ * systemd can start a unit, ~0.1 s each on one TCG vCPU. Masked with a /dev/null link in
+ * /etc/systemd/system-generators (systemd's own way to disable one); crypttab, fstab, getty, sysv, rc.local and the
+ * kernel command line's `systemd.*` options keep their generators.
+ */
+export const MASKED_GENERATORS = [
+  'systemd-gpt-auto-generator',
+  'systemd-hibernate-resume-generator',
+  'systemd-integritysetup-generator',
+  'systemd-veritysetup-generator',
+  'systemd-system-update-generator',
+];
+
+/**
+ * The CPU device's modalias lists its features, and udev's 80-drivers.rules loads every module that matches one at
+ * coldplug: kvm_amd/kvm_intel and a dozen crypto and checksum accelerators, seconds of work on one TCG vCPU that
+ * delay eth0 and DHCP. This rule (before 80-drivers.rules) drops the modalias of CPU devices only. Nothing is
+ * blacklisted: the kernel's crypto API still loads an accelerated module by its alias when something uses it, and
+ * `modprobe kvm_amd` still works by name.
+ */
+export const CPU_MODALIAS_RULE = '/etc/udev/rules.d/70-tsbuild-cpu-modalias.rules';
+export const CPU_MODALIAS_RULES = [
+  '# Written by tsbuild export: do not load every module the CPU features match at boot (kvm, crypto',
+  '# accelerators); they still load on demand. Remove this file to get the default back.',
+  'SUBSYSTEM=="cpu", ENV{MODALIAS}=""',
+  '',
+].join('\n');
 
 function hasUnit(rootfs: string, unit: string): boolean {
   return ['/etc/systemd/system', '/lib/systemd/system', '/usr/lib/systemd/system'].some((d) =>

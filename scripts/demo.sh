@@ -8,7 +8,7 @@ bash scripts/setup.sh
 
 export TSBUILD_ROOT="${TSBUILD_ROOT:-$PWD/.tsbuild-demo}"
 repo="$PWD"
-tsb() { node "$repo/bin/tsbuild.js" "$@"; }
+tsb() { node -- "$repo/bin/tsbuild.js" "$@"; }
 step() { printf '\n== %s\n' "$*" >&2; }
 
 step "store: $TSBUILD_ROOT"

@@ -67,7 +67,7 @@ export default async function exportCmd(name: string, flags: ExportFlags): Promi
     size: String(flags.size ?? 'auto'),
     ...(flags.partition ? { partition: flags.partition as NonNullable<ExportOptions['partition']> } : {}),
     boot: (flags.boot ?? 'bios') as ExportOptions['boot'] & string,
-    bootloader: (flags.bootloader ?? 'grub') as ExportOptions['bootloader'] & string,
+    bootloader: (flags.bootloader ?? 'auto') as ExportOptions['bootloader'] & string,
     kernel: parseKernelFlag(
       flags.kernel === undefined ? undefined : String(flags.kernel),
       flags.initrd === undefined ? undefined : String(flags.initrd),

@@ -68,10 +68,15 @@ export const INITRAMFS_DISK_MODULES = [
   'virtio_net',
 ];
 
-/** INITRAMFS_SETUP: the shell lines that configure initramfs-tools (before the kernel package builds the initramfs). */
+/**
+ * INITRAMFS_SETUP: the shell lines that configure initramfs-tools (before the kernel package builds the initramfs).
+ * FSTYPE=ext4 tells its fsck hook the root's type, which it otherwise reads from /etc/fstab (not written yet when the
+ * kernel is installed): the initramfs then checks the root before mounting it, as on an installed Debian, and
+ * systemd-fsck-root is skipped (/run/initramfs/fsck-root) instead of running on the boot's critical path.
+ */
 export const INITRAMFS_SETUP = [
   'mkdir -p /etc/initramfs-tools/conf.d /etc/initramfs-tools/hooks',
-  "echo 'MODULES=list' > /etc/initramfs-tools/conf.d/tsbuild.conf",
+  "printf '%s\\n' MODULES=list FSTYPE=ext4 > /etc/initramfs-tools/conf.d/tsbuild.conf",
   "printf '%s\\n' '#!/bin/sh' '# Written by tsbuild export: the disk drivers of the initramfs (MODULES=list)' \\",
   "  '[ \"$1\" = prereqs ] && exit 0' '. /usr/share/initramfs-tools/hook-functions' \\",
   `  'manual_add_modules ${INITRAMFS_DISK_MODULES.join(' ')}' > /etc/initramfs-tools/hooks/tsbuild-disks`,

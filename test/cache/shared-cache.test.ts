@@ -5,9 +5,10 @@
 import type { ExecutionContext } from 'ava';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BuildOptions, BuildResult } from '../../builder/build.js';
+import { build, type BuildOptions, type BuildResult } from '../../builder/build.js';
 import type { BuildEvent } from '../../builder/events.js';
 import { parseCacheSpec } from '../../layers/cache/spec.js';
+import { listImages } from '../../layers/store/image.js';
 import { Store } from '../../layers/store/store.js';
 import { makeTempDir, removeDir, rootTest } from '../helpers/index.js';
 import { haveRegistry, startRegistry } from '../helpers/registry.js';
@@ -229,4 +230,43 @@ rootTest('a cache written as the older index form is read too', async (t) => {
   });
   t.deepEqual(b.ran, []);
   t.is(b.result.digest, a.result.digest);
+});
+
+rootTest('a cache that names the wrong diffID for a layer fails the build before the store holds a lie', async (t) => {
+  const [storeA, storeB] = await runners(t);
+  const dir = await makeTempDir('tsbuild-cache-dir-');
+  t.teardown(() => removeDir(dir));
+  const ctx = await context(t, { Dockerfile: MULTI, 'a.txt': 'a\n' });
+  await run(t, { store: storeA, context: ctx, cacheTo: [parseCacheSpec(`type=local,dest=${dir},mode=max`, 'to')] });
+  const { createHash } = await import('node:crypto');
+  const blob = (d: string): string => join(dir, 'blobs/sha256', d.slice(7));
+  const put = async (bytes: Buffer): Promise<{ digest: string; size: number }> => {
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    await writeFile(blob(digest), bytes);
+    return { digest, size: bytes.length };
+  };
+  const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8'));
+  const manifest = JSON.parse(await readFile(blob(index.manifests[0].digest), 'utf8'));
+  const config = JSON.parse(await readFile(blob(manifest.config.digest), 'utf8'));
+  const wrong = `sha256:${'e'.repeat(64)}`;
+  for (const l of config.layers) l.annotations = { ...l.annotations, diffID: wrong };
+  manifest.config = { ...manifest.config, ...(await put(Buffer.from(JSON.stringify(config)))) };
+  for (const l of manifest.layers) l.annotations = { ...l.annotations, 'containerd.io/uncompressed': wrong };
+  index.manifests[0] = { ...index.manifests[0], ...(await put(Buffer.from(JSON.stringify(manifest)))) };
+  await writeFile(join(dir, 'index.json'), JSON.stringify(index));
+  await t.throwsAsync(
+    build({
+      store: storeB,
+      context: ctx,
+      sourceDateEpoch: EPOCH,
+      cacheFrom: [parseCacheSpec(`type=local,src=${dir}`, 'from')],
+    }),
+    { message: new RegExp(`uncompresses to sha256:[0-9a-f]{64}, not to the diffID ${wrong}`) },
+  );
+  const names = (await listImages(storeB)).map((i) => i.name);
+  t.deepEqual(
+    names.filter((n) => !n.includes('busybox')),
+    [],
+    'nothing was named',
+  );
 });

@@ -207,3 +207,13 @@ test('a word that is neither a command nor a path is refused; one that looks lik
   await writeFile(join(dir, 'ctx.tar'), '');
   t.is(parseCommandLine(table, ['ctx.tar'], { cwd: dir }).command, 'build');
 });
+
+// Node 20 reads `--env-file` anywhere in its argv, even after the script, unless a `--` ends its own options: the
+// executable's shebang (`env -S node --`) puts one there, so docker's flags reach tsbuild, which refuses them.
+test('run --env-file reaches tsbuild (refused as an unknown flag), not Node', async (t) => {
+  const { runCommand, repoRoot } = await import('../helpers/index.js');
+  const r = await runCommand(join(repoRoot, 'bin', 'tsbuild.js'), ['run', '--env-file', 'x', 'img', 'true']);
+  t.is(r.code, 125, r.stderr);
+  t.regex(r.stderr, /^error: unknown flag: --env-file$/m);
+  t.notRegex(r.stderr, /node:/);
+});

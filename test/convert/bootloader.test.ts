@@ -1,7 +1,7 @@
 import test from 'ava';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { bootloadersFor } from '../../convert/bootloader/index.js';
+import { bootloadersFor, resolveBootloader } from '../../convert/bootloader/index.js';
 import { extlinuxConfig, mbrCodePath } from '../../convert/bootloader/extlinux.js';
 import {
   BLOCKLIST,
@@ -131,4 +131,21 @@ test('--boot and --bootloader choose the loaders, BIOS first', (t) => {
   );
   t.throws(() => bootloadersFor('uefi', 'extlinux'), { message: /BIOS machines only/ });
   t.throws(() => bootloadersFor('bios', 'lilo' as 'grub'), { message: /grub or extlinux/ });
+});
+
+test('the default bootloader is extlinux for BIOS + MBR when the export runs as root with syslinux, GRUB otherwise', (t) => {
+  const root = { root: true, hasExtlinux: true };
+  const mbr = { boot: 'bios', table: 'mbr' } as const;
+  t.is(resolveBootloader('auto', mbr, root), 'extlinux');
+  t.is(resolveBootloader('auto', { boot: 'bios', table: 'gpt' }, root), 'grub', 'GPT keeps the BIOS boot partition');
+  t.is(resolveBootloader('auto', { boot: 'hybrid', table: 'gpt' }, root), 'grub');
+  t.is(resolveBootloader('auto', { boot: 'uefi', table: 'gpt' }, root), 'grub');
+  t.is(resolveBootloader('auto', mbr, { root: false, hasExtlinux: true }), 'grub', 'rootless: no loop mount');
+  t.is(resolveBootloader('auto', mbr, { root: true, hasExtlinux: false }), 'grub', 'no syslinux on the host');
+  t.is(resolveBootloader('grub', mbr, root), 'grub', '--bootloader grub stays GRUB');
+  t.is(
+    resolveBootloader('extlinux', mbr, { root: false, hasExtlinux: false }),
+    'extlinux',
+    'an explicit choice is kept',
+  );
 });

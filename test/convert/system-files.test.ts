@@ -7,7 +7,10 @@ import type { Distro } from '../../convert/distro.js';
 import {
   checkHostname,
   hashPassword,
+  CPU_MODALIAS_RULE,
+  IFUP_RESOLVED_HOOK,
   IFUPDOWN_PRE_DROPIN,
+  MASKED_GENERATORS,
   MASKED_UNITS,
   readSshKeys,
   withSerialGetty,
@@ -240,7 +243,7 @@ test('with ifupdown and udev ≥ 251, networking waits for eth0 alone instead of
   t.false(existsSync(join(old, IFUPDOWN_PRE_DROPIN)));
 });
 
-test('getty-static and e2scrub_reap are masked when the image has them, unless it configures them itself', async (t) => {
+test('getty-static, e2scrub_reap and systemd-repart are masked when the image has them, unless it configures them itself', async (t) => {
   const root = await debianTree(t);
   for (const unit of MASKED_UNITS) {
     await mkdir(join(root, 'lib/systemd/system'), { recursive: true });
@@ -256,9 +259,78 @@ test('getty-static and e2scrub_reap are masked when the image has them, unless i
     hostname: 'h',
     network: 'dhcp',
   });
-  t.deepEqual(MASKED_UNITS, ['getty-static.service', 'e2scrub_reap.service']);
+  t.deepEqual(MASKED_UNITS, ['getty-static.service', 'e2scrub_reap.service', 'systemd-repart.service']);
+  t.is(await readlink(join(root, 'etc/systemd/system/systemd-repart.service')), '/dev/null');
   t.is(await readlink(join(root, 'etc/systemd/system/getty-static.service')), '/dev/null');
   t.true(touched.includes('/etc/systemd/system/getty-static.service'));
   t.regex(await readFile(join(root, 'etc/systemd/system/e2scrub_reap.service'), 'utf8'), /the image its own/);
   t.false(touched.includes('/etc/systemd/system/e2scrub_reap.service'));
+});
+
+test('a systemd image gets a udev rule that keeps coldplug from loading the modules the CPU features match', async (t) => {
+  const root = await debianTree(t);
+  const opts = { rootfs: root, distro: debian, rootUuid: UUID, hostname: 'h', network: 'dhcp' as const };
+  const touched = await writeSystemFiles({ ...opts, init: 'systemd' });
+  t.is(CPU_MODALIAS_RULE, '/etc/udev/rules.d/70-tsbuild-cpu-modalias.rules', 'ordered before 80-drivers.rules');
+  t.true(touched.includes(CPU_MODALIAS_RULE));
+  const rules = (await readFile(join(root, CPU_MODALIAS_RULE), 'utf8'))
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'));
+  t.deepEqual(rules, ['SUBSYSTEM=="cpu", ENV{MODALIAS}=""']);
+  const again = await writeSystemFiles({ ...opts, init: 'systemd' });
+  t.true(again.includes(CPU_MODALIAS_RULE), 'idempotent');
+
+  const sysv = await debianTree(t);
+  await writeSystemFiles({ ...opts, rootfs: sysv, init: 'openrc' });
+  t.false(existsSync(join(sysv, CPU_MODALIAS_RULE.slice(1))), 'only with systemd');
+});
+
+test('generators with nothing to find on an exported disk are masked when the image ships them', async (t) => {
+  const root = await debianTree(t);
+  const gens = 'lib/systemd/system-generators';
+  await mkdir(join(root, gens), { recursive: true });
+  for (const g of ['systemd-gpt-auto-generator', 'systemd-fstab-generator', 'systemd-veritysetup-generator'])
+    await writeFile(join(root, gens, g), '');
+  await mkdir(join(root, 'etc/systemd/system-generators'), { recursive: true });
+  await symlink('/bin/true', join(root, 'etc/systemd/system-generators/systemd-veritysetup-generator'));
+  const touched = await writeSystemFiles({
+    rootfs: root,
+    distro: debian,
+    init: 'systemd',
+    rootUuid: UUID,
+    hostname: 'h',
+    network: 'dhcp',
+  });
+  t.true(MASKED_GENERATORS.includes('systemd-gpt-auto-generator'));
+  t.false(MASKED_GENERATORS.includes('systemd-fstab-generator'));
+  t.is(await readlink(join(root, 'etc/systemd/system-generators/systemd-gpt-auto-generator')), '/dev/null');
+  t.true(touched.includes('/etc/systemd/system-generators/systemd-gpt-auto-generator'));
+  t.false(existsSync(join(root, 'etc/systemd/system-generators/systemd-fstab-generator')), 'fstab keeps its own');
+  t.is(
+    await readlink(join(root, 'etc/systemd/system-generators/systemd-veritysetup-generator')),
+    '/bin/true',
+    "the image's own override is kept",
+  );
+  t.false(
+    existsSync(join(root, 'etc/systemd/system-generators/systemd-hibernate-resume-generator')),
+    'not shipped: not masked',
+  );
+});
+
+test("ifupdown's systemd-resolved hook is removed when the image has no systemd-resolved, kept when it has", async (t) => {
+  const opts = { distro: debian, init: 'systemd' as const, rootUuid: UUID, hostname: 'h', network: 'dhcp' as const };
+  const root = await debianTree(t);
+  await mkdir(join(root, 'etc/network/if-up.d'), { recursive: true });
+  await writeFile(join(root, IFUP_RESOLVED_HOOK), '#!/bin/sh\nsystemctl is-enabled systemd-resolved\n');
+  const touched = await writeSystemFiles({ ...opts, rootfs: root });
+  t.false(existsSync(join(root, IFUP_RESOLVED_HOOK)));
+  t.true(touched.includes(IFUP_RESOLVED_HOOK));
+
+  const resolved = await debianTree(t);
+  await mkdir(join(resolved, 'etc/network/if-up.d'), { recursive: true });
+  await writeFile(join(resolved, IFUP_RESOLVED_HOOK), '#!/bin/sh\n');
+  await mkdir(join(resolved, 'lib/systemd/system'), { recursive: true });
+  await writeFile(join(resolved, 'lib/systemd/system/systemd-resolved.service'), '[Unit]\n');
+  await writeSystemFiles({ ...opts, rootfs: resolved });
+  t.true(existsSync(join(resolved, IFUP_RESOLVED_HOOK)));
 });

@@ -77,7 +77,7 @@ rootTest(
   'BIOS + MBR + GRUB: the exported qcow2 boots and runs the app as a service',
   variant,
   'app.qcow2',
-  [],
+  ['--bootloader', 'grub'], // explicit: as root, the default (auto) is extlinux for BIOS
   'mbr',
   [],
 );

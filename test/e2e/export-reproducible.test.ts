@@ -136,7 +136,7 @@ async function exportTwice(
 }
 
 rootTest('MBR + GRUB qcow2: byte-identical from two stores', async (t) => {
-  await exportTwice(t, IMAGE, 'grub.qcow2', []);
+  await exportTwice(t, IMAGE, 'grub.qcow2', ['--bootloader', 'grub']);
 });
 
 rootTest('MBR + extlinux raw: byte-identical from two stores', async (t) => {
@@ -148,7 +148,7 @@ rootTest('GPT + UEFI qcow2: byte-identical from two stores', async (t) => {
 });
 
 rootTest('MBR + GRUB vmdk: byte-identical from two stores', async (t) => {
-  await exportTwice(t, IMAGE, 'grub.vmdk', []);
+  await exportTwice(t, IMAGE, 'grub.vmdk', ['--bootloader', 'grub']);
 });
 
 rootTest('--uuid sets the filesystem UUID, and the rest of the disk still matches', async (t) => {

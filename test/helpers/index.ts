@@ -60,7 +60,8 @@ export function tsbuild(
   args: string[],
   opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; cwd?: string } = {},
 ): Promise<CliResult> {
-  return runCommand(process.execPath, [join(repoRoot, 'bin', 'tsbuild.js'), ...args], {
+  // `--` ends Node's own options: Node 20 would take a `--env-file` among tsbuild's arguments for itself
+  return runCommand(process.execPath, ['--', join(repoRoot, 'bin', 'tsbuild.js'), ...args], {
     ...opts,
     env: { ...process.env, ...opts.env },
   });

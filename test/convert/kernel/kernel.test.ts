@@ -106,7 +106,7 @@ test('Debian with systemd, udev and ifupdown only gets the kernel and initramfs-
   t.deepEqual(installPlan(debian, root, { network: 'dhcp' }).packages, ['linux-image-cloud-amd64', 'initramfs-tools']);
 });
 
-test('Debian and Ubuntu initramfs hold the disk drivers of common machines, not every module (MODULES=list)', async (t) => {
+test('Debian and Ubuntu initramfs hold the disk drivers of common machines (MODULES=list) and fsck for the ext4 root', async (t) => {
   for (const distro of [debian, ubuntu]) {
     const plan = installPlan(distro, await tree(t, {}), { network: 'dhcp' });
     const setup = plan.script.indexOf(INITRAMFS_SETUP);
@@ -115,7 +115,7 @@ test('Debian and Ubuntu initramfs hold the disk drivers of common machines, not 
   }
   const root = await tree(t, {});
   execFileSync('sh', ['-ec', INITRAMFS_SETUP.replaceAll('/etc/', `${root}/etc/`)]);
-  t.is(readFileSync(join(root, 'etc/initramfs-tools/conf.d/tsbuild.conf'), 'utf8'), 'MODULES=list\n');
+  t.is(readFileSync(join(root, 'etc/initramfs-tools/conf.d/tsbuild.conf'), 'utf8'), 'MODULES=list\nFSTYPE=ext4\n');
   const hook = join(root, 'etc/initramfs-tools/hooks/tsbuild-disks');
   t.is(statSync(hook).mode & 0o777, 0o755);
   t.is(execFileSync(hook, ['prereqs']).toString(), '', 'no prerequisites');
