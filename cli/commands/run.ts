@@ -39,18 +39,7 @@ export default async function run(name: string, flags: RunFlags): Promise<void> 
   }
 }
 
-/** The flags `tsbuild run` takes (long names and their one-letter aliases, as sade hands them over), plus the global ones. */
-const KNOWN_FLAGS = new Set(
-  '_ root debug h help rm i interactive t tty e env w workdir u user v volume network hostname memory pids-limit cpus entrypoint init read-only cap-add cap-drop storage-driver security-opt device ulimit'.split(
-    ' ',
-  ),
-);
-
 async function runCommand(name: string, flags: RunFlags): Promise<void> {
-  // sade passes unknown flags through: refuse them (125, like docker) rather than run with a flag ignored
-  const unknown = Object.keys(flags).find((k) => !KNOWN_FLAGS.has(k));
-  if (unknown !== undefined)
-    throw new InvalidInputError(`unknown flag: ${unknown.length === 1 ? '-' : '--'}${unknown}`);
   const network = flags.network ?? 'none';
   if (network !== 'none' && network !== 'host')
     throw new InvalidInputError(`--network must be none or host (got ${JSON.stringify(network)})`);

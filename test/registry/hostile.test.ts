@@ -5,9 +5,9 @@
 import test from 'ava';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
-import type net from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { tarSync } from '../../fixtures/hostile-layers.js';
+import { type Handler, serve } from './util.js';
 import { pullImage } from '../../layers/registry/pull.js';
 import { backoffMs, DEFAULT_RETRY, retryAfterMs } from '../../layers/registry/retry.js';
 import type { TransferEvent } from '../../layers/registry/events.js';
@@ -18,35 +18,8 @@ import { MediaType } from '../../layers/model/types.js';
 import { newStoreRoot } from '../helpers/images.js';
 
 type Teardown = { teardown(fn: () => unknown): void };
-type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
 const sha = (b: Buffer | string): `sha256:${string}` => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-async function serve(
-  t: Teardown,
-  handler: Handler,
-): Promise<{ host: string; port: number; seen: http.IncomingMessage[] }> {
-  const seen: http.IncomingMessage[] = [];
-  const server = http.createServer((req, res) => {
-    seen.push(req);
-    handler(req, res);
-  });
-  const sockets = new Set<net.Socket>();
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  );
-  const port = (server.address() as net.AddressInfo).port;
-  return { host: `127.0.0.1:${port}`, port, seen };
-}
 
 /** a tiny valid image: config + one (fake) layer + manifest */
 function image(arch = 'amd64') {

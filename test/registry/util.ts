@@ -1,6 +1,8 @@
 // Shared pieces of the registry tests: images made with `tsbuild import`, a private DOCKER_CONFIG, CLI wrappers.
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type net from 'node:net';
 import { join } from 'node:path';
 import { getImage } from '../../layers/store/image.js';
 import { Store } from '../../layers/store/store.js';
@@ -10,6 +12,39 @@ import { type CliResult, makeTempDir, removeDir, tsbuild } from '../helpers/inde
 import { busyboxTree, newStoreRoot } from '../helpers/images.js';
 
 type Teardown = { teardown(fn: () => unknown): void };
+
+/** Handler answers one request of a mock registry. */
+export type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+/**
+ * serve starts a mock registry on 127.0.0.1 (an ephemeral port) that records every request; the test's teardown
+ * destroys its open connections and closes it.
+ */
+export async function serve(
+  t: Teardown,
+  handler: Handler,
+): Promise<{ host: string; port: number; seen: http.IncomingMessage[] }> {
+  const seen: http.IncomingMessage[] = [];
+  const server = http.createServer((req, res) => {
+    seen.push(req);
+    handler(req, res);
+  });
+  const sockets = new Set<net.Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  );
+  const port = (server.address() as net.AddressInfo).port;
+  return { host: `127.0.0.1:${port}`, port, seen };
+}
 
 /** Ctx is a store root plus a DOCKER_CONFIG of its own (never the real ~/.docker). */
 export interface Ctx {
