@@ -16,7 +16,6 @@ import { Store } from '../../layers/store/store.js';
 import { MediaType } from '../../layers/model/types.js';
 import { newStoreRoot } from '../helpers/images.js';
 
-
 const sha = (b: Buffer | string): `sha256:${string}` => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** drip writes one byte every `ms` until the client goes away. */
