@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { totalmem } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { NotFoundError, TsbuildError } from '../sys/errors.js';
 import { getImage, type Image, loadImage, tagImage, writeImage } from '../layers/store/image.js';
@@ -17,16 +18,16 @@ import { Records } from '../layers/store/records.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { RootfsSession, type StorageDriver } from '../unionfs/rootfs.js';
 import { cleanStale } from '../unionfs/stale.js';
-import type { CacheSpec, ExportResult } from '../layers/cache/index.js';
+import type { CacheSource, CacheSpec, ExportResult } from '../layers/cache/index.js';
 import type { RemoteOptions } from '../layers/registry/connect.js';
-import { type CacheRecord, exportCaches, openSources, SharedCache } from './cache.js';
+import { type CacheRecord, exportCaches, inlineCache, openSources, SharedCache } from './cache.js';
 import { openContext } from './context.js';
 import { Executor, type StageResult } from './execute.js';
 import type { BuildEvent } from './events.js';
 import { epochTime, HistoryLog } from './history.js';
 import { parseDockerfile } from './dockerfile/parse.js';
 import { DEFAULT_PLATFORM, planBuild, type PlanPlatform } from './plan.js';
-import { type ExtraHost, type RunSandbox, writeHostsFile } from './steps/run.js';
+import { checkEntitlements, type ExtraHost, type RunSandbox, writeHostsFile } from './steps/run.js';
 import type { Limits, Rlimit } from '../runtime/spec.js';
 
 export interface BuildOptions {
@@ -49,8 +50,11 @@ export interface BuildOptions {
   pull?: boolean;
   /** --secret values by id */
   secrets?: ReadonlyMap<string, Uint8Array> | Readonly<Record<string, Uint8Array>>;
-  /** RUN's network: default (the host's, like docker build), none or host */
+  /** RUN's network: default (own namespace, outbound through slirp4netns/pasta), none, or host (needs `allow`) */
   network?: 'default' | 'none' | 'host';
+  /** --allow entitlements (network.host; root has it anyway) and --shm-size (bytes of RUN's /dev/shm) */
+  allow?: readonly string[];
+  shmSize?: number;
   /** --memory / --pids-limit of every RUN step (default DEFAULT_RUN_LIMITS, applied where cgroups allow) */
   limits?: Limits;
   /** --ulimit of every RUN step */
@@ -101,6 +105,18 @@ export interface BuildResult {
   cache?: { exported: ExportResult[]; fetched: { blobs: number; bytes: number } };
 }
 
+/**
+ * lowercaseDockerfile is BuildKit's fallback without -f: a context directory without `Dockerfile` but with
+ * `dockerfile` uses the latter. undefined leaves the default.
+ */
+function lowercaseDockerfile(context: string, cwd?: string): string | undefined {
+  if (context === '-') return undefined;
+  const dir = resolve(cwd ?? process.cwd(), context);
+  if (existsSync(join(dir, 'Dockerfile'))) return undefined;
+  const lower = join(dir, 'dockerfile');
+  return statSync(lower, { throwIfNoEntry: false })?.isFile() ? lower : undefined;
+}
+
 /** BuildError is a failed build that is not about a Dockerfile line (context, store, base image). */
 export class BuildError extends TsbuildError {
   constructor(message: string, opts: { hint?: string; cause?: unknown } = {}) {
@@ -147,14 +163,15 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   };
   let opened: Awaited<ReturnType<typeof openContext>> | undefined;
   let rootfs: RootfsSession | undefined;
-  let sources: Array<{ close(): void }> = [];
+  let sources: CacheSource[] = [];
   try {
     // The Dockerfile and the context.
     const dfName = opts.dockerfile === '-' || opts.context === '-' ? 'Dockerfile' : (opts.dockerfile ?? 'Dockerfile');
     const loadId = step(`[internal] load build definition from ${dfName.split('/').pop()}`);
+    const dockerfile = opts.dockerfile ?? lowercaseDockerfile(opts.context, opts.cwd);
     opened = await openContext({
       context: opts.context,
-      ...(opts.dockerfile === undefined ? {} : { dockerfile: opts.dockerfile }),
+      ...(dockerfile === undefined ? {} : { dockerfile }),
       ...(opts.stdin ? { stdin: opts.stdin } : {}),
       tmpDir,
       ...(opts.cwd ? { cwd: opts.cwd } : {}),
@@ -216,7 +233,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
           })
         : undefined;
     if (shared) shared.rootfs(rootfs);
-    const history = new HistoryLog();
+    await shared?.importMounts(plan, host); // the cache mounts a --cache-from carries, where the local ones are empty
+    let history = new HistoryLog();
     const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
     const secrets = new Map<string, Uint8Array>(
       opts.secrets instanceof Map ? opts.secrets : Object.entries((opts.secrets ?? {}) as Record<string, Uint8Array>),
@@ -243,28 +261,40 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         };
       },
     });
-    const executor = new Executor({
-      store,
-      host,
-      plan,
-      context: opened.context,
-      file: opened.dockerfileName,
-      escape: parsed.directives.escape,
-      rootfs,
-      cache: shared ?? new Records<CacheRecord>(store, 'build'),
-      useCache: !opts.noCache,
-      secrets,
-      network: opts.network ?? 'default',
-      sandbox: runSandbox(opts, onEvent),
-      compression: opts.compression ?? 'gzip',
-      tmpDir,
-      history,
-      onEvent,
-      signal: abort.signal,
-      resolveImage,
-      abort: (reason) => abort.abort(reason),
-    });
-    executor.reserveIds(ids);
+    // The stages; once more without a shared cache that fails mid-import (SharedCache.withFallback).
+    let executor!: Executor;
+    const [ctx, session] = [opened, rootfs];
+    const attempt = async (): Promise<StageResult> => {
+      const stop = new AbortController();
+      const signal = AbortSignal.any([abort.signal, stop.signal]);
+      history = new HistoryLog();
+      const previous = executor as Executor | undefined;
+      executor = new Executor({
+        store,
+        host,
+        plan,
+        context: ctx.context,
+        file: ctx.dockerfileName,
+        escape: parsed.directives.escape,
+        rootfs: session,
+        cache: shared ?? new Records<CacheRecord>(store, 'build'),
+        useCache: !opts.noCache,
+        secrets,
+        network: opts.network ?? 'default',
+        sandbox: runSandbox(opts, onEvent, host),
+        compression: opts.compression ?? 'gzip',
+        tmpDir,
+        history,
+        onEvent,
+        signal,
+        resolveImage,
+        abort: (reason) => stop.abort(reason),
+      });
+      executor.reserveIds(previous ? previous.nextId() : ids);
+      const r = await executor.run();
+      await shared?.ensure(r.layers); // the image's layer blobs that a shared cache only promised
+      return r;
+    };
     pullStep = (name) => {
       const id = executor.nextId();
       onEvent({ type: 'step', id, name });
@@ -273,14 +303,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     cacheStep = pullStep;
     let result: StageResult;
     try {
-      result = await executor.run();
+      result = await (shared ? shared.withFallback(attempt, abort.signal) : attempt());
     } catch (err) {
       if (!abort.signal.aborted) abort.abort(err);
       throw err;
     }
 
-    // The image (the layer blobs a shared cache only promised are fetched now).
-    await shared?.ensure(result.layers);
     const exportId = executor.nextId();
     onEvent({ type: 'step', id: exportId, name: 'exporting to image' });
     const epoch = plan.epoch === undefined ? undefined : epochTime(plan.epoch);
@@ -310,6 +338,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       config,
       history: hist,
     };
+    // --cache-to type=inline: the records ride in the config (BuildKit's moby.buildkit.cache.v0)
+    const inline = shared ? await inlineCache(shared, plan, layers, opts.cacheTo ?? [], warn) : undefined;
+    if (inline) (imageConfig as Record<string, unknown>)[inline.key] = inline.value;
     const image = await writeImage(store, { config: imageConfig, layers });
     const descriptor = image.descriptor;
     const named: string[] = [];
@@ -321,7 +352,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     onEvent({ type: 'status', id: exportId, message: `writing image ${descriptor.digest} done` });
     for (const n of named) onEvent({ type: 'status', id: exportId, message: `naming to ${n} done` });
     onEvent({ type: 'done', id: exportId });
-    const exported = shared ? await exportCaches(store, shared, plan, opts.cacheTo ?? [], cacheIo) : [];
+    const layerOpts = { compression: opts.compression ?? 'gzip', created: epoch ?? now } as const; // of cache mounts
+    const exported = shared
+      ? await exportCaches(store, shared, plan, opts.cacheTo ?? [], { ...cacheIo, ...layerOpts })
+      : [];
     return {
       ...(shared ? { cache: { exported, fetched: { ...shared.fetched } } } : {}),
       descriptor,
@@ -440,13 +474,17 @@ export function defaultRunLimits(): Limits {
   return { pids: 8192, memory: Math.floor((totalmem() * 3) / 4) };
 }
 
-function runSandbox(opts: BuildOptions, onEvent: (e: BuildEvent) => void): RunSandbox {
+function runSandbox(opts: BuildOptions, onEvent: (e: BuildEvent) => void, host: Host): RunSandbox {
+  checkEntitlements(opts.allow ?? []);
   const asked = opts.limits !== undefined && Object.values(opts.limits).some((v) => v !== undefined);
   let warned = false;
   return {
     limits: asked ? { ...defaultRunLimits(), ...opts.limits } : defaultRunLimits(),
     bestEffort: !asked,
     rlimits: [...(opts.ulimits ?? [])],
+    allowNetworkHost: host.caps().root || (opts.allow ?? []).includes('network.host'),
+    freshCacheMounts: opts.noCache === true,
+    ...(opts.shmSize === undefined ? {} : { shmSize: opts.shmSize }),
     onLimitsSkipped: (reason) => {
       if (warned) return;
       warned = true;

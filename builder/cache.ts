@@ -15,11 +15,22 @@
 // diffID, or none for a step that changed nothing) and when it was made; a lookup whose blob is gone from the store
 // is a miss, and `tsbuild prune` removes such records (pruneRecords).
 import { createHash } from 'node:crypto';
-import type { CacheEntry, CacheMode, CacheSource, CacheSpec, ExportResult } from '../layers/cache/index.js';
+import { oneLine } from '../layers/store/store.js';
+import type { Compression } from '../layers/model/types.js';
+import type { Host } from '../sys/host.js';
+import { cacheMountIds, exportCacheMounts, importCacheMounts } from './cache-mounts.js';
+import type {
+  CacheEntry,
+  CacheMode,
+  CacheMountLayer,
+  CacheSource,
+  CacheSpec,
+  ExportResult,
+} from '../layers/cache/index.js';
 import type { RemoteOptions } from '../layers/registry/connect.js';
 import type { Layer } from '../layers/model/layer.js';
 import { openLayer } from '../layers/store/layer-read.js';
-import { InvalidInputError } from '../sys/errors.js';
+import { InvalidInputError, TsbuildError } from '../sys/errors.js';
 import type { Digest } from '../layers/model/types.js';
 import type { Records } from '../layers/store/records.js';
 import type { Store } from '../layers/store/store.js';
@@ -78,6 +89,17 @@ export interface StepCache {
   used?(stage: number, key: string, rec: CacheRecord): void;
 }
 
+/** CacheFetchError: a shared cache could not deliver a layer blob it promised (a registry gone mid-import). */
+export class CacheFetchError extends TsbuildError {
+  constructor(
+    readonly source: CacheSource,
+    what: string,
+    cause: unknown,
+  ) {
+    super('E_CACHE_FETCH', `${what}: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+  }
+}
+
 /** SharedCacheOptions: the local records, the opened --cache-from sources, and progress. */
 export interface SharedCacheOptions {
   store: Store;
@@ -86,6 +108,7 @@ export interface SharedCacheOptions {
   /** starts a progress step and returns its id (the executor's sequence) */
   step?: (name: string) => number;
   onEvent?: (e: BuildEvent) => void;
+  warn?: (message: string) => void;
   signal?: AbortSignal;
 }
 
@@ -94,17 +117,23 @@ export class SharedCache implements StepCache {
   /** blobs a shared cache promised and the store lacks: where to fetch each, and the keys that name it */
   private readonly pending = new Map<Digest, { source: CacheSource; keys: Array<[string, CacheRecord]> }>();
   private readonly fetching = new Map<Digest, Promise<void>>();
+  /** every fetch not yet settled (a fallback waits for them, so that no download outlives the attempt) */
+  private readonly inflight = new Set<Promise<void>>();
   /** per stage, the keys and records its steps used, in order */
   readonly usedBy = new Map<number, Array<{ key: Digest; rec: CacheRecord }>>();
   /** how many layer blobs were fetched from shared caches, and their bytes */
   fetched = { blobs: 0, bytes: 0 };
 
-  constructor(private readonly o: SharedCacheOptions) {}
+  private sources: readonly CacheSource[];
+
+  constructor(private readonly o: SharedCacheOptions) {
+    this.sources = o.sources;
+  }
 
   async get(key: string, valid: (rec: CacheRecord) => boolean = isCacheRecord): Promise<CacheRecord | undefined> {
     const local = await this.o.local.get(key, valid);
     if (local) return local;
-    for (const source of this.o.sources) {
+    for (const source of this.sources) {
       const e = source.entries.get(key as Digest);
       if (!e) continue;
       const rec: CacheRecord = { version: 1, layer: e.layer, created: e.created };
@@ -133,7 +162,10 @@ export class SharedCache implements StepCache {
 
   /** ensure fetches the blobs of `layers` that a shared cache promised and the store lacks. */
   async ensure(layers: readonly Layer[]): Promise<void> {
-    await Promise.all(layers.map((l) => this.fetchOne(l.descriptor.digest)));
+    // every fetch settles before a failure is reported: none is left writing into the store behind the caller
+    const results = await Promise.allSettled(layers.map((l) => this.fetchOne(l.descriptor.digest)));
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   private fetchOne(digest: Digest): Promise<void> {
@@ -145,7 +177,13 @@ export class SharedCache implements StepCache {
         const layer = p.keys[0]![1].layer!;
         const id = this.o.step?.(`[internal] importing cache layer ${digest} from ${p.source.name}`);
         try {
-          await p.source.fetch(layer.descriptor, this.o.signal);
+          try {
+            await p.source.fetch(layer.descriptor, this.o.signal);
+          } catch (err) {
+            // the cache went away (or served a broken blob): the build can still make the layer itself
+            if (this.o.signal?.aborted) throw err;
+            throw new CacheFetchError(p.source, `cache ${p.source.name}: fetching layer ${digest}`, err);
+          }
           // The blob is checked against its digest as it arrives; the diffID is the cache's word: check it too, so
           // that a wrong cache cannot make the store hold an image whose config lies about its layers.
           const actual = await uncompressedDigest(this.o.store, layer);
@@ -165,8 +203,62 @@ export class SharedCache implements StepCache {
       })();
       this.fetching.set(digest, f);
       f.catch(() => this.fetching.delete(digest));
+      const settled = f.then(
+        () => undefined,
+        () => undefined,
+      );
+      this.inflight.add(settled);
+      void settled.then(() => this.inflight.delete(settled));
     }
     return f;
+  }
+
+  /**
+   * fallBack recovers from a cache that failed mid-import (`err` is, or was caused by, a CacheFetchError): the source
+   * is dropped with what it only promised, so that the build can run again and make those layers itself (the keys
+   * whose blobs did arrive are local records now and still hit). Returns the failure, or undefined when `err` is
+   * another failure (the build fails with it).
+   */
+  async fallBack(err: unknown): Promise<CacheFetchError | undefined> {
+    let e: unknown = err;
+    for (let depth = 0; e && depth < 8 && !(e instanceof CacheFetchError); depth++) e = (e as Error).cause;
+    if (!(e instanceof CacheFetchError)) return undefined;
+    await Promise.allSettled([...this.inflight]);
+    const failed = e.source;
+    this.sources = this.sources.filter((x) => x !== failed);
+    for (const [digest, p] of this.pending) if (p.source === failed) this.pending.delete(digest);
+    this.fetching.clear();
+    this.usedBy.clear();
+    return e;
+  }
+
+  /**
+   * withFallback runs the build's stages (`attempt`), and once more without a cache that failed mid-import
+   * (fallBack), with one warning line. `signal` is the build's: a cancelled build is not retried.
+   */
+  async withFallback<T>(attempt: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    try {
+      return await attempt();
+    } catch (err) {
+      const failed = signal.aborted ? undefined : await this.fallBack(err);
+      if (!failed) throw err;
+      this.o.warn?.(`--cache-from ${oneLine(failed.message)}; building without it`);
+      return attempt();
+    }
+  }
+
+  /** mountIds: the cache mount ids of the build (set by importMounts) */
+  mountIds: string[] = [];
+
+  /** importMounts fills the build's missing or empty cache mounts from the sources that carry them. */
+  async importMounts(plan: BuildPlan, host: Host): Promise<void> {
+    this.mountIds = cacheMountIds(plan);
+    if (!this.mountIds.length || !this.sources.some((x) => x.mounts.length)) return;
+    await importCacheMounts(this.o.store, this.sources, this.mountIds, {
+      host,
+      warn: (m) => this.o.warn?.(m),
+      ...(this.o.signal ? { signal: this.o.signal } : {}),
+    });
   }
 
   /** rootfs wraps a session so that a step root or a view first fetches the blobs it stands on. */
@@ -246,16 +338,36 @@ export async function exportCaches(
   specs: readonly CacheSpec[],
   o: { warn: (message: string) => void; step: (name: string) => number; onEvent: (e: BuildEvent) => void } & {
     remote?: RemoteOptions;
+    /** how cache mount layers are made (mounts=true): the build's compression and time */
+    compression: Compression;
+    created: string;
   },
 ): Promise<ExportResult[]> {
   const { describeSpec, exportCache } = await import('../layers/cache/index.js');
   const out: ExportResult[] = [];
+  let mounts: Promise<CacheMountLayer[]> | undefined;
   for (const spec of specs) {
+    if (spec.type === 'inline') continue; // written with the image config (inlineCache)
     const id = o.step(`exporting cache to ${describeSpec(spec)} (mode=${spec.mode})`);
     try {
-      const r = await exportCache(store, spec, await cache.entries(exportStages(plan, spec.mode)), o.remote);
+      const withMounts = spec.mounts
+        ? await (mounts ??= exportCacheMounts(store, cache.mountIds, {
+            compression: o.compression,
+            ...(plan.epoch === undefined ? {} : { sourceDateEpoch: plan.epoch }),
+            created: o.created,
+            warn: o.warn,
+          }))
+        : [];
+      const r = await exportCache(
+        store,
+        spec,
+        await cache.entries(exportStages(plan, spec.mode)),
+        o.remote,
+        withMounts,
+      );
       out.push(r);
-      o.onEvent({ type: 'status', id, message: `${r.records} records, ${r.layers} layers: ${r.digest} done` });
+      const m = r.mounts ? ` (${r.mounts} cache mounts)` : '';
+      o.onEvent({ type: 'status', id, message: `${r.records} records, ${r.layers} layers${m}: ${r.digest} done` });
       o.onEvent({ type: 'done', id });
     } catch (err) {
       o.onEvent({ type: 'error', id, message: (err as Error).message });
@@ -264,6 +376,28 @@ export async function exportCaches(
     }
   }
   return out;
+}
+
+/**
+ * inlineCache is the `moby.buildkit.cache.v0` value to put in the image config when --cache-to type=inline is
+ * given: the records of the final image's steps (mode=min) whose layers are the image's `layers`. Undefined when
+ * type=inline is not asked for; a warning when no step's layer is in the image (e.g. every layer squashed).
+ */
+export async function inlineCache(
+  cache: SharedCache,
+  plan: BuildPlan,
+  layers: readonly Layer[],
+  specs: readonly CacheSpec[],
+  warn: (message: string) => void,
+): Promise<{ key: string; value: string } | undefined> {
+  if (!specs.some((s) => s.type === 'inline')) return undefined;
+  const { encodeInlineCache, INLINE_CACHE_KEY } = await import('../layers/cache/index.js');
+  const value = encodeInlineCache(await cache.entries(exportStages(plan, 'min')), layers);
+  if (value === undefined) {
+    warn('--cache-to type=inline: no step of the image made one of its layers; the image carries no cache');
+    return undefined;
+  }
+  return { key: INLINE_CACHE_KEY, value };
 }
 
 /** uncompressedDigest is the sha256 of a stored layer blob's uncompressed tar (its DiffID). */

@@ -4,6 +4,7 @@
 
 import { DockerfileError } from './dockerfile/errors.js';
 import { expandWord, ExpansionError } from './dockerfile/expand.js';
+import { closest } from './dockerfile/flags.js';
 import type { FromInstruction, Instruction } from './dockerfile/instructions.js';
 
 /** Platform is os/architecture[/variant], as --platform and FROM --platform name it. */
@@ -96,17 +97,23 @@ export function formatPlatform(p: PlanPlatform): string {
   return [p.os, p.architecture, p.variant].filter(Boolean).join('/');
 }
 
-/** platformArgs are the automatic global ARGs (BuildKit defaultArgs). */
-export function platformArgs(target: PlanPlatform, build: PlanPlatform): Map<string, string> {
+/**
+ * platformArgs are the automatic global ARGs (BuildKit defaultArgs), TARGETSTAGE included: the --target as given,
+ * else the name of the last stage, else "default".
+ */
+export function platformArgs(target: PlanPlatform, build: PlanPlatform, targetStage = 'default'): Map<string, string> {
   return new Map([
     ['BUILDPLATFORM', formatPlatform(build)],
     ['BUILDOS', build.os],
+    ['BUILDOSVERSION', ''],
     ['BUILDARCH', build.architecture],
     ['BUILDVARIANT', build.variant ?? ''],
     ['TARGETPLATFORM', formatPlatform(target)],
     ['TARGETOS', target.os],
+    ['TARGETOSVERSION', ''],
     ['TARGETARCH', target.architecture],
     ['TARGETVARIANT', target.variant ?? ''],
+    ['TARGETSTAGE', targetStage || 'default'],
   ]);
 }
 
@@ -142,7 +149,9 @@ export function planBuild(opts: PlanOptions): BuildPlan {
   };
 
   // Global scope: the automatic platform ARGs, then the ARGs before the first FROM (a --build-arg wins over a default).
-  const globalArgs = platformArgs(targetPlatform, buildPlatform);
+  const lastFrom = opts.instructions.findLast((ins): ins is FromInstruction => ins.kind === 'from');
+  if (!lastFrom) throw new DockerfileError({ file, line: 0, reason: 'dockerfile contains no stages to build' });
+  const globalArgs = platformArgs(targetPlatform, buildPlatform, opts.target || lastFrom.stage || 'default');
   const declared = new Set<string>();
   let i = 0;
   const all = opts.instructions;
@@ -166,7 +175,6 @@ export function planBuild(opts: PlanOptions): BuildPlan {
     if (ins.kind === 'from') raw.push({ from: ins, body: [] });
     else raw.at(-1)!.body.push(ins);
   }
-  if (raw.length === 0) throw new DockerfileError({ file, line: 0, reason: 'no FROM instruction: nothing to build' });
 
   const stages: StagePlan[] = [];
   const byName = new Map<string, number>();
@@ -217,14 +225,15 @@ export function planBuild(opts: PlanOptions): BuildPlan {
     const deps = new Set<number>();
     const images = new Set<string>();
     if (stage.base.kind === 'stage') deps.add(stage.base.index);
-    const refer = (ins: Instruction, from: string, what: string): void => {
+    const refer = (ins: Instruction, from: string, _what: string): void => {
       const idx = resolveStageRef(from, stages, byName);
       if (idx === undefined) {
         images.add(from);
         return;
       }
       if (idx === -1) fail(ins, `invalid stage index ${from}`);
-      if (idx === stage.index) fail(ins, `${what} from stage ${JSON.stringify(from)}: a stage cannot use itself`);
+      if (idx === stage.index)
+        fail(ins, `circular dependency detected on stage: ${stage.name ?? `stage-${stage.index}`}`);
       if (idx > stage.index) {
         fail(
           ins,
@@ -245,7 +254,17 @@ export function planBuild(opts: PlanOptions): BuildPlan {
       }
       if (ins.kind === 'run') {
         for (const m of ins.mounts) {
-          const from = mountFromOption(m);
+          let from = mountFromOption(m);
+          if (from !== undefined && from.includes('$')) {
+            // expanded with the global ARGs and the stage's ARG defaults; a value that expands to nothing is an error
+            const env = new Map(globalArgs);
+            for (const { ins: a } of stage.steps)
+              if (a.kind === 'arg') for (const kv of a.args) env.set(kv.key, buildArgs.get(kv.key) ?? kv.value ?? '');
+            const raw = from;
+            from = expand(ins, raw, env);
+            if (from === '')
+              fail(ins, `--mount from=${raw}: the value is empty once expanded (from= needs a stage or image)`);
+          }
           if (from !== undefined && from !== '') refer(ins, from, 'RUN --mount');
         }
       }
@@ -263,10 +282,11 @@ export function planBuild(opts: PlanOptions): BuildPlan {
     const t = byName.get(opts.target.toLowerCase());
     if (t === undefined) {
       const names = [...byName.keys()];
+      const guess = closest(opts.target, names);
       throw new DockerfileError({
         file,
         line: 0,
-        reason: `target stage ${JSON.stringify(opts.target)} could not be found`,
+        reason: `target stage ${JSON.stringify(opts.target)} could not be found${guess ? ` (did you mean ${guess}?)` : ''}`,
         ...(names.length ? { hint: `stages: ${names.join(', ')}` } : {}),
       });
     }
@@ -292,7 +312,7 @@ export function planBuild(opts: PlanOptions): BuildPlan {
       throw new DockerfileError({
         file,
         line: 0,
-        reason: `invalid SOURCE_DATE_EPOCH ${JSON.stringify(sde)}: expected a number of seconds`,
+        reason: `invalid SOURCE_DATE_EPOCH: ${sde}`,
       });
     epoch = Number(sde);
   }

@@ -29,7 +29,9 @@ prog
   .option('--no-cache', 'Do not use the build cache')
   .option('--pull', 'Pull base images even when the store has them', false)
   .option('--secret', 'Expose a secret to RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR; repeatable')
-  .option('--network', 'Network for RUN steps: default, none or host', 'default')
+  .option('--network', 'Network for RUN steps: default (own, outbound via slirp4netns/pasta), none or host', 'default')
+  .option('--allow', 'Grant an entitlement to RUN steps: network.host (root has it); repeatable')
+  .option('--shm-size', 'Size of /dev/shm in RUN steps (e.g. 128m; default 64m)')
   .option('--platform', 'Target platform (only linux/amd64 is built here)', 'linux/amd64')
   .option('--compression', 'Layer compression: gzip, zstd or none', 'gzip')
   .option('--progress', 'auto, plain, tty or quiet', 'auto')
@@ -131,7 +133,7 @@ prog
   .option('-w, --workdir', 'Working directory in the container')
   .option('-u, --user', 'name|uid[:group|gid]')
   .option('-v, --volume', 'Bind mount HOST:CONTAINER[:ro]; repeatable')
-  .option('--network', 'none (only loopback) or host', 'none')
+  .option('--network', 'none (only loopback), default|bridge (own, outbound via slirp4netns/pasta) or host', 'none')
   .option('--hostname', 'Container hostname')
   .option('--memory', 'Memory limit, e.g. 64m')
   .option('--pids-limit', 'Maximum number of processes')
@@ -154,6 +156,13 @@ prog
   .action(lazy('mount'));
 
 prog.command('umount <path>').describe('Remove a view made by `tsbuild mount`').action(lazy('umount'));
+
+prog
+  .command('unshare [command]')
+  .describe(
+    "Run COMMAND (default: $SHELL) in tsbuild's rootless user namespace: tsbuild unshare [COMMAND [ARG…]] (as buildah unshare)",
+  )
+  .action(lazy('unshare'));
 
 prog
   .command('bundle <image> <dir>')
@@ -255,9 +264,7 @@ const UNSUPPORTED: Record<string, Record<string, string>> = {
     push: 'is not supported: build with -t NAME, then `tsbuild push NAME`',
     load: 'is not needed: every image built is stored (see `tsbuild images`)',
     'build-context': 'is not supported yet (issue 12)',
-    'shm-size': 'is not supported yet (issue 12)',
     ssh: 'is not supported yet: use --secret',
-    allow: 'is not supported: RUN steps get no extra entitlements',
     annotation: 'is not supported yet',
     attest: 'is not supported: tsbuild writes no attestations',
     provenance: 'is not supported: tsbuild writes no attestations',
@@ -288,7 +295,7 @@ else {
   try {
     line = parseCommandLine(table, given, {
       stdin: STDIN_TOKEN,
-      argsAfter: { run: 1, bundle: 2 },
+      argsAfter: { run: 1, bundle: 2, unshare: 1 },
       variadic: ['inspect', 'rm', 'save'],
       unsupported: UNSUPPORTED,
     });

@@ -31,7 +31,9 @@ export interface TreeUsage {
 export async function measureTree(dir: string): Promise<TreeUsage> {
   let bytes = 0;
   let inodes = 1;
-  const seen = new Set<string>();
+  // dev → inode numbers of the multiply linked files counted: numbers, not a string per file (a flattened tree
+  // links every file from the snapshots, so all of a million files are here; issue 14)
+  const seen = new Map<number, Set<number>>();
   // synchronous calls: one syscall each, no thread-pool round trip (a rootfs is mostly small files)
   const walk = (d: string): void => {
     const names = readdirSync(d);
@@ -45,9 +47,10 @@ export async function measureTree(dir: string): Promise<TreeUsage> {
         continue;
       }
       if (st.nlink > 1) {
-        const id = `${st.dev}:${st.ino}`;
-        if (seen.has(id)) continue;
-        seen.add(id);
+        let inodes = seen.get(st.dev);
+        if (!inodes) seen.set(st.dev, (inodes = new Set()));
+        if (inodes.has(st.ino)) continue;
+        inodes.add(st.ino);
       }
       inodes++;
       if (st.isFile()) bytes += Math.ceil(st.size / BLOCK) * BLOCK + Math.floor(st.size / (128 << 20)) * BLOCK;

@@ -1,5 +1,6 @@
 // RunSpec → OCI runtime-spec config.json, so the same container can run under runc or crun.
 import { DEVICES, MASKED_PATHS, READONLY_PATHS } from './exec/mounts.js';
+import { InvalidInputError } from '../sys/errors.js';
 import type { RunSpec } from './spec.js';
 
 export const OCI_RUNTIME_VERSION = '1.0.2';
@@ -26,6 +27,12 @@ interface OciMount {
  * rootfs; the cgroup path is left to the runtime.
  */
 export function runtimeConfig(spec: RunSpec): object {
+  if (spec.network === 'default') {
+    // runc has no user-mode stack to attach; a bundle's network is its own namespace (none) or the host's.
+    throw new InvalidInputError(
+      'a bundle\'s --network must be none or host (the sandboxed "default" needs tsbuild run)',
+    );
+  }
   const mounts: OciMount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     {
@@ -62,7 +69,7 @@ export function runtimeConfig(spec: RunSpec): object {
   }
 
   const namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
-  if (spec.network === 'none') namespaces.push({ type: 'network' });
+  if (spec.network !== 'host') namespaces.push({ type: 'network' });
 
   const resources: Record<string, unknown> = {
     devices: [

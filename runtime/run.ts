@@ -94,10 +94,13 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
     const ops = executorOps(spec, {
       ...(cgroup ? { cgroupProcs: cgroup.procsFiles } : {}),
       ...(pty ? { console: pty.slavePath } : {}),
+      ...(host.caps().mknod ? {} : { bindDevices: true }),
+      ...(host.caps().userns && spec.network === 'host' ? { hostSysfs: true } : {}),
     });
     const ns = await host.startInNamespaces({
       ops,
-      newNetwork: spec.network === 'none',
+      newNetwork: spec.network !== 'host',
+      ...(spec.network === 'default' ? { userNetwork: true } : {}),
       stdio,
       ...(opts.executor ? { executor: opts.executor } : {}),
     });

@@ -15,6 +15,12 @@ export interface Mount {
   readonly: boolean;
 }
 
+/** TmpfsMount is a fresh tmpfs at a container path (RUN --mount=type=tmpfs); size in bytes, default the kernel's. */
+export interface TmpfsMount {
+  destination: string;
+  size?: number;
+}
+
 export interface Limits {
   /** bytes */
   memory?: number;
@@ -42,7 +48,15 @@ export interface Device {
   minor: number;
   /** file mode bits of the node (from the host's node) */
   mode: number;
+  /** the host's node, bound in place of a new one where nodes cannot be made (rootless) */
+  hostPath?: string;
 }
+
+/**
+ * Network: `none` a new network namespace with only lo; `default` a new one with outbound access through a
+ * user-mode stack (sys/usernet.ts) and nothing of the host's; `host` the host's own.
+ */
+export type Network = 'none' | 'default' | 'host';
 
 /** User is the numeric identity the process runs as. */
 export interface User {
@@ -59,7 +73,7 @@ export interface RunSpec {
   cwd: string;
   user: User;
   hostname: string;
-  network: 'none' | 'host';
+  network: Network;
   tty: boolean;
   init: boolean;
   mounts: Mount[];
@@ -77,6 +91,10 @@ export interface RunSpec {
   readonlyRootfs?: boolean;
   /** container path → host file, bind-mounted (e.g. /etc/hosts, /etc/resolv.conf) */
   extraFiles?: Record<string, string>;
+  /** tmpfs mounts, placed among the bind mounts by depth */
+  tmpfs?: TmpfsMount[];
+  /** bytes of /dev/shm (default 64 MiB, docker's) */
+  shmSize?: number;
 }
 
 /** DEFAULT_CAPABILITIES is Docker's default capability set. */
@@ -163,7 +181,7 @@ export interface ProcessSpecOptions {
   user?: string;
   /** default: 12 random hex digits, like a container id */
   hostname?: string;
-  network?: 'none' | 'host';
+  network?: Network;
   tty?: boolean;
   init?: boolean;
   /** `-v src:dst[:ro|rw]` strings */
@@ -381,6 +399,7 @@ export function parseDevice(v: string): Device {
     major,
     minor,
     mode: st.mode & 0o777,
+    hostPath: source,
   };
 }
 

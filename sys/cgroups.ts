@@ -3,7 +3,16 @@
 // cgroup.procs before exec; remove() deletes it (and `tsbuild/` when no other run uses it) when the run ends, and
 // createCgroup() first sweeps away the empty cgroups of runs whose owner died.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { TsbuildError } from './errors.js';
 import { isAlive as pidAlive } from './pid.js';
@@ -120,11 +129,12 @@ export interface Cgroup {
 }
 
 export class CgroupError extends TsbuildError {
-  constructor(message: string, cause?: unknown) {
-    super('E_CGROUP', message, {
-      hint: 'resource limits need root and a mounted cgroup hierarchy (mount | grep cgroup)',
-      cause,
-    });
+  constructor(
+    message: string,
+    cause?: unknown,
+    hint = 'resource limits need root and a mounted cgroup hierarchy (mount | grep cgroup)',
+  ) {
+    super('E_CGROUP', message, { hint, cause });
   }
 }
 
@@ -134,6 +144,54 @@ export interface CreateCgroupOptions {
   mountinfo?: string;
   /** directory name under `tsbuild/`; default `<pid>-<random>` */
   name?: string;
+  /**
+   * rootless (a user namespace): only a delegated cgroup v2 subtree may be used, the parent of this process's own
+   * cgroup when the user owns it (systemd's user@UID.service with Delegate=yes); default false
+   */
+  rootless?: boolean;
+  /** /proc/self/cgroup text (tests); default read from /proc */
+  selfCgroup?: string;
+}
+
+/** RootlessCgroupError: limits asked for where an ordinary user has no cgroup of their own to divide. */
+export class RootlessCgroupError extends CgroupError {
+  constructor(message: string) {
+    super(
+      message,
+      undefined,
+      'run it in a delegated cgroup v2 subtree (systemd-run --user --scope -p Delegate=yes …), or as root',
+    );
+  }
+}
+
+/**
+ * delegatedParent finds where a rootless run may make cgroups: the unified hierarchy's directory that holds this
+ * process's own cgroup, when this process may write it and it offers every controller needed.
+ */
+function delegatedParent(unified: Hierarchy | undefined, needed: Controller[], selfCgroup: string): string {
+  if (!unified)
+    throw new RootlessCgroupError('resource limits as an ordinary user need cgroup v2, and this host has none mounted');
+  const own = /^0::(\/.*)$/m.exec(selfCgroup)?.[1];
+  if (own === undefined)
+    throw new RootlessCgroupError(
+      'resource limits as an ordinary user need cgroup v2 (this process is in no v2 cgroup)',
+    );
+  const base = join(unified.mountPoint, dirname(own));
+  try {
+    accessSync(join(base, 'cgroup.subtree_control'), constants.W_OK);
+    accessSync(base, constants.W_OK);
+  } catch {
+    throw new RootlessCgroupError(
+      `resource limits as an ordinary user need a delegated cgroup v2 subtree; ${base} is not yours`,
+    );
+  }
+  const offered = v2Controllers(base);
+  const missing = needed.filter((c) => !offered.includes(c));
+  if (missing.length > 0)
+    throw new RootlessCgroupError(
+      `your cgroup v2 subtree ${base} does not delegate the ${missing.join(', ')} controller`,
+    );
+  return base;
 }
 
 const PARENT = 'tsbuild';
@@ -162,7 +220,12 @@ export function createCgroup(opts: CreateCgroupOptions): Cgroup {
   if (unified) unified.controllers = v2Controllers(unified.mountPoint);
   // Per controller: its v1 hierarchy if it has one, else the unified hierarchy if that offers it.
   const plan = new Map<Hierarchy, Controller[]>();
-  for (const c of needed) {
+  if (opts.rootless && needed.length > 0) {
+    // The delegated subtree stands in for the hierarchy's root: tsbuild/ is made below it.
+    const base = delegatedParent(unified, needed, opts.selfCgroup ?? readFileSync('/proc/self/cgroup', 'utf8'));
+    plan.set({ version: 2, mountPoint: base, controllers: v2Controllers(base) }, needed);
+  }
+  for (const c of opts.rootless ? [] : needed) {
     const h =
       hierarchies.find((x) => x.version === 1 && x.controllers.includes(c)) ??
       (unified?.controllers.includes(c) ? unified : undefined);

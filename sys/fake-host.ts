@@ -14,7 +14,7 @@ export type HostCall =
   | { op: 'umount'; target: string; flags: number }
   | { op: 'mknod'; path: string; mode: number; major: number; minor: number }
   | { op: 'lchown'; path: string; uid: number; gid: number }
-  | { op: 'start'; ops: Op[]; newNetwork: boolean }
+  | { op: 'start'; ops: Op[]; newNetwork: boolean; userNetwork: boolean }
   | { op: 'cgroup'; limits: CreateCgroupOptions['limits'] };
 
 /** What a namespaced start does in the fake: print `stdout`/`stderr` and exit with `code`. */
@@ -45,7 +45,16 @@ export class FakeHost implements Host {
   private readonly c: HostCaps;
 
   constructor(private readonly opts: FakeHostOptions = {}) {
-    this.c = { uid: 1000, gid: 1000, root: false, mount: false, mknod: false, chown: false, ...opts.caps };
+    this.c = {
+      uid: 1000,
+      gid: 1000,
+      root: false,
+      mount: false,
+      mknod: false,
+      chown: false,
+      userns: false,
+      ...opts.caps,
+    };
   }
 
   caps(): HostCaps {
@@ -84,7 +93,12 @@ export class FakeHost implements Host {
   }
 
   async startInNamespaces(opts: StartOptions): Promise<NsProcess> {
-    this.calls.push({ op: 'start', ops: opts.ops, newNetwork: opts.newNetwork });
+    this.calls.push({
+      op: 'start',
+      ops: opts.ops,
+      newNetwork: opts.newNetwork,
+      userNetwork: opts.userNetwork === true,
+    });
     const r = this.opts.onStart?.(opts.ops) ?? {};
     const script = 'printf %s "$1"; printf %s "$2" >&2; exit "$3"';
     const child = spawn('/bin/sh', ['-c', script, 'fake', r.stdout ?? '', r.stderr ?? '', String(r.code ?? 0)], {

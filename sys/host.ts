@@ -1,8 +1,8 @@
 // The Host: the one seam through which tsbuild uses privilege. Everything that mounts, unmounts, makes device
 // nodes, gives files to other owners, enters namespaces or makes cgroups does it through a Host it was handed, and
 // asks what it may do through caps(), never through getuid(). Two hosts exist: the real one (sys/linux.ts) and a
-// recording fake (sys/fake-host.ts) that lets the logic above it be unit-tested without root. Rootless mode
-// (issue 11) is a third Host, not a change to its callers.
+// recording fake (sys/fake-host.ts) that lets the logic above it be unit-tested without root. Rootless mode is the
+// real host inside a user namespace of our own (sys/userns.ts): caps() says so (userns), not a change to callers.
 import type { Cgroup, CreateCgroupOptions } from './cgroups.js';
 import type { FileBatcher } from './file-writer.js';
 import { linuxHost } from './linux.js';
@@ -21,6 +21,12 @@ export interface HostCaps {
   mknod: boolean;
   /** may give files to any owner (chown to ids other than its own) */
   chown: boolean;
+  /**
+   * runs inside a user namespace of its own (rootless mode, sys/userns.ts): uid 0 with the namespace's
+   * capabilities, so `mount` and `chown` (to mapped ids) hold but `root` and `mknod` do not; overlay mounts need
+   * `userxattr` and mark opaque directories with `user.overlay.opaque`
+   */
+  userns: boolean;
 }
 
 /** Host performs privileged operations. Paths are host paths; errors are SysError (sys/libc.ts) with an errno code. */

@@ -6,6 +6,7 @@ import { FileBatcher } from './file-writer.js';
 import type { Host, HostCaps } from './host.js';
 import { mknod, mount, umount } from './libc.js';
 import { startInNamespaces } from './namespaces.js';
+import { inUserNamespace, mappedIds } from './userns.js';
 
 let caps: HostCaps | undefined;
 
@@ -28,8 +29,20 @@ function probe(): HostCaps {
   const gid = process.getegid?.() ?? -1;
   const eff = effectiveCaps();
   const has = (c: bigint): boolean => (eff & (1n << c)) !== 0n;
-  const root = uid === 0 && has(CAP_SYS_ADMIN);
-  return { uid, gid, root, mount: has(CAP_SYS_ADMIN), mknod: has(CAP_MKNOD), chown: has(CAP_CHOWN) };
+  // In a user namespace of our own (rootless mode) uid 0 holds every capability of the namespace, but device
+  // nodes stay forbidden and nothing is root on the host.
+  const userns = inUserNamespace();
+  const root = uid === 0 && has(CAP_SYS_ADMIN) && !userns;
+  return {
+    uid,
+    gid,
+    root,
+    mount: has(CAP_SYS_ADMIN),
+    mknod: has(CAP_MKNOD) && !userns,
+    // with only the user's own id mapped (no /etc/subuid range) there is no other owner to give files to
+    chown: has(CAP_CHOWN) && (!userns || mappedIds() > 1),
+    userns,
+  };
 }
 
 /** linuxHost is the real host. */
@@ -50,6 +63,6 @@ export function linuxHost(): Host {
     },
     startInNamespaces,
     fileWriter: () => new FileBatcher(),
-    createCgroup,
+    createCgroup: (opts) => createCgroup((caps ??= probe()).userns ? { rootless: true, ...opts } : opts),
   };
 }

@@ -6,9 +6,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { TsbuildError } from './errors.js';
 import { run, which } from './exec.js';
+import { startUserNet, userNetTool, type UserNet } from './usernet.js';
 
 /**
  * Op is one step of the executor's program, run in order inside the new namespaces (see sys/nsexec.c).
@@ -16,6 +18,7 @@ import { run, which } from './exec.js';
  */
 export type Op =
   | { op: 'cgroup'; procs: string } // write "0" to a cgroup.procs file: join that cgroup
+  | { op: 'sync'; fd: number } // write our host pid and '\n' to fd, wait for one byte back (EOF: exit 125); before pivot
   | { op: 'mount'; source: string; target: string; fstype: string; flags: number; data: string } // '' = NULL
   | { op: 'mountattr'; path: string; set: number } // mount_setattr(AT_RECURSIVE) MOUNT_ATTR_* bits on a mount tree
   | { op: 'mkdir'; path: string; mode: number } // mkdir -p
@@ -47,6 +50,9 @@ export function encodeOps(ops: Op[]): string[] {
     switch (o.op) {
       case 'cgroup':
         out.push(o.op, o.procs);
+        break;
+      case 'sync':
+        out.push(o.op, String(o.fd));
         break;
       case 'mount':
         out.push(o.op, o.source, o.target, o.fstype, String(o.flags), o.data);
@@ -119,6 +125,11 @@ export interface StartOptions {
   ops: Op[];
   /** a new network namespace (only `lo`); false shares the host's */
   newNetwork: boolean;
+  /**
+   * with newNetwork: give the namespace outbound access through a user-mode stack (sys/usernet.ts) that this
+   * process starts, before the operations run; the stack is stopped when the container has exited
+   */
+  userNetwork?: boolean;
   /** default: $TSBUILD_NSEXEC or 'auto' */
   executor?: Executor;
   /** spawn stdio for fds 0, 1, 2 */
@@ -222,15 +233,20 @@ async function chooseExecutor(want: Executor): Promise<{ kind: 'native'; helper:
 export async function startInNamespaces(opts: StartOptions): Promise<NsProcess> {
   const want = opts.executor ?? ((process.env.TSBUILD_NSEXEC as Executor | undefined) || 'auto');
   const ex = await chooseExecutor(want);
-  const words = encodeOps(opts.ops);
+  const userNet = opts.newNetwork && opts.userNetwork ? userNetTool() : undefined;
+  // The user-mode stack needs the executor's pid and its new network namespace: the first operation reports the
+  // one and waits until the other is configured, on a socket after fds 0-2 (and the Node executor's report fd 3).
+  const syncFd = userNet ? (ex.kind === 'native' ? 3 : 4) : undefined;
+  const words = encodeOps(syncFd === undefined ? opts.ops : [{ op: 'sync', fd: syncFd }, ...opts.ops]);
   const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
   const stdio: StdioValue[] = [...opts.stdio];
+  const extra: StdioValue[] = syncFd === undefined ? [] : ['pipe'];
   let child: ChildProcess;
   // detached: a session of its own, so that a ^C typed at our terminal reaches the container once, through
   // runContainer's forwarding, not also straight from the terminal. The parent-death signal still ties it to us.
   if (ex.kind === 'native') {
     child = spawn(ex.helper, [String(process.pid), `mui${opts.newNetwork ? 'n' : ''}`, ...words], {
-      stdio,
+      stdio: [...stdio, ...extra],
       env,
       detached: true,
     });
@@ -251,7 +267,7 @@ export async function startInNamespaces(opts: StartOptions): Promise<NsProcess> 
     ];
     // fd 3 carries the host pid of PID 1 (unshare does not forward signals, so we signal PID 1 ourselves).
     child = spawn(argv[0] as string, argv.slice(1), {
-      stdio: [...stdio, 'pipe'],
+      stdio: [...stdio, 'pipe', ...extra],
       env: { ...env, TSBUILD_NSEXEC_REPORT_FD: '3' },
       detached: true,
     });
@@ -275,6 +291,24 @@ export async function startInNamespaces(opts: StartOptions): Promise<NsProcess> 
       ),
     );
   });
+  let net: UserNet | undefined;
+  if (userNet && syncFd !== undefined) {
+    const sock = child.stdio[syncFd] as Duplex;
+    try {
+      net = await attachUserNet(sock);
+    } catch (e) {
+      sock.destroy();
+      child.kill('SIGKILL');
+      await exited.catch(() => {});
+      throw e;
+    }
+  }
+  // The stack goes when the container has gone (normal exit, failure, kill): stopped and reaped before `exited`.
+  const done = net
+    ? exited.finally(async () => {
+        await net?.stop();
+      })
+    : exited;
   let kill: (signal: NodeJS.Signals) => void = (signal) => {
     child.kill(signal);
   };
@@ -299,7 +333,30 @@ export async function startInNamespaces(opts: StartOptions): Promise<NsProcess> 
       else signalPid(pid1, signal);
     };
   }
-  return { child, executor: ex.kind, kill, exited };
+  return { child, executor: ex.kind, kill, exited: done };
+}
+
+/**
+ * attachUserNet reads the host pid the executor's `sync` operation reports, attaches the stack to its network
+ * namespace and lets the executor go on once the namespace is configured. Undefined when the executor ended first
+ * (its own exit status tells why).
+ */
+async function attachUserNet(sock: Duplex): Promise<UserNet | undefined> {
+  const pid = await new Promise<number | undefined>((resolve) => {
+    let text = '';
+    sock.on('data', (b: Buffer) => {
+      text += b.toString();
+      const m = /^(\d+)\n/.exec(text);
+      if (m) resolve(Number(m[1]));
+    });
+    sock.once('end', () => resolve(undefined));
+    sock.once('close', () => resolve(undefined));
+    sock.on('error', () => resolve(undefined));
+  });
+  if (pid === undefined) return undefined;
+  const net = await startUserNet(pid);
+  sock.end(Buffer.from([1]));
+  return net;
 }
 
 function signalPid(pid: number, signal: NodeJS.Signals): void {

@@ -127,6 +127,23 @@ static void set_mount_attr(const char *path, unsigned long long set) {
   if (mount(NULL, path, NULL, flags, NULL) < 0) fail("remount", path);
 }
 
+/* sync_parent tells the parent our host pid (what the host's /proc, still mounted at /proc before pivot, calls
+ * "self") and waits for one byte: the parent attached the network stack to our namespace. EOF: it gave up. */
+static void sync_parent(int fd) {
+  char line[32];
+  ssize_t n = readlink("/proc/self", line, sizeof line - 1);
+  if (n < 0) fail("readlink", "/proc/self");
+  line[n++] = '\n';
+  if (write(fd, line, (size_t)n) != n) fail("report the pid to the parent", NULL);
+  char c;
+  ssize_t r;
+  do r = read(fd, &c, 1);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) fail("wait for the network", NULL);
+  if (r == 0) die(125, "wait for the network", NULL, ECONNABORTED);
+  close(fd);
+}
+
 static void loopback_up(void) {
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0) fail("socket", NULL);
@@ -299,6 +316,9 @@ static int inside(int argc, char **argv, int i) {
       int fd = open(a[0], O_WRONLY | O_CLOEXEC);
       if (fd < 0 || write(fd, "0", 1) != 1) fail("join cgroup", a[0]);
       close(fd);
+    } else if (!strcmp(op, "sync")) {
+      NEED(1);
+      sync_parent((int)num(a[0], 10));
     } else if (!strcmp(op, "mount")) {
       NEED(5);
       if (mount(nul(a[0]), a[1], nul(a[2]), num(a[3], 10), nul(a[4])) < 0) fail("mount", a[1]);

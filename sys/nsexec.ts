@@ -9,6 +9,7 @@ import {
   constants,
   mkdirSync,
   openSync,
+  readSync,
   readlinkSync,
   realpathSync,
   statSync,
@@ -89,6 +90,31 @@ function pivot(root: string): void {
   umount('.', MNT_DETACH);
   process.chdir('/');
   closeSync(oldRoot);
+}
+
+/**
+ * syncParent tells the parent our host pid (the host's /proc is still mounted at /proc before pivot) and waits
+ * for one byte: the parent attached the network stack to our namespace. EOF: it gave up.
+ */
+function syncParent(fd: number): void {
+  attempt('report the pid to the parent', () => writeSync(fd, `${readlinkSync('/proc/self')}\n`));
+  const byte = Buffer.alloc(1);
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(fd, byte, 0, 1, null);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN' || code === 'EINTR') {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2); // a non-blocking socket: poll gently
+        continue;
+      }
+      return fail('wait for the network', e);
+    }
+    if (n === 0) throw new ExitError(125, 'wait for the network: the parent gave up');
+    closeSync(fd);
+    return;
+  }
 }
 
 function resolve(arg0: string, env: string[]): string {
@@ -185,6 +211,11 @@ function main(words: string[]): void {
         // has a dozen threads that would count against a pids limit and might fail to start under it.
         const [procs] = take(1, op) as [string];
         cgroupFds.push(attempt(`open ${procs}`, () => openSync(procs, 'w')));
+        break;
+      }
+      case 'sync': {
+        const [fd] = take(1, op) as [string];
+        syncParent(Number(fd));
         break;
       }
       case 'mount': {

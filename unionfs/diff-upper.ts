@@ -12,7 +12,7 @@ import {
   isOpaqueValue,
   isOverlayWhiteout,
   METACOPY_XATTR,
-  OPAQUE_XATTR,
+  OPAQUE_XATTRS,
   REDIRECT_XATTR,
 } from '../layers/tar/whiteout.js';
 
@@ -68,7 +68,7 @@ export async function diffUpperdir(opts: { upperdir: string; lowerdirs: string[]
       if (listAll || lower === undefined || !lower.st.isDirectory()) {
         changes.push({ path, kind });
         await walk(path, true);
-      } else if (isOpaqueValue(getXattr(abs, OPAQUE_XATTR))) {
+      } else if (OPAQUE_XATTRS.some((name) => isOpaqueValue(getXattr(abs, name)))) {
         changes.push({ path, kind: 'modify', opaque: true });
         await walk(path, true);
       } else {

@@ -17,7 +17,7 @@ import type { Digest } from '../layers/model/types.js';
 import { openLayer } from '../layers/store/layer-read.js';
 import type { Store } from '../layers/store/store.js';
 import { applyLayer } from '../layers/tar/apply.js';
-import { isOpaqueValue, isOverlayWhiteout, OPAQUE_XATTR } from '../layers/tar/whiteout.js';
+import { isOpaqueValue, isOverlayWhiteout, OPAQUE_XATTRS } from '../layers/tar/whiteout.js';
 import { InvalidInputError, wrap } from '../sys/errors.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { getXattr } from '../sys/libc.js';
@@ -112,7 +112,7 @@ export function mergeSnapshot(snapshot: string, target: string, host: Host = def
       }
       if (st.isDirectory()) {
         if (have && !have.isDirectory()) rmSync(d, { force: true });
-        if (have?.isDirectory() && isOpaqueValue(getXattr(s, OPAQUE_XATTR))) {
+        if (have?.isDirectory() && OPAQUE_XATTRS.some((name) => isOpaqueValue(getXattr(s, name)))) {
           for (const child of readdirSync(d)) rmSync(join(d, child), { recursive: true, force: true });
         }
         if (!have?.isDirectory()) mkdirSync(d);

@@ -4,7 +4,7 @@ import { lstatSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { getXattr } from '../sys/libc.js';
 import { parentPath } from './tree-walk.js';
-import { isOpaqueValue, isOverlayWhiteout, OPAQUE_XATTR } from '../layers/tar/whiteout.js';
+import { isOpaqueValue, isOverlayWhiteout, OPAQUE_XATTRS } from '../layers/tar/whiteout.js';
 
 /** LowerEntry is a path found in the union: the layer directory it comes from and its lstat there. */
 export interface LowerEntry {
@@ -50,7 +50,7 @@ export class LowerView {
       if (st === undefined) continue;
       if (!st.isDirectory()) break; // a whiteout or a non-directory hides every lower layer
       out.push(layer);
-      if (isOpaqueValue(getXattr(abs, OPAQUE_XATTR))) break;
+      if (OPAQUE_XATTRS.some((name) => isOpaqueValue(getXattr(abs, name)))) break;
     }
     this.dirLayers.set(dir, out);
     return out;

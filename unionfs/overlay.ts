@@ -33,6 +33,11 @@ export interface OverlayPlan {
    * otherwise); default `<workdir>.ovl`. It must not exist yet; unmount removes it.
    */
   scratchDir?: string;
+  /**
+   * mount with `userxattr` (rootless: a user namespace's overlay keeps its whiteout and opaque marks in
+   * `user.overlay.*`); mountOverlay sets it from host.caps().userns
+   */
+  userxattr?: boolean;
 }
 
 /** MountStep is one thing mountOverlay does, in order. Steps that create something are undone by unmount. */
@@ -51,6 +56,8 @@ export const MAX_LOWERS_PER_MOUNT = 500;
 export const MAX_LAYERS = 2 * MAX_LOWERS_PER_MOUNT - 1;
 /** Options that keep an upperdir a plain diff: no index, no redirects, no metadata-only copy-up. */
 export const OVERLAY_OPTIONS = 'index=off,redirect_dir=off,metacopy=off';
+/** The same for a user namespace (rootless): marks in user.overlay.*, and redirects neither made nor followed. */
+export const OVERLAY_OPTIONS_USERXATTR = 'index=off,redirect_dir=nofollow,metacopy=off,userxattr';
 
 /** TooManyLayersError: more layers than one stacked overlay can hold. */
 export class TooManyLayersError extends TsbuildError {
@@ -89,6 +96,7 @@ export function planOverlayMount(plan: OverlayPlan): MountStep[] {
   const scratch = resolve(plan.scratchDir ?? `${work}.ovl`);
   if (lowers.length > MAX_LAYERS) throw new TooManyLayersError(lowers.length);
 
+  const userxattr = plan.userxattr === true;
   const steps: MountStep[] = [];
   let scratchMade = false;
   const scratchPath = (name: string): string => {
@@ -103,20 +111,21 @@ export function planOverlayMount(plan: OverlayPlan): MountStep[] {
     const bottom = lowers.slice(keep);
     const mnt = scratchPath('lower');
     steps.push({ op: 'mkdir', path: mnt });
-    steps.push(...encodeMount({ lowers: bottom, target: mnt, linkDir: () => scratchPath('lower-links') }));
+    steps.push(...encodeMount({ lowers: bottom, target: mnt, userxattr, linkDir: () => scratchPath('lower-links') }));
     top = [...lowers.slice(0, keep), mnt];
   }
-  steps.push(...encodeMount({ lowers: top, upper, work, target, linkDir: () => scratchPath('links') }));
+  steps.push(...encodeMount({ lowers: top, upper, work, target, userxattr, linkDir: () => scratchPath('links') }));
   return steps;
 }
 
 /** overlayData formats the mount data string; paths are escaped for overlayfs's parser (`\`, `,`, `:`). */
-export function overlayData(opts: { lowers: string[]; upper?: string; work?: string }): string {
+export function overlayData(opts: { lowers: string[]; upper?: string; work?: string; userxattr?: boolean }): string {
   const parts = [`lowerdir=${opts.lowers.map(escapePath).join(':')}`];
   if (opts.upper !== undefined && opts.work !== undefined) {
     parts.push(`upperdir=${escapePath(opts.upper)}`, `workdir=${escapePath(opts.work)}`);
   }
-  parts.push(OVERLAY_OPTIONS);
+  // A user namespace's overlay refuses to follow redirects (the kernel's "conflicting options" otherwise).
+  parts.push(opts.userxattr ? OVERLAY_OPTIONS_USERXATTR : OVERLAY_OPTIONS);
   return parts.join(',');
 }
 
@@ -133,6 +142,7 @@ interface MountSpec {
   upper?: string;
   work?: string;
   target: string;
+  userxattr?: boolean;
   linkDir: () => string;
 }
 
@@ -147,6 +157,7 @@ function encodeMount(spec: MountSpec): MountStep[] {
   const base = commonDir(all);
   const rel = (p: string): string => relative(base, p) || '.';
   const relData = overlayData({
+    userxattr: spec.userxattr === true,
     lowers: spec.lowers.map(rel),
     ...(upper !== undefined && work !== undefined ? { upper: rel(upper), work: rel(work) } : {}),
   });
@@ -156,6 +167,7 @@ function encodeMount(spec: MountSpec): MountStep[] {
   const names = spec.lowers.map((_, i) => i.toString(36));
   // upperdir and workdir stay absolute: the link directory is the working directory of the mount call
   const linkData = overlayData({
+    userxattr: spec.userxattr === true,
     lowers: names,
     ...(upper !== undefined && work !== undefined ? { upper, work } : {}),
   });
@@ -199,7 +211,7 @@ export interface MountedOverlay {
  * a busy mount is detached lazily (MNT_DETACH) rather than left behind.
  */
 export async function mountOverlay(plan: OverlayPlan, host: Host = defaultHost()): Promise<MountedOverlay> {
-  const steps = planOverlayMount(plan);
+  const steps = planOverlayMount(host.caps().userns ? { ...plan, userxattr: true } : plan);
   for (const d of [plan.upperdir, plan.workdir, plan.target]) await mkdir(d, { recursive: true });
   const undo: Array<() => Promise<void>> = [];
   const undoAll = async (): Promise<void> => {

@@ -181,7 +181,7 @@ export class OverlaySteps implements StepDriver {
         try {
           await m.mounted.unmount();
           const changes = await diffUpperdir({ upperdir: m.upper, lowerdirs: m.lowers });
-          if (changes.length === 0) return null;
+          if (changes.length === 0 && !opts.keepEmpty) return null;
           const layer = await (await import('./commit.js')).commitChanges(this.store, m.upper, changes, opts);
           // The upperdir is the new layer in overlay form: keep it as the snapshot of the new chain.
           const snap = snapshotDir(this.store.root, chainId([...layers.map((l) => l.diffId), layer.diffId]));
@@ -265,9 +265,10 @@ export class VfsSteps implements StepDriver {
         ended = true;
         try {
           const changes = (await diffManifest({ root, before })).filter((c) => !made.has(c.path));
-          const layer = changes.length
-            ? await (await import('./commit.js')).commitChanges(this.store, root, changes, opts)
-            : null;
+          const layer =
+            changes.length || opts.keepEmpty
+              ? await (await import('./commit.js')).commitChanges(this.store, root, changes, opts)
+              : null;
           removeStubs(root, made);
           const next = layer ? this.key([...layers, layer]) : k;
           const old = this.kept.get(next);

@@ -34,6 +34,8 @@ export type StorageDriver = 'overlay' | 'vfs';
 export interface CommitOptions {
   compression: Compression;
   sourceDateEpoch?: number;
+  /** commit an empty layer when nothing changed (BuildKit's RUN) instead of returning null */
+  keepEmpty?: boolean;
 }
 
 export interface OpenRootfsOptions {

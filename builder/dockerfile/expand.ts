@@ -311,6 +311,8 @@ class ShellWord {
             return value;
           case '#':
           case '%': {
+            // `${FOO:#x}` is not a form: only -, + and ? take a colon (BuildKit's lexer refuses it too)
+            if (nullIsUnset) throw new LexError(`unsupported modifier (${modifier}) in substitution`);
             // One `#`/`%` removes the shortest match, two the longest.
             const greedy = word.startsWith(ch);
             const pattern = greedy ? word.slice(1) : word;

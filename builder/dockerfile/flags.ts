@@ -71,10 +71,11 @@ export function parseFlags(
 
 function unknownFlag(upper: string, name: string, spec: Readonly<Record<string, FlagKind>>): string {
   const valid = Object.keys(spec).sort();
-  if (valid.length === 0) return `unknown flag --${name} for ${upper} (${upper} takes no flags)`;
+  // BuildKit's wording first (`unknown flag: --mont (did you mean mount?)`), then ours: what is valid
+  if (valid.length === 0) return `unknown flag: --${name} (${upper} takes no flags)`;
   const guess = closest(name, valid);
-  const hint = guess ? `did you mean --${guess}? ` : '';
-  return `unknown flag --${name} for ${upper} (${hint}valid flags: ${valid.map((f) => `--${f}`).join(', ')})`;
+  const hint = guess ? ` (did you mean ${guess}?)` : '';
+  return `unknown flag: --${name}${hint} (valid flags for ${upper}: ${valid.map((f) => `--${f}`).join(', ')})`;
 }
 
 /** closest returns the candidate within edit distance 2 of `word` (case-insensitive), if exactly one is nearest. */

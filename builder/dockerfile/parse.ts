@@ -61,6 +61,22 @@ export interface ParseOptions {
   fragment?: boolean;
 }
 
+/** frontendRef spells a `# syntax=` image as BuildKit resolves it (docker.io/library/NAME:latest). */
+function frontendRef(value: string): string {
+  let ref = value.trim();
+  const first = ref.split('/')[0]!;
+  if (!ref.includes('/')) ref = `docker.io/library/${ref}`;
+  else if (!first.includes('.') && !first.includes(':') && first !== 'localhost') ref = `docker.io/${ref}`;
+  const last = ref.split('/').pop()!;
+  if (!last.includes(':') && !ref.includes('@')) ref += ':latest';
+  return ref;
+}
+
+/** isDockerfileFrontend: docker/dockerfile or docker/dockerfile-upstream, any tag or digest, with or without docker.io. */
+function isDockerfileFrontend(value: string): boolean {
+  return /^(docker\.io\/)?docker\/dockerfile(-upstream)?(:[\w][\w.-]*)?(@sha256:[a-f0-9]{64})?$/.test(value.trim());
+}
+
 /**
  * parseDockerfile parses a Dockerfile into typed instructions. Throws DockerfileError
  * (`Dockerfile:12: unknown instruction: FORM (did you mean FROM?)`) for anything BuildKit refuses to parse, for
@@ -74,6 +90,15 @@ export function parseDockerfile(text: string, opts: ParseOptions = {}): ParseRes
   for (const d of ast.directives) {
     if (d.name === 'syntax') {
       directives.syntax = d.value;
+      // BuildKit runs the image the directive names as the frontend; ours is built in, so only the Dockerfile
+      // frontend's own images are accepted, and anything else fails as BuildKit fails to resolve it
+      if (!isDockerfileFrontend(d.value)) {
+        throw new DockerfileError({
+          file,
+          line: d.line,
+          reason: `failed to resolve source metadata for ${frontendRef(d.value)}: tsbuild has only the built-in Dockerfile frontend`,
+        });
+      }
       warnings.push({
         file,
         line: d.line,
@@ -112,7 +137,7 @@ export function parseDockerfile(text: string, opts: ParseOptions = {}): ParseRes
     instructions.push(ins);
   }
   if (!seenFrom && !opts.fragment)
-    throw new DockerfileError({ file, line: 0, reason: 'no FROM instruction: nothing to build' });
+    throw new DockerfileError({ file, line: 0, reason: 'dockerfile contains no stages to build' });
   return { instructions, directives, warnings };
 }
 
@@ -326,7 +351,7 @@ function copyOrAdd(kind: 'copy' | 'add', node: AstNode, base: Base): Instruction
     throw new InstructionError(
       args.length === 0
         ? `${KW} requires at least two arguments: one or more sources and a destination`
-        : `${KW} requires at least two arguments, but only one was provided: the destination is missing`,
+        : `${KW} requires at least two arguments, but only one was provided. Destination could not be determined`,
     );
   }
   const dest = args.at(-1)!;
@@ -337,6 +362,7 @@ function copyOrAdd(kind: 'copy' | 'add', node: AstNode, base: Base): Instruction
     // In exec (JSON) form nothing is a heredoc: a source named "<<EOF" is a path.
     const spec = node.json ? null : heredocWord(src);
     if (!spec) {
+      if (kind === 'copy' && /^https?:\/\//i.test(src)) throw new InstructionError("source can't be a URL for COPY");
       sources.push(src);
       continue;
     }
@@ -415,7 +441,7 @@ function healthConfig(node: AstNode, flags: Flags): HealthConfig {
     if (rest.length > 0) throw new InstructionError('HEALTHCHECK NONE takes no arguments');
     return { Test: ['NONE'] };
   }
-  if (type !== 'CMD') throw new InstructionError(`unknown type ${goQuote(type)} in HEALTHCHECK (try CMD)`);
+  if (type !== 'CMD') throw new InstructionError(`Unknown type ${goQuote(type)} in HEALTHCHECK (try CMD)`);
   if (rest.length === 0) throw new InstructionError('Missing command after HEALTHCHECK CMD');
   const health: HealthConfig = { Test: node.json ? ['CMD', ...rest] : ['CMD-SHELL', rest.join(' ')] };
   const durations = [

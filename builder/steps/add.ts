@@ -13,22 +13,62 @@ import type { AddInstruction } from '../dockerfile/instructions.js';
 import { type CopyFrom, hashSelection, selectSources } from './copy-select.js';
 import { copyStep, type CopyOptions } from './copy.js';
 import type { FsStep, StageState, StepEnv } from './step.js';
+import { expandWord } from '../dockerfile/expand.js';
 
-/** addStep makes the ADD step: COPY's, with URLs fetched. */
+/** isGitSource is BuildKit's test for a Git source of ADD (git@…, git://, or a URL ending in .git or with #ref). */
+function isGitSource(s: string): boolean {
+  return /^git@|^git:\/\/|^ssh:\/\//.test(s) || /^https?:\/\/[^#]*\.git(#.*)?$/.test(s);
+}
+
+/** DIGEST_LENGTHS are the algorithms --checksum accepts (go-digest's) and their hex lengths. */
+const DIGEST_LENGTHS: Record<string, number> = { sha256: 64, sha384: 96, sha512: 128 };
+
+/**
+ * checkChecksum validates an expanded --checksum as BuildKit does (go-digest's messages): `algorithm:hex` with a
+ * known algorithm and the right length.
+ */
+export function checkChecksum(checksum: string): { algorithm: string; hex: string } {
+  const i = checksum.indexOf(':');
+  if (i <= 0 || i === checksum.length - 1) throw new InvalidInputError('invalid checksum digest format');
+  const algorithm = checksum.slice(0, i);
+  const hex = checksum.slice(i + 1);
+  const want = DIGEST_LENGTHS[algorithm];
+  if (want === undefined) throw new InvalidInputError('unsupported digest algorithm');
+  if (hex.length !== want) throw new InvalidInputError('invalid checksum digest length');
+  if (!/^[a-f0-9]+$/.test(hex)) throw new InvalidInputError('invalid checksum digest format');
+  return { algorithm, hex };
+}
+
+/** addStep makes the ADD step: COPY's, with URLs fetched. --checksum expands the stage's variables. */
 export function addStep(env: StepEnv, stage: StageState, ins: AddInstruction, o: Omit<CopyOptions, 'remote'>): FsStep {
-  return copyStep(env, stage, ins, {
-    ...o,
-    remote: {
-      matches: (s) => /^https?:\/\//i.test(s),
-      fetch: async (url, staging) => {
-        const file = await download(env, url, staging, ins.checksum);
-        const from: CopyFrom = { root: staging, label: url, resetOwner: true };
-        const sel = selectSources(from, [file]);
-        const unpack = ins.unpack === true;
-        return { group: { from, sel, unpack }, keyPart: { url, content: await hashSelection(sel, true), unpack } };
+  let checksum: string | undefined;
+  if (ins.checksum !== undefined) {
+    const x = (w: string): string => expandWord(w, stage.env, { escape: o.escape });
+    checksum = x(ins.checksum);
+    const sources = ins.sources.map(x);
+    if (sources.length !== 1) throw new InvalidInputError("checksum can't be specified for multiple sources");
+    if (!/^https?:\/\//i.test(sources[0]!) && !isGitSource(sources[0]!))
+      throw new InvalidInputError('checksum requires HTTP(S) or Git sources');
+    checkChecksum(checksum);
+  }
+  return copyStep(
+    env,
+    stage,
+    { ...ins, ...(checksum === undefined ? {} : { checksum }) },
+    {
+      ...o,
+      remote: {
+        matches: (s) => /^https?:\/\//i.test(s),
+        fetch: async (url, staging) => {
+          const file = await download(env, url, staging, checksum);
+          const from: CopyFrom = { root: staging, label: url, resetOwner: true };
+          const sel = selectSources(from, [file]);
+          const unpack = ins.unpack === true;
+          return { group: { from, sel, unpack }, keyPart: { url, content: await hashSelection(sel, true), unpack } };
+        },
       },
     },
-  });
+  );
 }
 
 /** download fetches an ADD URL into `dir` (mode 0600, mtime from Last-Modified) and checks --checksum. */
@@ -45,11 +85,12 @@ async function download(env: StepEnv, url: string, dir: string, checksum?: strin
   if (!res.ok || !res.body) throw new InvalidInputError(`ADD ${url}: HTTP ${res.status} ${res.statusText}`);
   const sub = await mkdtemp(join(dir, 'url-'));
   const file = join(sub, name);
-  const hash = createHash('sha256');
+  const algorithm = checksum === undefined ? 'sha256' : checkChecksum(checksum).algorithm;
+  const hash = createHash(algorithm);
   const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
   body.on('data', (b: Buffer) => hash.update(b));
   await pipeline(body, createWriteStream(file, { mode: 0o600, flags: 'wx' }));
-  const got = `sha256:${hash.digest('hex')}`;
+  const got = `${algorithm}:${hash.digest('hex')}`;
   if (checksum !== undefined && checksum !== got) {
     throw new InvalidInputError(`ADD ${url}: checksum mismatch: expected ${checksum}, got ${got}`);
   }

@@ -33,12 +33,22 @@ export interface Owner {
   gid: number;
 }
 
-/** SelNode is one selected source entry; directories carry their selected children (sorted by name). */
+/**
+ * SelNode is one selected source entry; a directory's `children` are its selected children, sorted by name. For
+ * a source directory, `children` is a getter that lists the directory again at each read (buildTree): a source of
+ * a million files is never held as a tree, only the directories on the path of a walk are (issue 14: bounded
+ * memory). Read it once per visit (childrenOf).
+ */
 export interface SelNode {
   abs: string;
   name: string;
   st: Stats;
-  children?: SelNode[];
+  readonly children?: SelNode[];
+}
+
+/** childrenOf lists a directory node's selected children, sorted by name ([] for anything else). */
+export function childrenOf(node: SelNode): SelNode[] {
+  return node.children ?? [];
 }
 
 /** Selected is one source after wildcard and symlink resolution: a tree to copy. */
@@ -129,7 +139,10 @@ function followTop(from: CopyFrom, rel: string, given: string): SelNode | undefi
   return { abs, name: basename(rel === '' ? '/' : rel), st };
 }
 
-/** buildTree lists a directory's selected descendants (context filter and --exclude applied), sorted by name. */
+/**
+ * buildTree makes a directory node list its selected descendants (context filter and --exclude applied, sorted by
+ * name) when a walk reaches it; the listing is not kept.
+ */
 function buildTree(
   from: CopyFrom,
   node: SelNode,
@@ -138,17 +151,27 @@ function buildTree(
   excluded: (rel: string) => boolean,
 ): SelNode {
   if (!node.st.isDirectory()) return node;
-  const children: SelNode[] = [];
-  for (const name of sortedNames(node.abs)) {
-    const abs = join(node.abs, name);
-    const st = lstatSync(abs);
-    const cRel = ctxRel === '' ? name : `${ctxRel}/${name}`;
-    const sRel = srcRel === '' ? name : `${srcRel}/${name}`;
-    if (from.filter?.excluded(cRel, st.isDirectory())) continue;
-    if (excluded(sRel)) continue;
-    children.push(buildTree(from, { abs, name, st }, cRel, sRel, excluded));
-  }
-  return { ...node, children };
+  const list = (): SelNode[] => {
+    const children: SelNode[] = [];
+    for (const name of sortedNames(node.abs)) {
+      const abs = join(node.abs, name);
+      const st = lstatSync(abs);
+      const cRel = ctxRel === '' ? name : `${ctxRel}/${name}`;
+      const sRel = srcRel === '' ? name : `${srcRel}/${name}`;
+      if (from.filter?.excluded(cRel, st.isDirectory())) continue;
+      if (excluded(sRel)) continue;
+      children.push(buildTree(from, { abs, name, st }, cRel, sRel, excluded));
+    }
+    return children;
+  };
+  return {
+    abs: node.abs,
+    name: node.name,
+    st: node.st,
+    get children() {
+      return list();
+    },
+  };
 }
 
 export function sortedNames(dir: string): string[] {
@@ -223,7 +246,7 @@ function selectParents(from: CopyFrom, given: string, excluded: (rel: string) =>
   };
   const children =
     pattern === ''
-      ? (buildTree(from, { abs: pivotAbs, name: '', st }, pivotReal, '', excluded).children ?? [])
+      ? childrenOf(buildTree(from, { abs: pivotAbs, name: '', st }, pivotReal, '', excluded))
       : walk(pivotAbs, '');
   if (pattern === '') found = true;
   if (required && !found) throw new SourceNotFoundError(given, from.label);
@@ -357,7 +380,7 @@ export async function hashSelection(sel: readonly Selected[], resetOwner: boolea
       const x = safeXattrs(n.abs);
       for (const name of Object.keys(x).filter(hashedXattr).sort()) line += ` x:${name}=${x[name]!.toString('base64')}`;
       h.update(`${line}\n`);
-      for (const c of n.children ?? []) await visit(c, rel === '' ? c.name : `${rel}/${c.name}`);
+      for (const c of childrenOf(n)) await visit(c, rel === '' ? c.name : `${rel}/${c.name}`);
     };
     await visit(s.node, '');
   }

@@ -21,6 +21,7 @@ import {
   readlinkSync,
   symlinkSync,
   unlinkSync,
+  writeFileSync,
   type Stats,
 } from 'node:fs';
 import { copyFile, mkdtemp, open, rm } from 'node:fs/promises';
@@ -30,7 +31,15 @@ import type { Host } from '../../sys/host.js';
 import { secureJoin } from '../../sys/secure-path.js';
 import { keepXattr } from '../../layers/tar/whiteout.js';
 import { majorMinor, setXattr } from '../../sys/libc.js';
-import { type CopyFrom, type Owner, safeXattrs, type Selected, type SelNode, sortedNames } from './copy-select.js';
+import {
+  childrenOf,
+  type CopyFrom,
+  type Owner,
+  safeXattrs,
+  type Selected,
+  type SelNode,
+  sortedNames,
+} from './copy-select.js';
 
 /** ChmodSpec is a parsed --chmod: an octal mode, or symbolic clauses applied to each entry's own mode. */
 export interface ChmodSpec {
@@ -41,7 +50,7 @@ export interface ChmodSpec {
 
 /** parseChmod reads --chmod: octal up to 07777, or symbolic (`u=rwX,go=rX`, `+x`, `a-w`, `g=u`). */
 export function parseChmod(spec: string): ChmodSpec {
-  if (/^[0-9]+$/.test(spec)) {
+  if (/^[0-9]/.test(spec)) {
     const n = Number.parseInt(spec, 8);
     if (!/^[0-7]+$/.test(spec) || n > 0o7777) {
       throw new InvalidInputError(
@@ -246,7 +255,7 @@ async function copyDirectory(ctx: Ctx, node: SelNode, target: string, overwrite:
   } else if (!st.isDirectory()) {
     throw new CopyError(`cannot copy to non-directory: ${displayPath(ctx, target)}`);
   }
-  for (const child of node.children ?? []) {
+  for (const child of childrenOf(node)) {
     await copyEntry(ctx, child, join(target, child.name), true);
   }
   if (created || overwrite) setInfo(ctx, node, target);
@@ -255,7 +264,6 @@ async function copyDirectory(ctx: Ctx, node: SelNode, target: string, overwrite:
 async function copyEntry(ctx: Ctx, node: SelNode, target: string, overwrite: boolean): Promise<void> {
   const st = node.st;
   if (st.isDirectory()) return copyDirectory(ctx, node, target, overwrite);
-  if (st.isSocket()) return; // sockets cannot be copied (nor stored in a layer)
   // ensureEmptyFileTarget: a file never replaces a directory
   const existing = lstatSync(target, { throwIfNoEntry: false });
   if (existing?.isDirectory()) throw new CopyError(`cannot replace directory ${displayPath(ctx, target)} with a file`);
@@ -269,6 +277,9 @@ async function copyEntry(ctx: Ctx, node: SelNode, target: string, overwrite: boo
     }
     await copyFile(node.abs, target, fsc.COPYFILE_FICLONE);
     if (st.nlink > 1) ctx.inodes.set(key, target);
+  } else if (st.isSocket()) {
+    // a socket cannot live in a layer: BuildKit's context transfer gives an empty regular file in its place
+    writeFileSync(target, '');
   } else if (st.isSymbolicLink()) {
     symlinkSync(readlinkSync(node.abs), target);
   } else if (st.isCharacterDevice() || st.isBlockDevice() || st.isFIFO()) {
@@ -379,11 +390,18 @@ async function extractArchive(ctx: Ctx, node: SelNode, dest: string, perm: numbe
   }
 }
 
-/** treeOf lists a whole directory as a SelNode tree. */
+/** treeOf is a whole directory as a SelNode tree, each directory listed when a walk reaches it. */
 export function treeOf(abs: string, name: string): SelNode {
   const st = lstatSync(abs);
   if (!st.isDirectory()) return { abs, name, st };
-  return { abs, name, st, children: sortedNames(abs).map((n) => treeOf(join(abs, n), n)) };
+  return {
+    abs,
+    name,
+    st,
+    get children() {
+      return sortedNames(abs).map((n) => treeOf(join(abs, n), n));
+    },
+  };
 }
 
 // ─── owners ─────────────────────────────────────────────────────────────────────────────────────────────────────

@@ -46,6 +46,9 @@ export function copyStep(
   const isAdd = ins.kind === 'add';
   const KW = isAdd ? 'ADD' : 'COPY';
   const sources = ins.sources.map(x);
+  // BuildKit's check, after expansion (a URL may come from a variable)
+  if (!isAdd && sources.some((src) => /^https?:\/\//i.test(src)))
+    throw new InvalidInputError("source can't be a URL for COPY");
   const destRaw = x(ins.dest);
   const chown = ins.chown === undefined ? undefined : x(ins.chown);
   const chmodRaw = ins.chmod === undefined ? undefined : x(ins.chmod);

@@ -47,6 +47,11 @@ export function commandArgs(cmd: CommandLine, shell: string[] | undefined): stri
   return cmd.form === 'exec' ? [...cmd.args] : [...(shell ?? DEFAULT_SHELL), cmd.script];
 }
 
+/** sortedKeys orders an object's keys as Go's encoding/json writes a map (byte order), as BuildKit's config has them. */
+function sortedKeys<T>(o: Record<string, T>): Record<string, T> {
+  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
 /**
  * exposedPorts expands `80`, `80/udp`, `8000-8002/tcp` into config keys (`80/tcp`, …). A published form
  * (`8080:80`, `127.0.0.1:8080:80/udp`, `[::1]:8080:80`) exposes its container part, as docker's port parser does.
@@ -107,6 +112,7 @@ export function applyConfigInstruction(
         for (const word of x(raw).split(/\s+/).filter(Boolean))
           for (const p of exposedPorts(word)) c.ExposedPorts[p] = {};
       }
+      c.ExposedPorts = sortedKeys(c.ExposedPorts);
       return true;
     case 'user':
       c.User = x(ins.user);
@@ -276,6 +282,7 @@ export function metadataStep(st: StageMeta, ins: Instruction, o: MetadataOptions
         for (const w of expandWords(raw, st.env, { escape: o.escape })) ports.push(...exposedPorts(w));
       st.config.ExposedPorts = { ...(st.config.ExposedPorts ?? {}) };
       for (const p of ports) st.config.ExposedPorts[p] = {};
+      st.config.ExposedPorts = sortedKeys(st.config.ExposedPorts);
       return `EXPOSE ${goList(ports)}`;
     }
     case 'user':

@@ -5,7 +5,8 @@
 //             .dockerignore applies, files are owned by 0:0) or from a stage/image (`from=`).
 // type=cache  a directory that persists between builds in <store>/cache-mounts/, keyed by `id` (default: the
 //             target); created with mode/uid/gid (0755, 0, 0); `from=`+`source=` seed it once. Never in a layer.
-// type=tmpfs  an empty directory that is thrown away after the step (a host directory, not a tmpfs).
+//             With --no-cache a build starts its cache mounts empty (directories of its own, in its scratch).
+// type=tmpfs  a real tmpfs (size= when given), made by the runtime inside the step's mount namespace.
 // type=secret a --secret value as a read-only file (default /run/secrets/<id>, mode 0400) and/or an env var;
 //             `required` fails the step when the secret was not given. Never in a layer, a history entry or a key.
 // prepareMounts turns a RUN's mounts into cache-key parts, mount points (stubs), env and, on a cache miss, the
@@ -17,8 +18,9 @@ import { join, posix } from 'node:path';
 import { ensurePrivateDir, privateDirPath } from '../../layers/store/private-dirs.js';
 import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
 import type { Host } from '../../sys/host.js';
-import type { Mount } from '../../runtime/spec.js';
+import type { Mount, TmpfsMount } from '../../runtime/spec.js';
 import type { Stub, View } from '../../unionfs/rootfs.js';
+import { closest } from '../dockerfile/flags.js';
 import { splitCsv } from '../plan.js';
 import { hashSelection, selectSources } from './copy-select.js';
 import { copyInto } from './copy-write.js';
@@ -116,7 +118,10 @@ export function parseMount(spec: string, expand: (s: string) => string, workdir:
       'size',
       'env',
     ];
-    if (!known.includes(canonicalKey)) throw new MountError(`unexpected key '${key}' in '${field}'`);
+    if (!known.includes(canonicalKey)) {
+      const near = closest(key, [...known, 'type']);
+      throw new MountError(`unexpected key '${key}' in '${field}'${near ? ` (did you mean ${near}?)` : ''}`);
+    }
     fields[canonicalKey] = value ?? 'true';
   }
   const absTarget = (t: string | undefined): string | undefined => {
@@ -196,10 +201,15 @@ export function parseMount(spec: string, expand: (s: string) => string, workdir:
     }
     case 'ssh':
       throw new MountError('mount type ssh is not supported by tsbuild');
-    default:
-      throw new MountError(`unsupported mount type "${type}"`);
+    default: {
+      const near = closest(type, MOUNT_TYPES);
+      throw new MountError(`unsupported mount type "${type}"${near ? ` (did you mean ${near}?)` : ''}`);
+    }
   }
 }
+
+/** The mount types of `RUN --mount` (BuildKit's list; ssh is refused here). */
+const MOUNT_TYPES = ['bind', 'cache', 'tmpfs', 'secret', 'ssh'];
 
 /** mountTarget is where a mount appears in the container, and whether it is a directory (for mount points). */
 export function mountStub(m: RunMount, sourceIsDir: boolean): { path: string; dir: boolean } | undefined {
@@ -282,6 +292,8 @@ export interface PreparedMounts {
   keys: unknown[];
   stubs: Stub[];
   env: string[];
+  /** type=tmpfs mounts, for the runtime to make */
+  tmpfs: TmpfsMount[];
   /** a private directory for this RUN (copies, secrets, the runtime's files) */
   dir: string;
   /** makes the host side of each mount (on a cache miss only) */
@@ -294,6 +306,7 @@ export async function prepareMounts(
   o: StepEnv,
   mounts: RunMount[],
   secrets: ReadonlyMap<string, Uint8Array>,
+  opts: { freshCaches?: boolean } = {},
 ): Promise<PreparedMounts> {
   const dir = await mkdtemp(join(o.tmpDir, 'run-'));
   const views: View[] = [];
@@ -301,6 +314,7 @@ export async function prepareMounts(
   const keys: unknown[] = [];
   const stubs: Stub[] = [];
   const env: string[] = [];
+  const tmpfs: TmpfsMount[] = [];
   const makers: Array<() => Promise<Mount | undefined>> = [];
   const release = async (): Promise<void> => {
     for (const r of releases.reverse()) await r();
@@ -339,7 +353,10 @@ export async function prepareMounts(
         case 'cache': {
           keys.push({ type: 'cache', target: m.target, readonly: m.readonly, mode: m.mode, uid: m.uid, gid: m.gid });
           stubs.push({ path: m.target, dir: true });
-          const at = cacheMountDir(o.store.root, m.id);
+          // --no-cache: this build's own directory for the id (in its scratch, shared by its steps)
+          const at = opts.freshCaches
+            ? join(o.tmpDir, 'cache-mounts', createHash('sha256').update(m.id).digest('hex').slice(0, 32))
+            : cacheMountDir(o.store.root, m.id);
           makers.push(async () => {
             if (m.sharing === 'locked') releases.push(await lockCacheMount(m.id));
             let seed: ((d: string) => Promise<void>) | undefined;
@@ -357,10 +374,7 @@ export async function prepareMounts(
         case 'tmpfs': {
           keys.push({ type: 'tmpfs', target: m.target, size: m.size ?? null });
           stubs.push({ path: m.target, dir: true });
-          makers.push(async () => {
-            const d = await mkdtemp(join(dir, 'tmpfs-'));
-            return { source: d, destination: m.target, readonly: false };
-          });
+          tmpfs.push(m.size === undefined ? { destination: m.target } : { destination: m.target, size: m.size });
           break;
         }
         case 'secret': {
@@ -378,7 +392,7 @@ export async function prepareMounts(
           if (value === undefined) {
             if (m.required)
               throw new InvalidInputError(
-                `secret ${m.id}: not provided`,
+                `secret ${m.id}: not found`,
                 `pass it with --secret id=${m.id},src=FILE or --secret id=${m.id},env=VAR`,
               );
             break;
@@ -400,6 +414,7 @@ export async function prepareMounts(
     keys,
     stubs,
     env,
+    tmpfs,
     dir,
     release,
     materialize: async () => {

@@ -2,16 +2,19 @@
 //
 // The process: argv as dispatched (SHELL + script, or exec form), env = the stage's env (image Env + declared ARG
 // values, proxy args) with PATH and HOME filled in when missing, cwd = WORKDIR, user = USER resolved in the root's
-// /etc/passwd and /etc/group, hostname `buildkitsandbox`, Docker's default capabilities, no_new_privs. /etc/hosts
-// and /etc/resolv.conf are bind-mounted from files made for the build (the host's resolv.conf, a hosts file
-// naming the sandbox), so they never reach a layer. Network `host` shares the host's network (what `docker build`
-// calls default); `none` is a new network namespace with only lo. The process runs through the build's Host.
+// /etc/passwd and /etc/group (the primary group also in the groups list, BuildKit's fix for CVE-2023-25173),
+// hostname `buildkitsandbox` (or the build arg BUILDKIT_SANDBOX_HOSTNAME), Docker's default capabilities,
+// no_new_privs. /etc/hosts and /etc/resolv.conf are bind-mounted from files made for the step (BuildKit's: the
+// host's resolv.conf without loopback nameservers, a hosts file naming the sandbox), so they never reach a layer.
+// Network `default` is a network namespace of its own with outbound access through a user-mode stack
+// (sys/usernet.ts); `none` one with only lo; `host` the host's, only when allowed (root, or --allow network.host).
+// The process runs through the build's Host.
 //
 // runStep is the RUN step as execute.ts schedules it: the cache key (argv, env, cwd, user, network, mounts,
 // heredoc files), BuildKit's created_by, and the work: a step root with the mount points the runtime needs, the
 // RUN mounts (builder/steps/run-mounts.ts), the process, and the layer; a non-zero exit is a RunFailedError.
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -24,8 +27,10 @@ import {
   resolveUser,
   type Limits,
   type Mount,
+  type Network,
   type Rlimit,
   type RunSpec,
+  type TmpfsMount,
 } from '../../runtime/spec.js';
 import type { Stub } from '../../unionfs/rootfs.js';
 import { cacheKey } from '../cache.js';
@@ -49,8 +54,11 @@ export interface RunProcessOptions {
   cwd: string;
   /** USER as written in the config ('' = root) */
   user: string;
-  network: 'host' | 'none';
+  network: Network;
+  /** default SANDBOX_HOSTNAME */
+  hostname?: string;
   mounts: Mount[];
+  tmpfs?: TmpfsMount[];
   /** `#!` heredocs: files mounted read-only (e.g. /dev/pipes/EOF) */
   files: InlineFile[];
   /** a private directory for the files this step needs (hosts, resolv.conf, heredoc scripts) */
@@ -75,6 +83,25 @@ export interface RunSandbox {
   bestEffort: boolean;
   rlimits: Rlimit[];
   onLimitsSkipped?: (reason: string) => void;
+  /** the network.host entitlement: root, or --allow network.host */
+  allowNetworkHost?: boolean;
+  /** --shm-size: bytes of /dev/shm */
+  shmSize?: number;
+  /** --no-cache: cache mounts start empty (a directory of this build's) */
+  freshCacheMounts?: boolean;
+}
+
+/** ENTITLEMENTS are the --allow names tsbuild implements. */
+export const ENTITLEMENTS: readonly string[] = ['network.host'];
+
+/** checkEntitlements refuses --allow names that are not implemented (security.insecure and others). */
+export function checkEntitlements(allow: readonly string[]): void {
+  for (const a of allow)
+    if (!ENTITLEMENTS.includes(a))
+      throw new InvalidInputError(
+        `--allow ${a}: ${a === 'security.insecure' ? 'not supported: tsbuild runs every step sandboxed' : 'unknown entitlement'}`,
+        'the entitlement tsbuild implements is network.host',
+      );
 }
 
 export interface RunProcessResult {
@@ -91,8 +118,8 @@ export interface ExtraHost {
 }
 
 /** hostsText is the /etc/hosts of RUN steps: the sandbox's names, then the extra entries (BuildKit's order). */
-export function hostsText(extra: readonly ExtraHost[] = []): string {
-  const lines = [`127.0.0.1\tlocalhost ${SANDBOX_HOSTNAME}`, '::1\tlocalhost ip6-localhost ip6-loopback'];
+export function hostsText(extra: readonly ExtraHost[] = [], hostname = SANDBOX_HOSTNAME): string {
+  const lines = [`127.0.0.1\tlocalhost ${hostname}`, '::1\tlocalhost ip6-localhost ip6-loopback'];
   return `${[...lines, ...extra.map((e) => `${e.ip}\t${e.host}`)].join('\n')}\n`;
 }
 
@@ -111,19 +138,60 @@ async function buildHosts(buildTmpDir: string): Promise<string | undefined> {
   return text === hostsText() ? undefined : text;
 }
 
-/** hostFiles writes the /etc/hosts and /etc/resolv.conf a build's RUN steps see (once per build). */
-export async function hostFiles(dir: string): Promise<Record<string, string>> {
+/** hostFiles writes the /etc/hosts and /etc/resolv.conf a RUN step sees into its private directory. */
+export async function hostFiles(
+  dir: string,
+  network: Network = 'host',
+  hostname = SANDBOX_HOSTNAME,
+): Promise<Record<string, string>> {
   const hosts = join(dir, 'hosts');
   const resolv = join(dir, 'resolv.conf');
-  if (!existsSync(hosts)) await writeFile(hosts, hostsText(), { mode: 0o644 });
-  if (!existsSync(resolv)) {
-    try {
-      copyFileSync('/etc/resolv.conf', resolv);
-    } catch {
-      await writeFile(resolv, 'nameserver 8.8.8.8\nnameserver 8.8.4.4\n', { mode: 0o644 });
-    }
-  }
+  if (!existsSync(hosts)) await writeFile(hosts, hostsText([], hostname), { mode: 0o644 });
+  if (!existsSync(resolv)) await writeFile(resolv, resolvConfText(network), { mode: 0o644 });
   return { '/etc/hosts': hosts, '/etc/resolv.conf': resolv };
+}
+
+const DEFAULT_NAMESERVERS = ['8.8.8.8', '8.8.4.4', '2001:4860:4860::8888', '2001:4860:4860::8844'];
+
+/**
+ * resolvConfText is BuildKit's resolv.conf for a RUN: the host's (systemd-resolved's upstream file when the host
+ * lists only its stub 127.0.0.53); outside the host network without loopback nameservers (they would be the
+ * sandbox's own loopback); Google's public servers when none is left. Then search, options, the other lines.
+ */
+export function resolvConfText(network: Network, read: (p: string) => string | undefined = readText): string {
+  let text = read('/etc/resolv.conf') ?? '';
+  const servers = (t: string): string[] =>
+    t
+      .split('\n')
+      .map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1])
+      .filter((s): s is string => s !== undefined);
+  if (network !== 'host' && servers(text).join() === '127.0.0.53')
+    text = read('/run/systemd/resolve/resolv.conf') ?? text;
+  let ns = servers(text);
+  if (network !== 'host') ns = ns.filter((s) => !isLoopback(s));
+  if (ns.length === 0) ns = DEFAULT_NAMESERVERS;
+  const lines = text.split('\n').map((l) => l.trim());
+  const words = (key: string): string[] =>
+    lines.filter((l) => l.startsWith(`${key} `) || l.startsWith(`${key}\t`)).flatMap((l) => l.split(/\s+/).slice(1));
+  const search = words('search').concat(words('domain'));
+  const options = words('options');
+  const other = lines.filter((l) => l && !/^(nameserver|search|domain|options)\s/.test(l) && !/^[#;]/.test(l));
+  const out = ns.map((s) => `nameserver ${s}`);
+  if (search.length) out.push(`search ${search.join(' ')}`);
+  if (options.length) out.push(`options ${options.join(' ')}`);
+  return `${[...out, ...other].join('\n')}\n`;
+}
+
+function isLoopback(ip: string): boolean {
+  return /^127\./.test(ip) || ip === '::1' || /^0*:(0*:)*0*1$/.test(ip);
+}
+
+function readText(p: string): string | undefined {
+  try {
+    return readFileSync(p, 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 /** runSpecFor builds the process spec of a RUN (pure apart from reading /etc/passwd and /etc/group in the root). */
@@ -132,7 +200,11 @@ export function runSpecFor(
     extraFiles: Record<string, string>;
   },
 ): RunSpec {
-  const user = resolveUser(opts.rootfs, opts.user);
+  const resolved = resolveUser(opts.rootfs, opts.user);
+  // BuildKit (CVE-2023-25173): the primary group is always in the supplementary groups, first.
+  const user = resolved.additionalGids.includes(resolved.gid)
+    ? resolved
+    : { ...resolved, additionalGids: [resolved.gid, ...resolved.additionalGids] };
   const env = [...opts.env];
   const has = (k: string): boolean => env.some((e) => e.slice(0, e.indexOf('=') < 0 ? e.length : e.indexOf('=')) === k);
   if (!has('PATH')) env.unshift(`PATH=${DEFAULT_PATH}`);
@@ -144,7 +216,7 @@ export function runSpecFor(
     env,
     cwd: opts.cwd || '/',
     user,
-    hostname: SANDBOX_HOSTNAME,
+    hostname: opts.hostname ?? SANDBOX_HOSTNAME,
     network: opts.network,
     tty: false,
     init: false,
@@ -158,6 +230,8 @@ export function runSpecFor(
   };
   if (opts.sandbox?.bestEffort) spec.limitsBestEffort = true;
   if (opts.sandbox?.rlimits.length) spec.rlimits = [...opts.sandbox.rlimits];
+  if (opts.sandbox?.shmSize !== undefined) spec.shmSize = opts.sandbox.shmSize;
+  if (opts.tmpfs?.length) spec.tmpfs = [...opts.tmpfs];
   return spec;
 }
 
@@ -175,7 +249,7 @@ function homeOf(rootfs: string, uid: number): string {
 
 /** runProcess runs one RUN's process to completion and returns how it exited (it never throws for a non-zero exit). */
 export async function runProcess(opts: RunProcessOptions): Promise<RunProcessResult> {
-  const extraFiles = await hostFiles(opts.tmpDir);
+  const extraFiles = await hostFiles(opts.tmpDir, opts.network, opts.hostname);
   if (opts.hostsFile) extraFiles['/etc/hosts'] = opts.hostsFile;
   const mounts = [...opts.mounts];
   for (const [i, f] of opts.files.entries()) {
@@ -264,17 +338,27 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
   if (args.length === 0) throw new InvalidInputError('RUN needs a command');
   const cwd = config.WorkingDir || '/';
   const user = config.User ?? '';
-  let network: 'host' | 'none';
   const net = ins.network ?? o.network;
-  if (net === 'none') network = 'none';
-  else if (net === 'host' || net === 'default') network = 'host';
-  else throw new InvalidInputError(`unsupported network mode ${JSON.stringify(net)} (default, none or host)`);
+  if (net !== 'none' && net !== 'host' && net !== 'default')
+    throw new InvalidInputError(`unsupported network mode ${JSON.stringify(net)} (default, none or host)`);
+  const network: Network = net;
+  // BuildKit's entitlement check, in its words; here root is entitled too.
+  if (network === 'host' && !o.sandbox?.allowNetworkHost)
+    throw new DockerfileError({
+      file: env.file,
+      line: ins.line,
+      endLine: ins.endLine,
+      reason: 'network.host is not allowed (pass --allow network.host, or build as root)',
+    });
+  const hostname = o.buildArgs.get('BUILDKIT_SANDBOX_HOSTNAME') || SANDBOX_HOSTNAME;
 
   // Environment: the stage env, plus proxy build args that no ARG declared (kept out of history and keys).
   const envList = [...stage.env].map(([k, v]) => `${k}=${v}`);
   const proxies: string[] = [];
+  // BuildKit's exec op sets each proxy in both spellings, from either one (the upper-case one wins)
   for (const k of PROXY_ARGS) {
-    const v = o.buildArgs.get(k);
+    const upper = k.toUpperCase();
+    const v = o.buildArgs.get(upper) ?? o.buildArgs.get(upper.toLowerCase());
     if (v !== undefined && !stage.env.has(k)) proxies.push(`${k}=${v}`);
   }
   const mounts = ins.mounts.map((m) => parseMount(m, (s) => expandWord(s, stage.env, { escape: o.escape }), cwd));
@@ -284,8 +368,10 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
     display: `RUN ${displayRun(ins)}`,
     createdBy: `RUN ${runCommandString(args, stage.buildArgs, stage.env)} # buildkit`,
     cacheKey: async () => {
-      prepared = await prepareMounts(env, mounts, o.secrets);
+      prepared = await prepareMounts(env, mounts, o.secrets, { freshCaches: o.sandbox?.freshCacheMounts ?? false });
       hosts = await buildHosts(env.tmpDir);
+      if (hostname !== SANDBOX_HOSTNAME)
+        hosts = (hosts ?? hostsText()).replace(/^(127\.0\.0\.1\tlocalhost) .*$/m, `$1 ${hostname}`);
       return cacheKey(stage.fsKey, {
         op: 'run',
         args,
@@ -293,6 +379,7 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
         cwd,
         user,
         network,
+        ...(hostname === SANDBOX_HOSTNAME ? {} : { hostname }),
         mounts: prepared.keys,
         files: ins.files.map((f) => ({ path: f.path, mode: f.mode, sha: sha(f.content) })),
         ...(hosts === undefined ? {} : { hosts }),
@@ -312,10 +399,12 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
           cwd,
           user,
           network,
+          hostname,
           mounts: runMounts,
+          tmpfs: p.tmpfs,
           files: ins.files,
           tmpDir: p.dir,
-          ...(hosts === undefined ? {} : { hostsFile: join(env.tmpDir, 'hosts') }),
+          ...(hosts === undefined ? {} : { hostsFile: await writeStepHosts(p.dir, hosts) }),
           signal: env.signal,
           host: env.host,
           ...(o.sandbox ? { sandbox: o.sandbox } : {}),
@@ -330,7 +419,8 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
         env.signal.throwIfAborted();
         if (r.exitCode !== 0)
           throw new RunFailedError(env.file, ins, r.exitCode, args, Buffer.concat(output).toString(), r.oomKilled);
-        return await root.commit(commitOptions(env));
+        // BuildKit: a RUN that changes nothing still adds a layer (an empty one), and its history entry says so
+        return await root.commit({ ...commitOptions(env), keepEmpty: true });
       } finally {
         await root.discard();
       }
@@ -339,6 +429,12 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
       await prepared?.release();
     },
   };
+}
+
+async function writeStepHosts(dir: string, text: string): Promise<string> {
+  const file = join(dir, 'hosts-step');
+  await writeFile(file, text, { mode: 0o644 });
+  return file;
 }
 
 /** runCommandString is BuildKit's: `|N K=V … argv` when the stage declares ARGs (ENV values win). */

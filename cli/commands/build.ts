@@ -29,6 +29,8 @@ export interface BuildFlags extends GlobalFlags {
   pull?: boolean;
   secret?: unknown;
   network?: string;
+  allow?: unknown;
+  'shm-size'?: string | number;
   platform?: string;
   compression?: string;
   progress?: string;
@@ -106,6 +108,8 @@ export default async function buildCmd(context: string | undefined, flags: Build
       pull: flags.pull === true,
       secrets,
       network,
+      allow: list(flags.allow),
+      ...(flags['shm-size'] === undefined ? {} : { shmSize: parseBytes(String(flags['shm-size'])) }),
       ...(Object.keys(limits).length ? { limits } : {}),
       ...(ulimits.length ? { ulimits } : {}),
       platform: String(flags.platform ?? 'linux/amd64'),

@@ -40,9 +40,11 @@ export default async function run(name: string, flags: RunFlags): Promise<void> 
 }
 
 async function runCommand(name: string, flags: RunFlags): Promise<void> {
-  const network = flags.network ?? 'none';
-  if (network !== 'none' && network !== 'host')
-    throw new InvalidInputError(`--network must be none or host (got ${JSON.stringify(network)})`);
+  const asked = flags.network ?? 'none';
+  if (asked !== 'none' && asked !== 'host' && asked !== 'default' && asked !== 'bridge')
+    throw new InvalidInputError(`--network must be none, default (bridge) or host (got ${JSON.stringify(asked)})`);
+  // docker's "bridge" is the sandboxed network of its own here (a user-mode stack, no host bridge)
+  const network = asked === 'bridge' ? 'default' : asked;
   const driver = flags['storage-driver'];
   if (driver !== undefined && driver !== 'overlay' && driver !== 'vfs')
     throw new InvalidInputError('--storage-driver must be overlay or vfs');

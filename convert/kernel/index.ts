@@ -29,7 +29,7 @@ export {
 
 export interface ProvideKernelOptions {
   store: Store;
-  /** default: defaultHost(); installing needs `caps().root` */
+  /** default: defaultHost(); installing needs `caps().root` or `caps().userns` (it runs a container) */
   host?: Host;
   /** the staging tree (the flattened image), changed in place */
   rootfs: string;
@@ -92,7 +92,8 @@ export async function provideKernel(opts: ProvideKernelOptions): Promise<KernelR
     await applyCached(opts, host, hit);
     return { files: hit.kernel, source: 'cache', plan, key, layer: hit.layer };
   }
-  if (!host.caps().root) throw new KernelNeedsRootError();
+  // a RUN step: root, or rootless in a user namespace of our own
+  if (!host.caps().root && !host.caps().userns) throw new KernelNeedsRootError();
   // one install per key at a time: a concurrent export of the same base waits and then reuses it
   const release = await lockKey(opts.store, key);
   try {

@@ -199,7 +199,7 @@ export async function installKernel(opts: InstallKernelOptions): Promise<KernelR
       cwd: '/',
       user: { uid: 0, gid: 0, additionalGids: [] },
       hostname: 'tsbuild-export',
-      network: 'host',
+      network: 'default', // its own network namespace, as a RUN step: apt reaches the archive, nothing else
       tty: false,
       init: false,
       mounts: [],

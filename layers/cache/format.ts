@@ -17,6 +17,61 @@ export const CACHE_CONFIG_MEDIA_TYPE = 'application/vnd.buildkit.cacheconfig.v0'
 export const UNCOMPRESSED_ANNOTATION = 'containerd.io/uncompressed';
 export const CREATED_AT_ANNOTATION = 'buildkit/createdat';
 
+/**
+ * Cache mounts (`--cache-to …,mounts=true`): the contents of a `RUN --mount=type=cache` directory travel as an extra
+ * layer of the cache manifest that no record names, recognised by MOUNT_ID_ANNOTATION (the mount's cache id) and
+ * carrying the directory's own mode and owner in MOUNT_ROOT_ANNOTATION (`<octal mode>:<uid>:<gid>`).
+ */
+export const MOUNT_ID_ANNOTATION = 'dev.tsbuild.cache-mount.id';
+export const MOUNT_ROOT_ANNOTATION = 'dev.tsbuild.cache-mount.root';
+
+/** CacheMountLayer is one cache mount's contents as a layer. */
+export interface CacheMountLayer {
+  id: string;
+  layer: Layer;
+  /** the mount directory's own permission bits and owner */
+  mode: number;
+  uid: number;
+  gid: number;
+  created: string;
+}
+
+/** mountDescriptor is the manifest's descriptor of a cache mount layer. */
+export function mountDescriptor(m: CacheMountLayer): Descriptor {
+  const d = m.layer.descriptor;
+  return {
+    mediaType: d.mediaType,
+    digest: d.digest,
+    size: d.size,
+    annotations: {
+      [UNCOMPRESSED_ANNOTATION]: m.layer.diffId,
+      [CREATED_AT_ANNOTATION]: m.created,
+      [MOUNT_ID_ANNOTATION]: m.id,
+      [MOUNT_ROOT_ANNOTATION]: `${m.mode.toString(8).padStart(4, '0')}:${m.uid}:${m.gid}`,
+    },
+  };
+}
+
+/** mountLayers reads the cache mount layers a cache document lists (malformed ones are left out). */
+export function mountLayers(doc: CacheDocument): CacheMountLayer[] {
+  const out: CacheMountLayer[] = [];
+  for (const d of doc.layers) {
+    const id = d.annotations?.[MOUNT_ID_ANNOTATION];
+    const diffId = d.annotations?.[UNCOMPRESSED_ANNOTATION];
+    const root = /^([0-7]{1,4}):(\d{1,10}):(\d{1,10})$/.exec(d.annotations?.[MOUNT_ROOT_ANNOTATION] ?? '');
+    if (!id || id.length > 4096 || !diffId || !DIGEST.test(diffId) || !root || !d.mediaType) continue;
+    out.push({
+      id,
+      layer: { descriptor: { mediaType: d.mediaType, digest: d.digest, size: d.size }, diffId: diffId as Digest },
+      mode: Number.parseInt(root[1]!, 8),
+      uid: Number(root[2]),
+      gid: Number(root[3]),
+      created: d.annotations?.[CREATED_AT_ANNOTATION] ?? EPOCH_ZERO,
+    });
+  }
+  return out;
+}
+
 /** CacheEntry is what one step made, as a cache carries it. */
 export interface CacheEntry {
   /** the tsbuild cache key of the step */

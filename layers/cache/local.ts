@@ -12,7 +12,16 @@ import { InvalidInputError, NotFoundError, wrap } from '../../sys/errors.js';
 import { sha256 } from '../model/digest.js';
 import { type Descriptor, type Digest, type Index, MediaType, RefNameAnnotation } from '../model/types.js';
 import type { Store } from '../store/store.js';
-import { type CacheEntry, cacheManifest, decodeCache, encodeCache, parseCacheDocument } from './format.js';
+import {
+  type CacheEntry,
+  cacheManifest,
+  type CacheMountLayer,
+  decodeCache,
+  encodeCache,
+  mountDescriptor,
+  mountLayers,
+  parseCacheDocument,
+} from './format.js';
 import type { CacheSource, ExportResult } from './source.js';
 
 const JSON_LIMIT = 16 << 20;
@@ -45,11 +54,13 @@ export async function exportLocalCache(
   dir: string,
   tag: string,
   entries: readonly CacheEntry[],
+  mounts: readonly CacheMountLayer[] = [],
 ): Promise<ExportResult> {
   const name = `type=local,dest=${dir}`;
   try {
     await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
     const { config, layers } = encodeCache(entries);
+    layers.push(...mounts.map(mountDescriptor));
     const configBytes = Buffer.from(JSON.stringify(config));
     const configDesc: Descriptor = { mediaType: '', digest: sha256(configBytes), size: configBytes.length };
     const manifestBytes = Buffer.from(JSON.stringify(cacheManifest(configDesc, layers)));
@@ -84,7 +95,13 @@ export async function exportLocalCache(
       join(dir, 'index.json'),
       JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }),
     );
-    return { name, digest: manifestDigest, records: config.records?.length ?? 0, layers: layers.length };
+    return {
+      name,
+      digest: manifestDigest,
+      records: config.records?.length ?? 0,
+      layers: layers.length,
+      ...(mounts.length ? { mounts: mounts.length } : {}),
+    };
   } catch (err) {
     throw wrap(`exporting the build cache to ${dir}`, err);
   }
@@ -135,6 +152,7 @@ export async function openLocalCache(store: Store, dir: string, tag: string): Pr
   return {
     name,
     entries,
+    mounts: mountLayers(doc),
     fetch: async (layer) => {
       try {
         await store.putBlob(createReadStream(blobPath(dir, layer.digest)), { digest: layer.digest, size: layer.size });

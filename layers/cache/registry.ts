@@ -4,20 +4,44 @@
 // under the tag. Import fetches the manifest and the config only; a layer blob is downloaded into the store when
 // fetched, and recorded in registry-blobs.json, so that pushing the image to the same registry mounts it from the
 // cache's repository instead of uploading it again.
+//
+// What the reference names decides how it is read: a cache manifest (or BuildKit's older cache index), or an image
+// (a manifest, or an index whose linux/amd64 manifest is taken) whose config carries an inline cache (inline.ts);
+// the layers of such a cache are the image's own, fetched lazily the same way.
 import { InvalidInputError, TsbuildError, wrap } from '../../sys/errors.js';
 import { sha256 } from '../model/digest.js';
 import { fullName, parseReference } from '../model/names.js';
-import { type Descriptor, type Digest, MediaType } from '../model/types.js';
+import {
+  type Descriptor,
+  type Digest,
+  type Index,
+  isIndexMediaType,
+  isManifestMediaType,
+  type Manifest,
+  MediaType,
+} from '../model/types.js';
+import { pickPlatform } from '../store/image.js';
 import type { Store } from '../store/store.js';
 import { repositoryScope } from '../registry/auth.js';
 import { BlobSources } from '../registry/blob-sources.js';
 import { connect, type RemoteOptions } from '../registry/connect.js';
 import { downloadBlob } from '../registry/download.js';
 import { readBody } from '../registry/http-exchange.js';
-import { fetchManifest, putManifest } from '../registry/manifest.js';
+import { type FetchedManifest, fetchManifest, putManifest } from '../registry/manifest.js';
 import { forEachLimit } from '../registry/pool.js';
 import { uploadBlob } from '../registry/upload.js';
-import { type CacheEntry, cacheManifest, decodeCache, encodeCache, parseCacheDocument } from './format.js';
+import {
+  CACHE_CONFIG_MEDIA_TYPE,
+  type CacheEntry,
+  cacheManifest,
+  type CacheMountLayer,
+  decodeCache,
+  encodeCache,
+  mountDescriptor,
+  mountLayers,
+  parseCacheDocument,
+} from './format.js';
+import { decodeInlineCache } from './inline.js';
 import type { CacheSource, ExportResult } from './source.js';
 
 const CONFIG_LIMIT = 16 << 20;
@@ -29,6 +53,7 @@ export async function exportRegistryCache(
   ref: string,
   entries: readonly CacheEntry[],
   opts: RemoteOptions & { jobs?: number } = {},
+  mounts: readonly CacheMountLayer[] = [],
 ): Promise<ExportResult> {
   const r = parseReference(ref);
   if (r.digest && !r.tag)
@@ -38,6 +63,7 @@ export async function exportRegistryCache(
   const client = await connect(r.registry, { ...opts, maxSockets: jobs + 2 });
   try {
     const { config, layers } = encodeCache(entries);
+    layers.push(...mounts.map(mountDescriptor));
     const configDesc = await store.putJson(config, 'application/vnd.buildkit.cacheconfig.v0');
     const sources = await BlobSources.load(store);
     const mountFrom = new Map<Digest, string[]>();
@@ -91,6 +117,7 @@ export async function exportRegistryCache(
       digest: sha256(bytes),
       records: config.records?.length ?? 0,
       layers: layers.length,
+      ...(mounts.length ? { mounts: mounts.length } : {}),
     };
   } catch (err) {
     throw wrap(`exporting the build cache to ${ref}`, err);
@@ -112,12 +139,23 @@ export async function openRegistryCache(store: Store, ref: string, opts: RemoteO
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
     const where = `cache ${ref} (${fetched.digest})`;
-    const doc = parseCacheDocument(fetched.bytes, fetched.mediaType, where);
-    const config = await readConfig(base, doc.config, opts.signal);
-    const entries = decodeCache(config, doc, `${where} config`);
+    // a cache manifest (or the older index), else an image that carries its cache inline (docker's --cache-from IMAGE)
+    const image = await imageManifest(base, fetched, ref, opts.signal);
+    let entries: Map<Digest, CacheEntry>;
+    let mounts: CacheMountLayer[] = [];
+    if (image) {
+      const config = await readConfig(base, image.manifest.config, opts.signal);
+      entries = decodeInlineCache(image.manifest, config, `image ${ref} (${image.digest})`).entries;
+    } else {
+      const doc = parseCacheDocument(fetched.bytes, fetched.mediaType, where);
+      const config = await readConfig(base, doc.config, opts.signal);
+      entries = decodeCache(config, doc, `${where} config`);
+      mounts = mountLayers(doc);
+    }
     return {
       name: ref,
       entries,
+      mounts,
       fetch: async (layer: Descriptor, signal?: AbortSignal) => {
         await downloadBlob({
           ...base,
@@ -139,11 +177,41 @@ export async function openRegistryCache(store: Store, ref: string, opts: RemoteO
   }
 }
 
-async function readConfig(
-  base: { client: Awaited<ReturnType<typeof connect>>; repository: string; scopes: string[] },
-  desc: Descriptor,
+type Base = { client: Awaited<ReturnType<typeof connect>>; repository: string; scopes: string[] };
+
+/**
+ * imageManifest tells an image from a cache by what the registry returned: an image manifest (its config is not a
+ * cache config), or an index of images (the linux/amd64 one is fetched). Undefined for a cache manifest or index.
+ */
+async function imageManifest(
+  base: Base,
+  fetched: FetchedManifest,
+  ref: string,
   signal: AbortSignal | undefined,
-): Promise<unknown> {
+): Promise<{ manifest: Manifest; digest: Digest } | undefined> {
+  if (isIndexMediaType(fetched.mediaType)) {
+    const index = fetched.doc as Index;
+    if (!Array.isArray(index.manifests) || index.manifests.some((m) => m?.mediaType === CACHE_CONFIG_MEDIA_TYPE))
+      return undefined;
+    const pick = pickPlatform(index, { os: 'linux', architecture: 'amd64' });
+    if (!pick) throw new InvalidInputError(`image ${ref} has no linux/amd64 manifest to read an inline cache from`);
+    const one = await fetchManifest({
+      ...base,
+      reference: pick.digest,
+      expectedSize: pick.size,
+      ...(signal ? { signal } : {}),
+    });
+    if (!isManifestMediaType(one.mediaType))
+      throw new InvalidInputError(`image ${ref}: ${pick.digest} is not an image manifest`);
+    return { manifest: one.doc as Manifest, digest: one.digest };
+  }
+  const m = fetched.doc as Manifest;
+  if (!isManifestMediaType(fetched.mediaType) || !m?.config || m.config.mediaType === CACHE_CONFIG_MEDIA_TYPE)
+    return undefined;
+  return { manifest: m, digest: fetched.digest };
+}
+
+async function readConfig(base: Base, desc: Descriptor, signal: AbortSignal | undefined): Promise<unknown> {
   const what = `pulling cache config ${desc.digest} from ${base.client.registry}/${base.repository}`;
   if (desc.size > CONFIG_LIMIT) throw new InvalidInputError(`${what}: ${desc.size} bytes, too large`);
   const res = await base.client.request({

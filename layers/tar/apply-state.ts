@@ -115,7 +115,7 @@ export function createApplyState(opts: ApplyOptions): ApplyState {
     whiteouts: opts.whiteouts ?? 'delete',
     host,
     sameOwner: opts.sameOwner ?? caps.chown,
-    privileged: caps.root,
+    privileged: caps.root || caps.userns,
     mayMknod: caps.mknod,
     onWarn: opts.onWarn ?? (() => {}),
     resolver: new PathResolver({

@@ -11,6 +11,7 @@ import {
   OCI_WHITEOUT_PREFIX,
   OPAQUE_XATTR,
   OPAQUE_XATTR_VALUE,
+  USER_OPAQUE_XATTR,
   OVERLAY_WHITEOUT_MAJOR,
   OVERLAY_WHITEOUT_MINOR,
   OVERLAY_WHITEOUT_MODE,
@@ -57,7 +58,8 @@ function opaque(state: ApplyState, entry: string, markerRel: string): void {
   const dirRel = dirnameOf(marker.rel);
   const dirAbs = state.resolver.abs(dirRel);
   if (overlay) {
-    setXattr(dirAbs, OPAQUE_XATTR, Buffer.from(OPAQUE_XATTR_VALUE));
+    // rootless (a user namespace): the overlay is mounted with userxattr and reads its marks from user.*
+    setXattr(dirAbs, state.host.caps().userns ? USER_OPAQUE_XATTR : OPAQUE_XATTR, Buffer.from(OPAQUE_XATTR_VALUE));
     markWritten(state, dirRel);
     return;
   }

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { TsbuildError, wrap } from '../../sys/errors.js';
 import { getXattr, listXattrs } from '../../sys/libc.js';
 import {
+  itemAt,
   lstatPath,
   utf8Name,
   WARN,
@@ -78,11 +79,11 @@ export class ReadAhead {
   /** take returns entry i (in order: i = 0, 1, 2, …); an error found while looking it up is thrown now. */
   async take(i: number): Promise<Prepared> {
     if (this.looked - i < WINDOW / 2) {
-      const end = Math.min(this.plan.items.length, i + WINDOW);
+      const end = Math.min(this.plan.keys.length, i + WINDOW);
       for (; this.looked < end; this.looked++) {
         let got: Prepared | Error;
         try {
-          got = this.lookup(this.plan.items[this.looked] as PlanItem);
+          got = this.lookup(itemAt(this.plan, this.looked));
         } catch (err) {
           got = err as Error;
         }
@@ -105,7 +106,7 @@ export class ReadAhead {
   private lookup(item: PlanItem): Prepared {
     if (item.rel === undefined) return { item };
     const abs = join(this.plan.root, item.rel);
-    const st = item.st ?? lstatPath(abs);
+    const st = lstatPath(abs);
     const kind = kindOf(st.mode);
     if (kind === undefined || kind === 'socket') {
       this.opts.onWarn?.(

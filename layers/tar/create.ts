@@ -18,7 +18,15 @@ import { pack as tarPack, type Pack } from 'tar-stream';
 import { InvalidInputError } from '../../sys/errors.js';
 import { majorMinor } from '../../sys/libc.js';
 import type { Change } from '../model/changeset.js';
-import { planChanges, planDirectory, validateChanges, WARN, type Plan, type TarWriteOptions } from './create-plan.js';
+import {
+  planChanges,
+  planDirectory,
+  validateChanges,
+  WARN,
+  type ChangeSet,
+  type Plan,
+  type TarWriteOptions,
+} from './create-plan.js';
 import {
   CHUNK,
   FileChangedError,
@@ -63,8 +71,12 @@ export function tarFromDirectory(dir: string, opts: TarWriteOptions = {}): Reada
  */
 export function tarFromChanges(root: string, changes: Change[], opts: TarWriteOptions = {}): Readable {
   checkOptions(opts);
-  const set = validateChanges(changes);
-  return startTar(opts, () => planChanges(root, set));
+  let set: ChangeSet | undefined = validateChanges(changes);
+  return startTar(opts, () => {
+    const s = set as ChangeSet;
+    set = undefined; // the plan is all the writer keeps
+    return planChanges(root, s);
+  });
 }
 
 function checkOptions(opts: TarWriteOptions): void {
@@ -163,7 +175,7 @@ async function write(
   /** (dev, ino) of multiply linked files written so far → their entry name */
   const links = new Map<string, string>();
   const slab = new Slab();
-  for (let i = 0; i < plan.items.length; i++) {
+  for (let i = 0; i < plan.keys.length; i++) {
     const wait = gate();
     if (wait) await wait;
     if (stopped()) return;

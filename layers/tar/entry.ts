@@ -127,32 +127,51 @@ export function markerHeader(name: string): EntryHeader {
 /**
  * Entry order. Entries are sorted bytewise by name (UTF-8, directories ending in '/'), which lists a directory
  * right before its subtree, with one exception that the OCI layer spec asks for: inside a directory the opaque
- * marker comes first, then the whiteouts, then the other children. sortKey encodes that order as bytes: each
- * component gets a rank byte (0 opaque marker, 1 whiteout, 2 anything else) and components are joined by '/'.
+ * marker comes first, then the whiteouts, then the other children. sortKey encodes that order: each component gets
+ * a rank byte (0 opaque marker, 1 whiteout, 2 anything else) and components are joined by '/'. Keys are latin1
+ * strings (one char per byte of UTF-8): `<` orders them as the bytes, and a plan of a million entries keeps one
+ * compact string per entry (issue 14), from which nameOfKey gives the name back.
  */
-export function sortKey(name: string): Buffer {
+export function sortKey(name: string): string {
   const isDir = name.endsWith('/');
-  const parts = (isDir ? name.slice(0, -1) : name).split('/');
-  const bufs: Buffer[] = [];
-  parts.forEach((p, i) => {
-    if (i > 0) bufs.push(SLASH);
-    bufs.push(
-      p === OCI_OPAQUE_NAME ? RANK_OPAQUE : p.startsWith(OCI_WHITEOUT_PREFIX) ? RANK_WHITEOUT : RANK_OTHER,
-      Buffer.from(p),
-    );
-  });
-  if (isDir) bufs.push(SLASH);
-  return Buffer.concat(bufs);
+  const parts = (isDir ? name.slice(0, -1) : name).split('/').map((p) => rankOf(p) + bytesOf(p));
+  if (isDir) parts.push('');
+  return parts.join('/'); // one flat string (`+=` would keep a rope of pieces per entry)
 }
 
-const SLASH = Buffer.from('/');
-const RANK_OPAQUE = Buffer.from([0]);
-const RANK_WHITEOUT = Buffer.from([1]);
-const RANK_OTHER = Buffer.from([2]);
-
 /** childKey is sortKey's last component for a directory listing: rank byte, name bytes, '/' for a directory. */
-export function childKey(name: Buffer, isDir: boolean): Buffer {
-  const s = name.toString('latin1');
-  const rank = s === OCI_OPAQUE_NAME ? RANK_OPAQUE : s.startsWith(OCI_WHITEOUT_PREFIX) ? RANK_WHITEOUT : RANK_OTHER;
-  return Buffer.concat(isDir ? [rank, name, SLASH] : [rank, name]);
+export function childKey(name: Buffer, isDir: boolean): string {
+  const bytes = name.toString('latin1');
+  return rankOf(bytes) + bytes + (isDir ? '/' : '');
+}
+
+/** nameOfKey is the entry name a sortKey was made from. */
+export function nameOfKey(key: string): string {
+  const bytes = key
+    .split('/')
+    .map((c) => c.slice(1)) // the rank byte dropped
+    .join('/');
+  return ASCII.test(bytes) ? bytes : Buffer.from(bytes, 'latin1').toString('utf8');
+}
+
+/** isMarkerKey tells whether the last component of a key (not a directory's) ranks as a whiteout or opaque marker. */
+export function isMarkerKey(key: string): boolean {
+  if (key.endsWith('/')) return false;
+  const rank = key.charCodeAt(key.lastIndexOf('/') + 1);
+  return rank === 0 || rank === 1;
+}
+
+const ASCII = /^[\x00-\x7f]*$/;
+const RANK_OPAQUE = '\x00';
+const RANK_WHITEOUT = '\x01';
+const RANK_OTHER = '\x02';
+
+/** rankOf ranks a name component (as text, or as latin1 bytes: the prefixes are ASCII). */
+function rankOf(p: string): string {
+  return p === OCI_OPAQUE_NAME ? RANK_OPAQUE : p.startsWith(OCI_WHITEOUT_PREFIX) ? RANK_WHITEOUT : RANK_OTHER;
+}
+
+/** bytesOf is a string's UTF-8 bytes as a latin1 string. */
+function bytesOf(p: string): string {
+  return ASCII.test(p) ? p : Buffer.from(p, 'utf8').toString('latin1');
 }

@@ -12,6 +12,10 @@ export const OVERLAY_WHITEOUT_MINOR = 0;
 
 /** OPAQUE_XATTR marks an overlay directory whose lower layers are hidden (value `y`). */
 export const OPAQUE_XATTR = 'trusted.overlay.opaque';
+/** The opaque mark of an overlay mounted with `userxattr` (rootless: a user namespace cannot write trusted.*). */
+export const USER_OPAQUE_XATTR = 'user.overlay.opaque';
+/** The names an opaque mark may have, the root form first: readers accept either. */
+export const OPAQUE_XATTRS: readonly string[] = [OPAQUE_XATTR, USER_OPAQUE_XATTR];
 /** The value OPAQUE_XATTR takes on an opaque directory. */
 export const OPAQUE_XATTR_VALUE = 'y';
 /** Present on an upper directory renamed with redirect_dir=on: the upperdir then no longer equals the diff. */

@@ -64,6 +64,15 @@ interface BindMount {
   source: string;
   destination: string;
   readonly: boolean;
+  /** a tmpfs instead of a bind (source unused) */
+  tmpfs?: { size?: number };
+}
+
+/** shmKib is the size of /dev/shm in KiB: docker's 64 MiB by default, else the asked bytes rounded up. */
+function shmKib(bytes: number | undefined): number {
+  if (bytes === undefined) return 65536;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new InvalidInputError(`invalid /dev/shm size ${bytes}`);
+  return Math.ceil(bytes / 1024);
 }
 
 /**
@@ -71,7 +80,10 @@ interface BindMount {
  * resolved inside the rootfs (symlinks cannot point a mount outside it); missing mount points are created.
  * `console` is the host path of a terminal to bind onto /dev/console.
  */
-export function rootfsOps(spec: RunSpec, opts: { console?: string } = {}): Op[] {
+export function rootfsOps(
+  spec: RunSpec,
+  opts: { console?: string; bindDevices?: boolean; hostSysfs?: boolean } = {},
+): Op[] {
   const root = spec.rootfs;
   const ops: Op[] = [
     mountOp('', '/', '', MS.REC | MS.PRIVATE),
@@ -89,7 +101,10 @@ export function rootfsOps(spec: RunSpec, opts: { console?: string } = {}): Op[] 
   );
   const nodes: string[] = [];
   for (const [name, major, minor] of DEVICES) {
-    ops.push({ op: 'mknod', path: `${dev}/${name}`, mode: S_IFCHR | 0o666, major, minor });
+    // Without CAP_MKNOD (rootless): the host's node bound onto an empty file, as runc does it.
+    if (opts.bindDevices)
+      ops.push({ op: 'touch', path: `${dev}/${name}` }, mountOp(`/dev/${name}`, `${dev}/${name}`, '', MS.BIND));
+    else ops.push({ op: 'mknod', path: `${dev}/${name}`, mode: S_IFCHR | 0o666, major, minor });
     nodes.push(`${dev}/${name}`);
   }
   for (const d of spec.devices ?? []) {
@@ -97,6 +112,11 @@ export function rootfsOps(spec: RunSpec, opts: { console?: string } = {}): Op[] 
     if (!path.startsWith(`${dev}/`))
       throw new InvalidInputError(`device ${d.path}: the container path must be under /dev`);
     ops.push({ op: 'mkdir', path: posix.dirname(path), mode: 0o755 });
+    if (opts.bindDevices) {
+      if (!d.hostPath) throw new InvalidInputError(`device ${d.path}: no host node to bind (rootless cannot make one)`);
+      ops.push({ op: 'touch', path }, mountOp(d.hostPath, path, '', MS.BIND));
+      continue; // the bind is its own mount already, kept dev below
+    }
     ops.push({
       op: 'mknod',
       path,
@@ -107,14 +127,15 @@ export function rootfsOps(spec: RunSpec, opts: { console?: string } = {}): Op[] 
     nodes.push(path);
   }
   // Each allowed node becomes its own mount (keeping dev), then /dev itself goes nodev.
-  for (const node of nodes) ops.push(mountOp(node, node, '', MS.BIND));
+  for (const node of nodes)
+    if (!opts.bindDevices || !DEVICES.some(([n]) => node === `${dev}/${n}`)) ops.push(mountOp(node, node, '', MS.BIND));
   ops.push(mountOp('', dev, '', MS.BIND | MS.REMOUNT | MS.NOSUID | MS.NODEV | MS.STRICTATIME));
   ops.push(
     { op: 'mkdir', path: `${dev}/pts`, mode: 0o755 },
     mountOp('devpts', `${dev}/pts`, 'devpts', MS.NOSUID | MS.NOEXEC, 'newinstance,ptmxmode=0666,mode=0620,gid=5'),
     { op: 'symlink', target: 'pts/ptmx', path: `${dev}/ptmx` },
     { op: 'mkdir', path: `${dev}/shm`, mode: 0o1777 },
-    mountOp('shm', `${dev}/shm`, 'tmpfs', MS.NOSUID | MS.NOEXEC | MS.NODEV, 'mode=1777,size=65536k'),
+    mountOp('shm', `${dev}/shm`, 'tmpfs', MS.NOSUID | MS.NOEXEC | MS.NODEV, `mode=1777,size=${shmKib(spec.shmSize)}k`),
     { op: 'mkdir', path: `${dev}/mqueue`, mode: 0o755 },
     mountOp('mqueue', `${dev}/mqueue`, 'mqueue', MS.NOSUID | MS.NOEXEC | MS.NODEV),
     { op: 'symlink', target: '/proc/self/fd', path: `${dev}/fd` },
@@ -128,18 +149,38 @@ export function rootfsOps(spec: RunSpec, opts: { console?: string } = {}): Op[] 
 
   // A fresh sysfs shows the network devices of the mounting process's network namespace.
   const sys = secureJoin(root, '/sys');
-  ops.push(
-    { op: 'mkdir', path: sys, mode: 0o555 },
-    mountOp('sysfs', sys, 'sysfs', MS.NOSUID | MS.NOEXEC | MS.NODEV | MS.RDONLY),
-  );
+  ops.push({ op: 'mkdir', path: sys, mode: 0o555 });
+  if (opts.hostSysfs) {
+    // a user namespace may not mount sysfs for a network namespace it does not own (rootless with the host's
+    // network): the host's /sys, bound read-only, as runc does it
+    ops.push(mountOp('/sys', sys, '', MS.BIND | MS.REC), {
+      op: 'mountattr',
+      path: sys,
+      set: MOUNT_ATTR.RDONLY | MOUNT_ATTR.NOSUID | MOUNT_ATTR.NOEXEC | MOUNT_ATTR.NODEV,
+    });
+  } else ops.push(mountOp('sysfs', sys, 'sysfs', MS.NOSUID | MS.NOEXEC | MS.NODEV | MS.RDONLY));
 
   const binds: BindMount[] = [
     ...spec.mounts,
     ...Object.entries(spec.extraFiles ?? {}).map(([destination, source]) => ({ source, destination, readonly: false })),
+    ...(spec.tmpfs ?? []).map((t) => ({
+      source: 'tmpfs',
+      destination: t.destination,
+      readonly: false,
+      tmpfs: t.size === undefined ? {} : { size: t.size },
+    })),
   ];
   // Parents before children, so that a mount on /a/b is not hidden by a later mount on /a.
   binds.sort((a, b) => depth(a.destination) - depth(b.destination));
   for (const m of binds) {
+    if (m.tmpfs) {
+      // BuildKit's RUN --mount=type=tmpfs: nosuid,nodev, mode 1777 like a fresh /tmp, size when asked
+      const dest = secureJoin(root, m.destination);
+      const size = m.tmpfs.size === undefined ? '' : `,size=${m.tmpfs.size}`;
+      ops.push({ op: 'mkdir', path: dest, mode: 0o755 });
+      ops.push(mountOp('tmpfs', dest, 'tmpfs', MS.NOSUID | MS.NODEV, `mode=1777${size}`));
+      continue;
+    }
     let isDir: boolean;
     try {
       isDir = statSync(m.source).isDirectory();

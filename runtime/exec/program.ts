@@ -24,6 +24,10 @@ export interface PlanOptions {
   cgroupProcs?: string[];
   /** host path of the terminal to use as /dev/console (tty mode) */
   console?: string;
+  /** bind the host's null, zero, full, random, urandom, tty instead of mknod (no CAP_MKNOD: rootless) */
+  bindDevices?: boolean;
+  /** bind the host's /sys read-only instead of mounting sysfs (rootless with the host's network) */
+  hostSysfs?: boolean;
 }
 
 /** Compiled filters by profile text: every RUN step of a build has the same one (about 5 ms to compile). */
@@ -46,9 +50,15 @@ export function executorOps(spec: RunSpec, opts: PlanOptions = {}): Op[] {
   const caps = capabilityMask(spec.capabilities);
   const ops: Op[] = [];
   for (const procs of opts.cgroupProcs ?? []) ops.push({ op: 'cgroup', procs });
-  ops.push(...rootfsOps(spec, opts.console ? { console: opts.console } : {}));
+  ops.push(
+    ...rootfsOps(spec, {
+      ...(opts.console ? { console: opts.console } : {}),
+      ...(opts.bindDevices ? { bindDevices: true } : {}),
+      ...(opts.hostSysfs ? { hostSysfs: true } : {}),
+    }),
+  );
   ops.push({ op: 'hostname', name: spec.hostname });
-  if (spec.network === 'none') ops.push({ op: 'loup' });
+  if (spec.network !== 'host') ops.push({ op: 'loup' });
   ops.push({ op: 'mkdir', path: spec.cwd, mode: 0o755 }, { op: 'umask', mask: 0o022 });
   if (spec.tty) ops.push({ op: 'ctty' });
   // Before the capabilities go: raising a hard limit needs CAP_SYS_RESOURCE.

@@ -116,7 +116,7 @@ rootTest('a required secret that was not given fails the step', async (t) => {
     Dockerfile: 'FROM busybox:test\nRUN --mount=type=secret,id=missing,required cat /run/secrets/missing\n',
   });
   const err = await t.throwsAsync(build({ store, context: ctx }));
-  t.regex(err!.message, /^Dockerfile:2: RUN: secret missing: not provided/);
+  t.regex(err!.message, /^Dockerfile:2: RUN: secret missing: not found/);
 });
 
 rootTest('independent stages run at the same time', async (t) => {

@@ -2,19 +2,15 @@
 // docker-registry on 127.0.0.1) or an OCI layout directory; runner B, another store that never built anything,
 // builds the same Dockerfile with --cache-from and runs no step, giving the same image digest (SOURCE_DATE_EPOCH).
 // A missing cache is a warning; layer blobs are fetched only once every step is known to hit.
-import type { ExecutionContext } from 'ava';
-import { cp, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { build, type BuildOptions, type BuildResult } from '../../builder/build.js';
-import type { BuildEvent } from '../../builder/events.js';
+import { build } from '../../builder/build.js';
 import { parseCacheSpec } from '../../layers/cache/spec.js';
 import { listImages } from '../../layers/store/image.js';
-import { Store } from '../../layers/store/store.js';
 import { makeTempDir, removeDir, rootTest } from '../helpers/index.js';
 import { haveRegistry, startRegistry } from '../helpers/registry.js';
-import { busyboxStore, verifiedBuild } from '../builder/build-harness.js';
-
-const EPOCH = 1_700_000_000;
+import { busyboxStore } from '../builder/build-harness.js';
+import { context, EPOCH, run, runners } from './runners.js';
 
 const MULTI = `FROM busybox:test AS builder
 COPY a.txt /src/a.txt
@@ -27,64 +23,6 @@ RUN wc -c /app/out > /app/size
 const BUILDER_STEPS = ['COPY a.txt /src/a.txt', 'RUN cat /src/a.txt > /out && echo built >> /out'];
 const FINAL_STEPS = ['WORKDIR /app', 'COPY --from=builder /out /app/out', 'RUN wc -c /app/out > /app/size'];
 const sorted = (...lists: string[][]): string[] => lists.flat().sort();
-
-async function context(t: ExecutionContext, files: Record<string, string>): Promise<string> {
-  const dir = await makeTempDir('tsbuild-shared-cache-ctx-');
-  t.teardown(() => removeDir(dir));
-  for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content);
-  return dir;
-}
-
-/**
- * runners makes the stores of runners A and B: each holds only busybox:test, the same image (the fixture's history
- * names the temp directory it was imported from, so two busyboxStore calls give two base images).
- */
-async function runners(t: ExecutionContext): Promise<[Store, Store]> {
-  const a = await busyboxStore(t);
-  const dir = await makeTempDir('tsbuild-store-b-');
-  t.teardown(() => removeDir(dir));
-  await cp(a.root, join(dir, 'store'), { recursive: true });
-  return [a, await Store.open(join(dir, 'store'))];
-}
-
-interface Run {
-  result: BuildResult;
-  ran: string[];
-  cached: string[];
-  warnings: string[];
-  /** step names in the order they started */
-  order: Array<{ name: string; cached: boolean }>;
-}
-
-/** run builds and sorts the filesystem steps into those that ran and those the cache gave. */
-async function run(t: ExecutionContext, opts: BuildOptions): Promise<Run> {
-  const names = new Map<number, string>();
-  const cached = new Set<number>();
-  const done: number[] = [];
-  const warnings: string[] = [];
-  const onEvent = (e: BuildEvent): void => {
-    if (e.type === 'step') names.set(e.id, e.name.replace(/^\[[^\]]*\d+\/\d+\] /, ''));
-    if (e.type === 'cached') cached.add(e.id);
-    if (e.type === 'done') done.push(e.id);
-    if (e.type === 'warning') warnings.push(e.message);
-  };
-  const result = await verifiedBuild(t, { sourceDateEpoch: EPOCH, ...opts, onEvent });
-  const fs = done.filter((id) => /^(RUN|COPY|ADD|WORKDIR)/.test(names.get(id) ?? ''));
-  return {
-    result,
-    // sorted: independent stages run in parallel, so their steps end in any order
-    ran: fs
-      .filter((id) => !cached.has(id))
-      .map((id) => names.get(id)!)
-      .sort(),
-    cached: fs
-      .filter((id) => cached.has(id))
-      .map((id) => names.get(id)!)
-      .sort(),
-    warnings,
-    order: done.map((id) => ({ name: names.get(id) ?? '', cached: cached.has(id) })),
-  };
-}
 
 const rtest = haveRegistry ? rootTest : rootTest.skip;
 

@@ -1,6 +1,8 @@
-// The unprivileged export: a user who is not root (made here with useradd, no sudo) exports an image that already
-// holds its kernel, from a store it owns. No namespaces, loop devices or mounts: mkfs.ext4 -d at an offset, owners
-// patched with debugfs from the layer headers, GRUB written with plain file writes. The disk must boot.
+// The unprivileged export: a system user who is not root and has no /etc/subuid range (made here with useradd, no
+// sudo) exports an image that already holds its kernel, from a store it owns. Its user namespace maps only its own
+// id (rootless mode's fallback, with a warning), so nothing can be chowned: no loop devices or chown, mkfs.ext4 -d
+// at an offset, owners patched with debugfs from the layer headers, GRUB written with plain file writes. The disk
+// must boot. (test/rootless/ covers a user with a subordinate range.)
 //
 // The image is built from fixtures/export/kernel.Dockerfile: app:0.1 (debian.Dockerfile) + ADD of the kernel layer
 // that a root export of app:0.1 installed and cached in the shared export store (so no extra download).

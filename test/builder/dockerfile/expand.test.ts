@@ -112,7 +112,6 @@ test(expands, '${u#x}${u%x}${u/x/y}', v, '');
 test(expands, '${e:-default}/${e-unset}', v, 'default/');
 test(expands, '${e:+set}/${e+set}', v, '/set');
 test(expands, '${e?}', v, '');
-test(expands, '${v:#a}', v, '/b/c.tar.gz');
 test(expands, '"${v%/*}"\'$v\'\\$v', v, 'a/b$v$v');
 test(expands, '${constructor}${toString:-unset}', {}, 'unset');
 test(expands, '$$ $1 $# ${#} $@x', {}, '    x');
@@ -127,6 +126,9 @@ const refuses = test.macro({
   title: (_title, input: string) => `${input} is refused with a clear message`,
 });
 
+// BuildKit's lexer: a colon takes only -, + and ? (lex_test.go TestProcessWithMatches, ${FOO:#} and friends)
+test(refuses, '${v:#a}', 'failed to process "${v:#a}": unsupported modifier (:#) in substitution');
+test(refuses, '${v:%%}', 'failed to process "${v:%%}": unsupported modifier (:%) in substitution');
 test(refuses, '${}', 'failed to process "${}": syntax error: bad substitution');
 test(refuses, '${v', `failed to process "\${v": unsupported modifier (\ufffd) in substitution`);
 test(refuses, '${v:-a', 'failed to process "${v:-a": syntax error: missing \'}\'');

@@ -25,7 +25,7 @@ test('a flag value may contain = and be empty', (t) => {
 
 test('names of Object.prototype are unknown flags, not crashes', (t) => {
   t.throws(() => parseFlags('copy', ['--constructor=x'], INSTRUCTION_FLAGS['copy']), {
-    message: /unknown flag --constructor/,
+    message: /unknown flag: --constructor/,
   });
 });
 
