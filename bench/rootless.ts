@@ -28,6 +28,7 @@ const debianStore = process.env.TSBUILD_TEST_CACHE
 if (process.getuid?.() !== 0) throw new Error('run as root: it makes the bench user and runs root builds');
 if (!existsSync(join(repo, 'dist', 'cli', 'main.js'))) throw new Error('run `npm run build` first');
 
+const loadStart = loadavg()[0]?.toFixed(2);
 const work = mkdtempSync('/tmp/tsbuild-bench-rootless-');
 chmodSync(work, 0o755);
 
@@ -48,11 +49,12 @@ function sh(argv: string[], opts: { asUser?: boolean; env?: Record<string, strin
     : argv;
   const r = spawnSync(full[0] as string, full.slice(1), {
     cwd: work,
-    env: opts.asUser ? {} : { ...process.env, ...env },
+    env: { ...process.env, ...(opts.asUser ? {} : env) }, // as the user: `env -i` above sets its environment
     stdio: ['ignore', 'ignore', 'pipe'],
     maxBuffer: 64 << 20,
   });
-  if (r.status !== 0) throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.stderr.toString().slice(-2000)}`);
+  if (r.status !== 0)
+    throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.error?.message ?? r.stderr.toString().slice(-2000)}`);
 }
 const time = (fn: () => void): number => {
   const t0 = performance.now();
@@ -128,7 +130,7 @@ for (let run = 0; run < RUNS; run++) {
   }
 }
 
-console.log(`rootless bench: fixtures/example, ${RUNS} run(s) each, load at start ${loadavg()[0]?.toFixed(2)}`);
+console.log(`rootless bench: fixtures/example, ${RUNS} run(s) each, load at start ${loadStart}`);
 console.log('| tool | cold build (s) | no-op rebuild (s) |');
 console.log('|---|---:|---:|');
 for (const [name, r] of results) {

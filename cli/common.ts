@@ -1,5 +1,6 @@
 // Helpers shared by command modules: opening the store, reading global flags.
 import { InvalidInputError } from '../sys/errors.js';
+import { setWarningSink } from '../sys/warnings.js';
 import { defaultStoreRoot, Store } from '../layers/store/store.js';
 import type { Compression } from '../layers/model/types.js';
 
@@ -11,6 +12,13 @@ export interface GlobalFlags {
 
 /** openStore opens the store named by --root (the last one given wins), $TSBUILD_ROOT or the default location. */
 export function openStore(flags: GlobalFlags): Promise<Store> {
+  // what a layer could not carry over here (device nodes, rootless) is said once per message, on stderr
+  const said = new Set<string>();
+  setWarningSink((_code, message) => {
+    if (said.has(message) || said.size > 100) return;
+    said.add(message);
+    process.stderr.write(`warning: ${message}\n`);
+  });
   const root = Array.isArray(flags.root) ? flags.root.at(-1) : flags.root;
   return Store.open(root ?? defaultStoreRoot());
 }

@@ -224,8 +224,11 @@ export async function reexecInUserNamespace(args: string[]): Promise<number | un
 export async function adoptUserNamespace(): Promise<void> {
   const parent = Number(process.env[ENV_PARENT]);
   const { prctl, PR } = await import('./process.js');
-  prctl(PR.SET_PDEATHSIG, 15);
-  if (Number.isSafeInteger(parent) && process.ppid !== parent) process.exit(143);
+  // SIGKILL, not SIGTERM: a container's PID 1 may ignore a forwarded SIGTERM, and with nobody left to wait for it the
+  // command must end now. Its containers die with it (their own parent-death signal), its mounts with its mount
+  // namespace; the next command removes the temp dirs of dead processes.
+  prctl(PR.SET_PDEATHSIG, 9);
+  if (Number.isSafeInteger(parent) && process.ppid !== parent) process.exit(137);
   delete process.env[ENV_PARENT];
 }
 

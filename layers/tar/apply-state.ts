@@ -9,6 +9,7 @@ import { InvalidInputError, UnsafeEntryError, wrap } from '../../sys/errors.js';
 import { defaultHost, type Host } from '../../sys/host.js';
 import { dirnameOf, PathResolver, type ResolvedPath } from '../../sys/secure-path.js';
 import type { FileBatcher } from '../../sys/file-writer.js';
+import { warn } from '../../sys/warnings.js';
 
 export interface ApplyOptions {
   /** the directory the layer is applied to; must exist */
@@ -117,7 +118,7 @@ export function createApplyState(opts: ApplyOptions): ApplyState {
     sameOwner: opts.sameOwner ?? caps.chown,
     privileged: caps.root || caps.userns,
     mayMknod: caps.mknod,
-    onWarn: opts.onWarn ?? (() => {}),
+    onWarn: opts.onWarn ?? warn, // the process's sink (sys/warnings.ts) when the caller gave none
     resolver: new PathResolver({
       root,
       isLayerSymlink: (rel) => layerSymlinks.has(rel),

@@ -178,6 +178,5 @@ rootTest('the cache lives in the store as one file per key, and a record names i
         JSON.parse(await readFile(join(store.root, 'cache', f), 'utf8')) as { layer: unknown; created: string },
     ),
   );
-  t.is(records.filter((r) => r.layer === null).length, 1, 'RUN true made no layer');
-  t.is(records.filter((r) => r.layer !== null).length, 1);
+  t.is(records.filter((r) => r.layer !== null).length, 2, 'RUN true made a layer too: an empty one, as BuildKit');
 });

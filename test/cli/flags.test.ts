@@ -72,9 +72,9 @@ test(refused, ['imgaes', '-q'], "'imgaes' is not a tsbuild command", /did you me
 // --cache-to/--cache-from are implemented (layers/cache/); what of them is not says so (test/cache/)
 test(
   refused,
-  ['build', '--cache-to=type=inline', '.'],
-  '--cache-to type=inline is not supported yet (issue 13)',
-  /^hint: /,
+  ['build', '--cache-to=type=inline,mode=max', '.'],
+  '--cache-to type=inline,mode=max: type=inline supports mode=min only (the image holds only its own layers)',
+  /^hint: use type=registry,ref=REG\/REPO:cache,mode=max for intermediate stages$/,
 );
 test(
   refused,
@@ -88,7 +88,7 @@ test(
   '--build-context is not supported yet (issue 12)',
   see('build'),
 );
-test(refused, ['build', '--shm-size', '1g', '.'], '--shm-size is not supported yet (issue 12)', see('build'));
+test(refused, ['build', '--shm-size', 'lots', '.'], 'invalid size "lots"', /^hint: use a number with an optional unit/);
 test(refused, ['--ssh', 'default', '.'], '--ssh is not supported yet: use --secret', see('build'));
 // build flag values
 test(refused, ['build', '--add-host', 'nohost', '.'], 'invalid --add-host "nohost": give NAME:IP', /^$/);

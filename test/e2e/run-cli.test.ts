@@ -194,7 +194,7 @@ const badFlag = test.macro({
 serial(badFlag, ['--bogus'], /^error: unknown flag: --bogus\n/);
 serial(badFlag, ['--bogus=1'], /^error: unknown flag: --bogus\n/);
 serial(badFlag, ['-Z'], /^error: unknown flag: -Z\n/);
-serial(badFlag, ['--network', 'bridge'], /^error: --network must be none or host/);
+serial(badFlag, ['--network', 'overlay0'], /^error: --network must be none, default \(bridge\) or host/);
 serial(badFlag, ['--memory', 'lots'], /^error: invalid size "lots"/);
 serial(badFlag, ['--pids-limit', '0'], /^error: --pids-limit must be a positive number/);
 

@@ -2,9 +2,9 @@
 // with the same results as root. The user's commands re-execute inside a user namespace of their own
 // (sys/userns.ts); what they write must be what root writes: the layer digests of fixtures/rootless are compared.
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { hostileLayers } from '../../fixtures/hostile-layers.js';
+import { hostileLayers, tarSync } from '../../fixtures/hostile-layers.js';
 import { debianStore } from '../helpers/images.js';
 import { type CliResult, makeTempDir, removeDir, repoRoot, rootTest, tsbuild } from '../helpers/index.js';
 import { makeUser, type TestUser } from '../helpers/users.js';
@@ -73,17 +73,28 @@ async function leftovers(user: TestUser): Promise<string[]> {
 }
 
 let user: TestUser | undefined;
-rootTest.before(() => {
+let baseDir: string | undefined;
+let baseTar = '';
+rootTest.before(async () => {
   user = makeUser('tsbuild-rl');
+  // every test starts from debian:rootless in the user's store, imported from a tar that root imports too
+  baseDir = await makeTempDir('tsbuild-rootless-base-');
+  await chmod(baseDir, 0o755);
+  baseTar = await debianTar(baseDir);
+  const i = await user.tsbuild(['import', baseTar, 'debian:rootless'], { env: SDE });
+  if (i.code !== 0) throw new Error(`import: ${output(i)}`);
 });
-rootTest.after.always(() => user?.remove());
+rootTest.after.always(async () => {
+  user?.remove();
+  if (baseDir) await removeDir(baseDir);
+});
 
 rootTest(
   'an ordinary user builds layers byte-identical to the ones root builds: chown to other ids, fifos, setuid bits, useradd, COPY --chown, whiteouts and opaque directories',
   async (t) => {
     const u = user as TestUser;
     const dir = await sharedDir(t);
-    const tar = await debianTar(dir);
+    const tar = baseTar;
 
     const rootStore = join(dir, 'root-store');
     await mkdir(rootStore);
@@ -197,35 +208,65 @@ rootTest('hostile layers stay contained when a rootless user applies them', asyn
   t.deepEqual(await leftovers(u), []);
 });
 
-rootTest('kill -9 of a rootless build leaves no process, and the next command leaves no temp dir', async (t) => {
-  const u = user as TestUser;
-  const dir = await sharedDir(t);
-  await writeFile(join(dir, 'Dockerfile'), 'FROM debian:rootless\nRUN echo STARTED && sleep 300\n');
-  const pidFile = join(dir, 'pid');
-  await chmod(dir, 0o777);
-  const started = u.run([
-    'sh',
-    '-c',
-    `echo $$ > ${pidFile}; exec ${process.execPath} -- ${join(repoRoot, 'bin', 'tsbuild.js')} build --progress plain --no-cache ${dir}`,
-  ]);
-  // wait for the RUN step to print, then kill the command the user started
-  const deadline = Date.now() + 120_000;
-  let seen = false;
-  while (!seen && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 500));
-    seen = processesOf(u).some((l) => l.includes('sleep 300'));
-  }
-  t.true(seen, 'the RUN step started');
-  const pid = Number(execFileSync('cat', [pidFile]).toString());
-  process.kill(pid, 'SIGKILL');
-  await started;
-  let left = processesOf(u);
-  for (let i = 0; i < 40 && left.length > 0; i++) {
-    await new Promise((r) => setTimeout(r, 250));
-    left = processesOf(u);
-  }
-  t.deepEqual(left, [], 'the inner CLI, the executor and the RUN step are gone');
-  const next = await u.tsbuild(['prune', '-f']);
-  t.is(next.code, 0, output(next));
-  t.deepEqual(await leftovers(u), [], 'the next command removed what the killed one left');
-});
+rootTest(
+  'a layer that carries a device node applies rootless with a warning naming it, and nothing else is lost',
+  async (t) => {
+    const u = user as TestUser;
+    const dir = await sharedDir(t);
+    const tar = join(dir, 'dev.tar');
+    await writeFile(
+      tar,
+      tarSync([
+        { name: 'bin/', type: 'directory', mode: 0o755 },
+        { name: 'bin/busybox', data: await readFile('/bin/busybox'), mode: 0o755 },
+        { name: 'bin/sh', type: 'symlink', linkname: 'busybox' },
+        { name: 'dev/', type: 'directory', mode: 0o755 },
+        { name: 'dev/kvm', type: 'character-device', devmajor: 10, devminor: 232, mode: 0o666 },
+        { name: 'etc/', type: 'directory', mode: 0o755 },
+        { name: 'etc/kept', data: 'kept\n', mode: 0o640, uid: 7, gid: 8 },
+      ]),
+    );
+    await chmod(tar, 0o644);
+    const i = await u.tsbuild(['import', tar, 'devices:1']);
+    t.is(i.code, 0, output(i));
+    const r = await u.tsbuild(['run', '--rm', 'devices:1', '/bin/busybox', 'ls', '-ln', '/etc/kept', '/dev']);
+    t.is(r.code, 0, output(r));
+    t.regex(r.stderr, /^warning: skipped character-device 10:232 at dev\/kvm: creating devices needs root/m);
+    t.regex(r.stdout, /^-rw-r-----\s+1 7\s+8\s+5 .*\/etc\/kept$/m, 'the rest of the layer is there, owners too');
+  },
+);
+
+for (const kind of ['build', 'run'] as const) {
+  rootTest(`kill -9 of a rootless ${kind} leaves no process, and the next command leaves no temp dir`, async (t) => {
+    const u = user as TestUser;
+    const dir = await sharedDir(t);
+    await writeFile(join(dir, 'Dockerfile'), 'FROM debian:rootless\nRUN echo STARTED && sleep 300\n');
+    const pidFile = join(dir, 'pid');
+    await chmod(dir, 0o777);
+    const cli = `${process.execPath} -- ${join(repoRoot, 'bin', 'tsbuild.js')}`;
+    const command =
+      kind === 'build' ? `build --progress plain --no-cache ${dir}` : 'run --rm debian:rootless sleep 300';
+    const started = u.run(['sh', '-c', `echo $$ > ${pidFile}; exec ${cli} ${command}`]);
+    // wait for the step (or the container) to run, then kill the command the user started
+    const deadline = Date.now() + 120_000;
+    let seen = false;
+    while (!seen && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 500));
+      seen = processesOf(u).some((l) => /\ssleep 300$/.test(l));
+    }
+    t.true(seen, 'the process started');
+    const pid = Number(execFileSync('cat', [pidFile]).toString());
+    process.kill(pid, 'SIGKILL');
+    // checked before waiting for runuser: a process that outlived the kill would still be sleeping
+    let left = processesOf(u);
+    for (let i = 0; i < 40 && left.length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      left = processesOf(u);
+    }
+    t.deepEqual(left, [], 'the inner CLI, the executor, the network stack and the process are gone');
+    await started;
+    const next = await u.tsbuild(['prune', '-f']);
+    t.is(next.code, 0, output(next));
+    t.deepEqual(await leftovers(u), [], 'the next command removed what the killed one left');
+  });
+}

@@ -106,8 +106,9 @@ test('RUN runs /bin/sh -c through the host: /proc and /dev mounted, pivot into t
 
   const starts = s.host.callsOf('start');
   t.is(starts.length, 1);
-  const { ops, newNetwork } = starts[0]!;
-  t.false(newNetwork, 'network default is the host network (as docker build)');
+  const { ops, newNetwork, userNetwork } = starts[0]!;
+  t.true(newNetwork, "network default is the step's own network namespace (as BuildKit)");
+  t.true(userNetwork, 'with outbound access through the user-mode stack');
   const mounts = ops.filter((o): o is Extract<Op, { op: 'mount' }> => o.op === 'mount');
   t.truthy(
     mounts.find((m) => m.fstype === 'proc' && m.target === join(s.root, 'proc')),
