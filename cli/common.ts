@@ -49,3 +49,22 @@ export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number | 
 export function out(line: string): void {
   process.stdout.write(`${line}\n`);
 }
+
+/**
+ * unpackEntered extracts the snapshots of images a command just stored (by manifest digest), so that builds and runs
+ * start at once. A failure is a warning: the image itself is stored.
+ */
+export async function unpackEntered(store: Store, digests: readonly string[]): Promise<void> {
+  const [{ getImage }, { imageLayers }, { unpackImages }] = await Promise.all([
+    import('../layers/store/image.js'),
+    import('../layers/model/layer.js'),
+    import('../unionfs/snapshot.js'),
+  ]);
+  try {
+    const images = [];
+    for (const d of new Set(digests)) images.push({ layers: imageLayers(await getImage(store, d)) });
+    await unpackImages(store, images);
+  } catch (e) {
+    process.stderr.write(`warning: unpacking for builds and runs: ${(e as Error).message.split('\n')[0]}\n`);
+  }
+}

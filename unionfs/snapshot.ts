@@ -200,3 +200,23 @@ async function exists(p: string): Promise<boolean> {
     throw e;
   }
 }
+
+/**
+ * unpackImages extracts the snapshots of images that just entered the store (load, import, pull, bootstrap), as
+ * docker, buildah and BuildKit unpack at pull time, so that the first build or run on them does not wait for it.
+ * Only where snapshots are used (overlay: host.caps().mount); elsewhere it does nothing. Returns how many layers
+ * now have their snapshot (made now or before).
+ */
+export async function unpackImages(
+  store: Store,
+  images: ReadonlyArray<{ layers: readonly Layer[] }>,
+  host: Host = defaultHost(),
+): Promise<number> {
+  if (!host.caps().mount) return 0;
+  let layers = 0;
+  for (const img of images) {
+    await snapshotLayers(store, img.layers, host);
+    layers += img.layers.length;
+  }
+  return layers;
+}

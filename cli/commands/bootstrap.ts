@@ -1,5 +1,5 @@
 import { bootstrapImage, parseDistro } from '../../layers/sources/bootstrap.js';
-import { type GlobalFlags, compressionFlag, openStore, out, sourceDateEpoch } from '../common.js';
+import { type GlobalFlags, compressionFlag, openStore, out, unpackEntered, sourceDateEpoch } from '../common.js';
 import { stderrProgress } from '../progress.js';
 
 export default async function bootstrap(
@@ -29,5 +29,6 @@ export default async function bootstrap(
     onLog: (line) => p.step(line),
   });
   p.step(`layer ${r.layer.descriptor.digest} (${r.layer.uncompressedSize} bytes uncompressed)`);
+  await unpackEntered(store, [r.descriptor.digest]);
   out(`${r.name} ${r.descriptor.digest}`);
 }

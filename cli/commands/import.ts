@@ -1,6 +1,6 @@
 import { importImage } from '../../layers/sources/import.js';
 import { InternalError } from '../../sys/errors.js';
-import { type GlobalFlags, compressionFlag, list, openStore, out, sourceDateEpoch } from '../common.js';
+import { type GlobalFlags, compressionFlag, list, openStore, out, unpackEntered, sourceDateEpoch } from '../common.js';
 import { applyConfigChanges } from '../../builder/steps/metadata.js';
 
 export default async function importCmd(
@@ -27,5 +27,6 @@ export default async function importCmd(
     ...(sde === undefined ? {} : { sourceDateEpoch: sde }),
   });
   const r = await Promise.race([importing, guard]).finally(() => process.off('beforeExit', stalled));
+  await unpackEntered(store, [r.descriptor.digest]);
   out(r.descriptor.digest);
 }

@@ -2,7 +2,7 @@
 // unnamed one). A load that stops without settling (a stream left waiting) is a bug: it exits 70, never 0.
 import { loadArchive } from '../../layers/sources/archive-load.js';
 import { InternalError, InvalidInputError } from '../../sys/errors.js';
-import { type GlobalFlags, compressionFlag, openStore, out } from '../common.js';
+import { type GlobalFlags, compressionFlag, openStore, out, unpackEntered } from '../common.js';
 
 export default async function load(flags: GlobalFlags & { input?: string; compression?: string }): Promise<void> {
   const store = await openStore(flags);
@@ -16,6 +16,10 @@ export default async function load(flags: GlobalFlags & { input?: string; compre
     process.once('beforeExit', stalled);
   });
   const loaded = await Promise.race([loading, guard]).finally(() => process.off('beforeExit', stalled));
+  await unpackEntered(
+    store,
+    loaded.map((img) => img.descriptor.digest),
+  );
   for (const img of loaded) {
     if (img.names.length) for (const n of img.names) out(`Loaded image: ${n}`);
     else out(`Loaded image ID: ${img.descriptor.digest}`);

@@ -1,7 +1,7 @@
 import { InvalidInputError } from '../../sys/errors.js';
 import { pullImage } from '../../layers/registry/pull.js';
 import type { Platform } from '../../layers/model/types.js';
-import { type GlobalFlags, openStore, out } from '../common.js';
+import { type GlobalFlags, openStore, out, unpackEntered } from '../common.js';
 import { type RemoteFlags, remoteOptions, transferDisplay } from './push.js';
 
 export default async function pull(
@@ -18,6 +18,7 @@ export default async function pull(
     });
     display.finish();
     display.log(`pulled ${r.name}`);
+    await unpackEntered(store, [r.descriptor.digest]);
     out(r.descriptor.digest);
   } finally {
     display.finish();

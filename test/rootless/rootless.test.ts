@@ -3,6 +3,7 @@
 // (sys/userns.ts); what they write must be what root writes: the layer digests of fixtures/rootless are compared.
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { hostileLayers, tarSync } from '../../fixtures/hostile-layers.js';
 import { debianStore } from '../helpers/images.js';
@@ -156,6 +157,33 @@ rootTest('a rootless RUN step is the user namespace root, never the host root, a
   t.regex(b.stderr, /REFUSED/);
 });
 
+rootTest(
+  "a rootless RUN step cannot reach the host's 127.0.0.1 service, while apt-get update works in the same build",
+  async (t) => {
+    const u = user as TestUser;
+    const server = createServer((c) => c.end('host-secret\n'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const port = (server.address() as AddressInfo).port;
+    const dir = await sharedDir(t);
+    await writeFile(
+      join(dir, 'Dockerfile'),
+      [
+        'FROM debian:rootless',
+        `RUN for h in 127.0.0.1 10.0.2.2; do (timeout 3 bash -c "cat < /dev/tcp/$h/${port}" && echo "REACHED $h") || echo "BLOCKED $h"; done`,
+        'RUN apt-get update -q && echo APT-OK',
+        '',
+      ].join('\n'),
+    );
+    const b = await u.tsbuild(['build', '--progress', 'plain', '--no-cache', dir]);
+    t.is(b.code, 0, output(b));
+    t.notRegex(b.stderr, /host-secret|REACHED \d/);
+    t.regex(b.stderr, /BLOCKED 127\.0\.0\.1/);
+    t.regex(b.stderr, /BLOCKED 10\.0\.2\.2/);
+    t.regex(b.stderr, /APT-OK/);
+  },
+);
+
 rootTest('resource limits as an ordinary user are applied or refused with a clear error, never ignored', async (t) => {
   const u = user as TestUser;
   const dir = await sharedDir(t);
@@ -236,7 +264,7 @@ rootTest(
   },
 );
 
-for (const kind of ['build', 'run'] as const) {
+for (const kind of ['build', 'run', 'export'] as const) {
   rootTest(`kill -9 of a rootless ${kind} leaves no process, and the next command leaves no temp dir`, async (t) => {
     const u = user as TestUser;
     const dir = await sharedDir(t);
@@ -244,15 +272,21 @@ for (const kind of ['build', 'run'] as const) {
     const pidFile = join(dir, 'pid');
     await chmod(dir, 0o777);
     const cli = `${process.execPath} -- ${join(repoRoot, 'bin', 'tsbuild.js')}`;
+    // export: the image has no kernel, so the export installs one with apt in a rootless container
     const command =
-      kind === 'build' ? `build --progress plain --no-cache ${dir}` : 'run --rm debian:rootless sleep 300';
+      kind === 'build'
+        ? `build --progress plain --no-cache ${dir}`
+        : kind === 'run'
+          ? 'run --rm debian:rootless sleep 300'
+          : `export debian:rootless -o ${join(dir, 'disk.qcow2')}`;
+    const marker = kind === 'export' ? /\s(apt-get|\/usr\/bin\/dpkg|\/usr\/lib\/apt\/methods\/http)\b/ : /\ssleep 300$/;
     const started = u.run(['sh', '-c', `echo $$ > ${pidFile}; exec ${cli} ${command}`]);
     // wait for the step (or the container) to run, then kill the command the user started
     const deadline = Date.now() + 120_000;
     let seen = false;
     while (!seen && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 500));
-      seen = processesOf(u).some((l) => /\ssleep 300$/.test(l));
+      seen = processesOf(u).some((l) => marker.test(l));
     }
     t.true(seen, 'the process started');
     const pid = Number(execFileSync('cat', [pidFile]).toString());

@@ -123,6 +123,20 @@ USER nobody
     expect: { files: { 'out/base': { content: 'base\n', mode: '0644' } } },
   },
   {
+    from: `${F} testDockerfileCheckHostname`,
+    title: 'RUN sees the hostname buildkitsandbox, or the BUILDKIT_SANDBOX_HOSTNAME build arg, also in /etc/hosts',
+    dockerfile:
+      'FROM busybox AS a\nRUN hostname > /h && grep -c "$(hostname)" /etc/hosts > /n\nFROM scratch\nCOPY --from=a /h /n /\n',
+    buildArgs: { BUILDKIT_SANDBOX_HOSTNAME: 'foo' },
+    expect: { files: { h: { content: 'foo\n' }, n: { content: '1\n' } } },
+  },
+  {
+    from: `${F} testDockerfileCheckHostname`,
+    title: 'without the build arg, RUN sees the hostname buildkitsandbox',
+    dockerfile: 'FROM busybox AS a\nRUN hostname > /h\nFROM scratch\nCOPY --from=a /h /\n',
+    expect: { files: { h: { content: 'buildkitsandbox\n' } } },
+  },
+  {
     from: 'exporter/containerimage/writer.go (issue 12: a RUN that changes nothing still adds a layer)',
     title: 'a RUN that changes nothing adds an empty layer, and its history entry is not an empty_layer one',
     dockerfile: 'FROM busybox\nRUN true\nENV A=1\n',

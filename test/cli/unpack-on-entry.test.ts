@@ -1,0 +1,34 @@
+// Images are unpacked when they enter the store (issue 15: docker, buildah and BuildKit unpack at pull time), so the
+// first build or run on them does not wait for the extraction: import and load leave the snapshots of every layer.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { chainIds } from '../../layers/model/digest.js';
+import { busyboxTree, newStoreRoot } from '../helpers/images.js';
+import { makeTempDir, removeDir, rootTest, tsbuild } from '../helpers/index.js';
+import { snapshotDir } from '../../unionfs/snapshot.js';
+
+interface Inspected {
+  config: { rootfs: { diff_ids: string[] } };
+}
+
+rootTest('import and load leave the snapshots a build or run needs, so the first RUN does not extract', async (t) => {
+  const tree = await busyboxTree(t);
+  const a = await newStoreRoot(t);
+  const b = await newStoreRoot(t);
+  const i = await tsbuild(['--root', a, 'import', tree, 'bb:1']);
+  t.is(i.code, 0, i.stderr);
+  const info = JSON.parse((await tsbuild(['--root', a, 'inspect', 'bb:1'])).stdout) as Inspected;
+  const chains = chainIds(info.config.rootfs.diff_ids as `sha256:${string}`[]);
+  for (const c of chains) t.true(existsSync(snapshotDir(a, c)), `import: snapshot of chain ${c}`);
+
+  const dir = await makeTempDir('tsbuild-unpack-');
+  t.teardown(() => removeDir(dir));
+  const archive = join(dir, 'bb.tar');
+  t.is((await tsbuild(['--root', a, 'save', 'bb:1', '-o', archive])).code, 0);
+  const l = await tsbuild(['--root', b, 'load', '-i', archive]);
+  t.is(l.code, 0, l.stderr);
+  for (const c of chains) t.true(existsSync(snapshotDir(b, c)), `load: snapshot of chain ${c}`);
+  // and the snapshot is what runs use: a run works at once
+  const r = await tsbuild(['--root', b, 'run', '--rm', 'bb:1', 'cat', '/etc/passwd']);
+  t.is(r.code, 0, r.stderr);
+});
