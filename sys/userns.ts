@@ -9,7 +9,7 @@
 // execs Node, so that Node starts as uid 0 of the namespace and keeps its capabilities across that exec.
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
+import { constants, userInfo } from 'node:os';
 import { run, which } from './exec.js';
 import { TsbuildError } from './errors.js';
 
@@ -177,6 +177,7 @@ export async function reexecInUserNamespace(args: string[]): Promise<number | un
     void exited.then(() => resolve(false));
   });
   const gate = child.stdio[4] as NodeJS.WritableStream;
+  gate.on('error', () => {}); // the child died first: its exit status tells
   if (!ready) {
     await exited;
     process.stderr.write(
@@ -210,11 +211,7 @@ export async function reexecInUserNamespace(args: string[]): Promise<number | un
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) process.on(s, forward);
   const { code, signal } = await exited;
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) process.off(s, forward);
-  if (signal) {
-    const n = { SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15, SIGHUP: 1 }[signal as string] ?? 1;
-    return 128 + n;
-  }
-  return code ?? 1;
+  return signal ? 128 + (constants.signals[signal] ?? 1) : (code ?? 1);
 }
 
 /**
@@ -250,7 +247,7 @@ export async function runSession(argv: string[]): Promise<number> {
   try {
     return await new Promise<number>((resolve, reject) => {
       child.on('error', (e) => reject(new TsbuildError('E_EXEC', `${cmd}: ${e.message}`)));
-      child.on('exit', (code, signal) => resolve(signal ? 128 + (signal === 'SIGKILL' ? 9 : 15) : (code ?? 1)));
+      child.on('exit', (code, signal) => resolve(signal ? 128 + (constants.signals[signal] ?? 1) : (code ?? 1)));
     });
   } finally {
     process.off('SIGINT', ignore);

@@ -39,5 +39,6 @@ test('a slow reader of a 60k-entry tar never has more than a few MB buffered ahe
     }
   }
   t.true(total > 25 << 20, `the tar is ${total} bytes`);
-  t.true(peak < 8 << 20, `${(peak / 2 ** 20).toFixed(1)} MB of buffers were held at once`);
+  // without the gate the writer holds the whole 30 MB tar; with it a few MB (10 seen under CI's load, so 16 here)
+  t.true(peak < 16 << 20, `${(peak / 2 ** 20).toFixed(1)} MB of buffers were held at once`);
 });
