@@ -29,8 +29,11 @@ import type { Host } from '../sys/host.js';
 import type { BuildPlan } from './plan.js';
 import { cacheMountDir, parseMount } from './steps/run-mounts.js';
 
-/** cacheMountIds lists the cache mount ids the RUN instructions of the built stages use (literal ones only). */
-export function cacheMountIds(plan: BuildPlan): string[] {
+/**
+ * cacheMountIds lists the cache mount ids the RUN instructions of the built stages use (literal ones only);
+ * `skipped` gets the --mount text of each cache mount left out because its id or target uses a variable.
+ */
+export function cacheMountIds(plan: BuildPlan, skipped: (mount: string) => void = () => {}): string[] {
   const ids = new Set<string>();
   const literal = (s: string): string => {
     if (s.includes('$')) throw new Error('a variable');
@@ -43,8 +46,9 @@ export function cacheMountIds(plan: BuildPlan): string[] {
         try {
           const m = parseMount(text, literal, '/');
           if (m.type === 'cache') ids.add(m.id);
-        } catch {
-          // a mount with a variable, or one the RUN step itself will refuse
+        } catch (err) {
+          // a mount with a variable (said), or one the RUN step itself will refuse (it says so then)
+          if ((err as Error).message === 'a variable' && /type=cache/i.test(text)) skipped(text);
         }
       }
     }

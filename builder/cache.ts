@@ -249,10 +249,13 @@ export class SharedCache implements StepCache {
 
   /** mountIds: the cache mount ids of the build (set by importMounts) */
   mountIds: string[] = [];
+  /** the cache mounts left out because their id or target uses a variable (set by importMounts) */
+  mountsSkipped: string[] = [];
 
   /** importMounts fills the build's missing or empty cache mounts from the sources that carry them. */
   async importMounts(plan: BuildPlan, host: Host): Promise<void> {
-    this.mountIds = cacheMountIds(plan);
+    this.mountsSkipped = [];
+    this.mountIds = cacheMountIds(plan, (m) => this.mountsSkipped.push(m));
     if (!this.mountIds.length || !this.sources.some((x) => x.mounts.length)) return;
     await importCacheMounts(this.o.store, this.sources, this.mountIds, {
       host,
@@ -350,6 +353,10 @@ export async function exportCaches(
     if (spec.type === 'inline') continue; // written with the image config (inlineCache)
     const id = o.step(`exporting cache to ${describeSpec(spec)} (mode=${spec.mode})`);
     try {
+      if (spec.mounts && cache.mountsSkipped.length && !mounts)
+        o.warn(
+          `--cache-to mounts=true: cache mounts whose id or target uses a variable are not exported: ${cache.mountsSkipped.join('; ')}`,
+        );
       const withMounts = spec.mounts
         ? await (mounts ??= exportCacheMounts(store, cache.mountIds, {
             compression: o.compression,
