@@ -12,16 +12,8 @@ import { parseCacheSpec } from '../../layers/cache/spec.js';
 import type { Store } from '../../layers/store/store.js';
 import { rootTest } from '../helpers/index.js';
 import { haveRegistry, startRegistry } from '../helpers/registry.js';
-import { context, run, runners } from './runners.js';
+import { context, MULTI, run, runners } from './runners.js';
 
-const MULTI = `FROM busybox:test AS builder
-COPY a.txt /src/a.txt
-RUN cat /src/a.txt > /out && echo built >> /out
-FROM busybox:test
-WORKDIR /app
-COPY --from=builder /out /app/out
-RUN wc -c /app/out > /app/size
-`;
 const ALL = [
   'COPY a.txt /src/a.txt',
   'RUN cat /src/a.txt > /out && echo built >> /out',

@@ -11,6 +11,16 @@ import { busyboxStore, verifiedBuild } from '../builder/build-harness.js';
 
 export const EPOCH = 1_700_000_000;
 
+/** MULTI is the two-stage Dockerfile the runner tests build: a builder stage and a final stage copying from it. */
+export const MULTI = `FROM busybox:test AS builder
+COPY a.txt /src/a.txt
+RUN cat /src/a.txt > /out && echo built >> /out
+FROM busybox:test
+WORKDIR /app
+COPY --from=builder /out /app/out
+RUN wc -c /app/out > /app/size
+`;
+
 /** context writes `files` into a temp directory (removed after the test). */
 export async function context(t: ExecutionContext, files: Record<string, string>): Promise<string> {
   const dir = await makeTempDir('tsbuild-cache-ctx-');

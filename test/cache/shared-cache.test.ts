@@ -10,16 +10,8 @@ import { listImages } from '../../layers/store/image.js';
 import { makeTempDir, removeDir, rootTest } from '../helpers/index.js';
 import { haveRegistry, startRegistry } from '../helpers/registry.js';
 import { busyboxStore } from '../builder/build-harness.js';
-import { context, EPOCH, run, runners } from './runners.js';
+import { context, EPOCH, MULTI, run, runners } from './runners.js';
 
-const MULTI = `FROM busybox:test AS builder
-COPY a.txt /src/a.txt
-RUN cat /src/a.txt > /out && echo built >> /out
-FROM busybox:test
-WORKDIR /app
-COPY --from=builder /out /app/out
-RUN wc -c /app/out > /app/size
-`;
 const BUILDER_STEPS = ['COPY a.txt /src/a.txt', 'RUN cat /src/a.txt > /out && echo built >> /out'];
 const FINAL_STEPS = ['WORKDIR /app', 'COPY --from=builder /out /app/out', 'RUN wc -c /app/out > /app/size'];
 const sorted = (...lists: string[][]): string[] => lists.flat().sort();
