@@ -119,7 +119,7 @@ rootTest('a failed RUN and a kill -9 of tsbuild leave no user-mode stack behind'
     [],
   );
 
-  // The CLI, killed while a step sleeps: the stack watches its exit fd (slirp4netns) or the namespace (pasta).
+  // The CLI, killed while a step sleeps: slirp4netns watches its exit fd.
   const sleeping = await context(t, 'FROM busybox:test\nRUN touch /tmp/started; sleep 600\n');
   const cli = spawn(
     process.execPath,
