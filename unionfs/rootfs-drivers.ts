@@ -119,8 +119,11 @@ export async function vfsRootfs(o: {
   };
 }
 
-/** overlayWorks is the overlay probe: can `host` mount an overlay in `work` (an empty union, mounted and unmounted)? */
-export async function overlayWorks(host: Host, work: string): Promise<boolean> {
+/**
+ * overlayRefused is the overlay probe: can `host` mount an overlay in `work` (an empty union, mounted and unmounted)?
+ * It returns the refusal (undefined when the mount worked).
+ */
+export async function overlayRefused(host: Host, work: string): Promise<Error | undefined> {
   const dir = join(work, 'probe');
   try {
     for (const d of ['lower', 'upper', 'work', 'root']) await mkdir(join(dir, d), { recursive: true });
@@ -134,9 +137,9 @@ export async function overlayWorks(host: Host, work: string): Promise<boolean> {
       host,
     );
     await m.unmount();
-    return true;
-  } catch {
-    return false;
+    return undefined;
+  } catch (err) {
+    return err instanceof Error ? err : new Error(String(err));
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -20,10 +20,11 @@ import { chainIds } from '../layers/model/digest.js';
 import type { Layer } from '../layers/model/layer.js';
 import type { Compression } from '../layers/model/types.js';
 import { privateDirPath } from '../layers/store/private-dirs.js';
-import type { Store } from '../layers/store/store.js';
+import { oneLine, type Store } from '../layers/store/store.js';
 import { NotFoundError, TsbuildError } from '../sys/errors.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { MNT_DETACH } from '../sys/libc.js';
+import { warn } from '../sys/warnings.js';
 import type { StepDriver } from './rootfs-drivers.js';
 import { cleanStale, STALE_KINDS } from './stale.js';
 import type { Stub } from './stubs.js';
@@ -187,7 +188,14 @@ export class RootfsSession {
       await this.ready;
       const d = await import('./rootfs-drivers.js');
       let name: StorageDriver = this.wanted === 'auto' ? (this.host.caps().mount ? 'overlay' : 'vfs') : this.wanted;
-      if (name === 'overlay' && this.wanted === 'auto' && !(await d.overlayWorks(this.host, this.work))) name = 'vfs';
+      if (name === 'overlay' && this.wanted === 'auto') {
+        const refused = await d.overlayRefused(this.host, this.work);
+        if (refused) {
+          // vfs copies every layer for every step: many times slower, so the user hears why
+          name = 'vfs';
+          warn('E_OVERLAY_REFUSED', `overlay mount refused (${oneLine(refused.message)}); using the slower vfs driver`);
+        }
+      }
       const steps =
         name === 'overlay'
           ? new d.OverlaySteps(this.store, this.host, this.work)

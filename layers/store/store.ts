@@ -13,7 +13,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream, createWriteStream } from 'node:fs';
 import { access, chmod, mkdir, open, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { dirname, join, parse } from 'node:path';
+import { dirname, join, parse, resolve } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import lockfile from 'proper-lockfile';
@@ -113,8 +113,9 @@ export class Store {
   readonly root: string;
   readonly blobDir: string;
   private constructor(root: string) {
-    this.root = root;
-    this.blobDir = join(root, 'blobs', 'sha256');
+    // absolute: overlay mounts, bundles and child processes that run elsewhere get paths under it
+    this.root = resolve(root);
+    this.blobDir = join(this.root, 'blobs', 'sha256');
   }
 
   /**

@@ -1,6 +1,7 @@
 // Images are unpacked when they enter the store (issue 15: docker, buildah and BuildKit unpack at pull time), so the
 // first build or run on them does not wait for the extraction: import and load leave the snapshots of every layer.
 import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chainIds } from '../../layers/model/digest.js';
 import { busyboxTree, newStoreRoot } from '../helpers/images.js';
@@ -32,3 +33,22 @@ rootTest('import and load leave the snapshots a build or run needs, so the first
   const r = await tsbuild(['--root', b, 'run', '--rm', 'bb:1', 'cat', '/etc/passwd']);
   t.is(r.code, 0, r.stderr);
 });
+
+rootTest(
+  'a store named by a relative --root builds on overlay: each step leaves its snapshot, no vfs fallback',
+  async (t) => {
+    // A relative root once made the overlay probe refuse ("overlay paths must be absolute") and every build fell back
+    // to the vfs driver, which copies the layers for each step, silently.
+    const tree = await busyboxTree(t);
+    const dir = await makeTempDir('tsbuild-relroot-');
+    t.teardown(() => removeDir(dir));
+    t.is((await tsbuild(['--root', 'store', 'import', tree, 'bb:1'], { cwd: dir })).code, 0);
+    await writeFile(join(dir, 'Dockerfile'), 'FROM bb:1\nRUN echo one > /one\nRUN echo two > /two\n');
+    const b = await tsbuild(['--root', 'store', 'build', '--progress', 'plain', '-t', 'two:1', '.'], { cwd: dir });
+    t.is(b.code, 0, b.stderr);
+    t.notRegex(b.stderr, /vfs|overlay mount refused/);
+    const info = JSON.parse((await tsbuild(['--root', join(dir, 'store'), 'inspect', 'two:1'])).stdout) as Inspected;
+    const chains = chainIds(info.config.rootfs.diff_ids as `sha256:${string}`[]);
+    for (const c of chains) t.true(existsSync(snapshotDir(join(dir, 'store'), c)), `snapshot of chain ${c}`);
+  },
+);
