@@ -22,6 +22,7 @@ import type { CacheSource, CacheSpec, ExportResult } from '../layers/cache/index
 import type { RemoteOptions } from '../layers/registry/connect.js';
 import { type CacheRecord, exportCaches, inlineCache, openSources, SharedCache } from './cache.js';
 import { openContext } from './context.js';
+import { FileDigests } from './context-digests.js';
 import { Executor, type StageResult } from './execute.js';
 import type { BuildEvent } from './events.js';
 import { epochTime, HistoryLog } from './history.js';
@@ -183,6 +184,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     });
     onEvent({ type: 'done', id: loadId });
     if (opened.context) {
+      // the digests of unchanged context files come from the last build's memo instead of being read again
+      if (!opened.context.extracted) opened.context.digests = await FileDigests.open(store.root, opened.context.root);
       const ignId = step('[internal] load .dockerignore');
       onEvent({
         type: 'status',
@@ -370,6 +373,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     opts.signal?.removeEventListener('abort', onOuterAbort);
     await rootfs?.close().catch(() => {});
     for (const s of sources) s.close();
+    await opened?.context?.digests?.save().catch(() => {}); // a memo that cannot be written is only a slower next build
     await opened?.cleanup().catch(() => {});
     await rm(tmpDir, { recursive: true, force: true }).catch(() => {});
     await lease.end();

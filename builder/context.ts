@@ -12,6 +12,7 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import ignore, { type Ignore } from '@balena/dockerignore';
 import { InvalidInputError, NotFoundError, wrap } from '../sys/errors.js';
+import type { FileDigests } from './context-digests.js';
 
 /** ContextFilter tells which context paths exist for the build ('/'-separated, relative to the context root). */
 export interface ContextFilter {
@@ -28,6 +29,10 @@ export interface BuildContext {
   patterns: string[];
   /** which ignore file they came from ('' when none) */
   ignoreFile: string;
+  /** extracted from a tarball into a temp directory (lives for one build) */
+  extracted: boolean;
+  /** the memo of file digests that cache keys use (builder/context-digests.ts; set by the build) */
+  digests?: FileDigests;
 }
 
 export interface OpenContextOptions {
@@ -143,7 +148,7 @@ export async function openContext(opts: OpenContextOptions): Promise<OpenedConte
     return {
       dockerfileText,
       dockerfileName,
-      context: { root, filter: makeFilter(root, patterns), patterns, ignoreFile },
+      context: { root, filter: makeFilter(root, patterns), patterns, ignoreFile, extracted: tarball },
       cleanup,
     };
   } catch (err) {

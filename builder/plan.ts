@@ -254,17 +254,11 @@ export function planBuild(opts: PlanOptions): BuildPlan {
       }
       if (ins.kind === 'run') {
         for (const m of ins.mounts) {
-          let from = mountFromOption(m);
-          if (from !== undefined && from.includes('$')) {
-            // expanded with the global ARGs and the stage's ARG defaults; a value that expands to nothing is an error
-            const env = new Map(globalArgs);
-            for (const { ins: a } of stage.steps)
-              if (a.kind === 'arg') for (const kv of a.args) env.set(kv.key, buildArgs.get(kv.key) ?? kv.value ?? '');
-            const raw = from;
-            from = expand(ins, raw, env);
-            if (from === '')
-              fail(ins, `--mount from=${raw}: the value is empty once expanded (from= needs a stage or image)`);
-          }
+          const from = mountFromOption(m);
+          // BuildKit reads mounts before any expansion: a `$` anywhere but last is refused (commands_runmount.go)
+          const dollar = from?.indexOf('$') ?? -1;
+          if (from !== undefined && dollar !== -1 && dollar !== from.length - 1)
+            fail(ins, "'from' doesn't support variable expansion, define alias stage instead");
           if (from !== undefined && from !== '') refer(ins, from, 'RUN --mount');
         }
       }
@@ -307,7 +301,20 @@ export function planBuild(opts: PlanOptions): BuildPlan {
 
   let epoch: number | undefined;
   const sde = buildArgs.get('SOURCE_DATE_EPOCH') ?? (globalArgs.get('SOURCE_DATE_EPOCH') || undefined);
-  if (sde !== undefined && sde !== '') {
+  // BuildKit (dockerfile2llb/epoch.go): seconds; `context` (unset here: a local or tar context has no time of its
+  // own); or a source-only stage (FROM scratch, ARGs, one remote ADD) whose source gives the time: not supported.
+  if (sde !== undefined && sde !== '' && sde !== 'context') {
+    const stage = /^\d+$/.test(sde) ? undefined : stages.find((st) => st.name === sde.toLowerCase());
+    if (stage) {
+      const bad = stage.steps.find(({ ins }) => ins.kind !== 'arg' && ins.kind !== 'add');
+      const reason =
+        stage.base.kind !== 'scratch'
+          ? 'SOURCE_DATE_EPOCH stage must use FROM scratch'
+          : bad
+            ? `SOURCE_DATE_EPOCH stage does not meet source-only requirements: unsupported ${bad.ins.kind} instruction`
+            : `SOURCE_DATE_EPOCH from stage ${sde} (the time of its remote ADD) is not supported: give seconds`;
+      throw new DockerfileError({ file, line: stage.from.line, reason });
+    }
     if (!/^\d+$/.test(sde))
       throw new DockerfileError({
         file,

@@ -23,7 +23,15 @@ export async function sourceFor(scope: SourceScope, fromRef: string | undefined,
         `${what}: this build has no context (it was given as -)`,
         'give a context directory, or use --from',
       );
-    return { from: { root: o.context.root, filter: o.context.filter, label: 'the build context', resetOwner: true } };
+    return {
+      from: {
+        root: o.context.root,
+        filter: o.context.filter,
+        label: 'the build context',
+        resetOwner: true,
+        ...(o.context.digests ? { digests: o.context.digests } : {}),
+      },
+    };
   }
   let layers: Layer[];
   let label: string;

@@ -39,7 +39,7 @@ prog
   .option('--metadata-file', 'Write build metadata (JSON) to this file')
   .option('--squash', 'Squash the new layers into one', false)
   .option('--label', 'Set a label K=V on the image (over LABEL); repeatable')
-  .option('--add-host', 'Add NAME:IP to the /etc/hosts RUN steps see; repeatable')
+  .option('--add-host', 'Add NAME:IP to the /etc/hosts RUN steps see (IP may be host-gateway); repeatable')
   .option('-o, --output', 'Also write the result: DIR, -, or type=local|tar|oci|docker,dest=PATH (tar to - for stdout)')
   .option('-q, --quiet', 'Print only the image digest, no progress', false)
   .option('-m, --memory', 'Memory limit of each RUN step, e.g. 2g (default: 3/4 of the memory)')

@@ -134,6 +134,8 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
       const abort = (): void => ns.kill('SIGKILL');
       io.signal.addEventListener('abort', abort, { once: true });
       cleanups.push(() => io.signal?.removeEventListener('abort', abort));
+      // aborted while the executor started (an event that fired before the listener existed is not replayed)
+      if (io.signal.aborted) abort();
     }
     const { code, signal } = await ns.exited;
     await Promise.all(done);

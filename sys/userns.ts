@@ -204,14 +204,38 @@ export async function reexecInUserNamespace(args: string[]): Promise<number | un
     );
   }
   gate.end('go\n');
-  // The terminal's ^C reaches the inner CLI too (same process group): it handles it; we wait for its status.
+  // A signal sent to the command the user started goes on to the inner CLI, which ends its work (RUN steps, temp
+  // dirs) and exits 130/143; we wait for its status. The keys of a terminal (^C, ^\) are the exception: they signal
+  // every process of the foreground process group, the inner CLI too, and a second SIGINT would kill it before it
+  // cleaned up. (So a `kill -INT` from elsewhere to a command in a terminal's foreground is not passed on.)
   const forward = (signal: NodeJS.Signals): void => {
-    if (signal !== 'SIGINT') child.kill(signal);
+    const fromKeyboard = signal === 'SIGINT' || signal === 'SIGQUIT';
+    if (!fromKeyboard || !inForegroundOfTerminal()) child.kill(signal);
   };
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) process.on(s, forward);
   const { code, signal } = await exited;
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) process.off(s, forward);
   return signal ? 128 + (constants.signals[signal] ?? 1) : (code ?? 1);
+}
+
+/**
+ * inForegroundOfTerminal tells whether this process has a controlling terminal and belongs to its foreground
+ * process group (the one the terminal's ^C signals): fields tty_nr and tpgid of /proc/self/stat against pgrp.
+ */
+export function inForegroundOfTerminal(stat?: string): boolean {
+  let text = stat;
+  try {
+    text ??= readFileSync('/proc/self/stat', 'utf8');
+  } catch {
+    return false;
+  }
+  // pid (comm) state ppid pgrp session tty_nr tpgid …: comm may hold spaces, so count from the last ')'
+  const [, , pgrp, , ttyNr, tpgid] = text
+    .slice(text.lastIndexOf(')') + 1)
+    .trim()
+    .split(/\s+/)
+    .map(Number);
+  return ttyNr !== 0 && tpgid !== undefined && tpgid > 0 && tpgid === pgrp;
 }
 
 /**

@@ -15,13 +15,13 @@
 // snapshot, so then no snapshot is removed. With a live writer (an import, pull or build naming its image), snapshots
 // changed since it began are spared, as pruneBlobs spares blobs.
 import type { Dirent } from 'node:fs';
-import { lstat, readdir, readFile, stat } from 'node:fs/promises';
+import { lstat, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chainIds } from '../layers/model/digest.js';
 import { pruneBlobs } from '../layers/store/gc.js';
 import { reachableBlobs, walkManifests } from '../layers/store/image.js';
 import { pruneRecords, RECORD_KINDS, type RecordKind, recordBlobs, Records } from '../layers/store/records.js';
-import type { Store } from '../layers/store/store.js';
+import { contextDigestsDir, type Store } from '../layers/store/store.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { isAlive } from '../sys/pid.js';
 import {
@@ -99,6 +99,7 @@ export async function pruneStore(store: Store, opts: PruneStoreOptions = {}): Pr
   const images = opts.all ? await removeUntagged(store, before) : [];
   const unused = { removed: { build: [] as Digest[], 'export-kernel': [] as Digest[] }, bytes: 0 };
   if (opts.all) {
+    unused.bytes += await removeContextMemos(store.root, before);
     for (const kind of Object.keys(RECORD_KINDS) as RecordKind[]) {
       const r = await new Records(store, kind).removeUnused(before);
       unused.removed[kind] = r.removed;
@@ -130,6 +131,19 @@ export async function pruneStore(store: Store, opts: PruneStoreOptions = {}): Pr
     notes,
     kept: await keptByDefault(store, opts.all ? 'until' : 'all'),
   };
+}
+
+/** removeContextMemos removes the builds' context digest memos last written before `before` (all without it). */
+async function removeContextMemos(root: string, before: number | undefined): Promise<number> {
+  const dir = contextDigestsDir(root);
+  let bytes = 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const st = await lstat(join(dir, name)).catch(() => undefined);
+    if (!st?.isFile() || (before !== undefined && st.mtimeMs >= before)) continue;
+    await rm(join(dir, name), { force: true });
+    bytes += st.blocks * 512;
+  }
+  return bytes;
 }
 
 const isUntagged = (d: Descriptor): boolean =>

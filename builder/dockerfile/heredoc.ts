@@ -122,7 +122,7 @@ export function runHeredocScript(command: string, heredocs: Heredoc[]): { script
   }
   if (first && single) {
     const body = first.chomp ? chompHeredoc(first.content) : first.content;
-    if (first.content.startsWith('#!')) {
+    if (body.startsWith('#!')) {
       const path = `/dev/pipes/${first.name}`;
       return { script: path, file: { path, content: body, mode: 0o755 } };
     }

@@ -5,15 +5,15 @@
 // missing literal path is an error. The content hash covers path, type, mode, owner, size, link target, device
 // numbers, xattrs and data, never times. Writing the selection into a root is builder/steps/copy-write.ts.
 import { createHash } from 'node:crypto';
-import { createReadStream, lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { basename, join, posix, relative, sep } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import ignore from '@balena/dockerignore';
 import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
 import { secureJoin } from '../../sys/secure-path.js';
 import { isOverlayXattr } from '../../layers/tar/whiteout.js';
 import { getXattrs, majorMinor } from '../../sys/libc.js';
 import type { ContextFilter } from '../context.js';
+import { type FileDigests, hashFile } from '../context-digests.js';
 
 /** CopyFrom is where sources are read: a directory on this machine and how to treat it. */
 export interface CopyFrom {
@@ -25,6 +25,8 @@ export interface CopyFrom {
   label: string;
   /** the build context: copied entries are owned by 0:0 (BuildKit resets context ownership) */
   resetOwner: boolean;
+  /** the build context's memo of file digests (builder/context-digests.ts) */
+  digests?: FileDigests;
 }
 
 /** Owner is a numeric uid/gid. */
@@ -102,16 +104,18 @@ export function selectSources(from: CopyFrom, sources: readonly string[], opts: 
   const excluded = (rel: string): boolean => exclude !== undefined && rel !== '' && exclude.ignores(rel);
   for (const given of sources) {
     if (opts.parents) {
-      out.push(selectParents(from, given, excluded));
+      out.push(...selectParents(from, given, excluded));
       continue;
     }
     const clean = cleanSource(given);
     if (containsWildcards(clean)) {
       const { base, pattern } = splitWildcards(clean);
+      // --exclude applies below each match (fsutil's copy never excludes a source root, so `ADD --exclude=* dir* /6`
+      // makes an empty /6); a matched file is left out when it matches, as BuildKit's reference.md states
+      // (`COPY --exclude=*.txt hom* /mydir/` copies no .txt file)
       for (const rel of resolveWildcards(from, base, pattern)) {
-        const relToBase = base === '' ? rel : rel.slice(base.length + 1);
-        if (excluded(relToBase)) continue;
         const node = followTop(from, rel, given);
+        if (node && !node.st.isDirectory() && excluded(base === '' ? rel : rel.slice(base.length + 1))) continue;
         if (node) out.push({ rel, node: buildTree(from, node, relOf(from, node.abs), '', excluded), parents: false });
       }
       continue;
@@ -211,18 +215,43 @@ function resolveWildcards(from: CopyFrom, base: string, pattern: string): string
   return out;
 }
 
-/** selectParents handles `COPY --parents`: `pivot/./pattern`, or the whole path below the root. */
-function selectParents(from: CopyFrom, given: string, excluded: (rel: string) => boolean): Selected {
+/**
+ * selectParents handles `COPY --parents`: `pivot/./pattern`, or the whole path below the root. A pivot with
+ * wildcards stands for every directory it matches (each copied as its own pivot, so their trees merge in the
+ * destination, as BuildKit's copy of a wildcard source with include patterns does).
+ */
+function selectParents(from: CopyFrom, given: string, excluded: (rel: string) => boolean): Selected[] {
   const cut = given.indexOf('/./');
   const pivotRaw = cut < 0 ? '/' : given.slice(0, cut);
   const patternRaw = cut < 0 ? given : given.slice(cut + 3);
   const pivot = cleanSource(pivotRaw);
   const pattern = cleanSource(patternRaw);
+  if (containsWildcards(pivot)) {
+    const { base, pattern: pivotPattern } = splitWildcards(pivot);
+    const out: Selected[] = [];
+    for (const rel of resolveWildcards(from, base, pivotPattern)) {
+      const abs = secureJoin(from.root, rel);
+      if (!lstatSync(abs, { throwIfNoEntry: false })?.isDirectory()) continue;
+      out.push(parentsUnder(from, rel, pattern, false, given, excluded));
+    }
+    return out;
+  }
+  return [parentsUnder(from, pivot, pattern, !containsWildcards(pattern), given, excluded)];
+}
+
+/** parentsUnder selects the paths below the directory `pivot` that match `pattern` (all of it when empty). */
+function parentsUnder(
+  from: CopyFrom,
+  pivot: string,
+  pattern: string,
+  required: boolean,
+  given: string,
+  excluded: (rel: string) => boolean,
+): Selected {
   const pivotAbs = pivot === '' ? from.root : secureJoin(from.root, pivot);
   const st = lstatSync(pivotAbs, { throwIfNoEntry: false });
   if (!st?.isDirectory()) throw new SourceNotFoundError(given, from.label);
   const pivotReal = relOf(from, pivotAbs);
-  const required = !containsWildcards(pivot) && !containsWildcards(pattern);
   let found = false;
   const walk = (abs: string, rel: string): SelNode[] => {
     const out: SelNode[] = [];
@@ -358,7 +387,11 @@ function hashedXattr(name: string): boolean {
  * hashSelection is the content checksum of what a COPY/ADD selected: per entry its path, type, mode, owner, size,
  * link target, device numbers, xattrs and data; never its times. Hard links inside a source count as links.
  */
-export async function hashSelection(sel: readonly Selected[], resetOwner: boolean): Promise<string> {
+export async function hashSelection(
+  sel: readonly Selected[],
+  resetOwner: boolean,
+  digests?: FileDigests,
+): Promise<string> {
   const h = createHash('sha256');
   for (const s of sel) {
     h.update(`source ${JSON.stringify(s.rel)} ${s.parents ? 'parents' : ''}\n`);
@@ -371,7 +404,7 @@ export async function hashSelection(sel: readonly Selected[], resetOwner: boolea
       if (st.isFile() && st.nlink > 1 && inodes.has(key)) line += ` link=${JSON.stringify(inodes.get(key))}`;
       else if (st.isFile()) {
         if (st.nlink > 1) inodes.set(key, rel);
-        line += ` ${st.size} ${await hashFile(n.abs)}`;
+        line += ` ${st.size} ${digests ? await digests.digest(n.abs, st) : await hashFile(n.abs, st.size)}`;
       } else if (st.isSymbolicLink()) line += ` -> ${JSON.stringify(readlinkSync(n.abs))}`;
       else if (st.isCharacterDevice() || st.isBlockDevice()) {
         const { major, minor } = majorMinor(st.rdev);
@@ -384,13 +417,6 @@ export async function hashSelection(sel: readonly Selected[], resetOwner: boolea
     };
     await visit(s.node, '');
   }
-  return h.digest('hex');
-}
-
-async function hashFile(path: string): Promise<string> {
-  const h = createHash('sha256');
-  if (lstatSync(path).size < 1 << 20) return h.update(readFileSync(path)).digest('hex');
-  await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), h);
   return h.digest('hex');
 }
 

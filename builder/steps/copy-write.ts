@@ -167,6 +167,11 @@ interface Ctx {
   mtime?: number;
   /** dev:ino of a copied file → its host path in the destination (hard links) */
   inodes: Map<string, string>;
+  /**
+   * ADD's archive extraction: a directory of the archive lands on an existing symlink to a directory by following
+   * it inside the root (an absolute link is read from the root), as a tar extracted in the image's root does
+   */
+  throughLinks?: boolean;
 }
 
 /** CopyError is a COPY that conflicts with what the destination holds. */
@@ -247,7 +252,15 @@ function displayPath(ctx: Ctx, host: string): string {
 }
 
 async function copyDirectory(ctx: Ctx, node: SelNode, target: string, overwrite: boolean): Promise<void> {
-  const st = lstatSync(target, { throwIfNoEntry: false });
+  let st = lstatSync(target, { throwIfNoEntry: false });
+  if (st?.isSymbolicLink() && ctx.throughLinks) {
+    const followed = resolveIn(ctx, displayPath(ctx, target));
+    const fst = lstatSync(followed, { throwIfNoEntry: false });
+    if (fst?.isDirectory()) {
+      target = followed;
+      st = fst;
+    }
+  }
   let created = false;
   if (!st) {
     mkdirSync(target, 0o700);
@@ -383,7 +396,7 @@ async function extractArchive(ctx: Ctx, node: SelNode, dest: string, perm: numbe
     }
     mkdirAll(ctx, dest, perm);
     const tree = treeOf(staging, node.name);
-    const sub: Ctx = { ...ctx, resetOwner: false, inodes: new Map() };
+    const sub: Ctx = { ...ctx, resetOwner: false, inodes: new Map(), throughLinks: true };
     await copyDirectory(sub, tree, resolveIn(ctx, dest), false);
   } finally {
     await rm(staging, { recursive: true, force: true });

@@ -97,7 +97,11 @@ export function copyStep(
         const sel = selectSources(src.from, local, { exclude, parents });
         const unpack = isAdd && (ins.unpack ?? true);
         groups.push({ from: src.from, sel, unpack });
-        keyParts.push({ sources: [...local], content: await hashSelection(sel, src.from.resetOwner), unpack });
+        keyParts.push({
+          sources: [...local],
+          content: await hashSelection(sel, src.from.resetOwner, src.from.digests),
+          unpack,
+        });
         local.length = 0;
       };
       for (const s of sources) {

@@ -278,7 +278,8 @@ export function metadataStep(st: StageMeta, ins: Instruction, o: MetadataOptions
       return `SHELL ${goList(ins.shell)}`;
     case 'expose': {
       const ports: string[] = [];
-      for (const raw of ins.ports)
+      // BuildKit sorts the words as written (instructions/parse.go parseExpose), before expanding them
+      for (const raw of [...ins.ports].sort())
         for (const w of expandWords(raw, st.env, { escape: o.escape })) ports.push(...exposedPorts(w));
       st.config.ExposedPorts = { ...(st.config.ExposedPorts ?? {}) };
       for (const p of ports) st.config.ExposedPorts[p] = {};

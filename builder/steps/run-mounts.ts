@@ -337,7 +337,7 @@ export async function prepareMounts(
             readonly: m.readonly,
             source: m.source,
             from: m.from ?? null,
-            content: await hashSelection(sel, from.resetOwner),
+            content: await hashSelection(sel, from.resetOwner, from.digests),
           });
           const st = mountStub(m, isDir);
           if (st) stubs.push(st);

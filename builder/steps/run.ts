@@ -35,11 +35,12 @@ import {
 import type { Stub } from '../../unionfs/rootfs.js';
 import { cacheKey } from '../cache.js';
 import { DockerfileError } from '../dockerfile/errors.js';
-import { expandWord } from '../dockerfile/expand.js';
+import { expandWord, lexWord } from '../dockerfile/expand.js';
 import type { InlineFile } from '../dockerfile/heredoc.js';
 import type { Instruction, RunInstruction } from '../dockerfile/instructions.js';
 import { PROXY_ARGS } from '../plan.js';
 import { DEFAULT_SHELL } from './metadata.js';
+import { resolveHostGateway } from './host-gateway.js';
 import { parseMount, prepareMounts } from './run-mounts.js';
 import { commitOptions, type FsStep, type StageState, type StepEnv } from './step.js';
 
@@ -111,7 +112,7 @@ export interface RunProcessResult {
   oomKilled?: boolean;
 }
 
-/** ExtraHost is one `--add-host NAME:IP` entry of /etc/hosts. */
+/** ExtraHost is one `--add-host NAME:IP` entry of /etc/hosts (IP may be `host-gateway`: steps/host-gateway.ts). */
 export interface ExtraHost {
   host: string;
   ip: string;
@@ -365,11 +366,12 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
   let prepared: Awaited<ReturnType<typeof prepareMounts>> | undefined;
   let hosts: string | undefined;
   return {
-    display: `RUN ${displayRun(ins)}`,
+    display: `RUN ${displayRun(ins, stage.env, mounts, o.escape)}`,
     createdBy: `RUN ${runCommandString(args, stage.buildArgs, stage.env)} # buildkit`,
     cacheKey: async () => {
       prepared = await prepareMounts(env, mounts, o.secrets, { freshCaches: o.sandbox?.freshCacheMounts ?? false });
       hosts = await buildHosts(env.tmpDir);
+      if (hosts !== undefined) hosts = resolveHostGateway(hosts, network);
       if (hostname !== SANDBOX_HOSTNAME)
         hosts = (hosts ?? hostsText()).replace(/^(127\.0\.0\.1\tlocalhost) .*$/m, `$1 ${hostname}`);
       return cacheKey(stage.fsKey, {
@@ -458,9 +460,25 @@ export function runCommandString(
   return [...head, ...args].join(' ');
 }
 
-function displayRun(ins: RunInstruction): string {
+/**
+ * displayRun is BuildKit's name of a RUN step: the instruction with the stage's ENV expanded (quotes kept, unset
+ * variables left as written), the variables a secret mount sets shown as `****`.
+ */
+function displayRun(
+  ins: RunInstruction,
+  env: ReadonlyMap<string, string>,
+  mounts: ReadonlyArray<{ type: string; env?: string }>,
+  escape?: string,
+): string {
   const text = ins.raw.replace(/^\s*\S+\s*/, '');
-  const oneLine = text.replace(/\s*\n\s*/g, ' ');
+  const masked = new Map(env);
+  for (const m of mounts) if (m.type === 'secret' && m.env) masked.set(m.env, '****');
+  let oneLine = text.replace(/\s*\n\s*/g, ' ');
+  try {
+    oneLine = lexWord(oneLine, masked, { rawQuotes: true, skipUnsetEnv: true, ...(escape ? { escape } : {}) }).result;
+  } catch {
+    // shown as written
+  }
   return oneLine.length > 200 ? `${oneLine.slice(0, 200)}…` : oneLine;
 }
 

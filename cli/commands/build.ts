@@ -208,8 +208,7 @@ export function parseAddHosts(values: string[]): ExtraHost[] {
     let ip = sep < 0 ? '' : v.slice(sep + 1);
     if (ip.startsWith('[') && ip.endsWith(']')) ip = ip.slice(1, -1);
     if (host === '' || ip === '') throw new InvalidInputError(`invalid --add-host ${JSON.stringify(v)}: give NAME:IP`);
-    if (ip === 'host-gateway') throw new InvalidInputError('--add-host NAME:host-gateway is not supported yet');
-    if (isIP(ip) === 0)
+    if (ip !== 'host-gateway' && isIP(ip) === 0)
       throw new InvalidInputError(`invalid --add-host ${JSON.stringify(v)}: ${ip} is not an IP address`);
     if (/\s/.test(host)) throw new InvalidInputError(`invalid --add-host ${JSON.stringify(v)}: the name has a space`);
     return { host, ip };

@@ -96,6 +96,11 @@ function storeAccessError(root: string, err: unknown): TsbuildError | undefined 
 }
 
 /** defaultStoreRoot: --root, else $TSBUILD_ROOT, else $XDG_DATA_HOME/tsbuild, else ~/.local/share/tsbuild. */
+/** contextDigestsDir holds the builds' memos of context file digests (builder/context-digests.ts); prune --all clears it. */
+export function contextDigestsDir(storeRoot: string): string {
+  return join(storeRoot, 'context-digests');
+}
+
 export function defaultStoreRoot(env: NodeJS.ProcessEnv = process.env): string {
   if (env.TSBUILD_ROOT) return env.TSBUILD_ROOT;
   const data = env.XDG_DATA_HOME || join(env.HOME || '/root', '.local', 'share');

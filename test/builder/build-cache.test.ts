@@ -110,7 +110,8 @@ rootTest('a changed build arg re-runs the RUN steps after its ARG, not those bef
   const r = await run(t, { store, context: ctx, buildArgs: { V: '2' } });
   // BuildKit keys RUN on its environment: every RUN after the ARG sees V, so both re-run; the one before does not
   t.deepEqual(r.cached, ['RUN echo before > /0']);
-  t.deepEqual(r.ran, ['RUN echo unrelated > /1', 'RUN echo $V > /v']);
+  // (step names show the values, as BuildKit's do)
+  t.deepEqual(r.ran, ['RUN echo unrelated > /1', 'RUN echo 2 > /v']);
 });
 
 rootTest('a LABEL change does not invalidate the RUN after it (metadata is not in RUN keys)', async (t) => {

@@ -6,11 +6,11 @@ import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { busyboxAvailable } from '../../fixtures/busybox.js';
 import { busyboxTree, newStoreRoot } from '../helpers/images.js';
 import { makeTempDir, removeDir, repoRoot, rootTest, tsbuild } from '../helpers/index.js';
 import { processesWith } from '../helpers/procs.js';
+import { LINK_LAYERS, stackLayers } from '../helpers/layers.js';
 
 const serial = busyboxAvailable() ? rootTest : (test.serial.skip as typeof test.serial);
 
@@ -198,37 +198,9 @@ serial('after kill -9 of a build during RUN, the next build removes what it left
 // applies the layers into one directory and follows the link inside the root; run (per-layer snapshots under an
 // overlay) must put the entry in the same place, not shadow the link with a directory `a` holding `leak`.
 
-async function tarOf(entries: Array<{ name: string; type: 'symlink' | 'file'; body?: string; linkname?: string }>) {
-  const tarStream = await import('tar-stream');
-  const pack = tarStream.pack();
-  for (const e of entries)
-    pack.entry(
-      { name: e.name, type: e.type, mode: 0o644, mtime: new Date(0), ...(e.linkname ? { linkname: e.linkname } : {}) },
-      e.body ?? '',
-    );
-  pack.finalize();
-  return pack as unknown as Readable;
-}
-
 serial("unpack and run agree on an entry below a lower layer's symlink: both follow it inside the root", async (t) => {
   const root = await aStore(t);
-  const { Store } = await import('../../layers/store/store.js');
-  const { commitLayer } = await import('../../layers/store/commit.js');
-  const { getImage, writeImage, tagImage } = await import('../../layers/store/image.js');
-  const store = await Store.open(root);
-  const base = await getImage(store, 'bb:1');
-  const l1 = await commitLayer(store, await tarOf([{ name: 'a', type: 'symlink', linkname: '/etc' }]));
-  const l2 = await commitLayer(store, await tarOf([{ name: 'a/leak', type: 'file', body: 'through the link\n' }]));
-  const layers = [
-    ...base.manifest.layers.map((d, i) => ({
-      descriptor: d,
-      diffId: base.config.rootfs.diff_ids[i] as `sha256:${string}`,
-    })),
-    ...[l1, l2].map((l) => ({ descriptor: l.descriptor, diffId: l.diffId })),
-  ];
-  const { rootfs: _r, ...config } = base.config;
-  const img = await writeImage(store, { config, layers });
-  await tagImage(store, img.descriptor, 'linky:1');
+  await stackLayers(root, 'bb:1', LINK_LAYERS, 'linky:1');
 
   const out = await makeTempDir();
   t.teardown(() => removeDir(out));

@@ -4,6 +4,9 @@ import test from 'ava';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { tarSync } from '../../../fixtures/hostile-layers.js';
 import { declareCases, type BkCase } from './harness.js';
 
 const F = 'dockerfile_add_test.go';
@@ -23,6 +26,24 @@ const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 const url = (): string => `${base}/foo`;
 const sha = `sha256:${createHash('sha256').update('content1').digest('hex')}`;
 const tarFiles = { foo: 'content0' };
+
+// testDockerfileAddArchiveThroughAbsoluteSymlink: an image whose var/run is a symlink to /run, and a tar whose
+// entries go through var/run (parents listed explicitly, a file and a hard link to it).
+const head = 'ref: refs/heads/main\n';
+const rootfsTar = tarSync([
+  { name: 'run/', type: 'directory' },
+  { name: 'var/', type: 'directory' },
+  { name: 'var/run', type: 'symlink', linkname: '/run' },
+]);
+const git = 'var/run/act/actions/broad/.git';
+const payloadTar = tarSync([
+  { name: 'var/run/act/', type: 'directory' },
+  { name: 'var/run/act/actions/', type: 'directory' },
+  { name: 'var/run/act/actions/broad/', type: 'directory' },
+  { name: `${git}/`, type: 'directory' },
+  { name: `${git}/HEAD`, data: head },
+  { name: `${git}/HEAD.link`, type: 'link', linkname: `${git}/HEAD` },
+]);
 
 export const cases: BkCase[] = [
   {
@@ -168,6 +189,24 @@ export const cases: BkCase[] = [
     dockerfile: `FROM busybox\nADD --checksum=${sha} foo /tmp/foo\n`,
     context: { foo: 'content1' },
     expect: { error: 'checksum requires HTTP(S) or Git sources' },
+  },
+  {
+    from: `${F} testDockerfileAddArchiveThroughAbsoluteSymlink`,
+    title: "ADD of a tar through the image's absolute symlink (var/run -> /run) extracts at the symlink's target",
+    dockerfile: 'FROM scratch\nADD rootfs.tar /\nADD payload.tar /\n',
+    context: { 'rootfs.tar': { bytes: rootfsTar }, 'payload.tar': { bytes: payloadTar } },
+    expect: {
+      files: {
+        'var/run': { type: 'symlink', link: '/run' },
+        'run/act/actions/broad/.git/HEAD': head,
+        'run/act/actions/broad/.git/HEAD.link': head,
+      },
+      check: (t, { root }) => {
+        const a = statSync(join(root!, 'run/act/actions/broad/.git/HEAD'));
+        const b = statSync(join(root!, 'run/act/actions/broad/.git/HEAD.link'));
+        t.is(a.ino, b.ino, 'HEAD.link is a hard link to HEAD');
+      },
+    },
   },
   {
     from: 'dockerfile2llb/convert_copy.go (BuildKit rule; issue 12)',

@@ -28,7 +28,9 @@ export type CtxEntry =
   | { dir: true; mode?: number }
   | { socket: true }
   /** a tar archive of these files (gzip-compressed when asked) */
-  | { tar: Record<string, string>; gzip?: boolean };
+  | { tar: Record<string, string>; gzip?: boolean }
+  /** a file of these exact bytes (a hand-made tar: fixtures/hostile-layers.ts tarSync) */
+  | { bytes: Uint8Array };
 
 /** What a path of the result must be. A string is the file's exact content. */
 export type FileWant =
@@ -75,11 +77,18 @@ export interface BkCase {
     newLayers?: number;
     /** the build fails with a message containing this (or matching the pattern) */
     error?: string | RegExp;
+    /** a progress step is named with this (BuildKit's vertex names) */
+    step?: string | RegExp;
     /** a warning containing this is reported */
     warning?: string | RegExp;
     /** anything else, on the result */
-    check?: (t: ExecutionContext, r: { image: Image; base: Image; root?: string; result: BuildResult }) => void;
+    check?: (
+      t: ExecutionContext,
+      r: { image: Image; base: Image; root?: string; result: BuildResult; store: Store },
+    ) => void | Promise<void>;
   };
+  /** images built first into the same store (a base with ONBUILD triggers, an image to inherit from) */
+  before?: Array<{ tag: string; dockerfile: string; context?: Record<string, CtxEntry> }>;
   /** known to fail today: `<owner>: <what>` */
   pending?: string;
 }
@@ -96,6 +105,7 @@ async function writeContext(dir: string, c: BkCase): Promise<void> {
     await mkdir(dirname(abs), { recursive: true });
     if (typeof e === 'string') await writeFile(abs, e, { mode: 0o644 });
     else if ('link' in e) await symlink(e.link, abs);
+    else if ('bytes' in e) await writeFile(abs, e.bytes, { mode: 0o600 });
     else if ('socket' in e) {
       const py = 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])';
       execFileSync('python3', ['-c', py, abs]);
@@ -157,13 +167,34 @@ const isEmpty = (v: unknown): boolean =>
   (Array.isArray(v) && v.length === 0) ||
   (typeof v === 'object' && !Array.isArray(v) && Object.keys(v as object).length === 0);
 
+/** readImageFile reads one file of an image in the store (flattened into a temporary directory). */
+export async function readImageFile(store: Store, tag: string, path: string): Promise<string> {
+  const dir = await makeTempDir('tsbuild-bk-read-');
+  try {
+    const image = await getImage(store, tag);
+    await flatten({ store, layers: imageLayers(image), dir: join(dir, 'r'), method: 'apply' });
+    return readFileSync(join(dir, 'r', path), 'utf8');
+  } finally {
+    await removeDir(dir);
+  }
+}
+
 /** runCase builds one case in `store` and checks what it expects. */
 export async function runCase(t: ExecutionContext, store: Store, c: BkCase, tag: string): Promise<void> {
   const ctx = await makeTempDir('tsbuild-bk-ctx-');
   t.teardown(() => removeDir(ctx));
   await writeContext(ctx, c.url ? { ...c, dockerfile: c.dockerfile.replaceAll('$URL', c.url()) } : c);
+  for (const [i, b] of (c.before ?? []).entries()) {
+    const dir = await makeTempDir('tsbuild-bk-before-');
+    t.teardown(() => removeDir(dir));
+    await writeContext(dir, { ...c, dockerfile: b.dockerfile, context: b.context ?? {}, dockerfileName: 'Dockerfile' });
+    await build({ store, context: dir, tags: [b.tag], network: c.network ?? 'none' }).catch((err: Error) => {
+      throw new Error(`building ${b.tag} (before ${i}): ${err.message}`);
+    });
+  }
   const log: string[] = [];
   const warnings: string[] = [];
+  const steps: string[] = [];
   const opts: BuildOptions = {
     store,
     context: ctx,
@@ -180,6 +211,7 @@ export async function runCase(t: ExecutionContext, store: Store, c: BkCase, tag:
     onEvent: (e) => {
       if (e.type === 'log') log.push(e.data);
       if (e.type === 'warning') warnings.push(e.message);
+      if (e.type === 'step') steps.push(e.name);
     },
   };
   const e = c.expect;
@@ -198,6 +230,11 @@ export async function runCase(t: ExecutionContext, store: Store, c: BkCase, tag:
     t.true(
       warnings.some((w) => match(w, e.warning!)),
       `warning ${String(e.warning)} among ${JSON.stringify(warnings)}`,
+    );
+  if (e.step !== undefined)
+    t.true(
+      steps.some((n) => match(n, e.step!)),
+      `a step named ${String(e.step)} among ${JSON.stringify(steps)}`,
     );
   const config = (image.config.config ?? {}) as Record<string, unknown>;
   for (const [k, want] of Object.entries(e.config ?? {})) {
@@ -227,7 +264,7 @@ export async function runCase(t: ExecutionContext, store: Store, c: BkCase, tag:
     await flatten({ store, layers: imageLayers(image), dir: root, method: 'apply' });
     for (const [p, want] of Object.entries(e.files ?? {})) checkFile(t, root, p, want);
   }
-  e.check?.(t, { image, base, ...(root ? { root } : {}), result });
+  await e.check?.(t, { image, base, ...(root ? { root } : {}), result, store });
 }
 
 /**

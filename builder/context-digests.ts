@@ -1,0 +1,124 @@
+// A memo of the build context's file digests, kept in the store between builds, so that a rebuild stats the
+// context's files instead of reading them (BuildKit's contenthash keeps such a cache per context; the legacy
+// builder rehashed everything). COPY/ADD/RUN --mount=type=bind from the context ask it for a file's sha256.
+//
+// Trust rule: a digest is reused only for the same path whose lstat still shows the same device, inode, size,
+// mtime and ctime. ctime cannot be set by a user: any write, chmod, rename into place or utimes moves it to the
+// current time. The one gap is a file changed again within the same timestamp tick as the read that hashed it
+// ("racily clean", as git calls it); so a digest is recorded only for a file whose ctime lies more than RACY_MS
+// before the hashing began. Such a file is hashed again next time, and recorded then.
+//
+// Bounds: at most MAX_ENTRIES files are recorded per context (a larger context hashes the rest every time, and the
+// memo stays small in memory); the file is rewritten only when something was added or went stale; an unreadable or
+// malformed memo is ignored (rebuilt), never an error. Lives in `<store>/context-digests/<sha256 of the context's
+// path>.json` (the absolute path the build was given), inside the store's 0700 root; `prune --all` removes them.
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, lstatSync, readFileSync, type Stats } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { contextDigestsDir } from '../layers/store/store.js';
+
+/** RACY_MS: a file whose ctime is this close to the start of hashing (or later) is not recorded. */
+export const RACY_MS = 2000;
+/** MAX_ENTRIES: files recorded per context at most. */
+export const MAX_ENTRIES = 200_000;
+const VERSION = 1;
+
+/** [dev, ino, size, mtimeMs, ctimeMs, hex sha256] */
+type Entry = [number, number, number, number, number, string];
+
+/** FileDigests gives the sha256 of a context file's data, from the memo when the file has not changed. */
+export class FileDigests {
+  private readonly entries: Map<string, Entry>;
+  private dirty = false;
+  /** files hashed (memo misses) and files answered from the memo, for tests and benchmarks */
+  readonly counts = { hashed: 0, reused: 0 };
+
+  private constructor(
+    private readonly file: string | undefined,
+    entries: Map<string, Entry>,
+    /** when hashing began (ms since the epoch): the racy-clean rule compares ctimes with it */
+    private readonly started: number,
+  ) {
+    this.entries = entries;
+  }
+
+  /**
+   * open loads the memo of the context directory `root` from `storeRoot` (an empty one when there is none).
+   * `now` is when hashing begins (tests move it to make files older than the racy window).
+   */
+  static async open(storeRoot: string, root: string, now = Date.now()): Promise<FileDigests> {
+    const file = join(contextDigestsDir(storeRoot), `${createHash('sha256').update(root).digest('hex')}.json`);
+    return new FileDigests(file, parseMemo(await readFile(file, 'utf8').catch(() => ''), root), now);
+  }
+
+  /** digest is the hex sha256 of the regular file `abs`, whose lstat is `st`. */
+  async digest(abs: string, st: Stats): Promise<string> {
+    const e = this.entries.get(abs);
+    if (e && e[0] === st.dev && e[1] === st.ino && e[2] === st.size && e[3] === st.mtimeMs && e[4] === st.ctimeMs) {
+      this.counts.reused++;
+      return e[5];
+    }
+    const hex = await hashFile(abs, st.size);
+    this.counts.hashed++;
+    if (this.file && st.ctimeMs < this.started - RACY_MS && (e || this.entries.size < MAX_ENTRIES)) {
+      this.entries.set(abs, [st.dev, st.ino, st.size, st.mtimeMs, st.ctimeMs, hex]);
+      this.dirty = true;
+    } else if (e) {
+      this.entries.delete(abs);
+      this.dirty = true;
+    }
+    return hex;
+  }
+
+  /** save writes the memo back when it changed (temp file and rename: a reader sees the old or the new one). */
+  async save(): Promise<void> {
+    if (!this.file || !this.dirty) return;
+    const dir = join(this.file, '..');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const tmp = `${this.file}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+    const body = JSON.stringify({ version: VERSION, entries: Object.fromEntries(this.entries) });
+    try {
+      await writeFile(tmp, body, { mode: 0o600 });
+      await rename(tmp, this.file);
+      this.dirty = false;
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+}
+
+/** parseMemo reads a memo file; anything unexpected gives an empty memo (the digests are then computed again). */
+function parseMemo(text: string, root: string): Map<string, Entry> {
+  const under = root.endsWith('/') ? root : `${root}/`;
+  const out = new Map<string, Entry>();
+  if (!text) return out;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return out;
+  }
+  if (typeof doc !== 'object' || doc === null || (doc as { version?: unknown }).version !== VERSION) return out;
+  const entries = (doc as { entries?: unknown }).entries;
+  if (typeof entries !== 'object' || entries === null) return out;
+  for (const [path, e] of Object.entries(entries as Record<string, unknown>)) {
+    if (out.size >= MAX_ENTRIES) break;
+    // only files under this context, in the entry's exact shape
+    if (!path.startsWith(under) || !Array.isArray(e) || e.length !== 6) continue;
+    if (!e.slice(0, 5).every((n) => typeof n === 'number' && Number.isFinite(n))) continue;
+    if (typeof e[5] !== 'string' || !/^[0-9a-f]{64}$/.test(e[5])) continue;
+    out.set(path, e as Entry);
+  }
+  return out;
+}
+
+/** hashFile reads a file and gives its hex sha256 (small files in one read). */
+export async function hashFile(path: string, size = lstatSync(path).size): Promise<string> {
+  const h = createHash('sha256');
+  if (size < 1 << 20) return h.update(readFileSync(path)).digest('hex');
+  await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), h);
+  return h.digest('hex');
+}
