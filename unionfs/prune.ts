@@ -1,11 +1,12 @@
 // `tsbuild prune` as a library call, in docker's shape: by default everything the store holds that nothing needs any
-// more; with `all`, also untagged images and the caches (build cache and export-kernel records), limited by `until`.
+// more; with `all`, also untagged images and the caches (build cache and export-kernel records, RUN cache mounts,
+// context digest memos), limited by `until`.
 //
 // In order: container and tmp work directories of dead processes, their mounts detached first (unionfs/stale.ts;
 // `tsbuild mount` views stay until umount); with `all`, untagged index entries and cache records last used before
 // `until` (all of them without it); blobs that no image reaches and no remaining record names (layers/store/gc.ts),
 // snapshots whose ChainID is no prefix of any image's layers, temp directories of killed extractions, and cache
-// records whose layer blob is gone. Returns what it removed and what it kept that `all` would remove (`kept`);
+// records whose layer blob is gone; with `all`, the cache mounts last used before `until` unless a build runs. Returns what it removed and what it kept that `all` would remove (`kept`);
 // never prints.
 //
 // A snapshot in use is never removed. Users say what they use: openRootfs writes the ChainIDs of a container's
@@ -24,6 +25,7 @@ import { pruneRecords, RECORD_KINDS, type RecordKind, recordBlobs, Records } fro
 import { contextDigestsDir, type Store } from '../layers/store/store.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { isAlive } from '../sys/pid.js';
+import { privateDirPath } from '../layers/store/private-dirs.js';
 import {
   ContainerdNameAnnotation,
   type Descriptor,
@@ -44,7 +46,7 @@ export interface PruneStoreOptions {
 }
 
 /** KeptKind names what the default prune keeps and `all` removes. */
-export type KeptKind = 'untagged images' | 'build cache' | 'export kernel cache';
+export type KeptKind = 'untagged images' | 'build cache' | 'export kernel cache' | 'cache mounts';
 
 /** Kept is one kind of thing that `all` would remove and this prune kept. */
 export interface Kept {
@@ -74,9 +76,11 @@ export interface PruneStoreResult {
   cacheRecords: string[];
   /** export-kernel cache records removed, by key */
   kernelRecords: string[];
+  /** `RUN --mount=type=cache` directories removed (`all`), by directory name under <store>/cache-mounts */
+  cacheMounts: string[];
   /** bytes freed, by kind (directories counted like du: allocated blocks, each hard-linked inode once; `containers`
    * counts the tmp directories of dead processes too) */
-  bytes: { blobs: number; snapshots: number; containers: number; cacheRecords: number };
+  bytes: { blobs: number; snapshots: number; containers: number; cacheRecords: number; cacheMounts: number };
   /** all of `bytes` */
   bytesFreed: number;
   /** why something that looked removable was kept, or could not be removed (one line each) */
@@ -110,12 +114,14 @@ export async function pruneStore(store: Store, opts: PruneStoreOptions = {}): Pr
     keep: async () => Object.values(await recordBlobs(store)).flatMap((set) => [...set]),
   });
   const snaps = await store.withLock(() => pruneSnapshots(store, host, notes));
+  const mounts = opts.all ? await pruneCacheMounts(store.root, before, notes) : { removed: [], bytes: 0 };
   const { build: cache, 'export-kernel': kernel } = await pruneRecords(store);
   const bytes = {
     blobs: blobs.bytesFreed,
     snapshots: snaps.bytes,
     containers: stale.removed.reduce((n, rel) => n + (containerBytes.get(rel) ?? 0), 0),
     cacheRecords: cache.bytes + kernel.bytes + unused.bytes,
+    cacheMounts: mounts.bytes,
   };
   return {
     images,
@@ -126,8 +132,9 @@ export async function pruneStore(store: Store, opts: PruneStoreOptions = {}): Pr
     unmounted: stale.detached,
     cacheRecords: [...unused.removed.build, ...cache.removed].sort(),
     kernelRecords: [...unused.removed['export-kernel'], ...kernel.removed].sort(),
+    cacheMounts: mounts.removed,
     bytes,
-    bytesFreed: bytes.blobs + bytes.snapshots + bytes.containers + bytes.cacheRecords,
+    bytesFreed: bytes.blobs + bytes.snapshots + bytes.containers + bytes.cacheRecords + bytes.cacheMounts,
     notes,
     kept: await keptByDefault(store, opts.all ? 'until' : 'all'),
   };
@@ -203,6 +210,12 @@ async function keptByDefault(store: Store, why: Kept['why']): Promise<Kept[]> {
   ] as const) {
     const count = (await new Records(store, kind).list()).length;
     if (count) kept.push({ what, count, bytes: await sizeOf(named[kind]), why });
+  }
+  const mounts = await cacheMountNames(store.root);
+  if (mounts.length) {
+    let bytes = 0;
+    for (const name of mounts) bytes += await diskUsage(join(privateDirPath(store.root, 'cache-mounts'), name));
+    kept.push({ what: 'cache mounts', count: mounts.length, bytes, why });
   }
   return kept;
 }
@@ -290,6 +303,46 @@ async function pruneSnapshots(
       removed.push(chain);
       bytes += size;
     }
+  }
+  return { removed, bytes };
+}
+
+/** cacheMountNames lists the cache mount directories of a store (not the temp directories that make them). */
+async function cacheMountNames(storeRoot: string): Promise<string[]> {
+  const names = await readdir(privateDirPath(storeRoot, 'cache-mounts')).catch(() => [] as string[]);
+  return names.filter((n) => /^[a-f0-9]{32}$/.test(n)).sort();
+}
+
+/**
+ * pruneCacheMounts removes the `RUN --mount=type=cache` directories (docker's `builder prune --all` does), those last
+ * used before `before` when given (a RUN step touches its cache directories). While a build of this store runs,
+ * every cache mount stays: any of them may be mounted in its step.
+ */
+async function pruneCacheMounts(
+  storeRoot: string,
+  before: number | undefined,
+  notes: string[],
+): Promise<{ removed: string[]; bytes: number }> {
+  const removed: string[] = [];
+  let bytes = 0;
+  const names = await cacheMountNames(storeRoot);
+  if (names.length === 0) return { removed, bytes };
+  for (const name of await readdir(containersRoot(storeRoot)).catch(() => [] as string[])) {
+    const pid = /^(\d+)-[a-f0-9]+$/.exec(name)?.[1];
+    if (pid !== undefined && Number(pid) !== process.pid && isAlive(Number(pid))) {
+      notes.push(`cache mounts kept: a build is running in this store (process ${pid})`);
+      return { removed, bytes };
+    }
+  }
+  const base = privateDirPath(storeRoot, 'cache-mounts');
+  for (const name of names) {
+    const dir = join(base, name);
+    const st = await stat(dir).catch(() => undefined);
+    if (!st || (before !== undefined && st.mtimeMs >= before)) continue;
+    const size = await diskUsage(dir);
+    await rm(dir, { recursive: true, force: true });
+    removed.push(name);
+    bytes += size;
   }
   return { removed, bytes };
 }

@@ -13,7 +13,7 @@
 // host directories and files to bind. Owners of cache directories and secret files are set through the Host.
 import { createHash } from 'node:crypto';
 import { chmodSync, lstatSync } from 'node:fs';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { ensurePrivateDir, privateDirPath } from '../../layers/store/private-dirs.js';
 import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
@@ -252,7 +252,12 @@ export async function ensureCacheDir(
   m: Extract<RunMount, { type: 'cache' }>,
   seed?: (dir: string) => Promise<void>,
 ): Promise<void> {
-  if (lstatSync(dir, { throwIfNoEntry: false })?.isDirectory()) return;
+  if (lstatSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+    // its mtime is its last use: `prune --all --filter until=` goes by it
+    const now = new Date();
+    await utimes(dir, now, now).catch(() => {});
+    return;
+  }
   await ensurePrivateDir(join(dir, '..'));
   const tmp = await mkdtemp(`${dir}.tmp-`);
   try {

@@ -29,6 +29,7 @@ export default async function prune(flags: PruneFlags): Promise<void> {
   for (const d of r.tmpDirs) out(`deleted work directory of a dead process: tmp/${d}`);
   for (const k of r.cacheRecords) out(`deleted cache record: ${k}`);
   for (const k of r.kernelRecords) out(`deleted export-kernel cache record: ${k}`);
+  for (const m of r.cacheMounts) out(`deleted cache mount: cache-mounts/${m}`);
   const count = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
   out(
     (r.images.length ? `Deleted ${count(r.images.length, 'untagged image')}, ` : 'Deleted ') +
@@ -36,7 +37,8 @@ export default async function prune(flags: PruneFlags): Promise<void> {
       (r.tmpDirs.length
         ? `${count(r.tmpDirs.length, 'stale work directory')}, `.replace('directorys', 'directories')
         : '') +
-      `${count(r.cacheRecords.length + r.kernelRecords.length, 'cache record')}`,
+      `${count(r.cacheRecords.length + r.kernelRecords.length, 'cache record')}` +
+      (r.cacheMounts.length ? `, ${count(r.cacheMounts.length, 'cache mount')}` : ''),
   );
   out(`Total reclaimed space: ${humanSize(r.bytesFreed)} (${r.bytesFreed} bytes)`);
   for (const k of r.kept) out(keptLine(k, until?.text));
@@ -44,9 +46,10 @@ export default async function prune(flags: PruneFlags): Promise<void> {
 
 /** keptLine: `kept: export kernel cache (1 record, 72.2MB; remove with --all)`. */
 function keptLine(k: Kept, until: string | undefined): string {
-  const unit = k.what === 'untagged images' ? 'image' : 'record';
+  const unit = k.what === 'untagged images' ? 'image' : k.what === 'cache mounts' ? 'directory' : 'record';
   const what = k.what === 'untagged images' ? `${k.count} untagged image${k.count === 1 ? '' : 's'}` : k.what;
-  const n = k.what === 'untagged images' ? '' : `${k.count} ${unit}${k.count === 1 ? '' : 's'}, `;
+  const n =
+    k.what === 'untagged images' ? '' : `${k.count} ${k.count === 1 ? unit : unit.replace(/y$/, 'ie')}${k.count === 1 ? '' : 's'}, `;
   const why = k.why === 'all' ? 'remove with --all' : `newer than until=${until ?? ''}`;
   return `kept: ${what} (${n}${humanSize(k.bytes)}; ${why})`;
 }

@@ -477,3 +477,34 @@ rootWithBusybox('prune through the CLI keeps a cache record and its blob; prune 
   t.true(all.includes('0 snapshots, 0 stale containers, 1 cache record'), all);
   t.false(existsSync(join(root, 'cache', `${'1'.repeat(64)}.json`)));
 });
+
+rootWithBusybox(
+  'RUN cache mounts survive a default prune (which says so) and go with --all, or once unused for longer than until=',
+  async (t) => {
+    const root = await newStoreRoot(t);
+    const tree = await busyboxTree(t);
+    await ok(['--root', root, 'import', tree, 'bb:1']);
+    const ctx = await makeTempDir('tsbuild-prune-ctx-');
+    t.teardown(() => removeDir(ctx));
+    await writeFile(
+      join(ctx, 'Dockerfile'),
+      'FROM bb:1\nRUN --mount=type=cache,target=/cache echo kept > /cache/file && ls /cache > /seen\n',
+    );
+    await ok(['--root', root, 'build', '--network', 'none', '-t', 'c:1', ctx]);
+    const dirs = await readdir(join(root, 'cache-mounts'));
+    t.is(dirs.length, 1);
+    const dir = join(root, 'cache-mounts', dirs[0]!);
+    t.is(readFileSync(join(dir, 'file'), 'utf8'), 'kept\n');
+
+    t.regex(await ok(['--root', root, 'prune']), /^kept: cache mounts \(1 directory, .*; remove with --all\)$/m);
+    t.true(existsSync(dir));
+    t.notRegex(await ok(['--root', root, 'prune', '--all', '--filter', 'until=1h']), /deleted cache mount/);
+    t.true(existsSync(dir), 'used a moment ago');
+    const old = new Date(Date.now() - 2 * 3600_000);
+    await utimes(dir, old, old);
+    const pruned = await ok(['--root', root, 'prune', '--all', '--filter', 'until=1h']);
+    t.regex(pruned, new RegExp(`^deleted cache mount: cache-mounts/${dirs[0]!}$`, 'm'));
+    t.regex(pruned, /1 cache mount$/m);
+    t.false(existsSync(dir));
+  },
+);
