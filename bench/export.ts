@@ -2,17 +2,22 @@
 // use (export the rootfs → truncate → sfdisk → mkfs.ext4 → loop mount → copy → extlinux → qemu-img convert), on the
 // same Debian app image with its kernel. The shell pipeline's rootfs export is `tsbuild export --format tar` (the
 // prepared rootfs: the same files, fstab and service as ours), so both disks hold the same tree and boot the same.
-// Prints wall time, output size and the time from QEMU start to the app's marker (TCG) as ratios (tsbuild / shell);
-// asserts nothing. Targets: time ≤ 0.8×, size ≤ 0.8×, boot ≤ 1.0×.
+// tsbuild's side is the default export (qcow2 with zstd-compressed clusters, the kernel and initrd left plain).
+// Prints, in one run: wall time (warm store, and cold: the image's snapshots removed), the CPU seconds of both
+// pipelines' processes, output size and the time from QEMU start to the app's marker (TCG) as ratios (tsbuild /
+// shell), where tsbuild's time goes (the export's step timings, warm and cold, run in this process from source), and
+// the load average before and after; asserts nothing. Targets: time ≤ 0.8×, size ≤ 0.8×, boot ≤ 1.0×.
 //
 // Run as root (the shell pipeline mounts): npx tsx bench/export.ts
 //   BENCH_ROOT   store to use (default /var/tmp/tsbuild-bench-export; debian:bookworm is bootstrapped when missing)
 //   BENCH_REPS   export runs per pipeline, median printed (default 2)
 //   BENCH_BOOT=0 skip the boots
+//   BENCH_STEPS=0 skip the step timings (two more exports, in this process)
 import { imageLayers } from '../layers/model/layer.js';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { bootDisk } from '../convert/boot.js';
@@ -27,6 +32,7 @@ import { removeSnapshot } from '../unionfs/snapshot.js';
 const ROOT = process.env.BENCH_ROOT ?? '/var/tmp/tsbuild-bench-export';
 const REPS = Number(process.env.BENCH_REPS ?? 2);
 const BOOT = process.env.BENCH_BOOT !== '0';
+const STEPS = process.env.BENCH_STEPS !== '0';
 const IMAGE = 'bench-app-kernel:1';
 const MARKER = 'BENCH-APP-MARKER';
 const CLI = join(import.meta.dirname, '..', 'bin', 'tsbuild.js');
@@ -39,10 +45,35 @@ const sh = (cmd: string, args: string[], input?: string): string =>
   }).toString();
 const tsb = (...args: string[]): string => sh(process.execPath, [CLI, '--root', ROOT, ...args]);
 
-async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+/** childCpu: CPU seconds (user + system) of this process's waited-for children (/proc/self/stat cutime + cstime). */
+function childCpu(): number {
+  const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[13]) + Number(f[14])) / 100; // fields 16 and 17, in clock ticks (USER_HZ = 100)
+}
+
+/** timed returns fn's value, its wall seconds, and the CPU seconds of the processes it ran (not the kernel's). */
+async function timed<T>(fn: () => Promise<T>): Promise<[T, number, number]> {
   const t0 = process.hrtime.bigint();
+  const c0 = childCpu();
   const v = await fn();
-  return [v, Number(process.hrtime.bigint() - t0) / 1e9];
+  return [v, Number(process.hrtime.bigint() - t0) / 1e9, childCpu() - c0];
+}
+
+const load = (): string => loadavg()[0]!.toFixed(2);
+
+/** stepTimings runs one export in this process (from source) and returns its step timings, largest first. */
+async function stepTimings(work: string): Promise<string> {
+  const store = await Store.open(ROOT);
+  const output = join(work, 'steps.qcow2');
+  const t0 = process.hrtime.bigint();
+  const r = await exportImage({ store, image: IMAGE, output });
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  await rm(output, { force: true });
+  const steps = Object.entries(r.timings)
+    .filter(([, s]) => (s ?? 0) >= 0.05)
+    .sort((a, b) => (b[1] ?? 0) - (a[1] ?? 0))
+    .map(([k, s]) => `${k} ${(s ?? 0).toFixed(2)}`);
+  return `${wall.toFixed(1)} s: ${steps.join(', ')}`;
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -182,23 +213,29 @@ export async function shellDisk(opts: {
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run as root: the shell pipeline mounts a loop device');
   await prepare();
+  const started = Date.now();
+  console.log(`load average at the start: ${load()}`);
   const work = await mkdtemp(join(tmpdir(), 'bench-export-'));
   try {
     // cold: the image's layer snapshots are gone (first export of an image on this store)
     await dropSnapshots();
-    const [, cold] = await timed(() => tsbuildPipeline(work));
+    const [, cold, coldCpu] = await timed(() => tsbuildPipeline(work));
     const ours: number[] = [];
     const theirs: number[] = [];
+    const oursCpu: number[] = [];
+    const theirsCpu: number[] = [];
     let oursFile = '';
     let theirsFile = '';
     const diskSize = Number(
       JSON.parse(sh('qemu-img', ['info', '--output', 'json', join(work, 'tsbuild.qcow2')]))['virtual-size'],
     );
     for (let i = 0; i < REPS; i++) {
-      const [a, ta] = await timed(() => tsbuildPipeline(work));
-      const [b, tb] = await timed(() => shellPipeline(work, diskSize));
+      const [a, ta, ca] = await timed(() => tsbuildPipeline(work));
+      const [b, tb, cb] = await timed(() => shellPipeline(work, diskSize));
       ours.push(ta);
       theirs.push(tb);
+      oursCpu.push(ca);
+      theirsCpu.push(cb);
       oursFile = a;
       theirsFile = b;
     }
@@ -210,8 +247,16 @@ async function main(): Promise<void> {
       `export time   tsbuild ${median(ours).toFixed(1)} s (cold store ${cold.toFixed(1)} s)   shell ${median(theirs).toFixed(1)} s   ratio ${(median(ours) / median(theirs)).toFixed(2)}× (cold ${(cold / median(theirs)).toFixed(2)}×)`,
     );
     console.log(
+      `export CPU    tsbuild ${median(oursCpu).toFixed(1)} s (cold store ${coldCpu.toFixed(1)} s)   shell ${median(theirsCpu).toFixed(1)} s   ratio ${(median(oursCpu) / median(theirsCpu)).toFixed(2)}× (cold ${(coldCpu / median(theirsCpu)).toFixed(2)}×)`,
+    );
+    console.log(
       `output size   tsbuild ${mb(sizeOurs)}   shell ${mb(sizeTheirs)}   ratio ${(sizeOurs / sizeTheirs).toFixed(2)}×`,
     );
+    if (STEPS) {
+      console.log(`tsbuild steps, warm store   ${await stepTimings(work)}`);
+      await dropSnapshots();
+      console.log(`tsbuild steps, cold store   ${await stepTimings(work)}`);
+    }
     if (BOOT) {
       const expect = new RegExp(MARKER);
       const a = await bootDisk({ disk: oursFile, expect, kvm: 'off', timeoutMs: 600_000 });
@@ -222,6 +267,7 @@ async function main(): Promise<void> {
         `boot to marker (TCG)   tsbuild ${a.seconds.toFixed(1)} s   shell ${b.seconds.toFixed(1)} s   ratio ${(a.seconds / b.seconds).toFixed(2)}×`,
       );
     }
+    console.log(`load average at the end: ${load()}; ${((Date.now() - started) / 1000).toFixed(1)} s in all`);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -9,8 +9,8 @@ import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { deflateRaw } from 'node:zlib';
-import zstd from 'zstd-napi/binding.js';
 import { InvalidInputError, NotFoundError, TsbuildError, wrap } from '../sys/errors.js';
+import { ZstdClusterPool } from './qcow2-zstd.js';
 import { dataRanges } from './sparse-file.js';
 
 export interface Qcow2Options {
@@ -63,8 +63,10 @@ const INCOMPAT_COMPRESSION = 1n << 3n;
 /**
  * writeQcow2 converts the raw disk image `input` (sparse or not) into a QCOW2 v3 image at `output` in one streaming
  * pass: holes (found with SEEK_DATA/SEEK_HOLE) are not read, all-zero clusters are not stored, data is written with
- * big sequential writes, and only the L2 tables and refcounts are held in memory. The file is written to a temp file
- * beside `output` and renamed over it at the end; on any error the temp file is removed and `output` is untouched.
+ * big sequential writes (one buffer per run of clusters), zstd clusters are compressed on worker threads
+ * (qcow2-zstd.ts) while the next chunks are read, and only the L2 tables and refcounts are held in memory. The file
+ * is written to a temp file beside `output` and renamed over it at the end; on any error the temp file is removed and
+ * `output` is untouched.
  * Like `qemu-img convert`, it does not fsync: call sync first if the image must survive a crash of the host.
  * `virtualSize` defaults to the input size rounded up to 512 bytes and may not be smaller than the input.
  */
@@ -121,6 +123,12 @@ export async function writeQcow2(
   }
 }
 
+/** Prepared: the non-zero clusters of a chunk (indexes) and, when compressing, each one's compressed bytes. */
+interface Prepared {
+  used: number[];
+  compressed?: Array<Buffer | undefined>;
+}
+
 /** Qcow2Image tracks where each guest cluster went in the host file and writes the tables at the end. */
 class Qcow2Image {
   readonly clusterSize: number;
@@ -151,8 +159,9 @@ class Qcow2Image {
   }
 
   /**
-   * copyData reads the data ranges of `input` and appends their non-zero clusters to `out`. Up to DEPTH chunks are
-   * in flight: the next ones are read while the current one is placed (compressed) and earlier ones are written.
+   * copyData reads the data ranges of `input` and appends their non-zero clusters to `out`. Each chunk is read, its
+   * zero clusters found and the others compressed (zstd on the worker pool, deflate on libuv's threads) ahead of the
+   * chunk being placed: up to DEPTH chunks are in flight, and chunks are placed and written in guest order.
    */
   async copyData(
     input: FileHandle,
@@ -167,9 +176,14 @@ class Qcow2Image {
       for (let pos = range.start; pos < range.end; pos += chunk)
         steps.push({ pos, len: Math.min(chunk, range.end - pos) });
     }
-    const bufs = Array.from({ length: DEPTH }, () => Buffer.allocUnsafe(chunk));
-    const writes: Promise<void>[] = Array.from({ length: DEPTH }, () => Promise.resolve());
-    const reads = new Map<number, Promise<number>>();
+    const pool = this.compress === 'zstd' ? new ZstdClusterPool(ZSTD_LEVEL) : undefined;
+    const depth = DEPTH + (pool ? 2 * pool.threads : 0);
+    // shared with the zstd workers, which read the chunk where it was read
+    const bufs = Array.from({ length: depth }, () =>
+      pool ? Buffer.from(new SharedArrayBuffer(chunk)) : Buffer.allocUnsafe(chunk),
+    );
+    const writes: Promise<void>[] = Array.from({ length: depth }, () => Promise.resolve());
+    const prepared = new Map<number, Promise<Prepared>>();
     const inFlight = new Set<Promise<unknown>>();
     const track = <T>(p: Promise<T>): Promise<T> => {
       inFlight.add(p);
@@ -179,70 +193,85 @@ class Qcow2Image {
       ); // failures surface where the promise is awaited
       return p;
     };
-    // step k uses buffer k % DEPTH, so its read waits for the write of step k - DEPTH
-    const startRead = (k: number): void => {
+    // step k uses buffer k % depth, so its read waits for the write of step k - depth
+    const startPrepare = (k: number): void => {
       const step = steps[k];
       if (!step) return;
-      const slot = k % DEPTH;
+      const slot = k % depth;
+      const buf = bufs[slot]!;
+      const want = Math.ceil(step.len / C) * C;
       const previousWrite = writes[slot]!;
-      reads.set(k, track(previousWrite.then(() => readFull(input, bufs[slot]!, step.len, step.pos))));
+      prepared.set(
+        k,
+        track(
+          previousWrite
+            .then(() => readFull(input, buf, step.len, step.pos))
+            .then((got) => {
+              buf.fill(0, got, want);
+              return this.prepare(buf.subarray(0, want), step.pos, pool);
+            }),
+        ),
+      );
     };
     try {
-      for (let k = 0; k < DEPTH - 1; k++) startRead(k);
+      for (let k = 0; k < depth - 1; k++) startPrepare(k);
       for (let k = 0; k < steps.length; k++) {
-        startRead(k + DEPTH - 1);
+        startPrepare(k + depth - 1);
         const { pos, len } = steps[k]!;
-        const buf = bufs[k % DEPTH]!;
         const want = Math.ceil(len / C) * C;
-        const got = await reads.get(k)!;
-        reads.delete(k);
-        buf.fill(0, got, want);
-        const iov = await this.place(buf.subarray(0, want), pos);
-        if (iov) writes[k % DEPTH] = track(writevAll(out, iov.buffers, iov.position));
+        const prep = await prepared.get(k)!;
+        prepared.delete(k);
+        const iov = this.place(prep, bufs[k % depth]!.subarray(0, want), pos);
+        if (iov) writes[k % depth] = track(writevAll(out, iov.buffers, iov.position));
         onProgress?.(Math.min(pos + want, this.virtualSize), this.virtualSize);
       }
       await Promise.all(writes);
     } finally {
       await Promise.allSettled([...inFlight]);
+      await pool?.close();
     }
   }
 
-  private cctx: InstanceType<typeof zstd.CCtx> | undefined;
-  private zbuf: Buffer | undefined;
-
-  /** zstdCluster compresses one cluster as one zstd frame (QEMU decompresses it with ZSTD_decompressStream). */
-  private zstdCluster(cluster: Buffer): Buffer {
-    this.cctx ??= new zstd.CCtx();
-    this.zbuf ??= Buffer.alloc(zstd.compressBound(this.clusterSize));
-    const n = this.cctx.compress(this.zbuf, cluster, ZSTD_LEVEL);
-    return Buffer.from(this.zbuf.subarray(0, n));
+  /**
+   * prepare finds the non-zero clusters of `buf` (guest offset `guestOff`) and, when compressing, the compressed
+   * form of each of them outside the plain ranges (undefined: store it plainly).
+   */
+  private async prepare(buf: Buffer, guestOff: number, pool: ZstdClusterPool | undefined): Promise<Prepared> {
+    const C = this.clusterSize;
+    const used: number[] = [];
+    for (let i = 0; i * C < buf.length; i++) {
+      if (!buf.subarray(i * C, (i + 1) * C).equals(this.zero)) used.push(i);
+    }
+    if (used.length === 0 || !this.compress) return { used };
+    const plain = (i: number): boolean => {
+      const from = guestOff + i * C;
+      return this.plainRanges.some(([a, b]) => a < from + C && b > from);
+    };
+    if (pool) {
+      const packed = used.filter((i) => !plain(i));
+      const frames = await pool.compress(buf, C, packed);
+      const byCluster = new Map(packed.map((i, k) => [i, frames[k]]));
+      return { used, compressed: used.map((i) => byCluster.get(i)) };
+    }
+    const compressed = await Promise.all(
+      used.map((i) =>
+        plain(i) ? undefined : deflateRawAsync(buf.subarray(i * C, (i + 1) * C), { windowBits: 12, memLevel: 9 }),
+      ),
+    );
+    return { used, compressed };
   }
 
   /**
    * place gives each non-zero cluster of `buf` (guest offset `guestOff`) a host location and an L2 entry, and returns
    * the contiguous host bytes to write (or undefined when the chunk was all zeros).
    */
-  private async place(buf: Buffer, guestOff: number): Promise<{ buffers: Buffer[]; position: number } | undefined> {
+  private place(
+    { used, compressed }: Prepared,
+    buf: Buffer,
+    guestOff: number,
+  ): { buffers: Buffer[]; position: number } | undefined {
     const C = this.clusterSize;
-    const used: number[] = [];
-    for (let i = 0; i * C < buf.length; i++) {
-      if (!buf.subarray(i * C, (i + 1) * C).equals(this.zero)) used.push(i);
-    }
     if (used.length === 0) return undefined;
-    const plain = (i: number): boolean => {
-      const from = guestOff + i * C;
-      return this.plainRanges.some(([a, b]) => a < from + C && b > from);
-    };
-    const compressed =
-      this.compress === 'deflate'
-        ? await Promise.all(
-            used.map((i) =>
-              plain(i) ? undefined : deflateRawAsync(buf.subarray(i * C, (i + 1) * C), { windowBits: 12, memLevel: 9 }),
-            ),
-          )
-        : this.compress === 'zstd'
-          ? used.map((i) => (plain(i) ? undefined : this.zstdCluster(buf.subarray(i * C, (i + 1) * C))))
-          : undefined;
     // Compressed clusters first, packed byte by byte, then the plain ones on cluster boundaries: at most one
     // partly filled cluster per chunk instead of one at every switch between the two kinds.
     const position = this.hostEnd;
@@ -269,11 +298,20 @@ class Qcow2Image {
       const aligned = Math.ceil(this.hostEnd / C) * C;
       if (aligned > this.hostEnd) buffers.push(this.zero.subarray(0, aligned - this.hostEnd));
       this.hostEnd = aligned;
+      // one write buffer per run of adjacent clusters
+      let runStart = -1;
+      let runEnd = -1;
       for (const i of stored) {
         this.setL2(guestOff / C + i, OFLAG_COPIED | BigInt(this.hostEnd));
-        buffers.push(buf.subarray(i * C, (i + 1) * C));
         this.hostEnd += C;
+        if (i === runEnd) runEnd++;
+        else {
+          if (runStart >= 0) buffers.push(buf.subarray(runStart * C, runEnd * C));
+          runStart = i;
+          runEnd = i + 1;
+        }
       }
+      buffers.push(buf.subarray(runStart * C, runEnd * C));
     }
     this.dataClusters += used.length;
     return { buffers, position };

@@ -478,6 +478,8 @@ async function output(c: Ctx): Promise<void> {
       ...(c.opts.signal ? { signal: c.opts.signal } : {}),
     });
   } else {
+    // nothing reads the staging tree (hard links) any more: remove it during the conversion, not after
+    const tree = rm(c.rootfs, { recursive: true, force: true, maxRetries: 3 }).catch(() => {});
     file = await convertDisk({
       raw: c.raw,
       format: c.format,
@@ -489,7 +491,7 @@ async function output(c: Ctx): Promise<void> {
       },
       ...(c.id?.time === undefined ? {} : { vmdkCid: derivedSerial(c.id.seed, 'vmdk-cid') }),
       ...(c.opts.signal ? { signal: c.opts.signal } : {}),
-    });
+    }).finally(() => tree);
   }
   c.opts.signal?.throwIfAborted();
   c.bytes = await placeOutput(file, c.opts.output);
