@@ -62,6 +62,10 @@ export interface BuildOptions {
   ulimits?: readonly Rlimit[];
   /** --platform (only linux/amd64) */
   platform?: string;
+  /**
+   * how the build's layers are stored: none (default; as buildah and docker's image store keep them: `push`
+   * compresses, with the bytes a compressing build would have written), gzip or zstd (compressed at each commit)
+   */
   compression?: Compression;
   /** --squash: the new layers become one */
   squash?: boolean;
@@ -285,7 +289,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         secrets,
         network: opts.network ?? 'default',
         sandbox: runSandbox(opts, onEvent, host),
-        compression: opts.compression ?? 'gzip',
+        compression: opts.compression ?? 'none',
         tmpDir,
         history,
         onEvent,
@@ -320,7 +324,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     if (opts.squash) {
       const { squash } = await import('./squash.js');
       const sq = await squash(store, await rootfs.driver(), result, result.baseLayers, hist, {
-        compression: opts.compression ?? 'gzip',
+        compression: opts.compression ?? 'none',
         ...(plan.epoch === undefined ? {} : { sourceDateEpoch: plan.epoch }),
         tmpDir,
         host,
@@ -355,7 +359,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     onEvent({ type: 'status', id: exportId, message: `writing image ${descriptor.digest} done` });
     for (const n of named) onEvent({ type: 'status', id: exportId, message: `naming to ${n} done` });
     onEvent({ type: 'done', id: exportId });
-    const layerOpts = { compression: opts.compression ?? 'gzip', created: epoch ?? now } as const; // of cache mounts
+    // cache mount layers exist only to be exported: compressed unless asked otherwise
+    const layerOpts = { compression: opts.compression ?? 'gzip', created: epoch ?? now } as const;
     const exported = shared
       ? await exportCaches(store, shared, plan, opts.cacheTo ?? [], { ...cacheIo, ...layerOpts })
       : [];

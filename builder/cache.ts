@@ -30,6 +30,7 @@ import type {
 import type { RemoteOptions } from '../layers/registry/connect.js';
 import type { Layer } from '../layers/model/layer.js';
 import { openLayer } from '../layers/store/layer-read.js';
+import { compressLayer } from '../layers/store/compress-layers.js';
 import { InvalidInputError, TsbuildError } from '../sys/errors.js';
 import type { Digest } from '../layers/model/types.js';
 import type { Records } from '../layers/store/records.js';
@@ -365,13 +366,16 @@ export async function exportCaches(
             warn: o.warn,
           }))
         : [];
-      const r = await exportCache(
-        store,
-        spec,
-        await cache.entries(exportStages(plan, spec.mode)),
-        o.remote,
-        withMounts,
-      );
+      // a build keeps its layers uncompressed; a cache carries them compressed (as BuildKit's does), the copies
+      // `push` would make, so an image built from the cache pushes with mounts from the cache repository
+      const entries: CacheEntry[] = [];
+      for (const e of await cache.entries(exportStages(plan, spec.mode)))
+        entries.push(
+          e.layer
+            ? { ...e, layer: { ...e.layer, descriptor: await compressLayer(store, e.layer.descriptor, 'gzip') } }
+            : e,
+        );
+      const r = await exportCache(store, spec, entries, o.remote, withMounts);
       out.push(r);
       const m = r.mounts ? ` (${r.mounts} cache mounts)` : '';
       o.onEvent({ type: 'status', id, message: `${r.records} records, ${r.layers} layers${m}: ${r.digest} done` });

@@ -33,7 +33,7 @@ prog
   .option('--allow', 'Grant an entitlement to RUN steps: network.host (root has it); repeatable')
   .option('--shm-size', 'Size of /dev/shm in RUN steps (e.g. 128m; default 64m)')
   .option('--platform', 'Target platform (only linux/amd64 is built here)', 'linux/amd64')
-  .option('--compression', 'Layer compression: gzip, zstd or none', 'gzip')
+  .option('--compression', 'Layers in the store: none (compressed when pushed), gzip or zstd', 'none')
   .option('--progress', 'auto, plain, tty or quiet', 'auto')
   .option('--iidfile', 'Write the image digest to this file')
   .option('--metadata-file', 'Write build metadata (JSON) to this file')
@@ -180,6 +180,11 @@ prog
   .option('--ca-cert', 'Extra CA certificate (PEM) to trust')
   .option('--jobs', 'Blobs uploaded in parallel', 3)
   .option('--chunk-size', 'Upload in PATCH chunks of this many bytes (default: one streamed PATCH)')
+  .option(
+    '--compression',
+    'Uncompressed layers (a build keeps its layers so) are pushed as: gzip, zstd or none',
+    'gzip',
+  )
   .action(lazy('push'));
 
 prog

@@ -1,7 +1,7 @@
 import { InvalidInputError } from '../../sys/errors.js';
 import type { TransferEvent } from '../../layers/registry/events.js';
 import { pushImage } from '../../layers/registry/push.js';
-import { type GlobalFlags, openStore, out } from '../common.js';
+import { compressionFlag, type GlobalFlags, openStore, out } from '../common.js';
 import { humanSize, stderrProgress } from '../progress.js';
 
 export interface RemoteFlags {
@@ -13,7 +13,7 @@ export interface RemoteFlags {
 export default async function push(
   name: string,
   dest: string | undefined,
-  flags: GlobalFlags & RemoteFlags & { 'chunk-size'?: number | string },
+  flags: GlobalFlags & RemoteFlags & { 'chunk-size'?: number | string; compression?: string },
 ): Promise<void> {
   const store = await openStore(flags);
   const display = transferDisplay('push');
@@ -24,6 +24,7 @@ export default async function push(
     const r = await pushImage(store, name, dest, {
       ...remoteOptions(flags),
       ...(chunk ? { chunkSize: chunk } : {}),
+      compression: compressionFlag(flags.compression),
       onEvent: display.onEvent,
     });
     display.finish();
@@ -146,6 +147,9 @@ export function transferDisplay(verb: 'push' | 'pull'): {
         break;
       case 'manifest':
         log(`${verb === 'push' ? 'pushed' : 'fetched'} manifest ${e.digest}`);
+        break;
+      case 'compress':
+        log(`compressing layer ${e.digest} (${humanSize(e.size)})`);
         break;
       case 'warning':
         plain.warn('registry', e.message);

@@ -13,6 +13,8 @@ export type TransferEvent =
   /** a request or a blob transfer is tried again */
   | { type: 'retry'; what: string; attempt: number; reason: string; delayMs: number }
   | { type: 'manifest'; digest: Digest; mediaType: string; reference: string; direction: 'up' | 'down' }
+  /** an uncompressed layer is compressed before a push (its uncompressed digest and size) */
+  | { type: 'compress'; digest: Digest; size: number }
   | { type: 'warning'; message: string };
 
 export type OnTransferEvent = (e: TransferEvent) => void;

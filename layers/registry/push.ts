@@ -1,11 +1,15 @@
-// pushImage: an image from the store to a registry. Blobs first (config and layers, in parallel, each skipped
-// when present, mounted when another repository of the registry is known to hold it, else uploaded as stored),
-// then manifests: the children of an index before the index. Nothing is recompressed or re-serialized.
+// pushImage: an image from the store to a registry. Uncompressed layers (a build's) are compressed first, gzip by
+// default (layers/store/compress-layers.ts: the manifest a build with --compression gzip would have written).
+// Blobs next (config and layers, in parallel, each skipped when present, mounted when another repository of the
+// registry is known to hold it, else uploaded as stored), then manifests: the children of an index before the
+// index. Compressed layers are never recompressed, and an image without uncompressed layers is pushed byte for byte.
 import { InvalidInputError, NotFoundError } from '../../sys/errors.js';
+import { compressImageLayers } from '../store/compress-layers.js';
 import { findImage } from '../store/image.js';
 import { fullName, parseReference, type Reference } from '../model/names.js';
 import type { Store } from '../store/store.js';
 import {
+  type Compression,
   type Descriptor,
   type Digest,
   type Index,
@@ -26,6 +30,8 @@ export interface PushOptions extends RemoteOptions {
   jobs?: number;
   /** PATCH in chunks of this many bytes (default: one PUT for small blobs, one streamed PATCH for large ones) */
   chunkSize?: number;
+  /** what uncompressed layers become: gzip (default, as docker push), zstd, or none (pushed uncompressed) */
+  compression?: Compression;
 }
 
 export interface PushResult {
@@ -66,10 +72,28 @@ export async function pushImage(
       'give a destination: tsbuild push IMAGE registry.example.com/repo:tag',
     );
   const ref = parseReference(destInput);
-  if (ref.digest && ref.digest !== entry.descriptor.digest) {
-    throw new InvalidInputError(`cannot push ${name} (${entry.descriptor.digest}) to ${destInput}: the digests differ`);
+  const compression = opts.compression ?? 'gzip';
+  const lease = await store.beginWrite(); // a concurrent prune spares the compressed copies until they are pushed
+  try {
+    const top =
+      compression === 'none'
+        ? entry.descriptor
+        : (
+            await compressImageLayers(store, entry.descriptor, compression, (l) =>
+              opts.onEvent?.({ type: 'compress', digest: l.digest, size: l.size }),
+            )
+          ).descriptor;
+    if (ref.digest && ref.digest !== top.digest) {
+      throw new InvalidInputError(`cannot push ${name} (${top.digest}) to ${destInput}: the digests differ`);
+    }
+    return await pushPlanned(store, ref, top, opts);
+  } finally {
+    await lease.end();
   }
-  const plan = await planPush(store, entry.descriptor);
+}
+
+async function pushPlanned(store: Store, ref: Reference, topDesc: Descriptor, opts: PushOptions): Promise<PushResult> {
+  const plan = await planPush(store, topDesc);
   const jobs = Math.max(1, Math.min(32, Math.floor(opts.jobs ?? 3)));
   const client = await connect(ref.registry, { ...opts, maxSockets: jobs + 2 });
   try {

@@ -103,7 +103,8 @@ rootTest('a secret is at /run/secrets/ID during RUN and in no layer, history ent
   t.is(lstatSync(join(root, 'r', 'etc', 'tok'), { throwIfNoEntry: false }), undefined);
   // no blob of the store (layers decompressed) and no config holds the value
   for (const l of image.manifest.layers) {
-    const tar = gunzipSync(await readFile(store.blobPath(l.digest)));
+    const blob = await readFile(store.blobPath(l.digest));
+    const tar = l.mediaType.endsWith('+gzip') ? gunzipSync(blob) : blob; // a build's own layers are kept uncompressed
     t.false(tar.includes(value), `layer ${l.digest} holds the secret`);
   }
   t.false(JSON.stringify(r.config).includes(value));

@@ -5,6 +5,7 @@ import { cp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BuildOptions, BuildResult } from '../../builder/build.js';
 import type { BuildEvent } from '../../builder/events.js';
+import { compressImageLayers } from '../../layers/store/compress-layers.js';
 import { Store } from '../../layers/store/store.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 import { busyboxStore, verifiedBuild } from '../builder/build-harness.js';
@@ -70,4 +71,12 @@ export async function run(t: ExecutionContext, opts: BuildOptions): Promise<Run>
       .sort();
   const order = done.map((id) => ({ name: names.get(id) ?? '', cached: cached.has(id) }));
   return { result, ran: pick(false), cached: pick(true), warnings, order };
+}
+
+/**
+ * asCarried is the digest runner A's image has once its layers are compressed, as a cache (and `push`) carries them:
+ * what runner B, building from that cache, must get. The image ID (config digest) is the same either way.
+ */
+export async function asCarried(store: Store, a: Run): Promise<string> {
+  return (await compressImageLayers(store, a.result.descriptor, 'gzip')).descriptor.digest;
 }

@@ -10,7 +10,7 @@ import { listImages } from '../../layers/store/image.js';
 import { makeTempDir, removeDir, rootTest } from '../helpers/index.js';
 import { haveRegistry, startRegistry } from '../helpers/registry.js';
 import { busyboxStore } from '../builder/build-harness.js';
-import { context, EPOCH, MULTI, run, runners } from './runners.js';
+import { asCarried, context, EPOCH, MULTI, run, runners } from './runners.js';
 
 const BUILDER_STEPS = ['COPY a.txt /src/a.txt', 'RUN cat /src/a.txt > /out && echo built >> /out'];
 const FINAL_STEPS = ['WORKDIR /app', 'COPY --from=builder /out /app/out', 'RUN wc -c /app/out > /app/size'];
@@ -34,7 +34,8 @@ rtest('runner B hits every step of runner A through a registry cache (mode=max) 
   const b = await run(t, { store: storeB, context: ctx, cacheFrom: [parseCacheSpec(ref, 'from')] });
   t.deepEqual(b.ran, [], 'no step runs on runner B');
   t.deepEqual(b.cached, sorted(BUILDER_STEPS, FINAL_STEPS));
-  t.is(b.result.digest, a.result.digest, 'the same image digest');
+  t.is(b.result.digest, await asCarried(storeA, a), 'the same image, its layers as the cache carries them');
+  t.is(b.result.configDigest, a.result.configDigest, 'the same image ID');
   t.deepEqual(b.warnings, []);
 
   // one context file changes: B runs again from the COPY that reads it, and what depends on its result
@@ -61,7 +62,8 @@ rtest('mode=min exports only the final stage: runner B runs the builder stage an
   });
   t.deepEqual(b.ran, sorted(BUILDER_STEPS));
   t.deepEqual(b.cached, sorted(FINAL_STEPS));
-  t.is(b.result.digest, a.result.digest);
+  t.is(b.result.digest, await asCarried(storeA, a));
+  t.is(b.result.configDigest, a.result.configDigest);
 });
 
 rootTest('a cache in a local directory round-trips, and the first --cache-from that has a key wins', async (t) => {
@@ -83,7 +85,8 @@ rootTest('a cache in a local directory round-trips, and the first --cache-from t
     ],
   });
   t.deepEqual(b.ran, []);
-  t.is(b.result.digest, a.result.digest);
+  t.is(b.result.digest, await asCarried(storeA, a));
+  t.is(b.result.configDigest, a.result.configDigest);
   t.is(b.warnings.length, 1, 'the absent directory is one warning');
   t.regex(b.warnings[0]!, /^--cache-from type=local,.*absent: .*building without it$/);
 });
@@ -159,7 +162,8 @@ rootTest('a cache written as the older index form is read too', async (t) => {
     cacheFrom: [parseCacheSpec(`type=local,src=${dir}`, 'from')],
   });
   t.deepEqual(b.ran, []);
-  t.is(b.result.digest, a.result.digest);
+  t.is(b.result.digest, await asCarried(storeA, a));
+  t.is(b.result.configDigest, a.result.configDigest);
 });
 
 rootTest('a cache that names the wrong diffID for a layer fails the build before the store holds a lie', async (t) => {
