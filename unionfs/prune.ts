@@ -22,6 +22,7 @@ import { chainIds } from '../layers/model/digest.js';
 import { pruneBlobs } from '../layers/store/gc.js';
 import { reachableBlobs, walkManifests } from '../layers/store/image.js';
 import { pruneRecords, RECORD_KINDS, type RecordKind, recordBlobs, Records } from '../layers/store/records.js';
+import { pruneCompressedMemos } from '../layers/store/compress-layers.js';
 import { contextDigestsDir, type Store } from '../layers/store/store.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { isAlive } from '../sys/pid.js';
@@ -113,6 +114,7 @@ export async function pruneStore(store: Store, opts: PruneStoreOptions = {}): Pr
   const blobs = await pruneBlobs(store, {
     keep: async () => Object.values(await recordBlobs(store)).flatMap((set) => [...set]),
   });
+  await pruneCompressedMemos(store); // the compressed copies push made are unreferenced blobs: they went above
   const snaps = await store.withLock(() => pruneSnapshots(store, host, notes));
   const mounts = opts.all ? await pruneCacheMounts(store.root, before, notes) : { removed: [], bytes: 0 };
   const { build: cache, 'export-kernel': kernel } = await pruneRecords(store);

@@ -9,7 +9,7 @@
 // as it is, byte for byte. Each layer is compressed once per store: `<store>/compressed/<hex>.<compression>` remembers
 // the copy's digest and size (checked against the blob before use; prune may have removed it).
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { PassThrough } from 'node:stream';
@@ -92,7 +92,7 @@ export async function compressLayer(
   const mediaType = COMPRESSED_TYPES[d.mediaType]?.[c];
   if (!mediaType) return d;
   const memo = await readMemo(store, d.digest, c);
-  if (memo) return { mediaType, digest: memo.digest, size: memo.size };
+  if (memo) return { ...d, mediaType, digest: memo.digest, size: memo.size };
   onCompress?.(d);
   const out = new PassThrough();
   const [put] = await Promise.all([
@@ -100,7 +100,7 @@ export async function compressLayer(
     pipeline(store.openBlob(d.digest, { expectedSize: d.size }), compressStream(c), out),
   ]);
   await writeMemo(store, d.digest, c, { digest: put.digest, size: put.size });
-  return { mediaType, digest: put.digest, size: put.size };
+  return { ...d, mediaType, digest: put.digest, size: put.size };
 }
 
 function memoPath(store: Store, d: Digest, c: Compression): string {
@@ -132,5 +132,15 @@ async function writeMemo(store: Store, d: Digest, c: Compression, v: { digest: D
     await rename(tmp, path);
   } catch {
     await rm(tmp, { force: true }); // only a memo: the next push compresses again
+  }
+}
+
+/** pruneCompressedMemos removes the memos whose compressed copy is gone from the store (prune removed it). */
+export async function pruneCompressedMemos(store: Store): Promise<void> {
+  const dir = join(store.root, 'compressed');
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const [hex, c] = name.split('.');
+    if (!hex || !/^[a-f0-9]{64}$/.test(hex) || (c !== 'gzip' && c !== 'zstd')) continue;
+    if (!(await readMemo(store, `sha256:${hex}`, c))) await rm(join(dir, name), { force: true });
   }
 }

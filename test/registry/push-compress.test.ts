@@ -56,6 +56,13 @@ rtest(
     const pulled = await anotherStore(t, a);
     t.is((await pulled.ok(['pull', dest])).trim(), gzip);
 
+    // prune removes the copies (no image names them) and their memos; the next push makes the same bytes again
+    await a.ok(['prune']);
+    t.deepEqual(await readdir(join(a.root, 'compressed')), []);
+    const third = await a.run(['push', 'app:1', dest]);
+    t.is(third.stdout.trim(), gzip);
+    t.is((third.stderr.match(/compressing layer/g) ?? []).length, 2);
+
     const none = await a.run(['push', '--compression', 'none', 'app:1', `${reg.host}/tsbuild/pushc:none`]);
     t.is(none.stdout.trim(), kept, '--compression none pushes the layers as stored');
     const bad = await a.run(['push', '--compression', 'lz4', 'app:1', dest]);
