@@ -6,8 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { totalmem } from 'node:os';
-import { existsSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { NotFoundError, TsbuildError } from '../sys/errors.js';
 import { getImage, type Image, loadImage, tagImage, writeImage } from '../layers/store/image.js';
@@ -21,7 +20,7 @@ import { cleanStale } from '../unionfs/stale.js';
 import type { CacheSource, CacheSpec, ExportResult } from '../layers/cache/index.js';
 import type { RemoteOptions } from '../layers/registry/connect.js';
 import { type CacheRecord, exportCaches, inlineCache, openSources, SharedCache } from './cache.js';
-import { openContext } from './context.js';
+import { lowercaseDockerfile, openContext } from './context.js';
 import { FileDigests } from './context-digests.js';
 import { Executor, type StageResult } from './execute.js';
 import type { BuildEvent } from './events.js';
@@ -108,18 +107,6 @@ export interface BuildResult {
   warnings: string[];
   /** with --cache-from/--cache-to: the caches exported, and the layer blobs fetched from shared caches */
   cache?: { exported: ExportResult[]; fetched: { blobs: number; bytes: number } };
-}
-
-/**
- * lowercaseDockerfile is BuildKit's fallback without -f: a context directory without `Dockerfile` but with
- * `dockerfile` uses the latter. undefined leaves the default.
- */
-function lowercaseDockerfile(context: string, cwd?: string): string | undefined {
-  if (context === '-') return undefined;
-  const dir = resolve(cwd ?? process.cwd(), context);
-  if (existsSync(join(dir, 'Dockerfile'))) return undefined;
-  const lower = join(dir, 'dockerfile');
-  return statSync(lower, { throwIfNoEntry: false })?.isFile() ? lower : undefined;
 }
 
 /** BuildError is a failed build that is not about a Dockerfile line (context, store, base image). */

@@ -6,7 +6,7 @@
 // Ignore files: `<Dockerfile>.dockerignore` next to the Dockerfile wins over `<context>/.dockerignore` (BuildKit).
 // Patterns are matched with @balena/dockerignore (case-sensitive, as on Linux). The Dockerfile and the ignore file
 // are read even when the patterns exclude them; excluded paths never reach a COPY or a cache key.
-import { createReadStream, readdirSync } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -335,4 +335,16 @@ export function isTarHeader(head: Buffer): boolean {
   let sum = 0;
   for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : (head[i] as number);
   return sum === stored;
+}
+
+/**
+ * lowercaseDockerfile is BuildKit's fallback without -f: a context directory without `Dockerfile` but with
+ * `dockerfile` uses the latter. undefined leaves the default.
+ */
+export function lowercaseDockerfile(context: string, cwd?: string): string | undefined {
+  if (context === '-') return undefined;
+  const dir = resolve(cwd ?? process.cwd(), context);
+  if (existsSync(join(dir, 'Dockerfile'))) return undefined;
+  const lower = join(dir, 'dockerfile');
+  return statSync(lower, { throwIfNoEntry: false })?.isFile() ? lower : undefined;
 }

@@ -5,7 +5,7 @@
 //
 //   flatten → distro → kernel → system files → service → bootloader config → layout → filesystem → owners
 //     → bootloader → partition table → output
-import { open, rm } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { TsbuildError } from '../sys/errors.js';
 import { imageLayers } from '../layers/model/layer.js';
@@ -46,7 +46,7 @@ import { fixOwnership, makeTreeReadable, ownersFromLayers, ownershipCommands, ty
 import { writePartitionTable } from './partition.js';
 import { detectInit, installService, serviceSpec, type InitSystem, type ServiceSpec } from './service.js';
 import { hashPassword, hostnameFor, writeSystemFiles } from './system-files.js';
-import { cleanStaleExports, makeWorkDir } from './work-dir.js';
+import { cleanStaleExports, makeWorkDir, removeTree } from './work-dir.js';
 
 export { hostnameFor } from './system-files.js';
 export { ExportInterruptedError, kernelCmdline } from './recipe-helpers.js';
@@ -143,7 +143,7 @@ export async function exportImage(options: ExportOptions): Promise<ExportResult>
       throw new ExportInterruptedError(options.output, err);
     throw err;
   } finally {
-    await rm(ctx.work, { recursive: true, force: true, maxRetries: 3 });
+    await removeTree(ctx.work);
   }
   const result: ExportResult = {
     output: ctx.opts.output,
@@ -479,7 +479,7 @@ async function output(c: Ctx): Promise<void> {
     });
   } else {
     // nothing reads the staging tree (hard links) any more: remove it during the conversion, not after
-    const tree = rm(c.rootfs, { recursive: true, force: true, maxRetries: 3 }).catch(() => {});
+    const tree = removeTree(c.rootfs).catch(() => {});
     file = await convertDisk({
       raw: c.raw,
       format: c.format,

@@ -9,6 +9,7 @@ import { InvalidInputError, UnsafeEntryError, wrap } from '../../sys/errors.js';
 import { defaultHost, type Host } from '../../sys/host.js';
 import { dirnameOf, PathResolver, type ResolvedPath } from '../../sys/secure-path.js';
 import type { FileBatcher } from '../../sys/file-writer.js';
+import { PathSet } from './path-set.js';
 import { warn } from '../../sys/warnings.js';
 
 export interface ApplyOptions {
@@ -65,8 +66,11 @@ export interface ApplyState {
   readonly mayMknod: boolean;
   readonly onWarn: (code: string, message: string) => void;
   readonly resolver: PathResolver;
-  /** real relative paths this layer wrote, plus their ancestors (an opaque whiteout keeps them) */
-  readonly written: Set<string>;
+  /**
+   * real relative paths this layer wrote, plus their ancestors (an opaque whiteout keeps them): 8 bytes a path
+   * (layers/tar/path-set.ts), not the paths, so that a layer of a million entries stays small (issue 14)
+   */
+  readonly written: PathSet;
   /** real relative paths of the symlinks this layer created (never written through, never replaced) */
   readonly layerSymlinks: Set<string>;
   /** directories whose mtime (and maybe mode) is set at the end, by absolute path */
@@ -108,7 +112,7 @@ export function createApplyState(opts: ApplyOptions): ApplyState {
   const host = opts.host ?? defaultHost();
   const caps = host.caps();
   const layerSymlinks = new Set<string>();
-  const written = new Set<string>();
+  const written = new PathSet();
   const freshRoot = readdirSync(root).length === 0;
   const rootSetgid = (lstatSync(root).mode & 0o2000) !== 0;
   const state: ApplyState = {
@@ -237,9 +241,7 @@ export function mayRemove(state: ApplyState, rel: string): void {
 export function markWritten(state: ApplyState, rel: string): void {
   const w = state.written;
   for (let r = rel; r !== ''; r = dirnameOf(r)) {
-    const n = w.size;
-    w.add(r);
-    if (w.size === n) return; // already there, and so are its ancestors
+    if (!w.add(r)) return; // already there, and so are its ancestors
   }
 }
 

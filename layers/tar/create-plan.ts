@@ -1,18 +1,20 @@
 // The plan of a layer tar (layers/tar/create.ts): which entries, in which order. From a directory, a depth-first
 // listing; from a change set, the changed paths, their parents and whiteout/opaque markers (named as in
-// layers/tar/whiteout.ts), sorted by layers/tar/entry.ts's sortKey.
+// layers/tar/whiteout.ts), in the order of layers/tar/plan-tree.ts.
 //
-// A plan is the one structure a layer tar keeps per entry, so it is one string per entry: the entry's sort key
-// (a latin1 string, from which its name, its type as planned and whether it is a marker are read back by itemAt).
-// No lstat result is kept: the writer looks each entry up again when its turn comes. A layer of a million entries
-// costs some 60 MB here (issue 14: export used 1.8 GB with a plan of objects, stats and Buffers per entry).
+// A plan is the one structure a layer tar keeps for every entry, so it is one string per directory
+// (layers/tar/plan-tree.ts), and a change set is read in path order without a map of its paths. No lstat result is
+// kept: the writer looks each entry up again when its turn comes. A layer of a million entries costs some 20 MB
+// here (issue 14: 1.8 GB with a plan of objects, stats and Buffers per entry; 60 MB with a key string per entry and
+// 50 MB more for a map of the change set).
 import { lstatSync, type BigIntStats } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidInputError, wrap } from '../../sys/errors.js';
-import type { Change } from '../model/changeset.js';
-import { childKey, isMarkerKey, kindOf, nameOfKey, sortKey, type EntryStat } from './entry.js';
-import { OCI_WHITEOUT_PREFIX, ociOpaquePath, ociWhiteoutPath } from './whiteout.js';
+import { sortChanges, type Change } from '../model/changeset.js';
+import { kindOf, type EntryStat } from './entry.js';
+import { childKey, PlanTree, type PlanItem } from './plan-tree.js';
+import { OCI_OPAQUE_NAME, OCI_WHITEOUT_PREFIX } from './whiteout.js';
 
 export interface TarWriteOptions {
   /** SOURCE_DATE_EPOCH in seconds: mtimes later than it are clamped to it. */
@@ -43,32 +45,15 @@ export interface FsStat extends EntryStat {
   rdev: number;
 }
 
-/** PlanItem is one entry to write: a path of the tree (`rel` set) or a whiteout/opaque marker (`rel` unset). */
-export interface PlanItem {
-  /** entry name: relative, '/'-separated, directories end in '/' */
-  name: string;
-  /** the path below the root, without a trailing '/' */
-  rel?: string;
-  /** what the plan believes the type is (from readdir or an earlier lstat): a mismatch means the tree changed */
-  isDir?: boolean;
-}
+export type { PlanItem } from './plan-tree.js';
 
+/** Plan is the entries of a layer tar in the order they are written, read once from the first to the last. */
 export interface Plan {
   root: string;
-  /** the entries' sort keys (layers/tar/entry.ts), in the order they are written */
-  keys: string[];
-  /** keys whose last component ranks as a marker are whiteout/opaque markers (a change set; in a directory such a
-   *  name is a plain file, with a warning) */
-  markers: boolean;
-}
-
-/** itemAt reads entry i of a plan back from its key. */
-export function itemAt(plan: Plan, i: number): PlanItem {
-  const key = plan.keys[i] as string;
-  const name = nameOfKey(key);
-  if (plan.markers && isMarkerKey(key)) return { name };
-  const isDir = name.endsWith('/');
-  return { name, rel: isDir ? name.slice(0, -1) : name, isDir };
+  /** how many entries `next` gives */
+  count: number;
+  /** the next entry (called `count` times, in order) */
+  next: () => PlanItem | undefined;
 }
 
 function toFsStat(s: BigIntStats): FsStat {
@@ -107,10 +92,11 @@ export function utf8Name(name: Buffer, where: string): string {
   return s;
 }
 
-/** planDirectory lists the tree depth first, each directory's children in entry order. */
+/** planDirectory lists the tree depth first, each directory's children in entry order (one string per directory). */
 export async function planDirectory(dir: string, opts: TarWriteOptions): Promise<Plan> {
-  const keys: string[] = [];
-  const visit = async (rel: string, prefix: string): Promise<void> => {
+  const tree = new PlanTree();
+  // lists one directory into the tree and returns its subdirectories (the listing itself is not kept meanwhile)
+  const list = async (rel: string): Promise<string[]> => {
     const abs = rel === '' ? dir : join(dir, rel);
     let ents;
     try {
@@ -118,87 +104,123 @@ export async function planDirectory(dir: string, opts: TarWriteOptions): Promise
     } catch (err) {
       throw wrap(`reading directory ${abs}`, err);
     }
-    const kids = ents.map((d) => {
-      const isDir = d.isDirectory();
-      return { name: utf8Name(d.name, abs), isDir, key: childKey(d.name, isDir) };
-    });
-    kids.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    for (const k of kids) {
-      const path = rel === '' ? k.name : `${rel}/${k.name}`;
-      if (k.name.startsWith(OCI_WHITEOUT_PREFIX)) {
+    const subdirs: string[] = [];
+    for (const d of ents) {
+      const name = utf8Name(d.name, abs);
+      const path = rel === '' ? name : `${rel}/${name}`;
+      if (name.startsWith(OCI_WHITEOUT_PREFIX)) {
         opts.onWarn?.(
           WARN.WHITEOUT_NAME,
           `${join(dir, path)}: a file named ${OCI_WHITEOUT_PREFIX}* reads as a whiteout in a layer`,
         );
       }
-      const key = [prefix, k.key].join(''); // one flat string, not a rope of the two
-      keys.push(key);
-      if (k.isDir) await visit(path, key);
+      const isDir = d.isDirectory();
+      tree.add(rel, childKey(name, isDir));
+      if (isDir) subdirs.push(path);
     }
+    tree.close(rel);
+    return subdirs.sort();
   };
-  await visit('', '');
-  return { root: dir, keys, markers: false };
+  const visit = async (rel: string): Promise<void> => {
+    for (const sub of await list(rel)) await visit(sub);
+  };
+  await visit('');
+  return { root: dir, count: tree.count, next: tree.cursor(false) };
 }
 
 export interface ChangeSet {
-  /** path → change, after dropping deletes below deletes */
-  changes: Map<string, Change>;
+  /** the changes sorted by path (sortChanges; the caller's array when it already is), duplicates still there */
+  sorted: readonly Change[];
 }
 
-/** validateChanges checks the change set without touching the disk; throws InvalidInputError. */
-export function validateChanges(changes: Change[]): ChangeSet {
-  const byPath = new Map<string, Change>();
-  for (const c of changes) {
+/**
+ * validateChanges checks the change set without touching the disk; throws InvalidInputError. It keeps no map of
+ * the paths (issue 14: a million changes): the changes are checked in path order, where a path's duplicates are
+ * next to it and its ancestors come before it; only the deleted paths are remembered.
+ */
+export function validateChanges(changes: readonly Change[]): ChangeSet {
+  const sorted = isSorted(changes) ? changes : sortChanges(changes as Change[]);
+  forEachChange(sorted, new Set(), () => {});
+  return { sorted };
+}
+
+function isSorted(changes: readonly Change[]): boolean {
+  for (let i = 1; i < changes.length; i++) {
+    const a = (changes[i - 1] as Change).path;
+    const b = (changes[i] as Change).path;
+    if (typeof a !== 'string' || typeof b !== 'string' || a > b) return false;
+  }
+  return true;
+}
+
+function checkChange(c: Change): void {
+  const p = c.path;
+  if (typeof p !== 'string' || p === '') throw new InvalidInputError('change set: a change has an empty path');
+  if (p.startsWith('/'))
+    throw new InvalidInputError(`change set: path ${JSON.stringify(p)} is absolute (changes are relative to the root)`);
+  const parts = p.split('/');
+  if (parts.includes('..')) throw new InvalidInputError(`change set: path ${JSON.stringify(p)} escapes the root`);
+  if (parts.some((s) => s === '' || s === '.') || p.includes('\0')) {
+    throw new InvalidInputError(`change set: path ${JSON.stringify(p)} is not a clean relative path`);
+  }
+  if ((parts.at(-1) as string).startsWith(OCI_WHITEOUT_PREFIX)) {
+    throw new InvalidInputError(
+      `change set: ${JSON.stringify(p)} is named ${OCI_WHITEOUT_PREFIX}*, which a layer reads as a whiteout`,
+      'rename the file',
+    );
+  }
+  if (c.kind !== 'add' && c.kind !== 'modify' && c.kind !== 'delete') {
+    throw new InvalidInputError(`change set: ${JSON.stringify(p)} has unknown kind ${JSON.stringify(c.kind)}`);
+  }
+  if (c.kind === 'delete' && c.opaque)
+    throw new InvalidInputError(`change set: ${JSON.stringify(p)} is deleted and marked opaque`);
+}
+
+/**
+ * forEachChange checks the sorted changes and calls `each` once per path (duplicates merged: opaque if any says
+ * so), leaving out deletes below deletes; `deleted` collects the deleted paths (carried over between calls on
+ * consecutive slices of one sorted set). It throws InvalidInputError for a malformed change, conflicting kinds for
+ * one path, or a path that is not deleted below a deleted one.
+ */
+function forEachChange(
+  sorted: readonly Change[],
+  deleted: Set<string>,
+  each: (path: string, kind: Change['kind'], opaque: boolean) => void,
+): void {
+  for (let i = 0; i < sorted.length; i++) {
+    const c = sorted[i] as Change;
+    checkChange(c);
     const p = c.path;
-    if (typeof p !== 'string' || p === '') throw new InvalidInputError('change set: a change has an empty path');
-    if (p.startsWith('/'))
-      throw new InvalidInputError(
-        `change set: path ${JSON.stringify(p)} is absolute (changes are relative to the root)`,
-      );
-    const parts = p.split('/');
-    if (parts.includes('..')) throw new InvalidInputError(`change set: path ${JSON.stringify(p)} escapes the root`);
-    if (parts.some((s) => s === '' || s === '.') || p.includes('\0')) {
-      throw new InvalidInputError(`change set: path ${JSON.stringify(p)} is not a clean relative path`);
-    }
-    if ((parts.at(-1) as string).startsWith(OCI_WHITEOUT_PREFIX)) {
-      throw new InvalidInputError(
-        `change set: ${JSON.stringify(p)} is named ${OCI_WHITEOUT_PREFIX}*, which a layer reads as a whiteout`,
-        'rename the file',
-      );
-    }
-    if (c.kind !== 'add' && c.kind !== 'modify' && c.kind !== 'delete') {
-      throw new InvalidInputError(`change set: ${JSON.stringify(p)} has unknown kind ${JSON.stringify(c.kind)}`);
-    }
-    if (c.kind === 'delete' && c.opaque)
-      throw new InvalidInputError(`change set: ${JSON.stringify(p)} is deleted and marked opaque`);
-    const prev = byPath.get(p);
-    if (prev) {
-      if ((prev.kind === 'delete') !== (c.kind === 'delete')) {
+    let opaque = c.opaque === true;
+    for (; i + 1 < sorted.length && (sorted[i + 1] as Change).path === p; i++) {
+      const d = sorted[i + 1] as Change;
+      checkChange(d);
+      if ((d.kind === 'delete') !== (c.kind === 'delete')) {
         throw new InvalidInputError(
-          `change set: ${JSON.stringify(p)} is both deleted and ${c.kind === 'delete' ? prev.kind : c.kind}ed`,
+          `change set: ${JSON.stringify(p)} is both deleted and ${c.kind === 'delete' ? d.kind : c.kind}ed`,
         );
       }
-      if (c.opaque) byPath.set(p, { ...prev, opaque: true });
-      continue;
+      if (d.opaque) opaque = true;
     }
-    byPath.set(p, c); // kept as given: a change set of a million paths is not copied
-  }
-  const isDeleted = (p: string): boolean => byPath.get(p)?.kind === 'delete';
-  // Deleting the entry being visited is safe while iterating a Map; ancestors are looked at top first, and the
-  // top deleted one is never removed.
-  for (const p of byPath.keys()) {
-    for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) {
-      const anc = p.slice(0, i);
-      if (!isDeleted(anc)) continue;
-      if (isDeleted(p)) byPath.delete(p);
-      else
-        throw new InvalidInputError(
-          `change set: ${JSON.stringify(anc)} is deleted but ${JSON.stringify(p)} below it is not`,
-        );
-      break;
+    const anc = deleted.size ? deletedAncestor(deleted, p) : undefined;
+    if (anc !== undefined) {
+      if (c.kind === 'delete') continue; // the outer whiteout covers it
+      throw new InvalidInputError(
+        `change set: ${JSON.stringify(anc)} is deleted but ${JSON.stringify(p)} below it is not`,
+      );
     }
+    if (c.kind === 'delete') deleted.add(p);
+    each(p, c.kind, opaque);
   }
-  return { changes: byPath };
+}
+
+/** deletedAncestor is the topmost ancestor of p in `deleted`, if any. */
+function deletedAncestor(deleted: Set<string>, p: string): string | undefined {
+  for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) {
+    const anc = p.slice(0, i);
+    if (deleted.has(anc)) return anc;
+  }
+  return undefined;
 }
 
 /** parentOf is the parent of a relative path, '' for a top-level one. */
@@ -207,52 +229,86 @@ function parentOf(p: string): string {
   return i < 0 ? '' : p.slice(0, i);
 }
 
+/** baseOf is the last component of a relative path. */
+function baseOf(p: string): string {
+  return p.slice(p.lastIndexOf('/') + 1);
+}
+
 /**
- * planChanges lstats the changed paths and their parents (to know which are directories, and that every parent
- * is one) and orders the entries. Only the directories' paths are kept besides the keys.
+ * planChanges lstats the changed paths and the parents that are not changes (to know which are directories, and
+ * that every parent is one) and orders the entries. In path order a directory's children all come in one run (the
+ * paths that start with `dir/`), so each directory's keys are joined into one string as soon as the run ends:
+ * besides that, only the paths of the directories (and of the deletes) are kept.
  */
 export async function planChanges(root: string, set: ChangeSet): Promise<Plan> {
-  const changes = set.changes;
-  // parents of changed paths that are not changes themselves: written as they are in root
-  const parents = new Set<string>();
-  for (const p of changes.keys()) {
-    for (let a = parentOf(p); a !== '' && !changes.has(a) && !parents.has(a); a = parentOf(a)) parents.add(a);
-  }
+  const tree = new PlanTree();
+  /** paths known to be directories in root: the changed ones and the parents */
   const dirs = new Set<string>();
-  const keys: string[] = [];
+  const opaque = new Set<string>();
+  /** directories whose run of children is being read, outermost first ('' is the root, always there) */
+  const runs: string[] = [''];
   let looked = 0;
-  const look = async (p: string): Promise<boolean> => {
+  const isDirectory = async (p: string): Promise<boolean> => {
     const isDir = kindOf(lstatPath(join(root, p)).mode) === 'directory';
-    if (isDir) dirs.add(p);
     if (++looked % 512 === 0) await new Promise((resolve) => setImmediate(resolve)); // let the event loop breathe
     return isDir;
   };
-  for (const p of parents) {
-    await look(p);
-    keys.push(sortKey(`${p}/`));
-  }
-  for (const c of changes.values()) {
-    if (c.kind === 'delete') {
-      keys.push(sortKey(ociWhiteoutPath(c.path)));
-      continue;
-    }
-    const isDir = await look(c.path);
-    if (c.opaque && !isDir)
-      throw new InvalidInputError(`change set: ${join(root, c.path)} is marked opaque but is not a directory`);
-    keys.push(sortKey(isDir ? `${c.path}/` : c.path));
-    if (c.opaque) keys.push(sortKey(ociOpaquePath(c.path)));
-  }
-  // A parent must be a real directory in root (not a symlink: that would lead the children's lstat out of root).
-  // Every ancestor of a path is a parent or a change that is not a delete, so checking the nearest one checks all.
-  const checkParent = (p: string): void => {
-    const up = parentOf(p);
-    if (up !== '' && !dirs.has(up))
-      throw new InvalidInputError(
-        `change set: ${join(root, up)} is not a directory, but the change set has paths below it`,
-      );
+  const closeRun = (): void => {
+    const dir = runs.pop() as string;
+    if (opaque.has(dir)) tree.add(dir, childKey(OCI_OPAQUE_NAME, false));
+    tree.close(dir);
   };
-  for (const p of parents) checkParent(p);
-  for (const p of changes.keys()) checkParent(p);
-  keys.sort();
-  return { root, keys, markers: true };
+  // Ends the runs that do not hold p, then enters p's ancestors: each one that is not a change is a parent entry.
+  const enter = async (p: string): Promise<void> => {
+    while (runs.length > 1 && !p.startsWith(`${runs.at(-1) as string}/`)) closeRun();
+    const parent = parentOf(p);
+    const top = runs.at(-1) as string;
+    if (parent === top) return;
+    const missing: string[] = [];
+    for (let a = parent; a !== top; a = parentOf(a)) missing.push(a);
+    for (const a of missing.reverse()) {
+      if (!dirs.has(a)) {
+        // not a change (a change comes before its children, and a directory change is in dirs): a parent
+        if (!(await isDirectory(a)))
+          throw new InvalidInputError(
+            `change set: ${join(root, a)} is not a directory, but the change set has paths below it`,
+          );
+        dirs.add(a);
+        tree.add(parentOf(a), childKey(baseOf(a), true));
+      }
+      runs.push(a);
+    }
+  };
+  const work: Array<{ path: string; kind: Change['kind']; opaque: boolean }> = [];
+  // forEachChange is synchronous; the lstats are not: take the checked changes a batch at a time
+  const flush = async (): Promise<void> => {
+    for (const c of work) {
+      await enter(c.path);
+      const parent = parentOf(c.path);
+      if (c.kind === 'delete') {
+        tree.add(parent, childKey(`${OCI_WHITEOUT_PREFIX}${baseOf(c.path)}`, false));
+        continue;
+      }
+      const isDir = await isDirectory(c.path);
+      if (c.opaque && !isDir)
+        throw new InvalidInputError(`change set: ${join(root, c.path)} is marked opaque but is not a directory`);
+      if (isDir) dirs.add(c.path);
+      if (c.opaque) opaque.add(c.path);
+      tree.add(parent, childKey(baseOf(c.path), isDir));
+    }
+    work.length = 0;
+  };
+  const sorted = set.sorted;
+  const deleted = new Set<string>();
+  for (let from = 0; from < sorted.length;) {
+    let to = Math.min(sorted.length, from + 4096);
+    while (to < sorted.length && (sorted[to] as Change).path === (sorted[to - 1] as Change).path) to++;
+    forEachChange(sorted.slice(from, to), deleted, (path, kind, o) => work.push({ path, kind, opaque: o }));
+    from = to;
+    await flush();
+  }
+  while (runs.length > 0) closeRun();
+  // an opaque directory with no changed children: its run never started
+  for (const d of opaque) if (!tree.isOpen(d) && !tree.isClosed(d)) tree.add(d, childKey(OCI_OPAQUE_NAME, false));
+  return { root, count: tree.count, next: tree.cursor(true) };
 }

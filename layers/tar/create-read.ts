@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { TsbuildError, wrap } from '../../sys/errors.js';
 import { getXattr, listXattrs } from '../../sys/libc.js';
 import {
-  itemAt,
   lstatPath,
   utf8Name,
   WARN,
@@ -79,11 +78,11 @@ export class ReadAhead {
   /** take returns entry i (in order: i = 0, 1, 2, …); an error found while looking it up is thrown now. */
   async take(i: number): Promise<Prepared> {
     if (this.looked - i < WINDOW / 2) {
-      const end = Math.min(this.plan.keys.length, i + WINDOW);
+      const end = Math.min(this.plan.count, i + WINDOW);
       for (; this.looked < end; this.looked++) {
         let got: Prepared | Error;
         try {
-          got = this.lookup(itemAt(this.plan, this.looked));
+          got = this.lookup(this.plan.next() as PlanItem);
         } catch (err) {
           got = err as Error;
         }

@@ -175,7 +175,7 @@ async function write(
   /** (dev, ino) of multiply linked files written so far → their entry name */
   const links = new Map<string, string>();
   const slab = new Slab();
-  for (let i = 0; i < plan.keys.length; i++) {
+  for (let i = 0; i < plan.count; i++) {
     const wait = gate();
     if (wait) await wait;
     if (stopped()) return;

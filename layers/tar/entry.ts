@@ -1,9 +1,7 @@
-// Pure helpers for layer tar headers: file status → tar-stream header, whiteout markers, xattr filtering, and the
-// entry order of a layer. No I/O here: layers/tar/create.ts does the reading. Whiteout names come from
-// layers/tar/whiteout.ts.
+// Pure helpers for layer tar headers: file status → tar-stream header, whiteout markers, xattr filtering. No I/O
+// here: layers/tar/create.ts does the reading. The entry order of a layer is layers/tar/plan-tree.ts's.
 import type { Header } from 'tar-stream';
 import { xattrRecords, type PaxValue } from './pax.js';
-import { OCI_OPAQUE_NAME, OCI_WHITEOUT_PREFIX } from './whiteout.js';
 
 /** EntryHeader is what tar-stream's pack().entry() takes, with the PAX records it writes (after installPaxCodec). */
 export type EntryHeader = Partial<Omit<Header, 'pax'>> & { name: string; pax?: Record<string, PaxValue> };
@@ -122,56 +120,4 @@ export function headerFor(name: string, st: EntryStat, extras: HeaderExtras = {}
  */
 export function markerHeader(name: string): EntryHeader {
   return { name, mode: S_IFREG, uid: 0, gid: 0, size: 0, mtime: new Date(0), type: 'file' };
-}
-
-/**
- * Entry order. Entries are sorted bytewise by name (UTF-8, directories ending in '/'), which lists a directory
- * right before its subtree, with one exception that the OCI layer spec asks for: inside a directory the opaque
- * marker comes first, then the whiteouts, then the other children. sortKey encodes that order: each component gets
- * a rank byte (0 opaque marker, 1 whiteout, 2 anything else) and components are joined by '/'. Keys are latin1
- * strings (one char per byte of UTF-8): `<` orders them as the bytes, and a plan of a million entries keeps one
- * compact string per entry (issue 14), from which nameOfKey gives the name back.
- */
-export function sortKey(name: string): string {
-  const isDir = name.endsWith('/');
-  const parts = (isDir ? name.slice(0, -1) : name).split('/').map((p) => rankOf(p) + bytesOf(p));
-  if (isDir) parts.push('');
-  return parts.join('/'); // one flat string (`+=` would keep a rope of pieces per entry)
-}
-
-/** childKey is sortKey's last component for a directory listing: rank byte, name bytes, '/' for a directory. */
-export function childKey(name: Buffer, isDir: boolean): string {
-  const bytes = name.toString('latin1');
-  return rankOf(bytes) + bytes + (isDir ? '/' : '');
-}
-
-/** nameOfKey is the entry name a sortKey was made from. */
-export function nameOfKey(key: string): string {
-  const bytes = key
-    .split('/')
-    .map((c) => c.slice(1)) // the rank byte dropped
-    .join('/');
-  return ASCII.test(bytes) ? bytes : Buffer.from(bytes, 'latin1').toString('utf8');
-}
-
-/** isMarkerKey tells whether the last component of a key (not a directory's) ranks as a whiteout or opaque marker. */
-export function isMarkerKey(key: string): boolean {
-  if (key.endsWith('/')) return false;
-  const rank = key.charCodeAt(key.lastIndexOf('/') + 1);
-  return rank === 0 || rank === 1;
-}
-
-const ASCII = /^[\x00-\x7f]*$/;
-const RANK_OPAQUE = '\x00';
-const RANK_WHITEOUT = '\x01';
-const RANK_OTHER = '\x02';
-
-/** rankOf ranks a name component (as text, or as latin1 bytes: the prefixes are ASCII). */
-function rankOf(p: string): string {
-  return p === OCI_OPAQUE_NAME ? RANK_OPAQUE : p.startsWith(OCI_WHITEOUT_PREFIX) ? RANK_WHITEOUT : RANK_OTHER;
-}
-
-/** bytesOf is a string's UTF-8 bytes as a latin1 string. */
-function bytesOf(p: string): string {
-  return ASCII.test(p) ? p : Buffer.from(p, 'utf8').toString('latin1');
 }
