@@ -49,7 +49,9 @@ function keptLine(k: Kept, until: string | undefined): string {
   const unit = k.what === 'untagged images' ? 'image' : k.what === 'cache mounts' ? 'directory' : 'record';
   const what = k.what === 'untagged images' ? `${k.count} untagged image${k.count === 1 ? '' : 's'}` : k.what;
   const n =
-    k.what === 'untagged images' ? '' : `${k.count} ${k.count === 1 ? unit : unit.replace(/y$/, 'ie')}${k.count === 1 ? '' : 's'}, `;
+    k.what === 'untagged images'
+      ? ''
+      : `${k.count} ${k.count === 1 ? unit : unit.replace(/y$/, 'ie')}${k.count === 1 ? '' : 's'}, `;
   const why = k.why === 'all' ? 'remove with --all' : `newer than until=${until ?? ''}`;
   return `kept: ${what} (${n}${humanSize(k.bytes)}; ${why})`;
 }
