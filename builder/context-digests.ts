@@ -36,7 +36,7 @@ export class FileDigests {
   readonly counts = { hashed: 0, reused: 0 };
 
   private constructor(
-    private readonly file: string | undefined,
+    private readonly file: string,
     entries: Map<string, Entry>,
     /** when hashing began (ms since the epoch): the racy-clean rule compares ctimes with it */
     private readonly started: number,
@@ -62,7 +62,7 @@ export class FileDigests {
     }
     const hex = await hashFile(abs, st.size);
     this.counts.hashed++;
-    if (this.file && st.ctimeMs < this.started - RACY_MS && (e || this.entries.size < MAX_ENTRIES)) {
+    if (st.ctimeMs < this.started - RACY_MS && (e || this.entries.size < MAX_ENTRIES)) {
       this.entries.set(abs, [st.dev, st.ino, st.size, st.mtimeMs, st.ctimeMs, hex]);
       this.dirty = true;
     } else if (e) {
@@ -74,7 +74,7 @@ export class FileDigests {
 
   /** save writes the memo back when it changed (temp file and rename: a reader sees the old or the new one). */
   async save(): Promise<void> {
-    if (!this.file || !this.dirty) return;
+    if (!this.dirty) return;
     const dir = join(this.file, '..');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const tmp = `${this.file}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
