@@ -10,8 +10,9 @@
 // on a loop device → mount → tar -x → extlinux → qemu-img convert (bench/export.ts shellDisk).
 //
 // The tsbuild disk is `exportImage` from this checkout (not dist/: the export time is not what is measured here).
-// Each boot's console is kept, with the time each line arrived, and a few milestones are printed per disk
-// (kernel start, initramfs done, systemd start, the program's line) to show where the time goes.
+// Each boot's console is kept, with the time each line arrived and QEMU's CPU seconds then, and a few milestones are
+// printed per disk (kernel start, initramfs done, systemd start, network online, the program's line) as
+// `wall s/CPU s`: on a loaded host the CPU seconds say where the guest's time goes, the wall times do not.
 //
 // Run as root: npx tsx bench/boot.ts
 //   BENCH_ROOT    store to use (default /var/tmp/tsbuild-bench-boot; debian:bookworm is loaded from the test cache
@@ -20,7 +21,8 @@
 //   BENCH_LOGS    directory to keep the timed consoles in (default: none kept)
 //   BENCH_EXPORT  extra export options for the tsbuild disks, space separated (e.g. `--bootloader extlinux`)
 //   BENCH_VARIANTS more tsbuild disks in the rotation, comma separated: plain (uncompressed qcow2), deflate, extlinux,
-//                 grub, quiet (`quiet` on the kernel command line)
+//                 grub, quiet (`quiet` on the kernel command line), ifupdown (the app + ifupdown and isc-dhcp-client:
+//                 the export keeps them, the default before systemd-networkd), resolved (the app + systemd-resolved)
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -44,6 +46,41 @@ const VARIANT_OPTIONS: Record<string, Partial<ExportOptions>> = {
   extlinux: { bootloader: 'extlinux' },
   grub: { bootloader: 'grub' },
   quiet: { cmdline: 'quiet' },
+  ifupdown: { image: 'app-ifupdown:0.1' },
+  resolved: { image: 'app-resolved:0.1' },
+  nice: { image: 'app-nice:0.1' },
+  lean: { image: 'app-lean:0.1' },
+};
+/**
+ * Variants that export another image, built FROM app:0.1 in prepare(): `ifupdown` has ifupdown + isc-dhcp-client,
+ * so the export keeps them (the default before systemd-networkd); `resolved` has systemd-resolved (and so systemd,
+ * which the kernel install then does not add), which the export's networkd setup hands DNS to.
+ */
+const VARIANT_IMAGES: Record<string, { tag: string; packages?: string; files?: Record<string, string> }> = {
+  ifupdown: { tag: 'app-ifupdown:0.1', packages: 'ifupdown isc-dhcp-client' },
+  resolved: { tag: 'app-resolved:0.1', packages: 'systemd-sysv systemd-resolved' },
+  // experiments: files laid over app:0.1 (a value starting with `->` is a symlink to the rest)
+  nice: {
+    tag: 'app-nice:0.1',
+    files: {
+      'etc/systemd/system/systemd-networkd.service.d/nice.conf': '[Service]\nNice=-10\n',
+      'etc/systemd/system/systemd-networkd-wait-online.service.d/nice.conf': '[Service]\nNice=-10\n',
+    },
+  },
+  lean: {
+    tag: 'app-lean:0.1',
+    files: Object.fromEntries(
+      [
+        'modprobe@efi_pstore.service',
+        'modprobe@fuse.service',
+        'modprobe@configfs.service',
+        'sys-kernel-debug.mount',
+        'sys-kernel-tracing.mount',
+        'sys-fs-fuse-connections.mount',
+        'sys-kernel-config.mount',
+      ].map((u) => [`etc/systemd/system/${u}`, '->/dev/null']),
+    ),
+  },
 };
 const TEST_CACHE = '/var/tmp/tsbuild-test-cache/debian-store';
 const REPO = join(import.meta.dirname, '..');
@@ -112,10 +149,38 @@ async function prepare(): Promise<void> {
     await writeFile(join(ctx, 'Dockerfile'), CLASSIC_DOCKERFILE);
     console.error('building app-classic:0.1: app:0.1 + the kernel by apt, as d2vm does (cached after the first run)…');
     tsb(['build', '--progress', 'quiet', '-t', 'app-classic:0.1', '.'], { cwd: ctx });
+    for (const v of VARIANTS) {
+      const image = VARIANT_IMAGES[v];
+      if (!image) continue;
+      await rm(join(ctx, 'root'), { recursive: true, force: true });
+      for (const [path, text] of Object.entries(image.files ?? {})) {
+        await mkdir(join(ctx, 'root', path, '..'), { recursive: true });
+        await rm(join(ctx, 'root', path), { force: true });
+        if (text.startsWith('->')) await symlink(text.slice(2), join(ctx, 'root', path));
+        else await writeFile(join(ctx, 'root', path), text);
+      }
+      await writeFile(join(ctx, 'Dockerfile'), variantDockerfile(image.packages, image.files !== undefined));
+      console.error(`building ${image.tag}: app:0.1 + ${image.packages ?? Object.keys(image.files ?? {}).join(' ')}…`);
+      tsb(['build', '--progress', 'quiet', '-t', image.tag, '.'], { cwd: ctx });
+    }
   } finally {
     await rm(ctx, { recursive: true, force: true });
   }
 }
+
+const variantDockerfile = (packages: string | undefined, files: boolean): string =>
+  [
+    'FROM app:0.1',
+    ...(packages
+      ? [
+          'RUN apt-get update \\',
+          ` && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${packages} \\`,
+          ' && apt-get clean && rm -rf /var/lib/apt/lists/*',
+        ]
+      : []),
+    ...(files ? ['COPY root/ /'] : []),
+    '',
+  ].join('\n');
 
 /** classicDisk: `tsbuild unpack app-classic:0.1`, the machine files written by hand, then bench/export.ts shellDisk. */
 async function classicDisk(work: string, diskSize: number): Promise<string> {
@@ -168,7 +233,8 @@ interface Boot {
   seconds: number;
   /** CPU seconds QEMU used (user + system): the guest's work, much less dependent on the host's load than `seconds` */
   cpu: number;
-  lines: Array<[number, string]>;
+  /** each console line: arrival (s since QEMU start), text, QEMU's CPU seconds then */
+  lines: Array<[number, string, number]>;
 }
 
 /** qemuCpu: user + system seconds of the QEMU that boots `disk` (found in /proc by its -drive argument), or undefined. */
@@ -190,7 +256,7 @@ function qemuCpu(disk: string, pid?: number): { pid: number; cpu: number } | und
 }
 
 async function bootOnce(disk: string): Promise<Boot> {
-  const lines: Array<[number, string]> = [];
+  const lines: Array<[number, string, number]> = [];
   let qemu: { pid: number; cpu: number } | undefined;
   const t0 = Date.now();
   let partial = '';
@@ -204,10 +270,10 @@ async function bootOnce(disk: string): Promise<Boot> {
       const now = (Date.now() - t0) / 1000;
       const parts = (partial + text).split('\n');
       partial = parts.pop() ?? '';
-      for (const p of parts) lines.push([now, p.replace(/\r$/, '')]);
+      for (const p of parts) lines.push([now, p.replace(/\r$/, ''), qemu?.cpu ?? NaN]);
     },
   });
-  if (partial) lines.push([(Date.now() - t0) / 1000, partial]);
+  if (partial) lines.push([(Date.now() - t0) / 1000, partial, qemu?.cpu ?? NaN]);
   if (r.outcome !== 'matched') throw new Error(`${disk}: ${r.outcome} after ${r.seconds.toFixed(1)} s`);
   return { seconds: r.seconds, cpu: qemu?.cpu ?? NaN, lines };
 }
@@ -215,7 +281,7 @@ async function bootOnce(disk: string): Promise<Boot> {
 function milestones(b: Boot): string {
   return MILESTONES.map(([name, re]) => {
     const hit = b.lines.find(([, l]) => re.test(l));
-    return `${name} ${hit ? `${hit[0].toFixed(1)} s` : '—'}`;
+    return `${name} ${hit ? `${hit[0].toFixed(1)} s/${hit[2].toFixed(1)} cpu` : '—'}`;
   }).join(', ');
 }
 
@@ -259,7 +325,8 @@ async function main(): Promise<void> {
           await mkdir(LOGS, { recursive: true });
           await writeFile(
             join(LOGS, `${name}-${i + 1}.log`),
-            b.lines.map(([s, l]) => `[${s.toFixed(2).padStart(7)}] ${l}`).join('\n') + '\n',
+            b.lines.map(([s, l, c]) => `[${s.toFixed(2).padStart(7)} ${c.toFixed(1).padStart(5)}] ${l}`).join('\n') +
+              '\n',
           );
         }
       }

@@ -4,9 +4,22 @@
 // Issue target: `tsbuild run --rm IMG true` at most 0.5× `docker run`, and at most 0.06 s above `node -e 0`.
 // Run by hand as root: npx tsx bench/run.ts [runs=30] [--no-docker]
 //   (uses dist/ when `npm run build` has made it, else the sources; the CLI case needs dist/)
+// The CLI runs from dist/bundle/cli.js with the user's code cache (the warm-up rounds write it), and for comparison
+// from a copy of bin/ and dist/ without the bundle (the modules of dist/, as before it). (No case without the code
+// cache here: $XDG_CACHE_HOME also holds the C helper, so moving it would time the Node executor.)
 // Prints medians and ratios; asserts nothing.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -25,6 +38,16 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(repo, 'dist');
 const cli = join(repo, 'bin', 'tsbuild.js');
 const fromDist = existsSync(join(dist, 'runtime/run.js')) && existsSync(join(dist, 'sys/nsexec.js'));
+/** cliForm tells what bin/tsbuild.js loads: the bundle, or the modules of dist/ (no bundle, or tsc ran after it). */
+function cliForm(): string {
+  try {
+    const bundle = statSync(join(dist, 'bundle', 'cli.js')).mtimeMs;
+    if (bundle >= statSync(join(dist, 'cli', 'main.js')).mtimeMs) return 'the bundle dist/bundle/cli.js';
+    return 'the modules of dist/ (the bundle is older than dist/: npm run build)';
+  } catch {
+    return 'the modules of dist/ (no bundle: npm run build)';
+  }
+}
 const load = async <T>(rel: string): Promise<T> =>
   (await import(pathToFileURL(join(fromDist ? dist : repo, `${rel}${fromDist ? '.js' : '.ts'}`)).href)) as T;
 const { runContainer } = await load<RunModule>('runtime/run');
@@ -67,8 +90,22 @@ async function measure(cases: Case[]): Promise<void> {
   }
 }
 
-function sh(argv: string[]): void {
-  const r = spawnSync(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+/** modulesOnly copies bin/ and dist/ without dist/bundle/ into `dir`: its bin/tsbuild.js loads the modules of dist/. */
+function modulesOnly(dir: string): string {
+  mkdirSync(join(dir, 'bin'), { recursive: true });
+  cpSync(join(repo, 'bin', 'tsbuild.js'), join(dir, 'bin', 'tsbuild.js'));
+  cpSync(join(repo, 'package.json'), join(dir, 'package.json'));
+  cpSync(dist, join(dir, 'dist'), { recursive: true, filter: (src) => !src.startsWith(join(dist, 'bundle')) });
+  symlinkSync(join(repo, 'node_modules'), join(dir, 'node_modules'));
+  symlinkSync(join(repo, 'sys'), join(dir, 'sys'));
+  return join(dir, 'bin', 'tsbuild.js');
+}
+
+function sh(argv: string[], env?: NodeJS.ProcessEnv): void {
+  const r = spawnSync(argv[0] as string, argv.slice(1), {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    ...(env ? { env: { ...process.env, ...env } } : {}),
+  });
   if (r.status !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr?.toString() ?? r.error?.message}`);
 }
 
@@ -99,11 +136,12 @@ try {
     sourceDateEpoch: 1_700_000_000,
     config: { Cmd: ['/bin/sh'] },
   });
+  const old = modulesOnly(join(work, 'modules-only'));
   const archive = join(work, 'busybox.tar');
   await saveImages(store, { images: [{ image: await getImage(store, IMAGE), names: [IMAGE] }], output: archive });
 
   console.log(
-    `runtime code from ${fromDist ? 'dist/ (compiled)' : 'sources through tsx (run `npm run build` first for the real numbers)'}; ${runs} rounds`,
+    `runtime code from ${fromDist ? 'dist/ (compiled)' : 'sources through tsx (run `npm run build` first for the real numbers)'}; the CLI from ${cliForm()} (the warm-up rounds write its code cache); ${runs} rounds`,
   );
   console.log(
     `node ${process.version}; load average at the start: ${loadavg()
@@ -115,6 +153,11 @@ try {
     {
       name: 'tsbuild run --rm IMG true (CLI)',
       fn: () => sh([process.execPath, cli, '--root', storeRoot, 'run', '--rm', IMAGE, 'true']),
+      times: [],
+    },
+    {
+      name: '  same, modules of dist/ (no bundle)',
+      fn: () => sh([process.execPath, old, '--root', storeRoot, 'run', '--rm', IMAGE, 'true']),
       times: [],
     },
     { name: 'runContainer(true), C helper (in-process)', fn: () => check('native'), times: [] },
@@ -152,6 +195,7 @@ try {
   };
   const node = m('node -e 0') as number;
   const run = m('tsbuild run') as number;
+  const modules = m('  same, modules of dist/') as number;
   const native = m('runContainer(true), C') as number;
   const nodeEx = m('runContainer(true), Node') as number;
   const runc = m('runc run') as number;
@@ -167,6 +211,7 @@ try {
   console.log(`  C helper / node -e 0     ${(native / node).toFixed(2)}`);
   if (freshMs !== undefined) console.log(`  fresh node + run - node -e 0 = ${(freshMs - node).toFixed(1)} ms`);
   console.log(`  tsbuild run - node -e 0 = ${(run - node).toFixed(1)} ms`);
+  console.log(`    from the modules of dist/ (no bundle): ${(modules - node).toFixed(1)} ms`);
   console.log('targets (issue): tsbuild run ≤ 0.5× docker run; tsbuild run ≤ node -e 0 + 60 ms');
   console.log(
     `  vs docker: ${docker === undefined ? 'not measured (--no-docker)' : run <= docker / 2 ? 'met' : 'NOT met'}; over node -e 0: ${run - node <= 60 ? 'met' : 'NOT met'}`,

@@ -27,6 +27,8 @@ import type { BuildEvent } from './events.js';
 import { epochTime, HistoryLog } from './history.js';
 import { parseDockerfile } from './dockerfile/parse.js';
 import { DEFAULT_PLATFORM, planBuild, type PlanPlatform } from './plan.js';
+import { parseNamedContexts } from './named-contexts.js';
+import { buildArgsWithEpoch, resolvePlanEpoch } from './source-epoch.js';
 import { checkEntitlements, type ExtraHost, type RunSandbox, writeHostsFile } from './steps/run.js';
 import type { Limits, Rlimit } from '../runtime/spec.js';
 
@@ -52,8 +54,9 @@ export interface BuildOptions {
   secrets?: ReadonlyMap<string, Uint8Array> | Readonly<Record<string, Uint8Array>>;
   /** RUN's network: default (own namespace, outbound through slirp4netns/pasta), none, or host (needs `allow`) */
   network?: 'default' | 'none' | 'host';
-  /** --allow entitlements (network.host; root has it anyway) and --shm-size (bytes of RUN's /dev/shm) */
+  /** --allow entitlements (network.host: root has it anyway; security.insecure), --ssh, --shm-size (bytes) */
   allow?: readonly string[];
+  ssh?: readonly import('./ssh-forward.js').SshSource[];
   shmSize?: number;
   /** --memory / --pids-limit of every RUN step (default DEFAULT_RUN_LIMITS, applied where cgroups allow) */
   limits?: Limits;
@@ -70,6 +73,7 @@ export interface BuildOptions {
   squash?: boolean;
   /** --label: set on the final image's config, over what LABEL set (BuildKit's --label) */
   labels?: Readonly<Record<string, string>>;
+  buildContexts?: Readonly<Record<string, string>>; // --build-context NAME=VALUE (builder/named-contexts.ts)
   /** --add-host: extra /etc/hosts entries every RUN sees (and keys on) */
   addHosts?: readonly ExtraHost[];
   /** SOURCE_DATE_EPOCH from the environment (a --build-arg SOURCE_DATE_EPOCH wins) */
@@ -156,7 +160,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   let opened: Awaited<ReturnType<typeof openContext>> | undefined;
   let rootfs: RootfsSession | undefined;
   let sources: CacheSource[] = [];
+  let ssh: import('./ssh-forward.js').SshForwarder | undefined;
   try {
+    if (opts.ssh?.length) ssh = await (await import('./ssh-forward.js')).SshForwarder.open(opts.ssh);
     // The Dockerfile and the context.
     const dfName = opts.dockerfile === '-' || opts.context === '-' ? 'Dockerfile' : (opts.dockerfile ?? 'Dockerfile');
     const loadId = step(`[internal] load build definition from ${dfName.split('/').pop()}`);
@@ -190,12 +196,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const parsed = parseDockerfile(opened.dockerfileText, { file: opened.dockerfileName });
     for (const w of parsed.warnings) warn(`${w.file}:${w.line}: ${w.message} (${w.code})`);
 
-    const buildArgs = new Map<string, string>(
-      opts.buildArgs instanceof Map ? opts.buildArgs : Object.entries((opts.buildArgs ?? {}) as Record<string, string>),
-    );
-    if (opts.sourceDateEpoch !== undefined && !buildArgs.has('SOURCE_DATE_EPOCH'))
-      buildArgs.set('SOURCE_DATE_EPOCH', String(opts.sourceDateEpoch));
-    const plan = planBuild({
+    const buildArgs = buildArgsWithEpoch(opts.buildArgs, opts.sourceDateEpoch);
+    const planned = planBuild({
       instructions: parsed.instructions,
       buildArgs,
       ...(opts.target ? { target: opts.target } : {}),
@@ -203,7 +205,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       buildPlatform: DEFAULT_PLATFORM,
       escape: parsed.directives.escape,
       file: opened.dockerfileName,
+      namedContexts: await parseNamedContexts(opts.buildContexts ?? {}, opts.cwd ?? process.cwd()),
     });
+    const plan = await resolvePlanEpoch(planned, { tmpDir, signal: abort.signal, step, onEvent }); // SDE=<stage>
     if (plan.unusedBuildArgs.length)
       warn(`one or more build-args [${plan.unusedBuildArgs.join(' ')}] were not consumed`);
 
@@ -275,7 +279,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         useCache: !opts.noCache,
         secrets,
         network: opts.network ?? 'default',
-        sandbox: runSandbox(opts, onEvent, host),
+        sandbox: { ...runSandbox(opts, onEvent, host), ...(ssh ? { ssh } : {}) },
         compression: opts.compression ?? 'none',
         tmpDir,
         history,
@@ -368,6 +372,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     await opened?.context?.digests?.save().catch(() => {}); // a memo that cannot be written is only a slower next build
     await opened?.cleanup().catch(() => {});
     await rm(tmpDir, { recursive: true, force: true }).catch(() => {});
+    await ssh?.close();
     await lease.end();
   }
 }
@@ -479,6 +484,7 @@ function runSandbox(opts: BuildOptions, onEvent: (e: BuildEvent) => void, host: 
     bestEffort: !asked,
     rlimits: [...(opts.ulimits ?? [])],
     allowNetworkHost: host.caps().root || (opts.allow ?? []).includes('network.host'),
+    allowInsecure: (opts.allow ?? []).includes('security.insecure'),
     freshCacheMounts: opts.noCache === true,
     ...(opts.shmSize === undefined ? {} : { shmSize: opts.shmSize }),
     onLimitsSkipped: (reason) => {

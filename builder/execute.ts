@@ -35,7 +35,7 @@ import { metadataStep, type StageMeta } from './steps/metadata.js';
 import { runStep, type RunSandbox } from './steps/run.js';
 import type { FsStep, StageState, StepEnv } from './steps/step.js';
 import { workdirStep } from './steps/workdir.js';
-import { sourceFor } from './source.js';
+import { namedFor, sourceFor } from './source.js';
 
 /** StageResult is a stage's final state. */
 export interface StageResult {
@@ -111,6 +111,7 @@ export class Executor {
       }),
     );
     await Promise.allSettled(all);
+    await namedFor(this.o).save(); // the digest memos of local named contexts (builder/named-contexts.ts)
     // the first failure is the cause; the others were stopped because of it
     if (first) throw first.error;
     return this.stage(this.o.plan.target);
@@ -210,7 +211,7 @@ class StageRun {
     }
     // ONBUILD triggers of a base image run first, then are cleared.
     const triggers = this.image.config.OnBuild ?? [];
-    if (sp.base.kind === 'image' && triggers.length) {
+    if (sp.base.kind === 'image' && triggers.length && !sp.replaced) {
       try {
         steps = [...onbuildSteps(triggers, this.file), ...steps];
       } catch (err) {
@@ -261,7 +262,7 @@ class StageRun {
       case 'image': {
         let img: Image;
         try {
-          img = await this.o.resolveImage(sp.base.ref);
+          img = await namedFor(this.o).resolveImage(sp.base.ref); // a named context first
         } catch (err) {
           const step = this.begin(`${this.prefix(false)}FROM ${sp.base.ref}`);
           this.o.onEvent({ type: 'error', id: step.id, message: (err as Error).message });

@@ -6,6 +6,9 @@ import { DockerfileError } from './dockerfile/errors.js';
 import { expandWord, ExpansionError } from './dockerfile/expand.js';
 import { closest } from './dockerfile/flags.js';
 import type { FromInstruction, Instruction } from './dockerfile/instructions.js';
+import { lookupName } from './context-names.js';
+import type { NamedContext } from './named-contexts.js';
+import { type EpochSource, epochStageSource } from './source-epoch.js';
 
 /** Platform is os/architecture[/variant], as --platform and FROM --platform name it. */
 export interface PlanPlatform {
@@ -55,6 +58,11 @@ export interface StagePlan {
   images: string[];
   /** progress steps: FROM of an image + RUN, COPY, ADD and WORKDIR (BuildKit's cmdTotal) */
   total: number;
+  /**
+   * a named context (--build-context) of the stage's name replaces the stage: its base is that context (an 'image'
+   * base of the stage's name), its instructions and the context image's ONBUILD triggers never run
+   */
+  replaced?: boolean;
 }
 
 export interface BuildPlan {
@@ -71,8 +79,12 @@ export interface BuildPlan {
   unusedBuildArgs: string[];
   /** SOURCE_DATE_EPOCH (seconds) from --build-arg or a global ARG default */
   epoch?: number;
+  /** SOURCE_DATE_EPOCH names a source-only stage: its remote ADD, which build() resolves into `epoch` */
+  epochSource?: EpochSource;
   targetPlatform: PlanPlatform;
   buildPlatform: PlanPlatform;
+  /** --build-context contexts by normalized name (loaded when a stage reaches them: builder/named-contexts.ts) */
+  namedContexts: ReadonlyMap<string, NamedContext>;
 }
 
 export interface PlanOptions {
@@ -88,6 +100,8 @@ export interface PlanOptions {
   escape?: string;
   /** the Dockerfile name for messages */
   file?: string;
+  /** --build-context contexts by normalized name (builder/named-contexts.ts): a stage of such a name is replaced */
+  namedContexts?: ReadonlyMap<string, NamedContext>;
 }
 
 export const DEFAULT_PLATFORM: PlanPlatform = { os: 'linux', architecture: 'amd64' };
@@ -127,6 +141,7 @@ export function planBuild(opts: PlanOptions): BuildPlan {
   const escape = opts.escape ?? '\\';
   const targetPlatform = opts.targetPlatform ?? DEFAULT_PLATFORM;
   const buildPlatform = opts.buildPlatform ?? DEFAULT_PLATFORM;
+  const named = opts.namedContexts ?? new Map<string, NamedContext>();
   const buildArgs = new Map<string, string>(
     opts.buildArgs instanceof Map ? opts.buildArgs : Object.entries((opts.buildArgs ?? {}) as Record<string, string>),
   );
@@ -183,7 +198,9 @@ export function planBuild(opts: PlanOptions): BuildPlan {
     if (baseName === '') fail(from, `base name (${from.image}) should not be blank`);
     let base: StageBase;
     const stageIndex = byName.get(baseName);
-    if (stageIndex !== undefined) base = { kind: 'stage', index: stageIndex };
+    const replaced = from.stage !== undefined && named.has(lookupName(from.stage) ?? '');
+    if (replaced) base = { kind: 'image', ref: from.stage! };
+    else if (stageIndex !== undefined) base = { kind: 'stage', index: stageIndex };
     else if (baseName.toLowerCase() === 'scratch') base = { kind: 'scratch' };
     else base = { kind: 'image', ref: baseName };
     let platform: string | undefined;
@@ -199,10 +216,11 @@ export function planBuild(opts: PlanOptions): BuildPlan {
       from,
       base,
       ...(platform === undefined ? {} : { platform }),
-      steps: body.map((ins) => ({ ins, onbuild: false })),
+      steps: replaced ? [] : body.map((ins) => ({ ins, onbuild: false })),
       deps: [],
       images: [],
       total: 0,
+      ...(replaced ? { replaced } : {}),
     };
     if (from.stage !== undefined) byName.set(from.stage, index);
     stages.push(stage);
@@ -227,8 +245,9 @@ export function planBuild(opts: PlanOptions): BuildPlan {
     if (stage.base.kind === 'stage') deps.add(stage.base.index);
     const refer = (ins: Instruction, from: string, _what: string): void => {
       const idx = resolveStageRef(from, stages, byName);
-      if (idx === undefined) {
-        images.add(from);
+      // a replaced stage is its named context, read by name (BuildKit has it resolved already: any order is fine)
+      if (idx === undefined || stages[idx]?.replaced) {
+        images.add(idx === undefined ? from : stages[idx]!.name!);
         return;
       }
       if (idx === -1) fail(ins, `invalid stage index ${from}`);
@@ -300,28 +319,32 @@ export function planBuild(opts: PlanOptions): BuildPlan {
   );
 
   let epoch: number | undefined;
+  let epochSource: EpochSource | undefined;
   const sde = buildArgs.get('SOURCE_DATE_EPOCH') ?? (globalArgs.get('SOURCE_DATE_EPOCH') || undefined);
   // BuildKit (dockerfile2llb/epoch.go): seconds; `context` (unset here: a local or tar context has no time of its
-  // own); or a source-only stage (FROM scratch, ARGs, one remote ADD) whose source gives the time: not supported.
-  if (sde !== undefined && sde !== '' && sde !== 'context') {
+  // own); a named context (a local or image one has no time to give, so the epoch stays unset); or a source-only
+  // stage (FROM scratch, ARGs, one remote ADD) whose download gives the time: builder/source-epoch.ts checks it
+  // here and build() resolves it (resolvePlanEpoch) before any stage runs.
+  const namedEpoch = sde !== undefined && sde !== '' && named.has(lookupName(sde) ?? '');
+  if (sde !== undefined && sde !== '' && sde !== 'context' && !namedEpoch) {
     const stage = /^\d+$/.test(sde) ? undefined : stages.find((st) => st.name === sde.toLowerCase());
     if (stage) {
-      const bad = stage.steps.find(({ ins }) => ins.kind !== 'arg' && ins.kind !== 'add');
-      const reason =
-        stage.base.kind !== 'scratch'
-          ? 'SOURCE_DATE_EPOCH stage must use FROM scratch'
-          : bad
-            ? `SOURCE_DATE_EPOCH stage does not meet source-only requirements: unsupported ${bad.ins.kind} instruction`
-            : `SOURCE_DATE_EPOCH from stage ${sde} (the time of its remote ADD) is not supported: give seconds`;
-      throw new DockerfileError({ file, line: stage.from.line, reason });
-    }
-    if (!/^\d+$/.test(sde))
+      epochSource = epochStageSource(stage, {
+        globalArgs,
+        buildArgs,
+        expand,
+        file,
+        fail: (reason) => {
+          throw new DockerfileError({ file, line: stage.from.line, endLine: stage.from.endLine, reason });
+        },
+      });
+    } else if (!/^\d+$/.test(sde))
       throw new DockerfileError({
         file,
         line: 0,
         reason: `invalid SOURCE_DATE_EPOCH: ${sde}`,
       });
-    epoch = Number(sde);
+    else epoch = Number(sde);
   }
 
   return {
@@ -332,8 +355,10 @@ export function planBuild(opts: PlanOptions): BuildPlan {
     buildArgs,
     unusedBuildArgs,
     ...(epoch === undefined ? {} : { epoch }),
+    ...(epochSource === undefined ? {} : { epochSource }),
     targetPlatform,
     buildPlatform,
+    namedContexts: named,
   };
 }
 

@@ -26,11 +26,13 @@ prog
   .option('-t, --tag', 'Name the image NAME:TAG; repeatable')
   .option('--build-arg', 'Set a build argument K=V (or K to take it from the environment); repeatable')
   .option('--target', 'Build up to this stage')
+  .option('--build-context', 'Add a named context NAME=DIR|docker-image://REF|oci-layout://PATH[:TAG]; repeatable')
   .option('--no-cache', 'Do not use the build cache')
   .option('--pull', 'Pull base images even when the store has them', false)
   .option('--secret', 'Expose a secret to RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR; repeatable')
   .option('--network', 'Network for RUN steps: default (own, outbound via slirp4netns), none or host', 'default')
-  .option('--allow', 'Grant an entitlement to RUN steps: network.host (root has it); repeatable')
+  .option('--allow', 'Grant an entitlement: network.host (root has it), security.insecure; repeatable')
+  .option('--ssh', 'Forward an SSH agent to RUN --mount=type=ssh: default|ID[=SOCKET|KEY[,KEY…]]; repeatable')
   .option('--shm-size', 'Size of /dev/shm in RUN steps (e.g. 128m; default 64m)')
   .option('--platform', 'Target platform (only linux/amd64 is built here)', 'linux/amd64')
   .option('--compression', 'Layers in the store: none (compressed when pushed), gzip or zstd', 'none')
@@ -40,7 +42,10 @@ prog
   .option('--squash', 'Squash the new layers into one', false)
   .option('--label', 'Set a label K=V on the image (over LABEL); repeatable')
   .option('--add-host', 'Add NAME:IP to the /etc/hosts RUN steps see (IP may be host-gateway); repeatable')
-  .option('-o, --output', 'Also write the result: DIR, -, or type=local|tar|oci|docker,dest=PATH (tar to - for stdout)')
+  .option(
+    '-o, --output',
+    'Also write the result: DIR, -, or type=local|tar|oci|docker,dest=PATH[,compression=gzip|zstd|uncompressed]',
+  )
   .option('-q, --quiet', 'Print only the image digest, no progress', false)
   .option('-m, --memory', 'Memory limit of each RUN step, e.g. 2g (default: 3/4 of the memory)')
   .option('--pids-limit', 'Maximum number of tasks of each RUN step (default 8192)')
@@ -268,8 +273,6 @@ const UNSUPPORTED: Record<string, Record<string, string>> = {
   build: {
     push: 'is not supported: build with -t NAME, then `tsbuild push NAME`',
     load: 'is not needed: every image built is stored (see `tsbuild images`)',
-    'build-context': 'is not supported yet (issue 12)',
-    ssh: 'is not supported yet: use --secret',
     annotation: 'is not supported yet',
     attest: 'is not supported: tsbuild writes no attestations',
     provenance: 'is not supported: tsbuild writes no attestations',

@@ -139,12 +139,12 @@ export async function exportImage(options: ExportOptions): Promise<ExportResult>
     }
     options.signal?.throwIfAborted();
   } catch (err) {
+    await removeTree(ctx.work).catch(() => {}); // the export's own error is the one to report
     if (options.signal?.aborted || (err as Error).name === 'AbortError')
       throw new ExportInterruptedError(options.output, err);
     throw err;
-  } finally {
-    await removeTree(ctx.work);
   }
+  await removeTree(ctx.work);
   const result: ExportResult = {
     output: ctx.opts.output,
     format: ctx.format,

@@ -1,8 +1,9 @@
 // The files that make a container rootfs a machine: fstab (root by UUID), hostname, hosts, resolv.conf, DHCP on
 // eth0, a serial getty on ttyS0, the root password and SSH keys; and what containers leave behind is removed
-// (/.dockerenv, policy-rc.d). Debian/Ubuntu get ifupdown (or systemd-networkd) and systemd units, Alpine gets
-// /etc/network/interfaces, inittab and OpenRC runlevels. Owners (root's SSH files, the rewritten password file) are
-// given through the Host (host.lchown) when its caps() say it may chown; otherwise the owners step sets them later.
+// (/.dockerenv, policy-rc.d). Debian/Ubuntu get ifupdown when the image has it, else systemd-networkd (networkd.ts),
+// and systemd units; Alpine gets /etc/network/interfaces, inittab and OpenRC runlevels. Owners (root's SSH files,
+// the rewritten password file) are given through the Host (host.lchown) when its caps() say it may chown; otherwise
+// the owners step sets them later.
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
@@ -12,7 +13,9 @@ import { defaultHost, type Host } from '../sys/host.js';
 import { secureJoin } from '../sys/secure-path.js';
 import { run } from '../sys/exec.js';
 import type { Distro } from './distro.js';
+import { networkdBinary, writeNetworkd } from './networkd.js';
 import { linkIn, writeIn, type InitSystem } from './service.js';
+import { markSysusersDone } from './sysusers.js';
 
 export interface SystemFilesOptions {
   rootfs: string;
@@ -84,13 +87,8 @@ export async function writeSystemFiles(opts: SystemFilesOptions): Promise<string
         await rm(secureJoin(rootfs, IFUP_RESOLVED_HOOK), { force: true });
         touched.push(IFUP_RESOLVED_HOOK);
       }
-    } else if (
-      opts.init === 'systemd' &&
-      (has('/lib/systemd/systemd-networkd') || has('/usr/lib/systemd/systemd-networkd'))
-    ) {
-      await write('/etc/systemd/network/20-tsbuild-eth0.network', '[Match]\nName=eth0\n\n[Network]\nDHCP=yes\n');
-      await enableUnit(rootfs, 'systemd-networkd.service', 'multi-user.target', touched);
-      await enableUnit(rootfs, 'systemd-networkd.socket', 'sockets.target', touched);
+    } else if (opts.init === 'systemd' && networkdBinary(rootfs)) {
+      touched.push(...(await writeNetworkd(rootfs)));
     } else {
       opts.onWarn?.('W_NO_DHCP_CLIENT', 'the image has neither ifupdown nor systemd-networkd: eth0 is not configured');
     }
@@ -136,6 +134,8 @@ export async function writeSystemFiles(opts: SystemFilesOptions): Promise<string
 
   if (opts.rootPasswordHash !== undefined)
     touched.push(...(await setRootPassword(rootfs, opts.rootPasswordHash, chown ? host : undefined)));
+  // systemd-sysusers at boot (before udevd and networking) when it has nothing to create: skipped (sysusers.ts)
+  if (opts.init === 'systemd') touched.push(...(await markSysusersDone(rootfs)));
   if (opts.sshKeys?.length) {
     const dir = secureJoin(rootfs, '/root/.ssh');
     await mkdir(dir, { recursive: true, mode: 0o700 });

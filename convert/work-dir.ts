@@ -2,11 +2,10 @@
 // moved) lives in one directory in the store's tmp, `export-<pid>-<random>`, removed at the end whatever happens.
 // After a SIGKILL only that directory remains; the next export removes those of dead processes.
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { privateDir } from '../layers/store/private-dirs.js';
 import type { Host } from '../sys/host.js';
-import { run } from '../sys/exec.js';
 import { cleanStale } from '../unionfs/stale.js';
 
 /** EXPORT_TMP is the prefix of work directories in `<store>/tmp`: `export-<pid>-<random>`. */
@@ -32,12 +31,5 @@ export async function makeWorkDir(storeRoot: string): Promise<string> {
   return work;
 }
 
-/**
- * removeTree removes a staging tree with `rm -rf` in a child process: Node's recursive rm starts an unlink for every
- * entry of a directory at once, which took 1.7 GB for a tree of a million files (issue 14). Falls back to Node's rm
- * when rm(1) fails (the tree is then removed, or the error is Node's).
- */
-export async function removeTree(dir: string): Promise<void> {
-  const r = await run(['rm', '-rf', '--one-file-system', '--', dir]).catch(() => undefined);
-  if (r?.code !== 0) await rm(dir, { recursive: true, force: true, maxRetries: 3 });
-}
+/** removeTree: the export removes its staging tree and work directory with sys/remove-tree.ts (bounded memory). */
+export { removeTree } from '../sys/remove-tree.js';

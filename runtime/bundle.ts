@@ -54,7 +54,12 @@ export function runtimeConfig(spec: RunSpec): object {
       options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
     },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    {
+      destination: '/sys',
+      type: 'sysfs',
+      source: 'sysfs',
+      options: ['nosuid', 'noexec', 'nodev', spec.privileged ? 'rw' : 'ro'],
+    },
   ];
   for (const m of spec.mounts) {
     mounts.push({
@@ -73,7 +78,13 @@ export function runtimeConfig(spec: RunSpec): object {
 
   const resources: Record<string, unknown> = {
     devices: [
-      { allow: false, access: 'rwm' },
+      // BuildKit's insecure spec allows every character and block device
+      ...(spec.privileged
+        ? [
+            { allow: true, type: 'c', access: 'rwm' },
+            { allow: true, type: 'b', access: 'rwm' },
+          ]
+        : [{ allow: false, access: 'rwm' }]),
       ...DEVICES.map(([, major, minor]) => ({ allow: true, type: 'c', major, minor, access: 'rwm' })),
       ...(spec.devices ?? []).map((d) => ({
         allow: true,
@@ -143,8 +154,8 @@ export function runtimeConfig(spec: RunSpec): object {
         })),
       ],
       ...(spec.seccomp === 'unconfined' ? {} : { seccomp: spec.seccomp }),
-      maskedPaths: [...MASKED_PATHS],
-      readonlyPaths: [...READONLY_PATHS],
+      maskedPaths: spec.privileged ? [] : [...MASKED_PATHS],
+      readonlyPaths: spec.privileged ? [] : [...READONLY_PATHS],
       rootfsPropagation: 'private',
     },
   };

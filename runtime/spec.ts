@@ -95,6 +95,8 @@ export interface RunSpec {
   tmpfs?: TmpfsMount[];
   /** bytes of /dev/shm (default 64 MiB, docker's) */
   shmSize?: number;
+  /** BuildKit's `RUN --security=insecure`: no masked or read-only paths, /sys writable (caps, seccomp: above) */
+  privileged?: boolean;
 }
 
 /** DEFAULT_CAPABILITIES is Docker's default capability set. */

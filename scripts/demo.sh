@@ -11,7 +11,7 @@ if [ -w . ]; then
   export TSBUILD_ROOT="${TSBUILD_ROOT:-$PWD/.tsbuild-demo}"
 fi # else the user's default store, $XDG_DATA_HOME/tsbuild
 repo="$PWD"
-tsb() { node -- "$repo/bin/tsbuild.js" "$@"; }
+tsb() { "$repo/bin/tsbuild" "$@"; }
 step() { printf '\n== %s\n' "$*" >&2; }
 
 step "store: ${TSBUILD_ROOT:-default} ($(id -un)$([ "$(id -u)" -eq 0 ] || echo ', rootless'))"

@@ -156,6 +156,10 @@ export class RuntimeError extends TsbuildError {
 
 const HELPER_CFLAGS = ['-O2', '-Wall'];
 
+/**
+ * helperSource finds sys/nsexec.c from the code that runs: the sources (sys/), the compiled modules (dist/sys/) or
+ * the CLI bundle (dist/bundle/cli.js, scripts/bundle.mjs), which sits at the same depth as dist/sys/ for this.
+ */
 function helperSource(): string | undefined {
   for (const rel of ['./nsexec.c', '../../sys/nsexec.c']) {
     const p = fileURLToPath(new URL(rel, import.meta.url));
@@ -180,13 +184,14 @@ export function nativeHelper(): Promise<string | undefined> {
 
 async function buildHelper(): Promise<string | undefined> {
   const src = helperSource();
-  const cc = which('cc') ?? which('gcc');
   if (!src) return undefined;
   const text = readFileSync(src);
   const hash = createHash('sha256').update(text).update(HELPER_CFLAGS.join(' ')).digest('hex').slice(0, 16);
   const dir = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'tsbuild');
   const bin = join(dir, `nsexec-${hash}`);
   if (existsSync(bin)) return bin;
+  // looked up only to compile: a search of $PATH is a stat per directory on every run otherwise
+  const cc = which('cc') ?? which('gcc');
   if (!cc) return undefined;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const tmp = `${bin}.${process.pid}.tmp`;
@@ -199,7 +204,11 @@ async function buildHelper(): Promise<string | undefined> {
   return bin;
 }
 
-/** nodeEntry is the argv that runs sys/nsexec under this Node, through tsx when we are running from sources. */
+/**
+ * nodeEntry is the argv that runs sys/nsexec under this Node, through tsx when we are running from sources. It is the
+ * file next to this code: sys/nsexec.ts, dist/sys/nsexec.js, or from the CLI bundle dist/bundle/nsexec.js (the
+ * executor bundled on its own by scripts/bundle.mjs).
+ */
 function nodeEntry(): string[] {
   const fromSource = import.meta.url.endsWith('.ts');
   const entry = fileURLToPath(new URL(fromSource ? './nsexec.ts' : './nsexec.js', import.meta.url));

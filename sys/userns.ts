@@ -5,6 +5,10 @@
 // overlays (userxattr), gives files to any mapped owner and runs containers, with the same code paths as root;
 // sys/linux.ts tells the difference through caps().userns. Its mounts live in a mount namespace that dies with it.
 //
+// bin/tsbuild, the shell launcher users run, does the same without the outer Node process when it can: util-linux's
+// `unshare --map-users/--map-groups` maps the ids and execs Node directly (one Node start instead of two). Run as
+// `node bin/tsbuild.js`, or where the launcher is unsure, the path below is taken.
+//
 // The inner process is gated: `unshare` runs a shell that waits for the outer process to write the maps before it
 // execs Node, so that Node starts as uid 0 of the namespace and keeps its capabilities across that exec.
 import { spawn } from 'node:child_process';
@@ -239,18 +243,23 @@ export function inForegroundOfTerminal(stat?: string): boolean {
 }
 
 /**
- * adoptUserNamespace is called first thing by the inner CLI: it dies with the outer one (a parent-death signal, so
- * `kill -9` of the command the user started ends the work too) and checks that the namespace is really mapped.
+ * adoptUserNamespace is called first thing by the inner CLI. Started by the outer Node process (reexecInUserNamespace
+ * sets TSBUILD_USERNS_PARENT), it dies with that process (a parent-death signal, so `kill -9` of the command the user
+ * started ends the work too), and exits at once when that process is already gone. Started by the launcher
+ * (bin/tsbuild execs `unshare … node` in the process the user started), there is no outer process: its parent is the
+ * user's shell, whose exit must not end a command run in the background.
  */
 export async function adoptUserNamespace(): Promise<void> {
-  const parent = Number(process.env[ENV_PARENT]);
+  const raw = process.env[ENV_PARENT];
+  if (raw === undefined) return;
+  delete process.env[ENV_PARENT];
+  const parent = Number(raw);
   const { prctl, PR } = await import('./process.js');
   // SIGKILL, not SIGTERM: a container's PID 1 may ignore a forwarded SIGTERM, and with nobody left to wait for it the
   // command must end now. Its containers die with it (their own parent-death signal), its mounts with its mount
   // namespace; the next command removes the temp dirs of dead processes.
   prctl(PR.SET_PDEATHSIG, 9);
   if (Number.isSafeInteger(parent) && process.ppid !== parent) process.exit(137);
-  delete process.env[ENV_PARENT];
 }
 
 /** inSession tells whether this process runs inside `tsbuild unshare` (where mounts outlive one command). */

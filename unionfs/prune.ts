@@ -37,6 +37,7 @@ import {
 import { containersRoot, SNAPSHOTS_NOTE } from './rootfs.js';
 import { cleanStale, STALE_KINDS, staleDirs } from './stale.js';
 import { cleanStaleSnapshots, listSnapshots, removeSnapshot, snapshotDir, snapshotsRoot } from './snapshot.js';
+import { removeTree } from '../sys/remove-tree.js';
 
 export interface PruneStoreOptions {
   host?: Host;
@@ -342,7 +343,7 @@ async function pruneCacheMounts(
     const st = await stat(dir).catch(() => undefined);
     if (!st || (before !== undefined && st.mtimeMs >= before)) continue;
     const size = await diskUsage(dir);
-    await rm(dir, { recursive: true, force: true });
+    await removeTree(dir);
     removed.push(name);
     bytes += size;
   }

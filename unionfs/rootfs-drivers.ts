@@ -5,7 +5,7 @@
 // upperdir; stubs are one more read-only lowerdir on top; the upperdir diff (diffUpperdir) is what changed, and on
 // commit the upperdir becomes the new layer's snapshot. vfs: the layers are flattened (flatten.ts, 'apply') into a
 // plain directory, a manifest is recorded, diffManifest is what changed; stubs are made in place and removed.
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chainId } from '../layers/model/digest.js';
 import type { Layer } from '../layers/model/layer.js';
@@ -21,6 +21,7 @@ import { mountOverlay, type MountedOverlay } from './overlay.js';
 import type { Rootfs, StepRoot, View } from './rootfs.js';
 import { snapshotDir, snapshotLayers } from './snapshot.js';
 import { makeStubs, makeStubsIn, planStubs, removeStubs, type Stub } from './stubs.js';
+import { removeTree } from '../sys/remove-tree.js';
 
 /** Union is a mounted overlay of layers: `lowers` are the lowerdirs the diff sees (top first, stubs left out). */
 interface Union {
@@ -83,7 +84,7 @@ export async function overlayRootfs(o: {
       if (released) return;
       released = true;
       await u.mounted.unmount();
-      await rm(o.dir, { recursive: true, force: true });
+      await removeTree(o.dir);
     },
   };
 }
@@ -114,7 +115,7 @@ export async function vfsRootfs(o: {
     release: async () => {
       if (released) return;
       released = true;
-      await rm(o.dir, { recursive: true, force: true });
+      await removeTree(o.dir);
     },
   };
 }
@@ -141,7 +142,7 @@ export async function overlayRefused(host: Host, work: string): Promise<Error | 
   } catch (err) {
     return err instanceof Error ? err : new Error(String(err));
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await removeTree(dir);
   }
 }
 
@@ -168,7 +169,7 @@ export class OverlaySteps implements StepDriver {
     try {
       return { ...(await mountUnion({ store: this.store, host: this.host, layers, stubs, dir, target: 'root' })), dir };
     } catch (err) {
-      await rm(dir, { recursive: true, force: true });
+      await removeTree(dir);
       throw err;
     }
   }
@@ -215,7 +216,7 @@ export class OverlaySteps implements StepDriver {
       done = true;
       this.live.delete(end);
       await m.mounted.unmount();
-      await rm(m.dir, { recursive: true, force: true });
+      await removeTree(m.dir);
     };
     this.live.add(end);
     return { end, ended: () => done };
@@ -259,7 +260,7 @@ export class VfsSteps implements StepDriver {
     const discard = async (): Promise<void> => {
       if (ended) return;
       ended = true;
-      await rm(root, { recursive: true, force: true });
+      await removeTree(root);
     };
     return {
       dir: root,
@@ -275,11 +276,11 @@ export class VfsSteps implements StepDriver {
           removeStubs(root, made);
           const next = layer ? this.key([...layers, layer]) : k;
           const old = this.kept.get(next);
-          if (old && old !== root) await rm(old, { recursive: true, force: true });
+          if (old && old !== root) await removeTree(old);
           this.kept.set(next, root);
           return layer;
         } catch (err) {
-          await rm(root, { recursive: true, force: true });
+          await removeTree(root);
           throw err;
         }
       },

@@ -13,7 +13,7 @@
 // In a session, a step's directory carries on to the next step of the same chain. The drivers are in
 // rootfs-drivers.ts, loaded on first use.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Change } from '../layers/model/changeset.js';
 import { chainIds } from '../layers/model/digest.js';
@@ -28,6 +28,7 @@ import { warn } from '../sys/warnings.js';
 import type { StepDriver } from './rootfs-drivers.js';
 import { cleanStale, STALE_KINDS } from './stale.js';
 import type { Stub } from './stubs.js';
+import { removeTree } from '../sys/remove-tree.js';
 
 export type { Stub } from './stubs.js';
 export type StorageDriver = 'overlay' | 'vfs';
@@ -130,7 +131,7 @@ export async function openRootfs(opts: OpenRootfsOptions): Promise<Rootfs> {
       const code = errnoOf(err);
       if (driver === 'auto' && (code === 'EPERM' || code === 'EINVAL' || code === 'ENODEV')) {
         opts.onWarn?.('W_NO_OVERLAY', `overlay mount failed (${code}); using the userspace fallback`);
-        await rm(dir, { recursive: true, force: true });
+        await removeTree(dir);
         await mkdir(dir, { mode: 0o700 });
         await noteSnapshots(dir, opts.layers);
         return await drivers.vfsRootfs(o);
@@ -138,7 +139,7 @@ export async function openRootfs(opts: OpenRootfsOptions): Promise<Rootfs> {
       throw err;
     }
   } catch (err) {
-    await rm(dir, { recursive: true, force: true });
+    await removeTree(dir);
     throw err;
   }
 }
@@ -224,7 +225,7 @@ export class RootfsSession {
   async close(): Promise<void> {
     await this.ready.catch(() => {});
     if (this.backend) await (await this.backend).steps.close().catch(() => {});
-    await rm(this.work, { recursive: true, force: true });
+    await removeTree(this.work);
   }
 }
 
@@ -273,7 +274,7 @@ export async function unmountView(storeRoot: string, path: string, host: Host = 
       }
       if (host.mountinfo().includes(` ${dir}/`)) throw new TsbuildError('E_BUSY', `${merged} is still mounted`);
     }
-    await rm(dir, { recursive: true, force: true });
+    await removeTree(dir);
     return;
   }
   throw new NotFoundError(`a tsbuild mount at ${path}`, 'list the views with: ls <store>/containers/mount-*/');

@@ -12,7 +12,7 @@
 // apply (tests pass GNU tar).
 import { randomBytes } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { chainId, hexOf, isDigest } from '../layers/model/digest.js';
@@ -26,6 +26,7 @@ import { applyLayer } from '../layers/tar/apply.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { isAlive } from '../sys/pid.js';
 import { LowerView } from './lower-view.js';
+import { removeTree } from '../sys/remove-tree.js';
 
 /**
  * ApplyLayer extracts one layer tar into a directory; it consumes the stream. `lowers` are the snapshot
@@ -126,11 +127,11 @@ async function extractOnce(
       const code = (e as NodeJS.ErrnoException).code;
       // Another caller finished first (rename over a non-empty directory fails): theirs is as good as ours.
       if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || !(await exists(dir))) throw e;
-      await rm(tmp, { recursive: true, force: true });
+      await removeTree(tmp);
     }
   } catch (e) {
     tar?.destroy();
-    await rm(tmp, { recursive: true, force: true });
+    await removeTree(tmp);
     throw e;
   }
 }
@@ -161,7 +162,7 @@ export async function removeSnapshot(storeRoot: string, chain: Digest): Promise<
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw wrap(`removing snapshot ${chain}`, e);
   }
-  await rm(tmp, { recursive: true, force: true });
+  await removeTree(tmp);
   return true;
 }
 
@@ -180,7 +181,7 @@ export async function cleanStaleSnapshots(storeRoot: string): Promise<string[]> 
     if (!name.startsWith(TMP_PREFIX)) continue;
     const pid = Number(/-(\d+)-[0-9a-f]+$/.exec(name)?.[1]);
     if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) continue;
-    await rm(join(root, name), { recursive: true, force: true });
+    await removeTree(join(root, name));
     removed.push(name);
   }
   return removed.sort();

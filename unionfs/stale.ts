@@ -4,13 +4,14 @@
 // (`tsbuild mount`) are never stale. Nothing is ever removed through a mount: the mounts below a stale directory
 // are detached lazily through the Host (deepest first), the mount table is read again, and the directory is removed
 // only when nothing is mounted below it any more; otherwise it is kept and reported.
-import { readdir, realpath, rm } from 'node:fs/promises';
+import { readdir, realpath } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { privateDirPath } from '../layers/store/private-dirs.js';
 import { TsbuildError } from '../sys/errors.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { MNT_DETACH } from '../sys/libc.js';
 import { isAlive } from '../sys/pid.js';
+import { removeTree } from '../sys/remove-tree.js';
 
 /** where stale directories are looked for, and how their names carry the pid */
 const KINDS = {
@@ -89,7 +90,7 @@ export async function cleanStale(
       }
     }
     try {
-      await rm(path, { recursive: true, force: true });
+      await removeTree(path);
     } catch (err) {
       throw new TsbuildError('E_BUSY', `cannot remove stale ${path}: ${(err as Error).message}`, { cause: err });
     }

@@ -73,6 +73,32 @@ export function addStep(env: StepEnv, stage: StageState, ins: AddInstruction, o:
 
 /** download fetches an ADD URL into `dir` (mode 0600, mtime from Last-Modified) and checks --checksum. */
 async function download(env: StepEnv, url: string, dir: string, checksum?: string): Promise<string> {
+  const got = await fetchUrl(url, dir, { signal: env.signal, ...(checksum === undefined ? {} : { checksum }) });
+  const mtime = env.epoch ?? got.lastModified ?? Date.now() / 1000;
+  lutimesSync(got.path, mtime, mtime);
+  return got.name;
+}
+
+/** FetchedUrl is a URL downloaded by fetchUrl. */
+export interface FetchedUrl {
+  /** `url-XXXX/<name>`, relative to the directory given: the name is the URL's last path element (else __unnamed__) */
+  name: string;
+  /** the file's absolute path */
+  path: string;
+  /** the response's Last-Modified, in seconds, when it has a valid one */
+  lastModified?: number;
+}
+
+/**
+ * fetchUrl downloads a URL (redirects followed) into a new subdirectory of `dir` (mode 0600), checked against
+ * `checksum` when given. Throws InvalidInputError for an HTTP error status or a checksum mismatch. Shared by ADD and
+ * by SOURCE_DATE_EPOCH taken from a stage's remote ADD (builder/source-epoch.ts).
+ */
+export async function fetchUrl(
+  url: string,
+  dir: string,
+  o: { signal?: AbortSignal; checksum?: string } = {},
+): Promise<FetchedUrl> {
   let name = '__unnamed__';
   try {
     const base = posix.basename(new URL(url).pathname);
@@ -81,10 +107,11 @@ async function download(env: StepEnv, url: string, dir: string, checksum?: strin
     // keep the default name
   }
   if (name.includes('/') || name === '..') name = '__unnamed__';
-  const res = await fetch(url, { redirect: 'follow', signal: env.signal });
+  const res = await fetch(url, { redirect: 'follow', ...(o.signal ? { signal: o.signal } : {}) });
   if (!res.ok || !res.body) throw new InvalidInputError(`ADD ${url}: HTTP ${res.status} ${res.statusText}`);
   const sub = await mkdtemp(join(dir, 'url-'));
   const file = join(sub, name);
+  const { checksum } = o;
   const algorithm = checksum === undefined ? 'sha256' : checkChecksum(checksum).algorithm;
   const hash = createHash(algorithm);
   const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
@@ -96,7 +123,9 @@ async function download(env: StepEnv, url: string, dir: string, checksum?: strin
   }
   const lm = res.headers.get('last-modified');
   const t = lm ? Date.parse(lm) : NaN;
-  const mtime = env.epoch ?? (Number.isNaN(t) ? Date.now() / 1000 : t / 1000);
-  lutimesSync(file, mtime, mtime);
-  return `${posix.basename(sub)}/${name}`;
+  return {
+    name: `${posix.basename(sub)}/${name}`,
+    path: file,
+    ...(Number.isNaN(t) ? {} : { lastModified: Math.floor(t / 1000) }),
+  };
 }

@@ -9,6 +9,10 @@
 // type=tmpfs  a real tmpfs (size= when given), made by the runtime inside the step's mount namespace.
 // type=secret a --secret value as a read-only file (default /run/secrets/<id>, mode 0400) and/or an env var;
 //             `required` fails the step when the secret was not given. Never in a layer, a history entry or a key.
+// type=ssh    a socket of a --ssh agent (builder/ssh-forward.ts) at the target (default /run/buildkit/ssh_agent.N,
+//             N counting the RUN's ssh mounts), uid/gid/mode (0, 0, 0600); SSH_AUTH_SOCK = the first one unless
+//             the stage sets it. An id not given: the step runs without it, or fails when `required` (BuildKit's
+//             messages, checked when the step runs, as BuildKit does). The key is the mount's spec, not the socket.
 // prepareMounts turns a RUN's mounts into cache-key parts, mount points (stubs), env and, on a cache miss, the
 // host directories and files to bind. Owners of cache directories and secret files are set through the Host.
 import { createHash } from 'node:crypto';
@@ -25,6 +29,7 @@ import { splitCsv } from '../plan.js';
 import { hashSelection, selectSources } from './copy-select.js';
 import { copyInto } from './copy-write.js';
 import type { StepEnv } from './step.js';
+import { DEFAULT_SSH_ID, type SshForwarder } from '../ssh-forward.js';
 
 export type RunMount =
   | { type: 'bind'; target: string; source: string; from?: string; readonly: boolean }
@@ -50,7 +55,8 @@ export type RunMount =
       mode: number;
       uid: number;
       gid: number;
-    };
+    }
+  | { type: 'ssh'; id: string; target?: string; required: boolean; mode: number; uid: number; gid: number };
 
 /** MountError is a --mount value BuildKit would refuse. */
 export class MountError extends TsbuildError {
@@ -199,8 +205,21 @@ export function parseMount(spec: string, expand: (s: string) => string, workdir:
         gid: fields.gid === undefined ? 0 : parseId('gid', fields.gid),
       };
     }
-    case 'ssh':
-      throw new MountError('mount type ssh is not supported by tsbuild');
+    case 'ssh': {
+      if (fields.source !== undefined) throw new MountError('ssh does not support source');
+      const mode = fields.mode === undefined ? 0o600 : Number.parseInt(fields.mode, 8);
+      if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777)
+        throw new MountError(`invalid value for mode: ${fields.mode}`);
+      return {
+        type: 'ssh',
+        id: fields.id || DEFAULT_SSH_ID,
+        ...(target ? { target } : {}),
+        required: fields.required === undefined ? false : parseBool('required', fields.required),
+        mode,
+        uid: fields.uid === undefined ? 0 : parseId('uid', fields.uid),
+        gid: fields.gid === undefined ? 0 : parseId('gid', fields.gid),
+      };
+    }
     default: {
       const near = closest(type, MOUNT_TYPES);
       throw new MountError(`unsupported mount type "${type}"${near ? ` (did you mean ${near}?)` : ''}`);
@@ -208,13 +227,14 @@ export function parseMount(spec: string, expand: (s: string) => string, workdir:
   }
 }
 
-/** The mount types of `RUN --mount` (BuildKit's list; ssh is refused here). */
+/** The mount types of `RUN --mount` (BuildKit's list). */
 const MOUNT_TYPES = ['bind', 'cache', 'tmpfs', 'secret', 'ssh'];
 
 /** mountTarget is where a mount appears in the container, and whether it is a directory (for mount points). */
 export function mountStub(m: RunMount, sourceIsDir: boolean): { path: string; dir: boolean } | undefined {
   switch (m.type) {
     case 'secret':
+    case 'ssh':
       return m.target ? { path: m.target, dir: false } : undefined;
     case 'bind':
       return { path: m.target, dir: sourceIsDir };
@@ -311,7 +331,7 @@ export async function prepareMounts(
   o: StepEnv,
   mounts: RunMount[],
   secrets: ReadonlyMap<string, Uint8Array>,
-  opts: { freshCaches?: boolean } = {},
+  opts: { freshCaches?: boolean; ssh?: SshForwarder; hasEnv?: (key: string) => boolean } = {},
 ): Promise<PreparedMounts> {
   const dir = await mkdtemp(join(o.tmpDir, 'run-'));
   const views: View[] = [];
@@ -321,6 +341,7 @@ export async function prepareMounts(
   const env: string[] = [];
   const tmpfs: TmpfsMount[] = [];
   const makers: Array<() => Promise<Mount | undefined>> = [];
+  let sshMounts = 0;
   const release = async (): Promise<void> => {
     for (const r of releases.reverse()) await r();
     for (const v of views) await v.release();
@@ -407,6 +428,30 @@ export async function prepareMounts(
             stubs.push({ path: m.target, dir: false });
             makers.push(() => writeSecretFile(o.host, dir, m, value));
           }
+          break;
+        }
+        case 'ssh': {
+          const target = m.target ?? `/run/buildkit/ssh_agent.${sshMounts}`;
+          if (sshMounts++ === 0 && !opts.hasEnv?.('SSH_AUTH_SOCK')) env.push(`SSH_AUTH_SOCK=${target}`);
+          const { id, uid, gid, mode, required } = m;
+          keys.push({ type: 'ssh', id, target, mode, uid, gid, required });
+          const ssh = opts.ssh;
+          if (!ssh?.has(id)) {
+            if (required)
+              makers.push(() => {
+                throw new InvalidInputError(
+                  ssh ? `unset ssh forward key ${id}` : `no SSH key ${JSON.stringify(id)} forwarded from the client`,
+                  `pass --ssh ${id === DEFAULT_SSH_ID ? 'default' : `${id}=SOCKET_OR_KEY`}`,
+                );
+              });
+            break;
+          }
+          stubs.push({ path: target, dir: false });
+          makers.push(async () => {
+            const l = await ssh.listen(id, { uid, gid, mode, host: o.host });
+            releases.push(l.close);
+            return { source: l.path, destination: target, readonly: false };
+          });
           break;
         }
       }

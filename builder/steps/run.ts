@@ -8,10 +8,11 @@
 // host's resolv.conf without loopback nameservers, a hosts file naming the sandbox), so they never reach a layer.
 // Network `default` is a network namespace of its own with outbound access through a user-mode stack
 // (sys/usernet.ts); `none` one with only lo; `host` the host's, only when allowed (root, or --allow network.host).
-// The process runs through the build's Host.
+// The process runs through the build's Host. `--security=insecure` (with --allow security.insecure): BuildKit's
+// insecure spec instead of the sandbox (steps/run-security.ts).
 //
-// runStep is the RUN step as execute.ts schedules it: the cache key (argv, env, cwd, user, network, mounts,
-// heredoc files), BuildKit's created_by, and the work: a step root with the mount points the runtime needs, the
+// runStep is the RUN step as execute.ts schedules it: the cache key (argv, env, cwd, user, network, security,
+// mounts, heredoc files), BuildKit's created_by, and the work: a step root with the mount points the runtime needs, the
 // RUN mounts (builder/steps/run-mounts.ts), the process, and the layer; a non-zero exit is a RunFailedError.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -42,6 +43,8 @@ import { PROXY_ARGS } from '../plan.js';
 import { DEFAULT_SHELL } from './metadata.js';
 import { resolveHostGateway } from './host-gateway.js';
 import { parseMount, prepareMounts } from './run-mounts.js';
+import { insecureSpec, securityMode, type SecurityMode } from './run-security.js';
+import type { SshForwarder } from '../ssh-forward.js';
 import { commitOptions, type FsStep, type StageState, type StepEnv } from './step.js';
 
 export const SANDBOX_HOSTNAME = 'buildkitsandbox';
@@ -72,6 +75,8 @@ export interface RunProcessOptions {
   hostsFile?: string;
   /** cgroup limits, ulimits (builder/steps/run.ts RunSandbox); default none */
   sandbox?: RunSandbox;
+  /** `RUN --security=insecure`: BuildKit's insecure spec (steps/run-security.ts) */
+  insecure?: boolean;
 }
 
 /**
@@ -90,20 +95,13 @@ export interface RunSandbox {
   shmSize?: number;
   /** --no-cache: cache mounts start empty (a directory of this build's) */
   freshCacheMounts?: boolean;
+  /** the security.insecure entitlement (--allow security.insecure) */
+  allowInsecure?: boolean;
+  /** the build's --ssh agents (builder/ssh-forward.ts) */
+  ssh?: SshForwarder;
 }
 
-/** ENTITLEMENTS are the --allow names tsbuild implements. */
-export const ENTITLEMENTS: readonly string[] = ['network.host'];
-
-/** checkEntitlements refuses --allow names that are not implemented (security.insecure and others). */
-export function checkEntitlements(allow: readonly string[]): void {
-  for (const a of allow)
-    if (!ENTITLEMENTS.includes(a))
-      throw new InvalidInputError(
-        `--allow ${a}: ${a === 'security.insecure' ? 'not supported: tsbuild runs every step sandboxed' : 'unknown entitlement'}`,
-        'the entitlement tsbuild implements is network.host',
-      );
-}
+export { checkEntitlements, ENTITLEMENTS } from './run-security.js';
 
 export interface RunProcessResult {
   exitCode: number;
@@ -199,6 +197,8 @@ function readText(p: string): string | undefined {
 export function runSpecFor(
   opts: Omit<RunProcessOptions, 'onOutput' | 'signal' | 'tmpDir' | 'files' | 'host'> & {
     extraFiles: Record<string, string>;
+    /** BuildKit adds no devices to an insecure step in a user namespace */
+    inUserns?: boolean;
   },
 ): RunSpec {
   const resolved = resolveUser(opts.rootfs, opts.user);
@@ -225,7 +225,7 @@ export function runSpecFor(
     limits: { ...opts.sandbox?.limits },
     noNewPrivileges: true,
     capabilities,
-    // BuildKit runs RUN under docker's default seccomp profile; `--security=insecure` is refused in runStep.
+    // BuildKit runs RUN under docker's default seccomp profile (`--security=insecure`: none, below)
     seccomp: seccompFor('default', capabilities) ?? 'unconfined',
     extraFiles: opts.extraFiles,
   };
@@ -233,7 +233,7 @@ export function runSpecFor(
   if (opts.sandbox?.rlimits.length) spec.rlimits = [...opts.sandbox.rlimits];
   if (opts.sandbox?.shmSize !== undefined) spec.shmSize = opts.sandbox.shmSize;
   if (opts.tmpfs?.length) spec.tmpfs = [...opts.tmpfs];
-  return spec;
+  return opts.insecure ? insecureSpec(spec, { devices: !opts.inUserns }) : spec;
 }
 
 function homeOf(rootfs: string, uid: number): string {
@@ -258,7 +258,7 @@ export async function runProcess(opts: RunProcessOptions): Promise<RunProcessRes
     await writeFile(file, f.content, { mode: f.mode });
     mounts.push({ source: file, destination: f.path, readonly: true });
   }
-  const spec = runSpecFor({ ...opts, mounts, extraFiles });
+  const spec = runSpecFor({ ...opts, mounts, extraFiles, inUserns: opts.host?.caps().userns ?? false });
   const sink = (stream: 'stdout' | 'stderr'): Writable =>
     new Writable({
       write(chunk: Buffer, _enc, cb) {
@@ -328,9 +328,16 @@ const STUBS: readonly Stub[] = [
 
 /** runStep makes the RUN step; the instruction is checked here (before the step is shown). */
 export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o: RunOptions): FsStep {
-  if (ins.security !== undefined && ins.security !== 'sandbox') {
-    throw new InvalidInputError(`--security=${ins.security} is not allowed: tsbuild runs every step sandboxed`);
+  const at = { file: env.file, line: ins.line, endLine: ins.endLine };
+  let security: SecurityMode;
+  try {
+    security = securityMode(ins.security);
+  } catch (err) {
+    throw new DockerfileError({ ...at, reason: (err as Error).message });
   }
+  // BuildKit's entitlement check, in its words
+  if (security === 'insecure' && !o.sandbox?.allowInsecure)
+    throw new DockerfileError({ ...at, reason: 'security.insecure is not allowed (pass --allow security.insecure)' });
   const config = stage.config;
   const args =
     ins.exec.form === 'exec'
@@ -346,9 +353,7 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
   // BuildKit's entitlement check, in its words; here root is entitled too.
   if (network === 'host' && !o.sandbox?.allowNetworkHost)
     throw new DockerfileError({
-      file: env.file,
-      line: ins.line,
-      endLine: ins.endLine,
+      ...at,
       reason: 'network.host is not allowed (pass --allow network.host, or build as root)',
     });
   const hostname = o.buildArgs.get('BUILDKIT_SANDBOX_HOSTNAME') || SANDBOX_HOSTNAME;
@@ -369,7 +374,11 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
     display: `RUN ${displayRun(ins, stage.env, mounts, o.escape)}`,
     createdBy: `RUN ${runCommandString(args, stage.buildArgs, stage.env)} # buildkit`,
     cacheKey: async () => {
-      prepared = await prepareMounts(env, mounts, o.secrets, { freshCaches: o.sandbox?.freshCacheMounts ?? false });
+      prepared = await prepareMounts(env, mounts, o.secrets, {
+        freshCaches: o.sandbox?.freshCacheMounts ?? false,
+        ...(o.sandbox?.ssh ? { ssh: o.sandbox.ssh } : {}),
+        hasEnv: (k) => stage.env.has(k),
+      });
       hosts = await buildHosts(env.tmpDir);
       if (hosts !== undefined) hosts = resolveHostGateway(hosts, network);
       if (hostname !== SANDBOX_HOSTNAME)
@@ -381,6 +390,7 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
         cwd,
         user,
         network,
+        ...(security === 'insecure' ? { security } : {}),
         ...(hostname === SANDBOX_HOSTNAME ? {} : { hostname }),
         mounts: prepared.keys,
         files: ins.files.map((f) => ({ path: f.path, mode: f.mode, sha: sha(f.content) })),
@@ -410,6 +420,7 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
           signal: env.signal,
           host: env.host,
           ...(o.sandbox ? { sandbox: o.sandbox } : {}),
+          ...(security === 'insecure' ? { insecure: true } : {}),
           onOutput: (stream, chunk) => {
             if (outputSize < 4 << 20) {
               output.push(chunk);

@@ -5,6 +5,8 @@ import { isIP } from 'node:net';
 import { build } from '../../builder/build.js';
 import { parseCacheSpec } from '../../layers/cache/spec.js';
 import { splitCsv } from '../../builder/plan.js';
+import { splitBuildContexts } from '../../builder/named-contexts.js';
+import { parseSshFlag } from '../../builder/ssh-forward.js';
 import type { ExtraHost } from '../../builder/steps/run.js';
 import type { StorageDriver } from '../../unionfs/rootfs.js';
 import { InvalidInputError, wrap } from '../../sys/errors.js';
@@ -25,11 +27,13 @@ export interface BuildFlags extends GlobalFlags {
   tag?: unknown;
   'build-arg'?: unknown;
   target?: string;
+  'build-context'?: unknown;
   cache?: boolean;
   pull?: boolean;
   secret?: unknown;
   network?: string;
   allow?: unknown;
+  ssh?: unknown;
   'shm-size'?: string | number;
   platform?: string;
   compression?: string;
@@ -58,6 +62,8 @@ export default async function buildCmd(context: string | undefined, flags: Build
   const store = await openStore(flags);
   const buildArgs = parseBuildArgs(list(flags['build-arg']), process.env);
   const secrets = await parseSecrets(list(flags.secret), process.env);
+  const buildContexts = splitBuildContexts(list(flags['build-context']));
+  const ssh = list(flags.ssh).map((v) => parseSshFlag(v, process.env));
   const network = String(flags.network ?? 'default');
   if (network !== 'default' && network !== 'none' && network !== 'host') {
     throw new InvalidInputError(`--network must be default, none or host (got ${JSON.stringify(network)})`);
@@ -104,11 +110,13 @@ export default async function buildCmd(context: string | undefined, flags: Build
       tags: list(flags.tag),
       buildArgs,
       ...(flags.target ? { target: String(flags.target) } : {}),
+      ...(Object.keys(buildContexts).length ? { buildContexts } : {}),
       noCache: flags.cache === false,
       pull: flags.pull === true,
       secrets,
       network,
       allow: list(flags.allow),
+      ...(ssh.length ? { ssh } : {}),
       ...(flags['shm-size'] === undefined ? {} : { shmSize: parseBytes(String(flags['shm-size'])) }),
       ...(Object.keys(limits).length ? { limits } : {}),
       ...(ulimits.length ? { ulimits } : {}),

@@ -89,9 +89,10 @@ export const ALPINE_INITFS_FEATURES = 'base ext4 virtio scsi';
 /**
  * installPlan chooses the packages for a distribution and what the image already has: Debian
  * linux-image-cloud-amd64 (linux-image-amd64 when the archive has no cloud flavor), Ubuntu linux-image-virtual,
- * plus initramfs-tools; systemd-sysv and udev when there is no init; ifupdown + isc-dhcp-client for DHCP when
- * there is no ifup. Alpine: linux-virt, mkinitfs with the features base ext4 virtio scsi, openrc and busybox's
- * OpenRC scripts, ifupdown-ng.
+ * plus initramfs-tools; systemd-sysv and udev when there is no init; for DHCP nothing more on a systemd image
+ * (systemd-networkd comes with systemd; system-files.ts configures it), ifupdown + isc-dhcp-client on another init
+ * without ifup. Alpine: linux-virt, mkinitfs with the features base ext4 virtio scsi, openrc and busybox's OpenRC
+ * scripts, ifupdown-ng.
  */
 export function installPlan(distro: Distro, rootfs: string, opts: { network: 'dhcp' | 'none' }): InstallPlan {
   const has = (p: string): boolean => existsSync(secureJoin(rootfs, p));
@@ -126,7 +127,10 @@ export function installPlan(distro: Distro, rootfs: string, opts: { network: 'dh
   if (!hasInit) packages.push('systemd-sysv');
   if (!has('/lib/systemd/systemd-udevd') && !has('/usr/lib/systemd/systemd-udevd') && !has('/sbin/udevd'))
     packages.push('udev');
-  if (opts.network === 'dhcp' && !has('/sbin/ifup') && !has('/usr/sbin/ifup'))
+  // DHCP: a systemd image gets systemd-networkd (in the systemd package: nothing to install; system-files.ts
+  // configures it), anything else ifupdown + isc-dhcp-client; an image that has ifup keeps it
+  const systemd = !hasInit || has('/lib/systemd/systemd') || has('/usr/lib/systemd/systemd');
+  if (opts.network === 'dhcp' && !systemd && !has('/sbin/ifup') && !has('/usr/sbin/ifup'))
     packages.push('ifupdown', 'isc-dhcp-client');
   const fallback = distro.id === 'ubuntu' ? undefined : 'linux-image-amd64';
   const apt = ['apt-get', '-o', 'Acquire::Retries=3', '-o', 'Dpkg::Options::=--force-confold'];

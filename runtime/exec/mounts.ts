@@ -88,7 +88,8 @@ export function rootfsOps(
   const ops: Op[] = [
     mountOp('', '/', '', MS.REC | MS.PRIVATE),
     mountOp(root, root, '', MS.BIND | MS.REC),
-    { op: 'mountattr', path: root, set: MOUNT_ATTR.NODEV },
+    // privileged (RUN --security=insecure): device nodes made in the rootfs work, as in BuildKit's insecure mode
+    ...(spec.privileged ? [] : [{ op: 'mountattr', path: root, set: MOUNT_ATTR.NODEV } as const]),
   ];
 
   const proc = secureJoin(root, '/proc');
@@ -158,7 +159,10 @@ export function rootfsOps(
       path: sys,
       set: MOUNT_ATTR.RDONLY | MOUNT_ATTR.NOSUID | MOUNT_ATTR.NOEXEC | MOUNT_ATTR.NODEV,
     });
-  } else ops.push(mountOp('sysfs', sys, 'sysfs', MS.NOSUID | MS.NOEXEC | MS.NODEV | MS.RDONLY));
+  } else {
+    const ro = spec.privileged ? 0 : MS.RDONLY; // privileged: a writable /sys, as docker --privileged gives
+    ops.push(mountOp('sysfs', sys, 'sysfs', MS.NOSUID | MS.NOEXEC | MS.NODEV | ro));
+  }
 
   const binds: BindMount[] = [
     ...spec.mounts,
@@ -196,8 +200,11 @@ export function rootfsOps(
   }
 
   ops.push({ op: 'pivot', root });
-  for (const p of MASKED_PATHS) ops.push({ op: 'mask', path: p });
-  for (const p of READONLY_PATHS) ops.push({ op: 'ro', path: p });
+  if (!spec.privileged) {
+    // privileged: no masked or read-only paths (/proc/sys writable), as docker --privileged and BuildKit's insecure
+    for (const p of MASKED_PATHS) ops.push({ op: 'mask', path: p });
+    for (const p of READONLY_PATHS) ops.push({ op: 'ro', path: p });
+  }
   if (spec.readonlyRootfs) ops.push(mountOp('', '/', '', MS.BIND | MS.REMOUNT | MS.RDONLY | MS.NODEV));
   return ops;
 }

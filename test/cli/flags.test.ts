@@ -82,14 +82,8 @@ test(
   '--push is not supported: build with -t NAME, then `tsbuild push NAME`',
   see('build'),
 );
-test(
-  refused,
-  ['build', '--build-context', 'a=b', '.'],
-  '--build-context is not supported yet (issue 12)',
-  see('build'),
-);
+test(refused, ['build', '--build-context', 'a', '.'], 'invalid context value: a, expected key=value', /^$/);
 test(refused, ['build', '--shm-size', 'lots', '.'], 'invalid size "lots"', /^hint: use a number with an optional unit/);
-test(refused, ['--ssh', 'default', '.'], '--ssh is not supported yet: use --secret', see('build'));
 // build flag values
 test(refused, ['build', '--add-host', 'nohost', '.'], 'invalid --add-host "nohost": give NAME:IP', /^$/);
 test(

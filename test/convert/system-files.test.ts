@@ -1,9 +1,19 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, lstatSync, statSync } from 'node:fs';
 import { mkdir, readFile, readlink, symlink, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Distro } from '../../convert/distro.js';
+import {
+  NETWORKD_ETH0,
+  RESOLV_PATH,
+  RESOLV_SCRIPT,
+  RESOLV_SCRIPT_TEXT,
+  RESOLV_SERVICE,
+  RESOLVED_STUB,
+  WAIT_ONLINE_DROPIN,
+} from '../../convert/networkd.js';
+import { ETC_UPDATED, sysusersPending } from '../../convert/sysusers.js';
 import {
   checkHostname,
   hashPassword,
@@ -70,28 +80,140 @@ test('a Debian tree gets fstab by UUID, hostname, hosts, DHCP on eth0 and a seri
   t.false(existsSync(join(root, 'usr/sbin/policy-rc.d')));
 });
 
-test('without ifupdown, eth0 is configured for systemd-networkd and the daemon is enabled', async (t) => {
+/** networkdTree: debianTree without ifupdown, with systemd-networkd and its wait-online (as Debian 12's systemd). */
+async function networkdTree(t: { teardown(f: () => unknown): void }): Promise<string> {
   const root = await debianTree(t);
   await removeDir(join(root, 'sbin/ifup'));
   await mkdir(join(root, 'lib/systemd/system'), { recursive: true });
-  await writeFile(join(root, 'lib/systemd/systemd-networkd'), '');
-  await writeFile(join(root, 'lib/systemd/system/systemd-networkd.service'), '');
-  await writeSystemFiles({
-    rootfs: root,
-    distro: debian,
-    init: 'systemd',
-    rootUuid: UUID,
-    hostname: 'h',
-    network: 'dhcp',
-  });
-  t.regex(
-    await readFile(join(root, 'etc/systemd/network/20-tsbuild-eth0.network'), 'utf8'),
-    /Name=eth0[\s\S]*DHCP=yes/,
-  );
+  for (const f of ['systemd-networkd', 'systemd-networkd-wait-online'])
+    await writeFile(join(root, 'lib/systemd', f), '', { mode: 0o755 });
+  for (const u of ['systemd-networkd.service', 'systemd-networkd.socket', 'systemd-networkd-wait-online.service'])
+    await writeFile(join(root, 'lib/systemd/system', u), '[Unit]\n');
+  return root;
+}
+
+const dhcpOn = (root: string): Promise<string[]> =>
+  writeSystemFiles({ rootfs: root, distro: debian, init: 'systemd', rootUuid: UUID, hostname: 'h', network: 'dhcp' });
+
+test('without ifupdown, eth0 is configured for systemd-networkd and the daemon is enabled', async (t) => {
+  const root = await networkdTree(t);
+  await dhcpOn(root);
+  t.regex(await readFile(join(root, NETWORKD_ETH0), 'utf8'), /Name=eth0[\s\S]*DHCP=yes/);
   t.is(
     await readlink(join(root, 'etc/systemd/system/multi-user.target.wants/systemd-networkd.service')),
     '/lib/systemd/system/systemd-networkd.service',
   );
+  t.is(
+    await readlink(join(root, 'etc/systemd/system/sockets.target.wants/systemd-networkd.socket')),
+    '/lib/systemd/system/systemd-networkd.socket',
+  );
+  t.false(existsSync(join(root, 'etc/network/interfaces')), 'no ifupdown configuration');
+});
+
+test('with systemd-networkd, network-online.target waits for eth0 alone (wait-online enabled, --interface=eth0)', async (t) => {
+  const root = await networkdTree(t);
+  await dhcpOn(root);
+  t.is(
+    await readlink(join(root, 'etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service')),
+    '/lib/systemd/system/systemd-networkd-wait-online.service',
+  );
+  const dropin = await readFile(join(root, WAIT_ONLINE_DROPIN), 'utf8');
+  t.regex(dropin, /^ExecStart=$/m, 'the packaged command is reset');
+  t.regex(dropin, /^ExecStart=\/lib\/systemd\/systemd-networkd-wait-online --interface=eth0 --timeout=60$/m);
+});
+
+test("with systemd-networkd and no systemd-resolved, resolv.conf is written at boot from networkd's links", async (t) => {
+  const root = await networkdTree(t);
+  await dhcpOn(root);
+  const script = join(root, RESOLV_SCRIPT);
+  t.is(statSync(script).mode & 0o777, 0o755);
+  const unit = await readFile(join(root, 'etc/systemd/system', RESOLV_SERVICE), 'utf8');
+  t.regex(unit, /^After=systemd-networkd-wait-online\.service$/m);
+  t.regex(unit, /^Before=network-online\.target$/m, 'DNS is set before the app (After=network-online.target) starts');
+  t.is(
+    await readlink(join(root, 'etc/systemd/system/network-online.target.wants', RESOLV_SERVICE)),
+    `/etc/systemd/system/${RESOLV_SERVICE}`,
+  );
+  t.regex(
+    await readFile(join(root, 'etc/systemd/system', RESOLV_PATH), 'utf8'),
+    /^PathChanged=\/run\/systemd\/netif\/links$/m,
+  );
+  t.is(
+    await readlink(join(root, 'etc/systemd/system/paths.target.wants', RESOLV_PATH)),
+    `/etc/systemd/system/${RESOLV_PATH}`,
+  );
+  t.false(lstatSync(join(root, 'etc/resolv.conf')).isSymbolicLink(), 'a file until the first lease');
+});
+
+test("the resolv.conf writer turns networkd's DNS= and DOMAINS= into nameserver and search lines", async (t) => {
+  const dir = await makeTempDir();
+  t.teardown(() => removeDir(dir));
+  await mkdir(join(dir, 'links'));
+  await mkdir(join(dir, 'etc'));
+  await writeFile(join(dir, 'etc/resolv.conf'), 'nameserver 1.1.1.1\n');
+  const script = join(dir, 'resolv');
+  // the script with its two paths moved into the temp dir
+  await writeFile(
+    script,
+    RESOLV_SCRIPT_TEXT.replaceAll('/run/systemd/netif/links', `${dir}/links`).replaceAll('/etc/', `${dir}/etc/`),
+  );
+  execFileSync('sh', [script]);
+  t.is(await readFile(join(dir, 'etc/resolv.conf'), 'utf8'), 'nameserver 1.1.1.1\n', 'no server yet: left alone');
+  await writeFile(join(dir, 'links/1'), 'ADMIN_STATE=unmanaged\nOPER_STATE=carrier\nDNS=\nDOMAINS=\n');
+  await writeFile(
+    join(dir, 'links/2'),
+    'ADMIN_STATE=configured\nDNS=10.0.2.3 9.9.9.9#dns.quad9.net [fe80::1%2]:53\nNTP=\nDOMAINS=example.com lan\n',
+  );
+  execFileSync('sh', [script]);
+  const lines = (await readFile(join(dir, 'etc/resolv.conf'), 'utf8')).split('\n').filter((l) => !l.startsWith('#'));
+  t.deepEqual(lines, [
+    'search example.com lan',
+    'nameserver 10.0.2.3',
+    'nameserver 9.9.9.9',
+    'nameserver fe80::1%2',
+    '',
+  ]);
+  await writeFile(join(dir, 'links/2'), 'ADMIN_STATE=configured\nDNS=10.0.2.3\nDOMAINS=\n');
+  execFileSync('sh', [script]);
+  const single = await readFile(join(dir, 'etc/resolv.conf'), 'utf8');
+  t.regex(single, /^nameserver 10\.0\.2\.3$/m);
+  t.notRegex(single, /^search/m, 'no empty search line');
+});
+
+test('with systemd-networkd and systemd-resolved, resolved gets the DNS servers and resolv.conf points at its stub', async (t) => {
+  const root = await networkdTree(t);
+  await writeFile(join(root, 'lib/systemd/system/systemd-resolved.service'), '[Unit]\n');
+  await dhcpOn(root);
+  t.is(await readlink(join(root, 'etc/resolv.conf')), RESOLVED_STUB);
+  t.is(
+    await readlink(join(root, 'etc/systemd/system/multi-user.target.wants/systemd-resolved.service')),
+    '/lib/systemd/system/systemd-resolved.service',
+  );
+  t.false(existsSync(join(root, RESOLV_SCRIPT)), 'no resolv.conf writer of our own');
+  await dhcpOn(root); // a second run (idempotent) keeps the stub and resolved
+  t.is(await readlink(join(root, 'etc/resolv.conf')), RESOLVED_STUB);
+  t.is(
+    await readlink(join(root, 'etc/systemd/system/multi-user.target.wants/systemd-resolved.service')),
+    '/lib/systemd/system/systemd-resolved.service',
+  );
+});
+
+test("with systemd-networkd, a resolv.conf that is the image's own symlink is kept, with no writer", async (t) => {
+  const root = await networkdTree(t);
+  await removeDir(join(root, 'etc/resolv.conf'));
+  await symlink('/run/resolvconf/resolv.conf', join(root, 'etc/resolv.conf'));
+  await dhcpOn(root);
+  t.is(await readlink(join(root, 'etc/resolv.conf')), '/run/resolvconf/resolv.conf');
+  t.false(existsSync(join(root, RESOLV_SCRIPT)));
+});
+
+test('an image with ifupdown keeps it: no systemd-networkd configuration', async (t) => {
+  const root = await networkdTree(t);
+  await writeFile(join(root, 'sbin/ifup'), '', { mode: 0o755 });
+  await dhcpOn(root);
+  t.regex(await readFile(join(root, 'etc/network/interfaces'), 'utf8'), /^iface eth0 inet dhcp$/m);
+  t.false(existsSync(join(root, NETWORKD_ETH0)));
+  t.false(existsSync(join(root, 'etc/systemd/system/network-online.target.wants')));
 });
 
 test('--network none leaves eth0 unconfigured', async (t) => {
@@ -333,4 +455,44 @@ test("ifupdown's systemd-resolved hook is removed when the image has no systemd-
   await writeFile(join(resolved, 'lib/systemd/system/systemd-resolved.service'), '[Unit]\n');
   await writeSystemFiles({ ...opts, rootfs: resolved });
   t.true(existsSync(join(resolved, IFUP_RESOLVED_HOOK)));
+});
+
+/** sysusersTree: a systemd tree whose sysusers.d names users, groups and a membership. */
+async function sysusersTree(t: { teardown(f: () => unknown): void }): Promise<string> {
+  const root = await networkdTree(t);
+  await mkdir(join(root, 'usr/lib/sysusers.d'), { recursive: true });
+  await writeFile(
+    join(root, 'usr/lib/sysusers.d/basic.conf'),
+    '# comment\nu root 0:0 "Super User" /root\ng adm 4 -\nr - 100-999\n',
+  );
+  await writeFile(
+    join(root, 'usr/lib/sysusers.d/systemd-network.conf'),
+    'u systemd-network - "systemd Network Management"\n',
+  );
+  await writeFile(join(root, 'usr/lib/sysusers.d/extra.conf'), 'm systemd-network adm\n');
+  await writeFile(
+    join(root, 'etc/passwd'),
+    'root:x:0:0:root:/root:/bin/bash\nsystemd-network:x:998:998:systemd Network Management:/:/usr/sbin/nologin\n',
+  );
+  await writeFile(join(root, 'etc/group'), 'root:x:0:\nadm:x:4:systemd-network\nsystemd-network:x:998:\n');
+  return root;
+}
+
+test('when sysusers.d has nothing left to create, /etc/.updated (newer than /usr) skips systemd-sysusers at boot', async (t) => {
+  const root = await sysusersTree(t);
+  t.deepEqual(sysusersPending(root), []);
+  await dhcpOn(root);
+  const usr = statSync(join(root, 'usr'), { bigint: true });
+  const updated = statSync(join(root, ETC_UPDATED), { bigint: true });
+  t.is(updated.mtimeNs, (usr.mtimeNs / 1_000_000_000n + 1n) * 1_000_000_000n, "a whole second after /usr's mtime");
+});
+
+test('a user, group or membership that sysusers.d names and the image lacks keeps systemd-sysusers at boot', async (t) => {
+  const root = await sysusersTree(t);
+  await writeFile(join(root, 'usr/lib/sysusers.d/more.conf'), 'u messagebus - "System Message Bus"\nm root adm\n');
+  t.deepEqual(sysusersPending(root), ['user messagebus', 'group messagebus', 'member root adm']);
+  await dhcpOn(root);
+  t.false(existsSync(join(root, ETC_UPDATED)));
+  await writeFile(join(root, 'usr/lib/sysusers.d/more.conf'), 'u %H-user -\n');
+  t.deepEqual(sysusersPending(root), ['unknown u %H-user -'], 'specifiers are not expanded: never "nothing to do"');
 });

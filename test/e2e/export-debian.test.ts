@@ -7,7 +7,9 @@
 // the Debian archive) once per machine and then comes from the store's kernel-layer cache.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
+import { lookup } from 'node:dns/promises';
 import { existsSync } from 'node:fs';
+import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isRoot, makeTempDir, removeDir, rootTest, tsbuild } from '../helpers/index.js';
 import {
@@ -21,6 +23,12 @@ import {
 } from '../convert/export-fixtures.js';
 
 const BOOT_TIMEOUT = '420';
+/** Whether this host resolves the name the guest looks up (QEMU's DNS at 10.0.2.3 forwards to the host's resolver). */
+const hostResolves = await lookup('deb.debian.org').then(
+  () => true,
+  () => false,
+);
+
 let store: string;
 test.before(async () => {
   if (isRoot) store = await exportStore();
@@ -117,3 +125,46 @@ rootTest('a new app layer on the same base reuses the cached kernel layer', asyn
   t.regex(execFileSync('tar', ['-xOf', out, 'usr/local/bin/app']).toString(), /SECOND-VERSION/);
   t.true(existsSync(out));
 });
+
+/**
+ * NETCHECK: an app that reports the network as the app sees it once network-online.target is reached (its unit is
+ * ordered after it): eth0's addresses, the resolv.conf servers, a DNS lookup, and whether ifupdown is there at all.
+ */
+const NETCHECK = `#!/bin/sh
+addr=$(hostname -I 2>/dev/null | tr -s ' ' ',')
+ns=$(sed -n 's/^nameserver[[:space:]]*//p' /etc/resolv.conf | tr '\\n' ',')
+if getent ahosts deb.debian.org >/dev/null 2>&1; then lookup=ok; else lookup=failed; fi
+echo "TSBUILD-NETCHECK addr=$addr ns=$ns lookup=$lookup ifup=$(command -v ifup || echo none)"
+`;
+rootTest(
+  "the default export (systemd-networkd) has DHCP, the DHCP server's DNS before the app starts, and a serial login",
+  async (t) => {
+    const name = `app:netcheck-${process.pid}`;
+    const ctx = await makeTempDir('tsbuild-netcheck-');
+    const work = await makeTempDir('tsbuild-export-e2e-');
+    t.teardown(async () => {
+      await tsbuild(['--root', store, 'rm', name]);
+      await removeDir(ctx);
+      await removeDir(work);
+    });
+    await writeFile(join(ctx, 'netcheck'), NETCHECK);
+    await chmod(join(ctx, 'netcheck'), 0o755);
+    await writeFile(join(ctx, 'Dockerfile'), 'FROM app:0.1\nCOPY netcheck /usr/local/bin/netcheck\nCMD ["netcheck"]\n');
+    const b = await buildImage(store, { dockerfile: join(ctx, 'Dockerfile'), context: ctx, tag: name });
+    t.is(b.code, 0, buildOutput(b));
+    const out = join(work, 'net.qcow2');
+    const r = await tsbuild(['--root', store, 'export', name, '-o', out]);
+    t.is(r.code, 0, r.stderr);
+    // both the app's line and the serial getty's login prompt, in either order
+    const expect = String.raw`^(?=[\s\S]*TSBUILD-NETCHECK [^\n]*\n)(?=[\s\S]*\blogin: ?$)`;
+    const boot = await tsbuild(['boot', out, '--expect', expect, '--timeout', BOOT_TIMEOUT]);
+    t.is(boot.code, 0, `${boot.stderr}\n${boot.stdout.slice(-3000)}`);
+    const line = /TSBUILD-NETCHECK (.*)/.exec(boot.stdout)?.[1] ?? '';
+    t.log(line);
+    t.regex(line, /\baddr=(\S*,)?10\.0\.2\.15,/, "eth0 has QEMU's DHCP address");
+    t.regex(line, /\bns=10\.0\.2\.3,(\s|$)/, "resolv.conf names the DHCP server's DNS, not the export's default");
+    t.regex(line, /\bifup=none\b/, 'no ifupdown: systemd-networkd configured eth0');
+    if (hostResolves) t.regex(line, /\blookup=ok\b/, 'a name resolves through it');
+    t.regex(boot.stdout, /\blogin: ?$/m, 'a login prompt on the serial console');
+  },
+);

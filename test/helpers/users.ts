@@ -16,7 +16,7 @@ export interface TestUser {
   store: string;
   /** run argv as the user, in `cwd` (default: the home directory) */
   run(argv: string[], opts?: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string }): Promise<CliResult>;
-  /** run the tsbuild CLI as the user */
+  /** run the tsbuild CLI as the user, through the launcher bin/tsbuild (what `npm link` puts on the PATH) */
   tsbuild(args: string[], opts?: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string }): Promise<CliResult>;
   remove(): void;
 }
@@ -61,7 +61,7 @@ export function makeUser(name: string, opts: { subids?: boolean } = {}): TestUse
     subuid,
     store: join(home, '.local', 'share', 'tsbuild'),
     run,
-    tsbuild: (args, o = {}) => run([process.execPath, '--', join(repoRoot, 'bin', 'tsbuild.js'), ...args], o),
+    tsbuild: (args, o = {}) => run([join(repoRoot, 'bin', 'tsbuild'), ...args], o),
     remove: () => removeUser(name),
   };
 }

@@ -66,6 +66,12 @@ let shared = '';
 /** a directory the user may write to, where it keeps what it makes (pid files, outputs) */
 let scratch = '';
 const cli = `${process.execPath} -- ${join(repoRoot, 'bin', 'tsbuild.js')}`;
+/** The two ways in: the launcher users run (one Node process) and `node bin/tsbuild.js` (an outer Node process
+ * maps the ids and passes signals on to the inner one). */
+const ENTRIES = [
+  ['the launcher', join(repoRoot, 'bin', 'tsbuild')],
+  ['node bin/tsbuild.js', cli],
+] as const;
 
 if (enabled) {
   test.before(async () => {
@@ -318,8 +324,9 @@ serial(
 // Without root: what the fixes for the rootless cases rest on (a zombie is dead; an abort during the start is not
 // lost; the terminal's ^C is not passed on twice).
 test('a zombie counts as dead for the cleanup of stale directories (an orphaned rootless CLI may be reaped late)', async (t) => {
-  // sh starts a short child, then becomes a sleep that never waits for it: the child stays a zombie meanwhile
-  const child = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 20'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  // sh starts a short child, then becomes a sleep that never waits for it: the child, ending after that exec (so sh
+  // cannot have reaped it first), stays a zombie meanwhile
+  const child = spawn('sh', ['-c', 'sleep 1 & echo $!; exec sleep 20'], { stdio: ['ignore', 'pipe', 'ignore'] });
   t.teardown(() => child.kill('SIGKILL'));
   const zombie = await new Promise<number>((resolve) =>
     child.stdout.once('data', (b: Buffer) => resolve(Number(b.toString()))),
@@ -379,14 +386,14 @@ async function poll(check: () => boolean, ms: number): Promise<boolean> {
  * startBuild starts, as the user, a build whose RUN sleeps (the sleep's duration marks its processes) and resolves
  * once that RUN runs, with the pid of the command the user started (the outer CLI) and its end.
  */
-async function startBuild(t: import('ava').ExecutionContext, name: string) {
+async function startBuild(t: import('ava').ExecutionContext, name: string, entry: string = cli) {
   const u = user as TestUser;
   const marker = `41.${process.pid}${Date.now() % 100000}`;
   const ctx = join(scratch, `${name}-ctx`);
   await mkdir(ctx, { recursive: true });
   await writeFile(join(ctx, 'Dockerfile'), `FROM bb:1\nRUN sleep ${marker} && echo never\n`);
   const pidFile = join(scratch, `${name}.pid`);
-  const done = u.run(['sh', '-c', `echo $$ > ${pidFile}; exec ${cli} build --progress quiet --no-cache ${ctx}`]);
+  const done = u.run(['sh', '-c', `echo $$ > ${pidFile}; exec ${entry} build --progress quiet --no-cache ${ctx}`]);
   t.teardown(() => {
     for (const pid of processesWith(marker)) spawnSync('kill', ['-KILL', String(pid)]);
   });
@@ -399,58 +406,60 @@ for (const [signal, code] of [
   ['SIGINT', 130],
   ['SIGTERM', 143],
 ] as const) {
-  serial(
-    `${signal} to a rootless build during RUN ends the step, removes its directories and exits ${code} with one line${why}`,
-    async (t) => {
-      const u = user as TestUser;
-      const b = await startBuild(t, signal);
-      const live = await leftovers(u.store);
-      t.true(live.length > 0, 'the build has its directories while RUN runs');
-      // made private by their first mkdir: the other user cannot enter them while they hold the step's root
-      for (const d of live) t.is(await modeOf(join(u.store, d)), 0o700, d);
-      process.kill(b.pid, signal);
-      const end = await b.done;
-      t.is(end.code, code, output(end));
-      t.is(end.stderr.trimEnd().split('\n').length, 1, `one line on stderr: ${end.stderr}`);
-      t.regex(end.stderr, /^error: .*interrupted/);
-      t.deepEqual(await leftovers(u.store), [], 'no temp dir or container left');
-      t.true(await poll(() => processesWith(b.marker).length === 0, 10_000), 'the RUN step ended');
-    },
-  );
+  for (const [how, entry] of ENTRIES)
+    serial(
+      `${signal} to a rootless build during RUN (started through ${how}) ends the step, removes its directories and exits ${code} with one line${why}`,
+      async (t) => {
+        const u = user as TestUser;
+        const b = await startBuild(t, `${signal}-${how.length}`, entry);
+        const live = await leftovers(u.store);
+        t.true(live.length > 0, 'the build has its directories while RUN runs');
+        // made private by their first mkdir: the other user cannot enter them while they hold the step's root
+        for (const d of live) t.is(await modeOf(join(u.store, d)), 0o700, d);
+        process.kill(b.pid, signal);
+        const end = await b.done;
+        t.is(end.code, code, output(end));
+        t.is(end.stderr.trimEnd().split('\n').length, 1, `one line on stderr: ${end.stderr}`);
+        t.regex(end.stderr, /^error: .*interrupted/);
+        t.deepEqual(await leftovers(u.store), [], 'no temp dir or container left');
+        t.true(await poll(() => processesWith(b.marker).length === 0, 10_000), 'the RUN step ended');
+      },
+    );
 }
 
 const haveScript = spawnSync('sh', ['-c', 'command -v script']).status === 0;
-(haveScript ? serial : (test.serial.skip as typeof test.serial))(
-  `^C on a terminal reaches a rootless build once: it ends the step, cleans up and exits 130 with one line${why}${haveScript ? '' : ' (skipped: script(1) is not installed)'}`,
-  async (t) => {
-    const u = user as TestUser;
-    // script(1) gives the build a terminal; ^C typed there signals its whole foreground group, inner CLI included
-    const marker = `42.${process.pid}${Date.now() % 100000}`;
-    const ctx = join(scratch, 'tty-ctx');
-    await mkdir(ctx, { recursive: true });
-    await writeFile(join(ctx, 'Dockerfile'), `FROM bb:1\nRUN sleep ${marker} && echo never\n`);
-    t.teardown(() => {
-      for (const pid of processesWith(marker)) spawnSync('kill', ['-KILL', String(pid)]);
-    });
-    // (the pattern does not match its own shell's command line)
-    const typist = `n=0; until pgrep -f '${marker.replace('.', '[.]')}' >/dev/null || [ $n -gt 300 ]; do sleep 0.2; n=$((n+1)); done; sleep 0.5; printf '\\003'; sleep 2`;
-    const r = await u.run([
-      'sh',
-      '-c',
-      `(${typist}) | script -qfec "${cli} build --progress plain --no-cache ${ctx}" /dev/null`,
-    ]);
-    t.is(r.code, 130, output(r));
-    const lines = r.stdout.split(/\r?\n/);
-    t.deepEqual(
-      lines.filter((l) => /^error:/.test(l)),
-      ['error: build interrupted (SIGINT)'],
-      output(r),
-    );
-    t.notRegex(r.stdout, /^\s+at /m, 'no stack trace');
-    t.deepEqual(await leftovers(u.store), [], 'no temp dir or container left');
-    t.true(await poll(() => processesWith(marker).length === 0, 10_000), 'the RUN step ended');
-  },
-);
+for (const [how, entry] of ENTRIES)
+  (haveScript ? serial : (test.serial.skip as typeof test.serial))(
+    `^C on a terminal reaches a rootless build (started through ${how}) once: it ends the step, cleans up and exits 130 with one line${why}${haveScript ? '' : ' (skipped: script(1) is not installed)'}`,
+    async (t) => {
+      const u = user as TestUser;
+      // script(1) gives the build a terminal; ^C typed there signals its whole foreground group, inner CLI included
+      const marker = `42.${process.pid}${Date.now() % 100000}`;
+      const ctx = join(scratch, `tty-ctx-${how.length}`);
+      await mkdir(ctx, { recursive: true });
+      await writeFile(join(ctx, 'Dockerfile'), `FROM bb:1\nRUN sleep ${marker} && echo never\n`);
+      t.teardown(() => {
+        for (const pid of processesWith(marker)) spawnSync('kill', ['-KILL', String(pid)]);
+      });
+      // (the pattern does not match its own shell's command line)
+      const typist = `n=0; until pgrep -f '${marker.replace('.', '[.]')}' >/dev/null || [ $n -gt 300 ]; do sleep 0.2; n=$((n+1)); done; sleep 0.5; printf '\\003'; sleep 2`;
+      const r = await u.run([
+        'sh',
+        '-c',
+        `(${typist}) | script -qfec "${entry} build --progress plain --no-cache ${ctx}" /dev/null`,
+      ]);
+      t.is(r.code, 130, output(r));
+      const lines = r.stdout.split(/\r?\n/);
+      t.deepEqual(
+        lines.filter((l) => /^error:/.test(l)),
+        ['error: build interrupted (SIGINT)'],
+        output(r),
+      );
+      t.notRegex(r.stdout, /^\s+at /m, 'no stack trace');
+      t.deepEqual(await leftovers(u.store), [], 'no temp dir or container left');
+      t.true(await poll(() => processesWith(marker).length === 0, 10_000), 'the RUN step ended');
+    },
+  );
 
 serial(
   `after kill -9 of a rootless build during RUN (or of an export), the next build removes what it left${why}`,

@@ -9,7 +9,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { lstatSync, readFileSync, readlinkSync } from 'node:fs';
-import { chmod, mkdir, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, symlink, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { build, type BuildOptions, type BuildResult } from '../../../builder/build.js';
 import { getImage, type Image, tagImage } from '../../../layers/store/image.js';
@@ -23,7 +23,7 @@ import { busyboxStore } from '../build-harness.js';
 /** A file of the context: text, or with a mode, or a symlink, or a directory. */
 export type CtxEntry =
   | string
-  | { content: string; mode?: number }
+  | { content: string; mode?: number; uid?: number; gid?: number }
   | { link: string }
   | { dir: true; mode?: number }
   | { socket: true }
@@ -31,6 +31,14 @@ export type CtxEntry =
   | { tar: Record<string, string>; gzip?: boolean }
   /** a file of these exact bytes (a hand-made tar: fixtures/hostile-layers.ts tarSync) */
   | { bytes: Uint8Array };
+
+/**
+ * A named context (`--build-context NAME=VALUE`): the value as given (a function: computed when the case runs, e.g.
+ * a registry address), a directory of these files, or an OCI image layout of an image in the store, named in the
+ * value by its tag (`PATH:v1`, the layout's entry annotated with it), its digest (`PATH@sha256:…`) or neither.
+ */
+export type NamedCtx =
+  string | (() => string) | { dir: Record<string, CtxEntry> } | { ociLayout: string; by: 'tag' | 'digest' | 'none' };
 
 /** What a path of the result must be. A string is the file's exact content. */
 export type FileWant =
@@ -64,8 +72,16 @@ export interface BkCase {
   secrets?: Record<string, string>;
   sourceDateEpoch?: number;
   labels?: Record<string, string>;
+  /** named contexts by name (`--build-context`) */
+  contexts?: Record<string, NamedCtx>;
+  /** work before the build, once the `before` images are built (push an image to a registry the file started) */
+  setup?: (store: Store) => Promise<void>;
   /** RUN's network (default none: the cases are offline) */
   network?: 'none' | 'default' | 'host';
+  /** --allow entitlements */
+  allow?: string[];
+  /** --ssh agents (a function: sockets and keys are made when the test runs) */
+  ssh?: () => BuildOptions['ssh'];
   expect: {
     files?: Record<string, FileWant>;
     /** config fields (image.config.config); 'absent' = unset or empty */
@@ -91,6 +107,46 @@ export interface BkCase {
   before?: Array<{ tag: string; dockerfile: string; context?: Record<string, CtxEntry> }>;
   /** known to fail today: `<owner>: <what>` */
   pending?: string;
+}
+
+/** writeOciLayout writes the image `tag` of the store as an OCI image layout in `dir`; returns its manifest digest. */
+export async function writeOciLayout(store: Store, tag: string, dir: string, refName?: string): Promise<string> {
+  const image = await getImage(store, tag);
+  await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+  const blobs = [image.descriptor, image.manifest.config, ...image.manifest.layers];
+  for (const d of blobs)
+    await writeFile(join(dir, 'blobs', 'sha256', d.digest.slice(7)), await store.readBlob(d.digest, 1 << 30));
+  const entry = { mediaType: image.descriptor.mediaType, digest: image.descriptor.digest, size: image.descriptor.size };
+  const annotations = refName ? { annotations: { 'org.opencontainers.image.ref.name': refName } } : {};
+  const index = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [{ ...entry, ...annotations }],
+  };
+  await writeFile(join(dir, 'index.json'), JSON.stringify(index));
+  await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  return image.descriptor.digest;
+}
+
+/** namedContexts makes the case's named contexts (directories, layouts) and gives the values to build with. */
+async function namedContexts(t: ExecutionContext, store: Store, c: BkCase): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const [name, v] of Object.entries(c.contexts ?? {})) {
+    if (typeof v === 'string') out[name] = v;
+    else if (typeof v === 'function') out[name] = v();
+    else {
+      const dir = await makeTempDir('tsbuild-bk-named-');
+      t.teardown(() => removeDir(dir));
+      if ('dir' in v) {
+        await writeContext(dir, { ...c, dockerfileName: '', context: v.dir });
+        out[name] = dir;
+      } else {
+        const digest = await writeOciLayout(store, v.ociLayout, dir, v.by === 'tag' ? 'v1' : undefined);
+        out[name] = `oci-layout://${dir}${v.by === 'tag' ? ':v1' : v.by === 'digest' ? `@${digest}` : ''}`;
+      }
+    }
+  }
+  return out;
 }
 
 const match = (got: string, want: string | RegExp): boolean =>
@@ -124,6 +180,7 @@ async function writeContext(dir: string, c: BkCase): Promise<void> {
     } else {
       await writeFile(abs, e.content);
       await chmod(abs, e.mode ?? 0o644);
+      if (e.uid !== undefined) await chown(abs, e.uid, e.gid ?? e.uid);
     }
   }
   // fixed times: BuildKit's tests never depend on them, and cache keys stay stable between runs
@@ -192,6 +249,8 @@ export async function runCase(t: ExecutionContext, store: Store, c: BkCase, tag:
       throw new Error(`building ${b.tag} (before ${i}): ${err.message}`);
     });
   }
+  await c.setup?.(store);
+  const buildContexts = await namedContexts(t, store, c);
   const log: string[] = [];
   const warnings: string[] = [];
   const steps: string[] = [];
@@ -208,6 +267,9 @@ export async function runCase(t: ExecutionContext, store: Store, c: BkCase, tag:
       : {}),
     ...(c.sourceDateEpoch !== undefined ? { sourceDateEpoch: c.sourceDateEpoch } : {}),
     ...(c.labels ? { labels: c.labels } : {}),
+    ...(c.contexts ? { buildContexts } : {}),
+    ...(c.allow ? { allow: c.allow } : {}),
+    ...(c.ssh ? { ssh: c.ssh() } : {}),
     onEvent: (e) => {
       if (e.type === 'log') log.push(e.data);
       if (e.type === 'warning') warnings.push(e.message);

@@ -1,7 +1,7 @@
 // BuildKit's frontend/dockerfile/dockerfile_onbuild_test.go, replayed offline (see harness.ts and README.md).
 // The images BuildKit pushes to a registry between builds are built into the test's store (`before`), and its
-// alpine images are an image of our own with an /etc/alpine-release. testOnBuildNamedContext needs
-// `--build-context` (named contexts): not ported.
+// alpine images are an image of our own with an /etc/alpine-release. testOnBuildNamedContext is in
+// namedcontext.test.ts.
 import { declareCases, type BkCase } from './harness.js';
 
 const F = 'dockerfile_onbuild_test.go';

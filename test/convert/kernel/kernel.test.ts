@@ -81,16 +81,9 @@ test('findKernel finds nothing in an image without a kernel', async (t) => {
   t.is(findKernel(await tree(t, { 'etc/hostname': 'x' })), undefined);
 });
 
-test('Debian without init, udev or ifupdown gets them with the cloud kernel', async (t) => {
+test('Debian without init or udev gets systemd and udev with the cloud kernel, and no DHCP client (systemd-networkd does DHCP)', async (t) => {
   const plan = installPlan(debian, await tree(t, {}), { network: 'dhcp' });
-  t.deepEqual(plan.packages, [
-    'linux-image-cloud-amd64',
-    'initramfs-tools',
-    'systemd-sysv',
-    'udev',
-    'ifupdown',
-    'isc-dhcp-client',
-  ]);
+  t.deepEqual(plan.packages, ['linux-image-cloud-amd64', 'initramfs-tools', 'systemd-sysv', 'udev']);
   t.regex(plan.script, /apt-get .* install -y --no-install-recommends \$pkgs/);
   t.regex(plan.script, /linux-image-amd64/, 'falls back to the generic kernel when the archive has no cloud flavor');
   t.deepEqual(plan.commands.at(-1), ['rm', '-rf', '/var/lib/apt/lists/*']);
@@ -104,6 +97,22 @@ test('Debian with systemd, udev and ifupdown only gets the kernel and initramfs-
     'sbin/ifup': '',
   });
   t.deepEqual(installPlan(debian, root, { network: 'dhcp' }).packages, ['linux-image-cloud-amd64', 'initramfs-tools']);
+});
+
+test('Debian with systemd but no ifupdown gets no DHCP client: systemd-networkd ships with systemd', async (t) => {
+  const root = await tree(t, { 'sbin/init': '', 'lib/systemd/systemd': '', 'lib/systemd/systemd-udevd': '' });
+  t.deepEqual(installPlan(debian, root, { network: 'dhcp' }).packages, ['linux-image-cloud-amd64', 'initramfs-tools']);
+});
+
+test('Debian with another init (sysvinit) and no ifupdown gets ifupdown + isc-dhcp-client for DHCP', async (t) => {
+  const root = await tree(t, { 'sbin/init': '', 'lib/systemd/systemd-udevd': '' });
+  t.deepEqual(installPlan(debian, root, { network: 'dhcp' }).packages, [
+    'linux-image-cloud-amd64',
+    'initramfs-tools',
+    'ifupdown',
+    'isc-dhcp-client',
+  ]);
+  t.false(installPlan(debian, root, { network: 'none' }).packages.includes('ifupdown'));
 });
 
 test('Debian and Ubuntu initramfs hold the disk drivers of common machines (MODULES=list) and fsck for the ext4 root', async (t) => {
