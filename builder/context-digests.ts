@@ -25,8 +25,11 @@ export const RACY_MS = 2000;
 export const MAX_ENTRIES = 200_000;
 const VERSION = 1;
 
-/** [dev, ino, size, mtimeMs, ctimeMs, hex sha256] */
-type Entry = [number, number, number, number, number, string];
+/**
+ * [dev, ino, size, mtimeMs, ctimeMs, hex sha256, hashed xattrs?]: the last element, when present, is what the file's
+ * extended attributes add to a COPY's checksum (usually ''); setting or removing an xattr moves the ctime too.
+ */
+type Entry = [number, number, number, number, number, string, string?];
 
 /** FileDigests gives the sha256 of a context file's data, from the memo when the file has not changed. */
 export class FileDigests {
@@ -55,21 +58,44 @@ export class FileDigests {
 
   /** digest is the hex sha256 of the regular file `abs`, whose lstat is `st`. */
   async digest(abs: string, st: Stats): Promise<string> {
+    return (await this.lookup(abs, st))[0];
+  }
+
+  /**
+   * digestAndXattrs is digest() plus the file's part of the checksum from its extended attributes, `xattrs()`
+   * computed only when the memo does not hold it (a no-op rebuild then lists no xattrs).
+   */
+  async digestAndXattrs(abs: string, st: Stats, xattrs: () => string): Promise<[string, string]> {
+    const [hex, e] = await this.lookup(abs, st);
+    if (e?.[6] !== undefined) return [hex, e[6]];
+    const x = xattrs();
+    if (e) {
+      e[6] = x;
+      this.dirty = true;
+    }
+    return [hex, x];
+  }
+
+  /** lookup gives the file's digest and its memo entry (when it is recorded, now or before). */
+  private async lookup(abs: string, st: Stats): Promise<[string, Entry | undefined]> {
     const e = this.entries.get(abs);
     if (e && e[0] === st.dev && e[1] === st.ino && e[2] === st.size && e[3] === st.mtimeMs && e[4] === st.ctimeMs) {
       this.counts.reused++;
-      return e[5];
+      return [e[5], e];
     }
     const hex = await hashFile(abs, st.size);
     this.counts.hashed++;
     if (st.ctimeMs < this.started - RACY_MS && (e || this.entries.size < MAX_ENTRIES)) {
-      this.entries.set(abs, [st.dev, st.ino, st.size, st.mtimeMs, st.ctimeMs, hex]);
+      const entry: Entry = [st.dev, st.ino, st.size, st.mtimeMs, st.ctimeMs, hex];
+      this.entries.set(abs, entry);
       this.dirty = true;
-    } else if (e) {
+      return [hex, entry];
+    }
+    if (e) {
       this.entries.delete(abs);
       this.dirty = true;
     }
-    return hex;
+    return [hex, undefined];
   }
 
   /** save writes the memo back when it changed (temp file and rename: a reader sees the old or the new one). */
@@ -107,9 +133,10 @@ function parseMemo(text: string, root: string): Map<string, Entry> {
   for (const [path, e] of Object.entries(entries as Record<string, unknown>)) {
     if (out.size >= MAX_ENTRIES) break;
     // only files under this context, in the entry's exact shape
-    if (!path.startsWith(under) || !Array.isArray(e) || e.length !== 6) continue;
+    if (!path.startsWith(under) || !Array.isArray(e) || (e.length !== 6 && e.length !== 7)) continue;
     if (!e.slice(0, 5).every((n) => typeof n === 'number' && Number.isFinite(n))) continue;
     if (typeof e[5] !== 'string' || !/^[0-9a-f]{64}$/.test(e[5])) continue;
+    if (e.length === 7 && typeof e[6] !== 'string') continue;
     out.set(path, e as Entry);
   }
   return out;

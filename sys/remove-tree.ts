@@ -4,12 +4,18 @@
 // 1.7 GB of heap for a tree of a million files (issue 14). rm(1) walks it in constant memory and never crosses into
 // another filesystem: a mount left below the tree (an overlay, a bind of the host's files) makes the removal fail
 // with rm's message instead of emptying what is mounted there.
-import { rm } from 'node:fs/promises';
+import { rm, rmdir } from 'node:fs/promises';
 import { MissingToolsError } from './errors.js';
 import { run } from './exec.js';
 
 /** removeTree removes `dir` and everything below it (nothing when it is missing). */
 export async function removeTree(dir: string): Promise<void> {
+  // an empty or missing directory (a no-op build's work directory) needs no child process
+  const code = await rmdir(dir).then(
+    () => 'gone',
+    (err: NodeJS.ErrnoException) => err.code,
+  );
+  if (code === 'gone' || code === 'ENOENT') return;
   try {
     await run(['rm', '-rf', '--one-file-system', '--', dir]);
   } catch (err) {

@@ -401,23 +401,33 @@ export async function hashSelection(
       const owner = resetOwner ? '0:0' : `${st.uid}:${st.gid}`;
       let line = `${JSON.stringify(rel)} ${st.mode.toString(8)} ${owner}`;
       const key = `${st.dev}:${st.ino}`;
+      let x: string | undefined;
       if (st.isFile() && st.nlink > 1 && inodes.has(key)) line += ` link=${JSON.stringify(inodes.get(key))}`;
       else if (st.isFile()) {
         if (st.nlink > 1) inodes.set(key, rel);
-        line += ` ${st.size} ${digests ? await digests.digest(n.abs, st) : await hashFile(n.abs, st.size)}`;
+        let hex: string;
+        if (digests) [hex, x] = await digests.digestAndXattrs(n.abs, st, () => xattrsLine(n.abs));
+        else hex = await hashFile(n.abs, st.size);
+        line += ` ${st.size} ${hex}`;
       } else if (st.isSymbolicLink()) line += ` -> ${JSON.stringify(readlinkSync(n.abs))}`;
       else if (st.isCharacterDevice() || st.isBlockDevice()) {
         const { major, minor } = majorMinor(st.rdev);
         line += ` dev=${major},${minor}`;
       }
-      const x = safeXattrs(n.abs);
-      for (const name of Object.keys(x).filter(hashedXattr).sort()) line += ` x:${name}=${x[name]!.toString('base64')}`;
-      h.update(`${line}\n`);
+      h.update(`${line}${x ?? xattrsLine(n.abs)}\n`);
       for (const c of childrenOf(n)) await visit(c, rel === '' ? c.name : `${rel}/${c.name}`);
     };
     await visit(s.node, '');
   }
   return h.digest('hex');
+}
+
+/** xattrsLine is what a path's extended attributes add to hashSelection's line for it ('' without any). */
+function xattrsLine(abs: string): string {
+  const x = safeXattrs(abs);
+  let line = '';
+  for (const name of Object.keys(x).filter(hashedXattr).sort()) line += ` x:${name}=${x[name]!.toString('base64')}`;
+  return line;
 }
 
 export function safeXattrs(path: string): Record<string, Buffer> {

@@ -6,6 +6,7 @@ import { lstatSync, statSync } from 'node:fs';
 import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileDigests, RACY_MS } from '../../builder/context-digests.js';
+import { getXattrs, setXattr } from '../../sys/libc.js';
 import { contextDigestsDir, Store } from '../../layers/store/store.js';
 import { pruneStore } from '../../unionfs/prune.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
@@ -105,4 +106,36 @@ test('prune --all removes the context memos; a default prune keeps them', async 
   t.is((await readdir(contextDigestsDir(root))).length, 1);
   await pruneStore(store, { all: true });
   t.deepEqual(await readdir(contextDigestsDir(root)), []);
+});
+
+test("a file's xattrs come from the memo while its ctime stands, and are listed again once an xattr changes it", async (t) => {
+  const { store, ctx } = await setup(t);
+  const file = join(ctx, 'f0');
+  let listed = 0;
+  const list = (): string => {
+    listed++;
+    const v = (() => {
+      try {
+        return getXattrs(file)['user.tag']?.toString();
+      } catch {
+        return undefined;
+      }
+    })();
+    return v === undefined ? '' : ` x:user.tag=${v}`;
+  };
+  const first = await FileDigests.open(store, ctx, later());
+  t.deepEqual(await first.digestAndXattrs(file, lstatSync(file), list), [sha('content 0\n'), '']);
+  await first.save();
+  const second = await FileDigests.open(store, ctx, later());
+  t.deepEqual(await second.digestAndXattrs(file, lstatSync(file), list), [sha('content 0\n'), '']);
+  t.is(listed, 1, 'the no-op lists no xattrs');
+  try {
+    setXattr(file, 'user.tag', Buffer.from('v1'));
+  } catch (err) {
+    t.log(`user xattrs not supported here: ${(err as Error).message}`);
+    return;
+  }
+  const third = await FileDigests.open(store, ctx, later());
+  t.deepEqual(await third.digestAndXattrs(file, lstatSync(file), list), [sha('content 0\n'), ' x:user.tag=v1']);
+  t.is(listed, 2, 'the xattr moved the ctime: listed again');
 });

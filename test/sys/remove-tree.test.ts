@@ -20,6 +20,9 @@ test('removeTree removes a tree with files, links and read-only directories, and
   t.false(existsSync(tree));
   t.true(existsSync('/etc/passwd'), 'a symlink is removed, never followed');
   await removeTree(join(dir, 'missing'));
+  await mkdir(join(dir, 'empty'));
+  await removeTree(join(dir, 'empty'));
+  t.false(existsSync(join(dir, 'empty')));
 });
 
 rootTest('removeTree refuses to empty a filesystem mounted below the tree, and says which', async (t) => {
