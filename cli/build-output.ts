@@ -16,6 +16,7 @@ import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { splitCsv } from '../builder/plan.js';
 import { imageLayers } from '../layers/model/layer.js';
+import { MediaType } from '../layers/model/types.js';
 import { saveImages } from '../layers/sources/archive-save.js';
 import { compressImageLayers } from '../layers/store/compress-layers.js';
 import { type Image, loadImage } from '../layers/store/image.js';
@@ -114,6 +115,11 @@ export async function writeOutput(out: BuildOutput, o: WriteOutputOptions): Prom
   if (out.type === 'oci' || out.type === 'docker') {
     let image = o.image;
     const c = out.compression ?? 'gzip';
+    if (c === 'zstd' && image.descriptor.mediaType === MediaType.DockerManifest)
+      throw new InvalidInputError(
+        `--output compression=zstd: ${o.names[0] ?? 'the image'} has Docker media types, which have no zstd layers`,
+        'use compression=gzip',
+      );
     if (c !== 'uncompressed') {
       const { descriptor } = await compressImageLayers(o.store, image.descriptor, c);
       if (descriptor.digest !== image.descriptor.digest) image = await loadImage(o.store, descriptor);

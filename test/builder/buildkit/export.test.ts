@@ -257,3 +257,15 @@ test(`--output values BuildKit refuses or tsbuild cannot honour are errors [${F}
   t.deepEqual(parseOutput('out'), { type: 'local', dest: 'out' });
   t.deepEqual(parseOutput('-'), { type: 'tar', dest: '-' });
 });
+
+test('compression=zstd of an image with Docker media types is refused, never ignored (Docker has no zstd layers)', async (t) => {
+  const image = { descriptor: { mediaType: 'application/vnd.docker.distribution.manifest.v2+json' } } as never;
+  await t.throwsAsync(
+    writeOutput(parseOutput('type=docker,dest=x.tar,compression=zstd'), {
+      store: {} as never,
+      image,
+      names: ['old:1'],
+    }),
+    { message: /compression=zstd: old:1 has Docker media types/ },
+  );
+});
