@@ -27,7 +27,8 @@ const NAMESPACE = [
   'sh',
   '-c',
   'cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; echo "$TSBUILD_USERNS_INNER"; ' +
-    'ps -o comm= -p "$(ps -o ppid= -p "$PPID")"',
+    // ps pads the ppid to the column's width (" 6429" for a 4-digit pid), which -p refuses: strip it
+    'ps -o comm= -p "$(ps -o ppid= -p "$PPID" | tr -d \' \')"',
 ];
 
 rootTest('the launcher gives the namespace that node bin/tsbuild.js gives, with one Node process', async (t) => {
