@@ -4,12 +4,14 @@
 // No mount outlives the run: the overlay is mounted (private) on the host only until the container's mount
 // namespace exists, then detached from the host; the container keeps its own copy, which the kernel drops when
 // the container's last process exits. So even a `kill -9` of tsbuild leaves nothing in the host's mount table.
+// With `remove` the overlay is volatile (Linux ≥ 5.10): the kernel never syncs a writable layer that is thrown away.
 import { readFile, readlink } from 'node:fs/promises';
 import { imageLayers } from '../layers/model/layer.js';
 import type { Image } from '../layers/store/image.js';
 import type { Store } from '../layers/store/store.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { MNT_DETACH, MS } from '../sys/libc.js';
+import { volatileKnown } from '../unionfs/overlay.js';
 import { openRootfs, type StorageDriver } from '../unionfs/rootfs.js';
 import { type RunIO, type RunResult, runContainer } from './run.js';
 import { type ProcessSpecOptions, processSpec } from './spec.js';
@@ -40,6 +42,7 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
     host,
     layers: imageLayers(image),
     driver: opts.driver ?? 'auto',
+    volatile: opts.remove === true && volatileKnown(),
     ...(opts.onWarn ? { onWarn: opts.onWarn } : {}),
   });
   let keep = false;
@@ -78,7 +81,9 @@ async function detachOnceEntered(host: Host, target: string, pid: number): Promi
       host.umount(target, MNT_DETACH);
       return;
     }
-    await new Promise((r) => setTimeout(r, 1));
+    // the helper is in its namespaces a few milliseconds after it starts: look again at once for the first rounds
+    // (a round is three reads of /proc), then every millisecond
+    await new Promise((r) => (i < 100 ? setImmediate(r) : setTimeout(r, 1)));
   }
   throw new Error(`container executor ${pid} did not enter its mount namespace`);
 }

@@ -102,13 +102,18 @@ async function bundleCli() {
     ...common,
     stdin: { contents: ENTRY, resolveDir: repo, sourcefile: 'cli-entry.js', loader: 'js' },
     plugins: [lazyPackages, viaRequire],
-    define: { 'import.meta.url': '__tsbuild_meta.url', 'import.meta.resolve': '__tsbuild_meta.resolve' },
+    define: {
+      'import.meta.url': '__tsbuild_meta.url',
+      'import.meta.resolve': '__tsbuild_meta.resolve',
+      // keys the seccomp filters runtime/exec/program.ts keeps on disk: a new compiler never reads an old one's
+      __TSBUILD_SECCOMP_COMPILER: JSON.stringify(seccompCompilerHash()),
+    },
     write: false,
   });
   const [file] = r.outputFiles;
   if (!file || r.outputFiles.length !== 1) throw new Error('bundle: expected one output file');
   if (/import\.meta/.test(file.text)) throw new Error('bundle: import.meta left in the CLI bundle');
-  const body = `(async function (require, __tsbuild_meta, __tsbuild_entry) {\n'use strict';\n${ascii(file.text)}\n})\n`;
+  const body = `(async function (require, __tsbuild_meta, __tsbuild_entry) {\n'use strict';\n${ascii(shareNamespaces(file.text))}\n})\n`;
   const hash = createHash('sha256').update(body).digest('hex').slice(0, 32);
   const text = `// tsbuild CLI bundle ${hash}: made by scripts/bundle.mjs, loaded by bin/tsbuild.js\n${body}`;
   const path = join(out, 'cli.js');
@@ -131,6 +136,39 @@ async function bundleNsexec() {
     outfile: `${path}.${process.pid}.tmp`,
   });
   renameSync(`${path}.${process.pid}.tmp`, path);
+}
+
+/** seccompCompilerHash is a hash of the compiled seccomp compiler (dist/sys/seccomp/: the code and its tables). */
+function seccompCompilerHash() {
+  const dir = join(repo, 'dist', 'sys', 'seccomp');
+  const h = createHash('sha256');
+  for (const name of readdirSync(dir).sort())
+    if (name.endsWith('.js')) h.update(name).update(readFileSync(join(dir, name)));
+  return h.digest('hex').slice(0, 32);
+}
+
+/**
+ * shareNamespaces makes esbuild's __toESM give every importer of a CommonJS module (Node's own modules come in as
+ * such, through viaRequire) the same namespace object. esbuild makes one per importing module, each a fresh object
+ * with a getter per export copied in: node:fs alone is imported by about 60 modules and has about 100 exports, so the
+ * copies cost milliseconds at start. The namespace is only read (its getters read the module), so one is enough.
+ */
+function shareNamespaces(text) {
+  const start = text.indexOf('var __toESM = (mod, isNodeMode, target2) =>');
+  const end = text.indexOf('\n));\n', start);
+  if (start < 0 || end < 0) throw new Error("bundle: esbuild's __toESM helper not found");
+  const memo = [
+    'var __toESMEach = __toESM, __namespaces = [new WeakMap(), new WeakMap()];',
+    '__toESM = (mod, isNodeMode) => {',
+    "  if (mod === null || (typeof mod !== 'object' && typeof mod !== 'function')) return __toESMEach(mod, isNodeMode);",
+    '  const seen = __namespaces[isNodeMode ? 1 : 0];',
+    '  let ns = seen.get(mod);',
+    '  if (ns === undefined) seen.set(mod, (ns = __toESMEach(mod, isNodeMode)));',
+    '  return ns;',
+    '};',
+  ].join('\n');
+  const at = end + '\n));\n'.length;
+  return `${text.slice(0, at)}${memo}\n${text.slice(at)}`;
 }
 
 /**

@@ -32,7 +32,7 @@ export interface FakeHostOptions {
   /** make mknod create an empty regular file at the path (so later code finds an entry there); default true */
   createNodes?: boolean;
   /** an error to throw from mount (e.g. EPERM, to test fallbacks); checked on every call */
-  mountError?: (target: string, fstype: string | null) => Error | undefined;
+  mountError?: (target: string, fstype: string | null, data: string | null) => Error | undefined;
   /** an error createCgroup throws (e.g. a CgroupError: no usable cgroup hierarchy) */
   cgroupError?: Error;
 }
@@ -67,7 +67,7 @@ export class FakeHost implements Host {
   }
 
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void {
-    const err = this.opts.mountError?.(target, fstype);
+    const err = this.opts.mountError?.(target, fstype, data);
     if (err) throw err;
     this.calls.push({ op: 'mount', source, target, fstype, flags, data });
     if (fstype) this.mounted.push(target);

@@ -49,7 +49,7 @@ let cached: Libc | undefined;
 function libc(): Libc {
   if (cached) return cached;
   // koffi is loaded lazily so that commands which never make a syscall start fast.
-  const koffi = require('koffi');
+  const koffi = loadKoffi();
   const lib = koffi.load('libc.so.6');
   cached = {
     koffi,
@@ -70,6 +70,26 @@ function libc(): Libc {
     unshare: lib.func('int unshare(int flags)'),
   };
   return cached;
+}
+
+/**
+ * loadKoffi loads koffi's native module for this machine directly where its package is known (glibc x86_64 and
+ * arm64; libc.so.6 below is glibc's anyway; the package is the one koffi pins as an optional dependency): koffi's
+ * entry finds the same file after reading node's ELF header to tell glibc from musl and wraps deprecated functions,
+ * 4–8 ms at a cold start, about as long as all of `tsbuild run`'s own work. Anywhere else, or when that file does not
+ * load, koffi's entry. (It returns the same module object: Node loads a .node file once per path.)
+ */
+function loadKoffi(): Libc['koffi'] & { load(path: string): { func(decl: string): Fn } } {
+  const native: Record<string, string> = { x64: 'linux-x64/linux_x64', arm64: 'linux-arm64/linux_arm64' };
+  const dir = process.platform === 'linux' ? native[process.arch] : undefined;
+  if (dir) {
+    try {
+      return require(`@koromix/koffi-${dir}/koffi.node`);
+    } catch {
+      // not installed this way: koffi's entry below
+    }
+  }
+  return require('koffi');
 }
 
 function check(ret: number, syscall: string, path?: string): number {

@@ -14,6 +14,7 @@
 // relative paths at that instant would see it, and tsbuild passes absolute paths). process.chdir does not exist
 // in worker threads: mount from the main thread.
 import { lstat, mkdir, readdir, rmdir, symlink, unlink } from 'node:fs/promises';
+import { release } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { InvalidInputError, TsbuildError } from '../sys/errors.js';
 import { defaultHost, type Host } from '../sys/host.js';
@@ -38,6 +39,11 @@ export interface OverlayPlan {
    * `user.overlay.*`); mountOverlay sets it from host.caps().userns
    */
   userxattr?: boolean;
+  /**
+   * mount with `volatile` (Linux ≥ 5.10): no sync of the upper filesystem, ever, not even when the overlay goes; for a
+   * writable layer that is discarded after the run. Older kernels refuse the option (EINVAL).
+   */
+  volatile?: boolean;
 }
 
 /** MountStep is one thing mountOverlay does, in order. Steps that create something are undone by unmount. */
@@ -114,19 +120,35 @@ export function planOverlayMount(plan: OverlayPlan): MountStep[] {
     steps.push(...encodeMount({ lowers: bottom, target: mnt, userxattr, linkDir: () => scratchPath('lower-links') }));
     top = [...lowers.slice(0, keep), mnt];
   }
-  steps.push(...encodeMount({ lowers: top, upper, work, target, userxattr, linkDir: () => scratchPath('links') }));
+  const volatile = plan.volatile === true;
+  steps.push(
+    ...encodeMount({ lowers: top, upper, work, target, userxattr, volatile, linkDir: () => scratchPath('links') }),
+  );
   return steps;
 }
 
 /** overlayData formats the mount data string; paths are escaped for overlayfs's parser (`\`, `,`, `:`). */
-export function overlayData(opts: { lowers: string[]; upper?: string; work?: string; userxattr?: boolean }): string {
+export function overlayData(opts: {
+  lowers: string[];
+  upper?: string;
+  work?: string;
+  userxattr?: boolean;
+  volatile?: boolean;
+}): string {
   const parts = [`lowerdir=${opts.lowers.map(escapePath).join(':')}`];
-  if (opts.upper !== undefined && opts.work !== undefined) {
-    parts.push(`upperdir=${escapePath(opts.upper)}`, `workdir=${escapePath(opts.work)}`);
-  }
+  const writable = opts.upper !== undefined && opts.work !== undefined;
+  if (writable)
+    parts.push(`upperdir=${escapePath(opts.upper as string)}`, `workdir=${escapePath(opts.work as string)}`);
   // A user namespace's overlay refuses to follow redirects (the kernel's "conflicting options" otherwise).
   parts.push(opts.userxattr ? OVERLAY_OPTIONS_USERXATTR : OVERLAY_OPTIONS);
+  if (writable && opts.volatile) parts.push('volatile');
   return parts.join(',');
+}
+
+/** volatileKnown tells whether a kernel (default: this one) is recent enough for `volatile` (Linux 5.10). */
+export function volatileKnown(kernel = release()): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(kernel);
+  return m !== null && (Number(m[1]) > 5 || (Number(m[1]) === 5 && Number(m[2]) >= 10));
 }
 
 function escapePath(p: string): string {
@@ -143,6 +165,7 @@ interface MountSpec {
   work?: string;
   target: string;
   userxattr?: boolean;
+  volatile?: boolean;
   linkDir: () => string;
 }
 
@@ -158,6 +181,7 @@ function encodeMount(spec: MountSpec): MountStep[] {
   const rel = (p: string): string => relative(base, p) || '.';
   const relData = overlayData({
     userxattr: spec.userxattr === true,
+    volatile: spec.volatile === true,
     lowers: spec.lowers.map(rel),
     ...(upper !== undefined && work !== undefined ? { upper: rel(upper), work: rel(work) } : {}),
   });
@@ -168,6 +192,7 @@ function encodeMount(spec: MountSpec): MountStep[] {
   // upperdir and workdir stay absolute: the link directory is the working directory of the mount call
   const linkData = overlayData({
     userxattr: spec.userxattr === true,
+    volatile: spec.volatile === true,
     lowers: names,
     ...(upper !== undefined && work !== undefined ? { upper, work } : {}),
   });
@@ -208,9 +233,21 @@ export interface MountedOverlay {
  * mountOverlay performs planOverlayMount(plan) with `host` (root, or CAP_SYS_ADMIN). It creates upperdir, workdir and target
  * when missing (and leaves them: they hold the result). On failure every step already done is undone and a
  * TsbuildError (code E_OVERLAY_MOUNT, with a hint) is thrown. unmount() unmounts and removes what the steps made;
- * a busy mount is detached lazily (MNT_DETACH) rather than left behind.
+ * a busy mount is detached lazily (MNT_DETACH) rather than left behind. A `volatile` mount refused with EINVAL is
+ * made again without the option.
  */
 export async function mountOverlay(plan: OverlayPlan, host: Host = defaultHost()): Promise<MountedOverlay> {
+  if (!plan.volatile) return mountPlan(plan, host);
+  try {
+    return await mountPlan(plan, host);
+  } catch (e) {
+    // a kernel older than 5.10 does not know the option (its steps are undone): the same overlay without it
+    if ((e as { cause?: { code?: unknown } }).cause?.code !== 'EINVAL') throw e;
+    return mountPlan({ ...plan, volatile: false }, host);
+  }
+}
+
+async function mountPlan(plan: OverlayPlan, host: Host): Promise<MountedOverlay> {
   const steps = planOverlayMount(host.caps().userns ? { ...plan, userxattr: true } : plan);
   for (const d of [plan.upperdir, plan.workdir, plan.target]) await mkdir(d, { recursive: true });
   const undo: Array<() => Promise<void>> = [];

@@ -15,12 +15,12 @@ import type { Host } from '../sys/host.js';
 import { diffManifest } from './diff-manifest.js';
 import { diffUpperdir } from './diff-upper.js';
 import { flatten } from './flatten.js';
-import { LowerView } from './lower-view.js';
 import { recordManifest } from './manifest.js';
 import { mountOverlay, type MountedOverlay } from './overlay.js';
 import type { Rootfs, StepRoot, View } from './rootfs.js';
 import { snapshotDir, snapshotLayers } from './snapshot.js';
-import { makeStubs, makeStubsIn, planStubs, removeStubs, type Stub } from './stubs.js';
+import { makeStubsIn, removeStubs, type Stub } from './stubs.js';
+import { prepareUnion } from './union.js';
 import { removeTree } from '../sys/remove-tree.js';
 
 /** Union is a mounted overlay of layers: `lowers` are the lowerdirs the diff sees (top first, stubs left out). */
@@ -31,10 +31,7 @@ interface Union {
   mounted: MountedOverlay;
 }
 
-/**
- * mountUnion mounts the overlay of `layers` at `<dir>/<target>` with `<dir>/upper` and `<dir>/work` (and
- * `<dir>/empty` for no layers, `<dir>/stubs` for the mount points the layers lack). It removes nothing on failure.
- */
+/** mountUnion mounts the overlay of `layers` at `<dir>/<target>` (see prepareUnion). It removes nothing on failure. */
 async function mountUnion(o: {
   store: Store;
   host: Host;
@@ -43,50 +40,10 @@ async function mountUnion(o: {
   dir: string;
   target: string;
 }): Promise<Union> {
-  const lowers = (await snapshotLayers(o.store, o.layers, o.host)).reverse();
-  const upper = join(o.dir, 'upper');
-  const wd = join(o.dir, 'work');
-  const target = join(o.dir, o.target);
-  for (const d of [upper, wd, target]) await mkdir(d, { recursive: true });
-  // an image with no layers (FROM scratch) still needs one lowerdir
-  const realLowers = lowers.length ? lowers : [join(o.dir, 'empty')];
-  if (!lowers.length) await mkdir(realLowers[0]!);
-  const needed = planStubs(
-    new LowerView(lowers),
-    o.stubs.map((st) => ({ path: st.path.replace(/^\/+/, ''), dir: st.dir })),
-  );
-  const mountLowers = [...realLowers];
-  if (needed.length) {
-    const stubDir = join(o.dir, 'stubs');
-    makeStubs(o.host, stubDir, new LowerView(lowers), needed);
-    mountLowers.unshift(stubDir);
-  }
-  const mounted = await mountOverlay({ lowerdirs: mountLowers, upperdir: upper, workdir: wd, target }, o.host);
-  return { target, upper, lowers: realLowers, mounted };
-}
-
-/** overlayRootfs is openRootfs's overlay driver: the container directory holds upper/, work/ and merged/. */
-export async function overlayRootfs(o: {
-  store: Store;
-  host: Host;
-  layers: readonly Layer[];
-  stubs: readonly Stub[];
-  dir: string;
-}): Promise<Rootfs> {
-  const u = await mountUnion({ ...o, target: 'merged' });
-  let released = false;
-  return {
-    path: u.target,
-    driver: 'overlay',
-    dir: o.dir,
-    changes: () => diffUpperdir({ upperdir: u.upper, lowerdirs: u.lowers }),
-    release: async () => {
-      if (released) return;
-      released = true;
-      await u.mounted.unmount();
-      await removeTree(o.dir);
-    },
-  };
+  const snapshots = (await snapshotLayers(o.store, o.layers, o.host)).reverse();
+  const u = await prepareUnion({ host: o.host, snapshots, stubs: o.stubs, dir: o.dir, target: o.target });
+  const mounted = await mountOverlay(u.plan, o.host);
+  return { target: u.target, upper: u.upper, lowers: u.lowers, mounted };
 }
 
 /** vfsRootfs is openRootfs's userspace driver: the container directory holds rootfs/, the flattened layers. */

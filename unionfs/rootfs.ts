@@ -11,12 +11,14 @@
 // vfs (no mounts, or mounting refused): the layers are flattened into one plain directory, a manifest of it is
 // recorded, and diffManifest gives what changed; stubs are created before the manifest and removed after the diff.
 // In a session, a step's directory carries on to the next step of the same chain. The drivers are in
-// rootfs-drivers.ts, loaded on first use.
+// rootfs-drivers.ts, loaded on first use, except openRootfs's overlay driver, which is here so that `tsbuild run`
+// loads neither them nor, when the snapshots exist, the tar and decompression code.
 import { randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Change } from '../layers/model/changeset.js';
-import { chainIds } from '../layers/model/digest.js';
+import { chainIds, hexOf } from '../layers/model/digest.js';
 import type { Layer } from '../layers/model/layer.js';
 import type { Compression } from '../layers/model/types.js';
 import { privateDirPath } from '../layers/store/private-dirs.js';
@@ -26,8 +28,10 @@ import { defaultHost, type Host } from '../sys/host.js';
 import { MNT_DETACH } from '../sys/libc.js';
 import { warn } from '../sys/warnings.js';
 import type { StepDriver } from './rootfs-drivers.js';
+import { mountOverlay } from './overlay.js';
 import { cleanStale, STALE_KINDS } from './stale.js';
 import type { Stub } from './stubs.js';
+import { prepareUnion } from './union.js';
 import { removeTree } from '../sys/remove-tree.js';
 
 export type { Stub } from './stubs.js';
@@ -53,6 +57,12 @@ export interface OpenRootfsOptions {
   stubs?: readonly Stub[];
   /** outlives this process (tsbuild mount): never cleaned as stale, removed by an explicit release/umount */
   persistent?: boolean;
+  /**
+   * overlay: mount with `volatile` (no sync of the upper filesystem, even when the overlay goes), for a writable
+   * layer that is discarded after one run (`run --rm`); a kernel that refuses it (EINVAL, before 5.10) gets a plain
+   * overlay
+   */
+  volatile?: boolean;
   onWarn?: (code: string, message: string) => void;
 }
 
@@ -122,11 +132,11 @@ export async function openRootfs(opts: OpenRootfsOptions): Promise<Rootfs> {
     writable: opts.writable ?? true,
   };
   try {
-    const drivers = await import('./rootfs-drivers.js');
     await noteSnapshots(dir, opts.layers);
-    if (driver === 'vfs' || (driver === 'auto' && !host.caps().mount)) return await drivers.vfsRootfs(o);
+    const vfs = async (): Promise<Rootfs> => (await import('./rootfs-drivers.js')).vfsRootfs(o);
+    if (driver === 'vfs' || (driver === 'auto' && !host.caps().mount)) return await vfs();
     try {
-      return await drivers.overlayRootfs(o);
+      return await overlayRootfs({ ...o, volatile: opts.volatile === true });
     } catch (err) {
       const code = errnoOf(err);
       if (driver === 'auto' && (code === 'EPERM' || code === 'EINVAL' || code === 'ENODEV')) {
@@ -134,7 +144,7 @@ export async function openRootfs(opts: OpenRootfsOptions): Promise<Rootfs> {
         await removeTree(dir);
         await mkdir(dir, { mode: 0o700 });
         await noteSnapshots(dir, opts.layers);
-        return await drivers.vfsRootfs(o);
+        return await vfs();
       }
       throw err;
     }
@@ -142,6 +152,86 @@ export async function openRootfs(opts: OpenRootfsOptions): Promise<Rootfs> {
     await removeTree(dir);
     throw err;
   }
+}
+
+/**
+ * overlayRootfs is openRootfs's overlay driver: the container directory holds upper/, work/ and merged/. It is here,
+ * not with the drivers, so that `tsbuild run` loads neither them nor, when the snapshots exist, snapshot.ts with the
+ * tar and decompression code.
+ */
+async function overlayRootfs(o: {
+  store: Store;
+  host: Host;
+  layers: readonly Layer[];
+  stubs: readonly Stub[];
+  dir: string;
+  volatile: boolean;
+}): Promise<Rootfs> {
+  const snapshots = (await snapshotsOf(o.store, o.layers, o.host)).reverse();
+  const u = await prepareUnion({ host: o.host, snapshots, stubs: o.stubs, dir: o.dir, target: 'merged' });
+  const mounted = await mountOverlay({ ...u.plan, volatile: o.volatile }, o.host);
+  let released = false;
+  return {
+    path: u.target,
+    driver: 'overlay',
+    dir: o.dir,
+    changes: async () => (await import('./diff-upper.js')).diffUpperdir({ upperdir: u.upper, lowerdirs: u.lowers }),
+    release: async () => {
+      if (released) return;
+      released = true;
+      await mounted.unmount();
+      await removeSmallTree(o.dir);
+    },
+  };
+}
+
+/**
+ * snapshotsOf returns the snapshot directories of `layers`, bottom first (as snapshotLayers, whose paths these are),
+ * extracting the missing ones: only then is snapshot.ts loaded, with the tar and decompression code it needs.
+ */
+async function snapshotsOf(store: Store, layers: readonly Layer[], host: Host): Promise<string[]> {
+  const root = privateDirPath(store.root, 'snapshots');
+  const dirs = chainIds(layers.map((l) => l.diffId)).map((c) => join(root, hexOf(c)));
+  if (dirs.every((d) => existsSync(d))) return dirs;
+  return (await import('./snapshot.js')).snapshotLayers(store, layers, host);
+}
+
+/** Past this many entries removeSmallTree leaves the work to removeTree (rm(1), constant memory). */
+const SMALL_TREE = 64;
+
+/**
+ * removeSmallTree removes a directory with nothing mounted below it any more: a tree of a few entries (a container
+ * that left its upperdir nearly empty) here, with a few synchronous calls and without starting rm(1); a larger one,
+ * or one that crosses into another filesystem (a mount left below it), through removeTree.
+ */
+async function removeSmallTree(dir: string): Promise<void> {
+  let dev: number;
+  try {
+    dev = lstatSync(dir).dev;
+  } catch {
+    return;
+  }
+  // post-order: children before their directory
+  const order: Array<{ path: string; dir: boolean }> = [];
+  const walk = (path: string): boolean => {
+    for (const e of readdirSync(path, { withFileTypes: true })) {
+      const p = join(path, e.name);
+      if (e.isDirectory() && (lstatSync(p).dev !== dev || !walk(p))) return false;
+      order.push({ path: p, dir: e.isDirectory() });
+      if (order.length > SMALL_TREE) return false;
+    }
+    return true;
+  };
+  try {
+    if (walk(dir)) {
+      for (const e of order) (e.dir ? rmdirSync : unlinkSync)(e.path);
+      rmdirSync(dir);
+      return;
+    }
+  } catch {
+    // changed meanwhile, or not ours to remove this way: rm(1) says what is wrong
+  }
+  await removeTree(dir);
 }
 
 /** errnoOf is the system error code of a failure (mountOverlay wraps it in E_OVERLAY_MOUNT, keeping it as cause). */

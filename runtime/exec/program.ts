@@ -1,10 +1,17 @@
 // RunSpec → the executor's program: join cgroups, build the mount tree, then set up the process (hostname, network,
 // terminal, capabilities, user, no_new_privs, cwd, env) and exec.
+//
+// The seccomp filter takes a few milliseconds to compile in a fresh process (most of the budget of a CLI `run`), so the
+// CLI bundle also keeps compiled filters on disk, in the user's cache directory next to the C helper and the code
+// caches (equally trusted: read only when this user owns them and nobody else can write them), keyed by the profile,
+// the machine and the compiler itself (a hash of sys/seccomp/ that scripts/bundle.mjs writes into the bundle).
+import { createHash } from 'node:crypto';
 import type { Op } from '../../sys/namespaces.js';
 import { rootfsOps } from './mounts.js';
 import { CAPABILITY_NUMBERS, type RunSpec } from '../spec.js';
 import { InvalidInputError } from '../../sys/errors.js';
 import { compileSeccomp, type LinuxSeccomp } from '../../sys/seccomp/bpf.js';
+import { readUserCache, writeUserCache } from '../../sys/user-cache.js';
 
 const SIGKILL = 9;
 
@@ -37,11 +44,27 @@ function compiledSeccomp(profile: LinuxSeccomp): string {
   const key = JSON.stringify(profile);
   let hex = compiled.get(key);
   if (hex === undefined) {
-    hex = compileSeccomp(profile).toString('hex');
+    const file = cacheName(key);
+    const cached = file === undefined ? undefined : readUserCache(file);
+    hex = cached !== undefined && /^(?:[0-9a-f]{16})+$/.test(cached) ? cached : compileSeccomp(profile).toString('hex');
+    if (file !== undefined && cached !== hex) writeUserCache(file, hex);
     if (compiled.size >= 16) compiled.clear();
     compiled.set(key, hex);
   }
   return hex;
+}
+
+/** Defined in the CLI bundle only (scripts/bundle.mjs): a hash of the compiler, sys/seccomp/. */
+declare const __TSBUILD_SECCOMP_COMPILER: string | undefined;
+
+/** cacheName names the file that keeps the filter of a profile; undefined outside the bundle (no compiler hash). */
+function cacheName(profile: string): string | undefined {
+  if (typeof __TSBUILD_SECCOMP_COMPILER !== 'string') return undefined;
+  const id = createHash('sha256')
+    .update(`${__TSBUILD_SECCOMP_COMPILER}\0${process.arch}\0${profile}`)
+    .digest('hex')
+    .slice(0, 32);
+  return `seccomp-${id}.bpf`;
 }
 
 /** executorOps returns the whole program for the namespace executor, ending with `exec`. */

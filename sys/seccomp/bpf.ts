@@ -256,8 +256,15 @@ function emitTree(asm: Assembler, segs: Segment[], fallback: number, wide: boole
   emitTree(asm, segs.slice(mid), fallback, wide);
 }
 
+/** sameRules: two lists of unconditional rules (no argument checks) that return the same values in the same order. */
 function sameRules(a: Rule[], b: Rule[]): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as Rule;
+    const y = b[i] as Rule;
+    if (x.ret !== y.ret || x.args.length !== 0 || y.args.length !== 0) return false;
+  }
+  return true;
 }
 
 /** segments groups an architecture's syscall numbers 0…∞ into ranges with the same rules. */
@@ -281,8 +288,7 @@ function segments(arch: Arch, profile: LinuxSeccomp): Segment[] {
   const out: Segment[] = [];
   const push = (nr: number, rules: Rule[]): void => {
     const last = out[out.length - 1];
-    if (last && last.hi === nr - 1 && sameRules(last.rules, rules) && rules.every((r) => r.args.length === 0))
-      last.hi = nr;
+    if (last && last.hi === nr - 1 && sameRules(last.rules, rules)) last.hi = nr;
     else out.push({ lo: nr, hi: nr, rules });
   };
   const max = Math.max(...Object.values(table), ...byNr.keys());

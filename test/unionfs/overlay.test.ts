@@ -3,12 +3,15 @@ import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mknod } from '../../sys/libc.js';
+import { FakeHost } from '../../sys/fake-host.js';
 import {
   MAX_LAYERS,
   MAX_LOWERS_PER_MOUNT,
   MOUNT_DATA_MAX,
   mountOverlay,
+  overlayData,
   planOverlayMount,
+  volatileKnown,
   TooManyLayersError,
   type MountedOverlay,
   type MountStep,
@@ -92,6 +95,54 @@ test('planOverlayMount stacks the bottom layers as a read-only overlay past the 
   const links = steps.filter((s) => s.op === 'symlink' && s.path.startsWith('/scratch/links/'));
   t.is(links.at(-1)?.op === 'symlink' ? (links.at(-1) as { target: string }).target : '', '/scratch/lower');
   t.is(steps.findIndex((s) => s === inner) < steps.findIndex((s) => s === outer), true);
+});
+
+test('volatile ends the options of a writable overlay, never of a read-only one', (t) => {
+  const [rw] = mounts(planOverlayMount({ ...plan(['/l1', '/l0']), volatile: true }));
+  t.is(
+    rw?.data,
+    `lowerdir=/l1:/l0,upperdir=/var/lib/tsbuild/run/1/upper,workdir=/var/lib/tsbuild/run/1/work,${OPTS},volatile`,
+  );
+  t.is(overlayData({ lowers: ['/l'], volatile: true }), `lowerdir=/l,${OPTS}`);
+});
+
+for (const [kernel, known] of [
+  ['5.9.16', false],
+  ['5.10.0-28-amd64', true],
+  ['5.15.0', true],
+  ['6.1.0-18-cloud-amd64', true],
+  ['4.19.0', false],
+  ['', false],
+] as const) {
+  test(`volatileKnown: ${kernel || 'an unreadable release'} ${known ? 'knows' : 'does not know'} volatile`, (t) => {
+    t.is(volatileKnown(kernel), known);
+  });
+}
+
+test('mountOverlay: a volatile mount refused with EINVAL (a kernel before 5.10) is made again without the option', async (t) => {
+  const base = await tempDir(t, PREFIX);
+  const refuse = Object.assign(new Error('mount: EINVAL'), { code: 'EINVAL' });
+  const host = new FakeHost({
+    caps: { mount: true },
+    mountError: (_target, _fstype, data) => (data?.endsWith(',volatile') ? refuse : undefined),
+  });
+  const m = await mountOverlay({ ...plan([join(base, 'l')], join(base, 'c')), volatile: true }, host);
+  const mounts = host.callsOf('mount');
+  t.is(mounts.length, 1);
+  t.false(mounts[0]!.data!.includes('volatile'));
+  await m.unmount();
+});
+
+test('mountOverlay: a volatile mount refused otherwise fails as any mount does', async (t) => {
+  const base = await tempDir(t, PREFIX);
+  const host = new FakeHost({
+    caps: { mount: true },
+    mountError: () => Object.assign(new Error('mount: EPERM'), { code: 'EPERM' }),
+  });
+  await t.throwsAsync(mountOverlay({ ...plan([join(base, 'l')], join(base, 'c')), volatile: true }, host), {
+    code: 'E_OVERLAY_MOUNT',
+    message: /: EPERM$/,
+  });
 });
 
 const fitsInAPage = test.macro({
