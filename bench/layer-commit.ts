@@ -2,26 +2,30 @@
 // acceptance 3). Run by hand, as root, after `npm run build`:
 //
 //   npx tsx bench/layer-commit.ts [--runs N=3] [--rootfs FILE.tar] [--walk DIR=/usr] [--files N=10000]
-//                                 [--cases import,walk,apply] [--work DIR=/var/tmp] [--apply-dir DIR=/dev/shm] [--keep]
+//                                 [--cases import,walk,apply] [--work DIR=/var/tmp] [--apply-dir DIR=/dev/shm]
+//                                 [--baseline CHECKOUT] [--keep]
 //
 // Cases, each tsbuild against its peer, round-robin (one warm-up round first, not counted), median of N runs:
 // - import: `bin/tsbuild --root STORE import --compression zstd|gzip ROOTFS.tar bench:1` (the CLI as users run it:
 //   the layer is committed and, since the image gets a name, unpacked into its snapshot as it enters the store; an
-//   untagged import is not unpacked), a fresh empty store per run, against `zstd -3 -T0 -q < ROOTFS.tar > out` and `pigz -6 < ROOTFS.tar > out`. For where the time goes,
-//   two in-process rows split it: `importImage` alone (the commit: check, hash, compress, store) and an unpack of the
-//   stored layer (`snapshotLayers`: what unpack-on-entry ran after the commit before the snapshot was teed from it).
+//   untagged import is not unpacked), a fresh empty store per run, against `zstd -3 -T0 -q < ROOTFS.tar > out` and
+//   `pigz -6 < ROOTFS.tar > out`. For where the time goes, two in-process rows split it: `importImage` alone (the
+//   commit: check, hash, compress, store) and an unpack of the stored layer (`snapshotLayers`: what unpack-on-entry
+//   ran after the commit before the snapshot was teed from it).
 //   ROOTFS.tar (--rootfs): default the Debian bookworm rootfs (mmdebstrap, 170 MB, ~8,700 entries) of the test
 //   cache's store (BENCH_DEBIAN_STORE, default /var/tmp/tsbuild-test-cache/debian-store, image debian:bookworm),
 //   written out uncompressed; without that store it is bootstrapped there first, as bench/build.ts does.
 // - walk: `tarFromDirectory(DIR)` consumed in-process, bytes counted, against `tar -cf - -C DIR . | wc -c` (piped:
-//   GNU tar skips reading file data when its output is /dev/null). A warm-up pass of each runs first.
+//   GNU tar skips reading file data when its output is /dev/null). The warm-up round warms the page cache.
 // - apply: `applyLayer` (layers/tar/apply.ts, in-process) of a layer tar of --files entries into an empty directory,
 //   against `tar --same-owner --same-permissions --xattrs --xattrs-include='*' -xf LAYER.tar -C DIR` (what
 //   applyLayer does as root: owners, modes, xattrs, times). The layer: a generated tree (directories, small and
-//   some bigger files, symlinks, hardlinks, a few owners and modes; about 90 MB) written by tarFromDirectory.
+//   some bigger files, symlinks, hardlinks, a few owners and modes; 93 MB) written by tarFromDirectory.
 //   A fresh directory per run; `sync` and the removal happen outside the timed part. Both sides write into a tmpfs
 //   (--apply-dir, default /dev/shm): on the disk of the dev VM, `tar -x` of the same layer took from 0.23 s to 3.3 s
 //   within minutes (writeback of earlier runs), which decided the ratio more than either program did.
+// --baseline CHECKOUT times another checkout of tsbuild (built with `npm run build`: its bin/tsbuild, and its
+// layers/tar modules through tsx) in the same rounds, as `before` rows: before and after under the same load.
 // Every timed run starts after `sync`. Prints a table, the four ratios against their targets, and the load average
 // at the start and the end; asserts nothing. Work files (the rootfs tar, the stores of the import case, the peers'
 // output) go to a temp directory under --work (default /var/tmp), removed at the end (--keep keeps it).
@@ -65,6 +69,8 @@ const WALK_DIR = flag('--walk', '/usr');
 const FILES = Number(flag('--files', '10000'));
 const CASES = new Set(flag('--cases', 'import,walk,apply').split(','));
 const KEEP = args.includes('--keep');
+/** another checkout (built: npm run build) timed in the same rounds, as `before` rows */
+const BASELINE = flag('--baseline', '');
 /** where the apply case writes: tmpfs by default (see the header) */
 const APPLY_DIR = flag('--apply-dir', existsSync('/dev/shm') ? '/dev/shm' : '/var/tmp');
 const DEBIAN_STORE = process.env.BENCH_DEBIAN_STORE ?? '/var/tmp/tsbuild-test-cache/debian-store';
@@ -85,7 +91,7 @@ interface Sample {
 
 interface Case {
   group: string;
-  who: 'tsbuild' | 'peer' | 'part';
+  who: 'tsbuild' | 'before' | 'peer' | 'part';
   label: string;
   /** runs once before the timed runs of every round (not timed): cleanup, sync */
   before?: () => void;
@@ -159,8 +165,8 @@ async function rootfsTar(): Promise<string> {
 }
 
 /**
- * makeApplyTree writes `n` entries below dir (dir itself not counted): directories of about 25 entries in two
- * levels, small files (0–8 KiB, one in 50 of 64–256 KiB), one symlink in 25, one hardlink in 30, owners 0 and
+ * makeApplyTree writes `n` entries below dir (dir itself not counted): directories of 24 entries in two levels,
+ * each with one symlink and one hardlink, the rest small files (0–8 KiB, one in 50 of 64–256 KiB), owners 0 and
  * 1000, modes 0644, 0755, 0600 and a few 04755. Deterministic.
  */
 function makeApplyTree(dir: string, n: number): void {
@@ -211,20 +217,33 @@ async function applyLayerTar(): Promise<{ tar: string; entries: number }> {
 
 // ─── cases ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
-function importCases(rootfs: string, bytes: number): Case[] {
+/** Impl is the tsbuild being timed: this checkout, or the one given with --baseline (rows `before`). */
+interface Impl {
+  who: 'tsbuild' | 'before';
+  /** what the rows say: `tsbuild`, or `before: DIR` */
+  name: string;
+  cli: string;
+  tarFromDirectory: typeof tarFromDirectory;
+  applyLayer: typeof applyLayer;
+}
+
+function importCases(rootfs: string, bytes: number, impls: readonly Impl[]): Case[] {
   const cases: Case[] = [];
   const peers: Record<'zstd' | 'gzip', string> = { zstd: 'zstd -3 -T0 -q', gzip: 'pigz -6' };
   for (const c of ['zstd', 'gzip'] as const) {
     const store = join(work, `store-${c}`);
     const out = join(work, `peer.${c}`);
-    cases.push({
-      group: `import ${c}`,
-      who: 'tsbuild',
-      label: `tsbuild import --compression ${c} rootfs.tar bench:1 (commit + unpack)`,
-      before: () => fresh(store),
-      run: () => shell(`${q(cli)} --root ${q(store)} import --compression ${c} ${q(rootfs)} bench:1 >/dev/null`, bytes),
-      samples: [],
-    });
+    for (const impl of impls) {
+      cases.push({
+        group: `import ${c}`,
+        who: impl.who,
+        label: `${impl.name} import --compression ${c} rootfs.tar bench:1 (commit + unpack)`,
+        before: () => fresh(store),
+        run: () =>
+          shell(`${q(impl.cli)} --root ${q(store)} import --compression ${c} ${q(rootfs)} bench:1 >/dev/null`, bytes),
+        samples: [],
+      });
+    }
     cases.push({
       group: `import ${c}`,
       who: 'peer',
@@ -262,17 +281,17 @@ function importCases(rootfs: string, bytes: number): Case[] {
   return cases;
 }
 
-function walkCases(dir: string): Case[] {
+function walkCases(dir: string, impls: readonly Impl[]): Case[] {
   return [
-    {
+    ...impls.map((impl): Case => ({
       group: 'walk',
-      who: 'tsbuild',
-      label: `tarFromDirectory('${dir}') → byte count, in-process`,
+      who: impl.who,
+      label: `${impl.name}: tarFromDirectory('${dir}') → byte count, in-process`,
       run: () =>
         inProcess(0, async () => {
           let n = 0;
           await pipeline(
-            tarFromDirectory(dir, { onWarn: () => {} }),
+            impl.tarFromDirectory(dir, { onWarn: () => {} }),
             new Writable({
               write(chunk: Buffer, _e, cb) {
                 n += chunk.length;
@@ -283,7 +302,7 @@ function walkCases(dir: string): Case[] {
           return n;
         }),
       samples: [],
-    },
+    })),
     {
       group: 'walk',
       who: 'peer',
@@ -294,20 +313,21 @@ function walkCases(dir: string): Case[] {
   ];
 }
 
-function applyCases(tar: string, bytes: number): Case[] {
+function applyCases(tar: string, bytes: number, impls: readonly Impl[]): Case[] {
   const into = mkdtempSync(join(APPLY_DIR, 'tsbuild-bench-apply-'));
   cleanups.push(into);
   const ours = join(into, 'ours');
   const theirs = join(into, 'tar');
   return [
-    {
+    ...impls.map((impl): Case => ({
       group: 'apply',
-      who: 'tsbuild',
-      label: 'applyLayer(layer.tar) into an empty dir, in-process',
+      who: impl.who,
+      label: `${impl.name}: applyLayer(layer.tar) into an empty dir, in-process`,
       before: () => fresh(ours),
-      run: () => inProcess(bytes, () => applyLayer(createReadStream(tar, { highWaterMark: 1 << 20 }), { root: ours })),
+      run: () =>
+        inProcess(bytes, () => impl.applyLayer(createReadStream(tar, { highWaterMark: 1 << 20 }), { root: ours })),
       samples: [],
-    },
+    })),
     {
       group: 'apply',
       who: 'peer',
@@ -346,23 +366,37 @@ const load = (): string =>
 
 async function main(): Promise<void> {
   const loadStart = load();
+  const impls: Impl[] = [{ who: 'tsbuild', name: 'tsbuild', cli, tarFromDirectory, applyLayer }];
+  if (BASELINE) {
+    const create = (await import(join(BASELINE, 'layers', 'tar', 'create.ts'))) as {
+      tarFromDirectory: Impl['tarFromDirectory'];
+    };
+    const apply = (await import(join(BASELINE, 'layers', 'tar', 'apply.ts'))) as { applyLayer: Impl['applyLayer'] };
+    impls.push({
+      who: 'before',
+      name: `before`,
+      cli: join(BASELINE, 'bin', 'tsbuild'),
+      tarFromDirectory: create.tarFromDirectory,
+      applyLayer: apply.applyLayer,
+    });
+  }
   const cases: Case[] = [];
   const notes: string[] = [];
   if (CASES.has('import')) {
     const rootfs = await rootfsTar();
     const bytes = lstatSync(rootfs).size;
     notes.push(`import input: ${rootfs}, ${(bytes / MB).toFixed(1)} MB`);
-    cases.push(...importCases(rootfs, bytes));
+    cases.push(...importCases(rootfs, bytes, impls));
   }
   if (CASES.has('walk')) {
     notes.push(`walk: ${WALK_DIR}`);
-    cases.push(...walkCases(WALK_DIR));
+    cases.push(...walkCases(WALK_DIR, impls));
   }
   if (CASES.has('apply')) {
     const { tar, entries } = await applyLayerTar();
     const bytes = lstatSync(tar).size;
     notes.push(`apply input: a layer tar of ${entries} entries, ${(bytes / MB).toFixed(1)} MB`);
-    cases.push(...applyCases(tar, bytes));
+    cases.push(...applyCases(tar, bytes, impls));
   }
   console.log(`# layer commit, walk and apply: ${RUNS} run(s) after a warm-up round, round-robin, medians`);
   console.log(`node ${process.version}, ${availableParallelism()} CPUs; ${version(['zstd', '--version'])};`);
@@ -396,11 +430,13 @@ async function main(): Promise<void> {
   console.log('\n| target | ratio (tsbuild / peer, medians) | result |');
   console.log('|---|---:|---|');
   for (const t of TARGETS) {
-    const ours = cases.find((c) => c.group === t.group && c.who === 'tsbuild');
     const theirs = cases.find((c) => c.group === t.group && c.who === 'peer');
-    if (!ours || !theirs) continue;
-    const r = median(ours.samples).seconds / median(theirs.samples).seconds;
-    console.log(`| ${t.text} | ${r.toFixed(2)}× | ${r <= t.max ? 'MET' : 'NOT MET'} |`);
+    for (const ours of cases.filter((c) => c.group === t.group && (c.who === 'tsbuild' || c.who === 'before'))) {
+      if (!theirs) continue;
+      const r = median(ours.samples).seconds / median(theirs.samples).seconds;
+      const text = ours.who === 'before' ? `${t.text} (before: ${BASELINE})` : t.text;
+      console.log(`| ${text} | ${r.toFixed(2)}× | ${r <= t.max ? 'MET' : 'NOT MET'} |`);
+    }
   }
   console.log(`\nload average at the end: ${loadEnd} (on ${availableParallelism()} CPUs)`);
 }
