@@ -6,9 +6,10 @@
 // Applying a layer of many small files costs about as much in syscalls (open, write, fchown, futimes, close per
 // file) as in reading the tar. FileBatcher lets the main thread keep parsing while a worker thread makes the
 // files: the main thread resolves every path (sys/secure-path.ts), makes every directory, symlink and device
-// itself, and queues only new regular files, whose parents it has made and which it knows do not exist. The worker
-// creates each one with O_CREAT|O_EXCL|O_NOFOLLOW, so a queued job can never write through anything: at worst it
-// fails with EEXIST and the layer fails. The main thread must flush() before it removes a path that holds or
+// itself, and queues only new regular files, whose parents it has made and which it knows do not exist (and new
+// hardlinks to such files, made after them). The worker creates each file with O_CREAT|O_EXCL|O_NOFOLLOW and each
+// link with link(2), which never follows or replaces anything: a queued job can never write through anything; at
+// worst it fails with EEXIST and the layer fails. The main thread must flush() before it removes a path that holds or
 // contains a queued file (see layers/tar/apply-state.ts: NEED_FLUSH), and before setting directory times at the end.
 //
 // The worker's code is a plain-JavaScript string run with `eval: true` (as in layers/compress/gzip-worker.ts): it works the
