@@ -6,9 +6,10 @@
 // Applying a layer of many small files costs about as much in syscalls (open, write, fchown, futimes, close per
 // file) as in reading the tar. FileBatcher lets the main thread keep parsing while a worker thread makes the
 // files: the main thread resolves every path (sys/secure-path.ts), makes every directory, symlink and device
-// itself, and queues only new regular files, whose parents it has made and which it knows do not exist. The worker
-// creates each one with O_CREAT|O_EXCL|O_NOFOLLOW, so a queued job can never write through anything: at worst it
-// fails with EEXIST and the layer fails. The main thread must flush() before it removes a path that holds or
+// itself, and queues only new regular files, whose parents it has made and which it knows do not exist (and new
+// hardlinks to such files, made after them). The worker creates each file with O_CREAT|O_EXCL|O_NOFOLLOW and each
+// link with link(2), which never follows or replaces anything: a queued job can never write through anything; at
+// worst it fails with EEXIST and the layer fails. The main thread must flush() before it removes a path that holds or
 // contains a queued file (see layers/tar/apply-state.ts: NEED_FLUSH), and before setting directory times at the end.
 //
 // The worker's code is a plain-JavaScript string run with `eval: true` (as in layers/compress/gzip-worker.ts): it works the
@@ -16,7 +17,10 @@
 import { Worker } from 'node:worker_threads';
 import { wrap } from './errors.js';
 
-/** Numbers per job in a batch's `nums`: mode, uid, gid, flags (1 chown, 2 chmod), atime, mtime, offset, length. */
+/**
+ * Numbers per job in a batch's `nums`: mode, uid, gid, flags (1 chown, 2 chmod, 4 a hardlink to `targets[i]`: no
+ * other number counts), atime, mtime, offset, length.
+ */
 const NUMS = 8;
 /** A batch is sent when it holds this many files or bytes; files larger than BATCH_BYTES / 4 are never queued. */
 const BATCH_FILES = 256;
@@ -27,6 +31,8 @@ const MAX_IN_FLIGHT = 4;
 interface Batch {
   id: number;
   paths: string[];
+  /** for a hardlink job, the file it links to (a file an earlier job made); '' for a file */
+  targets: string[];
   /** NUMS numbers per file; a view of a pooled ArrayBuffer that goes to the worker and comes back */
   nums: Float64Array;
   /** the files' contents back to back; a view of a pooled ArrayBuffer, as nums */
@@ -57,6 +63,10 @@ parentPort.on('message', (b) => {
     let off = nums[k + 6];
     const end = off + nums[k + 7];
     try {
+      if (flags & 4) {
+        fs.linkSync(b.targets[i], b.paths[i]);
+        continue;
+      }
       const fd = fs.openSync(b.paths[i], FLAGS, mode & 0o777);
       try {
         while (off < end) off += fs.writeSync(fd, data, off, end - off);
@@ -75,6 +85,17 @@ parentPort.on('message', (b) => {
   parentPort.postMessage(reply, [reply.nums, reply.data]);
 });
 `;
+
+/**
+ * QueuedLink is a hardlink for the worker to make to a file queued before it (`target`, which does not exist yet),
+ * with link(2): like a queued file, its path is new and its parents exist.
+ */
+export interface QueuedLink {
+  entry: string;
+  rel: string;
+  abs: string;
+  target: string;
+}
 
 /** QueuedFile is one regular file for the worker to make; `chunks` is its whole content. */
 export interface QueuedFile {
@@ -121,23 +142,10 @@ export class FileBatcher {
 
   /** add queues one file (size <= BATCH_BYTES / 4); it copies the content. */
   add(f: QueuedFile): void {
-    if (this.cur === undefined || this.count === BATCH_FILES || this.used + f.size > BATCH_BYTES) {
-      this.send();
-      const buffers = this.pool.pop() ?? {
-        nums: new ArrayBuffer(BATCH_FILES * NUMS * 8),
-        data: new ArrayBuffer(BATCH_BYTES),
-      };
-      this.cur = {
-        id: this.nextId++,
-        paths: [],
-        nums: new Float64Array(buffers.nums),
-        data: new Uint8Array(buffers.data),
-      };
-      this.curEntries = [];
-    }
-    const b = this.cur;
+    const b = this.batchFor(f.size);
     const k = this.count * NUMS;
     b.paths.push(f.abs);
+    b.targets.push('');
     this.curEntries.push(f.entry);
     b.nums[k] = f.mode;
     b.nums[k + 1] = f.uid;
@@ -153,6 +161,43 @@ export class FileBatcher {
     }
     this.count++;
     this.pending.add(f.rel);
+  }
+
+  /**
+   * addLink queues a hardlink to a file that is itself queued (in `pending`): the worker makes it after the file,
+   * so the main thread need not wait for the file (a flush) to link to it.
+   */
+  addLink(l: QueuedLink): void {
+    const b = this.batchFor(0);
+    const k = this.count * NUMS;
+    b.paths.push(l.abs);
+    b.targets.push(l.target);
+    this.curEntries.push(l.entry);
+    b.nums.fill(0, k, k + NUMS);
+    b.nums[k + 3] = 4;
+    b.nums[k + 6] = this.used;
+    this.count++;
+    this.pending.add(l.rel);
+  }
+
+  /** batchFor returns the batch being filled, after sending the current one when it has no room for `size` more. */
+  private batchFor(size: number): Batch {
+    if (this.cur === undefined || this.count === BATCH_FILES || this.used + size > BATCH_BYTES) {
+      this.send();
+      const buffers = this.pool.pop() ?? {
+        nums: new ArrayBuffer(BATCH_FILES * NUMS * 8),
+        data: new ArrayBuffer(BATCH_BYTES),
+      };
+      this.cur = {
+        id: this.nextId++,
+        paths: [],
+        targets: [],
+        nums: new Float64Array(buffers.nums),
+        data: new Uint8Array(buffers.data),
+      };
+      this.curEntries = [];
+    }
+    return this.cur;
   }
 
   /** room resolves when fewer than MAX_IN_FLIGHT batches are in flight (undefined when there already are). */
@@ -189,6 +234,7 @@ export class FileBatcher {
     const batch: Batch = {
       id: b.id,
       paths: b.paths,
+      targets: b.targets,
       nums: b.nums.subarray(0, this.count * NUMS),
       data: b.data.subarray(0, this.used),
     };

@@ -121,19 +121,76 @@ async function extractOnce(
   try {
     tar = await layer.open();
     await apply(tar, tmp);
-    try {
-      await rename(tmp, dir);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      // Another caller finished first (rename over a non-empty directory fails): theirs is as good as ours.
-      if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || !(await exists(dir))) throw e;
-      await removeTree(tmp);
-    }
+    await putInPlace(tmp, dir);
   } catch (e) {
     tar?.destroy();
     await removeTree(tmp);
     throw e;
   }
+}
+
+/** putInPlace renames a finished temp directory to its snapshot's name; when another caller was first, drops it. */
+async function putInPlace(tmp: string, dir: string): Promise<void> {
+  try {
+    await rename(tmp, dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    // Another caller finished first (rename over a non-empty directory fails): theirs is as good as ours.
+    if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || !(await exists(dir))) throw e;
+    await removeTree(tmp);
+  }
+}
+
+/** BaseSnapshotFromTar: see baseSnapshotFromTar. */
+export interface BaseSnapshotFromTar {
+  /** applies the layer tar (which it consumes) into a temp directory beside the snapshots; call it once */
+  extract(tar: Readable): Promise<void>;
+  /** names the extracted tree the snapshot of the bottom layer `diffId` (its ChainID is its DiffID); false when `extract` did not finish */
+  keep(diffId: Digest): Promise<boolean>;
+  /** removes the temp directory if it was not kept (idempotent) */
+  discard(): Promise<void>;
+}
+
+/**
+ * baseSnapshotFromTar extracts the snapshot of an image's bottom layer from its tar while the tar streams by, before
+ * its DiffID is known: `import` tees the layer it commits into `extract`, so the image enters the store unpacked
+ * without reading, decompressing and hashing the stored blob again (what unpackImages would do next). The tree is
+ * the one snapshotLayers makes from the same tar (snapshotApply, no layers below). Undefined where snapshots are not
+ * used (as unpackImages: no mounts). Temp names carry the pid, as every snapshot write's (cleanStaleSnapshots).
+ */
+export function baseSnapshotFromTar(storeRoot: string, host: Host = defaultHost()): BaseSnapshotFromTar | undefined {
+  if (!host.caps().mount) return undefined;
+  let tmp: string | undefined;
+  let extracted = false;
+  return {
+    async extract(tar) {
+      const root = await privateDir(storeRoot, 'snapshots').catch((e: unknown) => {
+        tar.destroy();
+        throw e;
+      });
+      tmp = join(root, tempName('layer'));
+      await mkdir(tmp, { mode: 0o755 });
+      await snapshotApply(host)(tar, tmp, []);
+      extracted = true;
+    },
+    async keep(diffId) {
+      if (!extracted || tmp === undefined) return false;
+      const from = tmp;
+      tmp = undefined;
+      try {
+        await putInPlace(from, snapshotDir(storeRoot, chainId([diffId])));
+      } catch (e) {
+        await removeTree(from);
+        throw wrap(`extracting layer ${diffId}`, e);
+      }
+      return true;
+    },
+    async discard() {
+      const from = tmp;
+      tmp = undefined;
+      if (from !== undefined) await removeTree(from);
+    },
+  };
 }
 
 /** listSnapshots returns the ChainIDs of the store's complete snapshots, sorted. */

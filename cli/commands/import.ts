@@ -18,15 +18,24 @@ export default async function importCmd(
     stalled = () => reject(new InternalError('import stopped before the end of its input'));
     process.once('beforeExit', stalled);
   });
-  const importing = importImage(store, {
-    source,
-    ...(name ? { name } : {}),
-    config,
-    ...(flags.message ? { message: String(flags.message) } : {}),
-    compression: compressionFlag(flags.compression),
-    ...(sde === undefined ? {} : { sourceDateEpoch: sde }),
-  });
-  const r = await Promise.race([importing, guard]).finally(() => process.off('beforeExit', stalled));
-  await unpackEntered(store, [r.descriptor.digest]);
-  out(r.descriptor.digest);
+  // A named image is unpacked as it enters the store: its snapshot is extracted from the layer tar while the tar is
+  // committed. When that fails, unpackEntered extracts it from the stored layer (and warns if that fails too).
+  const early = name ? (await import('../../unionfs/snapshot.js')).baseSnapshotFromTar(store.root) : undefined;
+  try {
+    const importing = importImage(store, {
+      source,
+      ...(name ? { name } : {}),
+      config,
+      ...(flags.message ? { message: String(flags.message) } : {}),
+      compression: compressionFlag(flags.compression),
+      ...(sde === undefined ? {} : { sourceDateEpoch: sde }),
+      ...(early ? { alsoRead: (tar) => early.extract(tar) } : {}),
+    });
+    const r = await Promise.race([importing, guard]).finally(() => process.off('beforeExit', stalled));
+    await early?.keep(r.diffId).catch(() => false);
+    await unpackEntered(store, [r.descriptor.digest]);
+    out(r.descriptor.digest);
+  } finally {
+    await early?.discard();
+  }
 }

@@ -2,7 +2,7 @@
 import type { EventEmitter } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { PassThrough, Transform, type Readable, type Writable } from 'node:stream';
 import { autoDecompress } from '../compress/compress.js';
 import { commitLayer } from '../store/commit.js';
 import { InvalidInputError, wrap } from '../../sys/errors.js';
@@ -28,6 +28,13 @@ export interface ImportOptions {
   /** SOURCE_DATE_EPOCH: the created time, and the clamp for mtimes of a directory source */
   sourceDateEpoch?: number;
   onEvent?: (e: { type: 'layer'; digest: Digest; size: number }) => void;
+  /**
+   * a second reader of the layer tar: it gets the same uncompressed bytes as the blob while they are committed (the
+   * CLI extracts the image's snapshot from them, unionfs/snapshot.ts baseSnapshotFromTar). When it fails or stops
+   * reading, the commit goes on without it; its rejection is its own to report (importImage ignores it). The tar
+   * stream fails when the import fails. importImage resolves or rejects only once it has settled.
+   */
+  alsoRead?: (tar: Readable) => Promise<unknown>;
 }
 
 export interface ImportResult {
@@ -46,8 +53,17 @@ export function createdTime(sourceDateEpoch?: number): string {
 /** importImage stores the source as a single layer and writes (and, with a name, tags) an image. */
 export async function importImage(store: Store, opts: ImportOptions): Promise<ImportResult> {
   const lease = await store.beginWrite();
+  const side = opts.alsoRead ? new PassThrough({ highWaterMark: 1 << 20 }) : undefined;
+  side?.on('error', () => {}); // the reader has its own listener; this one keeps a late error from being unhandled
+  const reading =
+    side &&
+    opts.alsoRead?.(side).then(
+      () => side.destroy(), // it stopped reading: the commit goes on alone
+      () => side.destroy(),
+    );
   try {
-    const tar = await openSource(opts);
+    let tar = await openSource(opts);
+    if (side) tar = tee(tar, side);
     const label = opts.source === '-' ? 'standard input' : opts.source;
     const layer = await commitLayer(store, tar, {
       compression: opts.compression ?? 'gzip',
@@ -55,6 +71,7 @@ export async function importImage(store: Store, opts: ImportOptions): Promise<Im
     }).catch((err) => {
       throw wrap(`importing ${label}`, err);
     });
+    await reading;
     opts.onEvent?.({ type: 'layer', digest: layer.descriptor.digest, size: layer.descriptor.size });
     const created = createdTime(opts.sourceDateEpoch);
     const config: ContainerConfig = { ...(opts.config ?? {}) };
@@ -78,9 +95,39 @@ export async function importImage(store: Store, opts: ImportOptions): Promise<Im
     if (opts.name) await tagImage(store, descriptor, opts.name);
     const manifest = await store.readJson<{ config: Descriptor }>(descriptor.digest);
     return { descriptor, configDigest: manifest.config.digest, diffId: layer.diffId };
+  } catch (err) {
+    side?.destroy(err as Error);
+    await reading;
+    throw err;
   } finally {
     await lease.end();
   }
+}
+
+/**
+ * tee passes `source` through and writes every chunk to `side` too, going on when both want more. Once `side` is
+ * destroyed (its reader failed or stopped), the bytes go on to the main reader alone; `side` ends with the source.
+ */
+function tee(source: Readable, side: Writable): Readable {
+  const through = new Transform({
+    highWaterMark: 1 << 20,
+    transform(chunk: Buffer, _enc, cb) {
+      if (side.destroyed || side.write(chunk)) return cb(null, chunk);
+      const go = (): void => {
+        side.off('drain', go);
+        side.off('close', go);
+        cb(null, chunk);
+      };
+      side.on('drain', go);
+      side.on('close', go);
+    },
+    flush(cb) {
+      if (!side.destroyed) side.end();
+      cb();
+    },
+  });
+  source.on('error', (err: Error) => through.destroy(err));
+  return source.pipe(through);
 }
 
 async function openSource(opts: ImportOptions): Promise<Readable> {

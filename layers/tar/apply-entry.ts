@@ -25,7 +25,6 @@ import { basenameOf, cleanEntryPath, type ResolvedPath } from '../../sys/secure-
 import {
   createFresh,
   markWritten,
-  NEED_FLUSH,
   removeExisting,
   target,
   throughLower,
@@ -298,9 +297,18 @@ function makeHardlink(state: ApplyState, entry: string, rel: string, header: Ent
   if (targetRel === '') throw new UnsafeEntryError(entry, 'hardlink target is the root directory');
   targetRel = throughLower(state, entry, targetRel);
   if (state.batcher?.busy) {
-    // The target may be a file the worker has not made yet.
+    // The target may be a file the worker has not made yet: a regular file this layer queued, reached through plain
+    // directories (as resolveFile requires). The worker makes the link right after it, without a flush.
     const queued = state.resolver.resolve(entry, targetRel, { noSymlinks: true });
-    if (queued !== undefined && state.batcher.pending.has(queued.rel)) throw NEED_FLUSH;
+    if (queued !== undefined && state.batcher.pending.has(queued.rel)) {
+      const p = target(state, entry, rel, 'hardlink');
+      if (p.abs === queued.abs) return;
+      // The worker only creates: whatever is at the path goes first (as for a queued file).
+      if (!state.freshRoot || state.written.has(p.rel)) removeExisting(state, entry, p);
+      state.batcher.addLink({ entry, rel: p.rel, abs: p.abs, target: queued.abs });
+      markWritten(state, p.rel);
+      return;
+    }
   }
   const t = state.resolver.resolveFile(entry, targetRel);
   const p = target(state, entry, rel, 'hardlink');

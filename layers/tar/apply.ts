@@ -48,6 +48,8 @@ export async function applyLayer(tar: Readable, opts: ApplyOptions): Promise<App
   installFastHeaderDecoder();
   let state: ApplyState;
   try {
+    // A stream destroyed before it reaches us (its producer failed first) would never end: fail with its error.
+    if (tar.destroyed) throw tar.errored ?? new InvalidInputError('the layer tar stream was closed before it was read');
     state = createApplyState(opts);
   } catch (e) {
     tar.destroy();

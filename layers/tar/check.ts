@@ -3,6 +3,7 @@ import { posix } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import tar from 'tar-stream';
 import { InvalidInputError, UnsafeEntryError } from '../../sys/errors.js';
+import { installFastHeaderDecoder } from './header-fast.js';
 import { installPaxCodec } from './pax.js';
 
 /** checkEntryName refuses absolute names and names that climb out of the root; returns the cleaned name. */
@@ -27,6 +28,7 @@ export class TarCheck extends Transform {
   constructor(private readonly label: string) {
     super({ highWaterMark: 1 << 20 });
     installPaxCodec();
+    installFastHeaderDecoder(); // tar-stream's results, fewer allocations (layers/tar/header-fast.ts)
     this.extract.on('entry', (header, body, next) => {
       this.entries++;
       try {

@@ -75,8 +75,11 @@ export class ReadAhead {
     private readonly opts: TarWriteOptions,
   ) {}
 
-  /** take returns entry i (in order: i = 0, 1, 2, …); an error found while looking it up is thrown now. */
-  async take(i: number): Promise<Prepared> {
+  /**
+   * take returns entry i (in order: i = 0, 1, 2, …), at once unless its content is being read ahead (then a promise
+   * that waits for it); an error found while looking it up is thrown now.
+   */
+  take(i: number): Prepared | Promise<Prepared> {
     if (this.looked - i < WINDOW / 2) {
       const end = Math.min(this.plan.count, i + WINDOW);
       for (; this.looked < end; this.looked++) {
@@ -92,12 +95,14 @@ export class ReadAhead {
     const got = this.ready.get(i) as Prepared | Error;
     this.ready.delete(i);
     if (got instanceof Error) throw got;
-    if (got.content) {
-      try {
-        await got.content;
-      } finally {
-        this.budgetUsed -= got.st?.size ?? 0;
-      }
+    return got.content ? this.settled(got, got.content) : got;
+  }
+
+  private async settled(got: Prepared, content: Promise<Buffer>): Promise<Prepared> {
+    try {
+      await content;
+    } finally {
+      this.budgetUsed -= got.st?.size ?? 0;
     }
     return got;
   }

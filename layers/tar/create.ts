@@ -13,8 +13,8 @@
 //
 // Split by concern: layers/tar/create-plan.ts (the list of entries and their order), create-read.ts (reading
 // ahead), entry.ts (header building), and this file (the tar stream and the writing loop).
+import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
-import { pack as tarPack, type Pack } from 'tar-stream';
 import { InvalidInputError } from '../../sys/errors.js';
 import { majorMinor } from '../../sys/libc.js';
 import type { Change } from '../model/changeset.js';
@@ -88,15 +88,107 @@ function checkOptions(opts: TarWriteOptions): void {
 
 // ─── writing ────────────────────────────────────────────────────────────────────────────────────────────────────
 
-/** startTar wires the pack stream to a Node Readable; the work starts on the first read. */
-function startTar(opts: TarWriteOptions, makePlan: () => Promise<Plan>): Readable {
+/** tar-stream's header encoders: the functions its pack() calls (after installPaxCodec, the binary-safe PAX one). */
+interface HeaderCodec {
+  encode(h: CodecHeader): Buffer | null;
+  encodePax(o: { name?: string; linkname?: string; pax?: EntryHeader['pax'] }): Buffer;
+}
+/** a header as the encoders take it: an entry's, or the `pax-header` that carries its PAX records */
+type CodecHeader = Omit<EntryHeader, 'type'> & { type?: EntryHeader['type'] | 'pax-header' };
+let codec: HeaderCodec | undefined;
+function headerCodec(): HeaderCodec {
+  if (codec) return codec;
   installPaxCodec();
-  const pack = tarPack();
+  const require = createRequire(import.meta.url);
+  return (codec = createRequire(require.resolve('tar-stream'))('./headers.js') as HeaderCodec);
+}
+
+const ZEROS = Buffer.alloc(1024);
+
+/**
+ * TarBytes lays out the bytes of a tar exactly as tar-stream's pack() does, through the same header encoders and
+ * with the same defaults (its Pack.entry, _encode, _encodePax, overflow and finalize), without a stream and a few
+ * promises per entry: a layer is mostly small entries, and those cost more than their bytes. Output is handed on in
+ * chunks of at least COALESCE bytes; big file chunks pass through without a copy.
+ */
+class TarBytes {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  constructor(private readonly emit: (b: Buffer) => void) {}
+
+  /** entry writes a header (and a PAX header before it when needed) with pack.entry's defaults. */
+  header(h: EntryHeader): void {
+    if (!h.size || h.type === 'symlink') h.size = 0;
+    if (!h.mode) h.mode = h.type === 'directory' ? 0o755 : 0o644;
+    if (h.type === 'symlink' && !h.linkname) h.linkname = ''; // pack reads the target from the body: none here
+    if (!h.uid) h.uid = 0;
+    if (!h.gid) h.gid = 0;
+    const c = headerCodec();
+    if (!h.pax) {
+      const buf = c.encode(h);
+      if (buf) return this.add(buf);
+    }
+    const paxHeader = c.encodePax({
+      name: h.name,
+      ...(h.linkname === undefined ? {} : { linkname: h.linkname }),
+      ...(h.pax === undefined ? {} : { pax: h.pax }),
+    });
+    const outer: CodecHeader = {
+      name: 'PaxHeader',
+      mode: h.mode as number,
+      uid: h.uid,
+      gid: h.gid,
+      size: paxHeader.byteLength,
+      mtime: h.mtime as Date,
+      type: 'pax-header',
+      ...(h.linkname ? { linkname: 'PaxHeader' } : {}),
+      ...(h.devmajor === undefined ? {} : { devmajor: h.devmajor }),
+      ...(h.devminor === undefined ? {} : { devminor: h.devminor }),
+    };
+    this.add(c.encode(outer) as Buffer);
+    this.add(paxHeader);
+    this.pad(paxHeader.byteLength);
+    outer.size = h.size;
+    outer.type = h.type;
+    this.add(c.encode(outer) as Buffer);
+  }
+
+  /** pad writes the zeros that end a body of `size` bytes on a 512-byte boundary. */
+  pad(size: number): void {
+    const n = size & 511;
+    if (n) this.add(ZEROS.subarray(0, 512 - n));
+  }
+
+  add(b: Buffer): void {
+    if (b.length >= COALESCE) {
+      this.flush();
+      this.emit(b);
+      return;
+    }
+    this.pending.push(b);
+    this.pendingBytes += b.length;
+    if (this.pendingBytes >= COALESCE) this.flush();
+  }
+
+  finalize(): void {
+    this.add(ZEROS);
+    this.flush();
+  }
+
+  flush(): void {
+    if (this.pendingBytes === 0) return;
+    const b = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.emit(b);
+  }
+}
+
+/** startTar makes the Node Readable of a layer tar; the work starts on the first read. */
+function startTar(opts: TarWriteOptions, makePlan: () => Promise<Plan>): Readable {
   let started = false;
   let stopped = false;
-  // Backpressure: tar-stream takes a whole small entry at once and calls back at once, so the writer could run
-  // ahead of a slow consumer by the whole tar (100 MB of headers for 200k empty files). While the consumer has
-  // enough, the writer waits at `gate` before its next entry.
+  // Backpressure: while the consumer has enough, the writer waits at `gate` before its next entry.
   let full = false;
   let wake: (() => void) | undefined;
   const gate = (): Promise<void> | undefined =>
@@ -107,56 +199,27 @@ function startTar(opts: TarWriteOptions, makePlan: () => Promise<Plan>): Readabl
     wake = undefined;
     w?.();
   };
-  const out = new Readable({
+  const out: Readable = new Readable({
     highWaterMark: 1 << 20,
     read() {
-      if (!started) {
-        started = true;
-        // tar-stream pushes each header and padding as its own small buffer: hand them on in batches of at least
-        // COALESCE bytes (big file chunks pass through without a copy), so that consumers see fewer, bigger chunks.
-        let pending: Buffer[] = [];
-        let pendingBytes = 0;
-        const flush = (): boolean => {
-          if (pendingBytes === 0) return true;
-          const b = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
-          pending = [];
-          pendingBytes = 0;
-          return out.push(b);
-        };
-        pack.on('data', (data: unknown) => {
-          const b = data as Buffer;
-          let ok = true;
-          if (b.length >= COALESCE) {
-            ok = flush();
-            ok = out.push(b) && ok;
-          } else {
-            pending.push(b);
-            pendingBytes += b.length;
-            if (pendingBytes >= COALESCE) ok = flush();
-          }
-          if (!ok) {
-            full = true;
-            pack.pause();
-          }
-        });
-        pack.on('end', () => {
-          flush();
-          out.push(null);
-        });
-        pack.on('error', (err: Error) => out.destroy(err));
-        write(pack, makePlan, opts, () => stopped, gate).catch((err: unknown) => {
+      if (started) return open();
+      started = true;
+      const bytes = new TarBytes((b) => {
+        if (!stopped && !out.push(b)) full = true;
+      });
+      write(bytes, makePlan, opts, () => stopped, gate).then(
+        () => {
+          if (!stopped) out.push(null);
+        },
+        (err: unknown) => {
           stopped = true;
           out.destroy(err as Error);
-        });
-      } else {
-        pack.resume();
-        open();
-      }
+        },
+      );
     },
     destroy(err, cb) {
       stopped = true;
       open();
-      pack.destroy();
       cb(err);
     },
   });
@@ -164,7 +227,7 @@ function startTar(opts: TarWriteOptions, makePlan: () => Promise<Plan>): Readabl
 }
 
 async function write(
-  pack: Pack,
+  out: TarBytes,
   makePlan: () => Promise<Plan>,
   opts: TarWriteOptions,
   stopped: () => boolean,
@@ -179,11 +242,12 @@ async function write(
     const wait = gate();
     if (wait) await wait;
     if (stopped()) return;
-    const e = await ahead.take(i);
+    const taken = ahead.take(i);
+    const e = taken instanceof Promise ? await taken : taken;
     if (stopped()) return;
     if (e.skip) continue;
     if (!e.st || !e.abs) {
-      await addEntry(pack, markerHeader(e.item.name));
+      out.header(markerHeader(e.item.name));
       continue;
     }
     const st = e.st;
@@ -206,33 +270,31 @@ async function write(
       ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
     });
     if (st.mtime < 0) opts.onWarn?.(WARN.MTIME, `${e.abs}: mtime ${st.mtime} is before 1970`);
-    if (header.type !== 'file' || st.size === 0) await addEntry(pack, header);
-    else if (e.content) await addEntry(pack, header, await e.content);
-    else if (st.size <= SYNC_FILE) await addEntry(pack, header, readWholeSync(e.abs, st.size, slab));
-    else if (st.size <= SMALL_FILE) await addEntry(pack, header, await readWhole(e.abs, st.size));
-    else await addStreamed(pack, header, e.abs, st.size, stopped);
+    if (header.type !== 'file' || st.size === 0) out.header(header);
+    else if (e.content) addWhole(out, header, await e.content);
+    else if (st.size <= SYNC_FILE) addWhole(out, header, readWholeSync(e.abs, st.size, slab));
+    else if (st.size <= SMALL_FILE) addWhole(out, header, await readWhole(e.abs, st.size));
+    else await addStreamed(out, header, e.abs, st.size, stopped, gate);
   }
-  if (!stopped()) pack.finalize();
+  if (!stopped()) out.finalize();
 }
 
-/** addEntry writes one entry with its whole body and resolves once pack has taken it (backpressure). */
-function addEntry(pack: Pack, header: EntryHeader, body?: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
-    if (body) pack.entry(header, body, cb);
-    else if (header.type === 'file')
-      pack.entry(header, cb).end(undefined); // an empty file: its body ends at once
-    else pack.entry(header, cb);
-  });
+/** addWhole writes an entry and its whole body (pack.entry with a Buffer: the size is the body's). */
+function addWhole(out: TarBytes, header: EntryHeader, body: Buffer): void {
+  header.size = body.byteLength;
+  out.header(header);
+  out.add(body);
+  out.pad(body.byteLength);
 }
 
-/** addStreamed writes a big file chunk by chunk, reading the next chunk while the current one is written. */
+/** addStreamed writes a big file chunk by chunk, reading the next chunk while the current one is handed on. */
 async function addStreamed(
-  pack: Pack,
+  out: TarBytes,
   header: EntryHeader,
   abs: string,
   size: number,
   stopped: () => boolean,
+  gate: () => Promise<void> | undefined,
 ): Promise<void> {
   const fh = await openFile(abs);
   const readChunk = async (pos: number): Promise<Buffer> => {
@@ -244,39 +306,22 @@ async function addStreamed(
   };
   let reading: Promise<Buffer> | undefined = readChunk(0);
   try {
-    let done: (err?: Error | null) => void = () => {};
-    const finished = new Promise<void>((resolve, reject) => {
-      done = (err) => (err ? reject(err) : resolve());
-    });
-    finished.catch(() => {}); // awaited below; the pack may fail it before that
-    const sink = pack.entry(header, done);
+    out.header(header);
     for (let pos = 0; pos < size;) {
       const buf: Buffer = await (reading as Promise<Buffer>);
       pos += buf.length;
       reading = pos < size ? readChunk(pos) : undefined;
       reading?.catch(() => {}); // awaited next round, or in finally
       if (stopped()) return;
-      if (!sink.write(buf)) await drained(sink);
+      out.add(buf);
+      const wait = gate();
+      if (wait) await wait;
     }
     if ((await readFull(fh, abs, Buffer.alloc(1), 1, size)) > 0)
       throw new FileChangedError(abs, size, 'it grew while read');
-    sink.end(undefined);
-    await finished;
+    out.pad(size);
   } finally {
     await reading?.catch(() => {});
     await fh.close().catch(() => {});
   }
-}
-
-/** drained resolves when a writable asks for more, or when it is closed (the pack was destroyed). */
-function drained(w: NodeJS.EventEmitter): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      w.off('drain', done);
-      w.off('close', done);
-      resolve();
-    };
-    w.on('drain', done);
-    w.on('close', done);
-  });
 }

@@ -3,9 +3,10 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { chainId, hexOf } from '../../layers/model/digest.js';
 import {
+  baseSnapshotFromTar,
   cleanStaleSnapshots,
   ensureSnapshots,
   listSnapshots,
@@ -14,6 +15,7 @@ import {
   snapshotsRoot,
 } from '../../unionfs/snapshot.js';
 import { repoRoot } from '../helpers/index.js';
+import { FakeHost } from '../../sys/fake-host.js';
 import { tempDir } from './helpers.js';
 import { gnuTarApply, makeTar } from './tar-fixtures.js';
 
@@ -168,4 +170,49 @@ test('listSnapshots of a store without snapshots is empty', async (t) => {
   const dir = await tempDir(t, PREFIX);
   t.deepEqual(await listSnapshots(dir), []);
   t.deepEqual(await cleanStaleSnapshots(dir), []);
+});
+
+test('baseSnapshotFromTar extracts a bottom layer as it streams and keeps it under its ChainID', async (t) => {
+  const dir = await tempDir(t, PREFIX);
+  const storeRoot = join(dir, 'store');
+  const [base] = await twoLayers(dir);
+  const host = new FakeHost({ caps: { mount: true } });
+  const early = baseSnapshotFromTar(storeRoot, host);
+  if (!early) return t.fail('no snapshot where snapshots are used');
+  await early.extract(await base!.open());
+  t.deepEqual(await listSnapshots(storeRoot), [], 'nothing under a snapshot name before keep');
+  t.true(await early.keep(base!.diffId));
+  await early.discard();
+  t.deepEqual(await listSnapshots(storeRoot), [chainId([base!.diffId])]);
+  t.is(await readFile(join(snapshotDir(storeRoot, chainId([base!.diffId])), 'etc', 'os-release'), 'utf8'), 'ID=test\n');
+  t.deepEqual(await readdir(snapshotsRoot(storeRoot)), [hexOf(chainId([base!.diffId]))], 'no temp dir left');
+  // a second one of the same layer gives way to the first
+  const again = baseSnapshotFromTar(storeRoot, host);
+  await again?.extract(await base!.open());
+  t.true(await again?.keep(base!.diffId));
+  t.deepEqual(await readdir(snapshotsRoot(storeRoot)), [hexOf(chainId([base!.diffId]))]);
+});
+
+test('baseSnapshotFromTar: a failed or discarded extraction leaves nothing; none where snapshots are not used', async (t) => {
+  const dir = await tempDir(t, PREFIX);
+  const storeRoot = join(dir, 'store');
+  const [base] = await twoLayers(dir);
+  t.is(baseSnapshotFromTar(storeRoot, new FakeHost()), undefined);
+  const host = new FakeHost({ caps: { mount: true } });
+  for (const delay of [0, 50]) {
+    const failed = baseSnapshotFromTar(storeRoot, host);
+    // as importImage's tee: the producer keeps a listener, and may fail before or after the extraction starts reading
+    const tar = new PassThrough().on('error', () => {});
+    tar.write((await readFile(base!.file)).subarray(0, 1024));
+    const extracting = failed!.extract(tar);
+    setTimeout(() => tar.destroy(new Error('the import failed')), delay);
+    await t.throwsAsync(extracting, { message: /the import failed/ });
+    t.false(await failed!.keep(base!.diffId), 'an unfinished extraction is not kept');
+    await failed!.discard();
+  }
+  const unused = baseSnapshotFromTar(storeRoot, host);
+  await unused!.extract(await base!.open());
+  await unused!.discard();
+  t.deepEqual(await listSnapshots(storeRoot), []);
+  t.deepEqual(await readdir(snapshotsRoot(storeRoot)), []);
 });

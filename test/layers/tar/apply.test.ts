@@ -540,6 +540,30 @@ test('files queued for the writer thread exist before a hardlink, a whiteout or 
   t.is(await readFile(join(root, 'd/f150'), 'utf8'), 'content 150\n');
 });
 
+test('hardlinks to files still with the writer thread are made after them: chains, duplicates, whiteouts', async (t) => {
+  const entries = [];
+  for (let i = 0; i < 300; i++) {
+    entries.push({ name: `d/f${i}`, data: `content ${i}\n` });
+    if (i % 7 === 0) entries.push({ name: `d/l${i}`, type: 'link' as const, linkname: `d/f${i}` });
+    if (i % 21 === 0) entries.push({ name: `d/ll${i}`, type: 'link' as const, linkname: `d/l${i}` }); // to a link
+  }
+  entries.push({ name: 'd/l7', data: 'replaced\n' }); // a duplicate of a queued link
+  entries.push({ name: 'd/.wh.f14' }); // removes a file that a queued link shares
+  const root = await tempDir(t);
+  const res = await apply(tarSync(entries), { root });
+  t.is(res.entries, entries.length);
+  for (const i of [0, 21, 294]) {
+    const ino = lstatSync(join(root, `d/f${i}`)).ino;
+    t.is(lstatSync(join(root, `d/l${i}`)).ino, ino);
+    t.is(lstatSync(join(root, `d/ll${i}`)).ino, ino);
+    t.is(lstatSync(join(root, `d/f${i}`)).nlink, 3);
+  }
+  t.is(await readFile(join(root, 'd/l7'), 'utf8'), 'replaced\n');
+  t.is(lstatSync(join(root, 'd/f7')).nlink, 1);
+  t.false(readdirSync(join(root, 'd')).includes('f14'));
+  t.is(await readFile(join(root, 'd/l14'), 'utf8'), 'content 14\n');
+});
+
 test('a truncated tar stream rejects with E_INVALID and nothing is left running', async (t) => {
   const src = await tempDir(t);
   for (let i = 0; i < 100; i++) await writeFile(join(src, `f${i}`), Buffer.alloc(3000, i));
