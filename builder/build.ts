@@ -9,7 +9,7 @@ import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { NotFoundError, TsbuildError } from '../sys/errors.js';
-import { getImage, type Image, loadImage, tagImage, writeImage } from '../layers/store/image.js';
+import { getImage, type Image, keepUntagged, loadImage, tagImage, writeImage } from '../layers/store/image.js';
 import { fullName, parseReference } from '../layers/model/names.js';
 import type { Store } from '../layers/store/store.js';
 import type { Compression, Descriptor, Digest, ImageConfig, Platform } from '../layers/model/types.js';
@@ -456,14 +456,6 @@ function pullError(ref: string, err: unknown): Error {
     `image ${ref} not found in the store, and pulling it failed: ${(err as Error)?.message ?? String(err)}`,
     { hint: `pull it (tsbuild pull ${ref}) or bootstrap it (tsbuild bootstrap)`, cause: err },
   );
-}
-
-/** keepUntagged records an untagged image in the index (like docker's <none>), so that prune keeps it. */
-async function keepUntagged(store: Store, desc: Descriptor): Promise<void> {
-  await store.updateIndex((index) => {
-    if (index.manifests.some((d) => d.digest === desc.digest)) return;
-    index.manifests.push({ mediaType: desc.mediaType, digest: desc.digest, size: desc.size });
-  });
 }
 
 /**

@@ -6,7 +6,7 @@ import { PassThrough, Transform, type Readable, type Writable } from 'node:strea
 import { autoDecompress } from '../compress/compress.js';
 import { commitLayer } from '../store/commit.js';
 import { InvalidInputError, wrap } from '../../sys/errors.js';
-import { tagImage, writeImage } from '../store/image.js';
+import { keepUntagged, tagImage, writeImage } from '../store/image.js';
 import type { Store } from '../store/store.js';
 import { tarFromDirectory } from '../tar/create.js';
 import { TarCheck } from '../tar/check.js';
@@ -92,7 +92,9 @@ export async function importImage(store: Store, opts: ImportOptions): Promise<Im
       },
       layers: [layer],
     });
+    // without a name the image is kept untagged, as `docker import` keeps it: its digest is what the user gets
     if (opts.name) await tagImage(store, descriptor, opts.name);
+    else await keepUntagged(store, descriptor);
     const manifest = await store.readJson<{ config: Descriptor }>(descriptor.digest);
     return { descriptor, configDigest: manifest.config.digest, diffId: layer.diffId };
   } catch (err) {

@@ -212,6 +212,17 @@ export async function tagImage(store: Store, desc: Descriptor, name: string): Pr
   return named;
 }
 
+/**
+ * keepUntagged records an untagged image in index.json (docker's `<none>`), unless an entry already has its digest:
+ * `images` lists it, its digest and image ID find it, and prune keeps it (`prune --all` removes it).
+ */
+export async function keepUntagged(store: Store, desc: Descriptor): Promise<void> {
+  await store.updateIndex((index) => {
+    if (index.manifests.some((d) => d.digest === desc.digest)) return;
+    index.manifests.push({ mediaType: desc.mediaType, digest: desc.digest, size: desc.size });
+  });
+}
+
 /** untagImage removes a name from index.json; throws NotFoundError when no entry has it. */
 export async function untagImage(store: Store, input: string): Promise<ImageEntry> {
   const entry = await findImage(store, input);

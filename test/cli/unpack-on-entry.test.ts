@@ -52,3 +52,28 @@ rootTest(
     for (const c of chains) t.true(existsSync(snapshotDir(join(dir, 'store'), c)), `snapshot of chain ${c}`);
   },
 );
+
+rootTest(
+  'import without a name keeps the image untagged, as docker import does: listed, found by its digest, unpacked, no warning',
+  async (t) => {
+    const tree = await busyboxTree(t);
+    const root = await newStoreRoot(t);
+    const i = await tsbuild(['--root', root, 'import', tree]);
+    t.is(i.code, 0, i.stderr);
+    t.is(i.stderr, '');
+    const digest = i.stdout.trim();
+    t.regex(digest, /^sha256:[a-f0-9]{64}$/);
+    const images = await tsbuild(['--root', root, 'images', '--format', 'json']);
+    t.true(images.stdout.includes(digest), images.stdout);
+    const info = JSON.parse((await tsbuild(['--root', root, 'inspect', digest])).stdout) as Inspected;
+    for (const c of chainIds(info.config.rootfs.diff_ids as `sha256:${string}`[]))
+      t.true(existsSync(snapshotDir(root, c)), `snapshot of chain ${c}`);
+    const r = await tsbuild(['--root', root, 'run', '--rm', digest, 'cat', '/etc/passwd']);
+    t.is(r.code, 0, r.stderr);
+    // prune keeps it; prune --all removes it, as docker's image prune -a removes an unused untagged image
+    t.is((await tsbuild(['--root', root, 'prune'])).code, 0);
+    t.is((await tsbuild(['--root', root, 'inspect', digest])).code, 0);
+    t.is((await tsbuild(['--root', root, 'prune', '--all'])).code, 0);
+    t.not((await tsbuild(['--root', root, 'inspect', digest])).code, 0);
+  },
+);
