@@ -343,7 +343,8 @@ class ZstdCompressStream extends Duplex {
   }
 }
 
-const ZSTD_OUT = zstd.dStreamOutSize();
+/** zstd's recommended output buffer size, read on first use: asking the binding loads zstd's native module. */
+let zstdOut = 0;
 
 /**
  * ZstdDecompressStream drives a zstd DCtx itself rather than using zstd-napi's DecompressStream, which pushes all
@@ -366,7 +367,7 @@ class ZstdDecompressStream extends Duplex {
 
   private run(): void {
     while (this.src && !this.blocked && !this.destroyed) {
-      const dst = Buffer.allocUnsafe(ZSTD_OUT);
+      const dst = Buffer.allocUnsafe((zstdOut ||= zstd.dStreamOutSize()));
       let ret: number, produced: number, consumed: number;
       try {
         [ret, produced, consumed] = this.dctx.decompressStream(dst, this.src);
