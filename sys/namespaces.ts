@@ -4,13 +4,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { TsbuildError } from './errors.js';
 import { run, which } from './exec.js';
 import { startUserNet, userNetTool, type UserNet } from './usernet.js';
+import { userCacheDir } from './user-cache.js';
 
 /**
  * Op is one step of the executor's program, run in order inside the new namespaces (see sys/nsexec.c).
@@ -187,7 +187,7 @@ async function buildHelper(): Promise<string | undefined> {
   if (!src) return undefined;
   const text = readFileSync(src);
   const hash = createHash('sha256').update(text).update(HELPER_CFLAGS.join(' ')).digest('hex').slice(0, 16);
-  const dir = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'tsbuild');
+  const dir = userCacheDir();
   const bin = join(dir, `nsexec-${hash}`);
   if (existsSync(bin)) return bin;
   // looked up only to compile: a search of $PATH is a stat per directory on every run otherwise
