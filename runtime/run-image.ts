@@ -76,7 +76,12 @@ async function detachOnceEntered(host: Host, target: string, pid: number): Promi
   const ours = await readlink('/proc/self/ns/mnt');
   for (let i = 0; i < 2000; i++) {
     const theirs = await readlink(`/proc/${pid}/ns/mnt`).catch(() => undefined);
-    if (theirs === undefined) return; // the executor is already gone: its result will tell
+    if (theirs === undefined) {
+      // the executor is already gone (a short command on a loaded machine): nothing needs the host's mount any more,
+      // and a kept container (no --rm) must not leave it behind
+      host.umount(target, MNT_DETACH);
+      return;
+    }
     if (theirs !== ours || (await childMountNamespaces(pid)).some((ns) => ns !== ours)) {
       host.umount(target, MNT_DETACH);
       return;

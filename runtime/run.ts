@@ -112,6 +112,9 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
         cleanups.push(() => process.off(sig, forward));
       }
     }
+    // The output is wired before onStarted: a command that ends while onStarted runs (a short one, a loaded machine)
+    // would otherwise have its output dropped by child_process, which drains a stream nobody reads when the child exits.
+    const done: Array<Promise<unknown>> = pty ? [] : wireStdio(ns, io);
     if (opts.onStarted && ns.child.pid !== undefined) {
       try {
         await opts.onStarted(ns.child.pid);
@@ -121,14 +124,11 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
         throw err;
       }
     }
-    const done: Array<Promise<unknown>> = [];
     if (pty) {
       closeSync(pty.slave);
       slaveOpen = false;
       done.push(wireTerminal(pty, io, cleanups));
       masterOpen = false; // the terminal's socket owns it now
-    } else {
-      done.push(...wireStdio(ns, io));
     }
     if (io.signal) {
       const abort = (): void => ns.kill('SIGKILL');
@@ -176,7 +176,7 @@ function wireStdio(ns: NsProcess, io: RunIO): Array<Promise<unknown>> {
   ] as const) {
     if (out && typeof out === 'object' && from) {
       from.pipe(out, { end: false });
-      done.push(new Promise((resolve) => from.on('close', resolve)));
+      done.push(from.closed ? Promise.resolve() : new Promise((resolve) => from.on('close', resolve)));
     }
   }
   return done;
