@@ -13,7 +13,7 @@ PACKAGES=(
   # runtime, union mounts, rootless (uidmap) and the RUN sandbox's network (slirp4netns)
   runc uidmap slirp4netns iproute2 attr libcap2-bin util-linux
   # docker interop (docker load/run in tests, peers in benchmarks) and the distribution registry
-  docker.io docker-registry buildah
+  docker.io docker-registry buildah podman
   # disk images and booting
   qemu-system-x86 qemu-utils ovmf grub-pc-bin grub-efi-amd64-bin grub-common extlinux syslinux-common
   mtools dosfstools fdisk gdisk e2fsprogs
