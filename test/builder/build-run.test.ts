@@ -15,6 +15,7 @@ import type { BuildEvent } from '../../builder/events.js';
 import { getImage } from '../../layers/store/image.js';
 import { imageLayers } from '../../layers/model/layer.js';
 import { flatten } from '../../unionfs/flatten.js';
+import { volatileKnown } from '../../unionfs/overlay.js';
 import { makeTempDir, removeDir, rootTest } from '../helpers/index.js';
 import { busyboxStore, treeOf, verifiedBuild } from './build-harness.js';
 
@@ -222,6 +223,26 @@ rootTest('the userspace fallback (vfs, no mounts) builds the same rootfs as the 
   t.deepEqual(layers[1], layers[0]);
   t.is(trees[0]!['etc/hosts'], undefined, 'mount points never reach a layer');
 });
+
+rootTest(
+  'a RUN step works in a volatile overlay (no sync of the disk when it ends) and its files still reach the layer',
+  async (t) => {
+    const store = await busyboxStore(t);
+    const ctx = await context(t, {
+      Dockerfile: `FROM busybox:test\nRUN awk '$5 == "/"' /proc/self/mountinfo > /root-line && echo kept > /kept\n`,
+    });
+    await verifiedBuild(t, { store, context: ctx, tags: ['vol:1'] });
+    const image = await getImage(store, 'vol:1');
+    const root = await makeTempDir('tsbuild-volatile-');
+    t.teardown(() => removeDir(root));
+    await flatten({ store, layers: imageLayers(image), dir: join(root, 'r'), method: 'apply' });
+    const line = readFileSync(join(root, 'r', 'root-line'), 'utf8');
+    t.regex(line, / - overlay overlay /);
+    t.is(/volatile/.test(line), volatileKnown(), line); // shown as `volatile` or `fsync=volatile`
+    t.is(readFileSync(join(root, 'r', 'kept'), 'utf8'), 'kept\n');
+    t.deepEqual(mountsUnder(store.root), []);
+  },
+);
 
 rootTest('--squash folds the new layers into one on top of the base', async (t) => {
   const store = await busyboxStore(t);
