@@ -28,6 +28,7 @@ import { epochTime, HistoryLog } from './history.js';
 import { parseDockerfile } from './dockerfile/parse.js';
 import { DEFAULT_PLATFORM, planBuild, type PlanPlatform } from './plan.js';
 import { parseNamedContexts } from './named-contexts.js';
+import { type Prefetch, prefetchContext, prefetchRoots } from './context-prefetch.js';
 import { buildArgsWithEpoch, resolvePlanEpoch } from './source-epoch.js';
 import { checkEntitlements, type ExtraHost, type RunSandbox, writeHostsFile } from './steps/run.js';
 import type { Limits, Rlimit } from '../runtime/spec.js';
@@ -159,6 +160,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   };
   let opened: Awaited<ReturnType<typeof openContext>> | undefined;
   let rootfs: RootfsSession | undefined;
+  let prefetch: Prefetch | undefined;
   let sources: CacheSource[] = [];
   let ssh: import('./ssh-forward.js').SshForwarder | undefined;
   try {
@@ -212,6 +214,13 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       warn(`one or more build-args [${plan.unusedBuildArgs.join(' ')}] were not consumed`);
 
     rootfs = new RootfsSession({ store, host, driver: opts.storageDriver ?? 'auto' });
+    // A context this store has no digests of (its first build here) is read while the first steps run, as BuildKit
+    // transfers it; with a memo, a COPY only stats the files, and reading ahead would add work (context-prefetch.ts).
+    const digests = opened.context?.digests;
+    if (opened.context && digests && digests.size === 0) {
+      const roots = prefetchRoots(plan.needed.flatMap((i) => plan.stages[i]!.steps.map((st) => st.ins)));
+      if (roots.length) prefetch = prefetchContext(opened.context, roots);
+    }
     // --cache-from / --cache-to: the shared caches behind the store's records (builder/cache.ts)
     let cacheStep = (name: string): number => step(name);
     const cacheIo = {
@@ -369,6 +378,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     opts.signal?.removeEventListener('abort', onOuterAbort);
     await rootfs?.close().catch(() => {});
     for (const s of sources) s.close();
+    await prefetch?.stop();
     await opened?.context?.digests?.save().catch(() => {}); // a memo that cannot be written is only a slower next build
     await opened?.cleanup().catch(() => {});
     await rm(tmpDir, { recursive: true, force: true }).catch(() => {});

@@ -37,6 +37,12 @@ export class FileDigests {
   private dirty = false;
   /** files hashed (memo misses) and files answered from the memo, for tests and benchmarks */
   readonly counts = { hashed: 0, reused: 0 };
+  /** files read ahead by prefetch, and how many of those a COPY then took instead of reading them again */
+  readonly early = { read: 0, used: 0 };
+  /** digests hashed ahead of their COPY (prefetch), by path, with the lstat they were read under */
+  private readonly ahead = new Map<string, { st: Stats; hex: Promise<string> }>();
+  /** paths a COPY has asked for: a prefetch no longer needs to read them */
+  private readonly asked = new Set<string>();
 
   private constructor(
     private readonly file: string,
@@ -76,14 +82,52 @@ export class FileDigests {
     return [hex, x];
   }
 
+  /** size is the number of files the memo holds. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /**
+   * prefetch hashes the regular file `abs` (lstat `st`) ahead of the COPY that will ask for it, so that reading the
+   * context overlaps the steps before that COPY (as BuildKit transfers the context while they run). The COPY uses
+   * the digest only for the same lstat (device, inode, size, mtime, ctime), and only when the ctime was older than
+   * RACY_MS when the file was read: a later write, even one in the same timestamp tick as an earlier write, then
+   * shows in the ctime. A file already recorded, asked for, or too recent is not read. Returns whether it read the
+   * file; a file that cannot be read is left to the COPY, which reports it.
+   */
+  async prefetch(abs: string, st: Stats, now = Date.now()): Promise<boolean> {
+    if (this.asked.has(abs) || this.ahead.has(abs) || !st.isFile()) return false;
+    if (st.ctimeMs >= now - RACY_MS) return false;
+    const e = this.entries.get(abs);
+    if (e && sameFile(e, st)) return false;
+    const hex = hashFile(abs, st.size);
+    hex.catch(() => {}); // the COPY reads the file itself then, and reports what went wrong
+    this.ahead.set(abs, { st, hex });
+    try {
+      await hex;
+      this.early.read++;
+      return true;
+    } catch {
+      this.ahead.delete(abs);
+      return false;
+    }
+  }
+
   /** lookup gives the file's digest and its memo entry (when it is recorded, now or before). */
   private async lookup(abs: string, st: Stats): Promise<[string, Entry | undefined]> {
+    this.asked.add(abs);
     const e = this.entries.get(abs);
-    if (e && e[0] === st.dev && e[1] === st.ino && e[2] === st.size && e[3] === st.mtimeMs && e[4] === st.ctimeMs) {
+    if (e && sameFile(e, st)) {
       this.counts.reused++;
       return [e[5], e];
     }
-    const hex = await hashFile(abs, st.size);
+    const early = this.ahead.get(abs);
+    const reuse = early !== undefined && sameStat(early.st, st);
+    let hex: string;
+    if (reuse) {
+      hex = await early.hex.catch(() => hashFile(abs, st.size));
+      this.early.used++;
+    } else hex = await hashFile(abs, st.size);
     this.counts.hashed++;
     if (st.ctimeMs < this.started - RACY_MS && (e || this.entries.size < MAX_ENTRIES)) {
       const entry: Entry = [st.dev, st.ino, st.size, st.mtimeMs, st.ctimeMs, hex];
@@ -114,6 +158,14 @@ export class FileDigests {
       throw err;
     }
   }
+}
+
+function sameFile(e: Entry, st: Stats): boolean {
+  return e[0] === st.dev && e[1] === st.ino && e[2] === st.size && e[3] === st.mtimeMs && e[4] === st.ctimeMs;
+}
+
+function sameStat(a: Stats, b: Stats): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 }
 
 /** parseMemo reads a memo file; anything unexpected gives an empty memo (the digests are then computed again). */
