@@ -269,9 +269,9 @@ export class SharedCache implements StepCache {
   rootfs(session: RootfsSession): RootfsSession {
     const openStep = session.openStep.bind(session);
     const view = session.view.bind(session);
-    session.openStep = async (layers, stubs) => {
-      await this.ensure(layers);
-      return openStep(layers, stubs);
+    session.openStep = async (layers, stubs, pending) => {
+      await this.ensure(layers); // pending layers are this build's own, written here
+      return openStep(layers, stubs, pending);
     };
     session.view = async (layers) => {
       await this.ensure(layers);

@@ -9,8 +9,8 @@ import type { Store } from '../layers/store/store.js';
 import type { Compression } from '../layers/model/types.js';
 import { InvalidInputError, TsbuildError } from '../sys/errors.js';
 import type { Host } from '../sys/host.js';
-import type { RootfsSession } from '../unionfs/rootfs.js';
-import { isCacheRecord, type StepCache } from './cache.js';
+import type { PendingLayer, RootfsSession } from '../unionfs/rootfs.js';
+import { type CacheRecord, isCacheRecord, type StepCache } from './cache.js';
 import type { BuildContext } from './context.js';
 import { DockerfileError } from './dockerfile/errors.js';
 import type { Instruction } from './dockerfile/instructions.js';
@@ -134,10 +134,32 @@ interface Step {
   name: string;
 }
 
+/** a step whose layer is still being written, with what its cache record and a failure need */
+interface PendingStep {
+  p: PendingLayer;
+  key: string;
+  created: string;
+  createdBy: string;
+  ins: Instruction;
+  onbuild: boolean;
+  stepId: number;
+}
+
+/**
+ * MAX_PENDING: steps of a stage whose layers are written in the background at most; the next step settles them
+ * first (each one is a lowerdir of every later step until then).
+ */
+const MAX_PENDING = 8;
+
 /** StageRun carries one stage's state through its instructions. */
 class StageRun {
   private image!: StageImage;
   private layers: Layer[] = [];
+  /**
+   * steps on top of `layers` whose layers are still being written (overlay), oldest first: the next RUN, COPY or
+   * WORKDIR runs on top of their trees meanwhile; settle() waits for them, in order, before anything needs the layers
+   */
+  private pending: PendingStep[] = [];
   private fsKey = SCRATCH_KEY;
   private env = new Map<string, string>();
   private buildArgs: Array<{ key: string; value?: string }> = [];
@@ -220,13 +242,19 @@ class StageRun {
     }
     if (sp.base.kind !== 'scratch') this.image.config.OnBuild = null;
     for (const { ins, onbuild } of steps) {
-      this.o.signal.throwIfAborted();
+      if (this.o.signal.aborted) {
+        await this.settle().catch(() => {});
+        this.o.signal.throwIfAborted();
+      }
       try {
         await this.dispatch(ins, onbuild);
       } catch (err) {
+        // the steps before the failure keep their cache records, as when every layer was written at once
+        await this.settle().catch(() => {});
         this.fail(ins, err, onbuild);
       }
     }
+    await this.settle();
     return {
       index: sp.index,
       image: this.image,
@@ -282,6 +310,29 @@ class StageRun {
     seedEnv(this.image.config, this.env, sp.base.kind === 'stage');
   }
 
+  /**
+   * settle waits for the stage's pending layers, oldest first, makes them layers of the stage and writes their cache
+   * records. A layer that could not be written fails the build at its own step.
+   */
+  private async settle(): Promise<void> {
+    while (this.pending.length) {
+      const q = this.pending[0]!;
+      let layer: Layer;
+      try {
+        layer = await this.o.rootfs.settle(this.layers, q.p);
+      } catch (err) {
+        this.pending = []; // the layers after it are not settled: the session waits for their writes when it closes
+        this.o.onEvent({ type: 'error', id: q.stepId, message: err instanceof Error ? err.message : String(err) });
+        this.fail(q.ins, err, q.onbuild);
+      }
+      this.pending.shift();
+      this.layers.push(layer);
+      const rec: CacheRecord = { version: 1, layer, created: q.created, createdBy: q.createdBy };
+      await this.o.cache.put(q.key, rec);
+      this.o.cache.used?.(this.sp.index, q.key, rec);
+    }
+  }
+
   private async dispatch(ins: Instruction, onbuild: boolean): Promise<void> {
     const o = this.o;
     switch (ins.kind) {
@@ -297,16 +348,17 @@ class StageRun {
             escape: o.escape,
           }),
           onbuild,
+          ins,
         );
       case 'copy':
-        return this.fs(copyStep(this.stepEnv, this.state(), ins, { escape: o.escape }), onbuild);
+        return this.fs(copyStep(this.stepEnv, this.state(), ins, { escape: o.escape }), onbuild, ins);
       case 'add':
-        return this.fs(addStep(this.stepEnv, this.state(), ins, { escape: o.escape }), onbuild);
+        return this.fs(addStep(this.stepEnv, this.state(), ins, { escape: o.escape }), onbuild, ins);
       case 'workdir': {
         const createdBy = this.metadata(ins);
         const wd = this.image.config.WorkingDir || '/';
         if (wd === '/') return this.record(createdBy);
-        return this.fs(workdirStep(this.stepEnv, this.state(), wd), onbuild);
+        return this.fs(workdirStep(this.stepEnv, this.state(), wd), onbuild, ins);
       }
       default:
         return this.record(this.metadata(ins));
@@ -334,8 +386,16 @@ class StageRun {
 
   /** state is where the stage stands, for the next filesystem step. */
   private state(): StageState {
+    // layers and pending are read when the step opens its root: fs() may settle pending layers in between
+    const layers = (): Layer[] => [...this.layers];
+    const pending = (): PendingLayer[] => this.pending.map((q) => q.p);
     return {
-      layers: [...this.layers],
+      get layers() {
+        return layers();
+      },
+      get pending() {
+        return pending();
+      },
       fsKey: this.fsKey,
       config: this.image.config,
       env: this.env,
@@ -347,7 +407,7 @@ class StageRun {
    * fs runs one filesystem step through the cache: a hit reuses the recorded layer; a miss runs its work and
    * records what it made. The history entry and the stage's layers and key are updated either way.
    */
-  private async fs(s: FsStep, onbuild: boolean): Promise<void> {
+  private async fs(s: FsStep, onbuild: boolean, ins: Instruction): Promise<void> {
     const o = this.o;
     const step = this.begin(`${this.prefix(onbuild)}${s.display}`);
     await this.guard(step, async () => {
@@ -356,13 +416,23 @@ class StageRun {
         let rec = o.useCache ? await o.cache.get(key, isCacheRecord) : undefined;
         if (rec) {
           o.onEvent({ type: 'cached', id: step.id });
+          await this.settle(); // the recorded layer goes on top of the pending ones
         } else {
-          const layer = await s.apply((stream, chunk) =>
+          if (!s.takesPending || this.pending.length >= MAX_PENDING) await this.settle();
+          const made = await s.apply((stream, chunk) =>
             o.onEvent({ type: 'log', id: step.id, stream, data: chunk.toString() }),
           );
           const created =
             o.plan.epoch !== undefined ? epochTime(o.plan.epoch) : new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
-          rec = { version: 1, layer, created, createdBy: s.createdBy };
+          if (made && isPending(made)) {
+            // written in the background: its record and its place in the stage's layers come when it is settled
+            this.pending.push({ p: made, key, created, createdBy: s.createdBy, ins, onbuild, stepId: step.id });
+            this.fsKey = key;
+            this.image.history.push(o.history.add(s.createdBy, { time: created }));
+            o.onEvent({ type: 'done', id: step.id });
+            return;
+          }
+          rec = { version: 1, layer: made, created, createdBy: s.createdBy };
           await o.cache.put(key, rec);
         }
         if (rec.layer) this.layers.push(rec.layer);
@@ -391,4 +461,8 @@ class StageRun {
       throw err;
     }
   }
+}
+
+function isPending(x: Layer | PendingLayer): x is PendingLayer {
+  return 'layer' in x && 'dir' in x;
 }

@@ -17,7 +17,7 @@ import { diffUpperdir } from './diff-upper.js';
 import { flatten } from './flatten.js';
 import { recordManifest } from './manifest.js';
 import { mountOverlay, type MountedOverlay, volatileKnown } from './overlay.js';
-import type { Rootfs, StepRoot, View } from './rootfs.js';
+import type { PendingLayer, Rootfs, StepRoot, View } from './rootfs.js';
 import { snapshotDir, snapshotLayers } from './snapshot.js';
 import { makeStubsIn, removeStubs, type Stub } from './stubs.js';
 import { prepareUnion } from './union.js';
@@ -36,11 +36,16 @@ async function mountUnion(o: {
   store: Store;
   host: Host;
   layers: readonly Layer[];
+  /** directories of pending layers on top of `layers`, oldest first */
+  pending?: readonly string[];
   stubs: readonly Stub[];
   dir: string;
   target: string;
 }): Promise<Union> {
-  const snapshots = (await snapshotLayers(o.store, o.layers, o.host)).reverse();
+  const snapshots = [
+    ...[...(o.pending ?? [])].reverse(),
+    ...(await snapshotLayers(o.store, o.layers, o.host)).reverse(),
+  ];
   const u = await prepareUnion({ host: o.host, snapshots, stubs: o.stubs, dir: o.dir, target: o.target });
   // volatile: unmounting does not sync the whole upper filesystem. What a step keeps is its layer blob, written and
   // fsynced by the commit; its upperdir becomes a snapshot, which the store never fsyncs (unionfs/snapshot.ts)
@@ -110,38 +115,79 @@ export async function overlayRefused(host: Host, work: string): Promise<Error | 
 
 /** StepDriver is what a RootfsSession does once its driver is chosen. */
 export interface StepDriver {
-  openStep(layers: readonly Layer[], stubs?: readonly Stub[]): Promise<StepRoot>;
+  openStep(layers: readonly Layer[], stubs?: readonly Stub[], pending?: readonly PendingLayer[]): Promise<StepRoot>;
+  settle(below: readonly Layer[], pending: PendingLayer): Promise<Layer>;
   view(layers: readonly Layer[]): Promise<View>;
   close(): Promise<void>;
 }
 
 let counter = 0;
 
-/** OverlaySteps: each step or view is an overlay mount in `<work>/s<n>/root`; commit keeps the upperdir as a snapshot. */
+/**
+ * OverlaySteps: each step or view is an overlay mount in `<work>/s<n>/root`; commit keeps the upperdir as a snapshot.
+ * commitLater moves the upperdir to `<work>/p<n>` and writes the layer in the background: the next steps mount that
+ * directory on top of the snapshots, and settle() moves it into the snapshots once the layer is stored.
+ */
 export class OverlaySteps implements StepDriver {
   private readonly live = new Set<() => Promise<void>>();
+  /** layers being written in the background: close() waits for them before the work directory goes */
+  private readonly writing = new Set<Promise<unknown>>();
   constructor(
     private readonly store: Store,
     private readonly host: Host,
     private readonly work: string,
   ) {}
 
-  private async mount(layers: readonly Layer[], stubs: readonly Stub[]): Promise<Union & { dir: string }> {
+  private async mount(
+    layers: readonly Layer[],
+    stubs: readonly Stub[],
+    pending: readonly PendingLayer[] = [],
+  ): Promise<Union & { dir: string }> {
     const dir = join(this.work, `s${++counter}`);
     try {
-      return { ...(await mountUnion({ store: this.store, host: this.host, layers, stubs, dir, target: 'root' })), dir };
+      const u = await mountUnion({
+        store: this.store,
+        host: this.host,
+        layers,
+        pending: pending.map((p) => p.dir),
+        stubs,
+        dir,
+        target: 'root',
+      });
+      return { ...u, dir };
     } catch (err) {
       await removeTree(dir);
       throw err;
     }
   }
 
-  async openStep(layers: readonly Layer[], stubs: readonly Stub[] = []): Promise<StepRoot> {
-    const m = await this.mount(layers, stubs);
+  async openStep(
+    layers: readonly Layer[],
+    stubs: readonly Stub[] = [],
+    pending: readonly PendingLayer[] = [],
+  ): Promise<StepRoot> {
+    const m = await this.mount(layers, stubs, pending);
     const { end: discard, ended } = this.track(m);
     return {
       dir: m.target,
       discard,
+      commitLater: async (opts) => {
+        if (ended()) throw new TsbuildError('E_INTERNAL_STEP', 'step root already ended');
+        try {
+          await m.mounted.unmount();
+          const changes = await diffUpperdir({ upperdir: m.upper, lowerdirs: m.lowers });
+          if (changes.length === 0 && !opts.keepEmpty) return null;
+          const dir = join(this.work, `p${++counter}`);
+          await rename(m.upper, dir);
+          const layer = (async () => (await import('./commit.js')).commitChanges(this.store, dir, changes, opts))();
+          const done = layer.catch(() => {}); // settle() reports the failure
+          this.writing.add(done);
+          void done.then(() => this.writing.delete(done));
+          return { dir, layer };
+        } finally {
+          await discard();
+        }
+      },
       commit: async (opts) => {
         if (ended()) throw new TsbuildError('E_INTERNAL_STEP', 'step root already ended');
         try {
@@ -165,6 +211,20 @@ export class OverlaySteps implements StepDriver {
     };
   }
 
+  async settle(below: readonly Layer[], pending: PendingLayer): Promise<Layer> {
+    const layer = await pending.layer;
+    // The tree is the new layer in overlay form: it becomes the snapshot of the new chain (another build may have
+    // made that snapshot meanwhile: then this copy goes with the work directory)
+    const snap = snapshotDir(this.store.root, chainId([...below.map((l) => l.diffId), layer.diffId]));
+    if (!(await exists(snap))) {
+      await this.store.privateDir('snapshots');
+      await rename(pending.dir, snap).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err;
+      });
+    }
+    return layer;
+  }
+
   async view(layers: readonly Layer[]): Promise<View> {
     const m = await this.mount(layers, []);
     return { dir: m.target, release: this.track(m).end };
@@ -186,6 +246,8 @@ export class OverlaySteps implements StepDriver {
 
   async close(): Promise<void> {
     for (const end of [...this.live]) await end().catch(() => {});
+    // a layer still being written reads its directory, which goes with the work directory after this
+    await Promise.all([...this.writing]);
   }
 }
 
@@ -210,7 +272,13 @@ export class VfsSteps implements StepDriver {
     return dir;
   }
 
-  async openStep(layers: readonly Layer[], stubs: readonly Stub[] = []): Promise<StepRoot> {
+  async openStep(
+    layers: readonly Layer[],
+    stubs: readonly Stub[] = [],
+    pending: readonly PendingLayer[] = [],
+  ): Promise<StepRoot> {
+    // vfs commits every step at once (its StepRoot has no commitLater): nothing can be pending here
+    if (pending.length) throw new InternalError('vfs step over pending layers');
     const k = this.key(layers);
     let dir = this.kept.get(k);
     if (dir) this.kept.delete(k);
@@ -247,6 +315,10 @@ export class VfsSteps implements StepDriver {
         }
       },
     };
+  }
+
+  settle(): Promise<Layer> {
+    return Promise.reject(new InternalError('vfs has no pending layers'));
   }
 
   async view(layers: readonly Layer[]): Promise<View> {

@@ -78,12 +78,29 @@ export interface Rootfs {
   release(): Promise<void>;
 }
 
+/**
+ * PendingLayer is a step's result whose layer is still being written (overlay: commitLater). Its changes are
+ * complete in `dir`, in overlay form, so the next steps can mount it as their top lowerdir at once; settle() waits
+ * for the layer and moves `dir` into the store's snapshots.
+ */
+export interface PendingLayer {
+  /** the step's upperdir, moved aside: a lowerdir until settled */
+  dir: string;
+  /** the layer, once its tar is hashed and stored */
+  layer: Promise<Layer>;
+}
+
 /** StepRoot is a writable root filesystem for one build step. */
 export interface StepRoot {
   /** the merged tree: `/` of the image */
   dir: string;
   /** commit ends the step: the layer it made, or null when it changed nothing. The root is gone afterwards. */
   commit(opts: CommitOptions): Promise<Layer | null>;
+  /**
+   * commitLater ends the step as commit does, but returns once the changes are known (null for none): the layer is
+   * written in the background while the next steps run on top of it. Only the overlay driver has it.
+   */
+  commitLater?(opts: CommitOptions): Promise<PendingLayer | null>;
   /** discard ends the step without a layer (idempotent). */
   discard(): Promise<void>;
 }
@@ -301,9 +318,25 @@ export class RootfsSession {
     return (await this.get()).name;
   }
 
-  /** openStep makes a writable root over `layers` (base first) with the mount points `stubs`. */
-  async openStep(layers: readonly Layer[], stubs?: readonly Stub[]): Promise<StepRoot> {
-    return (await this.get()).steps.openStep(layers, stubs);
+  /**
+   * openStep makes a writable root over `layers` (base first) and then `pending` (oldest first: layers of this
+   * stage still being written) with the mount points `stubs`.
+   */
+  async openStep(
+    layers: readonly Layer[],
+    stubs?: readonly Stub[],
+    pending?: readonly PendingLayer[],
+  ): Promise<StepRoot> {
+    return (await this.get()).steps.openStep(layers, stubs, pending);
+  }
+
+  /**
+   * settle waits for a pending layer made on top of `below` (its resolved layers, base first) and moves its tree
+   * into the store's snapshots; it returns the layer. Pending layers are settled oldest first, each once, when no
+   * step has them mounted any more. Throws what writing the layer threw.
+   */
+  async settle(below: readonly Layer[], pending: PendingLayer): Promise<Layer> {
+    return (await this.get()).steps.settle(below, pending);
   }
 
   /** view shows `layers` read-only (the caller must not write). */

@@ -14,7 +14,7 @@ import { expandWord, lexWord } from '../dockerfile/expand.js';
 import type { AddInstruction, CopyInstruction } from '../dockerfile/instructions.js';
 import { type CopyFrom, hashSelection, type Selected, selectSources } from './copy-select.js';
 import { copyInto, parseChmod, resolveChown, writeStagedFile } from './copy-write.js';
-import { commitOptions, type FsStep, type StageState, type StepEnv } from './step.js';
+import { commitOptions, commitStep, type FsStep, type StageState, type StepEnv } from './step.js';
 
 /** SourceGroup is one run of sources from one filesystem, in source order. */
 export interface SourceGroup {
@@ -85,6 +85,7 @@ export function copyStep(
   return {
     display: displayCopy(ins),
     createdBy,
+    takesPending: !link, // --link reads the stage through a view of its settled layers
     cacheKey: async () => {
       const dir = (staging = await mkdtemp(join(env.tmpDir, 'copy-')));
       // What to copy: groups in source order (URLs and heredocs come from the staging dir).
@@ -138,7 +139,7 @@ export function copyStep(
     },
     apply: async () => {
       if (link) return copyLinked(env, stage, groups, dest, chown, staging!);
-      const root = await env.rootfs.openStep(stage.layers);
+      const root = await env.rootfs.openStep(stage.layers, [], stage.pending);
       try {
         const owner = chown === undefined ? undefined : resolveChown(root.dir, chown);
         for (const g of groups) {
@@ -150,7 +151,7 @@ export function copyStep(
             ...writeOpts(staging!),
           });
         }
-        return await root.commit(commitOptions(env));
+        return await commitStep(root, commitOptions(env));
       } finally {
         await root.discard();
       }

@@ -45,7 +45,7 @@ import { resolveHostGateway } from './host-gateway.js';
 import { parseMount, prepareMounts } from './run-mounts.js';
 import { insecureSpec, securityMode, type SecurityMode } from './run-security.js';
 import type { SshForwarder } from '../ssh-forward.js';
-import { commitOptions, type FsStep, type StageState, type StepEnv } from './step.js';
+import { commitOptions, commitStep, type FsStep, type StageState, type StepEnv } from './step.js';
 
 export const SANDBOX_HOSTNAME = 'buildkitsandbox';
 
@@ -372,6 +372,7 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
   let hosts: string | undefined;
   return {
     display: `RUN ${displayRun(ins, stage.env, mounts, o.escape)}`,
+    takesPending: true,
     createdBy: `RUN ${runCommandString(args, stage.buildArgs, stage.env)} # buildkit`,
     cacheKey: async () => {
       prepared = await prepareMounts(env, mounts, o.secrets, {
@@ -401,7 +402,7 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
       const p = prepared!;
       const output: Buffer[] = [];
       let outputSize = 0;
-      const root = await env.rootfs.openStep(stage.layers, [...STUBS, ...p.stubs]);
+      const root = await env.rootfs.openStep(stage.layers, [...STUBS, ...p.stubs], stage.pending);
       try {
         const runMounts = await p.materialize();
         const r = await runProcess({
@@ -433,7 +434,7 @@ export function runStep(env: StepEnv, stage: StageState, ins: RunInstruction, o:
         if (r.exitCode !== 0)
           throw new RunFailedError(env.file, ins, r.exitCode, args, Buffer.concat(output).toString(), r.oomKilled);
         // BuildKit: a RUN that changes nothing still adds a layer (an empty one), and its history entry says so
-        return await root.commit({ ...commitOptions(env), keepEmpty: true });
+        return await commitStep(root, { ...commitOptions(env), keepEmpty: true });
       } finally {
         await root.discard();
       }

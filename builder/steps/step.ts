@@ -7,7 +7,7 @@ import type { ContainerConfig, Compression } from '../../layers/model/types.js';
 import type { Layer } from '../../layers/model/layer.js';
 import type { Store } from '../../layers/store/store.js';
 import type { Host } from '../../sys/host.js';
-import type { RootfsSession, View } from '../../unionfs/rootfs.js';
+import type { PendingLayer, RootfsSession, StepRoot, View } from '../../unionfs/rootfs.js';
 import type { CopyFrom } from './copy-select.js';
 
 /** Source is a filesystem a step reads from (the context, a stage, an image), with its cache key when not the context. */
@@ -41,8 +41,13 @@ export interface StepEnv {
 
 /** StageState is where a stage stands when a step starts. */
 export interface StageState {
-  /** the stage's layers, base first */
-  layers: readonly Layer[];
+  /** the stage's layers, base first (read when the step's root is opened: see `pending`) */
+  readonly layers: readonly Layer[];
+  /**
+   * the stage's layers still being written, on top of `layers`, oldest first: a step opens its root over both. Both
+   * are read when the root is opened, not when the step is made: pending layers may be settled in between.
+   */
+  readonly pending: readonly PendingLayer[];
   /** the cache key of the stage's filesystem */
   fsKey: string;
   config: ContainerConfig;
@@ -63,8 +68,16 @@ export interface FsStep {
   createdBy: string;
   /** the cache key, chained on the stage's filesystem key */
   cacheKey(): Promise<string>;
-  /** the work on a cache miss: the layer it made, or null when it changed nothing; `output` gets a process's output */
-  apply(output: StepOutput): Promise<Layer | null>;
+  /**
+   * the work on a cache miss: the layer it made (or is still writing), or null when it changed nothing; `output`
+   * gets a process's output
+   */
+  apply(output: StepOutput): Promise<Layer | PendingLayer | null>;
+  /**
+   * takesPending: the step opens its root over the stage's pending layers. Otherwise they are settled before
+   * `apply` (a step that reads the stage through a view, as COPY --link does).
+   */
+  takesPending?: boolean;
   /** releases what the key and the work held (views, staging directories); called once, hit or miss */
   release(): Promise<void>;
 }
@@ -72,4 +85,15 @@ export interface FsStep {
 /** commitOptions are the options every step commits its root with. */
 export function commitOptions(env: StepEnv): { compression: Compression; sourceDateEpoch?: number } {
   return { compression: env.compression, ...(env.epoch === undefined ? {} : { sourceDateEpoch: env.epoch }) };
+}
+
+/**
+ * commitStep ends a step root: with the overlay driver the layer is written in the background (a PendingLayer the
+ * executor settles), with vfs at once.
+ */
+export function commitStep(
+  root: StepRoot,
+  opts: ReturnType<typeof commitOptions> & { keepEmpty?: boolean },
+): Promise<Layer | PendingLayer | null> {
+  return root.commitLater ? root.commitLater(opts) : root.commit(opts);
 }

@@ -6,7 +6,7 @@ import type { Host } from '../../sys/host.js';
 import { secureJoin } from '../../sys/secure-path.js';
 import { cacheKey } from '../cache.js';
 import { resolveChown } from './copy-write.js';
-import { commitOptions, type FsStep, type StageState, type StepEnv } from './step.js';
+import { commitOptions, commitStep, type FsStep, type StageState, type StepEnv } from './step.js';
 
 /** workdirStep makes `wd` (already absolute, from the config) in a step root owned by the stage's USER. */
 export function workdirStep(env: StepEnv, stage: StageState, wd: string): FsStep {
@@ -14,14 +14,15 @@ export function workdirStep(env: StepEnv, stage: StageState, wd: string): FsStep
   const key = cacheKey(stage.fsKey, { op: 'mkdir', path: wd, user, epoch: env.epoch ?? null });
   return {
     display: `WORKDIR ${wd}`,
+    takesPending: true,
     createdBy: `WORKDIR ${wd}`,
     cacheKey: async () => key,
     apply: async () => {
-      const root = await env.rootfs.openStep(stage.layers);
+      const root = await env.rootfs.openStep(stage.layers, [], stage.pending);
       try {
         const owner = user === '' ? { uid: 0, gid: 0 } : resolveChown(root.dir, user.split(':')[0] === '' ? '0' : user);
         mkdirAllOwned(env.host, root.dir, wd, owner, env.epoch);
-        return await root.commit(commitOptions(env));
+        return await commitStep(root, commitOptions(env));
       } finally {
         await root.discard();
       }

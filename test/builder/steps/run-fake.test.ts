@@ -75,6 +75,7 @@ function runIns(dockerfile: string): RunInstruction {
 function stage(over: Partial<StageState> = {}): StageState {
   return {
     layers: [],
+    pending: [],
     fsKey: `sha256:${'0'.repeat(64)}`,
     config: { Env: ['PATH=/usr/bin:/bin'], WorkingDir: '/work' },
     env: new Map([['PATH', '/usr/bin:/bin']]),
