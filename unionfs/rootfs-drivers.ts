@@ -18,40 +18,10 @@ import { flatten } from './flatten.js';
 import { recordManifest } from './manifest.js';
 import { mountOverlay, type MountedOverlay, volatileKnown } from './overlay.js';
 import type { PendingLayer, Rootfs, StepRoot, View } from './rootfs.js';
-import { snapshotDir, snapshotLayers } from './snapshot.js';
+import { snapshotDir } from './snapshot.js';
 import { makeStubsIn, removeStubs, type Stub } from './stubs.js';
-import { prepareUnion } from './union.js';
+import { mountUnion, type Union } from './union.js';
 import { removeTree } from '../sys/remove-tree.js';
-
-/** Union is a mounted overlay of layers: `lowers` are the lowerdirs the diff sees (top first, stubs left out). */
-interface Union {
-  target: string;
-  upper: string;
-  lowers: string[];
-  mounted: MountedOverlay;
-}
-
-/** mountUnion mounts the overlay of `layers` at `<dir>/<target>` (see prepareUnion). It removes nothing on failure. */
-async function mountUnion(o: {
-  store: Store;
-  host: Host;
-  layers: readonly Layer[];
-  /** directories of pending layers on top of `layers`, oldest first */
-  pending?: readonly string[];
-  stubs: readonly Stub[];
-  dir: string;
-  target: string;
-}): Promise<Union> {
-  const snapshots = [
-    ...[...(o.pending ?? [])].reverse(),
-    ...(await snapshotLayers(o.store, o.layers, o.host)).reverse(),
-  ];
-  const u = await prepareUnion({ host: o.host, snapshots, stubs: o.stubs, dir: o.dir, target: o.target });
-  // volatile: unmounting does not sync the whole upper filesystem. What a step keeps is its layer blob, written and
-  // fsynced by the commit; its upperdir becomes a snapshot, which the store never fsyncs (unionfs/snapshot.ts)
-  const mounted = await mountOverlay({ ...u.plan, volatile: volatileKnown() }, o.host);
-  return { target: u.target, upper: u.upper, lowers: u.lowers, mounted };
-}
 
 /** vfsRootfs is openRootfs's userspace driver: the container directory holds rootfs/, the flattened layers. */
 export async function vfsRootfs(o: {
@@ -145,6 +115,8 @@ export class OverlaySteps implements StepDriver {
   ): Promise<Union & { dir: string }> {
     const dir = join(this.work, `s${++counter}`);
     try {
+      // volatile: unmounting does not sync the whole upper filesystem. What a step keeps is its layer blob, written
+      // and fsynced by the commit; its upperdir becomes a snapshot, which the store never fsyncs (snapshot.ts)
       const u = await mountUnion({
         store: this.store,
         host: this.host,
@@ -153,6 +125,7 @@ export class OverlaySteps implements StepDriver {
         stubs,
         dir,
         target: 'root',
+        volatile: volatileKnown(),
       });
       return { ...u, dir };
     } catch (err) {
@@ -168,7 +141,7 @@ export class OverlaySteps implements StepDriver {
   ): Promise<StepRoot> {
     const m = await this.mount(layers, stubs, pending);
     const { end: discard, ended } = this.track(m);
-    return {
+    const root: StepRoot = {
       dir: m.target,
       discard,
       commitLater: async (opts) => {
@@ -189,32 +162,19 @@ export class OverlaySteps implements StepDriver {
         }
       },
       commit: async (opts) => {
-        if (ended()) throw new TsbuildError('E_INTERNAL_STEP', 'step root already ended');
-        try {
-          await m.mounted.unmount();
-          const changes = await diffUpperdir({ upperdir: m.upper, lowerdirs: m.lowers });
-          if (changes.length === 0 && !opts.keepEmpty) return null;
-          const layer = await (await import('./commit.js')).commitChanges(this.store, m.upper, changes, opts);
-          // The upperdir is the new layer in overlay form: keep it as the snapshot of the new chain.
-          const snap = snapshotDir(this.store.root, chainId([...layers.map((l) => l.diffId), layer.diffId]));
-          if (!(await exists(snap))) {
-            await this.store.privateDir('snapshots');
-            await rename(m.upper, snap).catch(async (err: NodeJS.ErrnoException) => {
-              if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err;
-            });
-          }
-          return layer;
-        } finally {
-          await discard();
-        }
+        // the layer's chain is `layers` and the new one: over pending layers only commitLater knows the chain
+        if (pending.length) throw new InternalError('commit of a step opened over pending layers');
+        const later = await root.commitLater!(opts);
+        return later && (await this.settle(layers, later));
       },
     };
+    return root;
   }
 
+  /** settle: the tree of a pending layer is the new layer in overlay form, kept as the snapshot of its chain. */
   async settle(below: readonly Layer[], pending: PendingLayer): Promise<Layer> {
     const layer = await pending.layer;
-    // The tree is the new layer in overlay form: it becomes the snapshot of the new chain (another build may have
-    // made that snapshot meanwhile: then this copy goes with the work directory)
+    // another build may have made that snapshot meanwhile: then this copy goes with the work directory
     const snap = snapshotDir(this.store.root, chainId([...below.map((l) => l.diffId), layer.diffId]));
     if (!(await exists(snap))) {
       await this.store.privateDir('snapshots');

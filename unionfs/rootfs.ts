@@ -14,11 +14,11 @@
 // rootfs-drivers.ts, loaded on first use, except openRootfs's overlay driver, which is here so that `tsbuild run`
 // loads neither them nor, when the snapshots exist, the tar and decompression code.
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { lstatSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Change } from '../layers/model/changeset.js';
-import { chainIds, hexOf } from '../layers/model/digest.js';
+import { chainIds } from '../layers/model/digest.js';
 import type { Layer } from '../layers/model/layer.js';
 import type { Compression } from '../layers/model/types.js';
 import { privateDirPath } from '../layers/store/private-dirs.js';
@@ -28,10 +28,9 @@ import { defaultHost, type Host } from '../sys/host.js';
 import { MNT_DETACH } from '../sys/libc.js';
 import { warn } from '../sys/warnings.js';
 import type { StepDriver } from './rootfs-drivers.js';
-import { mountOverlay } from './overlay.js';
 import { cleanStale, STALE_KINDS } from './stale.js';
 import type { Stub } from './stubs.js';
-import { prepareUnion } from './union.js';
+import { mountUnion } from './union.js';
 import { removeTree } from '../sys/remove-tree.js';
 
 export type { Stub } from './stubs.js';
@@ -184,9 +183,8 @@ async function overlayRootfs(o: {
   dir: string;
   volatile: boolean;
 }): Promise<Rootfs> {
-  const snapshots = (await snapshotsOf(o.store, o.layers, o.host)).reverse();
-  const u = await prepareUnion({ host: o.host, snapshots, stubs: o.stubs, dir: o.dir, target: 'merged' });
-  const mounted = await mountOverlay({ ...u.plan, volatile: o.volatile }, o.host);
+  const u = await mountUnion({ ...o, target: 'merged' });
+  const { mounted } = u;
   let released = false;
   return {
     path: u.target,
@@ -200,17 +198,6 @@ async function overlayRootfs(o: {
       await removeSmallTree(o.dir);
     },
   };
-}
-
-/**
- * snapshotsOf returns the snapshot directories of `layers`, bottom first (as snapshotLayers, whose paths these are),
- * extracting the missing ones: only then is snapshot.ts loaded, with the tar and decompression code it needs.
- */
-async function snapshotsOf(store: Store, layers: readonly Layer[], host: Host): Promise<string[]> {
-  const root = privateDirPath(store.root, 'snapshots');
-  const dirs = chainIds(layers.map((l) => l.diffId)).map((c) => join(root, hexOf(c)));
-  if (dirs.every((d) => existsSync(d))) return dirs;
-  return (await import('./snapshot.js')).snapshotLayers(store, layers, host);
 }
 
 /** Past this many entries removeSmallTree leaves the work to removeTree (rm(1), constant memory). */

@@ -11,6 +11,7 @@ import { getImage } from '../../layers/store/image.js';
 import { imageLayers } from '../../layers/model/layer.js';
 import { flatten } from '../../unionfs/flatten.js';
 import { makeTempDir, removeDir, rootTest } from '../helpers/index.js';
+import { mountsUnder } from '../unionfs/helpers.js';
 import { busyboxStore, treeOf, verifiedBuild } from './build-harness.js';
 
 async function context(t: { teardown(fn: () => unknown): void }, dockerfile: string): Promise<string> {
@@ -19,13 +20,6 @@ async function context(t: { teardown(fn: () => unknown): void }, dockerfile: str
   await writeFile(join(dir, 'Dockerfile'), dockerfile);
   await writeFile(join(dir, 'a.txt'), 'from the context\n');
   return dir;
-}
-
-function mountsUnder(path: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((mp) => mp.startsWith(path));
 }
 
 const STEPS = [
