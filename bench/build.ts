@@ -3,6 +3,7 @@
 // same run, on the same base and context.
 // Run by hand, as root, after `npm run build`:
 //   npx tsx bench/build.ts [--case busybox|app|all] [--runs N] [--steps N] [--buildah-driver overlay|vfs] [--no-docker]
+//                          [--tools buildah,buildkit,docker]   (tools measured round-robin; tsbuild always)
 //
 // Cases:
 //   busybox  a busybox base and a context of 200 small files (WORKDIR, COPY, RUN, COPY, RUN); scenarios cold, no-op,
@@ -36,6 +37,10 @@ const STEPS = Number(opt('--steps', '10'));
 const BUILDAH_DRIVER = opt('--buildah-driver', 'overlay');
 const WITH_DOCKER = !args.includes('--no-docker');
 const CASE = opt('--case', 'all');
+/** --tools tsbuild,buildkit: only the tools whose names start with these (the tsbuild rows always run) */
+const ONLY = args.includes('--tools')
+  ? ['tsbuild', ...opt('--tools', '').toLowerCase().split(',').filter(Boolean)]
+  : undefined;
 if (!['busybox', 'app', 'all'].includes(CASE)) throw new Error(`--case: busybox, app or all, not ${CASE}`);
 const DEBIAN_STORE = process.env.BENCH_DEBIAN_STORE ?? '/var/tmp/tsbuild-test-cache/debian-store';
 
@@ -345,30 +350,51 @@ interface Result {
   perRun?: number;
 }
 
-function measure(tool: Tool, c: Case): Result {
-  const cold: number[] = [];
-  const noop: number[] = [];
-  const oneFile: number[] = [];
-  const perRun: number[] = [];
+interface Samples {
+  cold: number[];
+  noop: number[];
+  oneFile: number[];
+  perRun: number[];
+}
+
+/** round measures one round of a tool: a fresh cache with the base (then `sync`), cold, no-op, one-file, per-RUN. */
+function round(tool: Tool, c: Case, r: number, into: Samples): void {
+  tool.reset(c);
+  spawnSync('sync'); // what the reset wrote does not go to disk during the timed builds
+  writeFileSync(c.changed, 'v1\n');
+  into.cold.push(time(() => tool.build(c, c.dockerfile, false)));
+  into.noop.push(time(() => tool.build(c, c.dockerfile, false)));
+  writeFileSync(c.changed, `v${r + 2}\n`);
+  into.oneFile.push(time(() => tool.build(c, c.dockerfile, false)));
+  if (c.perRun) {
+    const one = time(() => tool.build(c, c.perRun!.one, true));
+    const many = time(() => tool.build(c, c.perRun!.many, true));
+    into.perRun.push((many - one) / STEPS);
+  }
+}
+
+/**
+ * measure times every tool round-robin (round 1 of each tool, then round 2, …), so that a machine whose speed
+ * drifts during the bench affects every tool alike; each figure is the median of the rounds.
+ */
+function measure(tools: Tool[], c: Case): Map<string, Result> {
+  const samples = new Map<string, Samples>(tools.map((t) => [t.name, { cold: [], noop: [], oneFile: [], perRun: [] }]));
   for (let r = 0; r < RUNS; r++) {
-    tool.reset(c);
-    writeFileSync(c.changed, 'v1\n');
-    cold.push(time(() => tool.build(c, c.dockerfile, false)));
-    noop.push(time(() => tool.build(c, c.dockerfile, false)));
-    writeFileSync(c.changed, `v${r + 2}\n`);
-    oneFile.push(time(() => tool.build(c, c.dockerfile, false)));
-    if (c.perRun) {
-      const one = time(() => tool.build(c, c.perRun!.one, true));
-      const many = time(() => tool.build(c, c.perRun!.many, true));
-      perRun.push((many - one) / STEPS);
+    for (const t of tools) {
+      process.stderr.write(`case ${c.name}: round ${r + 1}/${RUNS}: ${t.name}…\n`);
+      round(t, c, r, samples.get(t.name)!);
     }
   }
-  return {
-    cold: median(cold),
-    noop: median(noop),
-    oneFile: median(oneFile),
-    ...(perRun.length ? { perRun: median(perRun) } : {}),
-  };
+  const out = new Map<string, Result>();
+  for (const [name, x] of samples) {
+    out.set(name, {
+      cold: median(x.cold),
+      noop: median(x.noop),
+      oneFile: median(x.oneFile),
+      ...(x.perRun.length ? { perRun: median(x.perRun) } : {}),
+    });
+  }
+  return out;
 }
 
 const fmt = (s: number | undefined): string => (s === undefined ? '—' : `${s.toFixed(2)} s`);
@@ -391,13 +417,15 @@ function report(c: Case, results: Map<string, Result>): void {
     );
   const verdict = (ok: boolean): string => (ok ? 'met' : 'MISSED');
   if (c.name === 'busybox') {
-    const bh = results.get(`buildah (${BUILDAH_DRIVER})`)!;
+    const bh = results.get(`buildah (${BUILDAH_DRIVER})`);
+    if (!bh) return; // not measured (--tools)
     console.log('targets: cold ≤ 1.0× buildah; no-op < 0.5 s and ≤ 0.5× buildah; per-RUN ≤ 0.5× buildah');
     console.log(
       `  cold ${verdict(ts.cold <= bh.cold)}; no-op ${verdict(ts.noop < 0.5 && ts.noop <= bh.noop / 2)}; per-RUN ${verdict(ts.perRun! <= bh.perRun! / 2)}`,
     );
     return;
   }
+  if (!peers.length) return;
   const fastest = (k: 'cold' | 'oneFile'): [string, number] =>
     peers.map(([n, r]) => [n, r[k]] as [string, number]).sort((a, b) => a[1] - b[1])[0]!;
   const [coldPeer, cold] = fastest('cold');
@@ -423,14 +451,10 @@ try {
   }
   if (WITH_DOCKER) dockerd = await startDockerd();
   for (const c of cases) {
-    const tools: Tool[] = [tsbuildTool(), ...(c.name === 'app' ? [tsbuildTool('none')] : []), buildahTool()];
+    let tools: Tool[] = [tsbuildTool(), ...(c.name === 'app' ? [tsbuildTool('none')] : []), buildahTool()];
     if (WITH_DOCKER) tools.push(dockerTool(false), dockerTool(true));
-    const results = new Map<string, Result>();
-    for (const t of tools) {
-      process.stderr.write(`case ${c.name}: measuring ${t.name}…\n`);
-      results.set(t.name, measure(t, c));
-    }
-    report(c, results);
+    if (ONLY) tools = tools.filter((t) => ONLY.some((o) => t.name.toLowerCase().startsWith(o)));
+    report(c, measure(tools, c));
   }
 } finally {
   await dockerd?.stop();
