@@ -5,18 +5,13 @@
 // and the executor looks the key up in the build records, runs the work on a miss, and reports progress.
 import type { Layer } from '../layers/model/layer.js';
 import type { Image } from '../layers/store/image.js';
-import type { Store } from '../layers/store/store.js';
-import type { Compression } from '../layers/model/types.js';
 import { InvalidInputError, TsbuildError } from '../sys/errors.js';
-import type { Host } from '../sys/host.js';
-import type { PendingLayer, RootfsSession } from '../unionfs/rootfs.js';
-import { type CacheRecord, isCacheRecord, type StepCache } from './cache.js';
-import type { BuildContext } from './context.js';
+import type { PendingLayer } from '../unionfs/rootfs.js';
+import { isCacheRecord } from './cache.js';
 import { DockerfileError } from './dockerfile/errors.js';
 import type { Instruction } from './dockerfile/instructions.js';
-import type { BuildEvent } from './events.js';
-import { epochTime, type HistoryLog } from './history.js';
-import type { BuildPlan, StagePlan, StageStep } from './plan.js';
+import { epochTime } from './history.js';
+import type { StagePlan, StageStep } from './plan.js';
 import {
   baseLayers,
   checkPlatform,
@@ -32,55 +27,14 @@ import {
 import { addStep } from './steps/add.js';
 import { copyStep } from './steps/copy.js';
 import { metadataStep, type StageMeta } from './steps/metadata.js';
-import { runStep, type RunSandbox } from './steps/run.js';
+import { runStep } from './steps/run.js';
 import type { FsStep, StageState, StepEnv } from './steps/step.js';
 import { workdirStep } from './steps/workdir.js';
 import { namedFor, sourceFor } from './source.js';
+import { isPending, PendingSteps } from './pending.js';
+import type { ExecuteOptions, StageResult } from './execute-options.js';
 
-/** StageResult is a stage's final state. */
-export interface StageResult {
-  index: number;
-  image: StageImage;
-  layers: Layer[];
-  /** the cache key of the stage's filesystem */
-  fsKey: string;
-  /** the stage's environment: image Env plus ARG values (what RUN sees) */
-  env: Map<string, string>;
-  /** ARGs declared in the stage (and inherited from its base stage), with their values */
-  buildArgs: Array<{ key: string; value?: string }>;
-  /** how many of `layers` come from the base image at the root of the stage's FROM chain */
-  baseLayers: number;
-}
-
-export interface ExecuteOptions {
-  store: Store;
-  host: Host;
-  plan: BuildPlan;
-  context: BuildContext | null;
-  /** the Dockerfile's name in messages */
-  file: string;
-  escape: string;
-  rootfs: RootfsSession;
-  /** the build records (builder/cache.ts), and the shared caches behind them */
-  cache: StepCache;
-  /** false with --no-cache: nothing is looked up (records are still written) */
-  useCache: boolean;
-  secrets: ReadonlyMap<string, Uint8Array>;
-  /** --network: RUN's default */
-  network: 'default' | 'none' | 'host';
-  /** limits and ulimits of every RUN */
-  sandbox?: RunSandbox;
-  compression: Compression;
-  /** a private scratch directory */
-  tmpDir: string;
-  history: HistoryLog;
-  onEvent: (e: BuildEvent) => void;
-  signal: AbortSignal;
-  /** resolves FROM / --from image names: the store first, then a pull */
-  resolveImage: (ref: string) => Promise<Image>;
-  /** called with the first failure of a stage, so that the others stop (aborting `signal`) */
-  abort?: (reason: unknown) => void;
-}
+export type { ExecuteOptions, StageResult };
 
 /** Executor builds the stages of one plan. */
 export class Executor {
@@ -134,32 +88,12 @@ interface Step {
   name: string;
 }
 
-/** a step whose layer is still being written, with what its cache record and a failure need */
-interface PendingStep {
-  p: PendingLayer;
-  key: string;
-  created: string;
-  createdBy: string;
-  ins: Instruction;
-  onbuild: boolean;
-  stepId: number;
-}
-
-/**
- * MAX_PENDING: steps of a stage whose layers are written in the background at most; the next step settles them
- * first (each one is a lowerdir of every later step until then).
- */
-const MAX_PENDING = 8;
-
 /** StageRun carries one stage's state through its instructions. */
 class StageRun {
   private image!: StageImage;
   private layers: Layer[] = [];
-  /**
-   * steps on top of `layers` whose layers are still being written (overlay), oldest first: the next RUN, COPY or
-   * WORKDIR runs on top of their trees meanwhile; settle() waits for them, in order, before anything needs the layers
-   */
-  private pending: PendingStep[] = [];
+  /** steps on top of `layers` whose layers are still being written (builder/pending.ts) */
+  private readonly pending: PendingSteps;
   private fsKey = SCRATCH_KEY;
   private env = new Map<string, string>();
   private buildArgs: Array<{ key: string; value?: string }> = [];
@@ -180,6 +114,11 @@ class StageRun {
   ) {
     this.file = o.file;
     this.total = sp.total;
+    this.pending = new PendingSteps({
+      ...o,
+      stage: sp.index,
+      fail: (ins, err, onbuild) => this.fail(ins, err, onbuild),
+    });
     this.stepEnv = {
       store: o.store,
       host: o.host,
@@ -243,18 +182,18 @@ class StageRun {
     if (sp.base.kind !== 'scratch') this.image.config.OnBuild = null;
     for (const { ins, onbuild } of steps) {
       if (this.o.signal.aborted) {
-        await this.settle().catch(() => {});
+        await this.pending.settle(this.layers).catch(() => {});
         this.o.signal.throwIfAborted();
       }
       try {
         await this.dispatch(ins, onbuild);
       } catch (err) {
         // the steps before the failure keep their cache records, as when every layer was written at once
-        await this.settle().catch(() => {});
+        await this.pending.settle(this.layers).catch(() => {});
         this.fail(ins, err, onbuild);
       }
     }
-    await this.settle();
+    await this.pending.settle(this.layers);
     return {
       index: sp.index,
       image: this.image,
@@ -308,29 +247,6 @@ class StageRun {
       }
     }
     seedEnv(this.image.config, this.env, sp.base.kind === 'stage');
-  }
-
-  /**
-   * settle waits for the stage's pending layers, oldest first, makes them layers of the stage and writes their cache
-   * records. A layer that could not be written fails the build at its own step.
-   */
-  private async settle(): Promise<void> {
-    while (this.pending.length) {
-      const q = this.pending[0]!;
-      let layer: Layer;
-      try {
-        layer = await this.o.rootfs.settle(this.layers, q.p);
-      } catch (err) {
-        this.pending = []; // the layers after it are not settled: the session waits for their writes when it closes
-        this.o.onEvent({ type: 'error', id: q.stepId, message: err instanceof Error ? err.message : String(err) });
-        this.fail(q.ins, err, q.onbuild);
-      }
-      this.pending.shift();
-      this.layers.push(layer);
-      const rec: CacheRecord = { version: 1, layer, created: q.created, createdBy: q.createdBy };
-      await this.o.cache.put(q.key, rec);
-      this.o.cache.used?.(this.sp.index, q.key, rec);
-    }
   }
 
   private async dispatch(ins: Instruction, onbuild: boolean): Promise<void> {
@@ -388,7 +304,7 @@ class StageRun {
   private state(): StageState {
     // layers and pending are read when the step opens its root: fs() may settle pending layers in between
     const layers = (): Layer[] => [...this.layers];
-    const pending = (): PendingLayer[] => this.pending.map((q) => q.p);
+    const pending = (): PendingLayer[] => this.pending.layers;
     return {
       get layers() {
         return layers();
@@ -416,9 +332,9 @@ class StageRun {
         let rec = o.useCache ? await o.cache.get(key, isCacheRecord) : undefined;
         if (rec) {
           o.onEvent({ type: 'cached', id: step.id });
-          await this.settle(); // the recorded layer goes on top of the pending ones
+          await this.pending.settle(this.layers); // the recorded layer goes on top of the pending ones
         } else {
-          if (!s.takesPending || this.pending.length >= MAX_PENDING) await this.settle();
+          if (!s.takesPending || this.pending.full) await this.pending.settle(this.layers);
           const made = await s.apply((stream, chunk) =>
             o.onEvent({ type: 'log', id: step.id, stream, data: chunk.toString() }),
           );
@@ -426,7 +342,7 @@ class StageRun {
             o.plan.epoch !== undefined ? epochTime(o.plan.epoch) : new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
           if (made && isPending(made)) {
             // written in the background: its record and its place in the stage's layers come when it is settled
-            this.pending.push({ p: made, key, created, createdBy: s.createdBy, ins, onbuild, stepId: step.id });
+            this.pending.add({ p: made, key, created, createdBy: s.createdBy, ins, onbuild, stepId: step.id });
             this.fsKey = key;
             this.image.history.push(o.history.add(s.createdBy, { time: created }));
             o.onEvent({ type: 'done', id: step.id });
@@ -461,8 +377,4 @@ class StageRun {
       throw err;
     }
   }
-}
-
-function isPending(x: Layer | PendingLayer): x is PendingLayer {
-  return 'layer' in x && 'dir' in x;
 }

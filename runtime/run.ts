@@ -97,6 +97,18 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
       ...(host.caps().mknod ? {} : { bindDevices: true }),
       ...(host.caps().userns && spec.network === 'host' ? { hostSysfs: true } : {}),
     });
+    // Signals are caught from before the start: the container may run (and say it is ready) before the start
+    // resolves here, and a SIGTERM then must not kill us and orphan it. One caught before the start is passed on
+    // once it is known.
+    const started: { ns?: NsProcess } = {};
+    const early: NodeJS.Signals[] = [];
+    if (opts.forwardSignals ?? true) {
+      for (const sig of FORWARDED) {
+        const forward = (): void => void (started.ns ? started.ns.kill(sig) : early.push(sig));
+        process.on(sig, forward);
+        cleanups.push(() => process.off(sig, forward));
+      }
+    }
     const ns = await host.startInNamespaces({
       ops,
       newNetwork: spec.network !== 'host',
@@ -104,14 +116,8 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
       stdio,
       ...(opts.executor ? { executor: opts.executor } : {}),
     });
-    // Forward from the start (before onStarted): a SIGTERM that arrives early must not kill us and orphan the container.
-    if (opts.forwardSignals ?? true) {
-      for (const sig of FORWARDED) {
-        const forward = (): void => ns.kill(sig);
-        process.on(sig, forward);
-        cleanups.push(() => process.off(sig, forward));
-      }
-    }
+    started.ns = ns;
+    for (const sig of early) ns.kill(sig);
     // The output is wired before onStarted: a command that ends while onStarted runs (a short one, a loaded machine)
     // would otherwise have its output dropped by child_process, which drains a stream nobody reads when the child exits.
     const done: Array<Promise<unknown>> = pty ? [] : wireStdio(ns, io);

@@ -58,3 +58,21 @@ test('runContainer asks the host for a cgroup when a limit is set', async (t) =>
   t.deepEqual(host.callsOf('cgroup'), [{ op: 'cgroup', limits: { pids: 10 } }]);
   t.is(host.callsOf('start').length, 1);
 });
+
+test.serial('a SIGTERM that arrives while the container starts is passed on to it once it has started', async (t) => {
+  const host = new FakeHost({ onStart: () => ({ code: 0 }) });
+  const forwarded: NodeJS.Signals[] = [];
+  const start = host.startInNamespaces.bind(host);
+  host.startInNamespaces = async (opts) => {
+    // the container runs (and may say it is ready) before the start resolves in this process
+    process.emit('SIGTERM', 'SIGTERM');
+    const ns = await start(opts);
+    return { ...ns, kill: (s) => void forwarded.push(s) };
+  };
+  const before = process.listenerCount('SIGTERM');
+  const spec = processSpec({ config: {}, rootfs: '/nonexistent/rootfs', cmd: ['true'] });
+  const r = await runContainer(spec, { stdout: 'ignore', stderr: 'ignore' }, { host });
+  t.is(r.exitCode, 0);
+  t.deepEqual(forwarded, ['SIGTERM']);
+  t.is(process.listenerCount('SIGTERM'), before, 'the handlers go with the container');
+});
