@@ -126,6 +126,8 @@ export interface CopyIntoOptions {
   tmpDir: string;
   /** makes device nodes and sets owners */
   host: Host;
+  /** regular files written at once (default FILES_IN_FLIGHT; 1: one after the other, as tests compare) */
+  filesInFlight?: number;
 }
 
 /**
@@ -163,7 +165,7 @@ export async function copyInto(
       continue;
     }
     // each source is written completely before the next: a later source may overwrite what an earlier one wrote
-    await walkWith(FILES_IN_FLIGHT, async (win) => {
+    await walkWith(opts.filesInFlight ?? FILES_IN_FLIGHT, async (win) => {
       ctx.win = win;
       await copyOne(ctx, node, s.rel, dest, perm, s.parents);
     });
