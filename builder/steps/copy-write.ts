@@ -333,7 +333,7 @@ async function copyEntry(ctx: Ctx, node: SelNode, target: string, overwrite: boo
     // O_EXCL: the target is new (checked or fresh above), and a symlink put there is never followed
     const done = ctx.win.start(async () => {
       await copyFile(node.abs, target, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE);
-      setInfo(ctx, node, target);
+      setInfo(ctx, node, target, true);
     });
     if (st.nlink > 1) ctx.inodes.set(key, { path: target, done });
     return;
@@ -350,12 +350,16 @@ async function copyEntry(ctx: Ctx, node: SelNode, target: string, overwrite: boo
   setInfo(ctx, node, target);
 }
 
-/** setInfo is fsutil's copyFileInfo: owner, mode, xattrs, times. */
-function setInfo(ctx: Ctx, node: SelNode, target: string): void {
+/**
+ * setInfo is fsutil's copyFileInfo: owner, mode, xattrs, times. `modeSet`: the target was made with the source's
+ * whole mode (copyFile sets it with fchmod, not umasked).
+ */
+function setInfo(ctx: Ctx, node: SelNode, target: string, modeSet = false): void {
   const st = node.st;
   const owner = ctx.chown ?? (ctx.resetOwner ? { uid: 0, gid: 0 } : { uid: st.uid, gid: st.gid });
   lchownSafe(ctx.host, target, owner.uid, owner.gid);
-  if (!st.isSymbolicLink()) {
+  // modeSet: the target has the source's mode already; only chown's clearing of setuid/setgid needs undoing
+  if (!st.isSymbolicLink() && (!modeSet || ctx.chmod !== undefined || (st.mode & 0o6000) !== 0)) {
     const mode = ctx.chmod ? ctx.chmod.apply(st.mode & 0o7777, st.isDirectory()) : st.mode & 0o7777;
     chmodSync(target, mode);
   }

@@ -38,7 +38,7 @@ function makeSource(dir: string, dirs = 6, files = 60): void {
       const p = join(sub, `f${String(f).padStart(3, '0')}`);
       writeFileSync(p, `file ${d}/${f}\n`.repeat(f * 7));
       if (isRoot) chownSync(p, 1000 + f, 2000 + d); // before chmod: chown clears setuid
-      chmodSync(p, [0o644, 0o600, 0o755, 0o4755, 0o2711, 0o444][f % 6]!);
+      chmodSync(p, [0o644, 0o600, 0o777, 0o4755, 0o2711, 0o444][f % 6]!);
       if (f % 10 === 3) setXattr(p, 'user.tag', Buffer.from(`x${d}.${f}`));
       utimesSync(p, 1_600_000_000 + f, 1_600_000_100 + d * 1000 + f);
     }
@@ -120,6 +120,8 @@ rootOnly(
     const f = lstatSync(join(dir, 'root16', 'app', 'd2', 'f009'));
     t.is(f.mode & 0o7777, 0o4755);
     t.is(`${f.uid}:${f.gid}`, '1009:2002');
+    t.is(lstatSync(join(dir, 'root16', 'app', 'd2', 'f004')).mode & 0o7777, 0o2711, 'setgid kept after the chown');
+    t.is(lstatSync(join(dir, 'root16', 'app', 'd2', 'f002')).mode & 0o7777, 0o777, 'not umasked');
     t.is(f.mtimeMs, (1_600_000_100 + 2000 + 9) * 1000);
     t.is(getXattrs(join(dir, 'root16', 'app', 'd4', 'f013'))['user.tag']?.toString(), 'x4.13');
     const d = lstatSync(join(dir, 'root16', 'app', 'd3'));
