@@ -176,7 +176,7 @@ export async function copyInto(
  * FILES_IN_FLIGHT: regular files a COPY writes at once. libuv's pool has 4 threads; a few more jobs than that keep it
  * busy while the main thread walks and sets metadata.
  */
-const FILES_IN_FLIGHT = Number(process.env.TSBUILD_COPY_WINDOW ?? 16);
+const FILES_IN_FLIGHT = 16;
 
 interface Ctx {
   root: string;
