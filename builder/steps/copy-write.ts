@@ -9,6 +9,12 @@
 // - ADD extracts local tar archives (plain or compressed) into the destination.
 // Every destination path is resolved inside the root filesystem (secureJoin): symlinks in the image can never send
 // a write outside it. Device nodes and owners go through the Host (host.mknod, host.lchown).
+//
+// Speed (a COPY of thousands of small files): the walk runs on the main thread, in order, and hands each regular
+// file to a window of concurrent jobs (builder/steps/copy-jobs.ts): the data copy runs in libuv's thread pool (the
+// target opened O_CREAT|O_EXCL: never through a symlink), the file's metadata follows on the main thread once it is
+// written, and a directory's metadata waits for its children. A directory this copy created is known to be empty:
+// its entries are made without an lstat of the target first.
 import {
   chmodSync,
   constants as fsc,
@@ -31,6 +37,7 @@ import type { Host } from '../../sys/host.js';
 import { secureJoin } from '../../sys/secure-path.js';
 import { keepXattr } from '../../layers/tar/whiteout.js';
 import { majorMinor, setXattr } from '../../sys/libc.js';
+import { type JobWindow, walkWith } from './copy-jobs.js';
 import {
   childrenOf,
   type CopyFrom,
@@ -119,6 +126,8 @@ export interface CopyIntoOptions {
   tmpDir: string;
   /** makes device nodes and sets owners */
   host: Host;
+  /** regular files written at once (default FILES_IN_FLIGHT; 1: one after the other, as tests compare) */
+  filesInFlight?: number;
 }
 
 /**
@@ -140,6 +149,7 @@ export async function copyInto(
     ...(opts.chmod ? { chmod: opts.chmod } : {}),
     ...(opts.mtime === undefined ? {} : { mtime: opts.mtime }),
     inodes: new Map(),
+    win: undefined as unknown as JobWindow,
   };
   const destDir = opts.dest.endsWith('/');
   const dest = posix.normalize(opts.dest).replace(/(.)\/$/, '$1');
@@ -154,9 +164,19 @@ export async function copyInto(
       await extractArchive(ctx, node, dest, perm, opts.tmpDir);
       continue;
     }
-    await copyOne(ctx, node, s.rel, dest, perm, s.parents);
+    // each source is written completely before the next: a later source may overwrite what an earlier one wrote
+    await walkWith(opts.filesInFlight ?? FILES_IN_FLIGHT, async (win) => {
+      ctx.win = win;
+      await copyOne(ctx, node, s.rel, dest, perm, s.parents);
+    });
   }
 }
+
+/**
+ * FILES_IN_FLIGHT: regular files a COPY writes at once. libuv's pool has 4 threads; a few more jobs than that keep it
+ * busy while the main thread walks and sets metadata.
+ */
+const FILES_IN_FLIGHT = 16;
 
 interface Ctx {
   root: string;
@@ -165,8 +185,10 @@ interface Ctx {
   chown?: Owner;
   chmod?: ChmodSpec;
   mtime?: number;
-  /** dev:ino of a copied file → its host path in the destination (hard links) */
-  inodes: Map<string, string>;
+  /** dev:ino of a copied file → its host path in the destination and whether it was written (hard links) */
+  inodes: Map<string, { path: string; done: Promise<boolean> }>;
+  /** the current walk's window of file jobs */
+  win: JobWindow;
   /**
    * ADD's archive extraction: a directory of the archive lands on an existing symlink to a directory by following
    * it inside the root (an absolute link is read from the root), as a tar extracted in the image's root does
@@ -196,8 +218,8 @@ async function copyOne(
   if (!isDir && existing?.isDirectory()) target = join(target, basenameOf(srcRel, node.name));
   if (isDir && !existing) mkdirAll(ctx, dest, perm);
   else mkdirAllHost(ctx, parentOf(target), perm);
-  if (isDir || contentsOnly) await copyDirectory(ctx, node, target, false);
-  else await copyEntry(ctx, node, target, false);
+  if (isDir || contentsOnly) await copyDirectory(ctx, node, target, false, false);
+  else await copyEntry(ctx, node, target, false, false);
 }
 
 function basenameOf(srcRel: string, fallback: string): string {
@@ -251,8 +273,18 @@ function displayPath(ctx: Ctx, host: string): string {
   return `/${r.split(sep).join('/')}`;
 }
 
-async function copyDirectory(ctx: Ctx, node: SelNode, target: string, overwrite: boolean): Promise<void> {
-  let st = lstatSync(target, { throwIfNoEntry: false });
+/**
+ * copyDirectory copies a directory's entries into target (created when missing); `fresh`: target's parent was made
+ * by this walk, so target does not exist.
+ */
+async function copyDirectory(
+  ctx: Ctx,
+  node: SelNode,
+  target: string,
+  overwrite: boolean,
+  fresh: boolean,
+): Promise<void> {
+  let st = fresh ? undefined : lstatSync(target, { throwIfNoEntry: false });
   if (st?.isSymbolicLink() && ctx.throughLinks) {
     const followed = resolveIn(ctx, displayPath(ctx, target));
     const fst = lstatSync(followed, { throwIfNoEntry: false });
@@ -269,27 +301,42 @@ async function copyDirectory(ctx: Ctx, node: SelNode, target: string, overwrite:
     throw new CopyError(`cannot copy to non-directory: ${displayPath(ctx, target)}`);
   }
   for (const child of childrenOf(node)) {
-    await copyEntry(ctx, child, join(target, child.name), true);
+    await copyEntry(ctx, child, join(target, child.name), true, created);
   }
-  if (created || overwrite) setInfo(ctx, node, target);
+  // after every file job of its children: setting their metadata never touches the directory, creating them does
+  if (created || overwrite) ctx.win.defer(() => setInfo(ctx, node, target));
 }
 
-async function copyEntry(ctx: Ctx, node: SelNode, target: string, overwrite: boolean): Promise<void> {
+/** copyEntry copies one entry to target; `fresh`: target's parent was made by this walk (target does not exist). */
+async function copyEntry(ctx: Ctx, node: SelNode, target: string, overwrite: boolean, fresh: boolean): Promise<void> {
+  // before looking at the target: with a window of 1 (ADD's archives), every earlier write is done
+  await ctx.win.room();
   const st = node.st;
-  if (st.isDirectory()) return copyDirectory(ctx, node, target, overwrite);
-  // ensureEmptyFileTarget: a file never replaces a directory
-  const existing = lstatSync(target, { throwIfNoEntry: false });
-  if (existing?.isDirectory()) throw new CopyError(`cannot replace directory ${displayPath(ctx, target)} with a file`);
-  if (existing) unlinkSync(target);
+  if (st.isDirectory()) return copyDirectory(ctx, node, target, overwrite, fresh);
+  if (!fresh) {
+    // ensureEmptyFileTarget: a file never replaces a directory
+    const existing = lstatSync(target, { throwIfNoEntry: false });
+    if (existing?.isDirectory())
+      throw new CopyError(`cannot replace directory ${displayPath(ctx, target)} with a file`);
+    if (existing) unlinkSync(target);
+  }
   if (st.isFile()) {
     const key = `${st.dev}:${st.ino}`;
     const first = st.nlink > 1 ? ctx.inodes.get(key) : undefined;
     if (first !== undefined) {
-      linkSync(first, target);
+      ctx.win.start(async () => {
+        // the first path of the inode is written first (when it failed, its error is the one reported)
+        if (await first.done) linkSync(first.path, target);
+      });
       return;
     }
-    await copyFile(node.abs, target, fsc.COPYFILE_FICLONE);
-    if (st.nlink > 1) ctx.inodes.set(key, target);
+    // O_EXCL: the target is new (checked or fresh above), and a symlink put there is never followed
+    const done = ctx.win.start(async () => {
+      await copyFile(node.abs, target, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE);
+      setInfo(ctx, node, target, true);
+    });
+    if (st.nlink > 1) ctx.inodes.set(key, { path: target, done });
+    return;
   } else if (st.isSocket()) {
     // a socket cannot live in a layer: BuildKit's context transfer gives an empty regular file in its place
     writeFileSync(target, '');
@@ -303,12 +350,16 @@ async function copyEntry(ctx: Ctx, node: SelNode, target: string, overwrite: boo
   setInfo(ctx, node, target);
 }
 
-/** setInfo is fsutil's copyFileInfo: owner, mode, xattrs, times. */
-function setInfo(ctx: Ctx, node: SelNode, target: string): void {
+/**
+ * setInfo is fsutil's copyFileInfo: owner, mode, xattrs, times. `modeSet`: the target was made with the source's
+ * whole mode (copyFile sets it with fchmod, not umasked).
+ */
+function setInfo(ctx: Ctx, node: SelNode, target: string, modeSet = false): void {
   const st = node.st;
   const owner = ctx.chown ?? (ctx.resetOwner ? { uid: 0, gid: 0 } : { uid: st.uid, gid: st.gid });
   lchownSafe(ctx.host, target, owner.uid, owner.gid);
-  if (!st.isSymbolicLink()) {
+  // modeSet: the target has the source's mode already; only chown's clearing of setuid/setgid needs undoing
+  if (!st.isSymbolicLink() && (!modeSet || ctx.chmod !== undefined || (st.mode & 0o6000) !== 0)) {
     const mode = ctx.chmod ? ctx.chmod.apply(st.mode & 0o7777, st.isDirectory()) : st.mode & 0o7777;
     chmodSync(target, mode);
   }
@@ -397,7 +448,11 @@ async function extractArchive(ctx: Ctx, node: SelNode, dest: string, perm: numbe
     mkdirAll(ctx, dest, perm);
     const tree = treeOf(staging, node.name);
     const sub: Ctx = { ...ctx, resetOwner: false, inodes: new Map(), throughLinks: true };
-    await copyDirectory(sub, tree, resolveIn(ctx, dest), false);
+    // one file at a time: a directory reached through a link may be reached again by its own path
+    await walkWith(1, async (win) => {
+      sub.win = win;
+      await copyDirectory(sub, tree, resolveIn(ctx, dest), false, false);
+    });
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
