@@ -147,7 +147,7 @@ function beginRegular(state: ApplyState, entry: string, rel: string, header: Ent
       state.batcher = state.host.fileWriter?.() ?? null;
     // While the worker has as much in hand as it may (room() would wait), this thread makes the file itself
     // rather than wait: both threads make files, neither idles.
-    if (state.batcher && state.batcher.room() === undefined) {
+    if (state.batcher && workerHasRoom(state, state.batcher)) {
       // The worker only creates: whatever is at the path goes first (in a fresh root, only what this layer wrote can be).
       if (!state.freshRoot || state.written.has(p.rel)) removeExisting(state, entry, p);
       return new QueuedWriter(state, entry, p, meta);
@@ -155,6 +155,18 @@ function beginRegular(state: ApplyState, entry: string, rel: string, header: Ent
   }
   const fd = createFresh(state, entry, p, () => openSync(p.abs, OPEN_NEW, meta.mode & 0o777));
   return new DirectWriter(state, entry, p, meta, fd);
+}
+
+/** workerHasRoom tells whether the worker may take another file; while it may not, asks once when it may again. */
+function workerHasRoom(state: ApplyState, b: FileBatcher): boolean {
+  if (state.workerFull) return false;
+  const wait = b.room();
+  if (wait === undefined) return true;
+  state.workerFull = true;
+  void wait.then(() => {
+    state.workerFull = false;
+  });
+  return false;
 }
 
 /** needsChown tells whether a file or symlink this process creates must be chowned to end up owned by meta's ids. */

@@ -97,6 +97,8 @@ export interface ApplyState {
    * only queued when it has: otherwise this thread makes it)
    */
   queuedLink: boolean;
+  /** the worker has as much in hand as it may (until a batch comes back): new small files are made on this thread */
+  workerFull: boolean;
   /** small regular files seen so far */
   smallFiles: number;
   entries: number;
@@ -151,6 +153,7 @@ export function createApplyState(opts: ApplyOptions): ApplyState {
     batcher: undefined,
     allowBatcher: false,
     queuedLink: false,
+    workerFull: false,
     smallFiles: 0,
     entries: 0,
     bytes: 0,
