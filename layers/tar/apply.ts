@@ -66,8 +66,8 @@ export async function applyLayer(tar: Readable, opts: ApplyOptions): Promise<App
 
 /**
  * readLayer is the tar loop: layers/tar/read.ts hands each header to startEntry and the file's data to its
- * writer, as slices of the chunks read; it waits (reading no further) while the file writer thread has too much in
- * hand, or must finish a file an entry touches.
+ * writer, as slices of the chunks read; it waits (reading no further) while the file writer thread must finish a
+ * file an entry touches, or has too much in hand after a queued hardlink.
  */
 async function readLayer(tar: Readable, state: ApplyState): Promise<void> {
   const sink = new LayerSink(state);
