@@ -24,7 +24,10 @@ export interface ApplyOptions {
   sameOwner?: boolean;
   /** recoverable oddities (device node skipped when not root, xattr refused by the filesystem) */
   onWarn?: (code: string, message: string) => void;
-  /** let a worker thread make the small files of a big layer while the tar is read (default: true) */
+  /**
+   * let a worker thread make the small files of a big layer while the tar is read (default: when the machine has
+   * more than 2 CPUs; see WRITER_THREAD_DEFAULT in layers/tar/apply.ts)
+   */
   writerThread?: boolean;
   /** the host that makes device nodes and sets owners (default: defaultHost()) */
   host?: Host;
