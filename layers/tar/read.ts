@@ -264,8 +264,8 @@ export interface ReadTarOptions {
 }
 
 /**
- * readTar reads a whole tar from `source` (a Readable or any async iterable of bytes) into `sink`, pulling the
- * next chunk only once the sink is done with the last one (back-pressure). It throws TarFormatError for a malformed
+ * readTar reads a whole tar from `source` (a Readable or any async iterable of bytes) into `sink`, asking for one
+ * chunk ahead of the one being read, and no more while the sink makes it wait (back-pressure). It throws TarFormatError for a malformed
  * or truncated archive, and whatever the sink or the source threw. It does not destroy the source on an error:
  * the caller does.
  */
@@ -276,14 +276,18 @@ export async function readTar(
 ): Promise<void> {
   const parser = new TarParser(sink);
   const it = (source as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  // One chunk asked for ahead of the one being read, so that the source reads while this thread parses.
+  let next = it.next();
   for (;;) {
     let r: IteratorResult<Uint8Array>;
     try {
-      r = await it.next();
+      r = await next;
     } catch (e) {
       throw opts.sourceError ? opts.sourceError(e) : e;
     }
     if (r.done) break;
+    next = it.next();
+    next.catch(() => {}); // an error is thrown above, when it is awaited (or not at all, after a failure here)
     if (typeof r.value === 'string') throw new TypeError('readTar: the source gave a string, not bytes');
     let wait = parser.write(r.value);
     while (wait) {
