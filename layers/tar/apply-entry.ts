@@ -38,6 +38,8 @@ import { isOciWhiteoutName, isOverlayXattr } from './whiteout.js';
 
 /** The worker starts once a layer has shown this many small regular files. */
 const BATCH_AFTER = 64;
+/** Larger files are written on this thread, straight from the tar's chunks. */
+const QUEUE_MAX = BATCH_BYTES / 4;
 const OPEN_NEW = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW; // libuv adds O_CLOEXEC
 
 /** FileWriter receives a regular file's content; end() sets its metadata, abort() only closes it. */
@@ -140,10 +142,12 @@ function beginRegular(state: ApplyState, entry: string, rel: string, header: Ent
   const p = target(state, entry, rel, 'file');
   const meta = metaOf(header);
   const size = header.size ?? 0;
-  if (state.allowBatcher && size <= BATCH_BYTES / 4 && meta.xattrs === NO_XATTRS) {
+  if (state.allowBatcher && size <= QUEUE_MAX && meta.xattrs === NO_XATTRS) {
     if (state.batcher === undefined && ++state.smallFiles >= BATCH_AFTER)
       state.batcher = state.host.fileWriter?.() ?? null;
-    if (state.batcher) {
+    // While the worker has as much in hand as it may (room() would wait), this thread makes the file itself
+    // rather than wait: both threads make files, neither idles.
+    if (state.batcher && workerHasRoom(state, state.batcher)) {
       // The worker only creates: whatever is at the path goes first (in a fresh root, only what this layer wrote can be).
       if (!state.freshRoot || state.written.has(p.rel)) removeExisting(state, entry, p);
       return new QueuedWriter(state, entry, p, meta);
@@ -151,6 +155,18 @@ function beginRegular(state: ApplyState, entry: string, rel: string, header: Ent
   }
   const fd = createFresh(state, entry, p, () => openSync(p.abs, OPEN_NEW, meta.mode & 0o777));
   return new DirectWriter(state, entry, p, meta, fd);
+}
+
+/** workerHasRoom tells whether the worker may take another file; while it may not, asks once when it may again. */
+function workerHasRoom(state: ApplyState, b: FileBatcher): boolean {
+  if (state.workerFull) return false;
+  const wait = b.room();
+  if (wait === undefined) return true;
+  state.workerFull = true;
+  void wait.then(() => {
+    state.workerFull = false;
+  });
+  return false;
 }
 
 /** needsChown tells whether a file or symlink this process creates must be chowned to end up owned by meta's ids. */
@@ -306,6 +322,7 @@ function makeHardlink(state: ApplyState, entry: string, rel: string, header: Ent
       // The worker only creates: whatever is at the path goes first (as for a queued file).
       if (!state.freshRoot || state.written.has(p.rel)) removeExisting(state, entry, p);
       state.batcher.addLink({ entry, rel: p.rel, abs: p.abs, target: queued.abs });
+      state.queuedLink = true; // applyLayer waits for room after it, if need be
       markWritten(state, p.rel);
       return;
     }

@@ -4,12 +4,12 @@
 // Privilege comes from the Host (sys/host.ts): whether to chown (caps.chown), make device nodes (caps.mknod) and
 // write into directories whatever their mode (caps.root) is decided once here, from host.caps(), never getuid().
 import { lstatSync, readdirSync, readFileSync, realpathSync, rmSync, unlinkSync } from 'node:fs';
-import type { Header } from 'tar-stream';
 import { InvalidInputError, UnsafeEntryError, wrap } from '../../sys/errors.js';
 import { defaultHost, type Host } from '../../sys/host.js';
 import { dirnameOf, PathResolver, type ResolvedPath } from '../../sys/secure-path.js';
 import type { FileBatcher } from '../../sys/file-writer.js';
 import { PathSet } from './path-set.js';
+import type { TarHeader } from './read-header.js';
 import { warn } from '../../sys/warnings.js';
 
 export interface ApplyOptions {
@@ -24,7 +24,10 @@ export interface ApplyOptions {
   sameOwner?: boolean;
   /** recoverable oddities (device node skipped when not root, xattr refused by the filesystem) */
   onWarn?: (code: string, message: string) => void;
-  /** let a worker thread make the small files of a big layer while the tar is read (default: true) */
+  /**
+   * let a worker thread make the small files of a big layer while the tar is read (default: when the machine has
+   * more than 2 CPUs; see WRITER_THREAD_DEFAULT in layers/tar/apply.ts)
+   */
   writerThread?: boolean;
   /** the host that makes device nodes and sets owners (default: defaultHost()) */
   host?: Host;
@@ -42,8 +45,9 @@ export interface ApplyResult {
   bytes: number;
 }
 
-/** EntryHeader is a tar-stream header; hand-made ones may leave out everything but the name. */
-export type EntryHeader = Omit<Partial<Header>, 'type'> & Pick<Header, 'name'> & { type?: Header['type'] | null };
+/** EntryHeader is a header as layers/tar/read.ts (or tar-stream) gives it; hand-made ones may leave out all but the name. */
+export type EntryHeader = Partial<Omit<TarHeader, 'name' | 'pax'>> &
+  Pick<TarHeader, 'name'> & { pax?: Record<string, string> | null | undefined };
 
 export interface DirFinish {
   abs: string;
@@ -91,6 +95,13 @@ export interface ApplyState {
   batcher: FileBatcher | null | undefined;
   /** whether a batcher may be started: only applyLayer, which flushes and closes it, sets this */
   allowBatcher: boolean;
+  /**
+   * the last entry queued a hardlink for the worker: applyLayer then waits until the worker has room (a file is
+   * only queued when it has: otherwise this thread makes it)
+   */
+  queuedLink: boolean;
+  /** the worker has as much in hand as it may (until a batch comes back): new small files are made on this thread */
+  workerFull: boolean;
   /** small regular files seen so far */
   smallFiles: number;
   entries: number;
@@ -144,6 +155,8 @@ export function createApplyState(opts: ApplyOptions): ApplyState {
     setgidDirs: !freshRoot || rootSetgid,
     batcher: undefined,
     allowBatcher: false,
+    queuedLink: false,
+    workerFull: false,
     smallFiles: 0,
     entries: 0,
     bytes: 0,

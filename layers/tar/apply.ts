@@ -1,6 +1,7 @@
 // Applying one uncompressed layer tar to a directory: OCI whiteouts, ownership, modes, xattrs, times.
 //
-// applyLayer() only iterates over the tar; applyEntry() does the work for one header, so tests can feed it
+// applyLayer() only iterates over the tar (layers/tar/read.ts: our own reader, which hands each entry's data on as
+// slices of the chunks read, no stream per entry); applyEntry() does the work for one header, so tests can feed it
 // hand-made headers. The work is split by concern: layers/tar/apply-state.ts (what one layer remembers, the
 // options, the Host's decisions), apply-entry.ts (one entry of each type), apply-whiteout.ts (whiteouts and opaque
 // directories), sys/file-writer.ts (the host's worker thread for small files). Every path goes through sys/secure-path.ts
@@ -8,12 +9,12 @@
 // Privileged calls (device nodes, owners) go through the Host given in the options (`host`, default defaultHost()).
 //
 // The per-entry work is synchronous fs calls (one syscall each, no thread-pool hop); once a layer shows many
-// small files, applyLayer hands the making of new regular files to a worker thread (Host.fileWriter: sys/file-writer.ts; a FakeHost has none)
-// so that their syscalls overlap with reading the tar. That is what keeps a layer of many small files close
-// to `tar -x`.
+// small files and the machine more than 2 CPUs, applyLayer hands the making of new regular files to a worker thread
+// (Host.fileWriter: sys/file-writer.ts; a FakeHost has none) so that their syscalls overlap with reading the tar;
+// while the worker has as much in hand as it may, this thread makes the next files itself instead of waiting.
 import { chmodSync, lstatSync, lutimesSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import type { Readable } from 'node:stream';
-import { extract, type Header } from 'tar-stream';
 import { InvalidInputError, TsbuildError, wrap } from '../../sys/errors.js';
 import { noSpace } from '../../sys/disk-full.js';
 import { startEntry, type FileWriter } from './apply-entry.js';
@@ -25,8 +26,7 @@ import {
   type ApplyState,
   type EntryHeader,
 } from './apply-state.js';
-import { installFastHeaderDecoder } from './header-fast.js';
-import { installPaxCodec } from './pax.js';
+import { readTar, TarFormatError, type TarHeader, type TarSink, type Wait } from './read.js';
 
 export {
   createApplyState,
@@ -37,6 +37,15 @@ export {
 } from './apply-state.js';
 
 /**
+ * Whether applyLayer uses the file writer thread when not told: only with more than 2 CPUs. The thread is a new
+ * isolate for every layer: on bench/layer-commit.ts's 10k-entry layer it used about 100 ms of CPU (start-up,
+ * compiling its code, its GC on V8's helper threads, then the files) to take about 40 ms of file syscalls off this
+ * thread (process CPU 0.30 s against 0.19 s without it). On 2 CPUs, where the reads and the GC already use the
+ * other one, that made applying no faster idle and up to twice as slow when other work shares the CPUs.
+ */
+const WRITER_THREAD_DEFAULT = availableParallelism() > 2;
+
+/**
  * applyLayer applies one uncompressed layer tar to opts.root and resolves with what it applied.
  * It consumes `tar` fully. On any error it rejects (UnsafeEntryError for a hostile entry, InvalidInputError for
  * a truncated or corrupt tar, others wrapped with the entry name) and destroys `tar`; the state of the root is
@@ -44,8 +53,6 @@ export {
  * set), though nothing is ever written outside the root.
  */
 export async function applyLayer(tar: Readable, opts: ApplyOptions): Promise<ApplyResult> {
-  installPaxCodec();
-  installFastHeaderDecoder();
   let state: ApplyState;
   try {
     // A stream destroyed before it reaches us (its producer failed first) would never end: fail with its error.
@@ -55,7 +62,7 @@ export async function applyLayer(tar: Readable, opts: ApplyOptions): Promise<App
     tar.destroy();
     throw e;
   }
-  state.allowBatcher = opts.writerThread ?? true;
+  state.allowBatcher = opts.writerThread ?? WRITER_THREAD_DEFAULT;
   try {
     await readLayer(tar, state);
     await state.batcher?.flush();
@@ -66,91 +73,82 @@ export async function applyLayer(tar: Readable, opts: ApplyOptions): Promise<App
   }
 }
 
-/** readLayer is the tar loop: it feeds each entry to startEntry and resolves when the tar has ended. */
-function readLayer(tar: Readable, state: ApplyState): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const ex = extract();
-    let failed = false;
-    // The entry being read (entries come one at a time): its header, its file writer, tar-stream's `next`.
-    let curName = '';
-    let curWriter: FileWriter | undefined;
-    let curNext: () => void = noop;
-    const fail = (e: unknown): void => {
-      if (failed) return;
-      failed = true;
-      const err = noSpace(e, state.root, curName ? `${curName} into ${state.root}` : `a layer into ${state.root}`);
-      curWriter?.abort();
-      tar.unpipe(ex as unknown as NodeJS.WritableStream);
-      tar.destroy();
-      ex.destroy();
-      reject(err);
-    };
-    // Go on to the next entry, unless the worker failed or has too much in hand.
-    const proceed = (next: () => void): void => {
-      const b = state.batcher;
-      if (b?.failure) return fail(b.failure);
-      const wait = b?.room();
-      if (wait === undefined) return next();
-      wait.then(() => (b?.failure ? fail(b.failure) : next()), fail);
-    };
-    const onData = (chunk: unknown): void => {
-      if (failed || curWriter === undefined) return;
-      try {
-        curWriter.write(chunk as Uint8Array);
-      } catch (e) {
-        fail(entryError(curName, e));
-      }
-    };
-    const onEnd = (): void => {
-      const w = curWriter;
-      if (failed || w === undefined) return;
-      curWriter = undefined;
+/**
+ * readLayer is the tar loop: layers/tar/read.ts hands each header to startEntry and the file's data to its
+ * writer, as slices of the chunks read; it waits (reading no further) while the file writer thread must finish a
+ * file an entry touches, or has too much in hand after a queued hardlink.
+ */
+async function readLayer(tar: Readable, state: ApplyState): Promise<void> {
+  const sink = new LayerSink(state);
+  try {
+    await readTar(tar, sink, { sourceError: (e) => (e instanceof TsbuildError ? e : wrap('reading layer tar', e)) });
+  } catch (e) {
+    sink.writer?.abort();
+    tar.destroy();
+    const err =
+      e instanceof TarFormatError ? new InvalidInputError(`layer tar is truncated or corrupt: ${e.message}`) : e;
+    throw noSpace(err, state.root, sink.name ? `${sink.name} into ${state.root}` : `a layer into ${state.root}`);
+  }
+}
+
+/** LayerSink applies the entries readTar hands it (one at a time). */
+class LayerSink implements TarSink {
+  /** the entry being read: its name, and its file writer (a regular file) */
+  name = '';
+  writer: FileWriter | undefined;
+  constructor(private readonly state: ApplyState) {}
+
+  header(h: TarHeader): Wait {
+    this.state.entries++;
+    return this.begin(h);
+  }
+
+  private begin(h: TarHeader): Wait {
+    const { state } = this;
+    this.name = h.name;
+    try {
+      this.writer = startEntry(state, h);
+    } catch (e) {
+      // The entry touches a path the worker may still be making: let it finish, then start the entry again.
+      if (e === NEED_FLUSH && state.batcher) return state.batcher.flush().then(() => this.begin(h));
+      throw entryError(h.name, e);
+    }
+    return undefined;
+  }
+
+  data(chunk: Buffer): void {
+    const w = this.writer;
+    if (w === undefined) return; // nothing to write; drop whatever a malformed entry carries
+    try {
+      w.write(chunk);
+    } catch (e) {
+      throw entryError(this.name, e);
+    }
+  }
+
+  end(): Wait {
+    const w = this.writer;
+    if (w !== undefined) {
+      this.writer = undefined;
       try {
         w.end();
       } catch (e) {
-        fail(entryError(curName, e));
-        return;
+        throw entryError(this.name, e);
       }
-      proceed(curNext);
-    };
-    const begin = (header: Header, body: Readable, next: () => void): void => {
-      let w: FileWriter | undefined;
-      try {
-        w = startEntry(state, header);
-      } catch (e) {
-        if (e === NEED_FLUSH && state.batcher) {
-          // The entry touches a path the worker may still be making: let it finish, then start the entry again.
-          state.batcher.flush().then(() => begin(header, body, next), fail);
-          return;
-        }
-        fail(entryError(header.name, e));
-        return;
-      }
-      if (w === undefined) {
-        body.resume(); // nothing to read; drop whatever a malformed entry carries
-        proceed(next);
-        return;
-      }
-      curName = header.name;
-      curWriter = w;
-      curNext = next;
-      body.on('data', onData);
-      body.on('end', onEnd);
-    };
-    tar.on('error', (e) => fail(e instanceof TsbuildError ? e : wrap('reading layer tar', e)));
-    ex.on('error', (e) => fail(new InvalidInputError(`layer tar is truncated or corrupt: ${e.message}`)));
-    ex.on('finish', () => {
-      if (!failed) resolve();
+    }
+    // Go on to the next entry, unless the worker failed, or has too much in hand after a queued hardlink (a file is
+    // queued only while it has room: apply-entry.ts's beginRegular).
+    const b = this.state.batcher;
+    if (!b) return undefined;
+    if (b.failure) throw b.failure;
+    if (!this.state.queuedLink) return undefined;
+    this.state.queuedLink = false;
+    const wait = b.room();
+    if (wait === undefined) return undefined;
+    return wait.then(() => {
+      if (b.failure) throw b.failure;
     });
-    ex.on('entry', (header, body, next) => {
-      if (failed) return;
-      state.entries++;
-      // The extract destroys an entry that is still being read with its own error, which it reports itself.
-      if (header.size > 0) body.on('error', noop);
-      begin(header, body as unknown as Readable, next);
-    });
-    tar.pipe(ex as unknown as NodeJS.WritableStream);
-  });
+  }
 }
 
 /**
@@ -190,5 +188,3 @@ export function finishApply(state: ApplyState): ApplyResult {
   state.dirs.clear();
   return { entries: state.entries, bytes: state.bytes };
 }
-
-function noop(): void {}

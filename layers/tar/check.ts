@@ -1,10 +1,9 @@
 // A pass-through that parses a tar stream as it flows and fails on entries no layer may hold.
+import { EventEmitter } from 'node:events';
 import { posix } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
-import tar from 'tar-stream';
 import { InvalidInputError, UnsafeEntryError } from '../../sys/errors.js';
-import { installFastHeaderDecoder } from './header-fast.js';
-import { installPaxCodec } from './pax.js';
+import { TarFormatError, TarParser, type TarHeader } from './read.js';
 
 /** checkEntryName refuses absolute names and names that climb out of the root; returns the cleaned name. */
 export function checkEntryName(name: string, what = 'entry'): string {
@@ -16,42 +15,43 @@ export function checkEntryName(name: string, what = 'entry'): string {
 }
 
 /**
- * TarCheck passes a tar stream through unchanged while parsing it; it fails the stream on the first entry
- * whose name or hardlink target is absolute or climbs out, and when the stream is not a tar at all.
- * `entries` counts what it saw.
+ * TarCheck passes a tar stream through unchanged while parsing it (layers/tar/read.ts); it fails the stream on the
+ * first entry whose name or hardlink target is absolute or climbs out, and when the stream is not a tar at all (or
+ * not a whole one): before it passes on the chunk where that shows. `entries` counts what it saw.
  */
 export class TarCheck extends Transform {
-  private readonly extract = tar.extract();
   entries = 0;
   private readonly symlinks = new Set<string>();
-  private failed: Error | undefined;
+  private readonly parser: TarParser;
+  /**
+   * tar-stream's extract was here, and layers/sources/import.ts still listens to its 'entry' and 'error' events to
+   * close two gaps that TarCheck now closes itself (an entry's stream without an error listener, a parse error
+   * that stalled the stream): nothing is emitted on it.
+   */
+  readonly extract = new EventEmitter();
   constructor(private readonly label: string) {
     super({ highWaterMark: 1 << 20 });
-    installPaxCodec();
-    installFastHeaderDecoder(); // tar-stream's results, fewer allocations (layers/tar/header-fast.ts)
-    this.extract.on('entry', (header, body, next) => {
-      this.entries++;
-      try {
-        const name = checkEntryName(header.name);
-        if ((name === '.' || name === '') && header.type !== 'directory')
-          throw new UnsafeEntryError(header.name, 'it would change the type of the root directory');
-        this.checkParents(header.name, name);
-        if (header.type === 'link' && header.linkname) {
-          const target = checkEntryName(header.linkname, 'hardlink target');
-          this.checkParents(header.linkname, target);
-          if (this.symlinks.has(target)) throw new UnsafeEntryError(header.name, `hardlink to the symlink ${target}`);
-        }
-        if (header.type === 'symlink') this.symlinks.add(name);
-        else this.symlinks.delete(name);
-      } catch (err) {
-        this.failed = err as Error;
-      }
-      body.on('end', next);
-      body.resume();
+    this.parser = new TarParser({
+      header: (header) => {
+        this.entries++;
+        this.check(header);
+      },
+      data: () => {},
+      end: () => {},
     });
-    this.extract.on('error', (err) => {
-      this.failed ??= new InvalidInputError(`${label}: not a valid tar archive: ${err.message}`);
-    });
+  }
+  private check(header: TarHeader): void {
+    const name = checkEntryName(header.name);
+    if ((name === '.' || name === '') && header.type !== 'directory')
+      throw new UnsafeEntryError(header.name, 'it would change the type of the root directory');
+    this.checkParents(header.name, name);
+    if (header.type === 'link' && header.linkname) {
+      const target = checkEntryName(header.linkname, 'hardlink target');
+      this.checkParents(header.linkname, target);
+      if (this.symlinks.has(target)) throw new UnsafeEntryError(header.name, `hardlink to the symlink ${target}`);
+    }
+    if (header.type === 'symlink') this.symlinks.add(name);
+    else this.symlinks.delete(name);
   }
   /** checkParents refuses an entry whose path passes through a symlink that an earlier entry of this tar created. */
   private checkParents(raw: string, clean: string): void {
@@ -63,24 +63,27 @@ export class TarCheck extends Transform {
         throw new UnsafeEntryError(raw, `path passes through the symlink ${prefix} created by this layer`);
     }
   }
+  private failure(err: unknown): Error {
+    if (err instanceof TarFormatError)
+      return new InvalidInputError(`${this.label}: not a valid tar archive: ${err.message}`);
+    return err as Error;
+  }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.failed) return cb(this.failed);
-    // tar-stream's (streamx) write has no callback: honour its back-pressure through 'drain'.
-    if (this.extract.write(chunk)) cb(null, chunk);
-    else this.extract.once('drain', () => cb(this.failed ?? null, chunk));
+    try {
+      this.parser.write(chunk); // the sink never waits
+    } catch (err) {
+      cb(this.failure(err));
+      return;
+    }
+    cb(null, chunk);
   }
   override _flush(cb: TransformCallback): void {
-    if (this.failed) return cb(this.failed);
-    let done = false;
-    const finish = (err?: Error): void => {
-      if (done) return;
-      done = true;
-      cb(err ?? this.failed);
-    };
-    this.extract.once('finish', () => finish());
-    this.extract.once('error', (err: Error) =>
-      finish(new InvalidInputError(`${this.label}: not a valid tar archive: ${err.message}`)),
-    );
-    this.extract.end(undefined);
+    try {
+      this.parser.end();
+    } catch (err) {
+      cb(this.failure(err));
+      return;
+    }
+    cb();
   }
 }

@@ -530,7 +530,7 @@ test('files queued for the writer thread exist before a hardlink, a whiteout or 
   entries.push({ name: '.wh.e' }); // hides nothing of a lower layer (there is none) but removes e here
   entries.push({ name: 'd/f5', type: 'symlink' as const, linkname: 'f6' }); // a duplicate path
   const root = await tempDir(t);
-  const res = await apply(tarSync(entries), { root });
+  const res = await apply(tarSync(entries), { root, writerThread: true });
   t.is(res.entries, entries.length);
   t.is(await readFile(join(root, 'hard'), 'utf8'), 'content 199\n');
   t.is(lstatSync(join(root, 'hard')).ino, lstatSync(join(root, 'd/f199')).ino);
@@ -550,7 +550,7 @@ test('hardlinks to files still with the writer thread are made after them: chain
   entries.push({ name: 'd/l7', data: 'replaced\n' }); // a duplicate of a queued link
   entries.push({ name: 'd/.wh.f14' }); // removes a file that a queued link shares
   const root = await tempDir(t);
-  const res = await apply(tarSync(entries), { root });
+  const res = await apply(tarSync(entries), { root, writerThread: true });
   t.is(res.entries, entries.length);
   for (const i of [0, 21, 294]) {
     const ino = lstatSync(join(root, `d/f${i}`)).ino;
@@ -735,7 +735,7 @@ test('a file used as a directory is an error naming the entry, also when the fil
   for (let i = 0; i < 150; i++) entries.push({ name: `f${i}`, data: 'x' });
   entries.push({ name: 'f149/child', data: 'y' });
   const root = await tempDir(t);
-  const err = await t.throwsAsync(apply(tarSync(entries), { root }));
+  const err = await t.throwsAsync(apply(tarSync(entries), { root, writerThread: true }));
   t.is((err as TsbuildError).code, 'E_INVALID');
   t.regex(err?.message ?? '', /"f149\/child": f149 is not a directory/);
 });
@@ -754,7 +754,7 @@ rootTest(
     // The first files are empty (no pages): the space runs out after the thread has taken over.
     for (let i = 0; i < 400; i++)
       entries.push({ name: `f${String(i).padStart(3, '0')}`, data: i < 100 ? '' : 'z'.repeat(2000) });
-    const err = await t.throwsAsync(apply(tarSync(entries), { root }));
+    const err = await t.throwsAsync(apply(tarSync(entries), { root, writerThread: true }));
     t.is((err as NodeJS.ErrnoException).code, 'ENOSPC', err?.message);
     t.regex(err?.message ?? '', /^applying layer entry "f\d{3}": /);
     const count = readdirSync(root).length;
