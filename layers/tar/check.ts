@@ -1,5 +1,4 @@
 // A pass-through that parses a tar stream as it flows and fails on entries no layer may hold.
-import { EventEmitter } from 'node:events';
 import { posix } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { InvalidInputError, UnsafeEntryError } from '../../sys/errors.js';
@@ -23,12 +22,6 @@ export class TarCheck extends Transform {
   entries = 0;
   private readonly symlinks = new Set<string>();
   private readonly parser: TarParser;
-  /**
-   * tar-stream's extract was here, and layers/sources/import.ts still listens to its 'entry' and 'error' events to
-   * close two gaps that TarCheck now closes itself (an entry's stream without an error listener, a parse error
-   * that stalled the stream): nothing is emitted on it.
-   */
-  readonly extract = new EventEmitter();
   constructor(private readonly label: string) {
     super({ highWaterMark: 1 << 20 });
     this.parser = new TarParser({

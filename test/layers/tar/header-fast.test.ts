@@ -2,7 +2,7 @@ import test from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeFastDecode, tarStreamHeaders } from '../../../layers/tar/header-fast.js';
+import { makeFastDecode, tarStreamHeaders } from '../../helpers/tar-stream-fast-header.js';
 import { makeTempDir, removeDir } from '../../helpers/index.js';
 
 type Decode = (buf: Buffer, enc?: BufferEncoding, allowUnknown?: boolean) => unknown;

@@ -9,7 +9,7 @@ import { chownSync, lutimesSync, mkdirSync, symlinkSync, utimesSync, writeFileSy
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { extract, pack, type Header } from 'tar-stream';
-import { installFastHeaderDecoder } from '../../../layers/tar/header-fast.js';
+import { installFastHeaderDecoder } from '../../helpers/tar-stream-fast-header.js';
 import { installPaxCodec } from '../../../layers/tar/pax.js';
 import { readTar, TarFormatError, TarParser, type TarHeader } from '../../../layers/tar/read.js';
 import { setXattr } from '../../../sys/libc.js';
