@@ -1,8 +1,8 @@
 // One 512-byte tar header, decoded straight from the bytes it arrived in (layers/tar/read.ts reads the stream).
 //
-// The results are tar-stream's (3.x, headers.decode, with test/helpers/tar-stream-fast-header.ts's reading of a type-0 name
-// that ends in '/' as a directory, which applyLayer has always used): the same fields, the same values for every
-// header tar-stream accepts, its error messages. Numbers are read from plain octal digits without a string in the
+// The results are tar-stream's (3.x, headers.decode, with the reading of a type-0 name that ends in '/' as a
+// directory that applyLayer has always used: test/helpers/tar-stream-fast-header.ts): the same fields, the same
+// values for every header tar-stream accepts, its error messages. Numbers are read from plain octal digits without a string in the
 // common case; anything else (base-256, odd padding, junk after the digits) takes tar-stream's slower rules
 // (parseInt of the digits up to the first space). A base-256 field whose first byte is neither 0x80 nor 0xff, which
 // tar-stream reads as null (a size of null made its extract wait forever), makes the reader refuse the header.
