@@ -158,7 +158,7 @@ function buildTree(
   const list = (): SelNode[] => {
     const children: SelNode[] = [];
     for (const name of sortedNames(node.abs)) {
-      const abs = join(node.abs, name);
+      const abs = childAbs(node.abs, name);
       const st = lstatSync(abs);
       const cRel = ctxRel === '' ? name : `${ctxRel}/${name}`;
       const sRel = srcRel === '' ? name : `${srcRel}/${name}`;
@@ -178,8 +178,23 @@ function buildTree(
   };
 }
 
+/** sortedNames lists a directory sorted bytewise (by the names' UTF-8 bytes, as BuildKit's walk orders them). */
 export function sortedNames(dir: string): string[] {
-  return readdirSync(dir).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  const names = readdirSync(dir);
+  // ASCII names (the common case) sort bytewise as strings; others by their UTF-8 bytes, each encoded once
+  // (UTF-16 order differs from UTF-8 order above U+D7FF)
+  if (names.every((n) => ASCII.test(n))) return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return names
+    .map((n) => ({ n, b: Buffer.from(n) }))
+    .sort((x, y) => Buffer.compare(x.b, y.b))
+    .map((x) => x.n);
+}
+
+const ASCII = /^[\x00-\x7f]*$/;
+
+/** childAbs is `join(dir, name)` for a name from a listing of the absolute, normalized `dir`. */
+function childAbs(dir: string, name: string): string {
+  return dir.endsWith('/') ? dir + name : `${dir}/${name}`;
 }
 
 /** splitWildcards splits at the first component with a wildcard: `a/b/*.txt/c` → base `a/b`, pattern `*.txt/c`. */
