@@ -43,6 +43,12 @@ interface Libc {
   pivot_root: Fn;
   chroot: Fn;
   unshare: Fn;
+  statx: Fn;
+  llistxattrSize: Fn;
+  open: Fn;
+  pread: Fn;
+  close: Fn;
+  readlink: Fn;
 }
 
 let cached: Libc | undefined;
@@ -68,6 +74,12 @@ function libc(): Libc {
     pivot_root: lib.func('long syscall(long nr, const char *newroot, const char *putold)'),
     chroot: lib.func('int chroot(const char *path)'),
     unshare: lib.func('int unshare(int flags)'),
+    statx: lib.func('int statx(int dirfd, const char *path, int flags, unsigned int mask, void *buf)'),
+    llistxattrSize: lib.func('intptr_t llistxattr(const char *path, void *list, size_t size)'),
+    open: lib.func('int open(const char *path, int flags)'),
+    pread: lib.func('intptr_t pread(int fd, void *buf, size_t count, int64_t offset)'),
+    close: lib.func('int close(int fd)'),
+    readlink: lib.func('intptr_t readlink(const char *path, void *buf, size_t size)'),
   };
   return cached;
 }
@@ -225,4 +237,111 @@ export function chroot(path: string): void {
 /** unshare in this (multi-threaded) process: only for flags that do not need a single thread. */
 export function unshare(flags: number): void {
   check(libc().unshare(flags), 'unshare');
+}
+
+// ─── walking a tree fast (layers/tar/create.ts) ────────────────────────────────────────────────────────────────────
+// Calls made once or more per entry of a tree of many thousands: results land in buffers the caller reuses, in plain
+// numbers (no BigInt, no object per call), and a failure is returned as a negative errno rather than thrown, so the
+// caller can redo the call with Node's own function when it wants Node's error.
+
+const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
+const STATX_BASIC_STATS = 0x7ff;
+
+/**
+ * Lstat is one struct statx, filled in place by lstatInto: the fields of lstat as plain numbers. `size` is exact up
+ * to 2^53, as Number(stats.size) of Node's BigInt stats.
+ */
+export class Lstat {
+  /** the struct statx (256 bytes; the kernel's layout, the same on every architecture) */
+  readonly raw = new Uint32Array(64);
+  get nlink(): number {
+    return this.raw[4] as number;
+  }
+  get uid(): number {
+    return this.raw[5] as number;
+  }
+  get gid(): number {
+    return this.raw[6] as number;
+  }
+  /** st_mode: file type and permission bits */
+  get mode(): number {
+    return (this.raw[7] as number) & 0xffff;
+  }
+  get inoLow(): number {
+    return this.raw[8] as number;
+  }
+  get inoHigh(): number {
+    return this.raw[9] as number;
+  }
+  get size(): number {
+    return (this.raw[10] as number) + (this.raw[11] as number) * 2 ** 32;
+  }
+  /** mtime in whole seconds (the floor: the nanoseconds are never negative) */
+  get mtimeSeconds(): number {
+    return (this.raw[28] as number) + ((this.raw[29] as number) | 0) * 2 ** 32;
+  }
+  get mtimeNanoseconds(): number {
+    return this.raw[30] as number;
+  }
+  get rdevMajor(): number {
+    return this.raw[32] as number;
+  }
+  get rdevMinor(): number {
+    return this.raw[33] as number;
+  }
+  get devMajor(): number {
+    return this.raw[34] as number;
+  }
+  get devMinor(): number {
+    return this.raw[35] as number;
+  }
+}
+
+/** lstatInto is lstat (statx without following a last symlink) of `path` into `into`: 0, or the errno. */
+export function lstatInto(path: string, into: Lstat): number {
+  const l = libc();
+  return l.statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, into.raw) < 0 ? l.koffi.errno() : 0;
+}
+
+/**
+ * xattrNamesSize is llistxattr of `path` (the link itself) without a buffer: how many bytes its xattr names take
+ * (0: it has none), or minus the errno.
+ */
+export function xattrNamesSize(path: string): number {
+  const l = libc();
+  const n = l.llistxattrSize(path, null, 0);
+  return n < 0 ? -l.koffi.errno() : n;
+}
+
+/** O_CLOEXEC of Linux's generic ABI (x86-64, arm64, riscv, mips; not alpha, parisc or sparc) */
+const O_CLOEXEC = 0o2000000;
+
+/** openFd is open(2) with O_CLOEXEC added, as libuv opens: a file descriptor, or minus the errno. */
+export function openFd(path: string, flags: number): number {
+  const l = libc();
+  const fd = l.open(path, flags | O_CLOEXEC);
+  return fd < 0 ? -l.koffi.errno() : fd;
+}
+
+/** preadInto is pread(2) into `buf` (a whole Buffer or a view of one): the bytes read, or minus the errno. */
+export function preadInto(fd: number, buf: Uint8Array, position: number): number {
+  const l = libc();
+  const n = l.pread(fd, buf, buf.length, position);
+  return n < 0 ? -l.koffi.errno() : n;
+}
+
+/** closeFd is close(2); its errors are ignored (a file only read from). */
+export function closeFd(fd: number): void {
+  libc().close(fd);
+}
+
+/**
+ * readlinkInto is readlink(2) of `path` into `buf`: the target's length in bytes, or minus the errno. A length equal
+ * to buf.length may be a truncated target.
+ */
+export function readlinkInto(path: string, buf: Uint8Array): number {
+  const l = libc();
+  const n = l.readlink(path, buf, buf.length);
+  return n < 0 ? -l.koffi.errno() : n;
 }

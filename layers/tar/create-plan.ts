@@ -37,12 +37,17 @@ export const WARN = {
 
 // ─── the plan: which entries, in which order ────────────────────────────────────────────────────────────────────
 
-/** FsStat is the part of lstat a layer needs. */
+/** FsStat is the part of lstat a layer needs, in plain numbers. */
 export interface FsStat extends EntryStat {
   nlink: number;
-  dev: bigint;
-  ino: bigint;
-  rdev: number;
+  /** st_dev and st_ino, in 32-bit parts: together, the key of a multiply linked file */
+  devMajor: number;
+  devMinor: number;
+  inoHigh: number;
+  inoLow: number;
+  /** st_rdev's major and minor (devices only) */
+  rdevMajor: number;
+  rdevMinor: number;
 }
 
 export type { PlanItem } from './plan-tree.js';
@@ -56,9 +61,20 @@ export interface Plan {
   next: () => PlanItem | undefined;
 }
 
+const U32 = 0xffffffffn;
+
+/** glibc's major() and minor() of a dev_t (the inverse of the makedev libuv builds st_dev and st_rdev with) */
+function splitDev(d: bigint): [number, number] {
+  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn & U32);
+  const minor = (d & 0xffn) | ((d >> 12n) & ~0xffn & U32);
+  return [Number(major), Number(minor)];
+}
+
 function toFsStat(s: BigIntStats): FsStat {
   let mtime = s.mtimeNs / 1_000_000_000n;
   if (s.mtimeNs < 0n && s.mtimeNs % 1_000_000_000n !== 0n) mtime -= 1n; // floor, not truncate
+  const [devMajor, devMinor] = splitDev(s.dev);
+  const [rdevMajor, rdevMinor] = splitDev(s.rdev);
   return {
     mode: Number(s.mode),
     uid: Number(s.uid),
@@ -66,12 +82,16 @@ function toFsStat(s: BigIntStats): FsStat {
     size: Number(s.size),
     mtime: Number(mtime),
     nlink: Number(s.nlink),
-    dev: s.dev,
-    ino: s.ino,
-    rdev: Number(s.rdev),
+    devMajor,
+    devMinor,
+    inoHigh: Number((s.ino >> 32n) & U32),
+    inoLow: Number(s.ino & U32),
+    rdevMajor,
+    rdevMinor,
   };
 }
 
+/** lstatPath is Node's lstat of a path, its error wrapped with the path (the slow way: see ReadAhead's). */
 export function lstatPath(abs: string): FsStat {
   try {
     return toFsStat(lstatSync(abs, { bigint: true }));
