@@ -49,6 +49,7 @@ interface Libc {
   pread: Fn;
   close: Fn;
   readlink: Fn;
+  getdents64: Fn;
 }
 
 let cached: Libc | undefined;
@@ -80,6 +81,7 @@ function libc(): Libc {
     pread: lib.func('intptr_t pread(int fd, void *buf, size_t count, int64_t offset)'),
     close: lib.func('int close(int fd)'),
     readlink: lib.func('intptr_t readlink(const char *path, void *buf, size_t size)'),
+    getdents64: lib.func('intptr_t getdents64(int fd, void *buf, size_t size)'),
   };
   return cached;
 }
@@ -343,5 +345,16 @@ export function closeFd(fd: number): void {
 export function readlinkInto(path: string, buf: Uint8Array): number {
   const l = libc();
   const n = l.readlink(path, buf, buf.length);
+  return n < 0 ? -l.koffi.errno() : n;
+}
+
+/**
+ * readDirents is getdents64(2) on a directory's file descriptor (openFd with O_DIRECTORY): how many bytes of
+ * `struct linux_dirent64` records it put in `buf` (0 at the end of the directory), or minus the errno. A record: u64
+ * d_ino, s64 d_off, u16 d_reclen at 16, u8 d_type at 18, the NUL-terminated name from 19.
+ */
+export function readDirents(fd: number, buf: Uint8Array): number {
+  const l = libc();
+  const n = l.getdents64(fd, buf, buf.length);
   return n < 0 ? -l.koffi.errno() : n;
 }

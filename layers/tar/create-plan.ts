@@ -7,13 +7,14 @@
 // kept: the writer looks each entry up again when its turn comes. A layer of a million entries costs some 20 MB
 // here (issue 14: 1.8 GB with a plan of objects, stats and Buffers per entry; 60 MB with a key string per entry and
 // 50 MB more for a map of the change set).
-import { lstatSync, type BigIntStats } from 'node:fs';
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { constants as fsc, lstatSync, readdirSync, type BigIntStats } from 'node:fs';
+import { isAscii } from 'node:buffer';
+import { join, normalize } from 'node:path';
 import { InvalidInputError, wrap } from '../../sys/errors.js';
+import { closeFd, openFd, readDirents } from '../../sys/libc.js';
 import { sortChanges, type Change } from '../model/changeset.js';
 import { kindOf, type EntryStat } from './entry.js';
-import { childKey, PlanTree, type PlanItem } from './plan-tree.js';
+import { childKey, PlanTree, rawKey, type PlanItem } from './plan-tree.js';
 import { OCI_OPAQUE_NAME, OCI_WHITEOUT_PREFIX } from './whiteout.js';
 
 export interface TarWriteOptions {
@@ -91,6 +92,16 @@ function toFsStat(s: BigIntStats): FsStat {
   };
 }
 
+/**
+ * pathPrefix is what join(root, rel) starts with, for every clean relative rel (no '', '.' or '..' component): then
+ * join(root, rel) === pathPrefix(root) + rel, without normalizing each path.
+ */
+export function pathPrefix(root: string): string {
+  const n = normalize(root);
+  if (n === '.' || n === './') return '';
+  return n.endsWith('/') ? n : `${n}/`;
+}
+
 /** lstatPath is Node's lstat of a path, its error wrapped with the path (the slow way: see ReadAhead's). */
 export function lstatPath(abs: string): FsStat {
   try {
@@ -102,6 +113,7 @@ export function lstatPath(abs: string): FsStat {
 
 /** utf8Name returns a file name as a string, refusing bytes that are not UTF-8 (they could not round-trip). */
 export function utf8Name(name: Buffer, where: string): string {
+  if (isAscii(name)) return name.toString('latin1');
   const s = name.toString('utf8');
   if (!Buffer.from(s, 'utf8').equals(name)) {
     throw new InvalidInputError(
@@ -112,37 +124,127 @@ export function utf8Name(name: Buffer, where: string): string {
   return s;
 }
 
-/** planDirectory lists the tree depth first, each directory's children in entry order (one string per directory). */
+/** A directory's entries: each name's bytes as a latin1 string (one char per byte), and whether it is a directory. */
+interface Listing {
+  names: string[];
+  dirs: boolean[];
+}
+
+const DT_UNKNOWN = 0;
+const DT_DIR = 4;
+
+/**
+ * DirReader lists directories with getdents64 into one reused buffer: no Buffer and Dirent per entry as Node's
+ * readdir makes. When a call fails, Node's readdir lists the directory instead (its error is the one reported).
+ */
+class DirReader {
+  private readonly buf = Buffer.allocUnsafe(64 << 10);
+
+  /** list returns the entries of `abs` (without . and ..) in bytewise order, the order of Node's readdir. */
+  list(abs: string): Listing {
+    const out = this.read(abs) ?? nodeListing(abs);
+    sortListing(out);
+    return out;
+  }
+
+  private read(abs: string): Listing | undefined {
+    const fd = openFd(abs, fsc.O_RDONLY | fsc.O_DIRECTORY);
+    if (fd < 0) return undefined;
+    const names: string[] = [];
+    const dirs: boolean[] = [];
+    const buf = this.buf;
+    try {
+      for (;;) {
+        const n = readDirents(fd, buf);
+        if (n < 0) return undefined;
+        if (n === 0) break;
+        for (let off = 0; off < n; off += (buf[off + 16] as number) | ((buf[off + 17] as number) << 8)) {
+          const start = off + 19;
+          let end = start;
+          while (buf[end] !== 0) end++;
+          if (buf[start] === 0x2e && (end === start + 1 || (end === start + 2 && buf[start + 1] === 0x2e))) continue;
+          const type = buf[off + 18];
+          const name = buf.toString('latin1', start, end);
+          names.push(name);
+          if (type === DT_UNKNOWN) {
+            // a filesystem that does not give types: ask lstat, as Node's readdir does
+            try {
+              const path = Buffer.concat([Buffer.from(`${abs}/`), Buffer.from(name, 'latin1')]);
+              dirs.push(lstatSync(path).isDirectory());
+            } catch {
+              return undefined;
+            }
+          } else dirs.push(type === DT_DIR);
+        }
+      }
+    } finally {
+      closeFd(fd);
+    }
+    return { names, dirs };
+  }
+}
+
+/** nodeListing lists a directory with Node's readdir (the slow way, for its errors). */
+function nodeListing(abs: string): Listing {
+  let ents;
+  try {
+    ents = readdirSync(abs, { withFileTypes: true, encoding: 'buffer' });
+  } catch (err) {
+    throw wrap(`reading directory ${abs}`, err);
+  }
+  return { names: ents.map((d) => d.name.toString('latin1')), dirs: ents.map((d) => d.isDirectory()) };
+}
+
+/** sortListing orders a listing bytewise by name (latin1 strings compare as their bytes). */
+function sortListing(l: Listing): void {
+  const order = l.names
+    .map((_, i) => i)
+    .sort((a, b) => {
+      const x = l.names[a] as string;
+      const y = l.names[b] as string;
+      return x < y ? -1 : x > y ? 1 : 0;
+    });
+  l.names = order.map((i) => l.names[i] as string);
+  l.dirs = order.map((i) => l.dirs[i] as boolean);
+}
+
+/** ASCII is a latin1 string of bytes below 0x80, whose UTF-8 reading is itself. */
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * planDirectory lists the tree depth first, each directory's children in entry order (one string per directory).
+ * The listing is made with blocking calls, the event loop let through every few hundred directories.
+ */
 export async function planDirectory(dir: string, opts: TarWriteOptions): Promise<Plan> {
   const tree = new PlanTree();
+  const reader = new DirReader();
+  const prefix = pathPrefix(dir);
+  let listed = 0;
   // lists one directory into the tree and returns its subdirectories (the listing itself is not kept meanwhile)
-  const list = async (rel: string): Promise<string[]> => {
-    const abs = rel === '' ? dir : join(dir, rel);
-    let ents;
-    try {
-      ents = await readdir(abs, { withFileTypes: true, encoding: 'buffer' });
-    } catch (err) {
-      throw wrap(`reading directory ${abs}`, err);
-    }
+  const list = (rel: string): string[] => {
+    const abs = rel === '' ? dir : prefix + rel;
+    const { names, dirs } = reader.list(abs);
     const subdirs: string[] = [];
-    for (const d of ents) {
-      const name = utf8Name(d.name, abs);
-      const path = rel === '' ? name : `${rel}/${name}`;
-      if (name.startsWith(OCI_WHITEOUT_PREFIX)) {
+    for (let i = 0; i < names.length; i++) {
+      const raw = names[i] as string;
+      const isDir = dirs[i] as boolean;
+      // the name as a string (raw is its UTF-8 bytes, one char each)
+      const name = NON_ASCII.test(raw) ? utf8Name(Buffer.from(raw, 'latin1'), abs) : raw;
+      if (raw.startsWith(OCI_WHITEOUT_PREFIX)) {
         opts.onWarn?.(
           WARN.WHITEOUT_NAME,
-          `${join(dir, path)}: a file named ${OCI_WHITEOUT_PREFIX}* reads as a whiteout in a layer`,
+          `${join(dir, rel === '' ? name : `${rel}/${name}`)}: a file named ${OCI_WHITEOUT_PREFIX}* reads as a whiteout in a layer`,
         );
       }
-      const isDir = d.isDirectory();
-      tree.add(rel, childKey(name, isDir));
-      if (isDir) subdirs.push(path);
+      tree.add(rel, rawKey(raw, isDir));
+      if (isDir) subdirs.push(rel === '' ? name : `${rel}/${name}`);
     }
     tree.close(rel);
     return subdirs.sort();
   };
   const visit = async (rel: string): Promise<void> => {
-    for (const sub of await list(rel)) await visit(sub);
+    if (++listed % 256 === 0) await new Promise((resolve) => setImmediate(resolve)); // let the event loop breathe
+    for (const sub of list(rel)) await visit(sub);
   };
   await visit('');
   return { root: dir, count: tree.count, next: tree.cursor(false) };

@@ -3,11 +3,11 @@
 // refuse a file whose size changed.
 import { closeSync, constants as fsc, openSync, readlinkSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { normalize } from 'node:path';
 import { TsbuildError, wrap } from '../../sys/errors.js';
 import { getXattr, listXattrs, Lstat, lstatInto, readlinkInto, xattrNamesSize } from '../../sys/libc.js';
 import {
   lstatPath,
+  pathPrefix,
   utf8Name,
   WARN,
   type FsStat,
@@ -183,16 +183,6 @@ export class ReadAhead {
     }
     return Object.keys(out).length > 0 ? out : undefined;
   }
-}
-
-/**
- * pathPrefix is what join(root, rel) starts with, for every clean relative rel (no '', '.' or '..' component): then
- * join(root, rel) === pathPrefix(root) + rel, without normalizing each path.
- */
-export function pathPrefix(root: string): string {
-  const n = normalize(root);
-  if (n === '.' || n === './') return '';
-  return n.endsWith('/') ? n : `${n}/`;
 }
 
 /**

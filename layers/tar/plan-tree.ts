@@ -33,6 +33,12 @@ export function childKey(name: string, isDir: boolean): string {
   return rank + bytes + (isDir ? '/' : '');
 }
 
+/** rawKey is childKey of a name given as its UTF-8 bytes in a latin1 string. */
+export function rawKey(raw: string, isDir: boolean): string {
+  const rank = raw === OCI_OPAQUE_NAME ? RANK_OPAQUE : raw.startsWith(OCI_WHITEOUT_PREFIX) ? RANK_WHITEOUT : RANK_OTHER;
+  return isDir ? `${rank}${raw}/` : rank + raw;
+}
+
 /**
  * PlanTree collects the keys of each directory, then reads the entries back in order. `add` takes the keys of one
  * directory in any order; `close` sorts and joins them (after which the directory takes no more).
