@@ -31,7 +31,7 @@ function errnoName(errno: number): string {
 
 type Fn = (...args: unknown[]) => number;
 interface Libc {
-  koffi: { errno(): number };
+  koffi: { errno(): number; address(value: unknown): bigint };
   mount: Fn;
   umount2: Fn;
   mknod: Fn;
@@ -50,6 +50,7 @@ interface Libc {
   close: Fn;
   readlink: Fn;
   getdents64: Fn;
+  preadAddress: Fn;
 }
 
 let cached: Libc | undefined;
@@ -82,6 +83,7 @@ function libc(): Libc {
     close: lib.func('int close(int fd)'),
     readlink: lib.func('intptr_t readlink(const char *path, void *buf, size_t size)'),
     getdents64: lib.func('intptr_t getdents64(int fd, void *buf, size_t size)'),
+    preadAddress: lib.func('intptr_t pread(int fd, uintptr_t buf, size_t count, int64_t offset)'),
   };
   return cached;
 }
@@ -331,6 +333,27 @@ export function preadInto(fd: number, buf: Uint8Array, position: number): number
   const l = libc();
   const n = l.pread(fd, buf, buf.length, position);
   return n < 0 ? -l.koffi.errno() : n;
+}
+
+/**
+ * ReadTarget reads files into parts of one buffer without a view per read (making a Buffer view costs more than a
+ * small pread): its memory's address is taken once (an ArrayBuffer's memory never moves, and the target keeps the
+ * buffer alive), and every read is checked to lie inside it.
+ */
+export class ReadTarget {
+  private readonly address: number;
+  constructor(readonly buf: Uint8Array) {
+    this.address = Number(libc().koffi.address(buf));
+  }
+
+  /** pread is pread(2) of `length` bytes at file offset `position` into buf[offset…]: the bytes read, or minus the errno. */
+  pread(fd: number, offset: number, length: number, position: number): number {
+    if (!(offset >= 0 && length >= 0 && offset + length <= this.buf.length))
+      throw new RangeError(`pread of ${length} bytes at ${offset} outside a buffer of ${this.buf.length}`);
+    const l = libc();
+    const n = l.preadAddress(fd, this.address + offset, length, position);
+    return n < 0 ? -l.koffi.errno() : n;
+  }
 }
 
 /** closeFd is close(2); its errors are ignored (a file only read from). */

@@ -18,7 +18,7 @@
 import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import { InvalidInputError } from '../../sys/errors.js';
-import { closeFd, openFd, preadInto } from '../../sys/libc.js';
+import { closeFd, openFd, ReadTarget } from '../../sys/libc.js';
 import type { Change } from '../model/changeset.js';
 import {
   planChanges,
@@ -119,31 +119,34 @@ const roundUp512 = (n: number): number => (n + 511) & ~511;
 /**
  * TarOut lays out the bytes of a tar exactly as tar-stream's pack() does (the headers of its Pack.entry, _encode and
  * _encodePax, the padding of overflow, the end of finalize) into chunks of OUT_CHUNK bytes: headers and small
- * bodies are written in place, so a chunk holds many entries. Chunks start zeroed, and what is written leaves the
- * zeros of padding and unused header fields alone. Bodies read whole elsewhere, and big files' chunks, are handed
- * on as they are, without a copy.
+ * bodies are written in place, so a chunk holds many entries. Chunks are not zeroed when made (most of a chunk is
+ * file content): every byte up to `pos` is written, the zeros of headers and padding included. Big files' chunks
+ * are handed on as they were read, without a copy.
  */
 class TarOut {
-  /** the chunk being filled: bytes [start, pos) are not handed on yet, bytes from pos on are zeros */
+  /** the chunk being filled: bytes [start, pos) are not handed on yet, bytes from pos on are not written yet */
   buf = Buffer.alloc(0);
+  /** reads into buf */
+  target = new ReadTarget(this.buf);
   pos = 0;
   private start = 0;
   constructor(private readonly emit: (b: Buffer) => void) {}
 
-  /** room makes `n` bytes of zeros available at `pos` (handing on what the chunk holds when they do not fit). */
+  /** room makes `n` bytes available at `pos` (handing on what the chunk holds when they do not fit). */
   room(n: number): void {
     if (this.pos + n <= this.buf.length) return;
     this.flush();
-    this.buf = Buffer.alloc(Math.max(OUT_CHUNK, n));
+    this.buf = Buffer.allocUnsafe(Math.max(OUT_CHUNK, n));
+    this.target = new ReadTarget(this.buf);
     this.pos = 0;
     this.start = 0;
   }
 
-  /** put copies `b` to `pos`. */
-  put(b: Uint8Array): void {
-    this.room(b.length);
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
+  /** zeros writes `n` zero bytes (with room for them). */
+  zeros(n: number): void {
+    this.room(n);
+    this.buf.fill(0, this.pos, this.pos + n);
+    this.pos += n;
   }
 
   /** pass hands on a piece of a body as it is (after what the chunk holds). */
@@ -155,10 +158,34 @@ class TarOut {
   /** pad writes the zeros that end a body of `size` bytes on a 512-byte boundary. */
   pad(size: number): void {
     const n = size & 511;
-    if (n) {
-      this.room(512 - n);
-      this.pos += 512 - n;
-    }
+    if (n) this.zeros(512 - n);
+  }
+
+  /**
+   * ustar writes a header that needs no PAX in place (putUstarHeader), with room for `extra` bytes after it; false
+   * (nothing written) when its name or link target needs PAX.
+   */
+  ustar(
+    extra: number,
+    name: string,
+    mode: number,
+    uid: number,
+    gid: number,
+    size: number,
+    mtime: number,
+    typeflag: number,
+    linkname: string | undefined,
+    devmajor: number,
+    devminor: number,
+  ): boolean {
+    this.room(512 + extra);
+    const buf = this.buf;
+    const at = this.pos;
+    buf.fill(0, at, at + 512);
+    if (!putUstarHeader(buf, at, name, mode, uid, gid, size, mtime, typeflag, linkname, devmajor, devminor))
+      return false;
+    this.pos = at + 512;
+    return true;
   }
 
   /** header writes an entry's header with pack.entry's defaults, through tar-stream's encoders (any entry). */
@@ -174,8 +201,7 @@ class TarOut {
   }
 
   finalize(): void {
-    this.room(1024);
-    this.pos += 1024;
+    this.zeros(1024);
     this.flush();
   }
 
@@ -293,9 +319,7 @@ async function write(
     const name = e.item.name;
     if (!e.st || !e.abs) {
       // a whiteout or opaque marker: a regular file, size 0, mode 0, uid/gid 0, mtime 0 (markerHeader)
-      out.room(512);
-      if (putUstarHeader(out.buf, out.pos, name, 0, 0, 0, 0, 0, TYPEFLAG.file, undefined, 0, 0)) out.pos += 512;
-      else out.header(markerHeader(name));
+      if (!out.ustar(0, name, 0, 0, 0, 0, 0, TYPEFLAG.file, undefined, 0, 0)) out.header(markerHeader(name));
       continue;
     }
     const st = e.st;
@@ -314,12 +338,11 @@ async function write(
 
     // The header: written in place when it needs no PAX (the common case), else through tar-stream's encoders.
     const mtime = clampMtime(st.mtime, sde);
-    let written = false;
-    if ((e.xattrs === undefined || hardlinkTo !== undefined) && !needsPax(st.uid, st.gid, mtime, size)) {
-      out.room(512 + bodyRoom);
-      written = putUstarHeader(
-        out.buf,
-        out.pos,
+    if (
+      !(e.xattrs === undefined || hardlinkTo !== undefined) ||
+      needsPax(st.uid, st.gid, mtime, size) ||
+      !out.ustar(
+        bodyRoom,
         name,
         st.mode,
         st.uid,
@@ -330,10 +353,8 @@ async function write(
         hardlinkTo ?? e.linkname,
         isDev ? st.rdevMajor : 0,
         isDev ? st.rdevMinor : 0,
-      );
-      if (written) out.pos += 512;
-    }
-    if (!written) {
+      )
+    ) {
       const header = headerFor(name, st, {
         ...(hardlinkTo !== undefined
           ? { hardlink: true, linkname: hardlinkTo }
@@ -350,8 +371,9 @@ async function write(
     // The body.
     if (size === 0) continue;
     if (size <= SMALL_FILE) {
-      readInto(e.abs, size, out.buf, out.pos);
-      out.pos += roundUp512(size);
+      readInto(e.abs, size, out.target, out.pos);
+      out.pos += size;
+      out.pad(size);
     } else await addStreamed(out, e.abs, size, stopped, gate);
   }
   if (!stopped()) out.finalize();
@@ -362,13 +384,13 @@ async function write(
  * unread, or the file grew), with sys/libc.ts's calls; when one fails, again with Node's (its error is the one
  * reported). A size other than lstat's is a FileChangedError.
  */
-function readInto(abs: string, size: number, buf: Buffer, at: number): void {
+function readInto(abs: string, size: number, target: ReadTarget, at: number): void {
   const fd = openFd(abs, OPEN_FLAGS);
   if (fd >= 0) {
     let got = 0;
     let n = 1;
     try {
-      for (; n > 0 && got <= size; got += n) n = preadInto(fd, buf.subarray(at + got, at + size + 1), got);
+      for (; n > 0 && got <= size; got += n) n = target.pread(fd, at + got, size + 1 - got, got);
     } finally {
       closeFd(fd);
     }
@@ -377,7 +399,7 @@ function readInto(abs: string, size: number, buf: Buffer, at: number): void {
       throw new FileChangedError(abs, size, got > size ? 'it grew while read' : `read ${got}`);
     }
   }
-  buf.set(readWholeSync(abs, size, Buffer.allocUnsafe(size + 1)), at);
+  target.buf.set(readWholeSync(abs, size, Buffer.allocUnsafe(size + 1)), at);
 }
 
 /** addStreamed writes a big file's body chunk by chunk, reading the next chunk while the current one is handed on. */
