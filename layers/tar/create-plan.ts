@@ -140,11 +140,9 @@ const DT_DIR = 4;
 class DirReader {
   private readonly buf = Buffer.allocUnsafe(64 << 10);
 
-  /** list returns the entries of `abs` (without . and ..) in bytewise order, the order of Node's readdir. */
+  /** list returns the entries of `abs` (without . and ..), in no particular order. */
   list(abs: string): Listing {
-    const out = this.read(abs) ?? nodeListing(abs);
-    sortListing(out);
-    return out;
+    return this.read(abs) ?? nodeListing(abs);
   }
 
   private read(abs: string): Listing | undefined {
@@ -195,20 +193,7 @@ function nodeListing(abs: string): Listing {
   return { names: ents.map((d) => d.name.toString('latin1')), dirs: ents.map((d) => d.isDirectory()) };
 }
 
-/** sortListing orders a listing bytewise by name (latin1 strings compare as their bytes). */
-function sortListing(l: Listing): void {
-  const order = l.names
-    .map((_, i) => i)
-    .sort((a, b) => {
-      const x = l.names[a] as string;
-      const y = l.names[b] as string;
-      return x < y ? -1 : x > y ? 1 : 0;
-    });
-  l.names = order.map((i) => l.names[i] as string);
-  l.dirs = order.map((i) => l.dirs[i] as boolean);
-}
-
-/** ASCII is a latin1 string of bytes below 0x80, whose UTF-8 reading is itself. */
+/** a latin1 string of bytes not all below 0x80 (whose UTF-8 reading is not itself) */
 const NON_ASCII = /[^\x00-\x7f]/;
 
 /**
@@ -220,25 +205,43 @@ export async function planDirectory(dir: string, opts: TarWriteOptions): Promise
   const reader = new DirReader();
   const prefix = pathPrefix(dir);
   let listed = 0;
-  // lists one directory into the tree and returns its subdirectories (the listing itself is not kept meanwhile)
+  // Lists one directory into the tree and returns its subdirectories (the listing itself is not kept meanwhile).
+  // The entries come in the directory's own order; what is reported about them is in bytewise order, as Node's
+  // readdir listed them before: the whiteout-named files, and the first name that is not UTF-8 (after the
+  // whiteout-named files before it).
   const list = (rel: string): string[] => {
     const abs = rel === '' ? dir : prefix + rel;
     const { names, dirs } = reader.list(abs);
     const subdirs: string[] = [];
+    let whiteouts: string[] | undefined;
+    let bad: string | undefined;
     for (let i = 0; i < names.length; i++) {
       const raw = names[i] as string;
       const isDir = dirs[i] as boolean;
       // the name as a string (raw is its UTF-8 bytes, one char each)
-      const name = NON_ASCII.test(raw) ? utf8Name(Buffer.from(raw, 'latin1'), abs) : raw;
-      if (raw.startsWith(OCI_WHITEOUT_PREFIX)) {
+      let name = raw;
+      if (NON_ASCII.test(raw)) {
+        name = Buffer.from(raw, 'latin1').toString('utf8');
+        if (Buffer.from(name, 'utf8').toString('latin1') !== raw) {
+          if (bad === undefined || raw < bad) bad = raw;
+          continue;
+        }
+      }
+      if (raw.startsWith(OCI_WHITEOUT_PREFIX)) (whiteouts ??= []).push(raw);
+      tree.add(rel, rawKey(raw, isDir));
+      if (isDir) subdirs.push(rel === '' ? name : `${rel}/${name}`);
+    }
+    if (whiteouts) {
+      for (const raw of whiteouts.sort()) {
+        if (bad !== undefined && raw > bad) break;
+        const name = Buffer.from(raw, 'latin1').toString('utf8');
         opts.onWarn?.(
           WARN.WHITEOUT_NAME,
           `${join(dir, rel === '' ? name : `${rel}/${name}`)}: a file named ${OCI_WHITEOUT_PREFIX}* reads as a whiteout in a layer`,
         );
       }
-      tree.add(rel, rawKey(raw, isDir));
-      if (isDir) subdirs.push(rel === '' ? name : `${rel}/${name}`);
     }
+    if (bad !== undefined) utf8Name(Buffer.from(bad, 'latin1'), abs); // throws
     tree.close(rel);
     return subdirs.sort();
   };

@@ -141,24 +141,26 @@ export function isAsciiString(s: string): boolean {
   return true;
 }
 
-/** putAscii writes an ASCII string's chars as bytes; returns their sum (for the checksum). */
+/** putAscii writes a string's chars as bytes; returns their sum (for the checksum), or -1 when one is not ASCII. */
 function putAscii(buf: Uint8Array, off: number, s: string): number {
   let sum = 0;
+  let all = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     buf[off + i] = c;
     sum += c;
+    all |= c;
   }
-  return sum;
+  return all > 0x7f ? -1 : sum;
 }
 
 /**
  * putOctal writes tar-stream's encodeOct(val, n): n octal digits zero-padded and a space, or n sevens and a space when
  * val needs more digits (val is a whole number ≥ 0 here). Returns the bytes' sum.
  */
-function putOctal(buf: Uint8Array, off: number, val: number, n: number): number {
+function putOctal(buf: Uint8Array, off: number, val: number, n: 6 | 11): number {
   buf[off + n] = 32;
-  if (val >= 8 ** n) {
+  if (val >= (n === 6 ? 0o1000000 : 0o100000000000)) {
     for (let i = 0; i < n; i++) buf[off + i] = 0x37;
     return 32 + 0x37 * n;
   }
@@ -185,8 +187,9 @@ const MAGIC_SUM = [0x75, 0x73, 0x74, 0x61, 0x72, 0x00, 0x30, 0x30].reduce((a, b)
 
 /**
  * putUstarHeader writes at buf[off, off+512) (zeros there) the header that tar-stream's headers.encode writes for an
- * entry with no PAX records — uname, gname empty — and returns true; or writes nothing and returns false when encode
- * would not take the entry (a name or link target that is not ASCII or does not fit: the caller writes PAX then).
+ * entry with no PAX records — uname, gname empty — and returns true; or returns false when encode would not take the
+ * entry (a name or link target that is not ASCII or does not fit: the caller writes PAX then), having written
+ * anything there.
  * Every number must be a whole number ≥ 0: `mode` the permission bits (encode masks with 07777), `size` below
  * 8^11 (encode switches to base-256 above), `mtime` seconds.
  */
@@ -204,9 +207,9 @@ export function putUstarHeader(
   devmajor: number,
   devminor: number,
 ): boolean {
-  if (!isAsciiString(name)) return false;
   let prefix = '';
   if (name.length > 100) {
+    if (!isAsciiString(name)) return false;
     // encode's split: move leading components into the 155-byte prefix until the rest fits
     while (name.length > 100) {
       const i = name.indexOf('/');
@@ -216,16 +219,21 @@ export function putUstarHeader(
     }
     if (prefix.length > 155) return false;
   }
-  if (linkname && (linkname.length > 100 || !isAsciiString(linkname))) return false;
-  let sum = 8 * 32 + MAGIC_SUM + 0x30 + typeflag; // the checksum field counts as spaces
-  sum += putAscii(buf, off, name);
+  if (linkname && linkname.length > 100) return false;
+  const nameSum = putAscii(buf, off, name);
+  if (nameSum < 0) return false;
+  let sum = 8 * 32 + MAGIC_SUM + 0x30 + typeflag + nameSum; // the checksum field counts as spaces
   sum += putOctal(buf, off + 100, mode & 0o7777, 6);
   sum += putOctal(buf, off + 108, uid, 6);
   sum += putOctal(buf, off + 116, gid, 6);
   sum += putOctal(buf, off + 124, size, 11);
   sum += putOctal(buf, off + 136, mtime, 11);
   buf[off + 156] = 0x30 + typeflag;
-  if (linkname) sum += putAscii(buf, off + 157, linkname);
+  if (linkname) {
+    const linkSum = putAscii(buf, off + 157, linkname);
+    if (linkSum < 0) return false;
+    sum += linkSum;
+  }
   buf[off + 257] = 0x75; // ustar\0
   buf[off + 258] = 0x73;
   buf[off + 259] = 0x74;
