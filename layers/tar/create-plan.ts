@@ -124,10 +124,14 @@ export function utf8Name(name: Buffer, where: string): string {
   return s;
 }
 
-/** A directory's entries: each name's bytes as a latin1 string (one char per byte), and whether it is a directory. */
+/**
+ * A directory's entries as plan keys (layers/tar/plan-tree.ts: rank, the name's bytes as latin1 chars, '/' for a
+ * directory; flat strings, which sort several times faster than concatenated ones), and which of the names are not
+ * ASCII.
+ */
 interface Listing {
-  names: string[];
-  dirs: boolean[];
+  keys: string[];
+  nonAscii: number[];
 }
 
 const DT_UNKNOWN = 0;
@@ -135,7 +139,8 @@ const DT_DIR = 4;
 
 /**
  * DirReader lists directories with getdents64 into one reused buffer: no Buffer and Dirent per entry as Node's
- * readdir makes. When a call fails, Node's readdir lists the directory instead (its error is the one reported).
+ * readdir makes, and each key is made in the buffer and read out as one string. When a call fails, Node's readdir
+ * lists the directory instead (its error is the one reported).
  */
 class DirReader {
   private readonly buf = Buffer.allocUnsafe(64 << 10);
@@ -148,8 +153,8 @@ class DirReader {
   private read(abs: string): Listing | undefined {
     const fd = openFd(abs, fsc.O_RDONLY | fsc.O_DIRECTORY);
     if (fd < 0) return undefined;
-    const names: string[] = [];
-    const dirs: boolean[] = [];
+    const keys: string[] = [];
+    const nonAscii: number[] = [];
     const buf = this.buf;
     try {
       for (;;) {
@@ -159,28 +164,42 @@ class DirReader {
         for (let off = 0; off < n; off += (buf[off + 16] as number) | ((buf[off + 17] as number) << 8)) {
           const start = off + 19;
           let end = start;
-          while (buf[end] !== 0) end++;
+          let bits = 0;
+          for (let c = buf[end] as number; c !== 0; c = buf[++end] as number) bits |= c;
           if (buf[start] === 0x2e && (end === start + 1 || (end === start + 2 && buf[start + 1] === 0x2e))) continue;
-          const type = buf[off + 18];
-          const name = buf.toString('latin1', start, end);
-          names.push(name);
-          if (type === DT_UNKNOWN) {
+          let isDir = buf[off + 18] === DT_DIR;
+          if (buf[off + 18] === DT_UNKNOWN) {
             // a filesystem that does not give types: ask lstat, as Node's readdir does
             try {
-              const path = Buffer.concat([Buffer.from(`${abs}/`), Buffer.from(name, 'latin1')]);
-              dirs.push(lstatSync(path).isDirectory());
+              isDir = lstatSync(Buffer.concat([Buffer.from(`${abs}/`), buf.subarray(start, end)])).isDirectory();
             } catch {
               return undefined;
             }
-          } else dirs.push(type === DT_DIR);
+          }
+          if (bits > 0x7f) nonAscii.push(keys.length);
+          // the key in place: the rank over d_type, '/' over the name's NUL
+          buf[off + 18] = rankOf(buf, start, end);
+          if (isDir) buf[end++] = 0x2f;
+          keys.push(buf.toString('latin1', off + 18, end));
         }
       }
     } finally {
       closeFd(fd);
     }
-    return { names, dirs };
+    return { keys, nonAscii };
   }
 }
+
+/** rankOf is the rank char code of the name in buf[start, end): the opaque marker, a whiteout, or anything else. */
+function rankOf(buf: Buffer, start: number, end: number): number {
+  if (end - start < 4 || buf[start] !== 0x2e || buf[start + 1] !== 0x77 || buf[start + 2] !== 0x68) return RANK_OTHER;
+  if (buf[start + 3] !== 0x2e) return RANK_OTHER;
+  return end - start === OPAQUE.length && OPAQUE.equals(buf.subarray(start, end)) ? RANK_OPAQUE : RANK_WHITEOUT;
+}
+const OPAQUE = Buffer.from(OCI_OPAQUE_NAME);
+const RANK_OPAQUE = 1;
+const RANK_WHITEOUT = 2;
+const RANK_OTHER = 3;
 
 /** nodeListing lists a directory with Node's readdir (the slow way, for its errors). */
 function nodeListing(abs: string): Listing {
@@ -190,11 +209,13 @@ function nodeListing(abs: string): Listing {
   } catch (err) {
     throw wrap(`reading directory ${abs}`, err);
   }
-  return { names: ents.map((d) => d.name.toString('latin1')), dirs: ents.map((d) => d.isDirectory()) };
+  const out: Listing = { keys: [], nonAscii: [] };
+  for (const d of ents) {
+    if (!isAscii(d.name)) out.nonAscii.push(out.keys.length);
+    out.keys.push(rawKey(d.name.toString('latin1'), d.isDirectory()));
+  }
+  return out;
 }
-
-/** a latin1 string of bytes not all below 0x80 (whose UTF-8 reading is not itself) */
-const NON_ASCII = /[^\x00-\x7f]/;
 
 /**
  * planDirectory lists the tree depth first, each directory's children in entry order (one string per directory).
@@ -211,25 +232,26 @@ export async function planDirectory(dir: string, opts: TarWriteOptions): Promise
   // whiteout-named files before it).
   const list = (rel: string): string[] => {
     const abs = rel === '' ? dir : prefix + rel;
-    const { names, dirs } = reader.list(abs);
+    const { keys, nonAscii } = reader.list(abs);
     const subdirs: string[] = [];
     let whiteouts: string[] | undefined;
     let bad: string | undefined;
-    for (let i = 0; i < names.length; i++) {
-      const raw = names[i] as string;
-      const isDir = dirs[i] as boolean;
-      // the name as a string (raw is its UTF-8 bytes, one char each)
-      let name = raw;
-      if (NON_ASCII.test(raw)) {
-        name = Buffer.from(raw, 'latin1').toString('utf8');
-        if (Buffer.from(name, 'utf8').toString('latin1') !== raw) {
-          if (bad === undefined || raw < bad) bad = raw;
-          continue;
-        }
+    const names = new Map<number, string>(); // the non-ASCII names, decoded
+    for (const i of nonAscii) {
+      const key = keys[i] as string;
+      const raw = key.endsWith('/') ? key.slice(1, -1) : key.slice(1);
+      const name = Buffer.from(raw, 'latin1').toString('utf8');
+      if (Buffer.from(name, 'utf8').toString('latin1') === raw) names.set(i, name);
+      else if (bad === undefined || raw < bad) bad = raw;
+    }
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i] as string;
+      if (key.charCodeAt(0) !== RANK_OTHER)
+        (whiteouts ??= []).push(key.endsWith('/') ? key.slice(1, -1) : key.slice(1));
+      if (key.endsWith('/')) {
+        const name = names.get(i) ?? key.slice(1, -1);
+        subdirs.push(rel === '' ? name : `${rel}/${name}`);
       }
-      if (raw.startsWith(OCI_WHITEOUT_PREFIX)) (whiteouts ??= []).push(raw);
-      tree.add(rel, rawKey(raw, isDir));
-      if (isDir) subdirs.push(rel === '' ? name : `${rel}/${name}`);
     }
     if (whiteouts) {
       for (const raw of whiteouts.sort()) {
@@ -242,6 +264,7 @@ export async function planDirectory(dir: string, opts: TarWriteOptions): Promise
       }
     }
     if (bad !== undefined) utf8Name(Buffer.from(bad, 'latin1'), abs); // throws
+    tree.addAll(rel, keys);
     tree.close(rel);
     return subdirs.sort();
   };

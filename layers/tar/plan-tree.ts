@@ -61,6 +61,18 @@ export class PlanTree {
     this.count++;
   }
 
+  /** addAll adds child keys to directory `dir` (opening it when needed); the array becomes the tree's. */
+  addAll(dir: string, keys: string[]): void {
+    if (keys.length === 0) return;
+    const open = this.open.get(dir);
+    if (open) open.push(...keys);
+    else {
+      if (this.lists.has(dir)) throw new Error(`plan: directory ${JSON.stringify(dir)} was already closed`);
+      this.open.set(dir, keys);
+    }
+    this.count += keys.length;
+  }
+
   /** isClosed tells whether `dir`'s keys are joined (it takes no more). */
   isClosed(dir: string): boolean {
     return this.lists.has(dir);
