@@ -2,7 +2,6 @@
 // looked up in batches with blocking calls, and the plain file reads (whole, or a chunk at a given offset) that
 // refuse a file whose size changed.
 import { closeSync, constants as fsc, openSync, readlinkSync, readSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
 import { TsbuildError, wrap } from '../../sys/errors.js';
 import { getXattr, listXattrs, Lstat, lstatInto, readlinkInto, xattrNamesSize } from '../../sys/libc.js';
 import {
@@ -208,27 +207,4 @@ export function readWholeSync(abs: string, size: number, buf: Buffer): Buffer {
   } finally {
     closeSync(fd);
   }
-}
-
-export async function openFile(abs: string): Promise<FileHandle> {
-  try {
-    return await open(abs, OPEN_FLAGS);
-  } catch (err) {
-    throw wrap(`reading ${abs}`, err);
-  }
-}
-
-/** readFull reads up to `len` bytes at `pos`, fewer only at end of file. */
-export async function readFull(fh: FileHandle, abs: string, buf: Buffer, len: number, pos: number): Promise<number> {
-  let got = 0;
-  try {
-    while (got < len) {
-      const { bytesRead } = await fh.read(buf, got, len - got, pos + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-  } catch (err) {
-    throw wrap(`reading ${abs}`, err);
-  }
-  return got;
 }

@@ -7,17 +7,18 @@
 // Reading is pipelined. The whole list of paths is made first (readdir, or lstat of the changed paths); then, while
 // entries are written in order, the metadata (lstat, readlink, xattrs) of the next WINDOW entries is looked up in
 // batches with blocking calls (on a warm page cache a thread-pool round trip costs several times the syscall, and
-// a layer is mostly small files), files up to SMALL_FILE are read with blocking calls when their turn comes,
-// straight into the output chunk after their header, and bigger ones are streamed in chunks read in the thread
-// pool, one chunk ahead. Headers that need no PAX are written in place (putUstarHeader, the bytes of tar-stream's
-// encoder); the others go through tar-stream's encoders. Only files up to SMALL_FILE bytes are ever held in memory
-// whole.
+// a layer is mostly small files); contents are read with blocking calls when their turn comes, straight into the
+// output chunk after their header: files up to SMALL_FILE whole, bigger ones a chunk at a time, the consumer
+// setting the pace between chunks. Headers that need no PAX are written in place (putUstarHeader, the bytes of
+// tar-stream's encoder); the others go through tar-stream's encoders. The syscalls are sys/libc.ts's, into reused
+// buffers; Node's only report a failure. Memory held: the output chunks the consumer has not taken.
 //
 // Split by concern: layers/tar/create-plan.ts (the list of entries and their order), create-read.ts (reading
 // ahead), entry.ts (header building), and this file (the tar stream and the writing loop).
 import { createRequire } from 'node:module';
+import { openSync, readSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import { InvalidInputError } from '../../sys/errors.js';
+import { InvalidInputError, wrap } from '../../sys/errors.js';
 import { closeFd, openFd, ReadTarget } from '../../sys/libc.js';
 import type { Change } from '../model/changeset.js';
 import {
@@ -29,16 +30,7 @@ import {
   type Plan,
   type TarWriteOptions,
 } from './create-plan.js';
-import {
-  CHUNK,
-  FileChangedError,
-  OPEN_FLAGS,
-  openFile,
-  ReadAhead,
-  readFull,
-  readWholeSync,
-  SMALL_FILE,
-} from './create-read.js';
+import { CHUNK, FileChangedError, OPEN_FLAGS, ReadAhead, readWholeSync, SMALL_FILE } from './create-read.js';
 import {
   clampMtime,
   headerFor,
@@ -140,6 +132,11 @@ class TarOut {
     this.target = new ReadTarget(this.buf);
     this.pos = 0;
     this.start = 0;
+  }
+
+  /** free is how many bytes the chunk has left. */
+  free(): number {
+    return this.buf.length - this.pos;
   }
 
   /** zeros writes `n` zero bytes (with room for them). */
@@ -402,7 +399,11 @@ function readInto(abs: string, size: number, target: ReadTarget, at: number): vo
   target.buf.set(readWholeSync(abs, size, Buffer.allocUnsafe(size + 1)), at);
 }
 
-/** addStreamed writes a big file's body chunk by chunk, reading the next chunk while the current one is handed on. */
+/**
+ * addStreamed writes a big file's body into the output chunks with blocking reads, a chunk at a time, the consumer
+ * setting the pace between chunks. (A read in the thread pool cost the main thread some 50 µs per fresh MiB Buffer
+ * of its own, besides the copy in the pool.) A size other than lstat's is a FileChangedError.
+ */
 async function addStreamed(
   out: TarOut,
   abs: string,
@@ -410,32 +411,56 @@ async function addStreamed(
   stopped: () => boolean,
   gate: () => Promise<void> | undefined,
 ): Promise<void> {
-  const fh = await openFile(abs);
-  const readChunk = async (pos: number): Promise<Buffer> => {
-    const len = Math.min(CHUNK, size - pos);
-    const buf = Buffer.allocUnsafe(len);
-    const got = await readFull(fh, abs, buf, len, pos);
-    if (got !== len) throw new FileChangedError(abs, size, `it ended after ${pos + got} bytes`);
-    return buf;
-  };
-  let reading: Promise<Buffer> | undefined = readChunk(0);
+  let fd = openFd(abs, OPEN_FLAGS);
+  if (fd < 0) {
+    try {
+      fd = openSync(abs, OPEN_FLAGS);
+    } catch (err) {
+      throw wrap(`reading ${abs}`, err);
+    }
+  }
   try {
-    out.flush();
     for (let pos = 0; pos < size;) {
-      const buf: Buffer = await (reading as Promise<Buffer>);
-      pos += buf.length;
-      reading = pos < size ? readChunk(pos) : undefined;
-      reading?.catch(() => {}); // awaited next round, or in finally
+      // fill what the chunk has left, or a new chunk
+      if (out.free() < STREAM_MIN) out.room(Math.min(size - pos, CHUNK));
+      const len = Math.min(size - pos, out.free());
+      const got = readFullSync(fd, abs, out.target, out.pos, len, pos);
+      if (got !== len) throw new FileChangedError(abs, size, `it ended after ${pos + got} bytes`);
+      out.pos += len;
+      pos += len;
       if (stopped()) return;
-      out.pass(buf);
       const wait = gate();
       if (wait) await wait;
     }
-    if ((await readFull(fh, abs, Buffer.alloc(1), 1, size)) > 0)
+    out.room(1);
+    if (readFullSync(fd, abs, out.target, out.pos, 1, size) > 0)
       throw new FileChangedError(abs, size, 'it grew while read');
     out.pad(size);
   } finally {
-    await reading?.catch(() => {});
-    await fh.close().catch(() => {});
+    closeFd(fd);
   }
+}
+
+/** Streamed bodies go into what is left of a chunk when at least this much is. */
+const STREAM_MIN = 64 << 10;
+
+/**
+ * readFullSync reads up to `len` bytes at file offset `pos` into target at `at`, fewer only at end of file; a read
+ * that fails is made again with Node's readSync, whose error is the one reported.
+ */
+function readFullSync(fd: number, abs: string, target: ReadTarget, at: number, len: number, pos: number): number {
+  let got = 0;
+  while (got < len) {
+    let n = target.pread(fd, at + got, len - got, pos + got);
+    if (n < 0) {
+      try {
+        n = readSync(fd, target.buf, at + got, len - got, pos + got);
+      } catch (err) {
+        throw wrap(`reading ${abs}`, err);
+      }
+    }
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
 }
