@@ -49,7 +49,8 @@ interface Libc {
   pread: Fn;
   close: Fn;
   readlink: Fn;
-  getdents64: Fn;
+  /** glibc ≥ 2.30 */
+  getdents64: Fn | undefined;
   preadAddress: Fn;
 }
 
@@ -82,10 +83,19 @@ function libc(): Libc {
     pread: lib.func('intptr_t pread(int fd, void *buf, size_t count, int64_t offset)'),
     close: lib.func('int close(int fd)'),
     readlink: lib.func('intptr_t readlink(const char *path, void *buf, size_t size)'),
-    getdents64: lib.func('intptr_t getdents64(int fd, void *buf, size_t size)'),
+    getdents64: optional(() => lib.func('intptr_t getdents64(int fd, void *buf, size_t size)')),
     preadAddress: lib.func('intptr_t pread(int fd, uintptr_t buf, size_t count, int64_t offset)'),
   };
   return cached;
+}
+
+/** optional is a function libc may not have (an older glibc), or undefined. */
+function optional(load: () => Fn): Fn | undefined {
+  try {
+    return load();
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -165,6 +175,7 @@ export function majorMinor(rdev: number): { major: number; minor: number } {
 const ENODATA = osConstants.errno.ENODATA;
 const ENOTSUP = osConstants.errno.ENOTSUP ?? 95;
 const ERANGE = osConstants.errno.ERANGE;
+const ENOSYS = osConstants.errno.ENOSYS;
 
 /** listXattrs returns the names of a path's extended attributes (the link itself, not its target). */
 export function listXattrs(path: string): string[] {
@@ -373,11 +384,13 @@ export function readlinkInto(path: string, buf: Uint8Array): number {
 
 /**
  * readDirents is getdents64(2) on a directory's file descriptor (openFd with O_DIRECTORY): how many bytes of
- * `struct linux_dirent64` records it put in `buf` (0 at the end of the directory), or minus the errno. A record: u64
+ * `struct linux_dirent64` records it put in `buf` (0 at the end of the directory), or minus the errno (ENOSYS: a libc
+ * without getdents64, before glibc 2.30). A record: u64
  * d_ino, s64 d_off, u16 d_reclen at 16, u8 d_type at 18, the NUL-terminated name from 19.
  */
 export function readDirents(fd: number, buf: Uint8Array): number {
   const l = libc();
+  if (!l.getdents64) return -ENOSYS;
   const n = l.getdents64(fd, buf, buf.length);
   return n < 0 ? -l.koffi.errno() : n;
 }
