@@ -31,7 +31,7 @@ function errnoName(errno: number): string {
 
 type Fn = (...args: unknown[]) => number;
 interface Libc {
-  koffi: { errno(): number };
+  koffi: { errno(): number; address(value: unknown): bigint };
   mount: Fn;
   umount2: Fn;
   mknod: Fn;
@@ -43,6 +43,15 @@ interface Libc {
   pivot_root: Fn;
   chroot: Fn;
   unshare: Fn;
+  statx: Fn;
+  llistxattrSize: Fn;
+  open: Fn;
+  pread: Fn;
+  close: Fn;
+  readlink: Fn;
+  /** glibc ≥ 2.30 */
+  getdents64: Fn | undefined;
+  preadAddress: Fn;
 }
 
 let cached: Libc | undefined;
@@ -68,8 +77,25 @@ function libc(): Libc {
     pivot_root: lib.func('long syscall(long nr, const char *newroot, const char *putold)'),
     chroot: lib.func('int chroot(const char *path)'),
     unshare: lib.func('int unshare(int flags)'),
+    statx: lib.func('int statx(int dirfd, const char *path, int flags, unsigned int mask, void *buf)'),
+    llistxattrSize: lib.func('intptr_t llistxattr(const char *path, void *list, size_t size)'),
+    open: lib.func('int open(const char *path, int flags)'),
+    pread: lib.func('intptr_t pread(int fd, void *buf, size_t count, int64_t offset)'),
+    close: lib.func('int close(int fd)'),
+    readlink: lib.func('intptr_t readlink(const char *path, void *buf, size_t size)'),
+    getdents64: optional(() => lib.func('intptr_t getdents64(int fd, void *buf, size_t size)')),
+    preadAddress: lib.func('intptr_t pread(int fd, uintptr_t buf, size_t count, int64_t offset)'),
   };
   return cached;
+}
+
+/** optional is a function libc may not have (an older glibc), or undefined. */
+function optional(load: () => Fn): Fn | undefined {
+  try {
+    return load();
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -149,6 +175,7 @@ export function majorMinor(rdev: number): { major: number; minor: number } {
 const ENODATA = osConstants.errno.ENODATA;
 const ENOTSUP = osConstants.errno.ENOTSUP ?? 95;
 const ERANGE = osConstants.errno.ERANGE;
+const ENOSYS = osConstants.errno.ENOSYS;
 
 /** listXattrs returns the names of a path's extended attributes (the link itself, not its target). */
 export function listXattrs(path: string): string[] {
@@ -225,4 +252,145 @@ export function chroot(path: string): void {
 /** unshare in this (multi-threaded) process: only for flags that do not need a single thread. */
 export function unshare(flags: number): void {
   check(libc().unshare(flags), 'unshare');
+}
+
+// ─── walking a tree fast (layers/tar/create.ts) ────────────────────────────────────────────────────────────────────
+// Calls made once or more per entry of a tree of many thousands: results land in buffers the caller reuses, in plain
+// numbers (no BigInt, no object per call), and a failure is returned as a negative errno rather than thrown, so the
+// caller can redo the call with Node's own function when it wants Node's error.
+
+const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
+const STATX_BASIC_STATS = 0x7ff;
+
+/**
+ * Lstat is one struct statx, filled in place by lstatInto: the fields of lstat as plain numbers. `size` is exact up
+ * to 2^53, as Number(stats.size) of Node's BigInt stats.
+ */
+export class Lstat {
+  /** the struct statx (256 bytes; the kernel's layout, the same on every architecture) */
+  readonly raw = new Uint32Array(64);
+  get nlink(): number {
+    return this.raw[4] as number;
+  }
+  get uid(): number {
+    return this.raw[5] as number;
+  }
+  get gid(): number {
+    return this.raw[6] as number;
+  }
+  /** st_mode: file type and permission bits */
+  get mode(): number {
+    return (this.raw[7] as number) & 0xffff;
+  }
+  get inoLow(): number {
+    return this.raw[8] as number;
+  }
+  get inoHigh(): number {
+    return this.raw[9] as number;
+  }
+  get size(): number {
+    return (this.raw[10] as number) + (this.raw[11] as number) * 2 ** 32;
+  }
+  /** mtime in whole seconds (the floor: the nanoseconds are never negative) */
+  get mtimeSeconds(): number {
+    return (this.raw[28] as number) + ((this.raw[29] as number) | 0) * 2 ** 32;
+  }
+  get mtimeNanoseconds(): number {
+    return this.raw[30] as number;
+  }
+  get rdevMajor(): number {
+    return this.raw[32] as number;
+  }
+  get rdevMinor(): number {
+    return this.raw[33] as number;
+  }
+  get devMajor(): number {
+    return this.raw[34] as number;
+  }
+  get devMinor(): number {
+    return this.raw[35] as number;
+  }
+}
+
+/** lstatInto is lstat (statx without following a last symlink) of `path` into `into`: 0, or the errno. */
+export function lstatInto(path: string, into: Lstat): number {
+  const l = libc();
+  return l.statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, into.raw) < 0 ? l.koffi.errno() : 0;
+}
+
+/**
+ * xattrNamesSize is llistxattr of `path` (the link itself) without a buffer: how many bytes its xattr names take
+ * (0: it has none), or minus the errno.
+ */
+export function xattrNamesSize(path: string): number {
+  const l = libc();
+  const n = l.llistxattrSize(path, null, 0);
+  return n < 0 ? -l.koffi.errno() : n;
+}
+
+/** O_CLOEXEC of Linux's generic ABI (x86-64, arm64, riscv, mips; not alpha, parisc or sparc) */
+const O_CLOEXEC = 0o2000000;
+
+/** openFd is open(2) with O_CLOEXEC added, as libuv opens: a file descriptor, or minus the errno. */
+export function openFd(path: string, flags: number): number {
+  const l = libc();
+  const fd = l.open(path, flags | O_CLOEXEC);
+  return fd < 0 ? -l.koffi.errno() : fd;
+}
+
+/** preadInto is pread(2) into `buf` (a whole Buffer or a view of one): the bytes read, or minus the errno. */
+export function preadInto(fd: number, buf: Uint8Array, position: number): number {
+  const l = libc();
+  const n = l.pread(fd, buf, buf.length, position);
+  return n < 0 ? -l.koffi.errno() : n;
+}
+
+/**
+ * ReadTarget reads files into parts of one buffer without a view per read (making a Buffer view costs more than a
+ * small pread): its memory's address is taken once (an ArrayBuffer's memory never moves, and the target keeps the
+ * buffer alive), and every read is checked to lie inside it.
+ */
+export class ReadTarget {
+  private readonly address: number;
+  constructor(readonly buf: Uint8Array) {
+    this.address = Number(libc().koffi.address(buf));
+  }
+
+  /** pread is pread(2) of `length` bytes at file offset `position` into buf[offset…]: the bytes read, or minus the errno. */
+  pread(fd: number, offset: number, length: number, position: number): number {
+    if (!(offset >= 0 && length >= 0 && offset + length <= this.buf.length))
+      throw new RangeError(`pread of ${length} bytes at ${offset} outside a buffer of ${this.buf.length}`);
+    const l = libc();
+    const n = l.preadAddress(fd, this.address + offset, length, position);
+    return n < 0 ? -l.koffi.errno() : n;
+  }
+}
+
+/** closeFd is close(2); its errors are ignored (a file only read from). */
+export function closeFd(fd: number): void {
+  libc().close(fd);
+}
+
+/**
+ * readlinkInto is readlink(2) of `path` into `buf`: the target's length in bytes, or minus the errno. A length equal
+ * to buf.length may be a truncated target.
+ */
+export function readlinkInto(path: string, buf: Uint8Array): number {
+  const l = libc();
+  const n = l.readlink(path, buf, buf.length);
+  return n < 0 ? -l.koffi.errno() : n;
+}
+
+/**
+ * readDirents is getdents64(2) on a directory's file descriptor (openFd with O_DIRECTORY): how many bytes of
+ * `struct linux_dirent64` records it put in `buf` (0 at the end of the directory), or minus the errno (ENOSYS: a libc
+ * without getdents64, before glibc 2.30). A record: u64
+ * d_ino, s64 d_off, u16 d_reclen at 16, u8 d_type at 18, the NUL-terminated name from 19.
+ */
+export function readDirents(fd: number, buf: Uint8Array): number {
+  const l = libc();
+  if (!l.getdents64) return -ENOSYS;
+  const n = l.getdents64(fd, buf, buf.length);
+  return n < 0 ? -l.koffi.errno() : n;
 }

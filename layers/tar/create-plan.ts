@@ -7,13 +7,14 @@
 // kept: the writer looks each entry up again when its turn comes. A layer of a million entries costs some 20 MB
 // here (issue 14: 1.8 GB with a plan of objects, stats and Buffers per entry; 60 MB with a key string per entry and
 // 50 MB more for a map of the change set).
-import { lstatSync, type BigIntStats } from 'node:fs';
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { constants as fsc, lstatSync, readdirSync, type BigIntStats } from 'node:fs';
+import { isAscii } from 'node:buffer';
+import { join, normalize } from 'node:path';
 import { InvalidInputError, wrap } from '../../sys/errors.js';
+import { closeFd, openFd, readDirents } from '../../sys/libc.js';
 import { sortChanges, type Change } from '../model/changeset.js';
 import { kindOf, type EntryStat } from './entry.js';
-import { childKey, PlanTree, type PlanItem } from './plan-tree.js';
+import { childKey, PlanTree, rawKey, type PlanItem } from './plan-tree.js';
 import { OCI_OPAQUE_NAME, OCI_WHITEOUT_PREFIX } from './whiteout.js';
 
 export interface TarWriteOptions {
@@ -37,12 +38,17 @@ export const WARN = {
 
 // ─── the plan: which entries, in which order ────────────────────────────────────────────────────────────────────
 
-/** FsStat is the part of lstat a layer needs. */
+/** FsStat is the part of lstat a layer needs, in plain numbers. */
 export interface FsStat extends EntryStat {
   nlink: number;
-  dev: bigint;
-  ino: bigint;
-  rdev: number;
+  /** st_dev and st_ino, in 32-bit parts: together, the key of a multiply linked file */
+  devMajor: number;
+  devMinor: number;
+  inoHigh: number;
+  inoLow: number;
+  /** st_rdev's major and minor (devices only) */
+  rdevMajor: number;
+  rdevMinor: number;
 }
 
 export type { PlanItem } from './plan-tree.js';
@@ -56,9 +62,20 @@ export interface Plan {
   next: () => PlanItem | undefined;
 }
 
+const U32 = 0xffffffffn;
+
+/** glibc's major() and minor() of a dev_t (the inverse of the makedev libuv builds st_dev and st_rdev with) */
+function splitDev(d: bigint): [number, number] {
+  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn & U32);
+  const minor = (d & 0xffn) | ((d >> 12n) & ~0xffn & U32);
+  return [Number(major), Number(minor)];
+}
+
 function toFsStat(s: BigIntStats): FsStat {
   let mtime = s.mtimeNs / 1_000_000_000n;
   if (s.mtimeNs < 0n && s.mtimeNs % 1_000_000_000n !== 0n) mtime -= 1n; // floor, not truncate
+  const [devMajor, devMinor] = splitDev(s.dev);
+  const [rdevMajor, rdevMinor] = splitDev(s.rdev);
   return {
     mode: Number(s.mode),
     uid: Number(s.uid),
@@ -66,12 +83,26 @@ function toFsStat(s: BigIntStats): FsStat {
     size: Number(s.size),
     mtime: Number(mtime),
     nlink: Number(s.nlink),
-    dev: s.dev,
-    ino: s.ino,
-    rdev: Number(s.rdev),
+    devMajor,
+    devMinor,
+    inoHigh: Number((s.ino >> 32n) & U32),
+    inoLow: Number(s.ino & U32),
+    rdevMajor,
+    rdevMinor,
   };
 }
 
+/**
+ * pathPrefix is what join(root, rel) starts with, for every clean relative rel (no '', '.' or '..' component): then
+ * join(root, rel) === pathPrefix(root) + rel, without normalizing each path.
+ */
+export function pathPrefix(root: string): string {
+  const n = normalize(root);
+  if (n === '.' || n === './') return '';
+  return n.endsWith('/') ? n : `${n}/`;
+}
+
+/** lstatPath is Node's lstat of a path, its error wrapped with the path (the slow way: see ReadAhead's). */
 export function lstatPath(abs: string): FsStat {
   try {
     return toFsStat(lstatSync(abs, { bigint: true }));
@@ -82,6 +113,7 @@ export function lstatPath(abs: string): FsStat {
 
 /** utf8Name returns a file name as a string, refusing bytes that are not UTF-8 (they could not round-trip). */
 export function utf8Name(name: Buffer, where: string): string {
+  if (isAscii(name)) return name.toString('latin1');
   const s = name.toString('utf8');
   if (!Buffer.from(s, 'utf8').equals(name)) {
     throw new InvalidInputError(
@@ -92,37 +124,153 @@ export function utf8Name(name: Buffer, where: string): string {
   return s;
 }
 
-/** planDirectory lists the tree depth first, each directory's children in entry order (one string per directory). */
+/**
+ * A directory's entries as plan keys (layers/tar/plan-tree.ts: rank, the name's bytes as latin1 chars, '/' for a
+ * directory; flat strings, which sort several times faster than concatenated ones), and which of the names are not
+ * ASCII.
+ */
+interface Listing {
+  keys: string[];
+  nonAscii: number[];
+}
+
+const DT_UNKNOWN = 0;
+const DT_DIR = 4;
+
+/**
+ * DirReader lists directories with getdents64 into one reused buffer: no Buffer and Dirent per entry as Node's
+ * readdir makes, and each key is made in the buffer and read out as one string. When a call fails, Node's readdir
+ * lists the directory instead (its error is the one reported).
+ */
+class DirReader {
+  private readonly buf = Buffer.allocUnsafe(64 << 10);
+
+  /** list returns the entries of `abs` (without . and ..), in no particular order. */
+  list(abs: string): Listing {
+    return this.read(abs) ?? nodeListing(abs);
+  }
+
+  private read(abs: string): Listing | undefined {
+    const fd = openFd(abs, fsc.O_RDONLY | fsc.O_DIRECTORY);
+    if (fd < 0) return undefined;
+    const keys: string[] = [];
+    const nonAscii: number[] = [];
+    const buf = this.buf;
+    try {
+      for (;;) {
+        const n = readDirents(fd, buf);
+        if (n < 0) return undefined;
+        if (n === 0) break;
+        for (let off = 0; off < n; off += (buf[off + 16] as number) | ((buf[off + 17] as number) << 8)) {
+          const start = off + 19;
+          let end = start;
+          let bits = 0;
+          for (let c = buf[end] as number; c !== 0; c = buf[++end] as number) bits |= c;
+          if (buf[start] === 0x2e && (end === start + 1 || (end === start + 2 && buf[start + 1] === 0x2e))) continue;
+          let isDir = buf[off + 18] === DT_DIR;
+          if (buf[off + 18] === DT_UNKNOWN) {
+            // a filesystem that does not give types: ask lstat, as Node's readdir does
+            try {
+              isDir = lstatSync(Buffer.concat([Buffer.from(`${abs}/`), buf.subarray(start, end)])).isDirectory();
+            } catch {
+              return undefined;
+            }
+          }
+          if (bits > 0x7f) nonAscii.push(keys.length);
+          // the key in place: the rank over d_type, '/' over the name's NUL
+          buf[off + 18] = rankOf(buf, start, end);
+          if (isDir) buf[end++] = 0x2f;
+          keys.push(buf.toString('latin1', off + 18, end));
+        }
+      }
+    } finally {
+      closeFd(fd);
+    }
+    return { keys, nonAscii };
+  }
+}
+
+/** rankOf is the rank char code of the name in buf[start, end): the opaque marker, a whiteout, or anything else. */
+function rankOf(buf: Buffer, start: number, end: number): number {
+  if (end - start < 4 || buf[start] !== 0x2e || buf[start + 1] !== 0x77 || buf[start + 2] !== 0x68) return RANK_OTHER;
+  if (buf[start + 3] !== 0x2e) return RANK_OTHER;
+  return end - start === OPAQUE.length && OPAQUE.equals(buf.subarray(start, end)) ? RANK_OPAQUE : RANK_WHITEOUT;
+}
+const OPAQUE = Buffer.from(OCI_OPAQUE_NAME);
+const RANK_OPAQUE = 1;
+const RANK_WHITEOUT = 2;
+const RANK_OTHER = 3;
+
+/** nodeListing lists a directory with Node's readdir (the slow way, for its errors). */
+function nodeListing(abs: string): Listing {
+  let ents;
+  try {
+    ents = readdirSync(abs, { withFileTypes: true, encoding: 'buffer' });
+  } catch (err) {
+    throw wrap(`reading directory ${abs}`, err);
+  }
+  const out: Listing = { keys: [], nonAscii: [] };
+  for (const d of ents) {
+    if (!isAscii(d.name)) out.nonAscii.push(out.keys.length);
+    out.keys.push(rawKey(d.name.toString('latin1'), d.isDirectory()));
+  }
+  return out;
+}
+
+/**
+ * planDirectory lists the tree depth first, each directory's children in entry order (one string per directory).
+ * The listing is made with blocking calls, the event loop let through every few hundred directories.
+ */
 export async function planDirectory(dir: string, opts: TarWriteOptions): Promise<Plan> {
   const tree = new PlanTree();
-  // lists one directory into the tree and returns its subdirectories (the listing itself is not kept meanwhile)
-  const list = async (rel: string): Promise<string[]> => {
-    const abs = rel === '' ? dir : join(dir, rel);
-    let ents;
-    try {
-      ents = await readdir(abs, { withFileTypes: true, encoding: 'buffer' });
-    } catch (err) {
-      throw wrap(`reading directory ${abs}`, err);
-    }
+  const reader = new DirReader();
+  const prefix = pathPrefix(dir);
+  let listed = 0;
+  // Lists one directory into the tree and returns its subdirectories (the listing itself is not kept meanwhile).
+  // The entries come in the directory's own order; what is reported about them is in bytewise order, as Node's
+  // readdir listed them before: the whiteout-named files, and the first name that is not UTF-8 (after the
+  // whiteout-named files before it).
+  const list = (rel: string): string[] => {
+    const abs = rel === '' ? dir : prefix + rel;
+    const { keys, nonAscii } = reader.list(abs);
     const subdirs: string[] = [];
-    for (const d of ents) {
-      const name = utf8Name(d.name, abs);
-      const path = rel === '' ? name : `${rel}/${name}`;
-      if (name.startsWith(OCI_WHITEOUT_PREFIX)) {
+    let whiteouts: string[] | undefined;
+    let bad: string | undefined;
+    const names = new Map<number, string>(); // the non-ASCII names, decoded
+    for (const i of nonAscii) {
+      const key = keys[i] as string;
+      const raw = key.endsWith('/') ? key.slice(1, -1) : key.slice(1);
+      const name = Buffer.from(raw, 'latin1').toString('utf8');
+      if (Buffer.from(name, 'utf8').toString('latin1') === raw) names.set(i, name);
+      else if (bad === undefined || raw < bad) bad = raw;
+    }
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i] as string;
+      if (key.charCodeAt(0) !== RANK_OTHER)
+        (whiteouts ??= []).push(key.endsWith('/') ? key.slice(1, -1) : key.slice(1));
+      if (key.endsWith('/')) {
+        const name = names.get(i) ?? key.slice(1, -1);
+        subdirs.push(rel === '' ? name : `${rel}/${name}`);
+      }
+    }
+    if (whiteouts) {
+      for (const raw of whiteouts.sort()) {
+        if (bad !== undefined && raw > bad) break;
+        const name = Buffer.from(raw, 'latin1').toString('utf8');
         opts.onWarn?.(
           WARN.WHITEOUT_NAME,
-          `${join(dir, path)}: a file named ${OCI_WHITEOUT_PREFIX}* reads as a whiteout in a layer`,
+          `${join(dir, rel === '' ? name : `${rel}/${name}`)}: a file named ${OCI_WHITEOUT_PREFIX}* reads as a whiteout in a layer`,
         );
       }
-      const isDir = d.isDirectory();
-      tree.add(rel, childKey(name, isDir));
-      if (isDir) subdirs.push(path);
     }
+    if (bad !== undefined) utf8Name(Buffer.from(bad, 'latin1'), abs); // throws
+    tree.addAll(rel, keys);
     tree.close(rel);
     return subdirs.sort();
   };
   const visit = async (rel: string): Promise<void> => {
-    for (const sub of await list(rel)) await visit(sub);
+    if (++listed % 256 === 0) await new Promise((resolve) => setImmediate(resolve)); // let the event loop breathe
+    for (const sub of list(rel)) await visit(sub);
   };
   await visit('');
   return { root: dir, count: tree.count, next: tree.cursor(false) };

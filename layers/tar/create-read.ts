@@ -1,13 +1,12 @@
 // Reading ahead for layer tars (layers/tar/create.ts): the metadata of the next entries (lstat, readlink, xattrs)
-// looked up in batches with blocking calls, mid-sized files read whole in the thread pool within a byte budget, and
-// the plain file reads (whole, or a chunk at a given offset) that refuse a file whose size changed.
+// looked up in batches with blocking calls, and the plain file reads (whole, or a chunk at a given offset) that
+// refuse a file whose size changed.
 import { closeSync, constants as fsc, openSync, readlinkSync, readSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
 import { TsbuildError, wrap } from '../../sys/errors.js';
-import { getXattr, listXattrs } from '../../sys/libc.js';
+import { getXattr, listXattrs, Lstat, lstatInto, readlinkInto, xattrNamesSize } from '../../sys/libc.js';
 import {
   lstatPath,
+  pathPrefix,
   utf8Name,
   WARN,
   type FsStat,
@@ -31,11 +30,12 @@ export class FileChangedError extends TsbuildError {
   }
 }
 
-/** Files up to this size are read whole with blocking calls when their turn comes. */
-export const SYNC_FILE = 64 << 10;
-/** Files up to this size are read whole in the thread pool, ahead of writing, within PREFETCH_BUDGET bytes in total. */
+/**
+ * Files up to this size are read whole with blocking calls when their turn comes, straight into the output. (In the
+ * thread pool, a read into a fresh Buffer cost the main thread some 45 µs of its own, about what a blocking read of
+ * a mid-sized file from the page cache costs in all.)
+ */
 export const SMALL_FILE = 1 << 20;
-const PREFETCH_BUDGET = 16 << 20;
 /** Bigger files are streamed in chunks of this size. */
 export const CHUNK = 1 << 20;
 /** How many entries ahead metadata is looked up. */
@@ -49,12 +49,11 @@ export const OPEN_FLAGS = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
 /** Prepared is an entry with everything but the hardlink decision looked up. */
 export interface Prepared {
   item: PlanItem;
+  /** the path (join(root, rel)); unset for a marker */
   abs?: string;
   st?: FsStat;
   linkname?: string;
   xattrs?: Record<string, Buffer>;
-  /** the whole content, being read ahead (mid-sized files only) */
-  content?: Promise<Buffer>;
   /** set when the entry is left out (a socket) */
   skip?: boolean;
 }
@@ -62,24 +61,28 @@ export interface Prepared {
 /**
  * ReadAhead looks entries up in batches ahead of the writer. Metadata (lstat, readlink, xattrs) is read with
  * blocking calls, a batch at a time: on a warm page cache a libuv round trip costs several times the syscall, and
- * a layer has mostly small files. Mid-sized files are read whole in the thread pool, ahead, within a byte budget.
+ * a layer has mostly small files. The calls are sys/libc.ts's (statx and llistxattr into reused buffers: no BigInt
+ * stats, no Buffer per call); one that fails is made again with Node's, whose error is the one reported. Contents
+ * are not read here: only when their entry's turn comes.
  */
 export class ReadAhead {
-  private readonly ready = new Map<number, Prepared | Error>();
+  /** entries looked up and not yet taken, by index modulo WINDOW */
+  private readonly ready: Array<Prepared | Error | undefined> = new Array(WINDOW);
   private looked = 0;
-  /** bytes read ahead and not yet written */
-  private budgetUsed = 0;
+  /** what paths start with: join(root, rel) is prefix + rel */
+  private readonly prefix: string;
+  private readonly lst = new Lstat();
+  private readonly linkBuf = Buffer.allocUnsafe(4096);
 
   constructor(
     private readonly plan: Plan,
     private readonly opts: TarWriteOptions,
-  ) {}
+  ) {
+    this.prefix = pathPrefix(plan.root);
+  }
 
-  /**
-   * take returns entry i (in order: i = 0, 1, 2, …), at once unless its content is being read ahead (then a promise
-   * that waits for it); an error found while looking it up is thrown now.
-   */
-  take(i: number): Prepared | Promise<Prepared> {
+  /** take returns entry i (in order: i = 0, 1, 2, …); an error found while looking it up is thrown now. */
+  take(i: number): Prepared {
     if (this.looked - i < WINDOW / 2) {
       const end = Math.min(this.plan.count, i + WINDOW);
       for (; this.looked < end; this.looked++) {
@@ -89,28 +92,19 @@ export class ReadAhead {
         } catch (err) {
           got = err as Error;
         }
-        this.ready.set(this.looked, got);
+        this.ready[this.looked % WINDOW] = got;
       }
     }
-    const got = this.ready.get(i) as Prepared | Error;
-    this.ready.delete(i);
+    const got = this.ready[i % WINDOW] as Prepared | Error;
+    this.ready[i % WINDOW] = undefined;
     if (got instanceof Error) throw got;
-    return got.content ? this.settled(got, got.content) : got;
-  }
-
-  private async settled(got: Prepared, content: Promise<Buffer>): Promise<Prepared> {
-    try {
-      await content;
-    } finally {
-      this.budgetUsed -= got.st?.size ?? 0;
-    }
     return got;
   }
 
   private lookup(item: PlanItem): Prepared {
     if (item.rel === undefined) return { item };
-    const abs = join(this.plan.root, item.rel);
-    const st = lstatPath(abs);
+    const abs = this.prefix + item.rel;
+    const st = this.lstat(abs);
     const kind = kindOf(st.mode);
     if (kind === undefined || kind === 'socket') {
       this.opts.onWarn?.(
@@ -123,29 +117,48 @@ export class ReadAhead {
       throw new TsbuildError('E_FILE_CHANGED', `${abs} changed type while it was being archived`);
     }
     const out: Prepared = { item, abs, st };
-    const xattrs = this.readXattrs(abs);
-    if (xattrs) out.xattrs = xattrs;
-    if (kind === 'symlink') {
-      let target: Buffer;
+    // most paths have no xattrs: asking for the size of their names is enough to know
+    if (xattrNamesSize(abs) !== 0) {
+      const xattrs = this.readXattrs(abs);
+      if (xattrs) out.xattrs = xattrs;
+    }
+    if (kind === 'symlink') out.linkname = this.readlink(abs);
+    return out;
+  }
+
+  /** lstat with statx into the reused buffer; when that fails, Node's lstat (its error, or its result). */
+  private lstat(abs: string): FsStat {
+    const l = this.lst;
+    if (lstatInto(abs, l) !== 0) return lstatPath(abs);
+    return {
+      mode: l.mode,
+      uid: l.uid,
+      gid: l.gid,
+      size: l.size,
+      mtime: l.mtimeSeconds,
+      nlink: l.nlink,
+      devMajor: l.devMajor,
+      devMinor: l.devMinor,
+      inoHigh: l.inoHigh,
+      inoLow: l.inoLow,
+      rdevMajor: l.rdevMajor,
+      rdevMinor: l.rdevMinor,
+    };
+  }
+
+  /** readlink into the reused buffer; a failure or a target that may not fit there goes to Node's readlink. */
+  private readlink(abs: string): string {
+    const n = readlinkInto(abs, this.linkBuf);
+    let target: Buffer;
+    if (n >= 0 && n < this.linkBuf.length) target = this.linkBuf.subarray(0, n);
+    else {
       try {
         target = readlinkSync(abs, { encoding: 'buffer' });
       } catch (err) {
         throw wrap(`reading symlink ${abs}`, err);
       }
-      out.linkname = utf8Name(target, `symlink ${abs}`);
     }
-    if (
-      kind === 'file' &&
-      st.size > SYNC_FILE &&
-      st.size <= SMALL_FILE &&
-      st.nlink === 1 &&
-      this.budgetUsed + st.size <= PREFETCH_BUDGET
-    ) {
-      this.budgetUsed += st.size;
-      out.content = readWhole(abs, st.size);
-      out.content.catch(() => {}); // reported when taken; one never taken (the stream stopped) must not be unhandled
-    }
-    return out;
+    return utf8Name(target, `symlink ${abs}`);
   }
 
   /** readXattrs returns the xattrs to record; one that cannot be read is reported and left out. */
@@ -172,28 +185,10 @@ export class ReadAhead {
 }
 
 /**
- * Slab hands out pieces of 1 MiB buffers, so that thousands of small files do not each cost an ArrayBuffer (the
- * garbage collector's work grows with their number). A piece is never handed out twice; a slab is freed when the
- * last piece of it has been written and dropped.
+ * readWholeSync reads a small file with Node's blocking calls into `buf` (at least size + 1 bytes), returning the
+ * content's view; a size other than lstat's is a FileChangedError.
  */
-export class Slab {
-  private buf = Buffer.alloc(0);
-  private used = 0;
-  take(n: number): Buffer {
-    if (n > SLAB_SIZE / 4) return Buffer.allocUnsafe(n);
-    if (this.used + n > this.buf.length) {
-      this.buf = Buffer.allocUnsafe(SLAB_SIZE);
-      this.used = 0;
-    }
-    const out = this.buf.subarray(this.used, this.used + n);
-    this.used += (n + 7) & ~7;
-    return out;
-  }
-}
-const SLAB_SIZE = 1 << 20;
-
-/** readWholeSync reads a small file with blocking calls; a size other than lstat's is a FileChangedError. */
-export function readWholeSync(abs: string, size: number, slab: Slab): Buffer {
+export function readWholeSync(abs: string, size: number, buf: Buffer): Buffer {
   let fd: number;
   try {
     fd = openSync(abs, OPEN_FLAGS);
@@ -201,7 +196,6 @@ export function readWholeSync(abs: string, size: number, slab: Slab): Buffer {
     throw wrap(`reading ${abs}`, err);
   }
   try {
-    const buf = slab.take(size + 1);
     let got = 0;
     try {
       for (let n = 1; n > 0 && got <= size; got += n) n = readSync(fd, buf, got, size + 1 - got, got);
@@ -212,41 +206,5 @@ export function readWholeSync(abs: string, size: number, slab: Slab): Buffer {
     return buf.subarray(0, size);
   } finally {
     closeSync(fd);
-  }
-}
-
-export async function openFile(abs: string): Promise<FileHandle> {
-  try {
-    return await open(abs, OPEN_FLAGS);
-  } catch (err) {
-    throw wrap(`reading ${abs}`, err);
-  }
-}
-
-/** readFull reads up to `len` bytes at `pos`, fewer only at end of file. */
-export async function readFull(fh: FileHandle, abs: string, buf: Buffer, len: number, pos: number): Promise<number> {
-  let got = 0;
-  try {
-    while (got < len) {
-      const { bytesRead } = await fh.read(buf, got, len - got, pos + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-  } catch (err) {
-    throw wrap(`reading ${abs}`, err);
-  }
-  return got;
-}
-
-/** readWhole reads a file that lstat said has `size` bytes; a different size is a FileChangedError. */
-export async function readWhole(abs: string, size: number): Promise<Buffer> {
-  const fh = await openFile(abs);
-  try {
-    const buf = Buffer.allocUnsafe(size + 1);
-    const got = await readFull(fh, abs, buf, size + 1, 0);
-    if (got !== size) throw new FileChangedError(abs, size, got > size ? 'it grew while read' : `read ${got}`);
-    return buf.subarray(0, size);
-  } finally {
-    await fh.close().catch(() => {});
   }
 }

@@ -7,16 +7,19 @@
 // Reading is pipelined. The whole list of paths is made first (readdir, or lstat of the changed paths); then, while
 // entries are written in order, the metadata (lstat, readlink, xattrs) of the next WINDOW entries is looked up in
 // batches with blocking calls (on a warm page cache a thread-pool round trip costs several times the syscall, and
-// a layer is mostly small files), tiny files are read with blocking calls when their turn comes, mid-sized ones are
-// read ahead in the thread pool within a byte budget, and big ones are streamed in chunks with one chunk read
-// ahead. Only files up to SMALL_FILE bytes are ever held in memory whole.
+// a layer is mostly small files); contents are read with blocking calls when their turn comes, straight into the
+// output chunk after their header: files up to SMALL_FILE whole, bigger ones a chunk at a time, the consumer
+// setting the pace between chunks. Headers that need no PAX are written in place (putUstarHeader, the bytes of
+// tar-stream's encoder); the others go through tar-stream's encoders. The syscalls are sys/libc.ts's, into reused
+// buffers; Node's only report a failure. Memory held: the output chunks the consumer has not taken.
 //
 // Split by concern: layers/tar/create-plan.ts (the list of entries and their order), create-read.ts (reading
 // ahead), entry.ts (header building), and this file (the tar stream and the writing loop).
 import { createRequire } from 'node:module';
+import { openSync, readSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import { InvalidInputError } from '../../sys/errors.js';
-import { majorMinor } from '../../sys/libc.js';
+import { InvalidInputError, wrap } from '../../sys/errors.js';
+import { closeFd, openFd, ReadTarget } from '../../sys/libc.js';
 import type { Change } from '../model/changeset.js';
 import {
   planChanges,
@@ -27,26 +30,22 @@ import {
   type Plan,
   type TarWriteOptions,
 } from './create-plan.js';
+import { CHUNK, FileChangedError, OPEN_FLAGS, ReadAhead, readWholeSync, SMALL_FILE } from './create-read.js';
 import {
-  CHUNK,
-  FileChangedError,
-  openFile,
-  ReadAhead,
-  readFull,
-  readWhole,
-  readWholeSync,
-  Slab,
-  SMALL_FILE,
-  SYNC_FILE,
-} from './create-read.js';
-import { headerFor, kindOf, markerHeader, type EntryHeader } from './entry.js';
+  clampMtime,
+  headerFor,
+  kindOf,
+  markerHeader,
+  needsPax,
+  putUstarHeader,
+  TYPEFLAG,
+  type EntryHeader,
+  type EntryKind,
+} from './entry.js';
 import { installPaxCodec } from './pax.js';
 
 export { WARN, type TarWriteOptions } from './create-plan.js';
 export { FileChangedError } from './create-read.js';
-
-/** The smallest chunk the stream hands on (smaller pieces from tar-stream are joined). */
-const COALESCE = 64 << 10;
 
 /**
  * tarFromDirectory streams a layer tar of everything below `dir` (dir itself is not an entry).
@@ -103,85 +102,155 @@ function headerCodec(): HeaderCodec {
   return (codec = createRequire(require.resolve('tar-stream'))('./headers.js') as HeaderCodec);
 }
 
-const ZEROS = Buffer.alloc(1024);
+/** Output is handed on in chunks of this size (or less, where a file's content is handed on as it was read). */
+const OUT_CHUNK = 1 << 20;
+
+/** roundUp512 is a body's size with its padding. */
+const roundUp512 = (n: number): number => (n + 511) & ~511;
 
 /**
- * TarBytes lays out the bytes of a tar exactly as tar-stream's pack() does, through the same header encoders and
- * with the same defaults (its Pack.entry, _encode, _encodePax, overflow and finalize), without a stream and a few
- * promises per entry: a layer is mostly small entries, and those cost more than their bytes. Output is handed on in
- * chunks of at least COALESCE bytes; big file chunks pass through without a copy.
+ * TarOut lays out the bytes of a tar exactly as tar-stream's pack() does (the headers of its Pack.entry, _encode and
+ * _encodePax, the padding of overflow, the end of finalize) into chunks of OUT_CHUNK bytes: headers and small
+ * bodies are written in place, so a chunk holds many entries. Chunks are not zeroed when made (most of a chunk is
+ * file content): every byte up to `pos` is written, the zeros of headers and padding included. Big files' chunks
+ * are handed on as they were read, without a copy.
  */
-class TarBytes {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+class TarOut {
+  /** the chunk being filled: bytes [start, pos) are not handed on yet, bytes from pos on are not written yet */
+  buf = Buffer.alloc(0);
+  /** reads into buf */
+  target = new ReadTarget(this.buf);
+  pos = 0;
+  private start = 0;
   constructor(private readonly emit: (b: Buffer) => void) {}
 
-  /** entry writes a header (and a PAX header before it when needed) with pack.entry's defaults. */
-  header(h: EntryHeader): void {
-    if (!h.size || h.type === 'symlink') h.size = 0;
-    if (!h.mode) h.mode = h.type === 'directory' ? 0o755 : 0o644;
-    if (h.type === 'symlink' && !h.linkname) h.linkname = ''; // pack reads the target from the body: none here
-    if (!h.uid) h.uid = 0;
-    if (!h.gid) h.gid = 0;
-    const c = headerCodec();
-    if (!h.pax) {
-      const buf = c.encode(h);
-      if (buf) return this.add(buf);
-    }
-    const paxHeader = c.encodePax({
-      name: h.name,
-      ...(h.linkname === undefined ? {} : { linkname: h.linkname }),
-      ...(h.pax === undefined ? {} : { pax: h.pax }),
-    });
-    const outer: CodecHeader = {
-      name: 'PaxHeader',
-      mode: h.mode as number,
-      uid: h.uid,
-      gid: h.gid,
-      size: paxHeader.byteLength,
-      mtime: h.mtime as Date,
-      type: 'pax-header',
-      ...(h.linkname ? { linkname: 'PaxHeader' } : {}),
-      ...(h.devmajor === undefined ? {} : { devmajor: h.devmajor }),
-      ...(h.devminor === undefined ? {} : { devminor: h.devminor }),
-    };
-    this.add(c.encode(outer) as Buffer);
-    this.add(paxHeader);
-    this.pad(paxHeader.byteLength);
-    outer.size = h.size;
-    outer.type = h.type;
-    this.add(c.encode(outer) as Buffer);
+  /** room makes `n` bytes available at `pos` (handing on what the chunk holds when they do not fit). */
+  room(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    this.flush();
+    this.buf = Buffer.allocUnsafe(Math.max(OUT_CHUNK, n));
+    this.target = new ReadTarget(this.buf);
+    this.pos = 0;
+    this.start = 0;
+  }
+
+  /** free is how many bytes the chunk has left. */
+  free(): number {
+    return this.buf.length - this.pos;
+  }
+
+  /** zeros writes `n` zero bytes (with room for them). */
+  zeros(n: number): void {
+    this.room(n);
+    this.buf.fill(0, this.pos, this.pos + n);
+    this.pos += n;
+  }
+
+  /** pass hands on a piece of a body as it is (after what the chunk holds). */
+  pass(b: Buffer): void {
+    this.flush();
+    this.emit(b);
   }
 
   /** pad writes the zeros that end a body of `size` bytes on a 512-byte boundary. */
   pad(size: number): void {
     const n = size & 511;
-    if (n) this.add(ZEROS.subarray(0, 512 - n));
+    if (n) this.zeros(512 - n);
   }
 
-  add(b: Buffer): void {
-    if (b.length >= COALESCE) {
-      this.flush();
-      this.emit(b);
-      return;
+  /**
+   * ustar writes a header that needs no PAX in place (putUstarHeader), with room for `extra` bytes after it; false
+   * (nothing written) when its name or link target needs PAX.
+   */
+  ustar(
+    extra: number,
+    name: string,
+    mode: number,
+    uid: number,
+    gid: number,
+    size: number,
+    mtime: number,
+    typeflag: number,
+    linkname: string | undefined,
+    devmajor: number,
+    devminor: number,
+  ): boolean {
+    this.room(512 + extra);
+    const buf = this.buf;
+    const at = this.pos;
+    buf.fill(0, at, at + 512);
+    if (!putUstarHeader(buf, at, name, mode, uid, gid, size, mtime, typeflag, linkname, devmajor, devminor))
+      return false;
+    this.pos = at + 512;
+    return true;
+  }
+
+  /** header writes an entry's header with pack.entry's defaults, through tar-stream's encoders (any entry). */
+  header(h: EntryHeader, extra = 0): void {
+    const parts = encodeHeader(h);
+    let n = 0;
+    for (const b of parts) n += b.length;
+    this.room(n + extra);
+    for (const b of parts) {
+      this.buf.set(b, this.pos);
+      this.pos += b.length;
     }
-    this.pending.push(b);
-    this.pendingBytes += b.length;
-    if (this.pendingBytes >= COALESCE) this.flush();
   }
 
   finalize(): void {
-    this.add(ZEROS);
+    this.zeros(1024);
     this.flush();
   }
 
+  /** flush hands on what the chunk holds; the rest of it is filled later. */
   flush(): void {
-    if (this.pendingBytes === 0) return;
-    const b = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
+    if (this.pos === this.start) return;
+    const b = this.buf.subarray(this.start, this.pos);
+    this.start = this.pos;
     this.emit(b);
   }
+}
+
+const PAD = Buffer.alloc(512);
+
+/**
+ * encodeHeader is the bytes pack.entry writes for a header: one ustar block, or when it needs PAX (records, or a
+ * name or link target encode refuses) the PAX header, its records and padding, then the entry's own block.
+ */
+function encodeHeader(h: EntryHeader): Buffer[] {
+  if (!h.size || h.type === 'symlink') h.size = 0;
+  if (!h.mode) h.mode = h.type === 'directory' ? 0o755 : 0o644;
+  if (h.type === 'symlink' && !h.linkname) h.linkname = ''; // pack reads the target from the body: none here
+  if (!h.uid) h.uid = 0;
+  if (!h.gid) h.gid = 0;
+  const c = headerCodec();
+  if (!h.pax) {
+    const buf = c.encode(h);
+    if (buf) return [buf];
+  }
+  const paxHeader = c.encodePax({
+    name: h.name,
+    ...(h.linkname === undefined ? {} : { linkname: h.linkname }),
+    ...(h.pax === undefined ? {} : { pax: h.pax }),
+  });
+  const outer: CodecHeader = {
+    name: 'PaxHeader',
+    mode: h.mode as number,
+    uid: h.uid,
+    gid: h.gid,
+    size: paxHeader.byteLength,
+    mtime: h.mtime as Date,
+    type: 'pax-header',
+    ...(h.linkname ? { linkname: 'PaxHeader' } : {}),
+    ...(h.devmajor === undefined ? {} : { devmajor: h.devmajor }),
+    ...(h.devminor === undefined ? {} : { devminor: h.devminor }),
+  };
+  const parts = [c.encode(outer) as Buffer, paxHeader];
+  if (paxHeader.byteLength & 511) parts.push(PAD.subarray(0, 512 - (paxHeader.byteLength & 511)));
+  outer.size = h.size;
+  outer.type = h.type;
+  parts.push(c.encode(outer) as Buffer);
+  return parts;
 }
 
 /** startTar makes the Node Readable of a layer tar; the work starts on the first read. */
@@ -204,7 +273,7 @@ function startTar(opts: TarWriteOptions, makePlan: () => Promise<Plan>): Readabl
     read() {
       if (started) return open();
       started = true;
-      const bytes = new TarBytes((b) => {
+      const bytes = new TarOut((b) => {
         if (!stopped && !out.push(b)) full = true;
       });
       write(bytes, makePlan, opts, () => stopped, gate).then(
@@ -227,7 +296,7 @@ function startTar(opts: TarWriteOptions, makePlan: () => Promise<Plan>): Readabl
 }
 
 async function write(
-  out: TarBytes,
+  out: TarOut,
   makePlan: () => Promise<Plan>,
   opts: TarWriteOptions,
   stopped: () => boolean,
@@ -235,93 +304,163 @@ async function write(
 ): Promise<void> {
   const plan = await makePlan();
   const ahead = new ReadAhead(plan, opts);
+  const sde = opts.sourceDateEpoch;
   /** (dev, ino) of multiply linked files written so far → their entry name */
   const links = new Map<string, string>();
-  const slab = new Slab();
   for (let i = 0; i < plan.count; i++) {
     const wait = gate();
     if (wait) await wait;
     if (stopped()) return;
-    const taken = ahead.take(i);
-    const e = taken instanceof Promise ? await taken : taken;
-    if (stopped()) return;
+    const e = ahead.take(i);
     if (e.skip) continue;
+    const name = e.item.name;
     if (!e.st || !e.abs) {
-      out.header(markerHeader(e.item.name));
+      // a whiteout or opaque marker: a regular file, size 0, mode 0, uid/gid 0, mtime 0 (markerHeader)
+      if (!out.ustar(0, name, 0, 0, 0, 0, 0, TYPEFLAG.file, undefined, 0, 0)) out.header(markerHeader(name));
       continue;
     }
     const st = e.st;
-    const kind = kindOf(st.mode);
+    const kind = kindOf(st.mode) as Exclude<EntryKind, 'socket'>;
     let hardlinkTo: string | undefined;
     if (kind !== 'directory' && st.nlink > 1) {
-      const key = `${st.dev}:${st.ino}`;
+      const key = `${st.devMajor}:${st.devMinor}:${st.inoHigh}:${st.inoLow}`;
       hardlinkTo = links.get(key);
-      if (hardlinkTo === undefined) links.set(key, e.item.name);
+      if (hardlinkTo === undefined) links.set(key, name);
     }
-    const dev = kind === 'character-device' || kind === 'block-device' ? majorMinor(st.rdev) : undefined;
-    const header = headerFor(e.item.name, st, {
-      ...(hardlinkTo !== undefined
-        ? { hardlink: true, linkname: hardlinkTo }
-        : e.linkname !== undefined
-          ? { linkname: e.linkname }
-          : {}),
-      ...(dev ? { devmajor: dev.major, devminor: dev.minor } : {}),
-      ...(e.xattrs ? { xattrs: e.xattrs } : {}),
-      ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
-    });
+    const isDev = kind === 'character-device' || kind === 'block-device';
     if (st.mtime < 0) opts.onWarn?.(WARN.MTIME, `${e.abs}: mtime ${st.mtime} is before 1970`);
-    if (header.type !== 'file' || st.size === 0) out.header(header);
-    else if (e.content) addWhole(out, header, await e.content);
-    else if (st.size <= SYNC_FILE) addWhole(out, header, readWholeSync(e.abs, st.size, slab));
-    else if (st.size <= SMALL_FILE) addWhole(out, header, await readWhole(e.abs, st.size));
-    else await addStreamed(out, header, e.abs, st.size, stopped, gate);
+    const size = hardlinkTo === undefined && kind === 'file' ? st.size : 0;
+    // the body's room (and one byte more: a file read whole with blocking calls is read to size + 1, to see growth)
+    const bodyRoom = size > 0 && size <= SMALL_FILE ? roundUp512(size) + 1 : 0;
+
+    // The header: written in place when it needs no PAX (the common case), else through tar-stream's encoders.
+    const mtime = clampMtime(st.mtime, sde);
+    if (
+      !(e.xattrs === undefined || hardlinkTo !== undefined) ||
+      needsPax(st.uid, st.gid, mtime, size) ||
+      !out.ustar(
+        bodyRoom,
+        name,
+        st.mode,
+        st.uid,
+        st.gid,
+        size,
+        mtime,
+        hardlinkTo === undefined ? TYPEFLAG[kind] : TYPEFLAG.link,
+        hardlinkTo ?? e.linkname,
+        isDev ? st.rdevMajor : 0,
+        isDev ? st.rdevMinor : 0,
+      )
+    ) {
+      const header = headerFor(name, st, {
+        ...(hardlinkTo !== undefined
+          ? { hardlink: true, linkname: hardlinkTo }
+          : e.linkname !== undefined
+            ? { linkname: e.linkname }
+            : {}),
+        ...(isDev ? { devmajor: st.rdevMajor, devminor: st.rdevMinor } : {}),
+        ...(e.xattrs ? { xattrs: e.xattrs } : {}),
+        ...(sde !== undefined ? { sourceDateEpoch: sde } : {}),
+      });
+      out.header(header, bodyRoom);
+    }
+
+    // The body.
+    if (size === 0) continue;
+    if (size <= SMALL_FILE) {
+      readInto(e.abs, size, out.target, out.pos);
+      out.pos += size;
+      out.pad(size);
+    } else await addStreamed(out, e.abs, size, stopped, gate);
   }
   if (!stopped()) out.finalize();
 }
 
-/** addWhole writes an entry and its whole body (pack.entry with a Buffer: the size is the body's). */
-function addWhole(out: TarBytes, header: EntryHeader, body: Buffer): void {
-  header.size = body.byteLength;
-  out.header(header);
-  out.add(body);
-  out.pad(body.byteLength);
+/**
+ * readInto reads a small file whole into buf at `at` (size + 1 bytes of room: the byte after the content must stay
+ * unread, or the file grew), with sys/libc.ts's calls; when one fails, again with Node's (its error is the one
+ * reported). A size other than lstat's is a FileChangedError.
+ */
+function readInto(abs: string, size: number, target: ReadTarget, at: number): void {
+  const fd = openFd(abs, OPEN_FLAGS);
+  if (fd >= 0) {
+    let got = 0;
+    let n = 1;
+    try {
+      for (; n > 0 && got <= size; got += n) n = target.pread(fd, at + got, size + 1 - got, got);
+    } finally {
+      closeFd(fd);
+    }
+    if (n >= 0) {
+      if (got === size) return;
+      throw new FileChangedError(abs, size, got > size ? 'it grew while read' : `read ${got}`);
+    }
+  }
+  target.buf.set(readWholeSync(abs, size, Buffer.allocUnsafe(size + 1)), at);
 }
 
-/** addStreamed writes a big file chunk by chunk, reading the next chunk while the current one is handed on. */
+/**
+ * addStreamed writes a big file's body into the output chunks with blocking reads, a chunk at a time, the consumer
+ * setting the pace between chunks. (A read in the thread pool cost the main thread some 50 µs per fresh MiB Buffer
+ * of its own, besides the copy in the pool.) A size other than lstat's is a FileChangedError.
+ */
 async function addStreamed(
-  out: TarBytes,
-  header: EntryHeader,
+  out: TarOut,
   abs: string,
   size: number,
   stopped: () => boolean,
   gate: () => Promise<void> | undefined,
 ): Promise<void> {
-  const fh = await openFile(abs);
-  const readChunk = async (pos: number): Promise<Buffer> => {
-    const len = Math.min(CHUNK, size - pos);
-    const buf = Buffer.allocUnsafe(len);
-    const got = await readFull(fh, abs, buf, len, pos);
-    if (got !== len) throw new FileChangedError(abs, size, `it ended after ${pos + got} bytes`);
-    return buf;
-  };
-  let reading: Promise<Buffer> | undefined = readChunk(0);
+  let fd = openFd(abs, OPEN_FLAGS);
+  if (fd < 0) {
+    try {
+      fd = openSync(abs, OPEN_FLAGS);
+    } catch (err) {
+      throw wrap(`reading ${abs}`, err);
+    }
+  }
   try {
-    out.header(header);
     for (let pos = 0; pos < size;) {
-      const buf: Buffer = await (reading as Promise<Buffer>);
-      pos += buf.length;
-      reading = pos < size ? readChunk(pos) : undefined;
-      reading?.catch(() => {}); // awaited next round, or in finally
+      // fill what the chunk has left, or a new chunk
+      if (out.free() < STREAM_MIN) out.room(Math.min(size - pos, CHUNK));
+      const len = Math.min(size - pos, out.free());
+      const got = readFullSync(fd, abs, out.target, out.pos, len, pos);
+      if (got !== len) throw new FileChangedError(abs, size, `it ended after ${pos + got} bytes`);
+      out.pos += len;
+      pos += len;
       if (stopped()) return;
-      out.add(buf);
       const wait = gate();
       if (wait) await wait;
     }
-    if ((await readFull(fh, abs, Buffer.alloc(1), 1, size)) > 0)
+    out.room(1);
+    if (readFullSync(fd, abs, out.target, out.pos, 1, size) > 0)
       throw new FileChangedError(abs, size, 'it grew while read');
     out.pad(size);
   } finally {
-    await reading?.catch(() => {});
-    await fh.close().catch(() => {});
+    closeFd(fd);
   }
+}
+
+/** Streamed bodies go into what is left of a chunk when at least this much is. */
+const STREAM_MIN = 64 << 10;
+
+/**
+ * readFullSync reads up to `len` bytes at file offset `pos` into target at `at`, fewer only at end of file; a read
+ * that fails is made again with Node's readSync, whose error is the one reported.
+ */
+function readFullSync(fd: number, abs: string, target: ReadTarget, at: number, len: number, pos: number): number {
+  let got = 0;
+  while (got < len) {
+    let n = target.pread(fd, at + got, len - got, pos + got);
+    if (n < 0) {
+      try {
+        n = readSync(fd, target.buf, at + got, len - got, pos + got);
+      } catch (err) {
+        throw wrap(`reading ${abs}`, err);
+      }
+    }
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
 }

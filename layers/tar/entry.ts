@@ -121,3 +121,134 @@ export function headerFor(name: string, st: EntryStat, extras: HeaderExtras = {}
 export function markerHeader(name: string): EntryHeader {
   return { name, mode: S_IFREG, uid: 0, gid: 0, size: 0, mtime: new Date(0), type: 'file' };
 }
+
+// ─── the common header, written in place ───────────────────────────────────────────────────────────────────────
+
+/** tar-stream's type flags (headers.js toTypeflag) of the types headerFor writes */
+export const TYPEFLAG: Readonly<Record<Exclude<EntryKind, 'socket'> | 'link', number>> = {
+  file: 0,
+  link: 1,
+  symlink: 2,
+  'character-device': 3,
+  'block-device': 4,
+  directory: 5,
+  fifo: 6,
+};
+
+/** isAsciiString tells whether every char of s is below 0x80 (its UTF-8 bytes are its chars). */
+export function isAsciiString(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/** putAscii writes a string's chars as bytes; returns their sum (for the checksum), or -1 when one is not ASCII. */
+function putAscii(buf: Uint8Array, off: number, s: string): number {
+  let sum = 0;
+  let all = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    buf[off + i] = c;
+    sum += c;
+    all |= c;
+  }
+  return all > 0x7f ? -1 : sum;
+}
+
+/**
+ * putOctal writes tar-stream's encodeOct(val, n): n octal digits zero-padded and a space, or n sevens and a space when
+ * val needs more digits (val is a whole number ≥ 0 here). Returns the bytes' sum.
+ */
+function putOctal(buf: Uint8Array, off: number, val: number, n: 6 | 11): number {
+  buf[off + n] = 32;
+  if (val >= (n === 6 ? 0o1000000 : 0o100000000000)) {
+    for (let i = 0; i < n; i++) buf[off + i] = 0x37;
+    return 32 + 0x37 * n;
+  }
+  let sum = 32 + 0x30 * n;
+  if (val < 0x40000000) {
+    for (let i = off + n - 1, v = val | 0; i >= off; i--, v >>= 3) {
+      buf[i] = 0x30 + (v & 7);
+      sum += v & 7;
+    }
+  } else {
+    // sizes and mtimes beyond 30 bits (up to 8^11)
+    for (let i = off + n - 1, v = val; i >= off; i--) {
+      const d = v % 8;
+      v = (v - d) / 8;
+      buf[i] = 0x30 + d;
+      sum += d;
+    }
+  }
+  return sum;
+}
+
+/** the sum of the magic and version bytes: "ustar\0" "00" */
+const MAGIC_SUM = [0x75, 0x73, 0x74, 0x61, 0x72, 0x00, 0x30, 0x30].reduce((a, b) => a + b, 0);
+
+/**
+ * putUstarHeader writes at buf[off, off+512) (zeros there) the header that tar-stream's headers.encode writes for an
+ * entry with no PAX records — uname, gname empty — and returns true; or returns false when encode would not take the
+ * entry (a name or link target that is not ASCII or does not fit: the caller writes PAX then), having written
+ * anything there.
+ * Every number must be a whole number ≥ 0: `mode` the permission bits (encode masks with 07777), `size` below
+ * 8^11 (encode switches to base-256 above), `mtime` seconds.
+ */
+export function putUstarHeader(
+  buf: Uint8Array,
+  off: number,
+  name: string,
+  mode: number,
+  uid: number,
+  gid: number,
+  size: number,
+  mtime: number,
+  typeflag: number,
+  linkname: string | undefined,
+  devmajor: number,
+  devminor: number,
+): boolean {
+  let prefix = '';
+  if (name.length > 100) {
+    if (!isAsciiString(name)) return false;
+    // encode's split: move leading components into the 155-byte prefix until the rest fits
+    while (name.length > 100) {
+      const i = name.indexOf('/');
+      if (i === -1) return false;
+      prefix += prefix ? `/${name.slice(0, i)}` : name.slice(0, i);
+      name = name.slice(i + 1);
+    }
+    if (prefix.length > 155) return false;
+  }
+  if (linkname && linkname.length > 100) return false;
+  const nameSum = putAscii(buf, off, name);
+  if (nameSum < 0) return false;
+  let sum = 8 * 32 + MAGIC_SUM + 0x30 + typeflag + nameSum; // the checksum field counts as spaces
+  sum += putOctal(buf, off + 100, mode & 0o7777, 6);
+  sum += putOctal(buf, off + 108, uid, 6);
+  sum += putOctal(buf, off + 116, gid, 6);
+  sum += putOctal(buf, off + 124, size, 11);
+  sum += putOctal(buf, off + 136, mtime, 11);
+  buf[off + 156] = 0x30 + typeflag;
+  if (linkname) {
+    const linkSum = putAscii(buf, off + 157, linkname);
+    if (linkSum < 0) return false;
+    sum += linkSum;
+  }
+  buf[off + 257] = 0x75; // ustar\0
+  buf[off + 258] = 0x73;
+  buf[off + 259] = 0x74;
+  buf[off + 260] = 0x61;
+  buf[off + 261] = 0x72;
+  buf[off + 263] = 0x30; // 00
+  buf[off + 264] = 0x30;
+  sum += putOctal(buf, off + 329, devmajor, 6);
+  sum += putOctal(buf, off + 337, devminor, 6);
+  if (prefix) sum += putAscii(buf, off + 345, prefix);
+  putOctal(buf, off + 148, sum, 6);
+  return true;
+}
+
+/** Whether a header needs PAX records by headerFor's rules (owners, mtime, size; xattrs are the caller's). */
+export function needsPax(uid: number, gid: number, mtime: number, size: number): boolean {
+  return uid > MAX_OCTAL_7 || gid > MAX_OCTAL_7 || mtime < 0 || mtime > MAX_USTAR_MTIME || size > MAX_OCTAL_11;
+}

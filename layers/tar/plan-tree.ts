@@ -33,6 +33,12 @@ export function childKey(name: string, isDir: boolean): string {
   return rank + bytes + (isDir ? '/' : '');
 }
 
+/** rawKey is childKey of a name given as its UTF-8 bytes in a latin1 string. */
+export function rawKey(raw: string, isDir: boolean): string {
+  const rank = raw === OCI_OPAQUE_NAME ? RANK_OPAQUE : raw.startsWith(OCI_WHITEOUT_PREFIX) ? RANK_WHITEOUT : RANK_OTHER;
+  return isDir ? `${rank}${raw}/` : rank + raw;
+}
+
 /**
  * PlanTree collects the keys of each directory, then reads the entries back in order. `add` takes the keys of one
  * directory in any order; `close` sorts and joins them (after which the directory takes no more).
@@ -53,6 +59,18 @@ export class PlanTree {
     }
     keys.push(key);
     this.count++;
+  }
+
+  /** addAll adds child keys to directory `dir` (opening it when needed); the array becomes the tree's. */
+  addAll(dir: string, keys: string[]): void {
+    if (keys.length === 0) return;
+    const open = this.open.get(dir);
+    if (open) open.push(...keys);
+    else {
+      if (this.lists.has(dir)) throw new Error(`plan: directory ${JSON.stringify(dir)} was already closed`);
+      this.open.set(dir, keys);
+    }
+    this.count += keys.length;
   }
 
   /** isClosed tells whether `dir`'s keys are joined (it takes no more). */
