@@ -386,6 +386,9 @@ function measure(tools: Tool[], c: Case): Map<string, Result> {
     }
   }
   const out = new Map<string, Result>();
+  const list = (xs: number[]): string => xs.map((v) => v.toFixed(2)).join(' ');
+  for (const [name, x] of samples)
+    console.log(`rounds ${name}: cold ${list(x.cold)} | no-op ${list(x.noop)} | one-file ${list(x.oneFile)}`);
   for (const [name, x] of samples) {
     out.set(name, {
       cold: median(x.cold),
