@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { makeBusyboxRootfs } from '../fixtures/busybox.js';
+import { writeAppContext } from './app-context.js';
 
 const repo = join(fileURLToPath(import.meta.url), '..', '..');
 const args = process.argv.slice(2);
@@ -133,30 +134,10 @@ async function busyboxArchive(c: Case): Promise<void> {
   rmSync(store, { recursive: true, force: true });
 }
 
-/** A deterministic text file of `size` bytes that compresses about as source code does (3–4×). */
-function sourceLike(seed: number, size: number): string {
-  let x = seed;
-  const rnd = (): number => {
-    x = (x * 1103515245 + 12345) & 0x7fffffff;
-    return x;
-  };
-  let s = '';
-  while (s.length < size)
-    s += `const v${rnd() % 997} = fn${rnd() % 89}("${rnd().toString(36)}${rnd()
-      .toString(36)
-      .slice(0, rnd() % 6)}");\n`;
-  return s.slice(0, size);
-}
-
 function appCase(): Case {
   const dir = join(work, 'app');
   const ctx = join(dir, 'ctx');
-  for (let d = 0; d < 20; d++) {
-    mkdirSync(join(ctx, 'src', `m${d}`), { recursive: true });
-    for (let f = 0; f < 100; f++)
-      writeFileSync(join(ctx, 'src', `m${d}`, `f${f}.js`), sourceLike(d * 1000 + f + 1, 20 * 1024));
-  }
-  writeFileSync(join(ctx, 'config.txt'), 'v1\n');
+  writeAppContext(ctx);
   const dockerfile = join(dir, 'Dockerfile');
   writeFileSync(
     dockerfile,

@@ -18,20 +18,12 @@
 // data): a row that differs from cp -a's is reported. Prints a table and the ratios; asserts nothing.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import {
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
+import { writeAppContext } from './app-context.js';
 
 const repo = join(import.meta.dirname, '..');
 const args = process.argv.slice(2);
@@ -55,21 +47,6 @@ const sh = (cmd: string, argv: string[]): string => {
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')}: ${r.status}: ${r.stderr.toString().slice(-2000)}`);
   return r.stdout.toString();
 };
-
-/** A deterministic text file of `size` bytes that compresses about as source code does (bench/build.ts). */
-function sourceLike(seed: number, size: number): string {
-  let x = seed;
-  const rnd = (): number => {
-    x = (x * 1103515245 + 12345) & 0x7fffffff;
-    return x;
-  };
-  let s = '';
-  while (s.length < size)
-    s += `const v${rnd() % 997} = fn${rnd() % 89}("${rnd().toString(36)}${rnd()
-      .toString(36)
-      .slice(0, rnd() % 6)}");\n`;
-  return s.slice(0, size);
-}
 
 /** lowerRootfs: the biggest snapshot of the Debian store (read only), else a copy of part of /usr/lib. */
 function lowerRootfs(work: string): string {
@@ -142,12 +119,7 @@ const work = mkdtempSync('/var/tmp/tsbuild-bench-copy-');
 const mounted: string[] = [];
 try {
   const ctx = join(work, 'ctx');
-  for (let d = 0; d < 20; d++) {
-    mkdirSync(join(ctx, 'src', `m${d}`), { recursive: true });
-    for (let f = 0; f < 100; f++)
-      writeFileSync(join(ctx, 'src', `m${d}`, `f${f}.js`), sourceLike(d * 1000 + f + 1, 20 * 1024));
-  }
-  writeFileSync(join(ctx, 'config.txt'), 'v1\n');
+  writeAppContext(ctx);
   const rootfs = lowerRootfs(work);
   const appLayer = join(work, 'workdir-layer');
   mkdirSync(join(appLayer, 'app'), { recursive: true, mode: 0o755 });
