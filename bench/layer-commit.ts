@@ -325,7 +325,9 @@ function applyCases(tar: string, bytes: number, impls: readonly Impl[]): Case[] 
       label: `${impl.name}: applyLayer(layer.tar) into an empty dir, in-process`,
       before: () => fresh(ours),
       run: () =>
-        inProcess(bytes, () => impl.applyLayer(createReadStream(tar, { highWaterMark: 1 << 20 }), { root: ours })),
+        inProcess(bytes, async () => {
+          await impl.applyLayer(createReadStream(tar, { highWaterMark: 1 << 20 }), { root: ours });
+        }),
       samples: [],
     })),
     {
