@@ -12,6 +12,8 @@
 //                     whose V8 differs rejects it and compiles from the source (slower, same result).
 //   nsexec.js         the Node executor (sys/nsexec.ts) as one ES module: sys/namespaces.ts spawns the nsexec.js next
 //                     to the code that runs, here cli.js.
+//   commit-worker.js  the layer writer thread (unionfs/commit-worker.ts) as one ES module: unionfs/commit-thread.ts
+//                     starts the commit-worker.js next to the code that runs, here cli.js.
 //
 // Nothing of dist/ changes: the bundle sits at the same depth as dist/cli/, so what the code finds from its own URL
 // (../../package.json, ../../sys/nsexec.c) is the same file. Node's modules and the native packages stay outside;
@@ -124,11 +126,12 @@ async function bundleCli() {
   return hash;
 }
 
-async function bundleNsexec() {
-  const path = join(out, 'nsexec.js');
+/** bundleModule bundles one more entry of dist/ as an ES module of its own in dist/bundle/NAME. */
+async function bundleModule(name, entry) {
+  const path = join(out, name);
   await build({
     ...common,
-    entryPoints: [join(repo, 'dist', 'sys', 'nsexec.js')],
+    entryPoints: [join(repo, 'dist', ...entry.split('/'))],
     external: ['koffi', 'zstd-napi', 'zstd-napi/*'],
     banner: {
       js: "import { createRequire as __tsbuildRequire } from 'node:module';\nconst require = __tsbuildRequire(import.meta.url);",
@@ -188,6 +191,10 @@ function writeAtomic(path, data) {
 readFileSync(join(repo, 'dist', 'cli', 'main.js')); // a clear ENOENT when tsc has not run
 mkdirSync(out, { recursive: true });
 // Each file replaces its old self atomically (a command starting meanwhile reads the old bundle or the new one).
-const [hash] = await Promise.all([bundleCli(), bundleNsexec()]);
+const [hash] = await Promise.all([
+  bundleCli(),
+  bundleModule('nsexec.js', 'sys/nsexec.js'),
+  bundleModule('commit-worker.js', 'unionfs/commit-worker.js'),
+]);
 for (const name of readdirSync(out))
   if (name.endsWith('.cache') && name !== `cli-${hash}.cache`) rmSync(join(out, name));

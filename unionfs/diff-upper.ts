@@ -1,20 +1,21 @@
 // The native diff: the change set of a step, read from an overlay upperdir (cost grows with what changed).
-import { lstatSync, type BigIntStats } from 'node:fs';
+import { constants, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Change } from '../layers/model/changeset.js';
 import { sortChanges } from '../layers/model/changeset.js';
 import { TsbuildError, wrap } from '../sys/errors.js';
-import { getXattr, getXattrs, listXattrs } from '../sys/libc.js';
+import { getXattr, getXattrs, listXattrs, Lstat, lstatInto, xattrNamesSize } from '../sys/libc.js';
 import { LowerView, type LowerEntry } from './lower-view.js';
 import { childPath, listNames, yieldToLoop } from './tree-walk.js';
 import {
   isComparedXattr,
   isOpaqueValue,
-  isOverlayWhiteout,
   METACOPY_XATTR,
   OPAQUE_XATTRS,
   REDIRECT_XATTR,
 } from '../layers/tar/whiteout.js';
+
+const { S_IFMT, S_IFDIR, S_IFCHR } = constants;
 
 /** UpperdirNotDiffError: the upperdir uses redirects or metacopy, so it is not a diff of the lowers on its own. */
 export class UpperdirNotDiffError extends TsbuildError {
@@ -43,6 +44,7 @@ export class UpperdirNotDiffError extends TsbuildError {
 export async function diffUpperdir(opts: { upperdir: string; lowerdirs: string[] }): Promise<Change[]> {
   const view = new LowerView(opts.lowerdirs);
   const changes: Change[] = [];
+  const st = new Lstat(); // one statx buffer, filled per entry (no BigInt stats for the upper's entries)
   let seen = 0;
 
   const walk = async (dir: string, listAll: boolean): Promise<void> => {
@@ -50,29 +52,35 @@ export async function diffUpperdir(opts: { upperdir: string; lowerdirs: string[]
       if (++seen % 4096 === 0) await yieldToLoop();
       const path = childPath(dir, name);
       const abs = join(opts.upperdir, path);
-      const st = lstatSync(abs, { bigint: true });
-      for (const x of listXattrs(abs)) {
-        if (x === REDIRECT_XATTR || x === METACOPY_XATTR) throw new UpperdirNotDiffError(abs, x);
+      // Node's lstat only to report a failure (its message names the call and the path)
+      if (lstatInto(abs, st) !== 0) lstatSync(abs);
+      // most entries have no xattrs: the size of their names says so without listing them
+      const hasXattrs = xattrNamesSize(abs) !== 0;
+      if (hasXattrs) {
+        for (const x of listXattrs(abs)) {
+          if (x === REDIRECT_XATTR || x === METACOPY_XATTR) throw new UpperdirNotDiffError(abs, x);
+        }
       }
       const lower = view.lookup(path);
-      if (isOverlayWhiteout(st)) {
-        // Below an opaque or new directory nothing of the lowers shows, so there is nothing to delete.
+      const type = st.mode & S_IFMT;
+      if (type === S_IFCHR && st.rdevMajor === 0 && st.rdevMinor === 0) {
+        // an overlay whiteout. Below an opaque or new directory nothing of the lowers shows: nothing to delete.
         if (!listAll && lower !== undefined) changes.push({ path, kind: 'delete' });
         continue;
       }
       const kind = lower === undefined ? 'add' : 'modify';
-      if (!st.isDirectory()) {
+      if (type !== S_IFDIR) {
         changes.push({ path, kind });
         continue;
       }
       if (listAll || lower === undefined || !lower.st.isDirectory()) {
         changes.push({ path, kind });
         await walk(path, true);
-      } else if (OPAQUE_XATTRS.some((name) => isOpaqueValue(getXattr(abs, name)))) {
+      } else if (hasXattrs && OPAQUE_XATTRS.some((name) => isOpaqueValue(getXattr(abs, name)))) {
         changes.push({ path, kind: 'modify', opaque: true });
         await walk(path, true);
       } else {
-        if (dirChanged(abs, st, lower)) changes.push({ path, kind: 'modify' });
+        if (dirChanged(abs, st, hasXattrs, lower)) changes.push({ path, kind: 'modify' });
         await walk(path, false);
       }
     }
@@ -86,11 +94,12 @@ export async function diffUpperdir(opts: { upperdir: string; lowerdirs: string[]
   return sortChanges(changes);
 }
 
-/** dirChanged compares an upper directory with the lower one it was copied up from. */
-function dirChanged(abs: string, st: BigIntStats, lower: LowerEntry): boolean {
+/** dirChanged compares an upper directory (its statx in `st`) with the lower one it was copied up from. */
+function dirChanged(abs: string, st: Lstat, hasXattrs: boolean, lower: LowerEntry): boolean {
   const l = lower.st;
-  if (st.mode !== l.mode || st.uid !== l.uid || st.gid !== l.gid || st.mtimeNs !== l.mtimeNs) return true;
-  return !sameXattrs(getXattrs(abs), getXattrs(lower.path));
+  if (st.mode !== Number(l.mode) || st.uid !== Number(l.uid) || st.gid !== Number(l.gid)) return true;
+  if (BigInt(st.mtimeSeconds) * 1_000_000_000n + BigInt(st.mtimeNanoseconds) !== l.mtimeNs) return true;
+  return !sameXattrs(hasXattrs ? getXattrs(abs) : {}, getXattrs(lower.path));
 }
 
 /** sameXattrs compares two xattr sets, ignoring overlay bookkeeping and SELinux labels. */

@@ -9,9 +9,11 @@ import { mkdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chainId } from '../layers/model/digest.js';
 import type { Layer } from '../layers/model/layer.js';
+import type { Change } from '../layers/model/changeset.js';
 import type { Store } from '../layers/store/store.js';
 import { InternalError, TsbuildError } from '../sys/errors.js';
 import type { Host } from '../sys/host.js';
+import { LayerWriter } from './commit-thread.js';
 import { diffManifest } from './diff-manifest.js';
 import { diffUpperdir } from './diff-upper.js';
 import { flatten } from './flatten.js';
@@ -102,6 +104,8 @@ export class OverlaySteps implements StepDriver {
   private readonly live = new Set<() => Promise<void>>();
   /** layers being written in the background: close() waits for them before the work directory goes */
   private readonly writing = new Set<Promise<unknown>>();
+  /** writes the layers on a thread of their own (commit-thread.ts) */
+  private readonly writer = new LayerWriter();
   constructor(
     private readonly store: Store,
     private readonly host: Host,
@@ -140,26 +144,29 @@ export class OverlaySteps implements StepDriver {
     pending: readonly PendingLayer[] = [],
   ): Promise<StepRoot> {
     const m = await this.mount(layers, stubs, pending);
+    this.writer.prepare(); // its layer will be written: the writer thread loads meanwhile
     const { end: discard, ended } = this.track(m);
     const root: StepRoot = {
       dir: m.target,
       discard,
       commitLater: async (opts) => {
         if (ended()) throw new TsbuildError('E_INTERNAL_STEP', 'step root already ended');
+        let changes: Change[];
+        const dir = join(this.work, `p${++counter}`);
         try {
           await m.mounted.unmount();
-          const changes = await diffUpperdir({ upperdir: m.upper, lowerdirs: m.lowers });
+          changes = await diffUpperdir({ upperdir: m.upper, lowerdirs: m.lowers });
           if (changes.length === 0 && !opts.keepEmpty) return null;
-          const dir = join(this.work, `p${++counter}`);
           await rename(m.upper, dir);
-          const layer = (async () => (await import('./commit.js')).commitChanges(this.store, dir, changes, opts))();
-          const done = layer.catch(() => {}); // settle() reports the failure
-          this.writing.add(done);
-          void done.then(() => this.writing.delete(done));
-          return { dir, layer };
         } finally {
+          // before the layer write starts: it keeps the main thread busy between its chunks
           await discard();
         }
+        const layer = this.writer.write(this.store, dir, changes, opts);
+        const done = layer.catch(() => {}); // settle() reports the failure
+        this.writing.add(done);
+        void done.then(() => this.writing.delete(done));
+        return { dir, layer };
       },
       commit: async (opts) => {
         // the layer's chain is `layers` and the new one: over pending layers only commitLater knows the chain
@@ -208,6 +215,7 @@ export class OverlaySteps implements StepDriver {
     for (const end of [...this.live]) await end().catch(() => {});
     // a layer still being written reads its directory, which goes with the work directory after this
     await Promise.all([...this.writing]);
+    await this.writer.close();
   }
 }
 

@@ -14,7 +14,6 @@
 // rootfs-drivers.ts, loaded on first use, except openRootfs's overlay driver, which is here so that `tsbuild run`
 // loads neither them nor, when the snapshots exist, the tar and decompression code.
 import { randomBytes } from 'node:crypto';
-import { lstatSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Change } from '../layers/model/changeset.js';
@@ -195,47 +194,9 @@ async function overlayRootfs(o: {
       if (released) return;
       released = true;
       await mounted.unmount();
-      await removeSmallTree(o.dir);
+      await removeTree(o.dir); // a few entries (the upperdir nearly empty) go without rm(1)
     },
   };
-}
-
-/** Past this many entries removeSmallTree leaves the work to removeTree (rm(1), constant memory). */
-const SMALL_TREE = 64;
-
-/**
- * removeSmallTree removes a directory with nothing mounted below it any more: a tree of a few entries (a container
- * that left its upperdir nearly empty) here, with a few synchronous calls and without starting rm(1); a larger one,
- * or one that crosses into another filesystem (a mount left below it), through removeTree.
- */
-async function removeSmallTree(dir: string): Promise<void> {
-  let dev: number;
-  try {
-    dev = lstatSync(dir).dev;
-  } catch {
-    return;
-  }
-  // post-order: children before their directory
-  const order: Array<{ path: string; dir: boolean }> = [];
-  const walk = (path: string): boolean => {
-    for (const e of readdirSync(path, { withFileTypes: true })) {
-      const p = join(path, e.name);
-      if (e.isDirectory() && (lstatSync(p).dev !== dev || !walk(p))) return false;
-      order.push({ path: p, dir: e.isDirectory() });
-      if (order.length > SMALL_TREE) return false;
-    }
-    return true;
-  };
-  try {
-    if (walk(dir)) {
-      for (const e of order) (e.dir ? rmdirSync : unlinkSync)(e.path);
-      rmdirSync(dir);
-      return;
-    }
-  } catch {
-    // changed meanwhile, or not ours to remove this way: rm(1) says what is wrong
-  }
-  await removeTree(dir);
 }
 
 /** errnoOf is the system error code of a failure (mountOverlay wraps it in E_OVERLAY_MOUNT, keeping it as cause). */

@@ -1,15 +1,16 @@
 // A step's layer is written while the next steps run (overlay driver: StepRoot.commitLater, settled by the
 // executor): the image and its cache are what writing each layer at once gave, a failure while writing a layer
 // fails the build at that layer's own line, and the steps before a failing one keep their cache records.
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { build } from '../../builder/build.js';
 import type { BuildEvent } from '../../builder/events.js';
 import { getImage } from '../../layers/store/image.js';
+import type { Store } from '../../layers/store/store.js';
 import { imageLayers } from '../../layers/model/layer.js';
 import { flatten } from '../../unionfs/flatten.js';
+import { run } from '../../sys/exec.js';
 import { makeTempDir, removeDir, rootTest } from '../helpers/index.js';
 import { mountsUnder } from '../unionfs/helpers.js';
 import { busyboxStore, treeOf, verifiedBuild } from './build-harness.js';
@@ -78,23 +79,44 @@ rootTest(
   },
 );
 
+/**
+ * fullBlobDisk puts the store's blob directory on a tmpfs with 1 MiB to spare: the next big blob finds the disk
+ * full, whichever thread writes it.
+ */
+async function fullBlobDisk(t: { teardown(fn: () => unknown): void }, store: Store): Promise<string> {
+  const blobs = store.blobDir;
+  const aside = `${blobs}.aside`;
+  let used = 0;
+  for (const name of readdirSync(blobs)) used += Math.ceil(statSync(join(blobs, name)).size / 4096) * 4096;
+  renameSync(blobs, aside);
+  mkdirSync(blobs);
+  await run(['mount', '-t', 'tmpfs', '-o', `size=${Math.ceil(used / 1024) + 1024}k,mode=0755`, 'tsbuild-full', blobs]);
+  t.teardown(() => run(['umount', '-l', blobs]));
+  await run(['cp', '-a', `${aside}/.`, `${blobs}/`]);
+  return blobs;
+}
+
 rootTest('a layer that cannot be written fails the build at its own line, after the step that ran on it', async (t) => {
   const store = await busyboxStore(t);
-  const ctx = await context(t, STEPS);
-  const put = store.putBlob.bind(store);
-  let calls = 0;
-  store.putBlob = async (source: Readable, expected?: Parameters<typeof put>[1]) => {
-    if (++calls === 2) {
-      source.destroy();
-      throw new Error('the disk is on fire');
-    }
-    return put(source, expected);
-  };
-  const err = await t.throwsAsync(build({ store, context: ctx, tags: ['p:1'] }));
-  // the second layer is WORKDIR's (line 3): the failure is reported there, not at a later step
-  t.regex(err!.message, /^Dockerfile:3: WORKDIR: the disk is on fire/);
+  const disk = await fullBlobDisk(t, store);
+  const dockerfile = [
+    'FROM busybox:test',
+    'RUN echo small > /small',
+    'RUN head -c 4194304 /dev/urandom > /big',
+    'RUN echo after > /after',
+    '',
+  ].join('\n');
+  const err = await t.throwsAsync(build({ store, context: await context(t, dockerfile), tags: ['p:1'] }));
+  // the third line's layer (4 MiB) does not fit: the failure is reported there, not at the RUN that ran on it
+  t.regex(err!.message, /^Dockerfile:3: RUN: no space left on \S+ while writing a new layer blob/);
+  t.true(err!.message.includes(disk), err!.message);
   t.deepEqual(readdirSync(join(store.root, 'containers')), []);
-  t.deepEqual(mountsUnder(store.root), []);
+  t.deepEqual(mountsUnder(store.root), [disk], 'no overlay is left, only the tmpfs of the test');
+  t.deepEqual(
+    readdirSync(disk).filter((n) => n.startsWith('.tmp-')),
+    [],
+    'no partial blob is left',
+  );
   await t.throwsAsync(getImage(store, 'p:1'));
 });
 

@@ -40,3 +40,35 @@ rootTest('removeTree refuses to empty a filesystem mounted below the tree, and s
   t.regex(err.message, /different device|skipping/);
   t.true(existsSync(join(mnt, 'precious')), 'the mounted filesystem keeps its files');
 });
+
+test('removeTree removes a small tree, including a directory nobody may read, and never follows its links', async (t) => {
+  const dir = await makeTempDir('tsbuild-rmtree-');
+  t.teardown(() => removeDir(dir));
+  const tree = join(dir, 'tree');
+  const outside = join(dir, 'outside');
+  await mkdir(join(outside, 'keep'), { recursive: true });
+  await mkdir(join(tree, 'work', 'work'), { recursive: true });
+  await mkdir(join(tree, 'stubs'));
+  await writeFile(join(tree, 'stubs', 'hosts'), '');
+  await symlink(outside, join(tree, 'stubs', 'link'));
+  execFileSync('chmod', ['0000', join(tree, 'work', 'work')]); // as overlayfs leaves its work directory
+  await removeTree(tree);
+  t.false(existsSync(tree));
+  t.true(existsSync(join(outside, 'keep')));
+});
+
+rootTest('removeTree never removes what a filesystem mounted below a small tree holds', async (t) => {
+  const dir = await makeTempDir('tsbuild-rmtree-');
+  const mnt = join(dir, 'tree', 'a', 'mnt');
+  await mkdir(mnt, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', mnt]);
+  t.teardown(async () => {
+    execFileSync('umount', ['-l', mnt]);
+    await removeDir(dir);
+  });
+  await mkdir(join(mnt, 'inner'));
+  await writeFile(join(mnt, 'file'), 'keep me');
+  await t.throwsAsync(removeTree(join(dir, 'tree')));
+  t.true(existsSync(join(mnt, 'inner')), 'the mounted filesystem keeps its directory');
+  t.true(existsSync(join(mnt, 'file')), 'and its file');
+});
