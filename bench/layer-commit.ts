@@ -138,10 +138,17 @@ function median(xs: Sample[]): Sample {
 }
 
 const sync = (): void => void execFileSync('sync');
-const fresh = (dir: string): void => {
-  rmSync(dir, { recursive: true, force: true });
+let freshSeq = 0;
+/**
+ * fresh makes a new empty directory `PREFIX-<n>` in `parent`. Nothing is deleted until the bench ends: ext4
+ * makes a new file skip every inode of its group freed in the last 30 s or so (recently_deleted() in
+ * find_inode_bit()), so an import unpacked right after deleting the last round's store paid for that deletion.
+ */
+const fresh = (parent: string, prefix: string): string => {
+  const dir = join(parent, `${prefix}-${++freshSeq}`);
   mkdirSync(dir, { recursive: true });
   sync();
+  return dir;
 };
 
 // ─── inputs ─────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -231,14 +238,14 @@ function importCases(rootfs: string, bytes: number, impls: readonly Impl[]): Cas
   const cases: Case[] = [];
   const peers: Record<'zstd' | 'gzip', string> = { zstd: 'zstd -3 -T0 -q', gzip: 'pigz -6' };
   for (const c of ['zstd', 'gzip'] as const) {
-    const store = join(work, `store-${c}`);
+    let store = ''; // each run's own (fresh); the unpack part reads the store the commit part just made
     const out = join(work, `peer.${c}`);
     for (const impl of impls) {
       cases.push({
         group: `import ${c}`,
         who: impl.who,
         label: `${impl.name} import --compression ${c} rootfs.tar bench:1 (commit + unpack)`,
-        before: () => fresh(store),
+        before: () => void (store = fresh(work, `store-${c}`)),
         run: () =>
           shell(`${q(impl.cli)} --root ${q(store)} import --compression ${c} ${q(rootfs)} bench:1 >/dev/null`, bytes),
         samples: [],
@@ -259,7 +266,7 @@ function importCases(rootfs: string, bytes: number, impls: readonly Impl[]): Cas
       group: `import ${c}`,
       who: 'part',
       label: 'part: importImage (the commit), in-process',
-      before: () => fresh(store),
+      before: () => void (store = fresh(work, `store-${c}`)),
       run: () =>
         inProcess(bytes, async () => {
           await importImage(await Store.open(store), { source: rootfs, compression: c, name: 'bench:1' });
@@ -316,14 +323,14 @@ function walkCases(dir: string, impls: readonly Impl[]): Case[] {
 function applyCases(tar: string, bytes: number, impls: readonly Impl[]): Case[] {
   const into = mkdtempSync(join(APPLY_DIR, 'tsbuild-bench-apply-'));
   cleanups.push(into);
-  const ours = join(into, 'ours');
-  const theirs = join(into, 'tar');
+  let ours = '';
+  let theirs = '';
   return [
     ...impls.map((impl): Case => ({
       group: 'apply',
       who: impl.who,
       label: `${impl.name}: applyLayer(layer.tar) into an empty dir, in-process`,
-      before: () => fresh(ours),
+      before: () => void (ours = fresh(into, 'ours')),
       run: () =>
         inProcess(bytes, async () => {
           await impl.applyLayer(createReadStream(tar, { highWaterMark: 1 << 20 }), { root: ours });
@@ -334,7 +341,7 @@ function applyCases(tar: string, bytes: number, impls: readonly Impl[]): Case[] 
       group: 'apply',
       who: 'peer',
       label: `tar --same-owner -p --xattrs -xf layer.tar -C DIR`,
-      before: () => fresh(theirs),
+      before: () => void (theirs = fresh(into, 'tar')),
       run: () =>
         shell(`tar --same-owner --same-permissions --xattrs --xattrs-include='*' -xf ${q(tar)} -C ${q(theirs)}`, bytes),
       samples: [],
