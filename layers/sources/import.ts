@@ -1,5 +1,6 @@
 // `tsbuild import`: a rootfs tarball (or a directory) becomes a one-layer image, like `docker import`.
 import { createReadStream } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { stat } from 'node:fs/promises';
 import { PassThrough, Transform, type Readable, type Writable } from 'node:stream';
 import { autoDecompress } from '../compress/compress.js';
@@ -67,6 +68,9 @@ export async function importImage(store: Store, opts: ImportOptions): Promise<Im
     const layer = await commitLayer(store, tar, {
       compression: opts.compression ?? 'gzip',
       what: `the layer of ${label}`,
+      // the second reader (the snapshot's extraction) works on this thread and waits in the kernel for its files:
+      // one compressor thread more than the CPUs keeps them busy meanwhile
+      ...(side ? { threads: availableParallelism() + 1 } : {}),
     }).catch((err) => {
       throw wrap(`importing ${label}`, err);
     });

@@ -18,6 +18,8 @@ export interface CommittedLayer {
 export interface CommitOptions {
   compression?: Compression;
   level?: number;
+  /** compressor threads (default: compressStream's, one per CPU); the blob's bytes do not depend on it */
+  threads?: number;
   /** names the layer in a disk-full error: `the layer of ctx.tar` (default: a new layer blob) */
   what?: string;
 }
@@ -42,9 +44,12 @@ export async function commitLayer(store: Store, tar: Readable, opts: CommitOptio
   }
   const diff = new HashingStream();
   tar.on('error', (err) => diff.destroy(err));
-  const compressed = tar
-    .pipe(diff)
-    .pipe(compressStream(compression, opts.level === undefined ? {} : { level: opts.level }));
+  const compressed = tar.pipe(diff).pipe(
+    compressStream(compression, {
+      ...(opts.level === undefined ? {} : { level: opts.level }),
+      ...(opts.threads === undefined ? {} : { threads: opts.threads }),
+    }),
+  );
   diff.on('error', (err) => compressed.destroy(err));
   const put = await store.putBlob(compressed).catch((err: unknown) => {
     throw noSpace(err, store.blobDir, opts.what ?? 'a new layer blob');
