@@ -8,7 +8,7 @@
 // `5`: failure). testSSHFileDescriptorsClosed ran `ssh -T git@github.com` three times; offline, agentq connects
 // three times and the agent's debug log must show each connection in the same slot (each one closed).
 import test from 'ava';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -80,11 +80,14 @@ async function startAgent(name: string, key?: string): Promise<{ sock: string; l
   agents.push(child);
   let log = '';
   child.stderr!.on('data', (b: Buffer) => (log += b.toString()));
-  for (let i = 0; !existsSync(sock); i++) {
+  const env = { ...process.env, SSH_AUTH_SOCK: sock };
+  // the socket exists once the agent has bound it, a moment before it listens: wait until `ssh-add -l` connects
+  // (exit 2 is "cannot connect"; 0 and 1 are an answer)
+  for (let i = 0; !existsSync(sock) || spawnSync('ssh-add', ['-l'], { env, stdio: 'ignore' }).status === 2; i++) {
     if (i > 500) throw new Error(`ssh-agent did not start: ${log}`);
     await sleep(10);
   }
-  if (key) execFileSync('ssh-add', ['-q', key], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'pipe' });
+  if (key) execFileSync('ssh-add', ['-q', key], { env, stdio: 'pipe' });
   return { sock, log: () => log };
 }
 
