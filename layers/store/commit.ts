@@ -30,12 +30,14 @@ export interface CommitOptions {
  */
 export async function commitLayer(store: Store, tar: Readable, opts: CommitOptions = {}): Promise<CommittedLayer> {
   const compression = opts.compression ?? 'gzip';
+  const putBlob = (blob: Readable) =>
+    store.putBlob(blob).catch((err: unknown) => {
+      throw noSpace(err, store.blobDir, opts.what ?? 'a new layer blob');
+    });
   if (compression === 'none') {
     // the blob is the tar itself: putBlob's own sha256 is the DiffID, so the bytes are hashed once and go straight
     // to the file (no hashing stage and no pass-through compressor in between)
-    const put = await store.putBlob(tar).catch((err: unknown) => {
-      throw noSpace(err, store.blobDir, opts.what ?? 'a new layer blob');
-    });
+    const put = await putBlob(tar);
     return {
       descriptor: { mediaType: layerMediaType(compression), digest: put.digest, size: put.size },
       diffId: put.digest,
@@ -51,9 +53,7 @@ export async function commitLayer(store: Store, tar: Readable, opts: CommitOptio
     }),
   );
   diff.on('error', (err) => compressed.destroy(err));
-  const put = await store.putBlob(compressed).catch((err: unknown) => {
-    throw noSpace(err, store.blobDir, opts.what ?? 'a new layer blob');
-  });
+  const put = await putBlob(compressed);
   return {
     descriptor: { mediaType: layerMediaType(compression), digest: put.digest, size: put.size },
     diffId: diff.digest,
