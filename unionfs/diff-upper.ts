@@ -1,10 +1,10 @@
 // The native diff: the change set of a step, read from an overlay upperdir (cost grows with what changed).
-import { constants, lstatSync } from 'node:fs';
+import { constants, lstatSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import type { Change } from '../layers/model/changeset.js';
 import { sortChanges } from '../layers/model/changeset.js';
 import { TsbuildError, wrap } from '../sys/errors.js';
-import { getXattr, getXattrs, listXattrs, Lstat, lstatInto, xattrNamesSize } from '../sys/libc.js';
+import { getXattr, getXattrs, listXattrs, Lstat, lstatInto, majorMinor, xattrNamesSize } from '../sys/libc.js';
 import { LowerView, type LowerEntry } from './lower-view.js';
 import { childPath, listNames, yieldToLoop } from './tree-walk.js';
 import {
@@ -52,8 +52,9 @@ export async function diffUpperdir(opts: { upperdir: string; lowerdirs: string[]
       if (++seen % 4096 === 0) await yieldToLoop();
       const path = childPath(dir, name);
       const abs = join(opts.upperdir, path);
-      // Node's lstat only to report a failure (its message names the call and the path)
-      if (lstatInto(abs, st) !== 0) lstatSync(abs);
+      // statx into the reused buffer; Node's lstat when that fails (its error names the call and the path, or it
+      // works where statx is refused, as under an old seccomp profile)
+      const e: EntryStat = lstatInto(abs, st) === 0 ? st : fromNode(lstatSync(abs, { bigint: true }));
       // most entries have no xattrs: the size of their names says so without listing them
       const hasXattrs = xattrNamesSize(abs) !== 0;
       if (hasXattrs) {
@@ -62,8 +63,8 @@ export async function diffUpperdir(opts: { upperdir: string; lowerdirs: string[]
         }
       }
       const lower = view.lookup(path);
-      const type = st.mode & S_IFMT;
-      if (type === S_IFCHR && st.rdevMajor === 0 && st.rdevMinor === 0) {
+      const type = e.mode & S_IFMT;
+      if (type === S_IFCHR && e.rdevMajor === 0 && e.rdevMinor === 0) {
         // an overlay whiteout. Below an opaque or new directory nothing of the lowers shows: nothing to delete.
         if (!listAll && lower !== undefined) changes.push({ path, kind: 'delete' });
         continue;
@@ -80,7 +81,7 @@ export async function diffUpperdir(opts: { upperdir: string; lowerdirs: string[]
         changes.push({ path, kind: 'modify', opaque: true });
         await walk(path, true);
       } else {
-        if (dirChanged(abs, st, hasXattrs, lower)) changes.push({ path, kind: 'modify' });
+        if (dirChanged(abs, e, hasXattrs, lower)) changes.push({ path, kind: 'modify' });
         await walk(path, false);
       }
     }
@@ -94,8 +95,26 @@ export async function diffUpperdir(opts: { upperdir: string; lowerdirs: string[]
   return sortChanges(changes);
 }
 
-/** dirChanged compares an upper directory (its statx in `st`) with the lower one it was copied up from. */
-function dirChanged(abs: string, st: Lstat, hasXattrs: boolean, lower: LowerEntry): boolean {
+/** EntryStat: what the diff reads of an upper entry's lstat (a Lstat buffer has these fields). */
+type EntryStat = Pick<Lstat, 'mode' | 'uid' | 'gid' | 'rdevMajor' | 'rdevMinor' | 'mtimeSeconds' | 'mtimeNanoseconds'>;
+
+/** fromNode is the EntryStat of Node's BigInt lstat. */
+function fromNode(s: BigIntStats): EntryStat {
+  const sec = s.mtimeNs / 1_000_000_000n - (s.mtimeNs % 1_000_000_000n < 0n ? 1n : 0n); // the floor, as statx's
+  const { major, minor } = majorMinor(Number(s.rdev));
+  return {
+    mode: Number(s.mode),
+    uid: Number(s.uid),
+    gid: Number(s.gid),
+    rdevMajor: major,
+    rdevMinor: minor,
+    mtimeSeconds: Number(sec),
+    mtimeNanoseconds: Number(s.mtimeNs - sec * 1_000_000_000n),
+  };
+}
+
+/** dirChanged compares an upper directory with the lower one it was copied up from. */
+function dirChanged(abs: string, st: EntryStat, hasXattrs: boolean, lower: LowerEntry): boolean {
   const l = lower.st;
   if (st.mode !== Number(l.mode) || st.uid !== Number(l.uid) || st.gid !== Number(l.gid)) return true;
   if (BigInt(st.mtimeSeconds) * 1_000_000_000n + BigInt(st.mtimeNanoseconds) !== l.mtimeNs) return true;
