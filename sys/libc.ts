@@ -44,7 +44,6 @@ interface Libc {
   chroot: Fn;
   unshare: Fn;
   statx: Fn;
-  llistxattrSize: Fn;
   open: Fn;
   pread: Fn;
   close: Fn;
@@ -78,7 +77,6 @@ function libc(): Libc {
     chroot: lib.func('int chroot(const char *path)'),
     unshare: lib.func('int unshare(int flags)'),
     statx: lib.func('int statx(int dirfd, const char *path, int flags, unsigned int mask, void *buf)'),
-    llistxattrSize: lib.func('intptr_t llistxattr(const char *path, void *list, size_t size)'),
     open: lib.func('int open(const char *path, int flags)'),
     pread: lib.func('intptr_t pread(int fd, void *buf, size_t count, int64_t offset)'),
     close: lib.func('int close(int fd)'),
@@ -189,11 +187,7 @@ export function listXattrs(path: string): string[] {
       if (errno === ENOTSUP) return [];
       throw new SysError('llistxattr', errno, path);
     }
-    return buf
-      .subarray(0, n)
-      .toString('utf8')
-      .split('\0')
-      .filter((s) => s.length > 0);
+    return splitNames(buf, n);
   }
 }
 
@@ -320,13 +314,30 @@ export function lstatInto(path: string, into: Lstat): number {
 }
 
 /**
- * xattrNamesSize is llistxattr of `path` (the link itself) without a buffer: how many bytes its xattr names take
- * (0: it has none), or minus the errno.
+ * XattrNames lists the xattr names of paths (the links themselves) with one llistxattr per path into a buffer it
+ * reuses: most paths have none, and the few that have some (an overlay copy-up's origin) need no second call.
  */
-export function xattrNamesSize(path: string): number {
-  const l = libc();
-  const n = l.llistxattrSize(path, null, 0);
-  return n < 0 ? -l.koffi.errno() : n;
+export class XattrNames {
+  private readonly buf = Buffer.allocUnsafe(4096);
+
+  /** list returns the names of `path`'s xattrs; what does not fit, or fails, goes to listXattrs (its names or its error). */
+  list(path: string): readonly string[] {
+    const n = libc().llistxattr(path, this.buf, this.buf.length) as number;
+    if (n === 0) return NO_NAMES;
+    if (n < 0) return listXattrs(path);
+    return splitNames(this.buf, n);
+  }
+}
+
+const NO_NAMES: readonly string[] = Object.freeze([]);
+
+/** splitNames reads llistxattr's list: names, each ended by a NUL. */
+function splitNames(buf: Buffer, n: number): string[] {
+  return buf
+    .subarray(0, n)
+    .toString('utf8')
+    .split('\0')
+    .filter((s) => s.length > 0);
 }
 
 /** O_CLOEXEC of Linux's generic ABI (x86-64, arm64, riscv, mips; not alpha, parisc or sparc) */

@@ -65,11 +65,14 @@ export class LayerWriter {
   }
 
   /**
-   * prepare starts the first thread ahead of the first layer (when a step root opens), so that loading its code
-   * overlaps the step instead of delaying the layer.
+   * prepare makes sure a thread will be free for the layer of a step that opens: when every running thread has a
+   * layer in hand (an earlier step's), it starts another while fewer than `max` run. Loading a thread's code (an
+   * isolate, Node's internal modules, commit.ts: 50–80 ms of CPU) then overlaps the step instead of delaying its
+   * layer, which for the last step is the end of the build.
    */
   prepare(): void {
-    if (this.threads.length === 0) this.pick();
+    if (this.broken || this.threads.some((t) => t.busy === 0)) return;
+    if (this.threads.length < this.max) this.pick();
   }
 
   /** write stores `changes` of the tree at `dir` as a layer, on a thread when one runs. */
@@ -150,7 +153,7 @@ export class LayerWriter {
  * startThread starts commit-worker.js next to this code (dist/unionfs/, or dist/bundle/ beside the CLI bundle). From
  * sources (tests, tsx) the thread registers tsx's loader first: Node 20 does not pass it on to a worker.
  */
-function startThread(): Worker {
+export function startThread(): Worker {
   const opts = { stdout: false, stderr: false } as const;
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./commit-worker.js', import.meta.url), opts);
   const api = JSON.stringify(import.meta.resolve('tsx/esm/api'));

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Change } from '../layers/model/changeset.js';
 import { sortChanges } from '../layers/model/changeset.js';
 import { TsbuildError, wrap } from '../sys/errors.js';
-import { getXattr, getXattrs, listXattrs, Lstat, lstatInto, majorMinor, xattrNamesSize } from '../sys/libc.js';
+import { getXattr, getXattrs, Lstat, lstatInto, majorMinor, XattrNames } from '../sys/libc.js';
 import { LowerView, type LowerEntry } from './lower-view.js';
 import { childPath, listNames, yieldToLoop } from './tree-walk.js';
 import {
@@ -45,6 +45,7 @@ export async function diffUpperdir(opts: { upperdir: string; lowerdirs: string[]
   const view = new LowerView(opts.lowerdirs);
   const changes: Change[] = [];
   const st = new Lstat(); // one statx buffer, filled per entry (no BigInt stats for the upper's entries)
+  const xattrNames = new XattrNames();
   let seen = 0;
 
   const walk = async (dir: string, listAll: boolean): Promise<void> => {
@@ -55,25 +56,23 @@ export async function diffUpperdir(opts: { upperdir: string; lowerdirs: string[]
       // statx into the reused buffer; Node's lstat when that fails (its error names the call and the path, or it
       // works where statx is refused, as under an old seccomp profile)
       const e: EntryStat = lstatInto(abs, st) === 0 ? st : fromNode(lstatSync(abs, { bigint: true }));
-      // most entries have no xattrs: the size of their names says so without listing them
-      const hasXattrs = xattrNamesSize(abs) !== 0;
-      if (hasXattrs) {
-        for (const x of listXattrs(abs)) {
-          if (x === REDIRECT_XATTR || x === METACOPY_XATTR) throw new UpperdirNotDiffError(abs, x);
-        }
+      // most entries have no xattrs; a copied-up one has the overlay's own (its origin)
+      const names = xattrNames.list(abs);
+      const hasXattrs = names.length !== 0;
+      for (const x of names) {
+        if (x === REDIRECT_XATTR || x === METACOPY_XATTR) throw new UpperdirNotDiffError(abs, x);
+      }
+      const type = e.mode & S_IFMT;
+      if (type !== S_IFDIR) {
+        const inLowers = view.kind(path) !== undefined; // no Node stats: only whether the lowers have the path
+        if (type === S_IFCHR && e.rdevMajor === 0 && e.rdevMinor === 0) {
+          // an overlay whiteout. Below an opaque or new directory nothing of the lowers shows: nothing to delete.
+          if (!listAll && inLowers) changes.push({ path, kind: 'delete' });
+        } else changes.push({ path, kind: inLowers ? 'modify' : 'add' });
+        continue;
       }
       const lower = view.lookup(path);
-      const type = e.mode & S_IFMT;
-      if (type === S_IFCHR && e.rdevMajor === 0 && e.rdevMinor === 0) {
-        // an overlay whiteout. Below an opaque or new directory nothing of the lowers shows: nothing to delete.
-        if (!listAll && lower !== undefined) changes.push({ path, kind: 'delete' });
-        continue;
-      }
       const kind = lower === undefined ? 'add' : 'modify';
-      if (type !== S_IFDIR) {
-        changes.push({ path, kind });
-        continue;
-      }
       if (listAll || lower === undefined || !lower.st.isDirectory()) {
         changes.push({ path, kind });
         await walk(path, true);

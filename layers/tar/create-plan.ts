@@ -11,7 +11,7 @@ import { constants as fsc, lstatSync, readdirSync, type BigIntStats } from 'node
 import { isAscii } from 'node:buffer';
 import { join, normalize } from 'node:path';
 import { InvalidInputError, wrap } from '../../sys/errors.js';
-import { closeFd, openFd, readDirents } from '../../sys/libc.js';
+import { closeFd, Lstat, lstatInto, openFd, readDirents } from '../../sys/libc.js';
 import { sortChanges, type Change } from '../model/changeset.js';
 import { kindOf, type EntryStat } from './entry.js';
 import { childKey, PlanTree, rawKey, type PlanItem } from './plan-tree.js';
@@ -396,8 +396,12 @@ export async function planChanges(root: string, set: ChangeSet): Promise<Plan> {
   /** directories whose run of children is being read, outermost first ('' is the root, always there) */
   const runs: string[] = [''];
   let looked = 0;
+  const prefix = pathPrefix(root); // checkChange let only clean relative paths through: prefix + p is join(root, p)
+  const st = new Lstat();
   const isDirectory = async (p: string): Promise<boolean> => {
-    const isDir = kindOf(lstatPath(join(root, p)).mode) === 'directory';
+    // statx into a reused buffer; Node's lstat when that fails (its error, or its result where statx is refused)
+    const mode = lstatInto(prefix + p, st) === 0 ? st.mode : lstatPath(join(root, p)).mode;
+    const isDir = kindOf(mode) === 'directory';
     if (++looked % 512 === 0) await new Promise((resolve) => setImmediate(resolve)); // let the event loop breathe
     return isDir;
   };

@@ -3,7 +3,7 @@
 // refuse a file whose size changed.
 import { closeSync, constants as fsc, openSync, readlinkSync, readSync } from 'node:fs';
 import { TsbuildError, wrap } from '../../sys/errors.js';
-import { getXattr, listXattrs, Lstat, lstatInto, readlinkInto, xattrNamesSize } from '../../sys/libc.js';
+import { getXattr, Lstat, lstatInto, readlinkInto, XattrNames } from '../../sys/libc.js';
 import {
   lstatPath,
   pathPrefix,
@@ -73,6 +73,7 @@ export class ReadAhead {
   private readonly prefix: string;
   private readonly lst = new Lstat();
   private readonly linkBuf = Buffer.allocUnsafe(4096);
+  private readonly xattrNames = new XattrNames();
 
   constructor(
     private readonly plan: Plan,
@@ -117,11 +118,8 @@ export class ReadAhead {
       throw new TsbuildError('E_FILE_CHANGED', `${abs} changed type while it was being archived`);
     }
     const out: Prepared = { item, abs, st };
-    // most paths have no xattrs: asking for the size of their names is enough to know
-    if (xattrNamesSize(abs) !== 0) {
-      const xattrs = this.readXattrs(abs);
-      if (xattrs) out.xattrs = xattrs;
-    }
+    const xattrs = this.readXattrs(abs);
+    if (xattrs) out.xattrs = xattrs;
     if (kind === 'symlink') out.linkname = this.readlink(abs);
     return out;
   }
@@ -161,11 +159,14 @@ export class ReadAhead {
     return utf8Name(target, `symlink ${abs}`);
   }
 
-  /** readXattrs returns the xattrs to record; one that cannot be read is reported and left out. */
+  /**
+   * readXattrs returns the xattrs to record, if any (most paths have none: one llistxattr says so); one that cannot be
+   * read is reported and left out.
+   */
   private readXattrs(abs: string): Record<string, Buffer> | undefined {
-    let names: string[];
+    let names: readonly string[];
     try {
-      names = listXattrs(abs);
+      names = this.xattrNames.list(abs);
     } catch (err) {
       this.opts.onWarn?.(WARN.XATTR, `${abs}: cannot list xattrs: ${(err as Error).message}`);
       return undefined;

@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type { Change } from '../../layers/model/changeset.js';
 import { Store } from '../../layers/store/store.js';
 import { commitChanges } from '../../unionfs/commit.js';
-import { LayerWriter } from '../../unionfs/commit-thread.js';
+import { LayerWriter, startThread } from '../../unionfs/commit-thread.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 
 type Teardown = { teardown(fn: () => unknown): void };
@@ -83,4 +83,29 @@ test('a layer thread that cannot start leaves every layer to the main thread', a
   const layer = await writer.write(store, dir, changes, { compression: 'none' });
   t.deepEqual(layer, await commitChanges(store, dir, changes, { compression: 'none' }));
   await writer.close();
+});
+
+test('a step that opens while every layer thread has a layer in hand starts another thread, up to the limit', async (t) => {
+  const { dir, changes, stores } = await tree(t);
+  const store = await Store.open(join(stores, 's'));
+  let started = 0;
+  const writer = new LayerWriter(() => {
+    started++;
+    return startThread();
+  }, 2);
+  t.teardown(() => writer.close());
+  writer.prepare();
+  t.is(started, 1, 'the first step starts a thread');
+  writer.prepare();
+  t.is(started, 1, 'an idle thread is enough');
+  const first = writer.write(store, dir, changes, { compression: 'none' });
+  writer.prepare();
+  t.is(started, 2, 'the first thread is busy: the next step starts a second one');
+  const second = writer.write(store, dir, changes, { compression: 'gzip' });
+  writer.prepare();
+  t.is(started, 2, 'never more than the limit');
+  await Promise.all([first, second]);
+  writer.prepare();
+  t.is(started, 2);
+  t.deepEqual(await first, await commitChanges(store, dir, changes, { compression: 'none' }));
 });
