@@ -18,6 +18,8 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { contextDigestsDir } from '../layers/store/store.js';
+import { isOverlayXattr } from '../layers/tar/whiteout.js';
+import { getXattr, XattrNames } from '../sys/libc.js';
 
 /** RACY_MS: a file whose ctime is this close to the start of hashing (or later) is not recorded. */
 export const RACY_MS = 2000;
@@ -39,8 +41,11 @@ export class FileDigests {
   readonly counts = { hashed: 0, reused: 0 };
   /** files read ahead by prefetch, and how many of those a COPY then took instead of reading them again */
   readonly early = { read: 0, used: 0 };
-  /** digests hashed ahead of their COPY (prefetch), by path, with the lstat they were read under */
-  private readonly ahead = new Map<string, { st: Stats; hex: Promise<string> }>();
+  /**
+   * digests hashed ahead of their COPY (prefetch), by path, with the lstat they were read under and what the file's
+   * xattrs add to the checksum (read after that lstat: a later change of them moves the ctime)
+   */
+  private readonly ahead = new Map<string, { st: Stats; hex: Promise<string>; x?: string }>();
   /** paths a COPY has asked for: a prefetch no longer needs to read them */
   private readonly asked = new Set<string>();
 
@@ -72,9 +77,9 @@ export class FileDigests {
    * computed only when the memo does not hold it (a no-op rebuild then lists no xattrs).
    */
   async digestAndXattrs(abs: string, st: Stats, xattrs: () => string): Promise<[string, string]> {
-    const [hex, e] = await this.lookup(abs, st);
+    const [hex, e, early] = await this.lookup(abs, st);
     if (e?.[6] !== undefined) return [hex, e[6]];
-    const x = xattrs();
+    const x = early ?? xattrs();
     if (e) {
       e[6] = x;
       this.dirty = true;
@@ -102,9 +107,11 @@ export class FileDigests {
     if (e && sameFile(e, st)) return false;
     const hex = hashFile(abs, st.size);
     hex.catch(() => {}); // the COPY reads the file itself then, and reports what went wrong
-    this.ahead.set(abs, { st, hex });
+    const early: { st: Stats; hex: Promise<string>; x?: string } = { st, hex };
+    this.ahead.set(abs, early);
     try {
       await hex;
+      early.x = xattrsLine(abs);
       this.early.read++;
       return true;
     } catch {
@@ -113,33 +120,39 @@ export class FileDigests {
     }
   }
 
-  /** lookup gives the file's digest and its memo entry (when it is recorded, now or before). */
-  private async lookup(abs: string, st: Stats): Promise<[string, Entry | undefined]> {
+  /**
+   * lookup gives the file's digest, its memo entry (when it is recorded, now or before) and, when a prefetch of the
+   * same lstat read them, what its xattrs add to the checksum.
+   */
+  private async lookup(abs: string, st: Stats): Promise<[string, Entry | undefined, string | undefined]> {
     this.asked.add(abs);
     const e = this.entries.get(abs);
     if (e && sameFile(e, st)) {
       this.counts.reused++;
-      return [e[5], e];
+      return [e[5], e, undefined];
     }
     const early = this.ahead.get(abs);
     const reuse = early !== undefined && sameStat(early.st, st);
     let hex: string;
+    let x: string | undefined;
     if (reuse) {
       hex = await early.hex.catch(() => hashFile(abs, st.size));
+      x = early.x;
       this.early.used++;
     } else hex = await hashFile(abs, st.size);
     this.counts.hashed++;
     if (st.ctimeMs < this.started - RACY_MS && (e || this.entries.size < MAX_ENTRIES)) {
       const entry: Entry = [st.dev, st.ino, st.size, st.mtimeMs, st.ctimeMs, hex];
+      if (x !== undefined) entry.push(x);
       this.entries.set(abs, entry);
       this.dirty = true;
-      return [hex, entry];
+      return [hex, entry, x];
     }
     if (e) {
       this.entries.delete(abs);
       this.dirty = true;
     }
-    return [hex, undefined];
+    return [hex, undefined, x];
   }
 
   /** save writes the memo back when it changed (temp file and rename: a reader sees the old or the new one). */
@@ -200,4 +213,30 @@ export async function hashFile(path: string, size = lstatSync(path).size): Promi
   if (size < 1 << 20) return h.update(readFileSync(path)).digest('hex');
   await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), h);
   return h.digest('hex');
+}
+
+/** hashedXattr: the xattrs that count for a COPY's checksum (BuildKit: not security.* except capability, not system.*). */
+function hashedXattr(name: string): boolean {
+  if (name === 'security.capability') return true;
+  return !name.startsWith('security.') && !name.startsWith('system.') && !isOverlayXattr(name);
+}
+
+const xattrNames = new XattrNames();
+
+/**
+ * xattrsLine is what a file's extended attributes add to a COPY's checksum line for it (builder/steps/copy-select.ts's
+ * hashSelection): '' without any (most files: one llistxattr into a reused buffer says so), and '' when they cannot
+ * be read.
+ */
+export function xattrsLine(abs: string): string {
+  let line = '';
+  try {
+    for (const name of xattrNames.list(abs).filter(hashedXattr).sort()) {
+      const v = getXattr(abs, name);
+      if (v !== undefined) line += ` x:${name}=${v.toString('base64')}`;
+    }
+  } catch {
+    return '';
+  }
+  return line;
 }

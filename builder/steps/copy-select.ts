@@ -10,10 +10,9 @@ import { basename, join, posix, relative, sep } from 'node:path';
 import ignore from '@balena/dockerignore';
 import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
 import { secureJoin } from '../../sys/secure-path.js';
-import { isOverlayXattr } from '../../layers/tar/whiteout.js';
 import { getXattrs, majorMinor } from '../../sys/libc.js';
 import type { ContextFilter } from '../context.js';
-import { type FileDigests, hashFile } from '../context-digests.js';
+import { type FileDigests, hashFile, xattrsLine } from '../context-digests.js';
 
 /** CopyFrom is where sources are read: a directory on this machine and how to treat it. */
 export interface CopyFrom {
@@ -392,12 +391,6 @@ function escapeRe(c: string): string {
 
 // ─── hashing ────────────────────────────────────────────────────────────────────────────────────────────────────
 
-/** XATTRS_HASHED: xattrs that count for the cache key (BuildKit: not security.* except capability, not system.*). */
-function hashedXattr(name: string): boolean {
-  if (name === 'security.capability') return true;
-  return !name.startsWith('security.') && !name.startsWith('system.') && !isOverlayXattr(name);
-}
-
 /**
  * hashSelection is the content checksum of what a COPY/ADD selected: per entry its path, type, mode, owner, size,
  * link target, device numbers, xattrs and data; never its times. Hard links inside a source count as links.
@@ -435,14 +428,6 @@ export async function hashSelection(
     await visit(s.node, '');
   }
   return h.digest('hex');
-}
-
-/** xattrsLine is what a path's extended attributes add to hashSelection's line for it ('' without any). */
-function xattrsLine(abs: string): string {
-  const x = safeXattrs(abs);
-  let line = '';
-  for (const name of Object.keys(x).filter(hashedXattr).sort()) line += ` x:${name}=${x[name]!.toString('base64')}`;
-  return line;
 }
 
 export function safeXattrs(path: string): Record<string, Buffer> {

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { lstatSync, statSync } from 'node:fs';
 import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FileDigests, RACY_MS } from '../../builder/context-digests.js';
+import { FileDigests, RACY_MS, xattrsLine } from '../../builder/context-digests.js';
 import { getXattrs, setXattr } from '../../sys/libc.js';
 import { contextDigestsDir, Store } from '../../layers/store/store.js';
 import { pruneStore } from '../../unionfs/prune.js';
@@ -138,4 +138,31 @@ test("a file's xattrs come from the memo while its ctime stands, and are listed 
   const third = await FileDigests.open(store, ctx, later());
   t.deepEqual(await third.digestAndXattrs(file, lstatSync(file), list), [sha('content 0\n'), ' x:user.tag=v1']);
   t.is(listed, 2, 'the xattr moved the ctime: listed again');
+});
+
+test('a file read ahead brings what its xattrs add to the checksum; an xattr set after the read ahead is read again', async (t) => {
+  const { store, ctx } = await setup(t);
+  const [f, g] = [join(ctx, 'f1'), join(ctx, 'f2')];
+  const b64 = (s: string): string => Buffer.from(s).toString('base64');
+  try {
+    setXattr(f, 'user.tag', Buffer.from('v1'));
+  } catch (err) {
+    t.log(`user xattrs not supported here: ${(err as Error).message}`);
+    t.pass();
+    return;
+  }
+  const memo = await FileDigests.open(store, ctx, later());
+  let listed = 0;
+  const list = (abs: string) => (): string => {
+    listed++;
+    return xattrsLine(abs);
+  };
+  t.true(await memo.prefetch(f, lstatSync(f), later()));
+  t.deepEqual(await memo.digestAndXattrs(f, lstatSync(f), list(f)), [sha('content 1\n'), ` x:user.tag=${b64('v1')}`]);
+  t.is(listed, 0, 'the read ahead had listed them');
+  t.true(await memo.prefetch(g, lstatSync(g), later()));
+  await new Promise((resolve) => setTimeout(resolve, 50)); // the next ctime is another clock tick
+  setXattr(g, 'user.tag', Buffer.from('v2')); // moves g's ctime: what was read ahead is not used
+  t.deepEqual(await memo.digestAndXattrs(g, lstatSync(g), list(g)), [sha('content 2\n'), ` x:user.tag=${b64('v2')}`]);
+  t.is(listed, 1);
 });
