@@ -336,7 +336,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     if (!config.OnBuild || config.OnBuild.length === 0) config.OnBuild = null;
     if (opts.labels && Object.keys(opts.labels).length) config.Labels = { ...config.Labels, ...opts.labels };
     const imageConfig: Omit<ImageConfig, 'rootfs'> = {
-      created: epoch ?? now,
+      // BuildKit's exporter: the epoch, else the last history entry's time (so that a rebuild served from the cache
+      // is the same image, as its testReproducibleIDs asks), else now
+      created: epoch ?? hist.findLast((h) => h.created !== undefined)?.created ?? now,
       ...(result.image.author ? { author: result.image.author } : {}),
       architecture: result.image.architecture,
       os: result.image.os,

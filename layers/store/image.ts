@@ -206,6 +206,9 @@ export async function tagImage(store: Store, desc: Descriptor, name: string): Pr
   const named = nameDescriptor(desc, name);
   const full = named.annotations?.[ContainerdNameAnnotation];
   await store.updateIndex((index) => {
+    const same = index.manifests.filter((d) => entryOf(d).fullName === full);
+    // the name already points there, with the same descriptor: the index stays as it is (and is not rewritten)
+    if (same.length === 1 && JSON.stringify(same[0]) === JSON.stringify(named)) return;
     index.manifests = index.manifests.filter((d) => entryOf(d).fullName !== full);
     index.manifests.push(named);
   });

@@ -380,29 +380,38 @@ export class Store {
 
   /** readIndex reads index.json; tolerates `manifests: null` (docker save writes it). */
   async readIndex(): Promise<Index> {
+    return (await this.readIndexText()).index;
+  }
+
+  /** readIndexText is readIndex plus the file's text. */
+  private async readIndexText(): Promise<{ index: Index; text: string }> {
     const path = join(this.root, 'index.json');
+    let text: string;
     let doc: Index;
     try {
-      doc = JSON.parse(await readFile(path, 'utf8')) as Index;
+      text = await readFile(path, 'utf8');
+      doc = JSON.parse(text) as Index;
     } catch (err) {
       throw wrap(`reading ${path}`, err);
     }
     if (!doc || typeof doc !== 'object' || doc.schemaVersion !== 2)
       throw new InvalidInputError(`${path}: not an OCI image index`);
     if (!Array.isArray(doc.manifests)) doc.manifests = [];
-    return doc;
+    return { index: doc, text };
   }
 
   /**
-   * updateIndex runs `mutate` on the current index under the store lock and writes the result atomically.
-   * `mutate` may be async; its return value is passed through.
+   * updateIndex runs `mutate` on the current index under the store lock and writes the result atomically, unless
+   * it is the text already there (a rebuild that tags the same image again writes nothing). `mutate` may be async;
+   * its return value is passed through.
    */
   async updateIndex<T>(mutate: (index: Index) => T | Promise<T>): Promise<T> {
     return this.withLock(async () => {
-      const index = await this.readIndex();
+      const { index, text } = await this.readIndexText();
       const result = await mutate(index);
       index.mediaType = MediaType.OciIndex;
-      await atomicWrite(join(this.root, 'index.json'), `${JSON.stringify(index, null, 2)}\n`);
+      const next = `${JSON.stringify(index, null, 2)}\n`;
+      if (next !== text) await atomicWrite(join(this.root, 'index.json'), next);
       return result;
     });
   }

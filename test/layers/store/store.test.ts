@@ -1,8 +1,9 @@
 import test from 'ava';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { sha256 } from '../../../layers/model/digest.js';
+import { tagImage } from '../../../layers/store/image.js';
 import { Store } from '../../../layers/store/store.js';
 import { makeTempDir, removeDir } from '../../helpers/index.js';
 
@@ -101,6 +102,31 @@ test('concurrent updateIndex() calls from one process lose nothing', async (t) =
   );
   const index = await store.readIndex();
   t.is(index.manifests.length, 20);
+});
+
+test('tagging an image with the name it already has leaves index.json as it is; another image under the name replaces it', async (t) => {
+  const store = await newStore(t);
+  const desc = (n: number) => ({
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    digest: sha256(`manifest ${n}`),
+    size: 100 + n,
+  });
+  await tagImage(store, desc(1), 'app:1');
+  await tagImage(store, desc(2), 'other:1');
+  const path = join(store.root, 'index.json');
+  const before = await stat(path);
+  const text = await readFile(path, 'utf8');
+  await tagImage(store, desc(1), 'app:1');
+  const after = await stat(path);
+  t.is(after.ino, before.ino, 'not replaced (a write is a new file renamed over it)');
+  t.is(await readFile(path, 'utf8'), text);
+  await tagImage(store, desc(3), 'app:1');
+  const index = await store.readIndex();
+  t.deepEqual(
+    index.manifests.map((d) => d.digest),
+    [desc(2).digest, desc(3).digest],
+  );
+  t.not((await stat(path)).ino, before.ino);
 });
 
 test('readIndex() tolerates `manifests: null` as docker save writes it', async (t) => {
