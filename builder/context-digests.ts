@@ -13,13 +13,14 @@
 // malformed memo is ignored (rebuilt), never an error. Lives in `<store>/context-digests/<sha256 of the context's
 // path>.json` (the absolute path the build was given), inside the store's 0700 root; `prune --all` removes them.
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, lstatSync, readFileSync, type Stats } from 'node:fs';
+import { createReadStream, lstatSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { contextDigestsDir } from '../layers/store/store.js';
 import { isOverlayXattr } from '../layers/tar/whiteout.js';
 import { getXattr, XattrNames } from '../sys/libc.js';
+import type { FileStat } from '../sys/lite-stat.js';
 
 /** RACY_MS: a file whose ctime is this close to the start of hashing (or later) is not recorded. */
 export const RACY_MS = 2000;
@@ -45,7 +46,7 @@ export class FileDigests {
    * digests hashed ahead of their COPY (prefetch), by path, with the lstat they were read under and what the file's
    * xattrs add to the checksum (read after that lstat: a later change of them moves the ctime)
    */
-  private readonly ahead = new Map<string, { st: Stats; hex: Promise<string>; x?: string }>();
+  private readonly ahead = new Map<string, { st: FileStat; hex: Promise<string>; x?: string }>();
   /** paths a COPY has asked for: a prefetch no longer needs to read them */
   private readonly asked = new Set<string>();
 
@@ -68,7 +69,7 @@ export class FileDigests {
   }
 
   /** digest is the hex sha256 of the regular file `abs`, whose lstat is `st`. */
-  async digest(abs: string, st: Stats): Promise<string> {
+  async digest(abs: string, st: FileStat): Promise<string> {
     return (await this.lookup(abs, st))[0];
   }
 
@@ -76,7 +77,7 @@ export class FileDigests {
    * digestAndXattrs is digest() plus the file's part of the checksum from its extended attributes, `xattrs()`
    * computed only when the memo does not hold it (a no-op rebuild then lists no xattrs).
    */
-  async digestAndXattrs(abs: string, st: Stats, xattrs: () => string): Promise<[string, string]> {
+  async digestAndXattrs(abs: string, st: FileStat, xattrs: () => string): Promise<[string, string]> {
     const [hex, e, early] = await this.lookup(abs, st);
     if (e?.[6] !== undefined) return [hex, e[6]];
     const x = early ?? xattrs();
@@ -100,14 +101,14 @@ export class FileDigests {
    * shows in the ctime. A file already recorded, asked for, or too recent is not read. Returns whether it read the
    * file; a file that cannot be read is left to the COPY, which reports it.
    */
-  async prefetch(abs: string, st: Stats, now = Date.now()): Promise<boolean> {
+  async prefetch(abs: string, st: FileStat, now = Date.now()): Promise<boolean> {
     if (this.asked.has(abs) || this.ahead.has(abs) || !st.isFile()) return false;
     if (st.ctimeMs >= now - RACY_MS) return false;
     const e = this.entries.get(abs);
     if (e && sameFile(e, st)) return false;
     const hex = hashFile(abs, st.size);
     hex.catch(() => {}); // the COPY reads the file itself then, and reports what went wrong
-    const early: { st: Stats; hex: Promise<string>; x?: string } = { st, hex };
+    const early: { st: FileStat; hex: Promise<string>; x?: string } = { st, hex };
     this.ahead.set(abs, early);
     try {
       await hex;
@@ -124,7 +125,7 @@ export class FileDigests {
    * lookup gives the file's digest, its memo entry (when it is recorded, now or before) and, when a prefetch of the
    * same lstat read them, what its xattrs add to the checksum.
    */
-  private async lookup(abs: string, st: Stats): Promise<[string, Entry | undefined, string | undefined]> {
+  private async lookup(abs: string, st: FileStat): Promise<[string, Entry | undefined, string | undefined]> {
     this.asked.add(abs);
     const e = this.entries.get(abs);
     if (e && sameFile(e, st)) {
@@ -173,11 +174,11 @@ export class FileDigests {
   }
 }
 
-function sameFile(e: Entry, st: Stats): boolean {
+function sameFile(e: Entry, st: FileStat): boolean {
   return e[0] === st.dev && e[1] === st.ino && e[2] === st.size && e[3] === st.mtimeMs && e[4] === st.ctimeMs;
 }
 
-function sameStat(a: Stats, b: Stats): boolean {
+function sameStat(a: FileStat, b: FileStat): boolean {
   return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 }
 

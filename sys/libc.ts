@@ -286,6 +286,19 @@ export class Lstat {
   get size(): number {
     return (this.raw[10] as number) + (this.raw[11] as number) * 2 ** 32;
   }
+  /** atime and ctime, as mtime below: whole seconds (the floor) and nanoseconds */
+  get atimeSeconds(): number {
+    return (this.raw[16] as number) + ((this.raw[17] as number) | 0) * 2 ** 32;
+  }
+  get atimeNanoseconds(): number {
+    return this.raw[18] as number;
+  }
+  get ctimeSeconds(): number {
+    return (this.raw[24] as number) + ((this.raw[25] as number) | 0) * 2 ** 32;
+  }
+  get ctimeNanoseconds(): number {
+    return this.raw[26] as number;
+  }
   /** mtime in whole seconds (the floor: the nanoseconds are never negative) */
   get mtimeSeconds(): number {
     return (this.raw[28] as number) + ((this.raw[29] as number) | 0) * 2 ** 32;

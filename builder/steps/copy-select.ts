@@ -5,10 +5,11 @@
 // missing literal path is an error. The content hash covers path, type, mode, owner, size, link target, device
 // numbers, xattrs and data, never times. Writing the selection into a root is builder/steps/copy-write.ts.
 import { createHash } from 'node:crypto';
-import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { basename, join, posix, relative, sep } from 'node:path';
 import ignore from '@balena/dockerignore';
 import { InvalidInputError, TsbuildError } from '../../sys/errors.js';
+import { liteLstat, type FileStat } from '../../sys/lite-stat.js';
 import { secureJoin } from '../../sys/secure-path.js';
 import { getXattrs, majorMinor } from '../../sys/libc.js';
 import type { ContextFilter } from '../context.js';
@@ -43,7 +44,7 @@ export interface Owner {
 export interface SelNode {
   abs: string;
   name: string;
-  st: Stats;
+  st: FileStat;
   readonly children?: SelNode[];
 }
 
@@ -158,7 +159,7 @@ function buildTree(
     const children: SelNode[] = [];
     for (const name of sortedNames(node.abs)) {
       const abs = childAbs(node.abs, name);
-      const st = lstatSync(abs);
+      const st = liteLstat(abs);
       const cRel = ctxRel === '' ? name : `${ctxRel}/${name}`;
       const sRel = srcRel === '' ? name : `${srcRel}/${name}`;
       if (from.filter?.excluded(cRel, st.isDirectory())) continue;
@@ -215,7 +216,7 @@ function resolveWildcards(from: CopyFrom, base: string, pattern: string): string
     for (const name of sortedNames(dir)) {
       const abs = join(dir, name);
       const r = rel === '' ? name : `${rel}/${name}`;
-      const cst = lstatSync(abs);
+      const cst = liteLstat(abs);
       const ctxRel = baseReal === '' ? r : `${baseReal}/${r}`;
       if (from.filter?.excluded(ctxRel, cst.isDirectory())) continue;
       if (goMatch(pattern, r)) {
@@ -271,7 +272,7 @@ function parentsUnder(
     const out: SelNode[] = [];
     for (const name of sortedNames(abs)) {
       const cAbs = join(abs, name);
-      const cst = lstatSync(cAbs);
+      const cst = liteLstat(cAbs);
       const r = rel === '' ? name : `${rel}/${name}`;
       const ctxRel = pivotReal === '' ? r : `${pivotReal}/${r}`;
       if (from.filter?.excluded(ctxRel, cst.isDirectory())) continue;
