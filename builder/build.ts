@@ -15,6 +15,7 @@ import type { Store } from '../layers/store/store.js';
 import type { Compression, Descriptor, Digest, ImageConfig, Platform } from '../layers/model/types.js';
 import { Records } from '../layers/store/records.js';
 import { defaultHost, type Host } from '../sys/host.js';
+import { networkStacksGone } from '../sys/namespaces.js';
 import { RootfsSession, type StorageDriver } from '../unionfs/rootfs.js';
 import { cleanStale } from '../unionfs/stale.js';
 import type { CacheSource, CacheSpec, ExportResult } from '../layers/cache/index.js';
@@ -214,8 +215,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       warn(`one or more build-args [${plan.unusedBuildArgs.join(' ')}] were not consumed`);
 
     rootfs = new RootfsSession({ store, host, driver: opts.storageDriver ?? 'auto' });
-    // A context this store has no digests of (its first build here) is read while the first steps run, as BuildKit
-    // transfers it; with a memo, a COPY only stats the files, and reading ahead would add work (context-prefetch.ts).
+    // A context without digests in this store is read while the first steps run, as BuildKit transfers it; with a
+    // memo, a COPY only stats the files, and reading ahead would add work (context-prefetch.ts).
     const digests = opened.context?.digests;
     if (opened.context && digests && digests.size === 0) {
       const roots = prefetchRoots(plan.needed.flatMap((i) => plan.stages[i]!.steps.map((st) => st.ins)));
@@ -336,8 +337,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     if (!config.OnBuild || config.OnBuild.length === 0) config.OnBuild = null;
     if (opts.labels && Object.keys(opts.labels).length) config.Labels = { ...config.Labels, ...opts.labels };
     const imageConfig: Omit<ImageConfig, 'rootfs'> = {
-      // BuildKit's exporter: the epoch, else the last history entry's time (so that a rebuild served from the cache
-      // is the same image, as its testReproducibleIDs asks), else now
+      // BuildKit's exporter: the epoch, else the last history entry's time (a cached rebuild is the same image)
       created: epoch ?? hist.findLast((h) => h.created !== undefined)?.created ?? now,
       ...(result.image.author ? { author: result.image.author } : {}),
       architecture: result.image.architecture,
@@ -384,7 +384,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     await opened?.context?.digests?.save().catch(() => {}); // a memo that cannot be written is only a slower next build
     await opened?.cleanup().catch(() => {});
     await rm(tmpDir, { recursive: true, force: true }).catch(() => {});
-    await ssh?.close();
+    await Promise.all([ssh?.close(), networkStacksGone()]); // the RUN steps' network stacks (deferred teardown)
     await lease.end();
   }
 }

@@ -35,6 +35,11 @@ export interface RunOptions {
   forwardSignals?: boolean;
   /** called once the executor process exists (its host pid), before waiting for it; errors kill the container */
   onStarted?: (pid: number) => void | Promise<void>;
+  /**
+   * return once the container has gone and its network stack has been killed, without waiting for the stack to be
+   * reaped (sys/namespaces.ts networkStacksGone waits for all of them); default false: reaped before returning
+   */
+  deferNetworkTeardown?: boolean;
 }
 
 export interface RunResult {
@@ -144,7 +149,7 @@ export async function runContainer(spec: RunSpec, io: RunIO = {}, opts: RunOptio
       if (io.signal.aborted) abort();
     }
     const { code, signal } = await ns.exited;
-    await Promise.all(done);
+    await Promise.all(opts.deferNetworkTeardown ? done : [...done, ns.teardown]);
     const result: RunResult = { exitCode: code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0) };
     if (signal) result.signal = signal;
     if (cgroup && memory !== undefined) result.oomKilled = cgroup.oomKilled();

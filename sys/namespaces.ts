@@ -143,8 +143,25 @@ export interface NsProcess {
   executor: 'native' | 'node';
   /** signal the container's PID 1 (SIGKILL ends the whole namespace) */
   kill(signal: NodeJS.Signals): void;
-  /** resolves when the container's PID 1 has exited and every process of it is gone */
+  /**
+   * resolves when the container's PID 1 has exited and every process of it is gone; its network stack (--network
+   * default) has been killed by then, and `teardown` says when it has been reaped
+   */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** resolves once the container's network stack, if it had one, has exited (and at once when it had none) */
+  teardown?: Promise<void>;
+}
+
+/** stacks killed and not reaped yet */
+const dyingStacks = new Set<Promise<void>>();
+
+/**
+ * networkStacksGone resolves once every network stack this process started and killed has exited. A stack's exit
+ * takes the kernel 10–30 ms (its tap device goes with the namespace's last reference), so a build does not wait for
+ * each RUN's (runContainer's deferNetworkTeardown), only for all of them at its end.
+ */
+export async function networkStacksGone(): Promise<void> {
+  while (dyingStacks.size) await Promise.all([...dyingStacks]);
 }
 
 /** RuntimeError is a failure to start the namespace executor at all. */
@@ -312,12 +329,20 @@ export async function startInNamespaces(opts: StartOptions): Promise<NsProcess> 
       throw e;
     }
   }
-  // The stack goes when the container has gone (normal exit, failure, kill): stopped and reaped before `exited`.
-  const done = net
-    ? exited.finally(async () => {
-        await net?.stop();
-      })
-    : exited;
+  // The stack goes when the container has gone (normal exit, failure, kill): killed before `exited` resolves,
+  // reaped by `teardown`.
+  let teardown: Promise<void> | undefined;
+  let done = exited;
+  if (net) {
+    const stack = net;
+    teardown = exited.then(
+      () => stack.stop(),
+      () => stack.stop(),
+    );
+    dyingStacks.add(teardown);
+    void teardown.finally(() => dyingStacks.delete(teardown as Promise<void>));
+    done = exited.finally(() => stack.kill());
+  }
   let kill: (signal: NodeJS.Signals) => void = (signal) => {
     child.kill(signal);
   };
@@ -342,7 +367,7 @@ export async function startInNamespaces(opts: StartOptions): Promise<NsProcess> 
       else signalPid(pid1, signal);
     };
   }
-  return { child, executor: ex.kind, kill, exited: done };
+  return { child, executor: ex.kind, kill, exited: done, ...(teardown ? { teardown } : {}) };
 }
 
 /**

@@ -33,11 +33,12 @@ export function userNetTool(find: (tool: string) => string | undefined = which):
   throw new UserNetUnavailableError();
 }
 
-/** UserNet is a running stack; stop() kills and reaps it (idempotent). */
+/** UserNet is a running stack; kill() ends it at once, stop() kills and reaps it (both idempotent). */
 export interface UserNet {
   tool: UserNetTool;
   /** host pid of the stack process */
   pid: number | undefined;
+  kill(): void;
   stop(): Promise<void>;
 }
 
@@ -93,9 +94,12 @@ async function startSlirp(pid: number): Promise<UserNet> {
   const exitEnd = child.stdio[4] as Readable & { destroy(): void };
   exitEnd.on('error', () => {});
   const exited = exitOf(child);
-  const stop = async (): Promise<void> => {
+  const kill = (): void => {
     exitEnd.destroy();
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  const stop = async (): Promise<void> => {
+    kill();
     await exited;
   };
   child.on('error', () => {}); // reported through `failed` below, or irrelevant once up
@@ -116,5 +120,5 @@ async function startSlirp(pid: number): Promise<UserNet> {
   } finally {
     if (onExit) child.off('exit', onExit);
   }
-  return { tool: 'slirp4netns', pid: child.pid, stop };
+  return { tool: 'slirp4netns', pid: child.pid, kill, stop };
 }

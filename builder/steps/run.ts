@@ -275,7 +275,7 @@ export async function runProcess(opts: RunProcessOptions): Promise<RunProcessRes
       stderr: sink('stderr'),
       ...(opts.signal ? { signal: opts.signal } : {}),
     },
-    { forwardSignals: false, ...(opts.host ? { host: opts.host } : {}) },
+    { forwardSignals: false, deferNetworkTeardown: true, ...(opts.host ? { host: opts.host } : {}) },
   );
   if (r.limitsSkipped !== undefined) opts.sandbox?.onLimitsSkipped?.(r.limitsSkipped);
   return {

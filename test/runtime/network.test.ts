@@ -1,13 +1,14 @@
 // runContainer with the sandboxed network (`default`): both executors wait for the user-mode stack before the
 // command runs, the host's loopback and interfaces stay out of reach, and the stack is gone when the run ends.
-// Also the rootless preparation of /dev: the host's nodes bound instead of made (forced here, as root).
+// With deferNetworkTeardown (a build's RUN steps) the run returns once the stack is killed, and networkStacksGone
+// waits for it to have exited. Also the rootless preparation of /dev: the host's nodes bound instead of made (forced here, as root).
 import { createServer } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { makeBusyboxRootfs } from '../../fixtures/busybox.js';
 import { executorOps } from '../../runtime/exec/program.js';
 import { runContainer } from '../../runtime/run.js';
 import { processSpec, type ProcessSpecOptions } from '../../runtime/spec.js';
-import type { Executor } from '../../sys/namespaces.js';
+import { networkStacksGone, type Executor } from '../../sys/namespaces.js';
 import { userNetTool, UserNetUnavailableError } from '../../sys/usernet.js';
 import { makeTempDir, removeDir, rootTest } from '../helpers/index.js';
 import { processesWith } from '../helpers/procs.js';
@@ -95,6 +96,24 @@ rootTest('without CAP_MKNOD the host device nodes are bound onto /dev (forced as
   t.regex(text, /^null-ok$/m);
   t.regex(text, /^crw-rw-rw-\s+1\s+\S+\s+\S+\s+1,\s+9 /m);
 });
+
+rootTest(
+  'with deferNetworkTeardown the run returns once the stack is killed; networkStacksGone waits until it has exited',
+  async (t) => {
+    const root = await rootfs(t);
+    const before = new Set(processesWith('slirp4netns'));
+    const spec = processSpec({ config: {}, rootfs: root, cmd: ['ip', 'addr', 'show', 'tap0'], network: 'default' });
+    const out = new PassThrough();
+    const r = await runContainer(spec, { stdout: out, stderr: out }, { deferNetworkTeardown: true });
+    t.is(r.exitCode, 0, 'the interface was there');
+    await networkStacksGone();
+    t.deepEqual(
+      processesWith('slirp4netns').filter((p) => !before.has(p)),
+      [],
+      'no stack left once networkStacksGone resolves',
+    );
+  },
+);
 
 test('without slirp4netns, the sandboxed network fails with one line naming the package', (t) => {
   t.is(

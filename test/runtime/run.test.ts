@@ -375,7 +375,9 @@ both('kill -9 of the parent leaves no process, no mount and, after the next run,
   for (let i = 0; i < 100 && remaining().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
   t.deepEqual(remaining(), []);
   t.false(readFileSync('/proc/self/mountinfo', 'utf8').includes(rootfs));
-  t.true(existsSync(cgroupDir), 'nobody was left to remove the cgroup');
+  // Nobody was left to remove the cgroup; a run sweeps it. (The run of another test file running at the same time
+  // may be the one that does, so this test does not insist on seeing the cgroup still there first.)
+  if (!existsSync(cgroupDir)) t.log('a concurrent run swept the cgroup first');
   await run('native', ['true'], { limits: { pids: 50 } });
   t.false(existsSync(cgroupDir), 'the next run swept it');
 });
