@@ -34,6 +34,13 @@ const VERSION = 1;
  */
 type Entry = [number, number, number, number, number, string, string?];
 
+/** Early is a file hashed ahead of its COPY: the lstat it was read under, its digest, what its xattrs add. */
+interface Early {
+  st: FileStat;
+  hex: Promise<string>;
+  x?: string;
+}
+
 /** FileDigests gives the sha256 of a context file's data, from the memo when the file has not changed. */
 export class FileDigests {
   private readonly entries: Map<string, Entry>;
@@ -46,7 +53,7 @@ export class FileDigests {
    * digests hashed ahead of their COPY (prefetch), by path, with the lstat they were read under and what the file's
    * xattrs add to the checksum (read after that lstat: a later change of them moves the ctime)
    */
-  private readonly ahead = new Map<string, { st: FileStat; hex: Promise<string>; x?: string }>();
+  private readonly ahead = new Map<string, Early>();
   /** paths a COPY has asked for: a prefetch no longer needs to read them */
   private readonly asked = new Set<string>();
 
@@ -108,7 +115,7 @@ export class FileDigests {
     if (e && sameFile(e, st)) return false;
     const hex = hashFile(abs, st.size);
     hex.catch(() => {}); // the COPY reads the file itself then, and reports what went wrong
-    const early: { st: FileStat; hex: Promise<string>; x?: string } = { st, hex };
+    const early: Early = { st, hex };
     this.ahead.set(abs, early);
     try {
       await hex;

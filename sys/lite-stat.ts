@@ -3,9 +3,9 @@
 // garbage than in the lstat calls. liteLstat is one statx into a reused buffer (sys/libc.ts's Lstat), copied into a
 // small object with the fields of fs.Stats that such walks read, computed as Node computes them (the same numbers:
 // a memo of digests keyed by them keeps working).
-import { lstatSync, type Stats } from 'node:fs';
+import { constants as fsc, lstatSync, type Stats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { Lstat, lstatInto } from './libc.js';
+import { Lstat, lstatInto, makedev } from './libc.js';
 
 /** FileStat is what walks read of an lstat: fs.Stats has it all, and so has liteLstat's result. */
 export type FileStat = Pick<
@@ -31,7 +31,7 @@ export type FileStat = Pick<
 >;
 
 const ENOENT = osConstants.errno.ENOENT;
-const S_IFMT = 0o170000;
+const { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK } = fsc;
 const buf = new Lstat();
 
 /**
@@ -48,9 +48,15 @@ export function liteLstat(path: string, opts?: { throwIfNoEntry: false }): FileS
   return new LiteStat(buf);
 }
 
-/** makedev as glibc encodes st_dev, as a Number the way Node gives it */
-function makedev(major: number, minor: number): number {
-  return (major >>> 12) * 2 ** 44 + (minor >>> 8) * 2 ** 20 + (major & 0xfff) * 2 ** 8 + (minor & 0xff);
+/** the last device number converted: a walk stays on one filesystem, so its st_dev is converted once */
+let lastDev = { major: -1, minor: -1, dev: 0 };
+
+/** devNumber is libc's makedev (glibc's encoding) as the Number Node gives, without BigInt work per file */
+function devNumber(major: number, minor: number): number {
+  if (major === 0 && minor === 0) return 0; // rdev of everything but devices
+  if (major !== lastDev.major || minor !== lastDev.minor)
+    lastDev = { major, minor, dev: Number(makedev(major, minor)) };
+  return lastDev.dev;
 }
 
 /** Node's msFromTimeSpec */
@@ -72,13 +78,13 @@ class LiteStat implements FileStat {
   readonly ctimeMs: number;
 
   constructor(s: Lstat) {
-    this.dev = makedev(s.devMajor, s.devMinor);
+    this.dev = devNumber(s.devMajor, s.devMinor);
     this.ino = s.inoLow + s.inoHigh * 2 ** 32;
     this.mode = s.mode;
     this.nlink = s.nlink;
     this.uid = s.uid;
     this.gid = s.gid;
-    this.rdev = makedev(s.rdevMajor, s.rdevMinor);
+    this.rdev = devNumber(s.rdevMajor, s.rdevMinor);
     this.size = s.size;
     this.atimeMs = ms(s.atimeSeconds, s.atimeNanoseconds);
     this.mtimeMs = ms(s.mtimeSeconds, s.mtimeNanoseconds);
@@ -89,24 +95,24 @@ class LiteStat implements FileStat {
     return (this.mode & S_IFMT) === type;
   }
   isFile(): boolean {
-    return this.is(0o100000);
+    return this.is(S_IFREG);
   }
   isDirectory(): boolean {
-    return this.is(0o040000);
+    return this.is(S_IFDIR);
   }
   isSymbolicLink(): boolean {
-    return this.is(0o120000);
+    return this.is(S_IFLNK);
   }
   isCharacterDevice(): boolean {
-    return this.is(0o020000);
+    return this.is(S_IFCHR);
   }
   isBlockDevice(): boolean {
-    return this.is(0o060000);
+    return this.is(S_IFBLK);
   }
   isFIFO(): boolean {
-    return this.is(0o010000);
+    return this.is(S_IFIFO);
   }
   isSocket(): boolean {
-    return this.is(0o140000);
+    return this.is(S_IFSOCK);
   }
 }

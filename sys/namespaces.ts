@@ -335,12 +335,13 @@ export async function startInNamespaces(opts: StartOptions): Promise<NsProcess> 
   let done = exited;
   if (net) {
     const stack = net;
-    teardown = exited.then(
+    const gone = exited.then(
       () => stack.stop(),
       () => stack.stop(),
     );
-    dyingStacks.add(teardown);
-    void teardown.finally(() => dyingStacks.delete(teardown as Promise<void>));
+    dyingStacks.add(gone);
+    void gone.finally(() => dyingStacks.delete(gone));
+    teardown = gone;
     done = exited.finally(() => stack.kill());
   }
   let kill: (signal: NodeJS.Signals) => void = (signal) => {

@@ -1,14 +1,11 @@
 // What a path looks like in the union of read-only layer directories, without mounting them: overlayfs lookup
 // rules (whiteouts, opaque directories, a non-directory hiding what lies below it) applied to plain lstat calls.
-import { constants as fsc, lstatSync, type BigIntStats } from 'node:fs';
-import { constants as osConstants } from 'node:os';
+import { lstatSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
-import { getXattr, Lstat, lstatInto } from '../sys/libc.js';
+import { getXattr } from '../sys/libc.js';
+import { liteLstat } from '../sys/lite-stat.js';
 import { parentPath } from './tree-walk.js';
 import { isOpaqueValue, isOverlayWhiteout, OPAQUE_XATTRS } from '../layers/tar/whiteout.js';
-
-const ENOENT = osConstants.errno.ENOENT;
-const { S_IFMT, S_IFDIR, S_IFCHR } = fsc;
 
 /** LowerEntry is a path found in the union: the layer directory it comes from and its lstat there. */
 export interface LowerEntry {
@@ -26,7 +23,6 @@ export interface LowerEntry {
  */
 export class LowerView {
   private readonly dirLayers = new Map<string, string[]>();
-  private readonly st = new Lstat();
 
   constructor(readonly lowerdirs: readonly string[]) {
     this.dirLayers.set('', [...lowerdirs]);
@@ -44,22 +40,13 @@ export class LowerView {
     return undefined;
   }
 
-  /**
-   * kind is what lookup finds at `path`, told from one statx per layer into a reused buffer (no Node stats): a
-   * directory, something else, or nothing. A statx that fails otherwise than ENOENT goes to lookup.
-   */
+  /** kind is what lookup finds at `path`, from liteLstat (no Node stats): a directory, something else, or nothing. */
   kind(path: string): 'directory' | 'other' | undefined {
-    const st = this.st;
     for (const layer of this.layersOf(parentPath(path))) {
-      const err = lstatInto(join(layer, path), st);
-      if (err === ENOENT) continue;
-      if (err !== 0) {
-        const e = this.lookup(path);
-        return e === undefined ? undefined : e.st.isDirectory() ? 'directory' : 'other';
-      }
-      const type = st.mode & S_IFMT;
-      if (type === S_IFCHR && st.rdevMajor === 0 && st.rdevMinor === 0) return undefined; // a whiteout
-      return type === S_IFDIR ? 'directory' : 'other';
+      const st = liteLstat(join(layer, path), { throwIfNoEntry: false });
+      if (st === undefined) continue;
+      if (isOverlayWhiteout(st)) return undefined;
+      return st.isDirectory() ? 'directory' : 'other';
     }
     return undefined;
   }
