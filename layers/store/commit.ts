@@ -60,3 +60,23 @@ export async function commitLayer(store: Store, tar: Readable, opts: CommitOptio
     uncompressedSize: diff.size,
   };
 }
+
+/**
+ * commitUncompressed stores an uncompressed layer tar that `fill` hands to its `write` chunk by chunk (as
+ * writeTarFromChanges does): each chunk is hashed and written before `write` returns, so the writer reuses one
+ * chunk's memory and no stream stands in between. The blob's sha256 is the DiffID. Atomic as commitLayer.
+ */
+export async function commitUncompressed(
+  store: Store,
+  fill: (write: (chunk: Uint8Array) => void) => Promise<void>,
+  opts: Pick<CommitOptions, 'what'> = {},
+): Promise<CommittedLayer> {
+  const put = await store.putBlobWith(fill).catch((err: unknown) => {
+    throw noSpace(err, store.blobDir, opts.what ?? 'a new layer blob');
+  });
+  return {
+    descriptor: { mediaType: layerMediaType('none'), digest: put.digest, size: put.size },
+    diffId: put.digest,
+    uncompressedSize: put.size,
+  };
+}

@@ -11,9 +11,9 @@
 // - The root is the owner's only (0700, created so; an existing looser root and private directories are tightened
 //   on open): extracted image content lives below it (store/private-dirs.ts).
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { access, chmod, mkdir, open, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { dirname, join, parse, resolve } from 'node:path';
+import { constants, createReadStream, createWriteStream, writeSync } from 'node:fs';
+import { access, mkdir, open, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import lockfile from 'proper-lockfile';
@@ -27,80 +27,28 @@ import {
   wrap,
 } from '../../sys/errors.js';
 import { type Descriptor, type Digest, type Index, MediaType } from '../model/types.js';
+import { startWriteback } from '../../sys/libc.js';
 import { isAlive } from '../../sys/pid.js';
 import { ensurePrivateDir, type PrivateDirName, privateDir, tightenStore } from './private-dirs.js';
+import { makeParents, storeAccessError } from './store-root.js';
 
 const LAYOUT = { imageLayoutVersion: '1.0.0' };
 const TMP_PREFIX = '.tmp-';
+/** putBlobWith starts the writeback of every this many bytes written */
+const WRITEBACK_STEP = 4 << 20;
 const LAYOUT_HINT = 'the store is damaged or not a tsbuild store; point --root at another directory';
-
-/**
- * makeParents creates the missing parents of a store root one at a time. Node's recursive mkdir never returns when
- * the kernel answers ENOENT for a directory whose parent exists (`--root /proc/foo`): it retries at 100% CPU.
- */
-async function makeParents(root: string): Promise<void> {
-  const missing: string[] = [];
-  for (let dir = dirname(root); dir !== parse(dir).root; dir = dirname(dir)) {
-    if (
-      await stat(dir).then(
-        () => true,
-        () => false,
-      )
-    )
-      break;
-    missing.unshift(dir);
-  }
-  for (const dir of missing) {
-    try {
-      await mkdir(dir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-  }
-  // the root itself: made here (0700, as ensurePrivateDir would) so that ensurePrivateDir's recursive mkdir only
-  // ever meets an existing directory
-  try {
-    await mkdir(root, { mode: 0o700 });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    return;
-  }
-  if (((await stat(root)).mode & 0o777) !== 0o700) await chmod(root, 0o700); // an odd umask (0277)
-}
 
 /** oneLine puts a message that quotes a file's text (JSON.parse quotes it, newlines included) on one line. */
 export function oneLine(message: string): string {
   return message.replace(/\s*\n\s*/g, ' ');
 }
 
-/** storeAccessError turns a refused access to the store into one line naming the path, or undefined. */
-function storeAccessError(root: string, err: unknown): TsbuildError | undefined {
-  const e = err as NodeJS.ErrnoException;
-  const path = e?.path ?? root;
-  if (e?.code === 'EACCES' || e?.code === 'EPERM')
-    return new TsbuildError('E_PERMISSION', `permission denied: ${path}`, {
-      cause: err,
-      hint: 'the store belongs to another user: use --root with a directory of your own, or run as its owner',
-    });
-  if (e?.code === 'EROFS')
-    return new TsbuildError('E_PERMISSION', `read-only file system: ${path}`, {
-      cause: err,
-      hint: 'point --root at a writable directory',
-    });
-  if (e?.code === 'ENOENT' || e?.code === 'ENOTDIR')
-    return new TsbuildError('E_NOT_FOUND', `cannot create the store ${root}: ${path} cannot hold a directory`, {
-      cause: err,
-      hint: 'point --root at a directory on an ordinary file system',
-    });
-  return undefined;
-}
-
-/** defaultStoreRoot: --root, else $TSBUILD_ROOT, else $XDG_DATA_HOME/tsbuild, else ~/.local/share/tsbuild. */
 /** contextDigestsDir holds the builds' memos of context file digests (builder/context-digests.ts); prune --all clears it. */
 export function contextDigestsDir(storeRoot: string): string {
   return join(storeRoot, 'context-digests');
 }
 
+/** defaultStoreRoot: --root, else $TSBUILD_ROOT, else $XDG_DATA_HOME/tsbuild, else ~/.local/share/tsbuild. */
 export function defaultStoreRoot(env: NodeJS.ProcessEnv = process.env): string {
   if (env.TSBUILD_ROOT) return env.TSBUILD_ROOT;
   const data = env.XDG_DATA_HOME || join(env.HOME || '/root', '.local', 'share');
@@ -246,17 +194,56 @@ export class Store {
           throw new SizeMismatchError(expected.digest, expected.size, size);
         if (digest !== expected.digest) throw new DigestMismatchError(expected.digest, digest);
       }
-      const written = !(await this.hasBlob(digest, size));
-      if (written) await rename(tmp, this.blobPath(digest));
-      else {
-        await rm(tmp, { force: true });
-        await this.touch(digest);
-      }
-      return { digest, size, written };
+      return await this.adopt(tmp, digest, size);
     } catch (err) {
       await rm(tmp, { force: true });
       throw err;
     }
+  }
+
+  /**
+   * putBlobWith stores the bytes `fill` hands its `write`, which hashes them and writes them with blocking calls before
+   * it returns (the caller may reuse a chunk's memory at once: no stream, no copy held). The blob is atomic as
+   * putBlob's; `fill`'s rejection, or the write's exception, fails it and leaves nothing.
+   */
+  async putBlobWith(fill: (write: (chunk: Uint8Array) => void) => Promise<void>): Promise<PutResult> {
+    const tmp = join(this.blobDir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      const fh = await open(tmp, 'wx', 0o644);
+      try {
+        let flushed = 0;
+        await fill((chunk) => {
+          hash.update(chunk);
+          for (let at = 0; at < chunk.length;) at += writeSync(fh.fd, chunk, at);
+          size += chunk.length;
+          // the disk writes while the rest is made: the fsync below waits only for the tail
+          if (size - flushed >= WRITEBACK_STEP) {
+            startWriteback(fh.fd, flushed, size - flushed);
+            flushed = size;
+          }
+        });
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      return await this.adopt(tmp, `sha256:${hash.digest('hex')}`, size);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  /** adopt renames a complete, fsynced temp blob to its digest, or drops it when that blob is stored already. */
+  private async adopt(tmp: string, digest: Digest, size: number): Promise<PutResult> {
+    const written = !(await this.hasBlob(digest, size));
+    if (written) await rename(tmp, this.blobPath(digest));
+    else {
+      await rm(tmp, { force: true });
+      await this.touch(digest);
+    }
+    return { digest, size, written };
   }
 
   /** touch marks a reused blob as fresh, so that a concurrent prune (which spares blobs newer than a live writer) keeps it. */

@@ -78,6 +78,39 @@ export function tarFromChanges(root: string, changes: Change[], opts: TarWriteOp
   });
 }
 
+/**
+ * writeTarFromChanges writes the bytes tarFromChanges streams into `sink`, a chunk at a time, and resolves when the
+ * tar is complete; it rejects as that stream fails. Each chunk is valid only during the call: its memory is reused
+ * for the next (no buffer per MiB, so no garbage, and the chunk is still in the CPU's cache when the sink hashes and
+ * writes it). Between chunks it lets the event loop run. The sink's exception stops the writing and is the rejection.
+ */
+export async function writeTarFromChanges(
+  root: string,
+  changes: Change[],
+  sink: (chunk: Buffer) => void,
+  opts: TarWriteOptions = {},
+): Promise<void> {
+  checkOptions(opts);
+  const set = validateChanges(changes);
+  let handed = false;
+  const out = new TarOut((b) => {
+    sink(b);
+    handed = true;
+  }, true);
+  const gate = (): Promise<void> | undefined => {
+    if (!handed) return undefined;
+    handed = false;
+    return new Promise<void>((resolve) => setImmediate(resolve));
+  };
+  await write(
+    out,
+    () => planChanges(root, set),
+    opts,
+    () => false,
+    gate,
+  );
+}
+
 function checkOptions(opts: TarWriteOptions): void {
   const sde = opts.sourceDateEpoch;
   if (sde !== undefined && !(Number.isSafeInteger(sde) && sde >= 0)) {
@@ -112,8 +145,8 @@ const roundUp512 = (n: number): number => (n + 511) & ~511;
  * TarOut lays out the bytes of a tar exactly as tar-stream's pack() does (the headers of its Pack.entry, _encode and
  * _encodePax, the padding of overflow, the end of finalize) into chunks of OUT_CHUNK bytes: headers and small
  * bodies are written in place, so a chunk holds many entries. Chunks are not zeroed when made (most of a chunk is
- * file content): every byte up to `pos` is written, the zeros of headers and padding included. Big files' chunks
- * are handed on as they were read, without a copy.
+ * file content): every byte up to `pos` is written, the zeros of headers and padding included. Big files are read
+ * into the chunks too, a chunk at a time.
  */
 class TarOut {
   /** the chunk being filled: bytes [start, pos) are not handed on yet, bytes from pos on are not written yet */
@@ -122,14 +155,23 @@ class TarOut {
   target = new ReadTarget(this.buf);
   pos = 0;
   private start = 0;
-  constructor(private readonly emit: (b: Buffer) => void) {}
+  /**
+   * `reuse`: emit consumes each chunk before it returns, so a chunk's memory is written again once handed on (a new
+   * one is made only for a header bigger than it); otherwise every chunk handed on is the consumer's to keep.
+   */
+  constructor(
+    private readonly emit: (b: Buffer) => void,
+    private readonly reuse = false,
+  ) {}
 
   /** room makes `n` bytes available at `pos` (handing on what the chunk holds when they do not fit). */
   room(n: number): void {
     if (this.pos + n <= this.buf.length) return;
     this.flush();
-    this.buf = Buffer.allocUnsafe(Math.max(OUT_CHUNK, n));
-    this.target = new ReadTarget(this.buf);
+    if (!(this.reuse && n <= this.buf.length)) {
+      this.buf = Buffer.allocUnsafe(Math.max(OUT_CHUNK, n));
+      this.target = new ReadTarget(this.buf);
+    }
     this.pos = 0;
     this.start = 0;
   }
@@ -144,12 +186,6 @@ class TarOut {
     this.room(n);
     this.buf.fill(0, this.pos, this.pos + n);
     this.pos += n;
-  }
-
-  /** pass hands on a piece of a body as it is (after what the chunk holds). */
-  pass(b: Buffer): void {
-    this.flush();
-    this.emit(b);
   }
 
   /** pad writes the zeros that end a body of `size` bytes on a 512-byte boundary. */

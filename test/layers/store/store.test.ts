@@ -68,6 +68,37 @@ test('putBlob() that sees a read error deletes what it stored', async (t) => {
   t.deepEqual(await readdir(store.blobDir), []);
 });
 
+test('putBlobWith() stores what its fill writes, chunk by chunk into reused memory, once per content', async (t) => {
+  const store = await newStore(t);
+  const fill = async (write: (chunk: Uint8Array) => void): Promise<void> => {
+    const chunk = Buffer.alloc(3 << 20); // more than one writeback step in all
+    for (let i = 0; i < 4; i++) {
+      chunk.fill(i);
+      write(chunk); // written before write returns: the chunk is filled again at once
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  };
+  const expected = Buffer.concat([0, 1, 2, 3].map((i) => Buffer.alloc(3 << 20, i)));
+  const a = await store.putBlobWith(fill);
+  t.deepEqual(a, { digest: sha256(expected), size: expected.length, written: true });
+  t.true((await readFile(store.blobPath(a.digest))).equals(expected));
+  const b = await store.putBlobWith(fill);
+  t.deepEqual(b, { ...a, written: false });
+  t.deepEqual(await readdir(store.blobDir), [a.digest.slice('sha256:'.length)]);
+});
+
+test('putBlobWith() whose fill fails leaves nothing behind', async (t) => {
+  const store = await newStore(t);
+  await t.throwsAsync(
+    store.putBlobWith(async (write) => {
+      write(Buffer.alloc(1 << 16, 1));
+      throw new Error('the tree changed');
+    }),
+    { message: 'the tree changed' },
+  );
+  t.deepEqual(await readdir(store.blobDir), []);
+});
+
 test('openBlob() fails at EOF naming a blob whose bytes were corrupted on disk', async (t) => {
   const store = await newStore(t);
   const { digest } = await store.putBlob(Readable.from([Buffer.from('precious data')]));

@@ -30,6 +30,7 @@ import {
   tarFromChanges,
   tarFromDirectory,
   WARN,
+  writeTarFromChanges,
   type TarWriteOptions,
 } from '../../../layers/tar/create.js';
 import { busyboxAvailable, makeBusyboxRootfs } from '../../../fixtures/busybox.js';
@@ -703,6 +704,56 @@ test('hardlinks in a change set link only among the files of the layer', async (
       ['c', 'link', 'b', ''],
     ],
   );
+});
+
+// ─── writing into a sink ─────────────────────────────────────────────────────────────────────────────────────────
+
+test('writeTarFromChanges hands on the bytes tarFromChanges streams, in chunks that reuse one buffer', async (t) => {
+  const root = await tempDir(t);
+  await mkdir(join(root, 'app'));
+  for (let i = 0; i < 40; i++) await writeFile(join(root, 'app', `f${i}`), Buffer.alloc(100_000 + i, i));
+  await writeFile(join(root, 'app', 'big'), Buffer.alloc((3 << 20) + 5, 7));
+  const changes: Change[] = [
+    { path: 'app', kind: 'add' },
+    ...readdirSync(join(root, 'app')).map((name): Change => ({ path: `app/${name}`, kind: 'add' })),
+  ];
+  const streamed = await collect(tarFromChanges(root, changes));
+  const parts: Buffer[] = [];
+  const memory = new Set<ArrayBufferLike>();
+  await writeTarFromChanges(root, changes, (chunk) => {
+    parts.push(Buffer.from(chunk)); // a copy: the chunk is the sink's only until it returns
+    memory.add(chunk.buffer);
+  });
+  t.true(Buffer.concat(parts).equals(streamed));
+  t.true(parts.length > 4, `${parts.length} chunks`);
+  t.is(memory.size, 1);
+});
+
+test('writeTarFromChanges rejects as the stream fails, and when its sink throws it stops there', async (t) => {
+  const root = await tempDir(t);
+  const missing = await t.throwsAsync(writeTarFromChanges(root, [{ path: 'nope/file', kind: 'add' }], () => {}));
+  t.true(missing?.message.includes(join(root, 'nope')));
+  await t.throwsAsync(
+    writeTarFromChanges(root, [{ path: '../x', kind: 'add' }], () => {}),
+    {
+      instanceOf: InvalidInputError,
+    },
+  );
+
+  for (let i = 0; i < 3; i++) await writeFile(join(root, `f${i}`), Buffer.alloc(1 << 20, i));
+  let calls = 0;
+  await t.throwsAsync(
+    writeTarFromChanges(
+      root,
+      [0, 1, 2].map((i): Change => ({ path: `f${i}`, kind: 'add' })),
+      () => {
+        calls++;
+        throw new Error('disk full');
+      },
+    ),
+    { message: 'disk full' },
+  );
+  t.is(calls, 1);
 });
 
 // ─── streaming and errors ───────────────────────────────────────────────────────────────────────────────────────
