@@ -48,17 +48,18 @@ export async function diffManifest(opts: { root: string; before: TreeManifest })
       const old = Object.hasOwn(before, path) ? before[path] : undefined;
       const kind = old === undefined ? 'add' : 'modify';
       if (now.type !== 'dir') {
-        if (listAll || old === undefined || (await fileChanged(abs, old, now))) changes.push({ path, kind });
+        if (listAll || old === undefined || (await fileChanged(abs, old, now)))
+          changes.push({ path, kind, dir: false });
         continue;
       }
       if (listAll || old === undefined || old.type !== 'dir') {
-        changes.push({ path, kind });
+        changes.push({ path, kind, dir: true });
         await walk(path, true);
       } else if (!sameInode(old, now)) {
-        changes.push({ path, kind: 'modify', opaque: true });
+        changes.push({ path, kind: 'modify', opaque: true, dir: true });
         await walk(path, true);
       } else {
-        if (dirChanged(old, now)) changes.push({ path, kind: 'modify' });
+        if (dirChanged(old, now)) changes.push({ path, kind: 'modify', dir: true });
         await walk(path, false);
       }
     }

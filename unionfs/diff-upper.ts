@@ -38,6 +38,7 @@ export class UpperdirNotDiffError extends TsbuildError {
  * - a directory the lowers also have as a directory, with the same mode, owner, mtime and xattrs, is a parent
  *   copied up for a change below it and is not listed itself;
  * - anything else is listed: 'modify' if the lowers have the path, 'add' if not. The root itself never is.
+ * Every change but a delete says whether the path is a directory (`dir`).
  * overlayfs xattrs (trusted.overlay.*) are never compared nor reported. Throws UpperdirNotDiffError when it meets a
  * redirect or metacopy xattr. The upperdir should not change meanwhile (unmount, or no process writing).
  */
@@ -68,19 +69,19 @@ export async function diffUpperdir(opts: { upperdir: string; lowerdirs: string[]
         if (type === S_IFCHR && e.rdevMajor === 0 && e.rdevMinor === 0) {
           // an overlay whiteout. Below an opaque or new directory nothing of the lowers shows: nothing to delete.
           if (!listAll && inLowers) changes.push({ path, kind: 'delete' });
-        } else changes.push({ path, kind: inLowers ? 'modify' : 'add' });
+        } else changes.push({ path, kind: inLowers ? 'modify' : 'add', dir: false });
         continue;
       }
       const lower = view.lookup(path);
       const kind = lower === undefined ? 'add' : 'modify';
       if (listAll || lower === undefined || !lower.st.isDirectory()) {
-        changes.push({ path, kind });
+        changes.push({ path, kind, dir: true });
         await walk(path, true);
       } else if (hasXattrs && OPAQUE_XATTRS.some((name) => isOpaqueValue(getXattr(abs, name)))) {
-        changes.push({ path, kind: 'modify', opaque: true });
+        changes.push({ path, kind: 'modify', opaque: true, dir: true });
         await walk(path, true);
       } else {
-        if (dirChanged(abs, e, hasXattrs, lower)) changes.push({ path, kind: 'modify' });
+        if (dirChanged(abs, e, hasXattrs, lower)) changes.push({ path, kind: 'modify', dir: true });
         await walk(path, false);
       }
     }

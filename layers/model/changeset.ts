@@ -10,6 +10,11 @@ export interface Change {
    * (a `.wh..wh..opq` entry). Its new children are listed as changes of their own.
    */
   opaque?: boolean;
+  /**
+   * Whether the path was a directory when the change set was made (the overlay diff knows it): the tar writer then
+   * orders the entry without looking it up again, and still refuses the entry when the tree says otherwise.
+   */
+  dir?: boolean;
 }
 
 /** sortChanges orders changes the way layer tars list entries: by path, bytewise. */

@@ -333,13 +333,14 @@ function checkChange(c: Change): void {
 function forEachChange(
   sorted: readonly Change[],
   deleted: Set<string>,
-  each: (path: string, kind: Change['kind'], opaque: boolean) => void,
+  each: (path: string, kind: Change['kind'], opaque: boolean, dir: boolean | undefined) => void,
 ): void {
   for (let i = 0; i < sorted.length; i++) {
     const c = sorted[i] as Change;
     checkChange(c);
     const p = c.path;
     let opaque = c.opaque === true;
+    let dir = c.dir;
     for (; i + 1 < sorted.length && (sorted[i + 1] as Change).path === p; i++) {
       const d = sorted[i + 1] as Change;
       checkChange(d);
@@ -349,6 +350,7 @@ function forEachChange(
         );
       }
       if (d.opaque) opaque = true;
+      if (d.dir !== dir) dir = undefined; // hints that disagree: the tree is asked
     }
     const anc = deleted.size ? deletedAncestor(deleted, p) : undefined;
     if (anc !== undefined) {
@@ -358,7 +360,7 @@ function forEachChange(
       );
     }
     if (c.kind === 'delete') deleted.add(p);
-    each(p, c.kind, opaque);
+    each(p, c.kind, opaque, typeof dir === 'boolean' ? dir : undefined);
   }
 }
 
@@ -383,8 +385,8 @@ function baseOf(p: string): string {
 }
 
 /**
- * planChanges lstats the changed paths and the parents that are not changes (to know which are directories, and
- * that every parent is one) and orders the entries. In path order a directory's children all come in one run (the
+ * planChanges lstats the changed paths that have no `dir` hint and the parents that are not changes (to know which
+ * are directories, and that every parent is one) and orders the entries. In path order a directory's children all come in one run (the
  * paths that start with `dir/`), so each directory's keys are joined into one string as soon as the run ends:
  * besides that, only the paths of the directories (and of the deletes) are kept.
  */
@@ -431,7 +433,7 @@ export async function planChanges(root: string, set: ChangeSet): Promise<Plan> {
       runs.push(a);
     }
   };
-  const work: Array<{ path: string; kind: Change['kind']; opaque: boolean }> = [];
+  const work: Array<{ path: string; kind: Change['kind']; opaque: boolean; dir: boolean | undefined }> = [];
   // forEachChange is synchronous; the lstats are not: take the checked changes a batch at a time
   const flush = async (): Promise<void> => {
     for (const c of work) {
@@ -441,7 +443,8 @@ export async function planChanges(root: string, set: ChangeSet): Promise<Plan> {
         tree.add(parent, childKey(`${OCI_WHITEOUT_PREFIX}${baseOf(c.path)}`, false));
         continue;
       }
-      const isDir = await isDirectory(c.path);
+      // the change set's hint when it has one (ReadAhead refuses an entry whose type is not the hint's)
+      const isDir = c.dir ?? (await isDirectory(c.path));
       if (c.opaque && !isDir)
         throw new InvalidInputError(`change set: ${join(root, c.path)} is marked opaque but is not a directory`);
       if (isDir) dirs.add(c.path);
@@ -455,7 +458,7 @@ export async function planChanges(root: string, set: ChangeSet): Promise<Plan> {
   for (let from = 0; from < sorted.length;) {
     let to = Math.min(sorted.length, from + 4096);
     while (to < sorted.length && (sorted[to] as Change).path === (sorted[to - 1] as Change).path) to++;
-    forEachChange(sorted.slice(from, to), deleted, (path, kind, o) => work.push({ path, kind, opaque: o }));
+    forEachChange(sorted.slice(from, to), deleted, (path, kind, o, dir) => work.push({ path, kind, opaque: o, dir }));
     from = to;
     await flush();
   }

@@ -9,7 +9,7 @@ import { diffManifest } from '../../unionfs/diff-manifest.js';
 import { diffUpperdir } from '../../unionfs/diff-upper.js';
 import { recordManifest } from '../../unionfs/manifest.js';
 import { rootTest } from '../helpers/index.js';
-import { LOWER_FIXTURE, mountForTest, mountsUnder, sh, tempDir } from './helpers.js';
+import { LOWER_FIXTURE, mountForTest, mountsUnder, sh, tempDir, typed } from './helpers.js';
 
 const PREFIX = 'tsbuild-unionfs-agree-';
 
@@ -35,7 +35,7 @@ const agree = test.macro({
     });
     await sh(script, mounted.target);
     await mounted.unmount();
-    const viaOverlay = await diffUpperdir({ upperdir, lowerdirs });
+    const viaOverlay = typed(t, upperdir, await diffUpperdir({ upperdir, lowerdirs }));
 
     // (b) the userspace path: a plain copy of the merged tree, a manifest, the same script
     const view = await mountForTest(t, {
@@ -49,7 +49,7 @@ const agree = test.macro({
     await view.unmount();
     const before = await recordManifest(copy);
     await sh(script, copy);
-    const viaManifest = await diffManifest({ root: copy, before });
+    const viaManifest = typed(t, copy, await diffManifest({ root: copy, before }));
 
     t.deepEqual(viaOverlay, expected, 'overlay upperdir diff');
     t.deepEqual(viaManifest, viaOverlay, 'manifest diff agrees with the overlay diff');

@@ -6,7 +6,7 @@ import { getXattrs } from '../../sys/libc.js';
 import { diffUpperdir } from '../../unionfs/diff-upper.js';
 import { LowerView } from '../../unionfs/lower-view.js';
 import { rootTest } from '../helpers/index.js';
-import { LOWER_FIXTURE, mountForTest, mountsUnder, sh, tempDir } from './helpers.js';
+import { LOWER_FIXTURE, mountForTest, mountsUnder, sh, tempDir, typed } from './helpers.js';
 
 const PREFIX = 'tsbuild-unionfs-upper-';
 
@@ -25,7 +25,10 @@ const upperMacro = test.macro({
     const base = await tempDir(t, PREFIX);
     await sh(`${LOWERS}\nmkdir upper && cd upper\n${script}`, base);
     const lowerdirs = [join(base, 'top'), join(base, 'bottom')];
-    t.deepEqual(await diffUpperdir({ upperdir: join(base, 'upper'), lowerdirs }), expected);
+    t.deepEqual(
+      typed(t, join(base, 'upper'), await diffUpperdir({ upperdir: join(base, 'upper'), lowerdirs })),
+      expected,
+    );
   },
   title: (what = '') => `diffUpperdir: ${what}`,
 });
@@ -136,7 +139,7 @@ rootTest('after a real copy-up the upperdir carries overlay xattrs that never ma
     marks.some((k) => k.startsWith('trusted.overlay.')),
     'overlay marked the copied-up dir',
   );
-  t.deepEqual(await diffUpperdir({ upperdir, lowerdirs }), [
+  t.deepEqual(typed(t, upperdir, await diffUpperdir({ upperdir, lowerdirs })), [
     { path: 'data/sub/three', kind: 'modify' },
     { path: 'etc/conf.d/a.conf', kind: 'modify' },
   ]);

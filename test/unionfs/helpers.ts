@@ -1,7 +1,9 @@
 // Helpers for the unionfs tests: shell scripts as fixtures, overlay mounts torn down with the test, mount checks.
 import type { ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { lstatSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Change } from '../../layers/model/changeset.js';
 import { promisify } from 'node:util';
 import { mountOverlay, type MountedOverlay, type OverlayPlan } from '../../unionfs/overlay.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
@@ -64,3 +66,15 @@ printf 'new\\n' > top/opq/new
 printf 'hello\\n' > top/etc/motd
 find bottom top -exec touch -h -d @1577836800 {} +
 `;
+
+/**
+ * typed checks the `dir` hint of each change against the tree at `root` (every change but a delete has one, and it
+ * says whether the path is a directory there) and returns the changes without it, to compare with plain expectations.
+ */
+export function typed(t: ExecutionContext, root: string, changes: Change[]): Change[] {
+  return changes.map(({ dir, ...c }) => {
+    if (c.kind === 'delete') t.is(dir, undefined, `${c.path}: a delete has no type`);
+    else t.is(dir, lstatSync(join(root, c.path)).isDirectory(), `${c.path}: dir hint`);
+    return c;
+  });
+}

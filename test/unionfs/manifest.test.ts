@@ -14,7 +14,7 @@ import {
   type ManifestEntry,
   type TreeManifest,
 } from '../../unionfs/manifest.js';
-import { sh, tempDir } from './helpers.js';
+import { sh, tempDir, typed } from './helpers.js';
 
 const PREFIX = 'tsbuild-unionfs-manifest-';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -50,9 +50,9 @@ test('a manifest survives serialization and a round trip through a file', async 
   t.teardown(() => rm(file, { force: true }));
   await writeManifest(file, m);
   const back = await readManifest(file);
-  t.deepEqual(await diffManifest({ root, before: back }), []);
+  t.deepEqual(typed(t, root, await diffManifest({ root, before: back })), []);
   await writeFile(join(root, '__proto__'), 'changed!');
-  t.deepEqual(await diffManifest({ root, before: back }), [{ path: '__proto__', kind: 'modify' }]);
+  t.deepEqual(typed(t, root, await diffManifest({ root, before: back })), [{ path: '__proto__', kind: 'modify' }]);
 });
 
 test('parseManifest refuses what is not a manifest', (t) => {
@@ -89,7 +89,7 @@ test('after recordManifest returns, any change gets a ctime later than every rec
   await chmod(join(root, 'f'), 0o644);
   const now = await lstat(join(root, 'f'), { bigint: true });
   t.true(now.ctimeNs > BigInt(m.entries.f?.ctime ?? '0'));
-  t.deepEqual(await diffManifest({ root, before: m }), [{ path: 'f', kind: 'modify' }]);
+  t.deepEqual(typed(t, root, await diffManifest({ root, before: m })), [{ path: 'f', kind: 'modify' }]);
 });
 
 test('a same-size rewrite with the mtime put back is caught by the ctime', async (t) => {
@@ -99,7 +99,7 @@ test('a same-size rewrite with the mtime put back is caught by the ctime', async
   const m = await recordManifest(root);
   await writeFile(join(root, 'f'), 'bbbb');
   await utimes(join(root, 'f'), 1_500_000_000, 1_500_000_000);
-  t.deepEqual(await diffManifest({ root, before: m }), [{ path: 'f', kind: 'modify' }]);
+  t.deepEqual(typed(t, root, await diffManifest({ root, before: m })), [{ path: 'f', kind: 'modify' }]);
 });
 
 test('where the stat cannot tell (a coarse-timestamp filesystem), a recorded hash decides', async (t) => {
@@ -111,7 +111,7 @@ test('where the stat cannot tell (a coarse-timestamp filesystem), a recorded has
   // Pretend the filesystem stamped nothing new: the manifest has today's stat but the content hashes of before.
   const m = await recordManifest(root);
   for (const p of ['same', 'other']) m.entries[p] = { ...(m.entries[p] as ManifestEntry), hash: oldHash };
-  t.deepEqual(await diffManifest({ root, before: m }), [{ path: 'other', kind: 'modify' }]);
+  t.deepEqual(typed(t, root, await diffManifest({ root, before: m })), [{ path: 'other', kind: 'modify' }]);
 });
 
 test('an mtime-only change of the same size is a modify', async (t) => {
@@ -120,7 +120,7 @@ test('an mtime-only change of the same size is a modify', async (t) => {
   await utimes(join(root, 'f'), 1_500_000_000, 1_500_000_000);
   const m = await recordManifest(root);
   await utimes(join(root, 'f'), 1_500_000_000, 1_500_000_001);
-  t.deepEqual(await diffManifest({ root, before: m }), [{ path: 'f', kind: 'modify' }]);
+  t.deepEqual(typed(t, root, await diffManifest({ root, before: m })), [{ path: 'f', kind: 'modify' }]);
 });
 
 test('removing one of two hard links deletes that path and leaves the other unchanged', async (t) => {
@@ -130,16 +130,16 @@ test('removing one of two hard links deletes that path and leaves the other unch
   await mkdir(join(root, 'd'));
   const m = await recordManifest(root);
   await rm(join(root, 'b'));
-  t.deepEqual(await diffManifest({ root, before: m }), [{ path: 'b', kind: 'delete' }]);
+  t.deepEqual(typed(t, root, await diffManifest({ root, before: m })), [{ path: 'b', kind: 'delete' }]);
 });
 
 test('a deleted tree is one delete, and nothing changed is no change', async (t) => {
   const root = await tempDir(t, PREFIX);
   await sh('mkdir -p a/b/c && touch a/b/c/f a/g && mkdir keep && touch keep/k', root);
   const m = await recordManifest(root);
-  t.deepEqual(await diffManifest({ root, before: m }), []);
+  t.deepEqual(typed(t, root, await diffManifest({ root, before: m })), []);
   await rm(join(root, 'a'), { recursive: true });
-  t.deepEqual(await diffManifest({ root, before: m }), [{ path: 'a', kind: 'delete' }]);
+  t.deepEqual(typed(t, root, await diffManifest({ root, before: m })), [{ path: 'a', kind: 'delete' }]);
 });
 
 test('file names that are not UTF-8 are refused with the path', async (t) => {

@@ -676,6 +676,19 @@ test('a change below a symlinked parent is refused rather than followed out of t
   });
 });
 
+test('a dir hint that the tree contradicts fails the stream with E_FILE_CHANGED', async (t) => {
+  const root = await tempDir(t);
+  await writeFile(join(root, 'f'), 'x');
+  await mkdir(join(root, 'd'));
+  for (const c of [
+    { path: 'f', kind: 'modify', dir: true },
+    { path: 'd', kind: 'add', dir: false },
+  ] as Change[]) {
+    const err = await t.throwsAsync(collect(tarFromChanges(root, [c])), { message: /changed type/ });
+    t.is((err as { code?: string }).code, 'E_FILE_CHANGED');
+  }
+});
+
 test('opaque on a path that is not a directory in the root fails the stream', async (t) => {
   const root = await tempDir(t);
   await writeFile(join(root, 'f'), '');
