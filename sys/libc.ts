@@ -51,7 +51,8 @@ interface Libc {
   /** glibc ≥ 2.30 */
   getdents64: Fn | undefined;
   preadAddress: Fn;
-  syncFileRange: Fn;
+  /** not in every libc */
+  syncFileRange: Fn | undefined;
 }
 
 let cached: Libc | undefined;
@@ -84,7 +85,9 @@ function libc(): Libc {
     readlink: lib.func('intptr_t readlink(const char *path, void *buf, size_t size)'),
     getdents64: optional(() => lib.func('intptr_t getdents64(int fd, void *buf, size_t size)')),
     preadAddress: lib.func('intptr_t pread(int fd, uintptr_t buf, size_t count, int64_t offset)'),
-    syncFileRange: lib.func('int sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags)'),
+    syncFileRange: optional(() =>
+      lib.func('int sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags)'),
+    ),
   };
   return cached;
 }
@@ -399,10 +402,10 @@ const SYNC_FILE_RANGE_WRITE = 2;
 /**
  * startWriteback asks the kernel to start writing bytes [offset, offset + length) of a file to disk and returns
  * without waiting (sync_file_range(2) with SYNC_FILE_RANGE_WRITE): a later fsync then has only the rest to wait for.
- * It is only a hint: it gives no durability, and its failure is ignored.
+ * It is only a hint: it gives no durability, and its failure (or a libc without it) is ignored.
  */
 export function startWriteback(fd: number, offset: number, length: number): void {
-  libc().syncFileRange(fd, offset, length, SYNC_FILE_RANGE_WRITE);
+  libc().syncFileRange?.(fd, offset, length, SYNC_FILE_RANGE_WRITE);
 }
 
 /** closeFd is close(2); its errors are ignored (a file only read from). */

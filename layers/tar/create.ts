@@ -102,13 +102,8 @@ export async function writeTarFromChanges(
     handed = false;
     return new Promise<void>((resolve) => setImmediate(resolve));
   };
-  await write(
-    out,
-    () => planChanges(root, set),
-    opts,
-    () => false,
-    gate,
-  );
+  const plan = (): Promise<Plan> => planChanges(root, set);
+  await write(out, plan, opts, () => false, gate);
 }
 
 function checkOptions(opts: TarWriteOptions): void {
