@@ -386,9 +386,9 @@ function baseOf(p: string): string {
 
 /**
  * planChanges lstats the changed paths that have no `dir` hint and the parents that are not changes (to know which
- * are directories, and that every parent is one) and orders the entries. In path order a directory's children all come in one run (the
- * paths that start with `dir/`), so each directory's keys are joined into one string as soon as the run ends:
- * besides that, only the paths of the directories (and of the deletes) are kept.
+ * are directories, and that every parent is one) and orders the entries. In path order a directory's children all
+ * come in one run (the paths that start with `dir/`), so each directory's keys are joined into one string as soon as
+ * the run ends: besides that, only the paths of the directories (and of the deletes) are kept.
  */
 export async function planChanges(root: string, set: ChangeSet): Promise<Plan> {
   const tree = new PlanTree();
