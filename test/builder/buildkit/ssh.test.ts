@@ -132,7 +132,10 @@ RUN --mount=type=ssh,mode=741,uid=100,gid=102 [ "$(stat -c "%u %g %f" $SSH_AUTH_
     ssh: () => [{ id: 'default', paths: [fdAgent!.sock] }],
     expect: {
       check: (t) => {
-        const log = fdAgent!.log();
+        // only the build's connections: the agent's setup (the `ssh-add -l` that waited for it, then `ssh-add`) may
+        // have held two slots at once, when the agent took the second before it saw the first one close
+        const full = fdAgent!.log();
+        const log = full.slice(full.lastIndexOf('process_add_identity'));
         t.regex(log, /process_message: socket 1 /);
         t.notRegex(log, /process_message: socket 2 /);
         t.notRegex(log, /process_message: socket 3 /);
