@@ -65,7 +65,7 @@ export async function diffUpperdir(opts: { upperdir: string; lowerdirs: string[]
       }
       const type = e.mode & S_IFMT;
       if (type !== S_IFDIR) {
-        const inLowers = view.kind(path) !== undefined; // no Node stats: only whether the lowers have the path
+        const inLowers = view.has(path); // no Node stats: only whether the lowers have the path
         if (type === S_IFCHR && e.rdevMajor === 0 && e.rdevMinor === 0) {
           // an overlay whiteout. Below an opaque or new directory nothing of the lowers shows: nothing to delete.
           if (!listAll && inLowers) changes.push({ path, kind: 'delete' });

@@ -40,15 +40,13 @@ export class LowerView {
     return undefined;
   }
 
-  /** kind is what lookup finds at `path`, from liteLstat (no Node stats): a directory, something else, or nothing. */
-  kind(path: string): 'directory' | 'other' | undefined {
+  /** has tells whether lookup finds something at `path`, from liteLstat (no Node stats). */
+  has(path: string): boolean {
     for (const layer of this.layersOf(parentPath(path))) {
       const st = liteLstat(join(layer, path), { throwIfNoEntry: false });
-      if (st === undefined) continue;
-      if (isOverlayWhiteout(st)) return undefined;
-      return st.isDirectory() ? 'directory' : 'other';
+      if (st !== undefined) return !isOverlayWhiteout(st);
     }
-    return undefined;
+    return false;
   }
 
   /** layersOf lists, top first, the layers whose directory `dir` takes part in the merged directory. */

@@ -171,7 +171,7 @@ export class Store {
       await this.touch(expected.digest);
       return { digest: expected.digest, size: await this.blobSize(expected.digest), written: false };
     }
-    const tmp = join(this.blobDir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    const tmp = this.tempBlobPath();
     const hash = createHash('sha256');
     let size = 0;
     const counter = new Transform({
@@ -207,7 +207,7 @@ export class Store {
    * putBlob's; `fill`'s rejection, or the write's exception, fails it and leaves nothing.
    */
   async putBlobWith(fill: (write: (chunk: Uint8Array) => void) => Promise<void>): Promise<PutResult> {
-    const tmp = join(this.blobDir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    const tmp = this.tempBlobPath();
     const hash = createHash('sha256');
     let size = 0;
     try {
@@ -233,6 +233,11 @@ export class Store {
       await rm(tmp, { force: true });
       throw err;
     }
+  }
+
+  /** tempBlobPath is a new temp file name beside the blobs (removeTempFiles clears those a killed writer left). */
+  private tempBlobPath(): string {
+    return join(this.blobDir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
   }
 
   /** adopt renames a complete, fsynced temp blob to its digest, or drops it when that blob is stored already. */
