@@ -71,7 +71,8 @@ export async function flatten(opts: FlattenOptions): Promise<'snapshots' | 'appl
           count: opts.layers.length,
           digest: opts.layers[i]!.descriptor.digest,
         });
-        mergeSnapshot(snap, opts.dir, host);
+        // without `below` the directory was checked empty above
+        mergeSnapshot(snap, opts.dir, host, i === 0 && opts.below === undefined);
       }
       return 'snapshots';
     } catch (err) {
@@ -97,34 +98,37 @@ export async function flatten(opts: FlattenOptions): Promise<'snapshots' | 'appl
 /**
  * mergeSnapshot lays one snapshot over the tree: a whiteout (char 0/0) removes the path, an opaque directory
  * empties the tree's directory first, directories are made (or kept) with the snapshot's owner (host.lchown), mode
- * and times, and every other entry replaces what the tree has with a hard link to the snapshot's file.
+ * and times, and every other entry replaces what the tree has with a hard link to the snapshot's file. `empty`
+ * says that `target` holds nothing yet (the first layer): like a directory this walk makes, its paths are not
+ * looked up, so most entries cost one link(2). Given for a tree that is not empty, a mkdir or link fails (EEXIST).
  */
-export function mergeSnapshot(snapshot: string, target: string, host: Host = defaultHost()): void {
-  const walk = (src: string, dst: string): void => {
-    for (const name of readdirSync(src)) {
-      const s = join(src, name);
-      const d = join(dst, name);
-      const st = lstatSync(s);
-      const have = lstatSync(d, { throwIfNoEntry: false });
-      if (isOverlayWhiteout(st)) {
+export function mergeSnapshot(snapshot: string, target: string, host: Host = defaultHost(), empty = false): void {
+  // `fresh`: the tree's directory is new, so nothing in it can be in the way (and a whiteout has nothing to remove)
+  const walk = (src: string, dst: string, fresh: boolean): void => {
+    for (const ent of readdirSync(src, { withFileTypes: true })) {
+      const s = join(src, ent.name);
+      const d = join(dst, ent.name);
+      const have = fresh ? undefined : lstatSync(d, { throwIfNoEntry: false });
+      if (ent.isCharacterDevice() && isOverlayWhiteout(lstatSync(s))) {
         if (have) rmSync(d, { recursive: true, force: true });
         continue;
       }
-      if (st.isDirectory()) {
+      if (ent.isDirectory()) {
         if (have && !have.isDirectory()) rmSync(d, { force: true });
         if (have?.isDirectory() && OPAQUE_XATTRS.some((name) => isOpaqueValue(getXattr(s, name)))) {
           for (const child of readdirSync(d)) rmSync(join(d, child), { recursive: true, force: true });
         }
-        if (!have?.isDirectory()) mkdirSync(d);
-        walk(s, d);
-        copyDirMeta(host, st, d);
+        const made = !have?.isDirectory();
+        if (made) mkdirSync(d);
+        walk(s, d, made);
+        copyDirMeta(host, lstatSync(s), d);
         continue;
       }
       if (have) rmSync(d, { recursive: true, force: true });
       linkSync(s, d);
     }
   };
-  walk(snapshot, target);
+  walk(snapshot, target, empty);
   copyDirMeta(host, lstatSync(snapshot), target);
 }
 

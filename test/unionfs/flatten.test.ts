@@ -80,13 +80,19 @@ test('flatten with `below` lays new layers over a tree that holds the layers bel
   t.is(readFileSync(join(twice, 'usr/bin/tool'), 'utf8'), 'v2');
 });
 
-rootTest('snapshots are merged with whiteouts and opaque directories applied, files hard-linked', async (t) => {
+/** mergeDirs makes two snapshot directories and an empty tree to merge them into, all removed after the test. */
+async function mergeDirs(t: {
+  teardown: (fn: () => Promise<void>) => void;
+}): Promise<Record<'lower' | 'upper' | 'target', string>> {
   const dir = await makeTempDir();
   t.teardown(() => removeDir(dir));
-  const lower = join(dir, 'lower');
-  const upper = join(dir, 'upper');
-  const target = join(dir, 'target');
+  const [lower, upper, target] = ['lower', 'upper', 'target'].map((n) => join(dir, n)) as [string, string, string];
   for (const d of [lower, upper, target]) await mkdir(d);
+  return { lower, upper, target };
+}
+
+rootTest('snapshots are merged with whiteouts and opaque directories applied, files hard-linked', async (t) => {
+  const { lower, upper, target } = await mergeDirs(t);
   await mkdir(join(lower, 'opt'));
   await writeFile(join(lower, 'opt/old'), 'old');
   await writeFile(join(lower, 'gone'), 'x');
@@ -103,6 +109,31 @@ rootTest('snapshots are merged with whiteouts and opaque directories applied, fi
   t.is(statSync(join(target, 'keep')).ino, statSync(join(lower, 'keep')).ino, 'hard link, no copy');
   t.false(lstatSync(join(target, 'opt')).ino === lstatSync(join(upper, 'opt')).ino, "directories are the tree's own");
 });
+
+rootTest(
+  'merged into an empty tree or a directory new to it, whiteouts are dropped and every other entry is hard-linked',
+  async (t) => {
+    const { lower, upper, target } = await mergeDirs(t);
+    await mkdir(join(lower, 'etc'));
+    await writeFile(join(lower, 'etc/motd'), 'base');
+    mknod(join(lower, 'stray'), 0o020000, 0, 0); // a whiteout in the first layer hides nothing
+    await mkdir(join(upper, 'srv/app'), { recursive: true });
+    await writeFile(join(upper, 'srv/app/run'), 'app');
+    mknod(join(upper, 'srv/app/gone'), 0o020000, 0, 0); // a whiteout in a directory new to the tree
+    mknod(join(upper, 'srv/app/null'), 0o020000 | 0o666, 1, 3); // a device that is not a whiteout
+    mergeSnapshot(lower, target, undefined, true);
+    mergeSnapshot(upper, target);
+    t.is(readFileSync(join(target, 'etc/motd'), 'utf8'), 'base');
+    t.false(existsSync(join(target, 'stray')), 'whiteouts are never linked into the tree');
+    t.false(existsSync(join(target, 'srv/app/gone')));
+    t.is(readFileSync(join(target, 'srv/app/run'), 'utf8'), 'app');
+    const dev = lstatSync(join(target, 'srv/app/null'));
+    t.true(dev.isCharacterDevice());
+    t.is(dev.ino, lstatSync(join(upper, 'srv/app/null')).ino, 'the device is hard-linked like any file');
+    // `empty` promises an empty tree: given for one that is not, the merge fails rather than mix the trees
+    t.throws(() => mergeSnapshot(lower, target, undefined, true), { code: 'EEXIST' });
+  },
+);
 
 test('flattening for the export staging tree gives the same tree from the snapshots as from extraction', async (t) => {
   const storeRoot = await makeTempDir();
