@@ -4,16 +4,10 @@ import { join } from 'node:path';
 import type { Change } from '../layers/model/changeset.js';
 import { sortChanges } from '../layers/model/changeset.js';
 import { TsbuildError, wrap } from '../sys/errors.js';
-import { getXattr, getXattrs, Lstat, lstatInto, majorMinor, XattrNames } from '../sys/libc.js';
-import { LowerView, type LowerEntry } from './lower-view.js';
+import { getXattrs, Lstat, lstatInto, majorMinor, XattrNames } from '../sys/libc.js';
+import { isOpaqueDirectory, LowerView, type LowerEntry } from './lower-view.js';
 import { childPath, listNames, yieldToLoop } from './tree-walk.js';
-import {
-  isComparedXattr,
-  isOpaqueValue,
-  METACOPY_XATTR,
-  OPAQUE_XATTRS,
-  REDIRECT_XATTR,
-} from '../layers/tar/whiteout.js';
+import { isComparedXattr, METACOPY_XATTR, REDIRECT_XATTR } from '../layers/tar/whiteout.js';
 
 const { S_IFMT, S_IFDIR, S_IFCHR } = constants;
 
@@ -77,7 +71,7 @@ export async function diffUpperdir(opts: { upperdir: string; lowerdirs: string[]
       if (listAll || lower === undefined || !lower.st.isDirectory()) {
         changes.push({ path, kind, dir: true });
         await walk(path, true);
-      } else if (hasXattrs && OPAQUE_XATTRS.some((name) => isOpaqueValue(getXattr(abs, name)))) {
+      } else if (hasXattrs && isOpaqueDirectory(abs)) {
         changes.push({ path, kind: 'modify', opaque: true, dir: true });
         await walk(path, true);
       } else {

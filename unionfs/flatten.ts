@@ -17,10 +17,10 @@ import type { Digest } from '../layers/model/types.js';
 import { openLayer } from '../layers/store/layer-read.js';
 import type { Store } from '../layers/store/store.js';
 import { applyLayer } from '../layers/tar/apply.js';
-import { isOpaqueValue, isOverlayWhiteout, OPAQUE_XATTRS } from '../layers/tar/whiteout.js';
+import { isOverlayWhiteout } from '../layers/tar/whiteout.js';
 import { InvalidInputError, wrap } from '../sys/errors.js';
 import { defaultHost, type Host } from '../sys/host.js';
-import { getXattr } from '../sys/libc.js';
+import { isOpaqueDirectory } from './lower-view.js';
 import { snapshotLayers } from './snapshot.js';
 
 /** FlattenEvent: layer `index` (of `count`) is about to be laid into the directory. */
@@ -115,7 +115,7 @@ export function mergeSnapshot(snapshot: string, target: string, host: Host = def
       }
       if (ent.isDirectory()) {
         if (have && !have.isDirectory()) rmSync(d, { force: true });
-        if (have?.isDirectory() && OPAQUE_XATTRS.some((name) => isOpaqueValue(getXattr(s, name)))) {
+        if (have?.isDirectory() && isOpaqueDirectory(s)) {
           for (const child of readdirSync(d)) rmSync(join(d, child), { recursive: true, force: true });
         }
         const made = !have?.isDirectory();

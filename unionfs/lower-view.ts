@@ -7,6 +7,11 @@ import { liteLstat } from '../sys/lite-stat.js';
 import { parentPath } from './tree-walk.js';
 import { isOpaqueValue, isOverlayWhiteout, OPAQUE_XATTRS } from '../layers/tar/whiteout.js';
 
+/** isOpaqueDirectory tells whether a layer directory carries an overlay opaque mark (either xattr name). */
+export function isOpaqueDirectory(abs: string): boolean {
+  return OPAQUE_XATTRS.some((name) => isOpaqueValue(getXattr(abs, name)));
+}
+
 /** LowerEntry is a path found in the union: the layer directory it comes from and its lstat there. */
 export interface LowerEntry {
   layer: string;
@@ -60,7 +65,7 @@ export class LowerView {
       if (st === undefined) continue;
       if (!st.isDirectory()) break; // a whiteout or a non-directory hides every lower layer
       out.push(layer);
-      if (OPAQUE_XATTRS.some((name) => isOpaqueValue(getXattr(abs, name)))) break;
+      if (isOpaqueDirectory(abs)) break;
     }
     this.dirLayers.set(dir, out);
     return out;
