@@ -6,7 +6,7 @@ import { MissingToolsError, TsbuildError } from '../sys/errors.js';
 import { which } from '../sys/exec.js';
 import type { Bootloader } from './bootloader/index.js';
 import type { Distro } from './distro.js';
-import { EXT4_TOOLS } from './ext4.js';
+import { EXT4_TOOLS, minFsBytes, type FilesystemFullError, type TreeUsage } from './ext4.js';
 import { formatTools, type OutputFormat } from './formats.js';
 import { OWNERS_TOOLS } from './owners.js';
 
@@ -58,4 +58,16 @@ export class ExportInterruptedError extends TsbuildError {
   constructor(output: string, cause: unknown) {
     super('E_INTERRUPTED', `export interrupted; ${output} was not written`, { cause });
   }
+}
+
+/** sizeTooSmall is the error of a tree that did not fit in the root partition of `rootBytes`. */
+export function sizeTooSmall(err: FilesystemFullError, rootBytes: number, usage: TreeUsage): TsbuildError {
+  return new TsbuildError(
+    'E_SIZE_TOO_SMALL',
+    `the files do not fit in the ${Math.round(rootBytes / (1 << 20))} MiB root partition`,
+    {
+      cause: err,
+      hint: `use a bigger --size (the estimate was ${Math.round(minFsBytes(usage) / (1 << 20))} MiB of filesystem), or --size auto`,
+    },
+  );
 }

@@ -5,7 +5,6 @@
 //
 //   flatten → distro → kernel → system files → service → bootloader config → layout → filesystem → owners
 //     → bootloader → partition table → output
-import { open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { TsbuildError } from '../sys/errors.js';
 import { imageLayers } from '../layers/model/layer.js';
@@ -40,13 +39,13 @@ import {
   type DiskIdentity,
 } from './identity.js';
 import { clampTree, fixExt4Ctimes } from './reproducible.js';
-import { checkTools, ExportInterruptedError, kernelCmdline } from './recipe-helpers.js';
+import { checkTools, ExportInterruptedError, kernelCmdline, sizeTooSmall } from './recipe-helpers.js';
 import { provideKernel, type KernelResult } from './kernel/index.js';
 import { fixOwnership, makeTreeReadable, ownersFromLayers, ownershipCommands, type OwnerMap } from './owners.js';
 import { writePartitionTable } from './partition.js';
 import { detectInit, installService, serviceSpec, type InitSystem, type ServiceSpec } from './service.js';
 import { hashPassword, hostnameFor, writeSystemFiles } from './system-files.js';
-import { cleanStaleExports, makeWorkDir, removeTree } from './work-dir.js';
+import { cleanStaleExports, makeRawDisk, makeWorkDir, removeTree, scratchMode } from './work-dir.js';
 
 export { hostnameFor } from './system-files.js';
 export { ExportInterruptedError, kernelCmdline } from './recipe-helpers.js';
@@ -76,6 +75,7 @@ interface Ctx {
   usage?: TreeUsage;
   plan?: DiskPlan;
   raw: string;
+  memoryDir?: string; // the directory in memory holding `raw`, when it is there (work-dir.ts)
   owners?: OwnerMap;
   service?: ServiceSpec;
   serviceSkipped?: string;
@@ -139,12 +139,12 @@ export async function exportImage(options: ExportOptions): Promise<ExportResult>
     }
     options.signal?.throwIfAborted();
   } catch (err) {
-    await removeTree(ctx.work).catch(() => {}); // the export's own error is the one to report
+    await removeWork(ctx).catch(() => {}); // the export's own error is the one to report
     if (options.signal?.aborted || (err as Error).name === 'AbortError')
       throw new ExportInterruptedError(options.output, err);
     throw err;
   }
-  await removeTree(ctx.work);
+  await removeWork(ctx);
   const result: ExportResult = {
     output: ctx.opts.output,
     format: ctx.format,
@@ -165,6 +165,10 @@ export async function exportImage(options: ExportOptions): Promise<ExportResult>
   return result;
 }
 
+/** removeWork removes the work directory and the memory directory of the raw disk. */
+const removeWork = (c: Ctx): Promise<unknown> =>
+  Promise.all([removeTree(c.work), c.memoryDir && removeTree(c.memoryDir)]);
+
 async function newContext(o: ExportOptions): Promise<Ctx> {
   const opts = {
     ...o,
@@ -184,7 +188,8 @@ async function newContext(o: ExportOptions): Promise<Ctx> {
   }
   const format = outputFormat(opts.output, opts.format);
   await checkOutputDir(opts.output);
-  sourceDateEpoch(); // fail early on a bad SOURCE_DATE_EPOCH
+  sourceDateEpoch(); // fail early on a bad SOURCE_DATE_EPOCH or TSBUILD_EXPORT_SCRATCH
+  scratchMode();
   if (opts.uuid !== undefined) opts.uuid = parseUuid(opts.uuid);
   const host = o.host ?? defaultHost();
   opts.bootloader = resolveBootloader(
@@ -375,15 +380,11 @@ async function layout(c: Ctx): Promise<void> {
     autoRootBytes: autoFsBytes(c.usage),
   });
   applyDiskIds(c.plan.layout, (c.id as DiskIdentity).seed);
-  const fh = await open(c.raw, 'wx');
-  try {
-    await fh.truncate(c.plan.layout.diskSize);
-  } finally {
-    await fh.close();
-  }
+  // the raw disk is scratch unless it is the output, so it may be made in memory (work-dir.ts)
+  Object.assign(c, await makeRawDisk(c.work, c.plan.layout.diskSize, { onDisk: c.format === 'raw' }));
   const mib = (n: number): string => `${Math.round(n / (1 << 20))} MiB`;
   c.emit(
-    `${mib(c.usage.bytes)} in ${c.usage.inodes} files → ${mib(c.plan.layout.diskSize)} disk: ${c.plan.layout.partitions.map((p) => `${p.name ?? p.type} ${mib(p.size)}`).join(', ')}`,
+    `${mib(c.usage.bytes)} in ${c.usage.inodes} files → ${mib(c.plan.layout.diskSize)} disk${c.memoryDir ? ' (made in memory)' : ''}: ${c.plan.layout.partitions.map((p) => `${p.name ?? p.type} ${mib(p.size)}`).join(', ')}`,
   );
 }
 
@@ -395,8 +396,8 @@ async function filesystem(c: Ctx): Promise<void> {
   }
   const time = c.id?.time;
   if (time !== undefined) c.emit(`clamped the times of ${await clampTree(c.rootfs, time)} paths to ${time}`);
-  try {
-    await makeExt4({
+  const mkfs = (): Promise<void> =>
+    makeExt4({
       image: c.raw,
       offset: plan.root.start,
       bytes: plan.root.size,
@@ -408,18 +409,18 @@ async function filesystem(c: Ctx): Promise<void> {
       usage: c.usage as TreeUsage,
       ...(c.opts.signal ? { signal: c.opts.signal } : {}),
     });
+  try {
+    await mkfs().catch(async (err: unknown) => {
+      if (!(err instanceof FilesystemFullError) || !c.memoryDir) throw err; // the memory filled up, or the partition
+      c.emit(`out of space with the raw disk in ${c.memoryDir}; again in the store`);
+      await removeTree(c.memoryDir);
+      delete c.memoryDir;
+      Object.assign(c, await makeRawDisk(c.work, plan.layout.diskSize, { onDisk: true }));
+      if (time !== undefined) await clampTree(c.rootfs, time); // the reads moved the access times
+      await mkfs();
+    });
   } catch (err) {
-    if (err instanceof FilesystemFullError) {
-      throw new TsbuildError(
-        'E_SIZE_TOO_SMALL',
-        `the files do not fit in the ${Math.round(plan.root.size / (1 << 20))} MiB root partition`,
-        {
-          cause: err,
-          hint: `use a bigger --size (the estimate was ${Math.round(minFsBytes(c.usage as TreeUsage) / (1 << 20))} MiB of filesystem), or --size auto`,
-        },
-      );
-    }
-    throw err;
+    throw err instanceof FilesystemFullError ? sizeTooSmall(err, plan.root.size, c.usage as TreeUsage) : err;
   }
   const sig = c.opts.signal ? { signal: c.opts.signal } : {};
   if (time !== undefined) await fixExt4Ctimes({ image: c.raw, offset: plan.root.start, time, workDir: c.work, ...sig });

@@ -1,5 +1,6 @@
 // Syscalls Node does not offer, through koffi. Only sys/ imports koffi.
 // Every function throws a SysError shaped like Node's fs errors (code, syscall, path).
+import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';
 
@@ -53,6 +54,7 @@ interface Libc {
   preadAddress: Fn;
   /** not in every libc */
   syncFileRange: Fn | undefined;
+  ioctl: Fn;
 }
 
 let cached: Libc | undefined;
@@ -85,6 +87,7 @@ function libc(): Libc {
     readlink: lib.func('intptr_t readlink(const char *path, void *buf, size_t size)'),
     getdents64: optional(() => lib.func('intptr_t getdents64(int fd, void *buf, size_t size)')),
     preadAddress: lib.func('intptr_t pread(int fd, uintptr_t buf, size_t count, int64_t offset)'),
+    ioctl: lib.func('int ioctl(int fd, unsigned long request, _Inout_ uint8_t *arg)'),
     syncFileRange: optional(() =>
       lib.func('int sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags)'),
     ),
@@ -434,4 +437,39 @@ export function readDirents(fd: number, buf: Uint8Array): number {
   if (!l.getdents64) return -ENOSYS;
   const n = l.getdents64(fd, buf, buf.length);
   return n < 0 ? -l.koffi.errno() : n;
+}
+
+const FS_IOC_GETFLAGS = 0x80086601; // _IOR('f', 1, long) on 64-bit Linux; the kernel reads and writes an int
+const FS_IOC_SETFLAGS = 0x40086602;
+const FS_TOPDIR_FL = 0x00020000;
+
+/**
+ * spreadSubdirectories sets the "top of a directory hierarchy" attribute on `dir` (`chattr +T`, FS_TOPDIR_FL), unless
+ * it is set: ext4 then places each directory made in `dir` in a block group of its own choosing (Orlov), as it does
+ * for directories made in `/`, instead of beside `dir`. For the store's scratch directories, where trees of
+ * thousands of directories are made and removed all the time, this matters on an ext4 without a journal: there,
+ * the inode allocator skips every inode of the group freed in the last 30 s, reading its inode table block each
+ * time, and a tree made just after another was removed paid 0.2–0.5 s for 1,100 mkdirs instead of 0.02 s. Returns
+ * whether the attribute is set; a filesystem without it (tmpfs, xfs…) or any error leaves things as they are.
+ */
+export function spreadSubdirectories(dir: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
+  } catch {
+    return false;
+  }
+  try {
+    const l = libc();
+    const flags = Buffer.alloc(8);
+    if (l.ioctl(fd, FS_IOC_GETFLAGS, flags) < 0) return false;
+    const now = flags.readInt32LE(0);
+    if (now & FS_TOPDIR_FL) return true;
+    flags.writeInt32LE(now | FS_TOPDIR_FL, 0);
+    return l.ioctl(fd, FS_IOC_SETFLAGS, flags) === 0;
+  } catch {
+    return false; // no koffi here: the attribute is only an optimisation
+  } finally {
+    closeSync(fd);
+  }
 }

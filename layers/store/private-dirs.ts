@@ -14,6 +14,7 @@
 // - What is inside a private directory keeps its own mode: a snapshot's root is a container's `/`.
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { spreadSubdirectories } from '../../sys/libc.js';
 
 /** PRIVATE_MODE is the mode of the store root and of its private directories: the owner only. */
 export const PRIVATE_MODE = 0o700;
@@ -27,10 +28,22 @@ export function privateDirPath(storeRoot: string, name: PrivateDirName): string 
   return join(storeRoot, name);
 }
 
-/** privateDir makes sure a private directory of a store exists, 0700 (or tighter), and returns its path. */
+/** SPREAD are the private directories whose entries are trees made and removed all the time (snapshots, scratch). */
+const SPREAD: ReadonlySet<PrivateDirName> = new Set(['snapshots', 'containers', 'tmp']);
+const spread = new Set<string>();
+
+/**
+ * privateDir makes sure a private directory of a store exists, 0700 (or tighter), and returns its path. The first
+ * time in a process, one of SPREAD also gets the attribute that spreads its subdirectories over the filesystem
+ * (sys/libc.ts spreadSubdirectories, `chattr +T`).
+ */
 export async function privateDir(storeRoot: string, name: PrivateDirName): Promise<string> {
   const dir = privateDirPath(storeRoot, name);
   await ensurePrivateDir(dir);
+  if (SPREAD.has(name) && !spread.has(dir)) {
+    spread.add(dir);
+    spreadSubdirectories(dir);
+  }
   return dir;
 }
 

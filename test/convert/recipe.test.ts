@@ -3,7 +3,7 @@
 // supported distribution.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream, existsSync, statfsSync } from 'node:fs';
 import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { extract } from 'tar-stream';
@@ -66,8 +66,13 @@ async function fixture(t: { teardown(f: () => unknown): void }): Promise<Fixture
   return { ...f, out };
 }
 
+/** storeTmp lists the work directories in the store's tmp and this process's memory directories (work-dir.ts). */
 async function storeTmp(store: Store): Promise<string[]> {
-  return (await readdir(join(store.root, 'tmp')).catch(() => [] as string[])).filter((n) => n.startsWith('export-'));
+  const mem = (await readdir('/dev/shm').catch(() => [] as string[])).filter((n) =>
+    n.startsWith(`tsbuild-export-${process.pid}-`),
+  );
+  const tmp = await readdir(join(store.root, 'tmp')).catch(() => [] as string[]);
+  return [...tmp.filter((n) => n.startsWith('export-')), ...mem];
 }
 
 async function tarFiles(file: string): Promise<Map<string, { type: string; linkname?: string; body: string }>> {
@@ -255,6 +260,23 @@ bb(
   { boot: 'hybrid' },
   { table: 'gpt', partitions: ['bios-boot', 'esp', 'linux'] },
 );
+
+bb('a QCOW2 export makes its raw disk in memory when it fits, and leaves nothing there', async (t) => {
+  const f = await fixture(t);
+  const output = join(f.out, 'mem.qcow2');
+  const layout: string[] = [];
+  const r = await exportImage({
+    store: f.store,
+    image: 'alpine-app:1',
+    output,
+    kernel: { path: f.kernel },
+    onEvent: (e) => e.type === 'step' && e.step === 'layout' && layout.push(e.message),
+  });
+  t.is(r.format, 'qcow2');
+  t.regex(layout.join('\n'), statfsSync('/dev/shm').type === 0x01021994 ? /disk \(made in memory\):/ : /disk:/);
+  execFileSync('qemu-img', ['check', output], { stdio: 'ignore' });
+  t.deepEqual(await storeTmp(f.store), []);
+});
 
 bb('an interrupted export leaves neither the output nor its work directory', async (t) => {
   const f = await fixture(t);

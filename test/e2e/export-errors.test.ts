@@ -1,6 +1,7 @@
 // Bad input and interruptions, through the CLI: an unsupported distribution, a --size too small, and exports
 // killed in the middle (SIGKILL during mkfs and during the qcow2 write, SIGTERM): no partial output file, ever. A
-// killed export may leave its work directory in the store's tmp; the next export (cleanStaleExports) removes it.
+// killed export may leave its work directory in the store's tmp (and the raw disk's directory in /dev/shm); the next
+// export (cleanStaleExports) removes them.
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -123,6 +124,9 @@ const killed = test.macro({
         }
       }
     });
+    // the raw disk's directory in memory, when the export made it there (convert/work-dir.ts)
+    const inMemory = /disk \(made in memory\):/.test(run.stderr());
+    const memoryDir = readdirSync('/dev/shm').find((n) => n.startsWith(`tsbuild-export-${run.pid}-`));
     t.false(existsSync(output), 'no output file');
     t.deepEqual(readdirSync(out), [], 'no temp file beside the output');
     if (signal === 'SIGKILL') {
@@ -130,12 +134,15 @@ const killed = test.macro({
       // what the killed export left is in the store's tmp only; once its helpers are gone, the next export removes it
       for (let i = 0; i < 100 && helpers(workDir).length; i++) await new Promise((r) => setTimeout(r, 200));
       t.true(existsSync(workDir), 'the work directory was in the store tmp');
+      t.is(memoryDir !== undefined, inMemory, 'the memory directory was left when there was one');
       t.true((await cleanStaleExports(store)).includes(workDir.split('/').pop() as string));
       t.false(existsSync(workDir));
+      if (memoryDir) t.false(existsSync(join('/dev/shm', memoryDir)), 'the next export removes the memory one too');
     } else {
       t.is(end.code, 143, run.stderr());
       t.regex(run.stderr(), /error: export interrupted/);
       t.false(existsSync(workDir), 'an interrupted export cleans up after itself');
+      t.is(memoryDir, undefined, 'in memory too');
     }
   },
   title: (given) => given ?? '',

@@ -1,7 +1,8 @@
 // Bit-for-bit reproducible disks (issue 16): with SOURCE_DATE_EPOCH set, the same image exported from two stores
 // (each loaded from one `tsbuild save` archive) to two output paths gives byte-identical qcow2, raw and vmdk files,
 // for MBR + GRUB, MBR + extlinux and GPT + UEFI; and the same small Dockerfile built FROM that image in both stores
-// gives byte-identical disks too. The image already holds its kernel (withKernelLayer), so no export installs one.
+// gives byte-identical disks too; and so does one store whether the raw disk was made in memory, in the store, or
+// in memory that filled up. The image already holds its kernel (withKernelLayer), so no export installs one.
 // Booting is left to export-debian.test.ts.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
@@ -9,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isRoot, makeTempDir, removeDir, rootTest, tsbuild } from '../helpers/index.js';
+import { isRoot, makeTempDir, removeDir, repoRoot, rootTest, runCommand, tsbuild } from '../helpers/index.js';
 import { buildOutput, exportStore, withKernelLayer } from '../convert/export-fixtures.js';
 
 const SOURCE_DATE_EPOCH = '1700000000';
@@ -179,3 +180,44 @@ rootTest('the same Dockerfile built FROM the loaded image in two stores gives by
   t.is(ia, ib, 'the two builds made the same image');
   await exportTwice(t, 'repro-app:1', 'built.qcow2', []);
 });
+
+rootTest(
+  'the disk is the same whether its raw disk was made in memory, in the store, or in memory that filled up',
+  async (t) => {
+    const dir = join(work, 'scratch');
+    execFileSync('mkdir', ['-p', dir]);
+    const exportArgs = (name: string): string[] => ['--root', storeA, 'export', IMAGE, '-o', join(dir, name)];
+    const memory = await tsbuild(exportArgs('memory.qcow2'), { env: { ...env, TSBUILD_EXPORT_SCRATCH: 'memory' } });
+    t.is(memory.code, 0, memory.stderr);
+    t.regex(memory.stderr, /disk \(made in memory\):/);
+    const disk = await tsbuild(exportArgs('disk.qcow2'), { env: { ...env, TSBUILD_EXPORT_SCRATCH: 'disk' } });
+    t.is(disk.code, 0, disk.stderr);
+    t.notRegex(disk.stderr, /made in memory/);
+    // a 4 MiB tmpfs over /dev/shm, in a mount namespace of the export's own: mkfs runs out and runs again in the store
+    const full = await runCommand(
+      'unshare',
+      [
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        'mount -t tmpfs -o size=4m tsbuild-test /dev/shm && exec "$@"',
+        'sh',
+        process.execPath,
+        '--',
+        join(repoRoot, 'bin', 'tsbuild.js'),
+        ...exportArgs('full.qcow2'),
+      ],
+      { env: { ...process.env, ...env, TSBUILD_EXPORT_SCRATCH: 'memory' } },
+    );
+    t.is(full.code, 0, full.stderr);
+    t.regex(
+      full.stderr,
+      /out of space with the raw disk in \/dev\/shm\/tsbuild-export-\d+-[0-9a-f]+; again in the store/,
+    );
+    const [hm, hd, hf] = await Promise.all(['memory', 'disk', 'full'].map((n) => sha256(join(dir, `${n}.qcow2`))));
+    t.is(hd, hm, hd === hm ? '' : await explain(join(dir, 'memory.qcow2'), join(dir, 'disk.qcow2'), 'qcow2'));
+    t.is(hf, hm, hf === hm ? '' : await explain(join(dir, 'memory.qcow2'), join(dir, 'full.qcow2'), 'qcow2'));
+  },
+);
