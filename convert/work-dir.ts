@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, open, readdir, readFile, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { privateDir } from '../layers/store/private-dirs.js';
-import { TsbuildError, wrap } from '../sys/errors.js';
+import { TsbuildError } from '../sys/errors.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { isAlive } from '../sys/pid.js';
 import { removeTree } from '../sys/remove-tree.js';
@@ -105,7 +105,11 @@ async function rawDiskPlace(work: string, diskBytes: number, opts: RawDiskOption
   const root = opts.memoryRoot ?? MEMORY_ROOT;
   const fs = await statfs(root).catch(() => undefined);
   if (!fs || fs.type !== TMPFS_MAGIC) {
-    if (mode === 'memory') throw new TsbuildError('E_INVALID', `${SCRATCH_ENV}=memory: ${root} is not a tmpfs`);
+    if (mode === 'memory') {
+      throw new TsbuildError('E_SCRATCH', `${SCRATCH_ENV}=memory: ${root} is not a tmpfs`, {
+        hint: `unset ${SCRATCH_ENV} to make the raw disk in the store when memory is not usable`,
+      });
+    }
     return onDisk;
   }
   const room = Math.min(fs.bavail * fs.bsize, opts.free ?? (await freeMemory()));
@@ -114,7 +118,16 @@ async function rawDiskPlace(work: string, diskBytes: number, opts: RawDiskOption
   try {
     await mkdir(memoryDir, { mode: 0o700 }); // fails on a name someone made first: never a directory we do not own
   } catch (err) {
-    if (mode === 'memory') throw wrap(`${SCRATCH_ENV}=memory: making a directory in ${root}`, err);
+    if (mode === 'memory') {
+      throw new TsbuildError(
+        'E_SCRATCH',
+        `${SCRATCH_ENV}=memory: cannot make a directory in ${root}: ${(err as Error).message}`,
+        {
+          cause: err,
+          hint: `unset ${SCRATCH_ENV} to make the raw disk in the store when memory is not usable`,
+        },
+      );
+    }
     return onDisk;
   }
   return { raw: join(memoryDir, 'disk.raw'), memoryDir };

@@ -53,6 +53,18 @@ test('a bad --uuid is refused with a clear error before any work', async (t) => 
   t.deepEqual(readdirSync(out), []);
 });
 
+test('a bad TSBUILD_EXPORT_SCRATCH is refused with one line before any work', async (t) => {
+  const root = await newStoreRoot(t);
+  const out = await makeTempDir();
+  t.teardown(() => removeDir(out));
+  const r = await tsbuild(['--root', root, 'export', 'whatever:1', '-o', join(out, 'x.qcow2')], {
+    env: { TSBUILD_EXPORT_SCRATCH: 'ram' },
+  });
+  t.is(r.code, 1);
+  t.is(r.stderr, 'error: TSBUILD_EXPORT_SCRATCH must be auto, memory or disk (got "ram")\n');
+  t.deepEqual(readdirSync(out), []);
+});
+
 rootTest('a --size too small names the size needed', async (t) => {
   const out = await makeTempDir();
   t.teardown(() => removeDir(out));
