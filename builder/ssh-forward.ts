@@ -11,7 +11,7 @@
 // read-only agent does it: only "list identities" and "sign" reach the agent; adding, removing, locking and
 // extensions are answered with a failure. Requests are answered in order, one at a time; a connection's agent
 // connection is closed with it.
-import { existsSync, readFileSync, statSync, chmodSync } from 'node:fs';
+import { readFileSync, statSync, chmodSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -145,9 +145,10 @@ export class SshForwarder {
       await agent;
       await rm(dir, { recursive: true, force: true });
     });
-    for (let i = 0; !existsSync(sock); i++) {
+    // ready when it accepts a connection: the socket file appears at bind(2), before the agent listens
+    for (let i = 0; !(await accepts(sock)); i++) {
       if (failed !== undefined) throw failed;
-      if (i > 500) throw new InvalidInputError(`ssh-agent did not create ${sock}`);
+      if (i > 500) throw new InvalidInputError(`ssh-agent did not listen on ${sock}`);
       await sleep(10);
     }
     const env: NodeJS.ProcessEnv = { ...process.env, SSH_AUTH_SOCK: sock, SSH_ASKPASS_REQUIRE: 'never' };
@@ -159,6 +160,18 @@ export class SshForwarder {
     }
     return sock;
   }
+}
+
+/** accepts tells whether something listens on the unix socket `path` (a connection is made and closed). */
+function accepts(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
 }
 
 /** readSource checks one source's paths: one socket, or key files without a passphrase. */

@@ -1,7 +1,7 @@
 // `tsbuild export`: an image becomes a bootable disk. The recipe is the list of named steps below, run in order over
-// one context; whatever a step leaves behind is cleaned up in one place (the work directory in the store's tmp,
-// removed at the end whether the export succeeded, failed or was interrupted). The output file appears only when
-// everything worked: it is made in the work directory and moved over the destination at the end.
+// one context; whatever a step leaves behind is cleaned up in one place (the work directory in the store's tmp and
+// the raw disk's in memory, removed whether the export succeeded, failed or was interrupted). The output appears
+// only when everything worked: it is made in the work directory and moved over the destination at the end.
 //
 //   flatten → distro → kernel → system files → service → bootloader config → layout → filesystem → owners
 //     → bootloader → partition table → output

@@ -45,8 +45,8 @@ export { removeTree };
 
 // ─── the raw disk in memory ─────────────────────────────────────────────────────────────────────────────────────
 // mkfs.ext4 -d writes the filesystem one 4 KiB block per pwrite(2); into a file on a disk filesystem each write pays
-// for block allocation and journalling (on the hosts of 2026-12-05, 0.95–1.1 s against 0.72–0.77 s on tmpfs for the
-// bench image's 90,000 writes). The raw disk is only scratch when the output is converted (QCOW2, VMDK, VHDX), so
+// for block allocation (on the hosts of 2026-12-05, 1.01–1.07 s against 0.72–0.77 s on tmpfs for the bench image's
+// 90,725 writes). The raw disk is only scratch when the output is converted (QCOW2, VMDK, VHDX), so
 // it is made in /dev/shm when the whole disk fits in half of the memory that is free, in a private directory
 // (mode 0700) named like the work directory. If the memory fills up all the same (another program), mkfs runs again
 // with the raw disk in the work directory (recipe.ts). `TSBUILD_EXPORT_SCRATCH=disk` keeps it in the work directory

@@ -439,7 +439,8 @@ export function readDirents(fd: number, buf: Uint8Array): number {
   return n < 0 ? -l.koffi.errno() : n;
 }
 
-const FS_IOC_GETFLAGS = 0x80086601; // _IOR('f', 1, long) on 64-bit Linux; the kernel reads and writes an int
+// _IOR('f', 1, long) and _IOW('f', 2, long) as x86_64 and arm64 encode them; the kernel reads and writes an int
+const FS_IOC_GETFLAGS = 0x80086601;
 const FS_IOC_SETFLAGS = 0x40086602;
 const FS_TOPDIR_FL = 0x00020000;
 
@@ -453,6 +454,7 @@ const FS_TOPDIR_FL = 0x00020000;
  * whether the attribute is set; a filesystem without it (tmpfs, xfs…) or any error leaves things as they are.
  */
 export function spreadSubdirectories(dir: string): boolean {
+  if (process.platform !== 'linux' || (process.arch !== 'x64' && process.arch !== 'arm64')) return false;
   let fd: number;
   try {
     fd = openSync(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
