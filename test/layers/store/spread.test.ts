@@ -4,7 +4,7 @@
 // spreadSubdirectories). lsattr (e2fsprogs) reads the attribute back, independently of our ioctl.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { statfsSync } from 'node:fs';
+import { existsSync, statfsSync } from 'node:fs';
 import { mkdir, mkdtemp, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Store } from '../../../layers/store/store.js';
@@ -49,7 +49,7 @@ test('spreadSubdirectories sets the attribute once and says so; elsewhere it say
   await symlink(sub, join(dir, 'link'));
   t.false(spreadSubdirectories(join(dir, 'link')), 'a symbolic link is not followed');
   t.false(spreadSubdirectories(join(dir, 'missing')));
-  if (statfsSync('/dev/shm').type === TMPFS_MAGIC) {
+  if (existsSync('/dev/shm') && statfsSync('/dev/shm').type === TMPFS_MAGIC) {
     const shm = await mkdtemp('/dev/shm/tsbuild-spread-');
     t.teardown(() => removeDir(shm));
     t.false(spreadSubdirectories(shm), 'tmpfs has no such attribute');
