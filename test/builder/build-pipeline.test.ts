@@ -102,7 +102,9 @@ rootTest('a layer that cannot be written fails the build at its own line, after 
   const dockerfile = [
     'FROM busybox:test',
     'RUN echo small > /small',
-    'RUN head -c 4194304 /dev/urandom > /big',
+    // two layers may be written at once (unionfs/commit-thread.ts): the second's small layer must be stored before
+    // the big one fills the disk, which a thread still starting under load did not always do (CI, 2026-12-05)
+    'RUN sleep 1; head -c 4194304 /dev/urandom > /big',
     'RUN echo after > /after',
     '',
   ].join('\n');
