@@ -55,8 +55,11 @@ export { removeTree };
 /** SCRATCH_ENV chooses where the raw disk is made: `auto` (the default: in memory when it fits), `memory` or `disk`. */
 export const SCRATCH_ENV = 'TSBUILD_EXPORT_SCRATCH';
 export const MEMORY_ROOT = '/dev/shm';
-const TMPFS_MAGIC = 0x01021994;
-const MEMORY_DIR = /^tsbuild-export-(\d+)-[a-f0-9]+$/;
+/** statfs(2)'s f_type of a tmpfs */
+export const TMPFS_MAGIC = 0x01021994;
+/** memory directories are `<MEMORY_PREFIX><pid>-<hex>` */
+const MEMORY_PREFIX = 'tsbuild-export-';
+const MEMORY_DIR = new RegExp(`^${MEMORY_PREFIX}(\\d+)-[a-f0-9]+$`);
 
 /** scratchMode reads SCRATCH_ENV; any value but `auto`, `memory`, `disk` or empty is an error. */
 export function scratchMode(env: NodeJS.ProcessEnv = process.env): 'auto' | 'memory' | 'disk' {
@@ -88,7 +91,7 @@ export interface RawDiskOptions {
  * memory (freeMemory) is as large, else as `disk.raw` in the work directory.
  */
 export async function makeRawDisk(work: string, diskBytes: number, opts: RawDiskOptions = {}): Promise<RawDisk> {
-  const place = opts.onDisk ? { raw: join(work, 'disk.raw') } : await rawDiskPlace(work, diskBytes, opts);
+  const place = await rawDiskPlace(work, diskBytes, opts);
   const fh = await open(place.raw, 'wx');
   try {
     await fh.truncate(diskBytes);
@@ -101,36 +104,31 @@ export async function makeRawDisk(work: string, diskBytes: number, opts: RawDisk
 async function rawDiskPlace(work: string, diskBytes: number, opts: RawDiskOptions): Promise<RawDisk> {
   const onDisk = { raw: join(work, 'disk.raw') };
   const mode = scratchMode(opts.env);
-  if (mode === 'disk') return onDisk;
+  if (opts.onDisk || mode === 'disk') return onDisk;
   const root = opts.memoryRoot ?? MEMORY_ROOT;
   const fs = await statfs(root).catch(() => undefined);
   if (!fs || fs.type !== TMPFS_MAGIC) {
-    if (mode === 'memory') {
-      throw new TsbuildError('E_SCRATCH', `${SCRATCH_ENV}=memory: ${root} is not a tmpfs`, {
-        hint: `unset ${SCRATCH_ENV} to make the raw disk in the store when memory is not usable`,
-      });
-    }
+    if (mode === 'memory') throw memoryUnusable(`${root} is not a tmpfs`);
     return onDisk;
   }
   const room = Math.min(fs.bavail * fs.bsize, opts.free ?? (await freeMemory()));
   if (mode === 'auto' && room < 2 * diskBytes) return onDisk;
-  const memoryDir = join(root, `tsbuild-export-${process.pid}-${randomBytes(6).toString('hex')}`);
+  const memoryDir = join(root, `${MEMORY_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
   try {
     await mkdir(memoryDir, { mode: 0o700 }); // fails on a name someone made first: never a directory we do not own
   } catch (err) {
-    if (mode === 'memory') {
-      throw new TsbuildError(
-        'E_SCRATCH',
-        `${SCRATCH_ENV}=memory: cannot make a directory in ${root}: ${(err as Error).message}`,
-        {
-          cause: err,
-          hint: `unset ${SCRATCH_ENV} to make the raw disk in the store when memory is not usable`,
-        },
-      );
-    }
+    if (mode === 'memory') throw memoryUnusable(`cannot make a directory in ${root}: ${(err as Error).message}`, err);
     return onDisk;
   }
   return { raw: join(memoryDir, 'disk.raw'), memoryDir };
+}
+
+/** memoryUnusable is the error of `TSBUILD_EXPORT_SCRATCH=memory` where the memory cannot hold the raw disk. */
+function memoryUnusable(why: string, cause?: unknown): TsbuildError {
+  return new TsbuildError('E_SCRATCH', `${SCRATCH_ENV}=memory: ${why}`, {
+    ...(cause === undefined ? {} : { cause }),
+    hint: `unset ${SCRATCH_ENV} to make the raw disk in the store when memory is not usable`,
+  });
 }
 
 /**

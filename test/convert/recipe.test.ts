@@ -18,6 +18,7 @@ import {
   type ExportOptions,
 } from '../../convert/recipe.js';
 import { ALPINE_INITFS_FEATURES } from '../../convert/kernel/index.js';
+import { TMPFS_MAGIC } from '../../convert/work-dir.js';
 import { makeAlpineShapedRootfs } from '../../fixtures/alpine-shaped.js';
 import { busyboxAvailable, makeBusyboxRootfs } from '../../fixtures/busybox.js';
 import { importImage } from '../../layers/sources/import.js';
@@ -277,7 +278,7 @@ bb('a QCOW2 export makes its raw disk in memory when it fits, and leaves nothing
   const shm = ((): boolean => {
     try {
       const st = statfsSync('/dev/shm');
-      return st.type === 0x01021994 && st.bavail * st.bsize > 1 << 30;
+      return st.type === TMPFS_MAGIC && st.bavail * st.bsize > 1 << 30;
     } catch {
       return false;
     }

@@ -11,6 +11,7 @@ import {
   MEMORY_ROOT,
   SCRATCH_ENV,
   scratchMode,
+  TMPFS_MAGIC,
 } from '../../convert/work-dir.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 
@@ -19,7 +20,7 @@ const MiB = 1 << 20;
 const shmIsTmpfs = ((): boolean => {
   try {
     const st = statfsSync(MEMORY_ROOT);
-    return st.type === 0x01021994 && st.bavail * st.bsize >= 256 * MiB;
+    return st.type === TMPFS_MAGIC && st.bavail * st.bsize >= 256 * MiB;
   } catch {
     return false;
   }
@@ -64,7 +65,7 @@ memTest('a memory root that is not a tmpfs is not used, unless memory is asked f
   const { work } = await dirs(t);
   const notTmpfs = await makeTempDir('tsbuild-not-shm-');
   t.teardown(() => removeDir(notTmpfs));
-  if (statfsSync(notTmpfs).type === 0x01021994) return t.pass('the temp directory is a tmpfs here: nothing to test');
+  if (statfsSync(notTmpfs).type === TMPFS_MAGIC) return t.pass('the temp directory is a tmpfs here: nothing to test');
   t.deepEqual(await makeRawDisk(work, MiB, { ...auto, memoryRoot: notTmpfs, free: 1 << 40 }), {
     raw: join(work, 'disk.raw'),
   });

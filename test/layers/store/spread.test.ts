@@ -7,12 +7,12 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, statfsSync } from 'node:fs';
 import { mkdir, mkdtemp, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { TMPFS_MAGIC } from '../../../convert/work-dir.js';
 import { Store } from '../../../layers/store/store.js';
 import { spreadSubdirectories } from '../../../sys/libc.js';
 import { makeTempDir, removeDir } from '../../helpers/index.js';
 
 const EXT_MAGIC = 0xef53; // ext2, ext3 and ext4
-const TMPFS_MAGIC = 0x01021994;
 
 /** lsattrFlags is the attribute letters lsattr prints for a directory ('' where it cannot tell). */
 function lsattrFlags(dir: string): string {
