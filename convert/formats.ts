@@ -57,8 +57,7 @@ export function formatTools(format: OutputFormat): Record<string, string> {
  * convertDisk turns the raw disk `raw` into `format` as a new file in `workDir` and returns its path (raw: `raw`
  * itself). qcow2: zero clusters are left out, clusters are compressed with zstd unless `compress` says otherwise
  * (`true`/'deflate': deflate, `false`/'none': plain); vmdk: `compress: true` makes a streamOptimized (compressed)
- * VMDK, else monolithicSparse; vhdx: dynamic. `raw` is the export's own scratch disk, in a directory only this user
- * can enter: a plain qcow2 is written from a mapping of it (writeQcow2's `mapInput`).
+ * VMDK, else monolithicSparse; vhdx: dynamic.
  */
 export async function convertDisk(opts: {
   raw: string;
@@ -99,7 +98,6 @@ export async function convertDisk(opts: {
       output: out,
       compress,
       plainRanges,
-      mapInput: true,
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     });
     return out;

@@ -10,7 +10,6 @@ import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { deflateRaw } from 'node:zlib';
 import { InvalidInputError, NotFoundError, TsbuildError, wrap } from '../sys/errors.js';
-import { canMap, mapFile } from '../sys/mmap.js';
 import { ZstdClusterPool } from './qcow2-zstd.js';
 import { dataRanges } from './sparse-file.js';
 
@@ -28,12 +27,6 @@ export interface Qcow2Options {
    * through the BIOS at every boot (the kernel and initrd), where a compressed cluster costs a decompression per read
    */
   plainRanges?: ReadonlyArray<readonly [number, number]>;
-  /**
-   * read an uncompressed image's data where it lies in the page cache (mmap, sys/mmap.ts) instead of copying it into
-   * buffers first: only for an input nobody else can truncate while it is converted (the export's own scratch
-   * disk), since reading a mapped page past the end of the file ends the process. Ignored when compressing.
-   */
-  mapInput?: boolean;
 }
 
 export type Qcow2Compression = 'deflate' | 'zstd';
@@ -61,8 +54,6 @@ const CHUNK_BYTES = 1 << 20;
 const MAX_CHUNK_CLUSTERS = 256;
 /** chunks in flight (being read, placed or written) */
 const DEPTH = 4;
-/** guest bytes mapped per step of an uncompressed copy from a mapped input (copyMapped); two are in flight */
-const MAP_WINDOW = 16 << 20;
 const deflateRawAsync = promisify(deflateRaw);
 /**
  * zstd level of compressed clusters: 1, not the 3 that QEMU writes. On the bench image's 360 MB of clusters (issue
@@ -118,8 +109,7 @@ export async function writeQcow2(
     out = await open(tmp, 'wx');
     const compress = opts.compress === true ? 'deflate' : opts.compress || undefined;
     const image = new Qcow2Image(clusterBits, virtualSize, compress, opts.plainRanges ?? []);
-    if (!compress && opts.mapInput && canMap()) await image.copyMapped(input, st.size, out, opts.onProgress);
-    else await image.copyData(input, st.size, out, opts.onProgress);
+    await image.copyData(input, st.size, out, opts.onProgress);
     const fileSize = await image.finish(out);
     opts.onProgress?.(virtualSize, virtualSize);
     await out.close();
@@ -136,8 +126,6 @@ export async function writeQcow2(
     if (tmp !== undefined) await unlink(tmp).catch(() => {});
   }
 }
-
-type Progress = (done: number, total: number) => void;
 
 /** Prepared: the non-zero clusters of a chunk (indexes) and, when compressing, each one's compressed bytes. */
 interface Prepared {
@@ -179,7 +167,12 @@ class Qcow2Image {
    * zero clusters found and the others compressed (zstd on the worker pool, deflate on libuv's threads) ahead of the
    * chunk being placed: up to DEPTH chunks are in flight, and chunks are placed and written in guest order.
    */
-  async copyData(input: FileHandle, inputSize: number, out: FileHandle, onProgress?: Progress): Promise<void> {
+  async copyData(
+    input: FileHandle,
+    inputSize: number,
+    out: FileHandle,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<void> {
     const C = this.clusterSize;
     const chunk = Math.min(Math.max(1, Math.floor(CHUNK_BYTES / C)), MAX_CHUNK_CLUSTERS) * C;
     const steps: { pos: number; len: number }[] = [];
@@ -244,67 +237,16 @@ class Qcow2Image {
   }
 
   /**
-   * copyMapped is copyData for an uncompressed image whose input may be mapped (the `mapInput` option): each window
-   * of a data range is mapped (sys/mmap.ts), its zero clusters skipped and the others written straight from the
-   * mapping, so the data is copied once, from page cache to page cache, instead of read into a buffer and written
-   * from there. The next window is mapped and scanned while the last one is written; a window is unmapped only once
-   * its write has settled, on failure too. The file is the same as copyData's: plain clusters in guest order.
+   * prepare finds the non-zero clusters of `buf` (guest offset `guestOff`) and, when compressing, the compressed
+   * form of each of them outside the plain ranges (undefined: store it plainly).
    */
-  async copyMapped(input: FileHandle, inputSize: number, out: FileHandle, onProgress?: Progress): Promise<void> {
-    const C = this.clusterSize;
-    const window = Math.max(C, Math.floor(MAP_WINDOW / C) * C);
-    const inFlight: Promise<void>[] = [];
-    try {
-      for (const range of dataRanges(input.fd, inputSize, C)) {
-        for (let pos = range.start; pos < range.end; pos += window) {
-          if (inFlight.length >= 2) await inFlight.shift();
-          const len = Math.min(window, range.end - pos);
-          const map = mapFile(input.fd, pos, len);
-          let write: Promise<void> | undefined;
-          try {
-            let buf = map.buffer;
-            if (len % C !== 0) {
-              // the file's last cluster, cut short by its end: padded with zeros in a buffer of its own
-              buf = Buffer.alloc(Math.ceil(len / C) * C);
-              map.buffer.copy(buf);
-            }
-            const iov = this.place({ used: this.usedClusters(buf) }, buf, pos);
-            if (iov) write = writevAll(out, iov.buffers, iov.position);
-          } finally {
-            if (write === undefined) map.unmap();
-          }
-          if (write) {
-            const settled = write.finally(() => map.unmap());
-            settled.catch(() => {}); // surfaces where it is awaited
-            inFlight.push(settled);
-          }
-          onProgress?.(Math.min(pos + len, this.virtualSize), this.virtualSize);
-        }
-      }
-      await Promise.all(inFlight);
-    } finally {
-      await Promise.allSettled(inFlight);
-    }
-  }
-
-  /** usedClusters lists the indexes of the clusters of `buf` that are not all zeros. */
-  private usedClusters(buf: Buffer): number[] {
+  private async prepare(buf: Buffer, guestOff: number, pool: ZstdClusterPool | undefined): Promise<Prepared> {
     const C = this.clusterSize;
     const used: number[] = [];
     for (let i = 0; i * C < buf.length; i++) {
       if (!buf.subarray(i * C, (i + 1) * C).equals(this.zero)) used.push(i);
     }
-    return used;
-  }
-
-  /**
-   * prepare finds the non-zero clusters of `buf` (guest offset `guestOff`) and, when compressing, the compressed
-   * form of each of them outside the plain ranges (undefined: store it plainly).
-   */
-  private async prepare(buf: Buffer, guestOff: number, pool: ZstdClusterPool | undefined): Promise<Prepared> {
-    const used = this.usedClusters(buf);
     if (used.length === 0 || !this.compress) return { used };
-    const C = this.clusterSize;
     const plain = (i: number): boolean => {
       const from = guestOff + i * C;
       return this.plainRanges.some(([a, b]) => a < from + C && b > from);

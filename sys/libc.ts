@@ -111,7 +111,7 @@ function optional(load: () => Fn): Fn | undefined {
  * 4–8 ms at a cold start, about as long as all of `tsbuild run`'s own work. Anywhere else, or when that file does not
  * load, koffi's entry. (It returns the same module object: Node loads a .node file once per path.)
  */
-export function loadKoffi(): Libc['koffi'] & { load(path: string): { func(decl: string): Fn } } {
+function loadKoffi(): Libc['koffi'] & { load(path: string): { func(decl: string): Fn } } {
   const native: Record<string, string> = { x64: 'linux-x64/linux_x64', arm64: 'linux-arm64/linux_arm64' };
   const dir = process.platform === 'linux' ? native[process.arch] : undefined;
   if (dir) {
