@@ -221,3 +221,27 @@ rootTest(
     t.is(hf, hm, hf === hm ? '' : await explain(join(dir, 'memory.qcow2'), join(dir, 'full.qcow2'), 'qcow2'));
   },
 );
+
+rootTest(
+  'a plain qcow2 (--compress none) holds the same guest disk as the raw export, whether made in memory or in the store',
+  async (t) => {
+    const dir = join(work, 'plain');
+    execFileSync('mkdir', ['-p', dir]);
+    const exportTo = async (name: string, flags: string[], scratch?: string): Promise<string> => {
+      const out = join(dir, name);
+      const r = await tsbuild(['--root', storeA, 'export', IMAGE, '-o', out, ...flags], {
+        env: { ...env, ...(scratch ? { TSBUILD_EXPORT_SCRATCH: scratch } : {}) },
+      });
+      t.is(r.code, 0, r.stderr);
+      return out;
+    };
+    const raw = await exportTo('disk.raw', []);
+    for (const scratch of ['memory', 'disk']) {
+      const qcow2 = await exportTo(`${scratch}.qcow2`, ['--compress', 'none'], scratch);
+      execFileSync('qemu-img', ['check', qcow2], { stdio: 'ignore' });
+      const same = await runCommand('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', raw, qcow2]);
+      t.is(same.code, 0, `${scratch}: ${same.stdout}${same.stderr}`);
+      t.regex(same.stdout, /Images are identical/);
+    }
+  },
+);
