@@ -5,7 +5,9 @@
 //                                 [--cases import,walk,apply] [--work DIR=/var/tmp] [--apply-dir DIR=/dev/shm]
 //                                 [--baseline CHECKOUT] [--keep]
 //
-// Cases, each tsbuild against its peer, round-robin (one warm-up round first, not counted), median of N runs:
+// Cases, each tsbuild against its peer, round-robin (one warm-up round first, not counted), median of N runs. The
+// groups run one after another (apply, walk, import zstd, import gzip): the shortest first, before the walk fills
+// the caches and the imports write gigabytes.
 // - import: `bin/tsbuild --root STORE import --compression zstd|gzip ROOTFS.tar bench:1` (the CLI as users run it:
 //   the layer is committed and, since the image gets a name, unpacked into its snapshot as it enters the store; an
 //   untagged import is not unpacked), a fresh empty store per run, against `zstd -3 -T0 -q < ROOTFS.tar > out` and
@@ -41,6 +43,7 @@ import {
   mkdirSync,
   mkdtempSync,
   rmSync,
+  statfsSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -49,6 +52,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { TMPFS_MAGIC } from '../convert/work-dir.js';
 import { shutdownGzipPool } from '../layers/compress/compress.js';
 import { imageLayers } from '../layers/model/layer.js';
 import { getImage } from '../layers/store/image.js';
@@ -325,12 +329,21 @@ function applyCases(tar: string, bytes: number, impls: readonly Impl[]): Case[] 
   cleanups.push(into);
   let ours = '';
   let theirs = '';
+  // On a tmpfs, each run's tree goes before the next run (untimed). Kept, they made both sides 2.5–3.5× slower
+  // from the moment the first ones were about a minute old (2026-12-05), which is when these VMs' DAMON pageout
+  // starts on memory left idle (bench/README.md); removed, 35 pairs in 105 s stayed level. On a disk the trees are
+  // kept, as fresh() says.
+  const tmpfs = statfsSync(into).type === TMPFS_MAGIC;
+  const replace = (previous: string, prefix: string): string => {
+    if (tmpfs && previous) rmSync(previous, { recursive: true, force: true });
+    return fresh(into, prefix);
+  };
   return [
     ...impls.map((impl): Case => ({
       group: 'apply',
       who: impl.who,
       label: `${impl.name}: applyLayer(layer.tar) into an empty dir, in-process`,
-      before: () => void (ours = fresh(into, 'ours')),
+      before: () => void (ours = replace(ours, 'ours')),
       run: () =>
         inProcess(bytes, async () => {
           await impl.applyLayer(createReadStream(tar, { highWaterMark: 1 << 20 }), { root: ours });
@@ -341,7 +354,7 @@ function applyCases(tar: string, bytes: number, impls: readonly Impl[]): Case[] 
       group: 'apply',
       who: 'peer',
       label: `tar --same-owner -p --xattrs -xf layer.tar -C DIR`,
-      before: () => void (theirs = fresh(into, 'tar')),
+      before: () => void (theirs = replace(theirs, 'tar')),
       run: () =>
         shell(`tar --same-owner --same-permissions --xattrs --xattrs-include='*' -xf ${q(tar)} -C ${q(theirs)}`, bytes),
       samples: [],
@@ -350,6 +363,9 @@ function applyCases(tar: string, bytes: number, impls: readonly Impl[]): Case[] 
 }
 
 // ─── main ───────────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** the order the groups run in (see main) */
+const GROUP_ORDER = ['apply', 'walk', 'import zstd', 'import gzip'];
 
 const TARGETS: Array<{ group: string; max: number; text: string }> = [
   { group: 'import zstd', max: 1.2, text: 'import --compression zstd ≤ 1.2× `zstd -3 -T0`' },
@@ -407,21 +423,33 @@ async function main(): Promise<void> {
     notes.push(`apply input: a layer tar of ${entries} entries, ${(bytes / MB).toFixed(1)} MB`);
     cases.push(...applyCases(tar, bytes, impls));
   }
-  console.log(`# layer commit, walk and apply: ${RUNS} run(s) after a warm-up round, round-robin, medians`);
+  console.log(
+    `# layer commit, walk and apply: ${RUNS} run(s) after a warm-up round, round-robin within each case, medians`,
+  );
   console.log(`node ${process.version}, ${availableParallelism()} CPUs; ${version(['zstd', '--version'])};`);
   console.log(`${version(['pigz', '--version'])}; ${version(['tar', '--version'])}`);
   for (const n of notes) console.log(n);
   console.log(`load average at the start: ${loadStart}`);
 
-  for (let round = 0; round <= RUNS; round++) {
-    const line: string[] = [];
-    for (const c of cases) {
-      c.before?.();
-      const s = await c.run();
-      if (round > 0) c.samples.push(s);
-      line.push(`${c.group}/${c.who} ${s.seconds.toFixed(2)}`);
+  // One group after another, each in its own rounds (tsbuild and its peer alternating): the least disturbing first.
+  // Interleaved with the others, the apply rounds ran after a walk of /usr had filled the dentry and page caches and
+  // after imports had written gigabytes: `tar -x` then took 0.10–0.39 s, and 0.08 s on its own (2026-12-05).
+  // Within a group, the in-process parts (the import's breakdown) run in rounds of their own after tsbuild and its
+  // peer: run between them, they made the next CLI import slower (gzip: 2.81 s against 2.60 s without them).
+  for (const group of GROUP_ORDER) {
+    for (const parts of [false, true]) {
+      const inGroup = cases.filter((c) => c.group === group && (c.who === 'part') === parts);
+      for (let round = 0; inGroup.length > 0 && round <= RUNS; round++) {
+        const line: string[] = [];
+        for (const c of inGroup) {
+          c.before?.();
+          const s = await c.run();
+          if (round > 0) c.samples.push(s);
+          line.push(`${c.who} ${s.seconds.toFixed(2)}`);
+        }
+        process.stderr.write(`${group}, ${round === 0 ? 'warm-up' : `round ${round}`}: ${line.join(', ')}\n`);
+      }
     }
-    process.stderr.write(`${round === 0 ? 'warm-up' : `round ${round}`}: ${line.join(', ')}\n`);
   }
   await shutdownGzipPool();
   const loadEnd = load();
