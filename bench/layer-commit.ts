@@ -331,7 +331,7 @@ function applyCases(tar: string, bytes: number, impls: readonly Impl[]): Case[] 
   let theirs = '';
   // On a tmpfs, each run's tree goes before the next run (untimed). Kept, they made both sides 2.5–3.5× slower
   // from the moment the first ones were about a minute old (2026-12-05), which is when these VMs' DAMON pageout
-  // starts on memory left idle (bench/README.md); removed, 35 pairs in 105 s stayed level. On a disk the trees are
+  // starts on memory left idle (bench/README.md); removed, 32 pairs in 105 s stayed level. On a disk the trees are
   // kept, as fresh() says.
   const tmpfs = statfsSync(into).type === TMPFS_MAGIC;
   const replace = (previous: string, prefix: string): string => {
@@ -431,11 +431,11 @@ async function main(): Promise<void> {
   for (const n of notes) console.log(n);
   console.log(`load average at the start: ${loadStart}`);
 
-  // One group after another, each in its own rounds (tsbuild and its peer alternating): the least disturbing first.
-  // Interleaved with the others, the apply rounds ran after a walk of /usr had filled the dentry and page caches and
-  // after imports had written gigabytes: `tar -x` then took 0.10–0.39 s, and 0.08 s on its own (2026-12-05).
-  // Within a group, the in-process parts (the import's breakdown) run in rounds of their own after tsbuild and its
-  // peer: run between them, they made the next CLI import slower (gzip: 2.81 s against 2.60 s without them).
+  // One group after another, each in its own rounds (tsbuild and its peer alternating), the least disturbing first:
+  // interleaved, each group ran in what the others left (a walk of /usr filling the caches, imports writing
+  // gigabytes). Within a group, the in-process parts (the import's breakdown) run in rounds of their own after
+  // tsbuild and its peer: run between them, they made the next CLI import slower (gzip, 2026-12-05: 2.81 s against
+  // 2.60 s without them, pigz 2.30–2.32 s).
   for (const group of GROUP_ORDER) {
     for (const parts of [false, true]) {
       const inGroup = cases.filter((c) => c.group === group && (c.who === 'part') === parts);
