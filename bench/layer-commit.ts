@@ -334,7 +334,7 @@ function applyCases(tar: string, bytes: number, impls: readonly Impl[]): Case[] 
   // starts on memory left idle (bench/README.md); removed, 32 pairs in 105 s stayed level. On a disk the trees are
   // kept, as fresh() says.
   const tmpfs = statfsSync(into).type === TMPFS_MAGIC;
-  const replace = (previous: string, prefix: string): string => {
+  const nextTree = (previous: string, prefix: string): string => {
     if (tmpfs && previous) rmSync(previous, { recursive: true, force: true });
     return fresh(into, prefix);
   };
@@ -343,7 +343,7 @@ function applyCases(tar: string, bytes: number, impls: readonly Impl[]): Case[] 
       group: 'apply',
       who: impl.who,
       label: `${impl.name}: applyLayer(layer.tar) into an empty dir, in-process`,
-      before: () => void (ours = replace(ours, 'ours')),
+      before: () => void (ours = nextTree(ours, 'ours')),
       run: () =>
         inProcess(bytes, async () => {
           await impl.applyLayer(createReadStream(tar, { highWaterMark: 1 << 20 }), { root: ours });
@@ -354,7 +354,7 @@ function applyCases(tar: string, bytes: number, impls: readonly Impl[]): Case[] 
       group: 'apply',
       who: 'peer',
       label: `tar --same-owner -p --xattrs -xf layer.tar -C DIR`,
-      before: () => void (theirs = replace(theirs, 'tar')),
+      before: () => void (theirs = nextTree(theirs, 'tar')),
       run: () =>
         shell(`tar --same-owner --same-permissions --xattrs --xattrs-include='*' -xf ${q(tar)} -C ${q(theirs)}`, bytes),
       samples: [],

@@ -3,9 +3,10 @@
 // only the raw disk may be made in memory instead (below), in a directory removed with it. After a SIGKILL only
 // those directories remain; the next export removes those of dead processes.
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, readdir, readFile, statfs } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { privateDir } from '../layers/store/private-dirs.js';
+import { availableMemory } from '../sys/cgroups.js';
 import { TsbuildError } from '../sys/errors.js';
 import { defaultHost, type Host } from '../sys/host.js';
 import { isAlive } from '../sys/pid.js';
@@ -81,14 +82,14 @@ export interface RawDiskOptions {
   onDisk?: boolean;
   /** the tmpfs to use (tests); default /dev/shm */
   memoryRoot?: string;
-  /** bytes of memory free for it (tests); default freeMemory() */
+  /** bytes of memory free for it (tests); default availableMemory() (sys/cgroups.ts) */
   free?: number;
 }
 
 /**
  * makeRawDisk creates the sparse raw disk file of `diskBytes` (its virtual size, an upper bound of what mkfs
  * writes): in a new private directory in `memoryRoot` when that is a tmpfs with room for twice the disk and the free
- * memory (freeMemory) is as large, else as `disk.raw` in the work directory.
+ * memory (availableMemory) is as large, else as `disk.raw` in the work directory.
  */
 export async function makeRawDisk(work: string, diskBytes: number, opts: RawDiskOptions = {}): Promise<RawDisk> {
   const place = await rawDiskPlace(work, diskBytes, opts);
@@ -111,7 +112,7 @@ async function rawDiskPlace(work: string, diskBytes: number, opts: RawDiskOption
     if (mode === 'memory') throw memoryUnusable(`${root} is not a tmpfs`);
     return onDisk;
   }
-  const room = Math.min(fs.bavail * fs.bsize, opts.free ?? (await freeMemory()));
+  const room = Math.min(fs.bavail * fs.bsize, opts.free ?? (await availableMemory()));
   if (mode === 'auto' && room < 2 * diskBytes) return onDisk;
   const memoryDir = join(root, `${MEMORY_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
   try {
@@ -129,24 +130,6 @@ function memoryUnusable(why: string, cause?: unknown): TsbuildError {
     ...(cause === undefined ? {} : { cause }),
     hint: `unset ${SCRATCH_ENV} to make the raw disk in the store when memory is not usable`,
   });
-}
-
-/**
- * freeMemory is MemAvailable from /proc/meminfo, or less when this process's cgroup (v2) has a memory limit: the
- * limit minus what the cgroup uses (tmpfs pages are charged to it).
- */
-export async function freeMemory(): Promise<number> {
-  const meminfo = await readFile('/proc/meminfo', 'utf8').catch(() => '');
-  const kib = /^MemAvailable:\s+(\d+) kB$/m.exec(meminfo);
-  let free = kib ? Number(kib[1]) * 1024 : 0;
-  const cg = /^0::(\/.*)$/m.exec(await readFile('/proc/self/cgroup', 'utf8').catch(() => ''));
-  if (cg) {
-    const dir = join('/sys/fs/cgroup', cg[1] as string);
-    const max = (await readFile(join(dir, 'memory.max'), 'utf8').catch(() => 'max')).trim();
-    const cur = Number((await readFile(join(dir, 'memory.current'), 'utf8').catch(() => '0')).trim());
-    if (/^\d+$/.test(max)) free = Math.min(free, Math.max(0, Number(max) - cur));
-  }
-  return free;
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   rmdirSync,
   writeFileSync,
 } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { TsbuildError } from './errors.js';
 import { isAlive as pidAlive } from './pid.js';
@@ -164,6 +165,30 @@ export class RootlessCgroupError extends CgroupError {
   }
 }
 
+/** ownV2Cgroup is this process's cgroup in the unified hierarchy (the `0::` line of /proc/self/cgroup). */
+function ownV2Cgroup(selfCgroup: string): string | undefined {
+  return /^0::(\/.*)$/m.exec(selfCgroup)?.[1];
+}
+
+/**
+ * availableMemory is MemAvailable from /proc/meminfo, or less when this process's cgroup v2 has a memory limit: the
+ * limit minus what the cgroup uses (tmpfs pages are charged to it).
+ */
+export async function availableMemory(): Promise<number> {
+  const read = (path: string): Promise<string> => readFile(path, 'utf8').catch(() => '');
+  const kib = /^MemAvailable:\s+(\d+) kB$/m.exec(await read('/proc/meminfo'));
+  let free = kib ? Number(kib[1]) * 1024 : 0;
+  const own = ownV2Cgroup(await read('/proc/self/cgroup'));
+  const unified = parseCgroupMounts(await read('/proc/self/mountinfo')).find((h) => h.version === 2);
+  if (own !== undefined && unified) {
+    const dir = join(unified.mountPoint, own);
+    const max = (await read(join(dir, 'memory.max'))).trim();
+    const cur = Number((await read(join(dir, 'memory.current'))).trim() || 0);
+    if (/^\d+$/.test(max)) free = Math.min(free, Math.max(0, Number(max) - cur));
+  }
+  return free;
+}
+
 /**
  * delegatedParent finds where a rootless run may make cgroups: the unified hierarchy's directory that holds this
  * process's own cgroup, when this process may write it and it offers every controller needed.
@@ -171,7 +196,7 @@ export class RootlessCgroupError extends CgroupError {
 function delegatedParent(unified: Hierarchy | undefined, needed: Controller[], selfCgroup: string): string {
   if (!unified)
     throw new RootlessCgroupError('resource limits as an ordinary user need cgroup v2, and this host has none mounted');
-  const own = /^0::(\/.*)$/m.exec(selfCgroup)?.[1];
+  const own = ownV2Cgroup(selfCgroup);
   if (own === undefined)
     throw new RootlessCgroupError(
       'resource limits as an ordinary user need cgroup v2 (this process is in no v2 cgroup)',

@@ -6,13 +6,13 @@ import { mkdir, mkdtemp, readdir, stat, symlink, writeFile } from 'node:fs/promi
 import { join } from 'node:path';
 import {
   cleanStaleMemoryDirs,
-  freeMemory,
   makeRawDisk,
   MEMORY_ROOT,
   SCRATCH_ENV,
   scratchMode,
   TMPFS_MAGIC,
 } from '../../convert/work-dir.js';
+import { availableMemory } from '../../sys/cgroups.js';
 import { makeTempDir, removeDir } from '../helpers/index.js';
 
 const MiB = 1 << 20;
@@ -101,7 +101,7 @@ test('TSBUILD_EXPORT_SCRATCH takes auto, memory or disk; anything else is refuse
 });
 
 test('the free memory is a positive byte count no larger than the machine memory', async (t) => {
-  const free = await freeMemory();
+  const free = await availableMemory();
   t.true(free > 0);
   t.true(free <= (await import('node:os')).totalmem());
 });
