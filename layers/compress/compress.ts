@@ -120,7 +120,7 @@ function expansionGuard(opts: DecompressOptions, what: string): ExpansionGuard |
 function rawDecoder(c: Compression | ReadOnlyCompression): Duplex {
   switch (c) {
     case 'gzip':
-      return new GunzipStream();
+      return new GunzipStream({ chunkSize: GUNZIP_CHUNK });
     case 'zstd':
       return new ZstdDecompressStream();
     case 'bzip2':
@@ -173,6 +173,14 @@ export function autoDecompress(
     get: () => relay.chosen as Compression | ReadOnlyCompression | undefined,
   }) as DecoderRelay & { readonly detected: Compression | ReadOnlyCompression | undefined };
 }
+
+/**
+ * The gunzip's output chunk: 1 MiB, not zlib's 16 KiB. Each chunk is a round trip to libuv's pool and one more chunk
+ * through the streams after it. Applying Debian bookworm's gzip layer (61 MB, 170 MB of tar) from a store took
+ * 1.10–1.22 s with 16 KiB and 0.48–0.58 s with 1 MiB; straight from the blob file into applyLayer, 16 KiB 0.95–1.18 s,
+ * 64 KiB 0.62–0.77, 256 KiB 0.47–0.53, 1 MiB 0.45–0.50, 4 MiB 0.52–0.54 s (2026-12-05, 2 CPUs).
+ */
+const GUNZIP_CHUNK = 1 << 20;
 
 /** GunzipStream is zlib's gunzip whose own failures say that the gzip data is corrupt. */
 class GunzipStream extends zlib.Gunzip {
