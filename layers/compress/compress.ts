@@ -120,7 +120,7 @@ function expansionGuard(opts: DecompressOptions, what: string): ExpansionGuard |
 function rawDecoder(c: Compression | ReadOnlyCompression): Duplex {
   switch (c) {
     case 'gzip':
-      return new GunzipStream({ chunkSize: GUNZIP_CHUNK });
+      return new GunzipStream();
     case 'zstd':
       return new ZstdDecompressStream();
     case 'bzip2':
@@ -182,8 +182,12 @@ export function autoDecompress(
  */
 const GUNZIP_CHUNK = 1 << 20;
 
-/** GunzipStream is zlib's gunzip whose own failures say that the gzip data is corrupt. */
+/** GunzipStream is zlib's gunzip, in GUNZIP_CHUNK pieces, whose own failures say that the gzip data is corrupt. */
 class GunzipStream extends zlib.Gunzip {
+  constructor() {
+    super({ chunkSize: GUNZIP_CHUNK });
+  }
+
   override destroy(error?: Error): this {
     const code = (error as NodeJS.ErrnoException | undefined)?.code;
     const fromZlib = typeof code === 'string' && code.startsWith('Z_');
